@@ -1,0 +1,214 @@
+/**
+ * The `objmount` command line: parse, call the daemon layer, print, exit. Errors meant for people
+ * are printed as one line, without a stack trace, with a non-zero exit code.
+ */
+
+import { fork } from 'node:child_process';
+import { mkdirSync, openSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+
+import { DEFAULTS, type MountOptions, OptionError, parseSize, parseSource } from '../config/mount-options.js';
+import { DefaultChainResolver } from '../creds/resolver.js';
+import { startMount } from '../daemon/mount.js';
+import { MountRegistry } from '../daemon/registry.js';
+import { unmount } from '../daemon/unmount.js';
+import { UserError } from '../daemon/user-error.js';
+import { type LogLevel, type Logger, createLogger } from '../log/logger.js';
+import { runForeground } from '../daemon/serve.js';
+
+const DAEMON_CHILD = 'OBJMOUNT_DAEMON_CHILD';
+
+function mountFlags(y: Argv) {
+  return y
+    .positional('source', { type: 'string', demandOption: true, describe: 's3://bucket or s3://bucket/prefix' })
+    .positional('mountpoint', { type: 'string', demandOption: true, describe: 'an empty directory' })
+    .option('endpoint', { type: 'string', describe: 'endpoint URL of an S3-compatible store (default: AWS)' })
+    .option('region', { type: 'string', describe: `region (default: $AWS_REGION, else ${DEFAULTS.region})` })
+    .option('path-style', {
+      type: 'boolean',
+      describe: 'path-style addressing (endpoint/bucket/key); default: on with --endpoint, off for AWS',
+    })
+    .option('foreground', { alias: 'f', type: 'boolean', default: false, describe: 'stay in the foreground, log to stderr' })
+    .option('uid', { type: 'number', describe: 'owner of objects without POSIX metadata (default: yours)' })
+    .option('gid', { type: 'number', describe: 'group of objects without POSIX metadata (default: yours)' })
+    .option('file-mode', { type: 'string', default: '644', describe: 'permissions (octal) of files without metadata' })
+    .option('dir-mode', { type: 'string', default: '755', describe: 'permissions (octal) of directories without metadata' })
+    .option('metadata-ttl', {
+      type: 'number',
+      default: DEFAULTS.metadataTtlSeconds,
+      describe: 'seconds attributes are cached; changes by other clients show up after this',
+    })
+    .option('negative-ttl', { type: 'number', default: DEFAULTS.negativeTtlSeconds, describe: 'seconds a missing path is cached' })
+    .option('part-size', { type: 'string', default: '8M', describe: 'multipart upload part size (grows for huge files)' })
+    .option('upload-concurrency', { type: 'number', default: DEFAULTS.uploadConcurrency, describe: 'parts uploaded at once per file' })
+    .option('max-connections', { type: 'number', default: DEFAULTS.maxConnections, describe: 'connections to the store' })
+    .option('allow-other', { type: 'boolean', default: false, describe: 'let other users access the mount' })
+    .option('staging-dir', { type: 'string', describe: 'where files being written are staged (default: a temp dir)' })
+    .option('log-level', { choices: ['debug', 'info', 'warn', 'error'] as const, default: 'info' as const })
+    .option('log-file', { type: 'string', describe: 'daemon log (default: ~/.local/state/objmount/<mountpoint>.log)' })
+    .option('debug-fuse', { type: 'boolean', default: false, describe: 'print every FUSE request (very verbose)' });
+}
+
+type MountArgs = Awaited<ReturnType<typeof mountFlags>['argv']>;
+
+function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
+  const octal = (name: string, text: string) => {
+    if (!/^[0-7]{1,4}$/.test(text)) throw new OptionError(`--${name} '${text}' is not an octal mode such as 644`);
+    return parseInt(text, 8);
+  };
+  const positive = (name: string, value: number) => {
+    if (!Number.isFinite(value) || value < 0) throw new OptionError(`--${name} must be a number of 0 or more`);
+    return value;
+  };
+  return {
+    source: parseSource(args.source),
+    mountpoint: args.mountpoint,
+    endpoint: args.endpoint,
+    region: args.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? DEFAULTS.region,
+    pathStyle: args['path-style'] ?? args.endpoint !== undefined,
+    foreground: args.foreground,
+    uid: args.uid ?? process.getuid?.() ?? 0,
+    gid: args.gid ?? process.getgid?.() ?? 0,
+    fileMode: octal('file-mode', args['file-mode']),
+    dirMode: octal('dir-mode', args['dir-mode']),
+    metadataTtlSeconds: positive('metadata-ttl', args['metadata-ttl']),
+    negativeTtlSeconds: positive('negative-ttl', args['negative-ttl']),
+    partSize: parseSize(args['part-size']),
+    uploadConcurrency: Math.max(1, positive('upload-concurrency', args['upload-concurrency'])),
+    maxConnections: Math.max(1, positive('max-connections', args['max-connections'])),
+    allowOther: args['allow-other'],
+    stagingDir: args['staging-dir'],
+    logLevel: args['log-level'],
+    logFile: args['log-file'],
+    debugFuse: args['debug-fuse'],
+  };
+}
+
+function defaultLogFile(mountpoint: string, env: NodeJS.ProcessEnv): string {
+  const base = process.getuid?.() === 0 ? '/var/log/objmount' : join(env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'objmount');
+  const name = resolve(mountpoint).replace(/^\/+/, '').replace(/\//g, '-') || 'root';
+  return join(base, `${name}.log`);
+}
+
+async function mountCommand(args: MountArgs, env: NodeJS.ProcessEnv): Promise<void> {
+  const options = toMountOptions(args, env);
+  const registry = new MountRegistry(MountRegistry.defaultDirectory(env, process.getuid?.() ?? 0));
+  const child = env[DAEMON_CHILD] === '1';
+  if (options.foreground || child) {
+    // The daemon child's stdout and stderr are its log file.
+    const logger: Logger = createLogger((line) => process.stderr.write(line), options.logLevel as LogLevel);
+    try {
+      await runForeground({
+        start: () => startMount(options, { resolver: new DefaultChainResolver(env), logger }),
+        logger,
+        registry,
+        logFile: options.logFile,
+        onReady: child ? () => process.send?.({ type: 'ready' }) : undefined,
+      });
+    } catch (error) {
+      if (child) process.send?.({ type: 'error', message: error instanceof Error ? error.message : String(error), user: error instanceof UserError });
+      throw error;
+    }
+    return;
+  }
+  await daemonize(options, env);
+}
+
+/**
+ * Starts this same command as a detached child in the foreground mode, its output going to the
+ * log file, and returns once the child reports the mount live (or exits with the reason).
+ */
+async function daemonize(options: MountOptions, env: NodeJS.ProcessEnv): Promise<void> {
+  const logFile = options.logFile ?? defaultLogFile(options.mountpoint, env);
+  mkdirSync(resolve(logFile, '..'), { recursive: true, mode: 0o700 });
+  const log = openSync(logFile, 'a', 0o600);
+  const script = fileURLToPath(new URL('./main.js', import.meta.url));
+  const args = hideBin(process.argv);
+  if (!options.logFile) args.push('--log-file', logFile);
+  const child = fork(script, args, {
+    detached: true,
+    stdio: ['ignore', log, log, 'ipc'],
+    env: { ...env, [DAEMON_CHILD]: '1' },
+  });
+  const outcome = await new Promise<{ ready: boolean; message?: string }>((resolveOutcome) => {
+    child.on('message', (message: { type?: string; message?: string }) => {
+      if (message?.type === 'ready') resolveOutcome({ ready: true });
+      if (message?.type === 'error') resolveOutcome({ ready: false, message: message.message });
+    });
+    child.on('exit', (code) => resolveOutcome({ ready: false, message: `the daemon exited with code ${code}; see ${logFile}` }));
+  });
+  if (!outcome.ready) throw new UserError(outcome.message ?? `the daemon failed; see ${logFile}`);
+  child.disconnect();
+  child.unref();
+  process.stdout.write(`mounted ${options.source.bucket} on ${resolve(options.mountpoint)} (log: ${logFile})\n`);
+}
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  await yargs(argv)
+    .scriptName('objmount')
+    .usage('$0 <command> [options]\n\nMount S3 buckets (and S3-compatible stores) as directories.')
+    .command(
+      'mount <source> <mountpoint>',
+      'mount s3://bucket[/prefix] on an empty directory',
+      (y) => mountFlags(y),
+      (args) => mountCommand(args as MountArgs, env),
+    )
+    .command(
+      'unmount <mountpoint>',
+      'upload what is pending and unmount',
+      (y) =>
+        y
+          .positional('mountpoint', { type: 'string', demandOption: true })
+          .option('force', { type: 'boolean', default: false, describe: 'detach even while files are open (lazy unmount)' }),
+      async (args) => {
+        const registry = new MountRegistry(MountRegistry.defaultDirectory(env, process.getuid?.() ?? 0));
+        await unmount(args.mountpoint, { force: args.force, registry });
+      },
+    )
+    .command(
+      'demo',
+      'mount a sample bucket from an embedded local S3 server at ./objmount-demo',
+      (y) => y.option('dir', { type: 'string', default: './objmount-demo', describe: 'where to mount the demo bucket' }),
+      async (args) => {
+        // Loaded on demand: the embedded server is only needed by the demo.
+        const { runDemo } = await import('../daemon/demo.js');
+        await runDemo({ mountpoint: args.dir });
+      },
+    )
+    .demandCommand(1, 'name a command: mount, unmount or demo')
+    .strict()
+    .showHelpOnFail(false)
+    .fail((message, error) => {
+      throw error ?? new UserError(`${message} (see 'objmount --help')`, 2);
+    })
+    .help()
+    .alias('help', 'h')
+    .version()
+    .parseAsync();
+}
+
+function report(error: unknown): number {
+  if (error instanceof UserError) {
+    process.stderr.write(`objmount: ${error.message}\n`);
+    return error.exitCode;
+  }
+  if (error instanceof OptionError) {
+    process.stderr.write(`objmount: ${error.message}\n`);
+    return 2;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`objmount: unexpected error: ${message.split('\n')[0]}\n`);
+  return 1;
+}
+
+// objmount supports Node 20; the SDK's notice about its own future Node support is not for our users.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+main(hideBin(process.argv), process.env).catch((error: unknown) => {
+  process.exitCode = report(error);
+});

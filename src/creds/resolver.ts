@@ -1,0 +1,83 @@
+/**
+ * Where a mount's credentials come from.
+ *
+ * Today a bucket's credentials come from the AWS default chain (environment variables, the
+ * shared ~/.aws files, SSO, process, web identity, container and instance roles). The `creds`
+ * store (pairings, imported keys) will plug in here as another `CredentialResolver` that is
+ * tried first, so nothing above this seam changes.
+ */
+
+import { defaultProvider } from '@aws-sdk/credential-provider-node';
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
+
+
+/** No usable credential was found; the message says where we looked and what to do. */
+export class CredentialError extends Error {
+  override readonly name = 'CredentialError';
+}
+
+export interface ResolvedS3Credential {
+  /** Handed to the SDK; refreshes itself before expiry. */
+  provider: AwsCredentialIdentityProvider;
+  /** The access key id (not a secret), for messages. */
+  accessKeyId: string;
+  /** Where the key came from, for messages ("environment", "profile 'dev'"). */
+  source: string;
+}
+
+export interface CredentialResolver {
+  resolveS3(bucket: string): Promise<ResolvedS3Credential>;
+}
+
+/** The AWS SDK's default chain, memoized, with the source named for error messages. */
+export class DefaultChainResolver implements CredentialResolver {
+  constructor(private readonly env: NodeJS.ProcessEnv) {}
+
+  async resolveS3(bucket: string): Promise<ResolvedS3Credential> {
+    const provider = memoize(defaultProvider({ profile: this.env.AWS_PROFILE }));
+    let identity: AwsCredentialIdentity;
+    try {
+      identity = await provider();
+    } catch (error) {
+      throw new CredentialError(
+        `no credentials found for s3://${bucket}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, ` +
+          `or configure a profile in ~/.aws/credentials (AWS_PROFILE selects one)`,
+        { cause: error },
+      );
+    }
+    return { provider, accessKeyId: identity.accessKeyId, source: this.describeSource() };
+  }
+
+  private describeSource(): string {
+    if (this.env.AWS_ACCESS_KEY_ID) return 'the environment (AWS_ACCESS_KEY_ID)';
+    return `the AWS profile '${this.env.AWS_PROFILE ?? 'default'}'`;
+  }
+}
+
+/** Caches an identity until five minutes before it expires. */
+function memoize(provider: AwsCredentialIdentityProvider): AwsCredentialIdentityProvider {
+  let current: Promise<AwsCredentialIdentity> | undefined;
+  return async () => {
+    if (current) {
+      const identity = await current.catch(() => undefined);
+      const expiresAt = identity?.expiration?.getTime();
+      if (identity && (expiresAt === undefined || expiresAt - Date.now() > 5 * 60_000)) return identity;
+    }
+    current = provider();
+    return current;
+  };
+}
+
+/** A fixed key, for the demo's embedded server and for tests. */
+export class StaticResolver implements CredentialResolver {
+  constructor(
+    private readonly accessKeyId: string,
+    private readonly secretAccessKey: string,
+    private readonly source: string,
+  ) {}
+
+  async resolveS3(): Promise<ResolvedS3Credential> {
+    const identity = { accessKeyId: this.accessKeyId, secretAccessKey: this.secretAccessKey };
+    return { provider: async () => identity, accessKeyId: this.accessKeyId, source: this.source };
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * Composition root of one mount: checks the mountpoint, resolves credentials, checks the bucket,
+ * builds the store, the file system and the FUSE session, and tears them down in order.
+ * Every failure before the mount is live leaves nothing behind and becomes a `UserError`.
+ */
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { type MountOptions, formatSource } from '../config/mount-options.js';
+import { CredentialError, type CredentialResolver } from '../creds/resolver.js';
+import { FileSystem } from '../fs/file-system.js';
+import { FuseSession, hasUtimensFix } from '../fuse/binding.js';
+import { createOperations } from '../fuse/operations.js';
+import type { Logger } from '../log/logger.js';
+import { isStoreError } from '../storage/object-store.js';
+import { S3Store } from '../storage/s3-store.js';
+import { detach, findMount, prepareMountpoint } from './mountpoint.js';
+import { UserError } from './user-error.js';
+
+export interface RunningMount {
+  readonly mountpoint: string;
+  readonly source: string;
+  /** Resolves when the mount goes away without `stop` (unmounted from outside). */
+  readonly gone: Promise<void>;
+  /** Uploads what is pending, detaches the mount and releases everything. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export interface MountDependencies {
+  resolver: CredentialResolver;
+  logger: Logger;
+}
+
+export async function startMount(options: MountOptions, deps: MountDependencies): Promise<RunningMount> {
+  const { logger } = deps;
+  const source = formatSource(options.source);
+  const mountpoint = await prepareMountpoint(options.mountpoint);
+
+  let credential;
+  try {
+    credential = await deps.resolver.resolveS3(options.source.bucket);
+  } catch (error) {
+    if (error instanceof CredentialError) throw new UserError(error.message);
+    throw error;
+  }
+  const credentialDescription = `access key ${credential.accessKeyId} from ${credential.source}`;
+  const store = new S3Store({
+    bucket: options.source.bucket,
+    endpoint: options.endpoint,
+    region: options.region,
+    pathStyle: options.pathStyle,
+    credentials: credential.provider,
+    credentialDescription,
+    maxConnections: options.maxConnections,
+  });
+
+  const cleanups: Array<() => Promise<unknown> | unknown> = [() => store.destroy()];
+  const cleanUp = async () => {
+    for (const cleanup of cleanups.reverse()) await Promise.resolve().then(cleanup).catch(() => undefined);
+  };
+  try {
+    try {
+      await store.probe(options.source.prefix);
+    } catch (error) {
+      if (isStoreError(error)) throw new UserError(`cannot mount ${source}: ${describeProbeFailure(error.code, error.message, options)}`);
+      throw error;
+    }
+
+    const stagingDir = options.stagingDir ?? (await mkdtemp(join(tmpdir(), 'objmount-staging-')));
+    if (!options.stagingDir) cleanups.push(() => rm(stagingDir, { recursive: true, force: true }));
+
+    const fs = new FileSystem(store, {
+      prefix: options.source.prefix,
+      defaults: { uid: options.uid, gid: options.gid, fileMode: options.fileMode, dirMode: options.dirMode },
+      cache: {
+        fileTtlMs: options.metadataTtlSeconds * 1000,
+        dirTtlMs: options.metadataTtlSeconds * 1000,
+        negativeTtlMs: options.negativeTtlSeconds * 1000,
+        maxEntries: 100_000,
+      },
+      stagingDir,
+      partSize: options.partSize,
+      uploadConcurrency: options.uploadConcurrency,
+      logger,
+    });
+    if (!hasUtimensFix()) {
+      logger.warn('fuse-native was not rebuilt with the utimens fix (scripts/build-fuse-native): mtimes set by touch/cp -p/rsync will be wrong');
+    }
+    const session = new FuseSession(mountpoint, createOperations(fs, logger), {
+      fsName: source,
+      allowOther: options.allowOther,
+      attrTimeoutSeconds: options.metadataTtlSeconds,
+      debug: options.debugFuse,
+    });
+    try {
+      await session.mount();
+    } catch (error) {
+      throw new UserError(`cannot mount ${source} on ${mountpoint}: ${(error as Error).message}`);
+    }
+    logger.info(`mounted ${source} on ${mountpoint} (${credentialDescription})`);
+
+    let stopping: Promise<void> | undefined;
+    let watcher: NodeJS.Timeout | undefined;
+    let signalGone!: () => void;
+    const gone = new Promise<void>((resolve) => (signalGone = resolve));
+    const stop = () => {
+      stopping ??= (async () => {
+        if (watcher) clearInterval(watcher);
+        const pending = fs.pendingFiles;
+        if (pending.length > 0) logger.info(`uploading ${pending.length} pending file(s) before unmount`);
+        try {
+          await fs.drain();
+        } catch (error) {
+          logger.error(`could not upload everything before unmount: ${(error as Error).message}`);
+        }
+        if (await findMount(mountpoint)) {
+          await session.unmount().catch(() => detach(mountpoint, true).catch(() => undefined));
+        }
+        await cleanUp();
+        logger.info(`unmounted ${mountpoint}`);
+      })();
+      return stopping;
+    };
+    // fuse-native does not tell us when the kernel mount goes away (umount, fusermount -u):
+    // look for it, and stop serving once it is gone.
+    watcher = setInterval(() => {
+      void findMount(mountpoint).then((entry) => {
+        if (!entry && !stopping) {
+          logger.info(`${mountpoint} was unmounted`);
+          void stop().then(signalGone);
+        }
+      });
+    }, 1000);
+    watcher.unref();
+    return { mountpoint, source, gone, stop };
+  } catch (error) {
+    await cleanUp();
+    throw error;
+  }
+}
+
+function describeProbeFailure(code: string, message: string, options: MountOptions): string {
+  switch (code) {
+    case 'NoSuchBucket':
+      return `${message}: check the bucket name${options.endpoint ? '' : ' and --region'}`;
+    case 'InvalidCredentials':
+      return `${message}: check the access key and secret`;
+    case 'AccessDenied':
+      return `${message}: the key may not list this bucket`;
+    case 'Unreachable':
+      return `${message}: check --endpoint and the network`;
+    default:
+      return message;
+  }
+}

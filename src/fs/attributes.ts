@@ -1,0 +1,151 @@
+/**
+ * POSIX attributes and how they are stored with objects, compatibly with s3fs:
+ * `x-amz-meta-mode` (decimal st_mode, file type bits included), `-uid`, `-gid` (decimal), and
+ * `-mtime`, `-ctime`, `-atime` (seconds since the epoch, with a nine-digit fraction when the time
+ * is not a whole second). Symlinks are objects whose body is the target and whose mode has
+ * S_IFLNK. Objects written by other tools have none of these: they get the mount's defaults.
+ */
+
+import type { ObjectInfo, ObjectMetadata } from '../storage/object-store.js';
+
+export const S_IFMT = 0o170000;
+export const S_IFREG = 0o100000;
+export const S_IFDIR = 0o040000;
+export const S_IFLNK = 0o120000;
+
+export type NodeKind = 'file' | 'directory' | 'symlink';
+
+export interface Attributes {
+  kind: NodeKind;
+  /** Full st_mode, type bits included. */
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtimeMs: number;
+  atimeMs: number;
+  ctimeMs: number;
+}
+
+/** What the mount shows for objects that carry no POSIX metadata. */
+export interface AttributeDefaults {
+  uid: number;
+  gid: number;
+  /** Permission bits for files, e.g. 0o644. */
+  fileMode: number;
+  /** Permission bits for directories, e.g. 0o755. */
+  dirMode: number;
+}
+
+export function kindOfMode(mode: number): NodeKind | undefined {
+  switch (mode & S_IFMT) {
+    case S_IFREG:
+      return 'file';
+    case S_IFDIR:
+      return 'directory';
+    case S_IFLNK:
+      return 'symlink';
+    default:
+      return undefined;
+  }
+}
+
+function typeBits(kind: NodeKind): number {
+  return kind === 'directory' ? S_IFDIR : kind === 'symlink' ? S_IFLNK : S_IFREG;
+}
+
+/** Attributes of an object from its HEAD (metadata known) or listing (metadata absent). */
+export function attributesOfObject(
+  info: Pick<ObjectInfo, 'size' | 'lastModified' | 'metadata'>,
+  expected: 'file' | 'directory',
+  defaults: AttributeDefaults,
+): Attributes {
+  const meta = info.metadata ?? {};
+  const storedMode = parseInteger(meta.mode);
+  let kind: NodeKind = expected;
+  let mode: number;
+  if (storedMode !== undefined) {
+    const storedKind = kindOfMode(storedMode);
+    // A file object may be a symlink; a directory marker is always a directory.
+    if (expected === 'file' && storedKind === 'symlink') kind = 'symlink';
+    mode = typeBits(kind) | (storedMode & 0o7777);
+  } else {
+    mode = typeBits(kind) | (kind === 'directory' ? defaults.dirMode : defaults.fileMode);
+  }
+  const mtimeMs = parseTime(meta.mtime) ?? info.lastModified.getTime();
+  return {
+    kind,
+    mode,
+    uid: parseInteger(meta.uid) ?? defaults.uid,
+    gid: parseInteger(meta.gid) ?? defaults.gid,
+    size: kind === 'directory' ? 0 : info.size,
+    mtimeMs,
+    atimeMs: parseTime(meta.atime) ?? mtimeMs,
+    ctimeMs: parseTime(meta.ctime) ?? mtimeMs,
+  };
+}
+
+/** A directory known only from a common prefix (no marker object): defaults, time of the mount. */
+export function implicitDirectory(defaults: AttributeDefaults, timeMs: number): Attributes {
+  return {
+    kind: 'directory',
+    mode: S_IFDIR | defaults.dirMode,
+    uid: defaults.uid,
+    gid: defaults.gid,
+    size: 0,
+    mtimeMs: timeMs,
+    atimeMs: timeMs,
+    ctimeMs: timeMs,
+  };
+}
+
+export function newAttributes(kind: NodeKind, permissions: number, defaults: AttributeDefaults, nowMs: number): Attributes {
+  return {
+    kind,
+    mode: typeBits(kind) | (permissions & 0o7777),
+    uid: defaults.uid,
+    gid: defaults.gid,
+    size: 0,
+    mtimeMs: nowMs,
+    atimeMs: nowMs,
+    ctimeMs: nowMs,
+  };
+}
+
+/** The user metadata that records `attrs`, in s3fs's format. */
+export function metadataOf(attrs: Attributes): ObjectMetadata {
+  return {
+    mode: String(attrs.mode),
+    uid: String(attrs.uid),
+    gid: String(attrs.gid),
+    mtime: formatTime(attrs.mtimeMs),
+    ctime: formatTime(attrs.ctimeMs),
+    atime: formatTime(attrs.atimeMs),
+  };
+}
+
+export function contentTypeOf(kind: NodeKind): string {
+  return kind === 'directory' ? 'application/x-directory' : 'application/octet-stream';
+}
+
+function parseInteger(value: string | undefined): number | undefined {
+  if (value === undefined || !/^\d+$/.test(value.trim())) return undefined;
+  return Number(value.trim());
+}
+
+/** Seconds since the epoch, "1700000000" or "1700000000.250000000". */
+export function parseTime(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const match = /^\s*(\d+)(?:\.(\d{1,9}))?\s*$/.exec(value);
+  if (!match) return undefined;
+  const fractionMs = match[2] ? Number(match[2].padEnd(9, '0')) / 1e6 : 0;
+  return Number(match[1]) * 1000 + Math.floor(fractionMs);
+}
+
+export function formatTime(ms: number): string {
+  const seconds = Math.floor(ms / 1000);
+  const remainderMs = ms - seconds * 1000;
+  if (remainderMs === 0) return String(seconds);
+  const nanos = Math.round(remainderMs * 1e6);
+  return `${seconds}.${String(nanos).padStart(9, '0')}`;
+}

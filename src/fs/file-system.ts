@@ -1,0 +1,692 @@
+/**
+ * File-system semantics over an `ObjectStore`: what each POSIX operation means for keys.
+ *
+ * Paths are those FUSE hands us ("/a/b"); the key of "/a/b" is `prefix + "a/b"`, and a directory
+ * "/a" may exist implicitly (some key starts with "a/") or explicitly (a zero-byte "a/" marker,
+ * which mkdir writes). When a file and a directory share a name, the directory wins.
+ *
+ * Lookups ask the store three things at once (HEAD key, HEAD key/, one key under key/) and the
+ * answer is cached for a TTL, negatives included. Listings are paged and never HEAD each entry.
+ * Files open for writing are staged locally (see OpenFile) and uploaded on flush/fsync/close,
+ * which return only once the object is durable. Nothing here knows about FUSE or an SDK.
+ */
+
+import { posix } from 'node:path';
+
+import PQueue from 'p-queue';
+
+import type { Logger } from '../log/logger.js';
+import { type ObjectStore, isStoreError, listAll } from '../storage/object-store.js';
+import {
+  type AttributeDefaults,
+  type Attributes,
+  S_IFMT,
+  attributesOfObject,
+  contentTypeOf,
+  implicitDirectory,
+  metadataOf,
+  newAttributes,
+} from './attributes.js';
+import { FsError, toFsError } from './errors.js';
+import { type CachedNode, MetadataCache, type MetadataCacheOptions } from './metadata-cache.js';
+import { OpenFile, stagingPathFor } from './open-file.js';
+import { FileUploader } from './write/file-uploader.js';
+
+export interface FileSystemOptions {
+  /** Key prefix the mount shows ('' for the whole bucket, else ending in '/'). */
+  prefix: string;
+  defaults: AttributeDefaults;
+  cache: MetadataCacheOptions;
+  /** Directory for staging files of files being written. */
+  stagingDir: string;
+  partSize: number;
+  uploadConcurrency: number;
+  logger: Logger;
+  /** Wall clock for timestamps, injectable for tests. */
+  now?: () => number;
+}
+
+/** Open flags as Linux defines them. */
+export const O_ACCMODE = 0o3;
+export const O_WRONLY = 0o1;
+export const O_RDWR = 0o2;
+export const O_TRUNC = 0o1000;
+export const O_APPEND = 0o2000;
+
+const MAX_KEY_BYTES = 1024;
+const MAX_NAME_BYTES = 255;
+
+interface Handle {
+  file: OpenFile;
+  writable: boolean;
+  append: boolean;
+}
+
+export interface StatFs {
+  blockSize: number;
+  blocks: number;
+  blocksFree: number;
+  files: number;
+  filesFree: number;
+  nameMax: number;
+}
+
+export class FileSystem {
+  private readonly cache: MetadataCache;
+  private readonly uploader: FileUploader;
+  private readonly now: () => number;
+  private readonly openFiles = new Map<string, OpenFile>();
+  private readonly handles = new Map<number, Handle>();
+  private readonly lookups = new Map<string, Promise<CachedNode | undefined>>();
+  private nextHandle = 1;
+  private nextStaging = 1;
+  private rootAttrs: Attributes;
+
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly options: FileSystemOptions,
+  ) {
+    this.cache = new MetadataCache(options.cache);
+    this.uploader = new FileUploader(store, { partSize: options.partSize, concurrency: options.uploadConcurrency });
+    this.now = options.now ?? Date.now;
+    this.rootAttrs = implicitDirectory(options.defaults, this.now());
+  }
+
+  // ---- attributes and directories ----
+
+  async getattr(path: string): Promise<Attributes> {
+    if (path === '/') return this.rootAttrs;
+    const open = this.openFiles.get(path);
+    if (open) return open.attrs;
+    return (await this.resolve(path)).attrs;
+  }
+
+  async readdir(path: string): Promise<string[]> {
+    const dir = path === '/' ? undefined : await this.resolve(path);
+    if (dir && dir.attrs.kind !== 'directory') throw new FsError('ENOTDIR', `${path}: not a directory`);
+    const dirKey = this.dirKey(path);
+    const names = new Set<string>();
+    for await (const page of this.pages(dirKey, path)) {
+      for (const prefix of page.prefixes) {
+        const name = prefix.slice(dirKey.length, -1);
+        if (!isShowableName(name)) continue;
+        names.add(name);
+        const childPath = posix.join(path, name);
+        const known = this.cache.get(childPath);
+        if (!(known?.exists && known.node.attrs.kind === 'directory')) {
+          this.cache.setNode(childPath, {
+            attrs: implicitDirectory(this.options.defaults, this.now()),
+            etag: '',
+            explicit: false,
+            complete: false,
+          });
+        }
+      }
+      for (const object of page.objects) {
+        const name = object.key.slice(dirKey.length);
+        if (!isShowableName(name) || names.has(name)) continue;
+        names.add(name);
+        const childPath = posix.join(path, name);
+        const known = this.cache.get(childPath);
+        if (known?.exists && known.node.etag === object.etag && known.node.complete) continue;
+        this.cache.setNode(childPath, {
+          attrs: attributesOfObject(object, 'file', this.options.defaults),
+          etag: object.etag,
+          explicit: false,
+          complete: false,
+        });
+      }
+    }
+    for (const [openPath, file] of this.openFiles) {
+      if (posix.dirname(openPath) === path && !file.existsInStore) names.add(posix.basename(openPath));
+    }
+    return ['.', '..', ...names];
+  }
+
+  private pages(dirKey: string, path: string) {
+    return wrapErrors(listAll(this.store, { prefix: dirKey, delimiter: '/' }), path);
+  }
+
+  async mkdir(path: string, permissions: number): Promise<void> {
+    const key = this.checkedKey(path);
+    if (await this.tryResolve(path)) throw new FsError('EEXIST', `${path}: already exists`);
+    const attrs = newAttributes('directory', permissions, this.options.defaults, this.now());
+    const { etag } = await this.guard(path, () =>
+      this.store.put(`${key}/`, Buffer.alloc(0), { metadata: metadataOf(attrs), contentType: contentTypeOf('directory') }),
+    );
+    this.cache.setNode(path, { attrs, etag, explicit: true, complete: true });
+  }
+
+  async rmdir(path: string): Promise<void> {
+    if (path === '/') throw new FsError('EPERM', `/: the mount's root cannot be removed`);
+    const node = await this.resolve(path);
+    if (node.attrs.kind !== 'directory') throw new FsError('ENOTDIR', `${path}: not a directory`);
+    const dirKey = this.dirKey(path);
+    const page = await this.guard(path, () => this.store.list({ prefix: dirKey, maxKeys: 2 }));
+    const hasChildren = page.objects.some((o) => o.key !== dirKey) || page.prefixes.length > 0;
+    if (hasChildren || this.hasOpenFilesBelow(path)) throw new FsError('ENOTEMPTY', `${path}: directory not empty`);
+    if (page.objects.some((o) => o.key === dirKey)) await this.guard(path, () => this.store.deleteMany([dirKey]));
+    this.cache.deleteTree(path);
+    this.cache.setMissing(path);
+    await this.keepParent(path);
+  }
+
+  // ---- files ----
+
+  async create(path: string, permissions: number): Promise<number> {
+    const key = this.checkedKey(path);
+    const attrs = newAttributes('file', permissions, this.options.defaults, this.now());
+    const file = new OpenFile(path, key, attrs, '', contentTypeOf('file'), this.stagingPath());
+    const previous = this.openFiles.get(path);
+    if (previous) previous.unlinked = true;
+    this.openFiles.set(path, file);
+    this.cache.delete(path);
+    return this.addHandle(file, O_RDWR);
+  }
+
+  async open(path: string, flags: number): Promise<number> {
+    let file = this.openFiles.get(path);
+    const writable = (flags & O_ACCMODE) !== 0;
+    if (!file) {
+      const node = await this.resolve(path);
+      if (node.attrs.kind === 'directory') {
+        if (writable) throw new FsError('EISDIR', `${path}: is a directory`);
+      }
+      file = new OpenFile(path, this.key(path), { ...node.attrs }, node.etag, node.contentType, this.stagingPath());
+      this.openFiles.set(path, file);
+    }
+    const fh = this.addHandle(file, flags);
+    if (writable && flags & O_TRUNC && file.attrs.size > 0) {
+      try {
+        await this.truncateOpen(file, 0);
+      } catch (error) {
+        await this.release(fh).catch(() => undefined);
+        throw error;
+      }
+    }
+    return fh;
+  }
+
+  async read(fh: number, into: Buffer, length: number, position: number): Promise<number> {
+    const { file } = this.handle(fh);
+    if (file.attrs.kind === 'directory') throw new FsError('EISDIR', `${file.path}: is a directory`);
+    const wanted = Math.min(length, file.attrs.size - position);
+    if (wanted <= 0) return 0;
+    if (file.staged) return file.readStaged(into, wanted, position);
+    if (!file.existsInStore) return 0;
+    const { body } = await this.guard(file.path, () =>
+      this.store.get(file.key, { range: { start: position, end: position + wanted - 1 }, ifMatch: file.etag }),
+    );
+    return body.copy(into, 0, 0, Math.min(body.length, wanted));
+  }
+
+  async write(fh: number, data: Buffer, position: number): Promise<number> {
+    const handle = this.handle(fh);
+    if (!handle.writable) throw new FsError('EBADF', `${handle.file.path}: not open for writing`);
+    const file = handle.file;
+    return file.exclusive(async () => {
+      const staging = await this.guard(file.path, () => file.stage(this.store, file.attrs.size));
+      const at = handle.append ? file.attrs.size : position;
+      if (at + data.length > this.maxObjectSize()) throw new FsError('EFBIG', `${file.path}: larger than the store allows`);
+      let done = 0;
+      while (done < data.length) {
+        const { bytesWritten } = await staging.write(data, done, data.length - done, at + done);
+        done += bytesWritten;
+      }
+      file.attrs.size = Math.max(file.attrs.size, at + data.length);
+      this.touch(file.attrs);
+      file.dirty = true;
+      return data.length;
+    });
+  }
+
+  async flush(fh: number): Promise<void> {
+    await this.commit(this.handle(fh).file);
+  }
+
+  async fsync(fh: number): Promise<void> {
+    await this.commit(this.handle(fh).file);
+  }
+
+  async release(fh: number): Promise<void> {
+    const handle = this.handle(fh);
+    this.handles.delete(fh);
+    const file = handle.file;
+    try {
+      await this.commit(file);
+    } finally {
+      file.refs -= 1;
+      if (file.refs === 0) {
+        await file.exclusive(() => file.discard());
+        if (this.openFiles.get(file.path) === file) this.openFiles.delete(file.path);
+      }
+    }
+  }
+
+  async truncate(path: string, size: number): Promise<void> {
+    const open = this.openFiles.get(path);
+    if (open) return this.truncateOpen(open, size);
+    const node = await this.resolve(path);
+    if (node.attrs.kind === 'directory') throw new FsError('EISDIR', `${path}: is a directory`);
+    const file = new OpenFile(path, this.key(path), { ...node.attrs }, node.etag, node.contentType, this.stagingPath());
+    file.refs = 1;
+    this.openFiles.set(path, file);
+    try {
+      await this.truncateOpen(file, size);
+      await this.commit(file);
+    } finally {
+      await file.exclusive(() => file.discard());
+      if (this.openFiles.get(path) === file) this.openFiles.delete(path);
+    }
+  }
+
+  async ftruncate(fh: number, size: number): Promise<void> {
+    const handle = this.handle(fh);
+    if (!handle.writable) throw new FsError('EBADF', `${handle.file.path}: not open for writing`);
+    await this.truncateOpen(handle.file, size);
+  }
+
+  private truncateOpen(file: OpenFile, size: number): Promise<void> {
+    if (size > this.maxObjectSize()) throw new FsError('EFBIG', `${file.path}: larger than the store allows`);
+    return file.exclusive(async () => {
+      const staging = await this.guard(file.path, () => file.stage(this.store, Math.min(size, file.attrs.size)));
+      await staging.truncate(size);
+      file.attrs.size = size;
+      this.touch(file.attrs);
+      file.dirty = true;
+    });
+  }
+
+  async unlink(path: string): Promise<void> {
+    const open = this.openFiles.get(path);
+    const node = open ? undefined : await this.resolve(path);
+    if (node?.attrs.kind === 'directory') throw new FsError('EISDIR', `${path}: is a directory`);
+    const key = this.key(path);
+    const remove = async () => {
+      if (!open || open.existsInStore) await this.guard(path, () => this.store.deleteMany([key]));
+    };
+    if (open) {
+      await open.exclusive(async () => {
+        open.unlinked = true;
+        await remove();
+      });
+      this.openFiles.delete(path);
+    } else {
+      await remove();
+    }
+    this.cache.setMissing(path);
+    await this.keepParent(path);
+  }
+
+  async symlink(target: string, path: string): Promise<void> {
+    const key = this.checkedKey(path);
+    if (await this.tryResolve(path)) throw new FsError('EEXIST', `${path}: already exists`);
+    const attrs = newAttributes('symlink', 0o777, this.options.defaults, this.now());
+    const body = Buffer.from(target, 'utf8');
+    attrs.size = body.length;
+    const { etag } = await this.guard(path, () =>
+      this.store.put(key, body, { metadata: metadataOf(attrs), contentType: contentTypeOf('symlink') }),
+    );
+    this.cache.setNode(path, { attrs, etag, explicit: false, complete: true, target });
+  }
+
+  async readlink(path: string): Promise<string> {
+    const node = await this.resolve(path);
+    if (node.attrs.kind !== 'symlink') throw new FsError('EINVAL', `${path}: not a symbolic link`);
+    if (node.target !== undefined) return node.target;
+    const { body } = await this.guard(path, () => this.store.get(this.key(path)));
+    node.target = body.toString('utf8');
+    return node.target;
+  }
+
+  async link(from: string, to: string): Promise<void> {
+    throw new FsError('EPERM', `${to}: hard links are not supported on object storage (link from ${from})`);
+  }
+
+  async mknod(path: string): Promise<void> {
+    throw new FsError('EPERM', `${path}: only regular files, directories and symlinks can be stored`);
+  }
+
+  // ---- rename ----
+
+  async rename(from: string, to: string): Promise<void> {
+    if (from === to) return;
+    if (from === '/' || to === '/') throw new FsError('EBUSY', 'the mount root cannot be renamed');
+    this.checkedKey(to);
+    const source = this.openFiles.get(from)?.attrs ?? (await this.resolve(from)).attrs;
+    const target = this.openFiles.get(to)?.attrs ?? (await this.tryResolve(to))?.attrs;
+    if (source.kind === 'directory') {
+      if (to.startsWith(`${from}/`)) throw new FsError('EINVAL', `${to}: cannot move a directory into itself`);
+      if (target && target.kind !== 'directory') throw new FsError('ENOTDIR', `${to}: not a directory`);
+      if (target) await this.rmdir(to);
+      await this.renameDirectory(from, to);
+    } else {
+      if (target?.kind === 'directory') throw new FsError('EISDIR', `${to}: is a directory`);
+      await this.renameFile(from, to);
+    }
+    await this.keepParent(from);
+  }
+
+  private async renameFile(from: string, to: string): Promise<void> {
+    const open = this.openFiles.get(from);
+    const fromKey = this.key(from);
+    const toKey = this.key(to);
+    const move = async () => {
+      if (open) await this.commitNow(open);
+      await this.guard(from, () => this.store.copy(fromKey, toKey));
+      await this.guard(from, () => this.store.deleteMany([fromKey]));
+    };
+    if (open) await open.exclusive(move);
+    else await move();
+    const replaced = this.openFiles.get(to);
+    if (replaced) replaced.unlinked = true;
+    this.openFiles.delete(from);
+    if (open) {
+      open.path = to;
+      open.key = toKey;
+      this.openFiles.set(to, open);
+    }
+    this.cache.setMissing(from);
+    this.cache.delete(to);
+  }
+
+  private async renameDirectory(from: string, to: string): Promise<void> {
+    const below = [...this.openFiles.values()].filter((f) => f.path.startsWith(`${from}/`));
+    for (const file of below) await this.commit(file);
+    const fromKey = this.dirKey(from);
+    const toKey = this.dirKey(to);
+    const keys: string[] = [];
+    for await (const page of wrapErrors(listAll(this.store, { prefix: fromKey }), from)) {
+      for (const object of page.objects) keys.push(object.key);
+    }
+    const tooLong = keys.find((k) => Buffer.byteLength(toKey + k.slice(fromKey.length)) > MAX_KEY_BYTES);
+    if (tooLong) throw new FsError('ENAMETOOLONG', `${to}: '${tooLong}' would exceed ${MAX_KEY_BYTES} bytes`);
+    const queue = new PQueue({ concurrency: 16 });
+    await Promise.all(
+      keys.map((k) => queue.add(() => this.guard(from, () => this.store.copy(k, toKey + k.slice(fromKey.length))))),
+    );
+    await this.guard(from, () => this.store.deleteMany(keys));
+    for (const file of below) {
+      this.openFiles.delete(file.path);
+      file.path = to + file.path.slice(from.length);
+      file.key = this.key(file.path);
+      this.openFiles.set(file.path, file);
+    }
+    this.cache.deleteTree(from);
+    this.cache.deleteTree(to);
+    this.cache.setMissing(from);
+  }
+
+  // ---- attributes that change ----
+
+  async chmod(path: string, mode: number): Promise<void> {
+    await this.changeAttributes(path, (a) => {
+      a.mode = (a.mode & S_IFMT) | (mode & 0o7777);
+    });
+  }
+
+  async chown(path: string, uid: number, gid: number): Promise<void> {
+    await this.changeAttributes(path, (a) => {
+      if (uid !== -1 && uid !== 0xffffffff) a.uid = uid;
+      if (gid !== -1 && gid !== 0xffffffff) a.gid = gid;
+    });
+  }
+
+  async utimens(path: string, atimeMs: number, mtimeMs: number): Promise<void> {
+    await this.changeAttributes(path, (a) => {
+      a.atimeMs = atimeMs;
+      a.mtimeMs = mtimeMs;
+    });
+  }
+
+  private async changeAttributes(path: string, change: (attrs: Attributes) => void): Promise<void> {
+    if (path === '/') {
+      // The root has no object to carry metadata: the change lasts as long as the mount.
+      change(this.rootAttrs);
+      this.rootAttrs.ctimeMs = this.now();
+      return;
+    }
+    const open = this.openFiles.get(path);
+    if (open) {
+      change(open.attrs);
+      open.attrs.ctimeMs = this.now();
+      open.metadataDirty = true;
+      // A file with unsaved content gets its metadata at flush; a clean one right away.
+      if (!open.dirty) await this.commit(open);
+      return;
+    }
+    const node = await this.resolve(path);
+    const attrs = { ...node.attrs };
+    change(attrs);
+    attrs.ctimeMs = this.now();
+    const options = { metadata: metadataOf(attrs), contentType: node.contentType ?? contentTypeOf(attrs.kind) };
+    let etag: string;
+    if (attrs.kind === 'directory') {
+      const dirKey = this.dirKey(path);
+      ({ etag } = await this.guard(path, () =>
+        node.explicit ? this.store.copy(dirKey, dirKey, options) : this.store.put(dirKey, Buffer.alloc(0), options),
+      ));
+    } else {
+      const key = this.key(path);
+      ({ etag } = await this.guard(path, () => this.store.copy(key, key, options)));
+    }
+    this.cache.setNode(path, { ...node, attrs, etag, explicit: attrs.kind === 'directory' || node.explicit });
+  }
+
+  statfs(): StatFs {
+    // Object stores have no fixed capacity; report a large, constant one so tools that check
+    // free space before writing (cp, rsync, installers) proceed.
+    return {
+      blockSize: 4096,
+      blocks: 0xffffffff,
+      blocksFree: 0xffffffff,
+      files: 0xffffffff,
+      filesFree: 0xffffffff,
+      nameMax: MAX_NAME_BYTES,
+    };
+  }
+
+  /** Uploads everything still dirty; for a clean unmount. */
+  async drain(): Promise<void> {
+    const results = await Promise.allSettled([...this.openFiles.values()].map((f) => this.commit(f)));
+    const failed = results.filter((r) => r.status === 'rejected');
+    if (failed.length > 0) throw (failed[0] as PromiseRejectedResult).reason;
+  }
+
+  /** Files with unsaved changes, for the unmount message. */
+  get pendingFiles(): string[] {
+    return [...this.openFiles.values()].filter((f) => (f.dirty || f.metadataDirty) && !f.unlinked).map((f) => f.path);
+  }
+
+  // ---- internals ----
+
+  /** Uploads `file` if it has unsaved content or metadata, after any queued write. */
+  private commit(file: OpenFile): Promise<void> {
+    return file.exclusive(() => this.commitNow(file));
+  }
+
+  private async commitNow(file: OpenFile): Promise<void> {
+    if (file.unlinked || (!file.dirty && !file.metadataDirty)) return;
+    const options = { metadata: metadataOf(file.attrs), contentType: file.contentType ?? contentTypeOf('file') };
+    let etag: string;
+    try {
+      if (file.dirty) {
+        const staged = file.stagingFile;
+        ({ etag } = staged
+          ? await this.uploader.upload(file.key, staged, file.attrs.size, options)
+          : await this.store.put(file.key, Buffer.alloc(0), options));
+      } else {
+        ({ etag } = await this.store.copy(file.key, file.key, options));
+      }
+    } catch (error) {
+      const fsError = toFsError(error, file.path);
+      this.options.logger.error(`upload of ${file.path} failed: ${fsError.message}`);
+      throw fsError;
+    }
+    file.etag = etag;
+    file.dirty = false;
+    file.metadataDirty = false;
+    this.cache.setNode(file.path, {
+      attrs: { ...file.attrs },
+      etag,
+      explicit: false,
+      complete: true,
+      contentType: file.contentType,
+    });
+  }
+
+  /** The node at `path`, complete with metadata; ENOENT when nothing is there. */
+  private async resolve(path: string): Promise<CachedNode> {
+    const node = await this.tryResolve(path);
+    if (!node) throw new FsError('ENOENT', `${path}: no such file or directory`);
+    return node;
+  }
+
+  private async tryResolve(path: string): Promise<CachedNode | undefined> {
+    if (path === '/') return { attrs: this.rootAttrs, etag: '', explicit: true, complete: true };
+    const open = this.openFiles.get(path);
+    if (open) return { attrs: open.attrs, etag: open.etag, explicit: false, complete: true };
+    const cached = this.cache.get(path);
+    if (cached && !cached.exists) return undefined;
+    if (cached?.exists && cached.node.complete) return cached.node;
+    const pending = this.lookups.get(path);
+    if (pending) return pending;
+    const lookup = this.lookup(path, cached?.exists ? cached.node : undefined).finally(() => this.lookups.delete(path));
+    this.lookups.set(path, lookup);
+    return lookup;
+  }
+
+  private async lookup(path: string, partial: CachedNode | undefined): Promise<CachedNode | undefined> {
+    const key = this.checkedKey(path);
+    const dirKey = `${key}/`;
+    const notFound = <T>(promise: Promise<T>) =>
+      promise.catch((error: unknown) => {
+        if (isStoreError(error, 'NotFound')) return undefined;
+        throw error;
+      });
+    // A partial node from a listing already says which kind it is: ask only what is missing.
+    const wantFile = partial?.attrs.kind !== 'directory';
+    const wantDir = partial === undefined || partial.attrs.kind === 'directory';
+    const [file, marker, children] = await this.guard(path, () =>
+      Promise.all([
+        wantFile ? notFound(this.store.head(key)) : undefined,
+        wantDir ? notFound(this.store.head(dirKey)) : undefined,
+        wantDir && !partial ? this.store.list({ prefix: dirKey, maxKeys: 1 }) : undefined,
+      ]),
+    );
+    let node: CachedNode | undefined;
+    const isDirectory = marker !== undefined || (children && children.objects.length + children.prefixes.length > 0);
+    if (marker) {
+      node = {
+        attrs: attributesOfObject(marker, 'directory', this.options.defaults),
+        etag: marker.etag,
+        explicit: true,
+        complete: true,
+        contentType: marker.contentType,
+      };
+    } else if (isDirectory || (partial?.attrs.kind === 'directory' && !file)) {
+      node = { attrs: partial?.attrs ?? implicitDirectory(this.options.defaults, this.now()), etag: '', explicit: false, complete: true };
+    } else if (file) {
+      node = {
+        attrs: attributesOfObject(file, 'file', this.options.defaults),
+        etag: file.etag,
+        explicit: false,
+        complete: true,
+        contentType: file.contentType,
+      };
+    }
+    if (node) this.cache.setNode(path, node);
+    else this.cache.setMissing(path);
+    return node;
+  }
+
+  /**
+   * After the last entry of a directory goes away, the directory would vanish with it if it was
+   * only implicit; write its marker so it stays, as it would on a local disk.
+   */
+  private async keepParent(path: string): Promise<void> {
+    const parent = posix.dirname(path);
+    if (parent === '/') return;
+    const cached = this.cache.get(parent);
+    if (cached?.exists && cached.node.explicit) return;
+    const dirKey = this.dirKey(parent);
+    const page = await this.guard(parent, () => this.store.list({ prefix: dirKey, maxKeys: 1 }));
+    if (page.objects.length + page.prefixes.length > 0) return;
+    const attrs = cached?.exists ? cached.node.attrs : implicitDirectory(this.options.defaults, this.now());
+    const { etag } = await this.guard(parent, () =>
+      this.store.put(dirKey, Buffer.alloc(0), { metadata: metadataOf(attrs), contentType: contentTypeOf('directory') }),
+    );
+    this.cache.setNode(parent, { attrs, etag, explicit: true, complete: true });
+  }
+
+  private hasOpenFilesBelow(path: string): boolean {
+    for (const openPath of this.openFiles.keys()) if (openPath.startsWith(`${path}/`)) return true;
+    return false;
+  }
+
+  private addHandle(file: OpenFile, flags: number): number {
+    const fh = this.nextHandle++;
+    if (this.nextHandle > 0xfffffff0) this.nextHandle = 1;
+    file.refs += 1;
+    this.handles.set(fh, { file, writable: (flags & O_ACCMODE) !== 0, append: (flags & O_APPEND) !== 0 });
+    return fh;
+  }
+
+  private handle(fh: number): Handle {
+    const handle = this.handles.get(fh);
+    if (!handle) throw new FsError('EBADF', `handle ${fh} is not open`);
+    return handle;
+  }
+
+  private touch(attrs: Attributes): void {
+    attrs.mtimeMs = attrs.ctimeMs = this.now();
+  }
+
+  private stagingPath(): string {
+    return stagingPathFor(this.options.stagingDir, this.nextStaging++);
+  }
+
+  private maxObjectSize(): number {
+    const { maxParts, maxPartSize } = this.store.capabilities;
+    return maxParts * maxPartSize;
+  }
+
+  private key(path: string): string {
+    return this.options.prefix + path.slice(1);
+  }
+
+  private dirKey(path: string): string {
+    return path === '/' ? this.options.prefix : `${this.key(path)}/`;
+  }
+
+  /** The key for a new entry at `path`, or ENAMETOOLONG. */
+  private checkedKey(path: string): string {
+    const key = this.key(path);
+    if (Buffer.byteLength(posix.basename(path)) > MAX_NAME_BYTES || Buffer.byteLength(key) + 1 > MAX_KEY_BYTES) {
+      throw new FsError('ENAMETOOLONG', `${path}: name too long for the store (keys hold at most ${MAX_KEY_BYTES} bytes)`);
+    }
+    return key;
+  }
+
+  /** Runs a store call, turning its failure into an FsError for `path`. */
+  private async guard<T>(path: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      throw toFsError(error, path);
+    }
+  }
+}
+
+/** A key component that POSIX can show as a name. */
+function isShowableName(name: string): boolean {
+  return name !== '' && name !== '.' && name !== '..' && !name.includes('/') && Buffer.byteLength(name) <= MAX_NAME_BYTES;
+}
+
+async function* wrapErrors<T>(pages: AsyncGenerator<T>, path: string): AsyncGenerator<T> {
+  try {
+    yield* pages;
+  } catch (error) {
+    throw toFsError(error, path);
+  }
+}

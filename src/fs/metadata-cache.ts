@@ -1,0 +1,79 @@
+/**
+ * What we last learned about each path, for a short time.
+ *
+ * Entries expire after a TTL (files and directories apart) so that changes made by other clients
+ * show up; a negative entry ("no such path") has its own TTL. The cache is bounded in entries.
+ * An entry learned from a listing has no POSIX metadata (`complete: false`): `getattr` then
+ * fetches it with one HEAD, while `readdir` itself never issues a HEAD per entry.
+ */
+
+import { LRUCache } from 'lru-cache';
+
+import type { Attributes } from './attributes.js';
+
+export interface CachedNode {
+  attrs: Attributes;
+  /** The ETag of the object that backs a file or symlink ('' when not yet in the store). */
+  etag: string;
+  /** For directories: a `dir/` marker object exists. */
+  explicit: boolean;
+  /** False when learned from a listing: metadata (mode, uid, ...) still to be fetched. */
+  complete: boolean;
+  /** Symlink target, once read. */
+  target?: string;
+  contentType?: string;
+}
+
+export type CacheEntry = { exists: true; node: CachedNode } | { exists: false };
+
+export interface MetadataCacheOptions {
+  /** How long a file's or symlink's attributes are trusted, in ms. */
+  fileTtlMs: number;
+  /** How long a directory's attributes are trusted, in ms. */
+  dirTtlMs: number;
+  /** How long "does not exist" is trusted, in ms. 0 disables negative caching. */
+  negativeTtlMs: number;
+  /** Most entries kept. */
+  maxEntries: number;
+  /** The clock, injectable for tests. */
+  clock?: { now(): number };
+}
+
+export class MetadataCache {
+  private readonly cache: LRUCache<string, CacheEntry>;
+
+  constructor(private readonly options: MetadataCacheOptions) {
+    this.cache = new LRUCache<string, CacheEntry>({
+      max: options.maxEntries,
+      ttlAutopurge: false,
+      perf: options.clock,
+    });
+  }
+
+  get(path: string): CacheEntry | undefined {
+    return this.cache.get(path);
+  }
+
+  setNode(path: string, node: CachedNode): void {
+    const ttl = node.attrs.kind === 'directory' ? this.options.dirTtlMs : this.options.fileTtlMs;
+    if (ttl > 0) this.cache.set(path, { exists: true, node }, { ttl });
+    else this.cache.delete(path);
+  }
+
+  setMissing(path: string): void {
+    if (this.options.negativeTtlMs > 0) this.cache.set(path, { exists: false }, { ttl: this.options.negativeTtlMs });
+    else this.cache.delete(path);
+  }
+
+  delete(path: string): void {
+    this.cache.delete(path);
+  }
+
+  /** Forgets `path` and everything below it. */
+  deleteTree(path: string): void {
+    const below = path === '/' ? '/' : `${path}/`;
+    for (const key of [...this.cache.keys()]) {
+      if (key === path || key.startsWith(below)) this.cache.delete(key);
+    }
+  }
+}

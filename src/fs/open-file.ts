@@ -1,0 +1,108 @@
+/**
+ * The state of one file while any handle has it open, shared by all its handles.
+ *
+ * Until the first write, reads go to the store (ranged GETs pinned to the ETag seen at open).
+ * The first write or truncate makes a local staging copy (downloading the object, unless it is
+ * being truncated to nothing); from then on reads and writes use that copy and the file is dirty
+ * until `flush`/`fsync` uploads it. Operations that change the file run one at a time (`exclusive`)
+ * so an upload never races a write.
+ */
+
+import { createWriteStream } from 'node:fs';
+import { type FileHandle, open, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+
+import type { ObjectStore } from '../storage/object-store.js';
+import type { Attributes } from './attributes.js';
+
+export class OpenFile {
+  /** Open handles. */
+  refs = 0;
+  /** Local copy, once written or truncated. */
+  private staging?: { path: string; handle: FileHandle };
+  /** Content differs from the store's object. */
+  dirty: boolean;
+  /** Attributes changed (chmod, utimens, ...) and are not yet in the store. */
+  metadataDirty = false;
+  /** Unlinked while open: never upload again. */
+  unlinked = false;
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    /** Path in the mount and store key; both change when the file is renamed while open. */
+    public path: string,
+    public key: string,
+    public attrs: Attributes,
+    /** ETag of the store's object ('' when it does not exist yet). */
+    public etag: string,
+    public contentType: string | undefined,
+    private readonly stagingPath: string,
+  ) {
+    this.dirty = etag === '';
+  }
+
+  get existsInStore(): boolean {
+    return this.etag !== '';
+  }
+
+  get staged(): boolean {
+    return this.staging !== undefined;
+  }
+
+  /** Runs `task` after every task queued before it. */
+  exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(task, task);
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Makes the local copy; `keepBytes` of the store's object are downloaded first (0: none). */
+  async stage(store: ObjectStore, keepBytes: number): Promise<FileHandle> {
+    if (this.staging) return this.staging.handle;
+    const handle = await open(this.stagingPath, 'w+', 0o600);
+    try {
+      if (keepBytes > 0 && this.existsInStore) {
+        const { body } = await store.getStream(this.key, {
+          ifMatch: this.etag,
+          range: { start: 0, end: keepBytes - 1 },
+        });
+        await pipeline(body, createWriteStream('', { fd: handle.fd, autoClose: false }));
+      }
+    } catch (error) {
+      await handle.close();
+      await rm(this.stagingPath, { force: true });
+      throw error;
+    }
+    this.staging = { path: this.stagingPath, handle };
+    return handle;
+  }
+
+  get stagingFile(): string | undefined {
+    return this.staging?.path;
+  }
+
+  async readStaged(into: Buffer, length: number, position: number): Promise<number> {
+    const handle = this.staging!.handle;
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await handle.read(into, done, length - done, position + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return done;
+  }
+
+  async discard(): Promise<void> {
+    const staging = this.staging;
+    this.staging = undefined;
+    if (staging) {
+      await staging.handle.close().catch(() => undefined);
+      await rm(staging.path, { force: true });
+    }
+  }
+}
+
+export function stagingPathFor(directory: string, id: number): string {
+  return join(directory, `staging-${id}`);
+}

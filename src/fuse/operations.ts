@@ -1,0 +1,150 @@
+/**
+ * Translates FUSE operations into `FileSystem` calls and `FsError`s into errno values: the one
+ * errno table. Nothing here decides behaviour; it only converts arguments and results.
+ */
+
+import { constants } from 'node:os';
+
+import type { Attributes } from '../fs/attributes.js';
+import { FsError, type FsErrorCode } from '../fs/errors.js';
+import type { FileSystem } from '../fs/file-system.js';
+import type { Logger } from '../log/logger.js';
+import type { FuseOperations } from './binding.js';
+
+const errno = constants.errno as Record<string, number>;
+
+/** FsError code → negative errno, as FUSE expects. */
+export function errnoOf(code: FsErrorCode): number {
+  const value = errno[code];
+  return value === undefined ? -errno.EIO! : -value;
+}
+
+/**
+ * libfuse 2.9 passes UTIME_NOW and UTIME_OMIT as a zero second with a special nanosecond value,
+ * which the binding turns into this millisecond count. Treat both as "now".
+ */
+const UTIME_SPECIAL_MS = Math.floor(((1 << 30) - 2) / 1e6);
+
+/** Codes that are ordinary answers rather than failures worth a log line. */
+const QUIET: ReadonlySet<FsErrorCode> = new Set(['ENOENT', 'EEXIST', 'ENOTEMPTY', 'ENODATA', 'ENOTSUP']);
+
+type Callback = (code: number, ...results: unknown[]) => void;
+
+export function createOperations(fs: FileSystem, logger: Logger): FuseOperations {
+  /** Runs `work`, answering FUSE with its result or the errno of its failure. */
+  const answer = <T>(op: string, path: string, cb: Callback, work: () => Promise<T> | T, reply?: (value: T) => unknown[]) => {
+    let promise: Promise<T>;
+    try {
+      promise = Promise.resolve(work());
+    } catch (error) {
+      promise = Promise.reject(error);
+    }
+    promise.then(
+      (value) => cb(0, ...(reply ? reply(value) : [])),
+      (error: unknown) => {
+        const fsError =
+          error instanceof FsError ? error : new FsError('EIO', `${path}: ${error instanceof Error ? error.message : String(error)}`);
+        if (!QUIET.has(fsError.code)) logger.warn(`${op} ${path}: ${fsError.code}: ${fsError.message}`);
+        else logger.debug(`${op} ${path}: ${fsError.code}`);
+        cb(errnoOf(fsError.code));
+      },
+    );
+  };
+
+  const ops = {
+    init: (cb: Callback) => cb(0),
+    statfs: (path: string, cb: Callback) =>
+      answer('statfs', path, cb, () => fs.statfs(), (s) => [
+        {
+          bsize: s.blockSize,
+          frsize: s.blockSize,
+          blocks: s.blocks,
+          bfree: s.blocksFree,
+          bavail: s.blocksFree,
+          files: s.files,
+          ffree: s.filesFree,
+          favail: s.filesFree,
+          namemax: s.nameMax,
+        },
+      ]),
+    getattr: (path: string, cb: Callback) => answer('getattr', path, cb, () => fs.getattr(path), (a) => [toStat(a)]),
+    fgetattr: (path: string, _fh: number, cb: Callback) =>
+      answer('getattr', path, cb, () => fs.getattr(path), (a) => [toStat(a)]),
+    readdir: (path: string, cb: Callback) => answer('readdir', path, cb, () => fs.readdir(path), (names) => [names]),
+    opendir: (_path: string, _flags: number, cb: Callback) => cb(0, 0),
+    releasedir: (_path: string, _fh: number, cb: Callback) => cb(0),
+    mkdir: (path: string, mode: number, cb: Callback) => answer('mkdir', path, cb, () => fs.mkdir(path, mode)),
+    rmdir: (path: string, cb: Callback) => answer('rmdir', path, cb, () => fs.rmdir(path)),
+    create: (path: string, mode: number, cb: Callback) =>
+      answer('create', path, cb, () => fs.create(path, mode), (fh) => [fh]),
+    open: (path: string, flags: number, cb: Callback) =>
+      answer('open', path, cb, () => fs.open(path, flags), (fh) => [fh]),
+    read: (path: string, fh: number, buffer: Buffer, length: number, position: number, cb: (n: number) => void) => {
+      fs.read(fh, buffer, length, position).then(cb, (error: unknown) => {
+        const fsError = error instanceof FsError ? error : new FsError('EIO', String(error));
+        logger.warn(`read ${path}: ${fsError.code}: ${fsError.message}`);
+        cb(errnoOf(fsError.code));
+      });
+    },
+    write: (path: string, fh: number, buffer: Buffer, length: number, position: number, cb: (n: number) => void) => {
+      // The buffer is native memory that is reused as soon as we return: copy it first.
+      const data = Buffer.from(buffer.subarray(0, length));
+      fs.write(fh, data, position).then(cb, (error: unknown) => {
+        const fsError = error instanceof FsError ? error : new FsError('EIO', String(error));
+        logger.warn(`write ${path}: ${fsError.code}: ${fsError.message}`);
+        cb(errnoOf(fsError.code));
+      });
+    },
+    flush: (path: string, fh: number, cb: Callback) => answer('flush', path, cb, () => fs.flush(fh)),
+    fsync: (path: string, _datasync: boolean, fh: number, cb: Callback) => answer('fsync', path, cb, () => fs.fsync(fh)),
+    release: (path: string, fh: number, cb: Callback) => answer('release', path, cb, () => fs.release(fh)),
+    truncate: (path: string, size: number, cb: Callback) => answer('truncate', path, cb, () => fs.truncate(path, size)),
+    ftruncate: (path: string, fh: number, size: number, cb: Callback) =>
+      answer('ftruncate', path, cb, () => fs.ftruncate(fh, size)),
+    unlink: (path: string, cb: Callback) => answer('unlink', path, cb, () => fs.unlink(path)),
+    rename: (from: string, to: string, cb: Callback) => answer('rename', from, cb, () => fs.rename(from, to)),
+    symlink: (target: string, path: string, cb: Callback) => answer('symlink', path, cb, () => fs.symlink(target, path)),
+    readlink: (path: string, cb: Callback) => answer('readlink', path, cb, () => fs.readlink(path), (t) => [t]),
+    link: (from: string, to: string, cb: Callback) => answer('link', to, cb, () => fs.link(from, to)),
+    mknod: (path: string, _mode: number, _dev: number, cb: Callback) => answer('mknod', path, cb, () => fs.mknod(path)),
+    chmod: (path: string, mode: number, cb: Callback) => answer('chmod', path, cb, () => fs.chmod(path, mode)),
+    chown: (path: string, uid: number, gid: number, cb: Callback) =>
+      answer('chown', path, cb, () => fs.chown(path, uid, gid)),
+    utimens: (path: string, atime: number, mtime: number, cb: Callback) => {
+      const now = Date.now();
+      const at = atime === UTIME_SPECIAL_MS ? now : atime;
+      const mt = mtime === UTIME_SPECIAL_MS ? now : mtime;
+      answer('utimens', path, cb, () => fs.utimens(path, at, mt));
+    },
+    // Extended attributes are not stored yet: say so, so cp/rsync/tar skip them quietly.
+    setxattr: (path: string, _name: string, _value: Buffer, _pos: number, _flags: number, cb: Callback) =>
+      answer('setxattr', path, cb, () => {
+        throw new FsError('ENOTSUP', `${path}: extended attributes are not supported`);
+      }),
+    getxattr: (path: string, _name: string, _pos: number, cb: Callback) =>
+      answer('getxattr', path, cb, () => {
+        throw new FsError('ENODATA', `${path}: no such attribute`);
+      }),
+    listxattr: (path: string, cb: Callback) => answer('listxattr', path, cb, () => [] as string[], (l) => [l]),
+    removexattr: (path: string, _name: string, cb: Callback) =>
+      answer('removexattr', path, cb, () => {
+        throw new FsError('ENODATA', `${path}: no such attribute`);
+      }),
+  };
+  return ops as unknown as FuseOperations;
+}
+
+function toStat(a: Attributes) {
+  return {
+    mode: a.mode,
+    uid: a.uid,
+    gid: a.gid,
+    size: a.size,
+    nlink: a.kind === 'directory' ? 2 : 1,
+    blksize: 4096,
+    blocks: Math.ceil(a.size / 512),
+    mtime: new Date(a.mtimeMs),
+    atime: new Date(a.atimeMs),
+    ctime: new Date(a.ctimeMs),
+  };
+}

@@ -1,0 +1,149 @@
+/**
+ * The provider-neutral object store that every layer above talks to.
+ *
+ * It is deliberately small: whole-object and ranged reads, puts, paged listings, copies, deletes
+ * and the multipart primitives. S3, Azure and GCS each implement it; `MemoryStore` implements it
+ * for unit tests. Implementations translate their SDK's failures into `StoreError` with a stable
+ * `code`, so nothing above `storage/` ever sees an SDK error.
+ */
+
+import type { Readable } from 'node:stream';
+
+/** User metadata as stored with the object (`x-amz-meta-*` on S3), keys lower-case, no prefix. */
+export type ObjectMetadata = Record<string, string>;
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  etag: string;
+  lastModified: Date;
+  /** Present when the request returned it (head/get), absent for listings. */
+  metadata?: ObjectMetadata;
+  contentType?: string;
+}
+
+export interface ListPage {
+  objects: ObjectInfo[];
+  /** Common prefixes (with the trailing delimiter) when a delimiter was given. */
+  prefixes: string[];
+  /** Pass back to `list` for the next page; undefined on the last page. */
+  nextToken?: string;
+}
+
+export interface ListOptions {
+  prefix: string;
+  delimiter?: string;
+  token?: string;
+  /** At most this many objects + prefixes per page (S3 caps at 1,000). */
+  maxKeys?: number;
+}
+
+export interface ByteRange {
+  /** First byte, inclusive. */
+  start: number;
+  /** Last byte, inclusive. */
+  end: number;
+}
+
+export interface GetOptions {
+  range?: ByteRange;
+  /** Fail with `PreconditionFailed` unless the object still has this ETag. */
+  ifMatch?: string;
+}
+
+export interface PutOptions {
+  metadata?: ObjectMetadata;
+  contentType?: string;
+}
+
+export interface CompletedPart {
+  partNumber: number;
+  etag: string;
+}
+
+export interface StoreCapabilities {
+  /** Most parts one multipart upload may have (10,000 on S3; lower on some stores). */
+  maxParts: number;
+  /** Smallest part other than the last (5 MiB on S3). */
+  minPartSize: number;
+  /** Largest single part (5 GiB on S3). */
+  maxPartSize: number;
+  /** Largest object a single PUT or copy may create (5 GiB on S3). */
+  maxPutSize: number;
+  /** Server-side copy (`copy`) is available. */
+  serverSideCopy: boolean;
+}
+
+export interface ObjectStore {
+  /** A short description for logs and errors, e.g. `s3://bucket`. Never holds a secret. */
+  readonly description: string;
+  readonly capabilities: StoreCapabilities;
+
+  /** Fails with `NotFound` when the key does not exist. */
+  head(key: string): Promise<ObjectInfo>;
+  /** The object's bytes (the whole object, or `range`, clipped to its end). */
+  get(key: string, options?: GetOptions): Promise<{ info: ObjectInfo; body: Buffer }>;
+  /** A stream of the object's bytes, for copying whole objects to local files. */
+  getStream(key: string, options?: GetOptions): Promise<{ info: ObjectInfo; body: Readable }>;
+  put(key: string, body: Buffer, options?: PutOptions): Promise<{ etag: string }>;
+  list(options: ListOptions): Promise<ListPage>;
+  /** Copies an object within the store. `metadata` replaces the source's; omitted, it is kept. */
+  copy(sourceKey: string, destinationKey: string, options?: PutOptions): Promise<{ etag: string }>;
+  /** Deletes keys; a key that does not exist is not an error. */
+  deleteMany(keys: string[]): Promise<void>;
+
+  createMultipartUpload(key: string, options?: PutOptions): Promise<string>;
+  uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<string>;
+  completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag: string }>;
+  abortMultipartUpload(key: string, uploadId: string): Promise<void>;
+}
+
+export type StoreErrorCode =
+  /** The key or upload does not exist. */
+  | 'NotFound'
+  /** The bucket (container) does not exist. */
+  | 'NoSuchBucket'
+  /** An If-Match or similar condition failed: the object changed. */
+  | 'PreconditionFailed'
+  /** The store refused the request (policy, permissions). */
+  | 'AccessDenied'
+  /** The store did not accept the credentials (unknown key, bad signature, expired token). */
+  | 'InvalidCredentials'
+  /** No credentials could be found for the request. */
+  | 'NoCredentials'
+  /** The store asked us to slow down, and retries did not get through. */
+  | 'Throttled'
+  /** The endpoint could not be reached (DNS, refused, timeout). */
+  | 'Unreachable'
+  /** A server-side or network failure that outlasted the retries. */
+  | 'Transient'
+  /** The request was malformed for this store (bad key, too large, unsupported). */
+  | 'InvalidRequest';
+
+/** The one error type `storage/` throws. `message` never contains a secret. */
+export class StoreError extends Error {
+  override readonly name = 'StoreError';
+  constructor(
+    readonly code: StoreErrorCode,
+    message: string,
+    /** What the store itself said (its error code), for messages to people. */
+    readonly storeCode?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export function isStoreError(error: unknown, code?: StoreErrorCode): error is StoreError {
+  return error instanceof StoreError && (code === undefined || error.code === code);
+}
+
+/** Lists every page under a prefix. */
+export async function* listAll(store: ObjectStore, options: ListOptions): AsyncGenerator<ListPage> {
+  let token: string | undefined;
+  do {
+    const page = await store.list({ ...options, token });
+    yield page;
+    token = page.nextToken;
+  } while (token);
+}

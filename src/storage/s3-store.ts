@@ -1,0 +1,364 @@
+/**
+ * `ObjectStore` on AWS S3 and S3-compatible stores, through the AWS SDK v3.
+ *
+ * Retries: the SDK's standard retry strategy (jittered exponential backoff, retry quota) retries
+ * 5xx, throttling and network failures `maxAttempts` times; what outlasts it becomes a
+ * `StoreError`. Every request has a connect and a socket-idle timeout, so no file operation can
+ * wait on the network forever. Checksums are only sent where S3 requires them, because many
+ * S3-compatible stores reject the SDK's default CRC headers.
+ */
+
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import type { Readable } from 'node:stream';
+
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { AwsCredentialIdentityProvider } from '@smithy/types';
+
+import {
+  type CompletedPart,
+  type GetOptions,
+  type ListOptions,
+  type ListPage,
+  type ObjectInfo,
+  type ObjectStore,
+  type PutOptions,
+  type StoreCapabilities,
+  StoreError,
+} from './object-store.js';
+
+export interface S3StoreOptions {
+  bucket: string;
+  /** Custom endpoint for S3-compatible stores; omitted for AWS. */
+  endpoint?: string;
+  region: string;
+  /** Path-style addressing (`endpoint/bucket/key`), which most non-AWS stores need. */
+  pathStyle: boolean;
+  credentials: AwsCredentialIdentityProvider;
+  /** Names the credential in error messages: "access key AKIA… from the environment". */
+  credentialDescription: string;
+  /** Sockets kept open to the store. */
+  maxConnections?: number;
+  /** Attempts per request, first included. */
+  maxAttempts?: number;
+  connectTimeoutMs?: number;
+  /** A request whose socket is idle this long fails (and is retried). */
+  idleTimeoutMs?: number;
+  maxParts?: number;
+}
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+export class S3Store implements ObjectStore {
+  readonly description: string;
+  readonly capabilities: StoreCapabilities;
+  private readonly client: S3Client;
+  private readonly bucket: string;
+
+  constructor(private readonly options: S3StoreOptions) {
+    this.bucket = options.bucket;
+    this.description = `s3://${options.bucket}`;
+    this.capabilities = {
+      maxParts: options.maxParts ?? 10_000,
+      minPartSize: 5 * MiB,
+      maxPartSize: 5 * GiB,
+      maxPutSize: 5 * GiB,
+      serverSideCopy: true,
+    };
+    const maxSockets = options.maxConnections ?? 32;
+    this.client = new S3Client({
+      region: options.region,
+      endpoint: options.endpoint,
+      forcePathStyle: options.pathStyle,
+      credentials: options.credentials,
+      maxAttempts: options.maxAttempts ?? 4,
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      requestHandler: new NodeHttpHandler({
+        connectionTimeout: options.connectTimeoutMs ?? 5_000,
+        requestTimeout: options.idleTimeoutMs ?? 30_000,
+        httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
+        httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets }),
+      }),
+    });
+  }
+
+  /** Checks that the bucket exists and that the credentials may list it. */
+  async probe(prefix: string): Promise<void> {
+    await this.call('list', prefix, () =>
+      this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, MaxKeys: 1 })),
+    );
+  }
+
+  /** Checks only that the bucket exists and the credentials are accepted (no list permission). */
+  async headBucket(): Promise<void> {
+    await this.call('head bucket', '', () => this.client.send(new HeadBucketCommand({ Bucket: this.bucket })));
+  }
+
+  async head(key: string): Promise<ObjectInfo> {
+    const out = await this.call('head', key, () =>
+      this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })),
+    );
+    return {
+      key,
+      size: out.ContentLength ?? 0,
+      etag: out.ETag ?? '',
+      lastModified: out.LastModified ?? new Date(0),
+      metadata: out.Metadata ?? {},
+      contentType: out.ContentType,
+    };
+  }
+
+  async get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
+    const { info, body } = await this.getStream(key, options);
+    const chunks: Buffer[] = [];
+    for await (const chunk of body) chunks.push(chunk as Buffer);
+    return { info, body: Buffer.concat(chunks) };
+  }
+
+  async getStream(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Readable }> {
+    const range = options.range ? `bytes=${options.range.start}-${options.range.end}` : undefined;
+    const out = await this.call('get', key, () =>
+      this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range, IfMatch: options.ifMatch })),
+    );
+    const totalSize = out.ContentRange ? Number(out.ContentRange.split('/')[1]) : (out.ContentLength ?? 0);
+    return {
+      info: {
+        key,
+        size: totalSize,
+        etag: out.ETag ?? '',
+        lastModified: out.LastModified ?? new Date(0),
+        metadata: out.Metadata ?? {},
+        contentType: out.ContentType,
+      },
+      body: out.Body as Readable,
+    };
+  }
+
+  async put(key: string, body: Buffer, options: PutOptions = {}): Promise<{ etag: string }> {
+    const out = await this.call('put', key, () =>
+      this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: body,
+          ContentLength: body.length,
+          Metadata: options.metadata,
+          ContentType: options.contentType,
+        }),
+      ),
+    );
+    return { etag: out.ETag ?? '' };
+  }
+
+  async list(options: ListOptions): Promise<ListPage> {
+    const out = await this.call('list', options.prefix, () =>
+      this.client.send(
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: options.prefix,
+          Delimiter: options.delimiter,
+          ContinuationToken: options.token,
+          MaxKeys: options.maxKeys ?? 1000,
+        }),
+      ),
+    );
+    return {
+      objects: (out.Contents ?? []).map((o) => ({
+        key: o.Key ?? '',
+        size: o.Size ?? 0,
+        etag: o.ETag ?? '',
+        lastModified: o.LastModified ?? new Date(0),
+      })),
+      prefixes: (out.CommonPrefixes ?? []).map((p) => p.Prefix ?? ''),
+      nextToken: out.IsTruncated ? out.NextContinuationToken : undefined,
+    };
+  }
+
+  async copy(sourceKey: string, destinationKey: string, options?: PutOptions): Promise<{ etag: string }> {
+    const out = await this.call('copy', sourceKey, () =>
+      this.client.send(
+        new CopyObjectCommand({
+          Bucket: this.bucket,
+          Key: destinationKey,
+          CopySource: `${this.bucket}/${encodeCopySourceKey(sourceKey)}`,
+          MetadataDirective: options?.metadata ? 'REPLACE' : 'COPY',
+          Metadata: options?.metadata,
+          ContentType: options?.metadata ? options.contentType : undefined,
+        }),
+      ),
+    );
+    return { etag: out.CopyObjectResult?.ETag ?? '' };
+  }
+
+  async deleteMany(keys: string[]): Promise<void> {
+    for (let i = 0; i < keys.length; i += 1000) {
+      const batch = keys.slice(i, i + 1000);
+      const out = await this.call('delete', batch[0] ?? '', () =>
+        this.client.send(
+          new DeleteObjectsCommand({
+            Bucket: this.bucket,
+            Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+          }),
+        ),
+      );
+      const failed = (out.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
+      if (failed.length > 0) {
+        const first = failed[0]!;
+        throw new StoreError(
+          first.Code === 'AccessDenied' ? 'AccessDenied' : 'Transient',
+          `${this.description}: could not delete ${failed.length} key(s), first '${first.Key}': ${first.Code} ${first.Message ?? ''}`.trim(),
+          first.Code,
+        );
+      }
+    }
+  }
+
+  async createMultipartUpload(key: string, options: PutOptions = {}): Promise<string> {
+    const out = await this.call('create multipart upload', key, () =>
+      this.client.send(
+        new CreateMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Metadata: options.metadata,
+          ContentType: options.contentType,
+        }),
+      ),
+    );
+    if (!out.UploadId) throw new StoreError('Transient', `${this.description}: no upload id returned for '${key}'`);
+    return out.UploadId;
+  }
+
+  async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<string> {
+    const out = await this.call('upload part', key, () =>
+      this.client.send(
+        new UploadPartCommand({
+          Bucket: this.bucket,
+          Key: key,
+          UploadId: uploadId,
+          PartNumber: partNumber,
+          Body: body,
+          ContentLength: body.length,
+        }),
+      ),
+    );
+    return out.ETag ?? '';
+  }
+
+  async completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag: string }> {
+    const out = await this.call('complete multipart upload', key, () =>
+      this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: key,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
+        }),
+      ),
+    );
+    return { etag: out.ETag ?? '' };
+  }
+
+  async abortMultipartUpload(key: string, uploadId: string): Promise<void> {
+    try {
+      await this.call('abort multipart upload', key, () =>
+        this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })),
+      );
+    } catch (error) {
+      if (error instanceof StoreError && error.code === 'NotFound') return;
+      throw error;
+    }
+  }
+
+  destroy(): void {
+    this.client.destroy();
+  }
+
+  private async call<T>(operation: string, key: string, send: () => Promise<T>): Promise<T> {
+    try {
+      return await send();
+    } catch (error) {
+      throw this.translate(error, operation, key);
+    }
+  }
+
+  /** The one place SDK errors become `StoreError`s. */
+  private translate(error: unknown, operation: string, key: string): StoreError {
+    const where = key ? `${this.description}/${key}` : this.description;
+    const endpoint = this.options.endpoint ?? `the AWS S3 endpoint for region ${this.options.region}`;
+    if (error instanceof S3ServiceException) {
+      const status = error.$metadata?.httpStatusCode ?? 0;
+      const name = error.name;
+      const said = status ? `${name} (HTTP ${status})` : name;
+      const make = (code: StoreError['code'], message: string) =>
+        new StoreError(code, message, name, { cause: error });
+      switch (name) {
+        case 'NoSuchBucket':
+          return make('NoSuchBucket', `bucket '${this.bucket}' does not exist at ${endpoint}`);
+        case 'NoSuchKey':
+        case 'NoSuchUpload':
+          return make('NotFound', `${where}: not found`);
+        case 'InvalidAccessKeyId':
+        case 'SignatureDoesNotMatch':
+        case 'ExpiredToken':
+        case 'InvalidToken':
+        case 'TokenRefreshRequired':
+          return make(
+            'InvalidCredentials',
+            `${this.description}: the store rejected ${this.options.credentialDescription}: ${said}`,
+          );
+        case 'SlowDown':
+          return make('Throttled', `${where}: ${operation} throttled by the store (${said}) after retries`);
+        case 'KeyTooLongError':
+        case 'EntityTooLarge':
+        case 'InvalidArgument':
+        case 'InvalidRequest':
+        case 'InvalidPart':
+        case 'EntityTooSmall':
+          return make('InvalidRequest', `${where}: ${operation} refused: ${said}: ${error.message}`);
+      }
+      if (status === 404) {
+        // HEAD responses carry no body, so a missing bucket looks like a missing key here.
+        return make(operation === 'head bucket' ? 'NoSuchBucket' : 'NotFound', `${where}: not found`);
+      }
+      if (status === 412) return make('PreconditionFailed', `${where}: changed in the store while open`);
+      if (status === 403) {
+        return make('AccessDenied', `${where}: ${operation} denied to ${this.options.credentialDescription}: ${said}`);
+      }
+      if (status === 503 || status === 429) return make('Throttled', `${where}: ${operation} throttled (${said})`);
+      if (status >= 500) return make('Transient', `${where}: ${operation} failed: ${said}`);
+      if (status >= 400) return make('InvalidRequest', `${where}: ${operation} refused: ${said}`);
+    }
+    const code = (error as { code?: string } | null)?.code;
+    const name = (error as { name?: string } | null)?.name;
+    const networkCodes = ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT'];
+    if ((code && networkCodes.includes(code)) || name === 'TimeoutError') {
+      return new StoreError('Unreachable', `cannot reach ${endpoint} (${code ?? name}) for ${where}`, code ?? name, {
+        cause: error,
+      });
+    }
+    const detail = error instanceof Error ? error.message : String(error);
+    return new StoreError('Transient', `${where}: ${operation} failed: ${detail}`, code ?? name, { cause: error });
+  }
+}
+
+/** CopySource is a URL path: each key segment is percent-encoded, the slashes kept. */
+function encodeCopySourceKey(key: string): string {
+  return key.split('/').map(encodeURIComponent).join('/');
+}

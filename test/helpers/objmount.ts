@@ -1,0 +1,98 @@
+/**
+ * Runs the real `objmount` CLI against a local S3 server, and makes sure every mount it makes is
+ * unmounted whatever happens to the test.
+ */
+
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+
+import { LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY } from '../../src/demo/local-s3-server.js';
+
+const run = promisify(execFile);
+
+export const CLI = resolve(__dirname, '../../bin/objmount.js');
+
+/** An environment with the local server's key and nothing that could reach the network. */
+export function testEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const name of Object.keys(env)) if (name.startsWith('AWS_') && name !== 'AWS_CA_BUNDLE') delete env[name];
+  return {
+    ...env,
+    AWS_ACCESS_KEY_ID: LOCAL_S3_ACCESS_KEY,
+    AWS_SECRET_ACCESS_KEY: LOCAL_S3_SECRET_KEY,
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_CONFIG_FILE: '/nonexistent/objmount-test-config',
+    AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/objmount-test-credentials',
+    OBJMOUNT_RUNTIME_DIR: join(tmpdir(), 'objmount-test-runtime'),
+    ...extra,
+  };
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export async function objmount(args: string[], env: NodeJS.ProcessEnv = testEnv(), timeoutMs = 60_000): Promise<CliResult> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env, timeout: timeoutMs });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+export function isMounted(mountpoint: string): boolean {
+  const table = readFileSync('/proc/self/mountinfo', 'utf8');
+  return table.split('\n').some((line) => line.split(' ')[4] === mountpoint);
+}
+
+/** Last-resort cleanup: lazily detach a mount a test left behind. */
+export function forceUnmount(mountpoint: string): void {
+  if (isMounted(mountpoint)) {
+    try {
+      execFileSync('fusermount3', ['-uz', mountpoint]);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+export interface TestMount {
+  mountpoint: string;
+  logFile: string;
+  unmount(): Promise<void>;
+}
+
+/** Mounts s3://`source` from `endpoint` in daemon mode (returns once live). */
+export async function mountBucket(endpoint: string, source: string, extraArgs: string[] = [], env = testEnv()): Promise<TestMount> {
+  const dir = mkdtempSync(join(tmpdir(), 'objmount-test-'));
+  const mountpoint = join(dir, 'mnt');
+  mkdirSync(mountpoint);
+  const logFile = join(dir, 'daemon.log');
+  const result = await objmount(['mount', source, mountpoint, '--endpoint', endpoint, '--log-file', logFile, ...extraArgs], env);
+  if (result.code !== 0) {
+    forceUnmount(mountpoint);
+    const log = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
+    throw new Error(`mount failed (${result.code}): ${result.stderr}\n${log}`);
+  }
+  return {
+    mountpoint,
+    logFile,
+    async unmount() {
+      try {
+        if (isMounted(mountpoint)) {
+          const out = await objmount(['unmount', mountpoint], env);
+          if (out.code !== 0) throw new Error(`unmount failed: ${out.stderr}`);
+        }
+      } finally {
+        forceUnmount(mountpoint);
+      }
+    },
+  };
+}
