@@ -1,0 +1,339 @@
+/**
+ * The foundation, end to end: a real FUSE mount of a bucket on the local S3 server, driven by
+ * ordinary tools and file calls, checked through the mount and through the SDK.
+ */
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { constants, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { open, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { type LocalS3Server, startLocalS3Server } from '../../src/demo/local-s3-server.js';
+import { type TestMount, mountBucket } from '../helpers/objmount.js';
+import { s3Client } from '../helpers/s3-client.js';
+
+const BUCKET = 'fs-test';
+const MiB = 1024 * 1024;
+
+let server: LocalS3Server;
+let mount: TestMount;
+let sdk: S3Client;
+let mnt: string;
+let local: string;
+
+const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+async function sdkGet(key: string): Promise<Buffer> {
+  const out = await sdk.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+  return Buffer.from(await out.Body!.transformToByteArray());
+}
+
+async function sdkHead(key: string) {
+  return sdk.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
+}
+
+async function sdkKeys(prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const out = await sdk.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix, ContinuationToken: token }));
+    keys.push(...(out.Contents ?? []).map((o) => o.Key!));
+    token = out.IsTruncated ? out.NextContinuationToken : undefined;
+  } while (token);
+  return keys.sort();
+}
+
+function sh(command: string, cwd = mnt): string {
+  return execFileSync('bash', ['-c', command], { cwd, encoding: 'utf8' });
+}
+
+/** Runs a shell command expected to fail; returns its stderr. */
+function shFails(command: string, cwd = mnt): string {
+  const result = spawnSync('bash', ['-c', command], { cwd, encoding: 'utf8' });
+  expect(result.status, `${command} should fail`).not.toBe(0);
+  return result.stderr;
+}
+
+beforeAll(async () => {
+  server = await startLocalS3Server({ buckets: [BUCKET] });
+  sdk = s3Client(server.endpoint);
+  mount = await mountBucket(server.endpoint, `s3://${BUCKET}`);
+  mnt = mount.mountpoint;
+  local = mkdtempSync(join(tmpdir(), 'objmount-local-'));
+});
+
+afterAll(async () => {
+  try {
+    await mount?.unmount();
+  } finally {
+    sdk?.destroy();
+    await server?.close();
+    if (local) rmSync(local, { recursive: true, force: true });
+  }
+});
+
+describe('files of every size, written with different tools', () => {
+  const cases: Array<{ name: string; size: number; write: (src: string, dst: string) => Promise<void> | void }> = [
+    { name: 'empty-touch', size: 0, write: (_s, d) => void sh(`touch '${d}'`) },
+    { name: 'one-byte-printf', size: 1, write: (s, d) => void sh(`cat '${s}' > '${d}'`) },
+    { name: 'four-k-node', size: 4096, write: async (s, d) => writeFile(d, await readFile(s)) },
+    { name: 'five-mib-plus-one-dd', size: 5 * MiB + 1, write: (s, d) => void sh(`dd if='${s}' of='${d}' bs=1M status=none`) },
+    { name: 'five-mib-plus-one-python', size: 5 * MiB + 1, write: (s, d) => void sh(`python3 -c "import shutil,sys; shutil.copyfile(sys.argv[1], sys.argv[2])" '${s}' '${d}'`) },
+    { name: 'sixty-four-mib-cp', size: 64 * MiB, write: (s, d) => void sh(`cp '${s}' '${d}'`) },
+  ];
+  for (const { name, size, write } of cases) {
+    it(`${name}: ${size} bytes are identical through the mount and in the store`, async () => {
+      const data = randomBytes(size);
+      const src = join(local, name);
+      writeFileSync(src, data);
+      await write(src, join(mnt, name));
+      expect(statSync(join(mnt, name)).size).toBe(size);
+      expect(sha(await readFile(join(mnt, name)))).toBe(sha(data));
+      expect(sha(await sdkGet(name))).toBe(sha(data));
+    });
+  }
+});
+
+describe('trees copied with cp -r, rsync and tar', () => {
+  let tree: string;
+  beforeAll(() => {
+    tree = join(local, 'tree');
+    for (let d = 0; d < 10; d++) {
+      for (let s = 0; s < 3; s++) {
+        const dir = join(tree, `dir${d}`, `sub${s}`);
+        mkdirSync(dir, { recursive: true });
+        for (let f = 0; f < 10; f++) writeFileSync(join(dir, `file${f}.txt`), randomBytes(100 + d * 97 + f * 13));
+      }
+    }
+    mkdirSync(join(tree, 'empty-dir'));
+    execFileSync('ln', ['-s', 'dir0/sub0/file0.txt', join(tree, 'link')]);
+    execFileSync('touch', ['-d', '2021-05-06 07:08:09', join(tree, 'dir1', 'sub1', 'file1.txt')]);
+  });
+
+  it('cp -r copies 300 files and an empty directory', () => {
+    sh(`cp -r '${tree}' '${mnt}/cp-tree'`);
+    expect(sh(`diff -r '${tree}' '${mnt}/cp-tree' && echo same`)).toBe('same\n');
+  });
+
+  it('rsync -a copies the tree with modes, mtimes and symlinks, and a second run transfers nothing', () => {
+    sh(`rsync -a '${tree}/' '${mnt}/rsync-tree/'`);
+    expect(sh(`diff -r '${tree}' '${mnt}/rsync-tree' && echo same`)).toBe('same\n');
+    const mtime = statSync(join(mnt, 'rsync-tree', 'dir1', 'sub1', 'file1.txt')).mtime;
+    expect(mtime.toISOString()).toBe(new Date('2021-05-06T07:08:09Z').toISOString());
+    expect(readlinkSync(join(mnt, 'rsync-tree', 'link'))).toBe('dir0/sub0/file0.txt');
+    const again = sh(`rsync -ai '${tree}/' '${mnt}/rsync-tree/'`);
+    expect(again.split('\n').filter((l) => /^[<>ch.][fdL]/.test(l) && !l.startsWith('.d'))).toEqual([]);
+  });
+
+  it('tar extracts into the mount and archives out of it', () => {
+    mkdirSync(join(mnt, 'tar-tree'));
+    sh(`tar -C '${tree}' -cf - . | tar -C '${mnt}/tar-tree' -xf -`);
+    expect(sh(`diff -r '${tree}' '${mnt}/tar-tree' && echo same`)).toBe('same\n');
+    const out = join(local, 'from-mount');
+    mkdirSync(out);
+    sh(`tar -C '${mnt}/tar-tree' -cf - . | tar -C '${out}' -xf -`);
+    expect(sh(`diff -r '${tree}' '${out}' && echo same`)).toBe('same\n');
+  });
+});
+
+describe('directories', () => {
+  it('mkdir writes a marker, rmdir of a non-empty directory fails with ENOTEMPTY', async () => {
+    mkdirSync(join(mnt, 'made'));
+    expect((await sdkHead('made/')).ContentLength).toBe(0);
+    writeFileSync(join(mnt, 'made', 'inside'), 'x');
+    expect(shFails(`rmdir made`)).toMatch(/Directory not empty/);
+    rmSync(join(mnt, 'made', 'inside'));
+    sh('rmdir made');
+    expect(existsSync(join(mnt, 'made'))).toBe(false);
+    expect(await sdkKeys('made')).toEqual([]);
+  });
+
+  it('shows implicit directories from key prefixes, two levels deep', async () => {
+    await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'implicit/a/b/deep.txt', Body: 'deep' }));
+    expect(readdirSync(join(mnt, 'implicit'))).toEqual(['a']);
+    expect(statSync(join(mnt, 'implicit', 'a')).isDirectory()).toBe(true);
+    expect(readFileSync(join(mnt, 'implicit', 'a', 'b', 'deep.txt'), 'utf8')).toBe('deep');
+  });
+
+  it('an implicit directory stays after its last file is removed', () => {
+    rmSync(join(mnt, 'implicit', 'a', 'b', 'deep.txt'));
+    expect(statSync(join(mnt, 'implicit', 'a', 'b')).isDirectory()).toBe(true);
+    sh('rm -r implicit');
+    expect(existsSync(join(mnt, 'implicit'))).toBe(false);
+  });
+
+  it('lists a directory of 2,500 entries (paged listings)', async () => {
+    const keys = Array.from({ length: 2500 }, (_, i) => `many/f${String(i).padStart(5, '0')}`);
+    for (let i = 0; i < keys.length; i += 50) {
+      await Promise.all(keys.slice(i, i + 50).map((Key) => sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'm' }))));
+    }
+    const names = readdirSync(join(mnt, 'many')).sort();
+    expect(names).toEqual(keys.map((k) => k.slice('many/'.length)));
+  });
+});
+
+describe('file operations', () => {
+  it('overwrites part of an existing file and appends to it', async () => {
+    writeFileSync(join(mnt, 'patch.bin'), Buffer.from('0123456789'));
+    const handle = await open(join(mnt, 'patch.bin'), 'r+');
+    await handle.write(Buffer.from('AB'), 0, 2, 4);
+    await handle.close();
+    sh(`printf 'xyz' >> patch.bin`);
+    expect(readFileSync(join(mnt, 'patch.bin'), 'utf8')).toBe('0123AB6789xyz');
+    expect((await sdkGet('patch.bin')).toString()).toBe('0123AB6789xyz');
+  });
+
+  it('O_EXCL refuses an existing file, O_TRUNC empties it', async () => {
+    writeFileSync(join(mnt, 'excl'), 'content');
+    await expect(open(join(mnt, 'excl'), constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY)).rejects.toMatchObject({ code: 'EEXIST' });
+    const h = await open(join(mnt, 'excl'), constants.O_WRONLY | constants.O_TRUNC);
+    await h.close();
+    expect(statSync(join(mnt, 'excl')).size).toBe(0);
+    expect((await sdkGet('excl')).length).toBe(0);
+  });
+
+  it('reads and writes through one O_RDWR handle', async () => {
+    const h = await open(join(mnt, 'rdwr'), 'w+');
+    await h.write('hello world', 0);
+    const back = Buffer.alloc(5);
+    await h.read(back, 0, 5, 6);
+    await h.sync();
+    expect(back.toString()).toBe('world');
+    expect((await sdkGet('rdwr')).toString()).toBe('hello world');
+    await h.close();
+  });
+
+  it('truncates to grow and shrink', async () => {
+    writeFileSync(join(mnt, 'trunc'), 'abcdef');
+    sh('truncate -s 3 trunc');
+    expect((await sdkGet('trunc')).toString()).toBe('abc');
+    sh('truncate -s 6 trunc');
+    expect(await sdkGet('trunc')).toEqual(Buffer.from([97, 98, 99, 0, 0, 0]));
+    expect(statSync(join(mnt, 'trunc')).size).toBe(6);
+  });
+
+  it('renames a file, also over an existing one', async () => {
+    writeFileSync(join(mnt, 'old-name'), 'moving');
+    writeFileSync(join(mnt, 'victim'), 'replaced');
+    sh('mv old-name victim');
+    expect(readFileSync(join(mnt, 'victim'), 'utf8')).toBe('moving');
+    expect(existsSync(join(mnt, 'old-name'))).toBe(false);
+    expect(await sdkKeys('old-name')).toEqual([]);
+    expect((await sdkGet('victim')).toString()).toBe('moving');
+  });
+
+  it('renames a whole directory', async () => {
+    sh('mkdir -p mvdir/sub && echo 1 > mvdir/a && echo 2 > mvdir/sub/b');
+    sh('mv mvdir moved');
+    expect(sh('cat moved/a moved/sub/b')).toBe('1\n2\n');
+    expect(existsSync(join(mnt, 'mvdir'))).toBe(false);
+    expect(await sdkKeys('mvdir')).toEqual([]);
+    expect(await sdkKeys('moved/')).toEqual(['moved/', 'moved/a', 'moved/sub/', 'moved/sub/b']);
+  });
+
+  it('unlinks files', async () => {
+    writeFileSync(join(mnt, 'doomed'), 'x');
+    rmSync(join(mnt, 'doomed'));
+    expect(existsSync(join(mnt, 'doomed'))).toBe(false);
+    expect(await sdkKeys('doomed')).toEqual([]);
+  });
+
+  it('makes and reads symlinks, stored s3fs-style', async () => {
+    writeFileSync(join(mnt, 'target.txt'), 'pointed at');
+    sh('ln -s target.txt sym');
+    expect(lstatSync(join(mnt, 'sym')).isSymbolicLink()).toBe(true);
+    expect(readlinkSync(join(mnt, 'sym'))).toBe('target.txt');
+    expect(readFileSync(join(mnt, 'sym'), 'utf8')).toBe('pointed at');
+    expect((await sdkGet('sym')).toString()).toBe('target.txt');
+    expect(Number((await sdkHead('sym')).Metadata?.mode) & 0o170000).toBe(0o120000);
+  });
+
+  it('persists chmod, chown and utimens in s3fs headers', async () => {
+    writeFileSync(join(mnt, 'meta'), 'm');
+    sh('chmod 751 meta && chown 1234:5678 meta && touch -d "2019-03-04 05:06:07.5" meta');
+    const head = await sdkHead('meta');
+    expect(head.Metadata).toMatchObject({ mode: String(0o100751), uid: '1234', gid: '5678' });
+    expect(Number(head.Metadata?.mtime)).toBeCloseTo(Date.parse('2019-03-04T05:06:07.5Z') / 1000, 3);
+    const st = statSync(join(mnt, 'meta'));
+    expect([st.mode & 0o7777, st.uid, st.gid]).toEqual([0o751, 1234, 5678]);
+    expect(st.mtime.toISOString()).toBe('2019-03-04T05:06:07.500Z');
+  });
+
+  it('refuses hard links with EPERM', () => {
+    writeFileSync(join(mnt, 'linksrc'), 'x');
+    expect(shFails('ln linksrc hardlink')).toMatch(/Operation not permitted/);
+  });
+
+  it('reports free space (statfs)', () => {
+    expect(sh(`df -P '${mnt}' | tail -1`)).toMatch(/s3:\/\/fs-test/);
+  });
+});
+
+describe('other clients and other tools', () => {
+  it('reads objects written by s3fs (POSIX metadata in x-amz-meta headers)', async () => {
+    await sdk.send(
+      new PutObjectCommand({
+        Bucket: BUCKET,
+        Key: 's3fs-made.sh',
+        Body: '#!/bin/sh\necho hi\n',
+        Metadata: { mode: String(0o100755), uid: '1001', gid: '1002', mtime: '1600000000' },
+      }),
+    );
+    const st = statSync(join(mnt, 's3fs-made.sh'));
+    expect([st.mode, st.uid, st.gid, st.mtimeMs]).toEqual([0o100755, 1001, 1002, 1600000000_000]);
+    expect(sh(`'${mnt}/s3fs-made.sh'`)).toBe('hi\n');
+  });
+
+  it('gives objects without metadata the defaults', async () => {
+    await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'plain.txt', Body: 'plain' }));
+    const st = statSync(join(mnt, 'plain.txt'));
+    expect(st.mode).toBe(0o100644);
+    expect(st.uid).toBe(process.getuid!());
+  });
+
+  it('shows a change made by another client within the metadata TTL', async () => {
+    writeFileSync(join(mnt, 'changing'), 'before');
+    expect(readFileSync(join(mnt, 'changing'), 'utf8')).toBe('before');
+    await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'changing', Body: 'after, longer' }));
+    const start = Date.now();
+    let seen = '';
+    while (Date.now() - start < 5000) {
+      seen = readFileSync(join(mnt, 'changing'), 'utf8');
+      if (seen === 'after, longer') break;
+      await sleep(100);
+    }
+    expect(seen).toBe('after, longer');
+    expect(Date.now() - start).toBeLessThan(3000);
+  });
+});
+
+describe('remount', () => {
+  it('keeps empty directories, files and metadata across a remount', async () => {
+    mkdirSync(join(mnt, 'empty-survivor'));
+    writeFileSync(join(mnt, 'survivor'), 'still here');
+    sh('chmod 700 survivor');
+    await mount.unmount();
+    mount = await mountBucket(server.endpoint, `s3://${BUCKET}`);
+    mnt = mount.mountpoint;
+    expect(statSync(join(mnt, 'empty-survivor')).isDirectory()).toBe(true);
+    expect(readFileSync(join(mnt, 'survivor'), 'utf8')).toBe('still here');
+    expect(statSync(join(mnt, 'survivor')).mode & 0o777).toBe(0o700);
+  });
+
+  it('mounts a prefix of the bucket', async () => {
+    const sub = await mountBucket(server.endpoint, `s3://${BUCKET}/moved`);
+    try {
+      expect(readdirSync(sub.mountpoint).sort()).toEqual(['a', 'sub']);
+      writeFileSync(join(sub.mountpoint, 'via-prefix'), 'p');
+      expect((await sdkGet('moved/via-prefix')).toString()).toBe('p');
+    } finally {
+      await sub.unmount();
+    }
+  });
+});

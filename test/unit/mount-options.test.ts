@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+
+import { OptionError, formatSource, parseSize, parseSource } from '../../src/config/mount-options.js';
+
+describe('parseSource', () => {
+  it('reads a bucket and an optional prefix', () => {
+    expect(parseSource('s3://bucket')).toEqual({ provider: 's3', bucket: 'bucket', prefix: '' });
+    expect(parseSource('s3://bucket/')).toEqual({ provider: 's3', bucket: 'bucket', prefix: '' });
+    expect(parseSource('s3://my.bucket-1/a/b/')).toEqual({ provider: 's3', bucket: 'my.bucket-1', prefix: 'a/b/' });
+    expect(formatSource(parseSource('s3://b/x/y'))).toBe('s3://b/x/y');
+  });
+
+  it('explains what is wrong with a malformed source', () => {
+    expect(() => parseSource('bucket')).toThrow(new OptionError(`'bucket' is not a source: write it as s3://bucket or s3://bucket/prefix`));
+    expect(() => parseSource('gs://bucket')).toThrow(/gs:\/\/ scheme is not supported yet/);
+    expect(() => parseSource('s3://')).toThrow(/'' is not a valid bucket name/);
+    expect(() => parseSource('s3://bad bucket')).toThrow(/not a valid bucket name/);
+    expect(() => parseSource('s3://b/a//c')).toThrow(/empty path components/);
+  });
+});
+
+describe('parseSize', () => {
+  it('reads plain bytes and binary units', () => {
+    expect(parseSize('1048576')).toBe(1048576);
+    expect(parseSize('8M')).toBe(8 * 1024 * 1024);
+    expect(parseSize('16MiB')).toBe(16 * 1024 * 1024);
+    expect(parseSize('1g')).toBe(1024 ** 3);
+    expect(parseSize('64k')).toBe(65536);
+  });
+
+  it('refuses what is not a size', () => {
+    expect(() => parseSize('big')).toThrow(/'big' is not a size/);
+    expect(() => parseSize('-5M')).toThrow(OptionError);
+  });
+});
