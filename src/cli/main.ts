@@ -13,8 +13,6 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 
 import { DEFAULTS, type MountOptions, OptionError, parseSize, parseSource } from '../config/mount-options.js';
-import { DefaultChainResolver } from '../creds/resolver.js';
-import { startMount } from '../daemon/mount.js';
 import { MountRegistry } from '../daemon/registry.js';
 import { unmount } from '../daemon/unmount.js';
 import { UserError } from '../daemon/user-error.js';
@@ -102,6 +100,8 @@ async function mountCommand(args: MountArgs, env: NodeJS.ProcessEnv): Promise<vo
   if (options.foreground || child) {
     // The daemon child's stdout and stderr are its log file.
     const logger: Logger = createLogger((line) => process.stderr.write(line), options.logLevel as LogLevel);
+    // The SDK and the FUSE binding load only for commands that mount.
+    const [{ startMount }, { DefaultChainResolver }] = await Promise.all([import('../daemon/mount.js'), import('../creds/resolver.js')]);
     try {
       await runForeground({
         start: () => startMount(options, { resolver: new DefaultChainResolver(env), logger }),

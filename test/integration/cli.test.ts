@@ -34,16 +34,15 @@ function emptyDir(name: string): string {
 
 /** One line on stderr, no stack trace, non-zero exit, nothing mounted. */
 function expectCleanFailure(result: CliResult, mountpoint: string | undefined, pattern: RegExp): void {
+  const wasMounted = mountpoint ? isMounted(mountpoint) : false;
+  if (mountpoint) forceUnmount(mountpoint);
+  expect(wasMounted, `${mountpoint} must not be mounted`).toBe(false);
   expect(result.code, result.stderr).not.toBe(0);
   const lines = result.stderr.trim().split('\n');
   expect(lines, result.stderr).toHaveLength(1);
   expect(lines[0]).toMatch(/^objmount: /);
   expect(lines[0]).toMatch(pattern);
   expect(result.stderr).not.toMatch(/\n\s+at /);
-  if (mountpoint) {
-    expect(isMounted(mountpoint)).toBe(false);
-    forceUnmount(mountpoint);
-  }
 }
 
 describe('bad input', () => {
