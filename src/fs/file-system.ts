@@ -257,8 +257,12 @@ export class FileSystem {
     } finally {
       file.refs -= 1;
       if (file.refs === 0) {
-        await file.exclusive(() => file.discard());
-        if (this.openFiles.get(file.path) === file) this.openFiles.delete(file.path);
+        // Forget the file only if nobody reopened it while we waited for the queue.
+        await file.exclusive(async () => {
+          if (file.refs > 0) return;
+          await file.discard();
+          if (this.openFiles.get(file.path) === file) this.openFiles.delete(file.path);
+        });
       }
     }
   }
@@ -373,13 +377,19 @@ export class FileSystem {
     const toKey = this.key(to);
     const move = async () => {
       if (open) await this.commitNow(open);
-      await this.guard(from, () => this.store.copy(fromKey, toKey));
+      const { etag } = await this.guard(from, () => this.store.copy(fromKey, toKey));
+      // A copy can have a new ETag (on S3, always for a multipart object); reads are pinned to it.
+      if (open) open.etag = etag;
       await this.guard(from, () => this.store.deleteMany([fromKey]));
     };
     if (open) await open.exclusive(move);
     else await move();
     const replaced = this.openFiles.get(to);
-    if (replaced) replaced.unlinked = true;
+    if (replaced) {
+      // The replaced file lives on only in its handles; the name now belongs to the moved file.
+      replaced.unlinked = true;
+      this.openFiles.delete(to);
+    }
     this.openFiles.delete(from);
     if (open) {
       open.path = to;
@@ -402,12 +412,14 @@ export class FileSystem {
     const tooLong = keys.find((k) => Buffer.byteLength(toKey + k.slice(fromKey.length)) > MAX_KEY_BYTES);
     if (tooLong) throw new FsError('ENAMETOOLONG', `${to}: '${tooLong}' would exceed ${MAX_KEY_BYTES} bytes`);
     const queue = new PQueue({ concurrency: 16 });
-    await Promise.all(
+    const copied = await Promise.all(
       keys.map((k) => queue.add(() => this.guard(from, () => this.store.copy(k, toKey + k.slice(fromKey.length))))),
     );
+    const copiedEtags = new Map(keys.map((k, i) => [k, copied[i]!.etag]));
     await this.guard(from, () => this.store.deleteMany(keys));
     for (const file of below) {
       this.openFiles.delete(file.path);
+      file.etag = copiedEtags.get(file.key) ?? file.etag;
       file.path = to + file.path.slice(from.length);
       file.key = this.key(file.path);
       this.openFiles.set(file.path, file);

@@ -47,6 +47,9 @@ export class MetadataCache {
       max: options.maxEntries,
       ttlAutopurge: false,
       perf: options.clock,
+      // lru-cache otherwise reuses one reading of the clock until a 1 ms real-time timer fires,
+      // so an injected clock that jumps would not expire entries until the event loop turns.
+      ttlResolution: options.clock ? 0 : 1,
     });
   }
 

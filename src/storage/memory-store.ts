@@ -94,7 +94,12 @@ export class MemoryStore implements ObjectStore {
           entries.push({ name: prefix });
         }
       } else {
-        entries.push({ name: key, object: this.info(key, this.objects.get(key)!) });
+        const stored = this.objects.get(key)!;
+        // As on S3, a listing carries neither user metadata nor the content type.
+        entries.push({
+          name: key,
+          object: { key, size: stored.body.length, etag: stored.etag, lastModified: stored.lastModified },
+        });
       }
     }
     const start = options.token ? entries.findIndex((e) => compareUtf8(e.name, options.token!) > 0) : 0;
@@ -152,7 +157,10 @@ export class MemoryStore implements ObjectStore {
       bodies.push(stored.body);
     }
     this.uploads.delete(uploadId);
-    return this.store(key, Buffer.concat(bodies), upload.options);
+    // As on S3: the ETag of a multipart object is the MD5 of its parts' MD5s, then "-<count>".
+    const partDigests = Buffer.concat(parts.map((p) => Buffer.from(p.etag.slice(1, -1), 'hex')));
+    const etag = `"${createHash('md5').update(partDigests).digest('hex')}-${parts.length}"`;
+    return this.store(key, Buffer.concat(bodies), upload.options, etag);
   }
 
   async abortMultipartUpload(_key: string, uploadId: string): Promise<void> {
@@ -160,8 +168,7 @@ export class MemoryStore implements ObjectStore {
     this.uploads.delete(uploadId);
   }
 
-  private store(key: string, body: Buffer, options: PutOptions): { etag: string } {
-    const etag = md5(body);
+  private store(key: string, body: Buffer, options: PutOptions, etag = md5(body)): { etag: string } {
     this.objects.set(key, {
       body,
       etag,

@@ -36,7 +36,9 @@ export class FileUploader {
   partSizeFor(size: number): number {
     const { maxParts, minPartSize, maxPartSize } = this.store.capabilities;
     const needed = Math.ceil(size / maxParts);
-    const partSize = Math.max(this.options.partSize, minPartSize, Math.ceil(needed / MiB) * MiB);
+    const preferred = Math.max(this.options.partSize, minPartSize);
+    // Grow in whole MiB only when the preferred size would need too many parts.
+    const partSize = needed > preferred ? Math.ceil(needed / MiB) * MiB : preferred;
     if (partSize > maxPartSize) {
       throw new RangeError(`a ${size}-byte file needs parts larger than the store's ${maxPartSize}-byte maximum`);
     }

@@ -1,0 +1,219 @@
+import { describe, expect, it } from 'vitest';
+
+import {
+  type AttributeDefaults,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFREG,
+  attributesOfObject,
+  formatTime,
+  implicitDirectory,
+  kindOfMode,
+  metadataOf,
+  newAttributes,
+  parseTime,
+} from '../../src/fs/attributes.js';
+
+const defaults: AttributeDefaults = { uid: 1000, gid: 1001, fileMode: 0o644, dirMode: 0o755 };
+const lastModified = new Date('2024-03-01T12:00:00.000Z');
+
+describe('parseTime / formatTime (s3fs time format)', () => {
+  it('writes whole seconds without a fraction, and reads them back', () => {
+    expect(formatTime(1_700_000_000_000)).toBe('1700000000');
+    expect(parseTime('1700000000')).toBe(1_700_000_000_000);
+    expect(formatTime(0)).toBe('0');
+    expect(parseTime('0')).toBe(0);
+  });
+
+  it('writes a fraction of a second as nine digits, and reads it back', () => {
+    expect(formatTime(1_700_000_000_250)).toBe('1700000000.250000000');
+    expect(formatTime(1_700_000_000_001)).toBe('1700000000.001000000');
+    expect(formatTime(1_700_000_000_999)).toBe('1700000000.999000000');
+    expect(parseTime('1700000000.250000000')).toBe(1_700_000_000_250);
+    expect(parseTime('1700000000.001000000')).toBe(1_700_000_000_001);
+  });
+
+  it('round-trips every millisecond of a second exactly', () => {
+    for (let ms = 0; ms < 1000; ms++) {
+      const time = 1_700_000_000_000 + ms;
+      const text = formatTime(time);
+      expect(text).toMatch(ms === 0 ? /^\d+$/ : /^\d+\.\d{9}$/);
+      expect(parseTime(text)).toBe(time);
+    }
+  });
+
+  it('reads shorter fractions (as other tools write them) and truncates below a millisecond', () => {
+    expect(parseTime('1700000000.5')).toBe(1_700_000_000_500);
+    expect(parseTime('1700000000.25')).toBe(1_700_000_000_250);
+    expect(parseTime('1700000000.123456789')).toBe(1_700_000_000_123);
+    expect(parseTime(' 1700000000 ')).toBe(1_700_000_000_000);
+  });
+
+  it('refuses what is not a time', () => {
+    expect(parseTime(undefined)).toBeUndefined();
+    expect(parseTime('')).toBeUndefined();
+    expect(parseTime('yesterday')).toBeUndefined();
+    expect(parseTime('2024-03-01T12:00:00Z')).toBeUndefined();
+    expect(parseTime('-5')).toBeUndefined();
+    expect(parseTime('1700000000.1234567890')).toBeUndefined();
+  });
+});
+
+describe('attributesOfObject', () => {
+  it('uses x-amz-meta mode, uid, gid and times when present', () => {
+    const attrs = attributesOfObject(
+      {
+        size: 42,
+        lastModified,
+        metadata: {
+          mode: String(S_IFREG | 0o600),
+          uid: '501',
+          gid: '20',
+          mtime: '1700000000.500000000',
+          atime: '1700000100',
+          ctime: '1700000200',
+        },
+      },
+      'file',
+      defaults,
+    );
+    expect(attrs).toEqual({
+      kind: 'file',
+      mode: S_IFREG | 0o600,
+      uid: 501,
+      gid: 20,
+      size: 42,
+      mtimeMs: 1_700_000_000_500,
+      atimeMs: 1_700_000_100_000,
+      ctimeMs: 1_700_000_200_000,
+    });
+  });
+
+  it('applies the defaults to an object written by another tool (no metadata)', () => {
+    const attrs = attributesOfObject({ size: 7, lastModified }, 'file', defaults);
+    expect(attrs).toEqual({
+      kind: 'file',
+      mode: S_IFREG | 0o644,
+      uid: 1000,
+      gid: 1001,
+      size: 7,
+      mtimeMs: lastModified.getTime(),
+      atimeMs: lastModified.getTime(),
+      ctimeMs: lastModified.getTime(),
+    });
+  });
+
+  it('applies defaults field by field when only some metadata is present or it is malformed', () => {
+    const attrs = attributesOfObject(
+      { size: 1, lastModified, metadata: { uid: '0', gid: 'wheel', mtime: 'not-a-time' } },
+      'file',
+      defaults,
+    );
+    expect(attrs.mode).toBe(S_IFREG | 0o644);
+    expect(attrs.uid).toBe(0);
+    expect(attrs.gid).toBe(1001);
+    expect(attrs.mtimeMs).toBe(lastModified.getTime());
+    // atime and ctime follow mtime when absent.
+    const onlyMtime = attributesOfObject({ size: 1, lastModified, metadata: { mtime: '1600000000' } }, 'file', defaults);
+    expect(onlyMtime.atimeMs).toBe(1_600_000_000_000);
+    expect(onlyMtime.ctimeMs).toBe(1_600_000_000_000);
+  });
+
+  it('keeps the permission bits and special bits of the stored mode', () => {
+    const attrs = attributesOfObject(
+      { size: 1, lastModified, metadata: { mode: String(S_IFREG | 0o4755) } },
+      'file',
+      defaults,
+    );
+    expect(attrs.mode).toBe(S_IFREG | 0o4755);
+  });
+
+  it('detects a symlink from S_IFLNK in the mode of a file object', () => {
+    const attrs = attributesOfObject(
+      { size: 11, lastModified, metadata: { mode: String(S_IFLNK | 0o777) } },
+      'file',
+      defaults,
+    );
+    expect(attrs.kind).toBe('symlink');
+    expect(attrs.mode).toBe(S_IFLNK | 0o777);
+    expect(attrs.size).toBe(11);
+  });
+
+  it('treats a directory marker as a directory, whatever its mode or size says', () => {
+    const marker = attributesOfObject(
+      { size: 0, lastModified, metadata: { mode: String(S_IFDIR | 0o700), uid: '5', gid: '6' } },
+      'directory',
+      defaults,
+    );
+    expect(marker).toMatchObject({ kind: 'directory', mode: S_IFDIR | 0o700, uid: 5, gid: 6, size: 0 });
+
+    // A marker some tool wrote with file type bits, or with a body, is still a directory of size 0.
+    const odd = attributesOfObject(
+      { size: 3, lastModified, metadata: { mode: String(S_IFREG | 0o644) } },
+      'directory',
+      defaults,
+    );
+    expect(odd).toMatchObject({ kind: 'directory', mode: S_IFDIR | 0o644, size: 0 });
+    const linkMarker = attributesOfObject(
+      { size: 0, lastModified, metadata: { mode: String(S_IFLNK | 0o777) } },
+      'directory',
+      defaults,
+    );
+    expect(linkMarker.kind).toBe('directory');
+
+    // A marker without metadata gets the directory defaults.
+    const bare = attributesOfObject({ size: 0, lastModified }, 'directory', defaults);
+    expect(bare).toMatchObject({ kind: 'directory', mode: S_IFDIR | 0o755, uid: 1000, gid: 1001 });
+  });
+
+  it('keeps a file a file when its stored mode says directory', () => {
+    const attrs = attributesOfObject(
+      { size: 5, lastModified, metadata: { mode: String(S_IFDIR | 0o755) } },
+      'file',
+      defaults,
+    );
+    expect(attrs).toMatchObject({ kind: 'file', mode: S_IFREG | 0o755, size: 5 });
+  });
+
+  it('takes a mode without type bits as permissions', () => {
+    const attrs = attributesOfObject({ size: 5, lastModified, metadata: { mode: '420' } }, 'file', defaults);
+    expect(attrs).toMatchObject({ kind: 'file', mode: S_IFREG | 0o644 });
+  });
+});
+
+describe('metadataOf', () => {
+  it('records attributes in the format it reads back', () => {
+    const attrs = newAttributes('file', 0o640, defaults, 1_700_000_000_125);
+    attrs.size = 9;
+    const metadata = metadataOf(attrs);
+    expect(metadata).toEqual({
+      mode: String(S_IFREG | 0o640),
+      uid: '1000',
+      gid: '1001',
+      mtime: '1700000000.125000000',
+      ctime: '1700000000.125000000',
+      atime: '1700000000.125000000',
+    });
+    expect(attributesOfObject({ size: 9, lastModified, metadata }, 'file', defaults)).toEqual(attrs);
+  });
+
+  it('records a symlink so it reads back as a symlink', () => {
+    const attrs = newAttributes('symlink', 0o777, defaults, 1_700_000_000_000);
+    const metadata = metadataOf(attrs);
+    expect(kindOfMode(Number(metadata.mode))).toBe('symlink');
+    expect(attributesOfObject({ size: 0, lastModified, metadata }, 'file', defaults).kind).toBe('symlink');
+  });
+
+  it('gives an implicit directory the directory defaults', () => {
+    expect(implicitDirectory(defaults, 1234)).toEqual({
+      kind: 'directory',
+      mode: S_IFDIR | 0o755,
+      uid: 1000,
+      gid: 1001,
+      size: 0,
+      mtimeMs: 1234,
+      atimeMs: 1234,
+      ctimeMs: 1234,
+    });
+  });
+});

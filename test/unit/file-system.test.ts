@@ -1,0 +1,1074 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir as readLocalDir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+import { type AttributeDefaults, S_IFDIR, S_IFLNK, S_IFREG, formatTime } from '../../src/fs/attributes.js';
+import { FileSystem, O_APPEND, O_RDWR, O_TRUNC, O_WRONLY } from '../../src/fs/file-system.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { FaultyStore } from '../../src/storage/faulty-store.js';
+import { MemoryStore } from '../../src/storage/memory-store.js';
+import type { ObjectStore, StoreCapabilities } from '../../src/storage/object-store.js';
+
+const KiB = 1024;
+const O_RDONLY = 0;
+const T0 = 1_700_000_000_000;
+const FILE_TTL = 1_000;
+const DIR_TTL = 2_000;
+const NEGATIVE_TTL = 500;
+const PART = 4 * KiB;
+
+const defaults: AttributeDefaults = { uid: 1000, gid: 1000, fileMode: 0o644, dirMode: 0o755 };
+
+/** A clock the tests move by hand; both the FileSystem and its MetadataCache read it. */
+class TestClock {
+  ms = T0;
+  now = (): number => this.ms;
+  advance(ms: number): void {
+    this.ms += ms;
+  }
+}
+
+let stagingDir: string;
+let memory: MemoryStore;
+let faulty: FaultyStore;
+let clock: TestClock;
+let fs: FileSystem;
+
+/** Small parts, so multipart uploads need only a few KiB. */
+const smallParts: Partial<StoreCapabilities> = { minPartSize: PART };
+
+function mount(store: ObjectStore): FileSystem {
+  return new FileSystem(store, {
+    prefix: '',
+    defaults,
+    cache: { fileTtlMs: FILE_TTL, dirTtlMs: DIR_TTL, negativeTtlMs: NEGATIVE_TTL, maxEntries: 100_000, clock },
+    stagingDir,
+    partSize: PART,
+    uploadConcurrency: 4,
+    logger: silentLogger,
+    now: clock.now,
+  });
+}
+
+beforeEach(async () => {
+  stagingDir = await mkdtemp(join(tmpdir(), 'objmount-fs-'));
+  memory = new MemoryStore(smallParts);
+  faulty = new FaultyStore(memory);
+  clock = new TestClock();
+  fs = mount(faulty);
+});
+
+afterEach(async () => {
+  await rm(stagingDir, { recursive: true, force: true });
+});
+
+// ---- helpers ----
+
+async function put(key: string, body: string | Buffer, metadata: Record<string, string> = {}): Promise<void> {
+  await memory.put(key, typeof body === 'string' ? Buffer.from(body) : body, { metadata });
+}
+
+function stored(key: string): string | undefined {
+  return memory.objects.get(key)?.body.toString();
+}
+
+function metadata(key: string): Record<string, string> | undefined {
+  return memory.objects.get(key)?.metadata;
+}
+
+function calls(operation: string): number {
+  return memory.calls.get(operation) ?? 0;
+}
+
+async function readHandle(fh: number, length: number, position = 0): Promise<Buffer> {
+  const into = Buffer.alloc(length);
+  const n = await fs.read(fh, into, length, position);
+  return into.subarray(0, n);
+}
+
+/** Reads the whole file through a new read-only handle, as `cat` would. */
+async function readFile(path: string, on: FileSystem = fs): Promise<Buffer> {
+  const size = (await on.getattr(path)).size;
+  const fh = await on.open(path, O_RDONLY);
+  try {
+    const into = Buffer.alloc(size);
+    const n = await on.read(fh, into, size, 0);
+    return into.subarray(0, n);
+  } finally {
+    await on.release(fh);
+  }
+}
+
+async function writeNewFile(path: string, data: string | Buffer, permissions = 0o644): Promise<void> {
+  const fh = await fs.create(path, permissions);
+  await fs.write(fh, typeof data === 'string' ? Buffer.from(data) : data, 0);
+  await fs.release(fh);
+}
+
+async function listing(path: string, on: FileSystem = fs): Promise<string[]> {
+  return (await on.readdir(path)).filter((n) => n !== '.' && n !== '..').sort();
+}
+
+// ---- tests ----
+
+describe('getattr', () => {
+  it('shows a file with the POSIX metadata stored with it', async () => {
+    await put('docs/report.txt', 'twelve bytes', {
+      mode: String(S_IFREG | 0o600),
+      uid: '501',
+      gid: '20',
+      mtime: '1600000000.250000000',
+    });
+    expect(await fs.getattr('/docs/report.txt')).toEqual({
+      kind: 'file',
+      mode: S_IFREG | 0o600,
+      uid: 501,
+      gid: 20,
+      size: 12,
+      mtimeMs: 1_600_000_000_250,
+      atimeMs: 1_600_000_000_250,
+      ctimeMs: 1_600_000_000_250,
+    });
+  });
+
+  it('gives an object written by another tool the defaults and its Last-Modified', async () => {
+    await put('plain', 'abc');
+    const lastModified = memory.objects.get('plain')!.lastModified.getTime();
+    expect(await fs.getattr('/plain')).toMatchObject({
+      kind: 'file',
+      mode: S_IFREG | 0o644,
+      uid: 1000,
+      gid: 1000,
+      size: 3,
+      mtimeMs: lastModified,
+    });
+  });
+
+  it('shows an explicit directory (a `d/` marker) with its stored mode', async () => {
+    await put('d/', '', { mode: String(S_IFDIR | 0o700), uid: '7', gid: '8' });
+    expect(await fs.getattr('/d')).toMatchObject({ kind: 'directory', mode: S_IFDIR | 0o700, uid: 7, gid: 8, size: 0 });
+  });
+
+  it('shows implicit directories for every prefix of a key', async () => {
+    await put('a/b/c', 'leaf');
+    expect(await fs.getattr('/a')).toMatchObject({ kind: 'directory', mode: S_IFDIR | 0o755, size: 0 });
+    expect(await fs.getattr('/a/b')).toMatchObject({ kind: 'directory', mode: S_IFDIR | 0o755 });
+    expect(await fs.getattr('/a/b/c')).toMatchObject({ kind: 'file', size: 4 });
+    expect(await listing('/a')).toEqual(['b']);
+    expect(await listing('/a/b')).toEqual(['c']);
+  });
+
+  it('shows the directory when a file and a directory share a name', async () => {
+    await put('twin', 'file');
+    await put('twin/inside', 'x');
+    expect((await fs.getattr('/twin')).kind).toBe('directory');
+    expect(await listing('/')).toEqual(['twin']);
+  });
+
+  it('answers ENOENT for what does not exist', async () => {
+    await put('a/b/c', 'leaf');
+    await expect(fs.getattr('/nope')).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(fs.getattr('/a/nope')).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(fs.getattr('/a/b/c/d')).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('shows the root as a directory', async () => {
+    expect(await fs.getattr('/')).toMatchObject({ kind: 'directory', mode: S_IFDIR | 0o755, mtimeMs: T0 });
+  });
+
+  it('shows only the keys under the mount prefix', async () => {
+    await put('other/secret', 's');
+    await put('mine/file', 'f');
+    const scoped = new FileSystem(faulty, {
+      prefix: 'mine/',
+      defaults,
+      cache: { fileTtlMs: FILE_TTL, dirTtlMs: DIR_TTL, negativeTtlMs: NEGATIVE_TTL, maxEntries: 1000, clock },
+      stagingDir,
+      partSize: PART,
+      uploadConcurrency: 2,
+      logger: silentLogger,
+      now: clock.now,
+    });
+    expect(await listing('/', scoped)).toEqual(['file']);
+    expect((await readFile('/file', scoped)).toString()).toBe('f');
+    await expect(scoped.getattr('/secret')).rejects.toMatchObject({ code: 'ENOENT' });
+    const fh = await scoped.create('/new', 0o644);
+    await scoped.write(fh, Buffer.from('n'), 0);
+    await scoped.release(fh);
+    expect(stored('mine/new')).toBe('n');
+  });
+});
+
+describe('readdir', () => {
+  it('pages through more than 1,000 entries without a HEAD per entry', async () => {
+    const names: string[] = [];
+    for (let i = 0; i < 2_500; i++) {
+      const name = `file-${String(i).padStart(5, '0')}`;
+      names.push(name);
+      await put(name, String(i));
+    }
+    for (const dir of ['dir-a', 'dir-b']) {
+      await put(`${dir}/child`, 'c');
+      names.push(dir);
+    }
+    memory.calls.clear();
+
+    const entries = await fs.readdir('/');
+
+    expect(entries.slice(0, 2)).toEqual(['.', '..']);
+    expect(entries.slice(2).sort()).toEqual(names.sort());
+    expect(new Set(entries).size).toBe(entries.length);
+    expect(calls('head')).toBe(0);
+    expect(calls('list')).toBe(3); // pages of at most 1,000
+
+    // A subdirectory the same: HEADs only to find the directory itself, none per entry.
+    for (let i = 0; i < 1_500; i++) await put(`big/${i}`, 'x');
+    memory.calls.clear();
+    expect(await fs.readdir('/big')).toHaveLength(1_502);
+    expect(calls('head')).toBeLessThanOrEqual(2);
+    expect(calls('list')).toBeLessThanOrEqual(3);
+  });
+
+  it('fetches the metadata a listing lacks when getattr asks for it', async () => {
+    await put('secret', 'x', { mode: String(S_IFREG | 0o600), uid: '0' });
+    expect(await listing('/')).toEqual(['secret']);
+    expect(await fs.getattr('/secret')).toMatchObject({ mode: S_IFREG | 0o600, uid: 0 });
+  });
+
+  it('hides keys that cannot be shown as names', async () => {
+    await put('a//b', 'double slash');
+    await put('.', 'dot');
+    await put('..', 'dotdot');
+    await put('x/./y', 'dot component');
+    await put('ok', 'fine');
+    await put(`${'n'.repeat(256)}`, 'too long a name');
+
+    expect(await listing('/')).toEqual(['a', 'ok', 'x']);
+    expect(await listing('/a')).toEqual([]);
+    expect(await listing('/x')).toEqual([]);
+  });
+
+  it('lists files created but not yet flushed, once', async () => {
+    await fs.mkdir('/d', 0o755);
+    await put('d/old', 'o');
+    const fh = await fs.create('/d/new', 0o644);
+    await fs.write(fh, Buffer.from('not yet in the store'), 0);
+    expect(memory.objects.has('d/new')).toBe(false);
+
+    expect(await listing('/d')).toEqual(['new', 'old']);
+    expect(await listing('/')).toEqual(['d']);
+
+    await fs.flush(fh);
+    expect(await listing('/d')).toEqual(['new', 'old']);
+    await fs.release(fh);
+    expect(await listing('/d')).toEqual(['new', 'old']);
+  });
+
+  it('answers ENOTDIR for a file and ENOENT for nothing', async () => {
+    await put('f', 'x');
+    await expect(fs.readdir('/f')).rejects.toMatchObject({ code: 'ENOTDIR' });
+    await expect(fs.readdir('/missing')).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('reports a failed listing as EIO', async () => {
+    await put('d/f', 'x');
+    faulty.fail('list', { code: 'Transient', times: 10 });
+    await expect(fs.readdir('/')).rejects.toMatchObject({ name: 'FsError', code: 'EIO' });
+  });
+});
+
+describe('create, write, flush', () => {
+  it('stores the bytes and s3fs metadata (mode, uid, gid, mtime) on flush', async () => {
+    const fh = await fs.create('/new.txt', 0o640);
+    clock.advance(5_000);
+    await fs.write(fh, Buffer.from('hello'), 0);
+    await fs.write(fh, Buffer.from(' world'), 5);
+    expect(memory.objects.has('new.txt')).toBe(false);
+
+    await fs.flush(fh);
+
+    expect(stored('new.txt')).toBe('hello world');
+    expect(metadata('new.txt')).toMatchObject({
+      mode: String(S_IFREG | 0o640),
+      uid: '1000',
+      gid: '1000',
+      mtime: formatTime(T0 + 5_000),
+    });
+    expect(memory.objects.get('new.txt')?.contentType).toBe('application/octet-stream');
+    expect(await fs.getattr('/new.txt')).toMatchObject({ kind: 'file', size: 11, mode: S_IFREG | 0o640 });
+    await fs.release(fh);
+
+    // Another mount (no shared cache) sees the same file.
+    const other = mount(memory);
+    expect(await other.getattr('/new.txt')).toMatchObject({ size: 11, mode: S_IFREG | 0o640, mtimeMs: T0 + 5_000 });
+    expect((await readFile('/new.txt', other)).toString()).toBe('hello world');
+  });
+
+  it('uploads on release without an explicit flush, and leaves no staging file behind', async () => {
+    const fh = await fs.create('/r', 0o644);
+    await fs.write(fh, Buffer.from('released'), 0);
+    await fs.release(fh);
+    expect(stored('r')).toBe('released');
+    expect(await readLocalDir(stagingDir)).toEqual([]);
+    await expect(fs.read(fh, Buffer.alloc(1), 1, 0)).rejects.toMatchObject({ code: 'EBADF' });
+  });
+
+  it('creates an empty file when nothing is written', async () => {
+    const fh = await fs.create('/empty', 0o600);
+    await fs.release(fh);
+    expect(stored('empty')).toBe('');
+    expect(metadata('empty')?.mode).toBe(String(S_IFREG | 0o600));
+  });
+
+  it('uploads a file larger than one part as a multipart upload with the right bytes', async () => {
+    const data = randomBytes(PART * 3 + 100);
+    const fh = await fs.create('/big.bin', 0o644);
+    // Written out of order, in odd-sized pieces.
+    await fs.write(fh, data.subarray(5_000), 5_000);
+    await fs.write(fh, data.subarray(0, 5_000), 0);
+    await fs.release(fh);
+
+    expect(memory.objects.get('big.bin')?.body.equals(data)).toBe(true);
+    expect(calls('createMultipartUpload')).toBe(1);
+    expect(calls('uploadPart')).toBe(4);
+    expect(memory.uploads.size).toBe(0);
+    expect((await readFile('/big.bin')).equals(data)).toBe(true);
+  });
+
+  it('reads back what was written before it is flushed', async () => {
+    const fh = await fs.create('/draft', 0o644);
+    await fs.write(fh, Buffer.from('0123456789'), 0);
+    expect((await readHandle(fh, 4, 3)).toString()).toBe('3456');
+    expect((await readHandle(fh, 100, 8)).toString()).toBe('89');
+    expect(await readHandle(fh, 10, 10)).toHaveLength(0);
+    expect(await fs.getattr('/draft')).toMatchObject({ size: 10 });
+    await fs.release(fh);
+  });
+
+  it('refuses to grow a file past the largest object the store can hold (EFBIG)', async () => {
+    const tiny = mount(new MemoryStore({ minPartSize: PART, maxPartSize: PART, maxParts: 4 })); // 16 KiB at most
+    const fh = await tiny.create('/f', 0o644);
+    await tiny.write(fh, Buffer.from('ok'), 0);
+    await expect(tiny.write(fh, Buffer.from('x'), PART * 4)).rejects.toMatchObject({ code: 'EFBIG' });
+    await expect(tiny.ftruncate(fh, PART * 4 + 1)).rejects.toMatchObject({ code: 'EFBIG' });
+    await tiny.write(fh, Buffer.from('x'), PART * 4 - 1);
+    expect((await tiny.getattr('/f')).size).toBe(PART * 4);
+    await tiny.release(fh);
+  });
+
+  it('refuses names longer than 255 bytes', async () => {
+    await expect(fs.create(`/${'x'.repeat(256)}`, 0o644)).rejects.toMatchObject({ code: 'ENAMETOOLONG' });
+    await expect(fs.mkdir(`/${'é'.repeat(128)}`, 0o755)).rejects.toMatchObject({ code: 'ENAMETOOLONG' });
+    expect(memory.objects.size).toBe(0);
+  });
+});
+
+describe('open and write existing files', () => {
+  beforeEach(async () => {
+    await put('f', '0123456789', { mode: String(S_IFREG | 0o600), uid: '42', gid: '43' });
+  });
+
+  it('reads ranges of an unchanged file from the store', async () => {
+    const fh = await fs.open('/f', O_RDONLY);
+    expect((await readHandle(fh, 3, 2)).toString()).toBe('234');
+    expect((await readHandle(fh, 100, 7)).toString()).toBe('789');
+    expect(await readHandle(fh, 5, 10)).toHaveLength(0);
+    await fs.release(fh);
+    expect(calls('put') + calls('copy')).toBe(1); // only the fixture's put: reading writes nothing
+  });
+
+  it('overwrites part of a file and keeps the rest and its metadata', async () => {
+    const fh = await fs.open('/f', O_RDWR);
+    await fs.write(fh, Buffer.from('ab'), 3);
+    expect((await readHandle(fh, 10)).toString()).toBe('012ab56789');
+    await fs.release(fh);
+    expect(stored('f')).toBe('012ab56789');
+    expect(metadata('f')).toMatchObject({ mode: String(S_IFREG | 0o600), uid: '42', gid: '43' });
+  });
+
+  it('writes past the end, leaving a hole of zeros', async () => {
+    const fh = await fs.open('/f', O_WRONLY);
+    await fs.write(fh, Buffer.from('!'), 12);
+    await fs.release(fh);
+    expect(memory.objects.get('f')?.body).toEqual(Buffer.from('0123456789\0\0!'));
+  });
+
+  it('appends with O_APPEND wherever the write says it goes', async () => {
+    const fh = await fs.open('/f', O_WRONLY | O_APPEND);
+    await fs.write(fh, Buffer.from('XY'), 0);
+    await fs.write(fh, Buffer.from('Z'), 0);
+    await fs.release(fh);
+    expect(stored('f')).toBe('0123456789XYZ');
+  });
+
+  it('empties the file with O_TRUNC', async () => {
+    const fh = await fs.open('/f', O_WRONLY | O_TRUNC);
+    expect((await fs.getattr('/f')).size).toBe(0);
+    await fs.write(fh, Buffer.from('new'), 0);
+    await fs.release(fh);
+    expect(stored('f')).toBe('new');
+
+    const again = await fs.open('/f', O_RDWR | O_TRUNC);
+    await fs.release(again);
+    expect(stored('f')).toBe('');
+  });
+
+  it('does not rewrite a file opened for writing and closed unchanged', async () => {
+    const fh = await fs.open('/f', O_RDWR);
+    await fs.flush(fh);
+    await fs.release(fh);
+    expect(calls('put') + calls('copy') + calls('createMultipartUpload')).toBe(1); // the fixture's put
+    expect(stored('f')).toBe('0123456789');
+  });
+
+  it('overwrites a few bytes in the middle of a multipart object', async () => {
+    const data = randomBytes(PART * 3 + 7);
+    await writeNewFile('/large', data);
+    const fh = await fs.open('/large', O_RDWR);
+    await fs.write(fh, Buffer.from('PATCH'), PART + 1);
+    await fs.release(fh);
+    Buffer.from('PATCH').copy(data, PART + 1);
+    expect(memory.objects.get('large')?.body.equals(data)).toBe(true);
+    expect(memory.uploads.size).toBe(0);
+  });
+
+  it('refuses writes through a read-only handle', async () => {
+    const fh = await fs.open('/f', O_RDONLY);
+    await expect(fs.write(fh, Buffer.from('x'), 0)).rejects.toMatchObject({ code: 'EBADF' });
+    await expect(fs.ftruncate(fh, 0)).rejects.toMatchObject({ code: 'EBADF' });
+    await fs.release(fh);
+    expect(stored('f')).toBe('0123456789');
+  });
+
+  it('answers ENOENT when opening what does not exist, and EISDIR when writing a directory', async () => {
+    await expect(fs.open('/missing', O_RDONLY)).rejects.toMatchObject({ code: 'ENOENT' });
+    await put('dir/', '');
+    await expect(fs.open('/dir', O_WRONLY)).rejects.toMatchObject({ code: 'EISDIR' });
+  });
+
+  it('gives ESTALE, never mixed bytes, when the object changed in the store after open', async () => {
+    const fh = await fs.open('/f', O_RDONLY);
+    expect((await readHandle(fh, 2)).toString()).toBe('01');
+    await put('f', 'ABCDEFGHIJ');
+    await expect(readHandle(fh, 2, 2)).rejects.toMatchObject({ name: 'FsError', code: 'ESTALE' });
+    await fs.release(fh);
+
+    const writer = await fs.open('/f', O_RDWR);
+    await put('f', 'changed again');
+    await expect(fs.write(writer, Buffer.from('x'), 0)).rejects.toMatchObject({ code: 'ESTALE' });
+    await fs.release(writer);
+    expect(stored('f')).toBe('changed again');
+  });
+
+  it('shares one file between handles: a second handle reads what the first wrote', async () => {
+    const writer = await fs.open('/f', O_RDWR);
+    const reader = await fs.open('/f', O_RDONLY);
+    await fs.write(writer, Buffer.from('WW'), 0);
+    expect((await readHandle(reader, 4)).toString()).toBe('WW23');
+    await fs.release(writer);
+    expect(stored('f')).toBe('WW23456789');
+    expect((await readHandle(reader, 4)).toString()).toBe('WW23');
+    await fs.release(reader);
+  });
+});
+
+describe('truncate', () => {
+  beforeEach(async () => {
+    await put('t', '0123456789', { mode: String(S_IFREG | 0o640) });
+  });
+
+  it('shrinks a file that is not open', async () => {
+    await fs.truncate('/t', 4);
+    expect(stored('t')).toBe('0123');
+    expect(metadata('t')?.mode).toBe(String(S_IFREG | 0o640));
+    expect((await fs.getattr('/t')).size).toBe(4);
+    expect(await readLocalDir(stagingDir)).toEqual([]);
+  });
+
+  it('records the time of the truncate as the mtime', async () => {
+    clock.advance(60_000);
+    await fs.truncate('/t', 1);
+    expect(metadata('t')?.mtime).toBe(formatTime(T0 + 60_000));
+    expect((await fs.getattr('/t')).mtimeMs).toBe(T0 + 60_000);
+  });
+
+  it('grows a file that is not open with zeros', async () => {
+    await fs.truncate('/t', 12);
+    expect(memory.objects.get('t')?.body).toEqual(Buffer.from('0123456789\0\0'));
+    expect((await fs.getattr('/t')).size).toBe(12);
+  });
+
+  it('truncates to nothing', async () => {
+    await fs.truncate('/t', 0);
+    expect(stored('t')).toBe('');
+  });
+
+  it('changes an open file, which reaches the store at flush', async () => {
+    const fh = await fs.open('/t', O_RDWR);
+    await fs.truncate('/t', 3);
+    expect((await fs.getattr('/t')).size).toBe(3);
+    expect((await readHandle(fh, 10)).toString()).toBe('012');
+    expect(stored('t')).toBe('0123456789');
+    await fs.flush(fh);
+    expect(stored('t')).toBe('012');
+
+    await fs.ftruncate(fh, 5);
+    expect((await readHandle(fh, 10)).toString()).toBe('012\0\0');
+    await fs.release(fh);
+    expect(memory.objects.get('t')?.body).toEqual(Buffer.from('012\0\0'));
+  });
+
+  it('answers EISDIR for a directory and ENOENT for nothing', async () => {
+    await put('d/x', 'x');
+    await expect(fs.truncate('/d', 0)).rejects.toMatchObject({ code: 'EISDIR' });
+    await expect(fs.truncate('/none', 0)).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(memory.objects.has('none')).toBe(false);
+  });
+});
+
+describe('mkdir and rmdir', () => {
+  it('writes a marker with the directory metadata', async () => {
+    await fs.mkdir('/d', 0o750);
+    expect(stored('d/')).toBe('');
+    expect(memory.objects.get('d/')?.contentType).toBe('application/x-directory');
+    expect(metadata('d/')).toMatchObject({ mode: String(S_IFDIR | 0o750), uid: '1000', mtime: formatTime(T0) });
+    expect(await fs.getattr('/d')).toMatchObject({ kind: 'directory', mode: S_IFDIR | 0o750 });
+    expect(await listing('/')).toEqual(['d']);
+    expect(await listing('/d')).toEqual([]);
+    expect(await listing('/d', mount(memory))).toEqual([]);
+  });
+
+  it('refuses to make what exists', async () => {
+    await fs.mkdir('/d', 0o755);
+    await put('f', 'x');
+    await put('imp/x', 'x');
+    await expect(fs.mkdir('/d', 0o755)).rejects.toMatchObject({ code: 'EEXIST' });
+    await expect(fs.mkdir('/f', 0o755)).rejects.toMatchObject({ code: 'EEXIST' });
+    await expect(fs.mkdir('/imp', 0o755)).rejects.toMatchObject({ code: 'EEXIST' });
+    expect(memory.objects.has('f/')).toBe(false);
+    expect(memory.objects.has('imp/')).toBe(false);
+  });
+
+  it('removes an empty directory', async () => {
+    await fs.mkdir('/d', 0o755);
+    await fs.rmdir('/d');
+    expect(memory.objects.has('d/')).toBe(false);
+    await expect(fs.getattr('/d')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await listing('/')).toEqual([]);
+  });
+
+  it('refuses to remove a directory that is not empty (ENOTEMPTY)', async () => {
+    await fs.mkdir('/d', 0o755);
+    await put('d/f', 'x');
+    await put('imp/deep/f', 'x');
+    await expect(fs.rmdir('/d')).rejects.toMatchObject({ code: 'ENOTEMPTY' });
+    await expect(fs.rmdir('/imp')).rejects.toMatchObject({ code: 'ENOTEMPTY' });
+    expect(memory.objects.has('d/')).toBe(true);
+    expect(stored('d/f')).toBe('x');
+    expect(stored('imp/deep/f')).toBe('x');
+
+    // A file created but not yet in the store counts too.
+    await fs.mkdir('/e', 0o755);
+    const fh = await fs.create('/e/pending', 0o644);
+    await expect(fs.rmdir('/e')).rejects.toMatchObject({ code: 'ENOTEMPTY' });
+    await fs.release(fh);
+  });
+
+  it('answers ENOTDIR for a file, ENOENT for nothing, EPERM for the root', async () => {
+    await put('f', 'x');
+    await expect(fs.rmdir('/f')).rejects.toMatchObject({ code: 'ENOTDIR' });
+    await expect(fs.rmdir('/none')).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(fs.rmdir('/')).rejects.toMatchObject({ code: 'EPERM' });
+    expect(stored('f')).toBe('x');
+  });
+
+  it('keeps an implicit parent after its last subdirectory is removed', async () => {
+    await put('p/sub/', '');
+    await fs.rmdir('/p/sub');
+    expect(memory.objects.has('p/sub/')).toBe(false);
+    expect(memory.objects.has('p/')).toBe(true);
+    expect((await fs.getattr('/p')).kind).toBe('directory');
+    expect(await listing('/p')).toEqual([]);
+  });
+});
+
+describe('unlink', () => {
+  it('deletes a file', async () => {
+    await put('f', 'x');
+    await put('g', 'y');
+    await fs.unlink('/f');
+    expect(memory.objects.has('f')).toBe(false);
+    await expect(fs.getattr('/f')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await listing('/')).toEqual(['g']);
+  });
+
+  it('answers EISDIR for a directory and ENOENT for nothing', async () => {
+    await fs.mkdir('/d', 0o755);
+    await put('imp/x', 'x');
+    await expect(fs.unlink('/d')).rejects.toMatchObject({ code: 'EISDIR' });
+    await expect(fs.unlink('/imp')).rejects.toMatchObject({ code: 'EISDIR' });
+    await expect(fs.unlink('/none')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(memory.objects.has('d/')).toBe(true);
+    expect(stored('imp/x')).toBe('x');
+  });
+
+  it('keeps an implicit directory after its last file is unlinked, by writing its marker', async () => {
+    await put('a/b/only', 'x');
+    await fs.unlink('/a/b/only');
+    expect(memory.objects.has('a/b/only')).toBe(false);
+    expect(memory.objects.has('a/b/')).toBe(true);
+    expect(metadata('a/b/')?.mode).toBe(String(S_IFDIR | 0o755));
+    expect((await fs.getattr('/a/b')).kind).toBe('directory');
+    expect(await listing('/a/b')).toEqual([]);
+    expect(await listing('/a')).toEqual(['b']);
+    // Another mount sees the directory too.
+    expect((await mount(memory).getattr('/a/b')).kind).toBe('directory');
+  });
+
+  it('does not write a marker while the directory still has entries', async () => {
+    await put('a/one', '1');
+    await put('a/two', '2');
+    await fs.unlink('/a/one');
+    expect(memory.objects.has('a/')).toBe(false);
+    expect(await listing('/a')).toEqual(['two']);
+  });
+
+  it('never uploads a file unlinked while open', async () => {
+    const fh = await fs.create('/tmpfile', 0o644);
+    await fs.write(fh, Buffer.from('scratch'), 0);
+    await fs.unlink('/tmpfile');
+    await expect(fs.getattr('/tmpfile')).rejects.toMatchObject({ code: 'ENOENT' });
+    await fs.flush(fh);
+    await fs.release(fh);
+    expect(memory.objects.has('tmpfile')).toBe(false);
+    expect(calls('put')).toBe(0);
+
+    await put('kept', 'old');
+    const writer = await fs.open('/kept', O_RDWR);
+    await fs.write(writer, Buffer.from('new'), 0);
+    await fs.unlink('/kept');
+    await fs.release(writer);
+    expect(memory.objects.has('kept')).toBe(false);
+  });
+});
+
+describe('rename', () => {
+  it('moves a file over an existing file, bytes and metadata included', async () => {
+    await put('x', 'from x', { mode: String(S_IFREG | 0o600) });
+    await put('y', 'old y');
+    await fs.getattr('/y');
+    await fs.rename('/x', '/y');
+    expect(stored('y')).toBe('from x');
+    expect(metadata('y')?.mode).toBe(String(S_IFREG | 0o600));
+    expect(memory.objects.has('x')).toBe(false);
+    await expect(fs.getattr('/x')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await fs.getattr('/y')).toMatchObject({ size: 6, mode: S_IFREG | 0o600 });
+    expect((await readFile('/y')).toString()).toBe('from x');
+    expect(await listing('/')).toEqual(['y']);
+  });
+
+  it('moves a file into another directory and keeps the implicit source directory', async () => {
+    await put('src/only', 'o');
+    await fs.mkdir('/dst', 0o755);
+    await fs.rename('/src/only', '/dst/moved');
+    expect(stored('dst/moved')).toBe('o');
+    expect(memory.objects.has('src/only')).toBe(false);
+    expect((await fs.getattr('/src')).kind).toBe('directory');
+    expect(await listing('/dst')).toEqual(['moved']);
+  });
+
+  it('refuses to move a file onto a directory (EISDIR) and a directory onto a file (ENOTDIR)', async () => {
+    await put('f', 'x');
+    await fs.mkdir('/d', 0o755);
+    await expect(fs.rename('/f', '/d')).rejects.toMatchObject({ code: 'EISDIR' });
+    await expect(fs.rename('/d', '/f')).rejects.toMatchObject({ code: 'ENOTDIR' });
+    expect(stored('f')).toBe('x');
+    expect(memory.objects.has('d/')).toBe(true);
+    expect(memory.objects.has('d/f')).toBe(false);
+  });
+
+  it('answers ENOENT for a missing source and EINVAL for a directory moved into itself', async () => {
+    await expect(fs.rename('/none', '/other')).rejects.toMatchObject({ code: 'ENOENT' });
+    await fs.mkdir('/d', 0o755);
+    await expect(fs.rename('/d', '/d/inside')).rejects.toMatchObject({ code: 'EINVAL' });
+    expect(memory.objects.has('d/')).toBe(true);
+    expect(memory.objects.has('other')).toBe(false);
+  });
+
+  it('moves a directory with many keys: every key moved, the source gone', async () => {
+    const expected = new Map<string, string>();
+    await put('src/', '', { mode: String(S_IFDIR | 0o700) });
+    for (let i = 0; i < 1_200; i++) {
+      const rest = i % 3 === 0 ? `sub/deeper/${i}` : `${i}`;
+      await put(`src/${rest}`, `body ${i}`);
+      expected.set(`dst/${rest}`, `body ${i}`);
+    }
+    await put('srcfile', 'not under src/');
+    expected.set('dst/', '');
+    expected.set('srcfile', 'not under src/');
+    await fs.getattr('/src/sub/deeper/0');
+
+    await fs.rename('/src', '/dst');
+
+    expect(new Map([...memory.objects].map(([k, v]) => [k, v.body.toString()]))).toEqual(expected);
+    expect(metadata('dst/')?.mode).toBe(String(S_IFDIR | 0o700));
+    await expect(fs.getattr('/src')).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(fs.getattr('/src/sub/deeper/0')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await fs.getattr('/dst')).toMatchObject({ kind: 'directory', mode: S_IFDIR | 0o700 });
+    expect((await readFile('/dst/sub/deeper/0')).toString()).toBe('body 0');
+    expect(await listing('/')).toEqual(['dst', 'srcfile']);
+    expect(await fs.readdir('/dst')).toHaveLength(2 + 800 + 1);
+  });
+
+  it('moves a directory over an empty one, and refuses a non-empty one', async () => {
+    await put('a/f', 'f');
+    await fs.mkdir('/empty', 0o755);
+    await fs.rename('/a', '/empty');
+    expect(stored('empty/f')).toBe('f');
+    expect(memory.objects.has('a/f')).toBe(false);
+
+    await put('b/g', 'g');
+    await expect(fs.rename('/b', '/empty')).rejects.toMatchObject({ code: 'ENOTEMPTY' });
+    expect(stored('b/g')).toBe('g');
+    expect(stored('empty/f')).toBe('f');
+  });
+
+  it('moves an open file with unsaved writes, and later writes go to the new name', async () => {
+    const fh = await fs.create('/draft', 0o644);
+    await fs.write(fh, Buffer.from('abc'), 0);
+    await fs.rename('/draft', '/final');
+    expect(stored('final')).toBe('abc');
+    expect(memory.objects.has('draft')).toBe(false);
+    await expect(fs.getattr('/draft')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect((await fs.getattr('/final')).size).toBe(3);
+
+    await fs.write(fh, Buffer.from('def'), 3);
+    await fs.release(fh);
+    expect(stored('final')).toBe('abcdef');
+    expect(memory.objects.has('draft')).toBe(false);
+    expect(await listing('/')).toEqual(['final']);
+  });
+
+  it('moves a directory holding an open file with unsaved writes', async () => {
+    await fs.mkdir('/proj', 0o755);
+    const fh = await fs.create('/proj/notes', 0o644);
+    await fs.write(fh, Buffer.from('v1'), 0);
+    await fs.rename('/proj', '/proj2');
+    expect(stored('proj2/notes')).toBe('v1');
+    await fs.write(fh, Buffer.from('v2'), 0);
+    await fs.release(fh);
+    expect(stored('proj2/notes')).toBe('v2');
+    expect([...memory.objects.keys()].filter((k) => k.startsWith('proj/'))).toEqual([]);
+  });
+
+  it('keeps reading a file through a handle opened before the file was moved', async () => {
+    // A multipart object, whose copy gets a new ETag as on S3 (log rotation: `mv app.log app.log.1`
+    // while a reader has it open).
+    const data = randomBytes(PART * 2 + 10);
+    await writeNewFile('/app.log', data);
+    expect(memory.objects.get('app.log')?.etag).toMatch(/-3"$/);
+    const reader = await fs.open('/app.log', O_RDONLY);
+    expect((await readHandle(reader, 10)).equals(data.subarray(0, 10))).toBe(true);
+
+    await fs.rename('/app.log', '/app.log.1');
+
+    expect((await readHandle(reader, 10, PART)).equals(data.subarray(PART, PART + 10))).toBe(true);
+    await fs.release(reader);
+    expect(memory.objects.get('app.log.1')?.body.equals(data)).toBe(true);
+  });
+
+  it('keeps reading a file through a handle opened before its directory was moved', async () => {
+    const data = randomBytes(PART * 2 + 10);
+    await fs.mkdir('/logs', 0o755);
+    await writeNewFile('/logs/app.log', data);
+    const reader = await fs.open('/logs/app.log', O_RDONLY);
+
+    await fs.rename('/logs', '/old-logs');
+
+    expect((await readHandle(reader, 10, PART)).equals(data.subarray(PART, PART + 10))).toBe(true);
+    await fs.release(reader);
+    expect(memory.objects.get('old-logs/app.log')?.body.equals(data)).toBe(true);
+  });
+
+  it('moves a symlink', async () => {
+    await fs.symlink('target', '/l1');
+    await fs.rename('/l1', '/l2');
+    expect(await fs.readlink('/l2')).toBe('target');
+    expect((await fs.getattr('/l2')).kind).toBe('symlink');
+    await expect(fs.readlink('/l1')).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('replaces a file that is open elsewhere: the name then shows the moved file', async () => {
+    await put('new', 'new content');
+    await put('live', 'old');
+    const oldHandle = await fs.open('/live', O_RDONLY);
+
+    await fs.rename('/new', '/live');
+
+    expect(stored('live')).toBe('new content');
+    expect((await fs.getattr('/live')).size).toBe(11);
+    expect((await readFile('/live')).toString()).toBe('new content');
+    await fs.release(oldHandle);
+    expect(stored('live')).toBe('new content');
+  });
+});
+
+describe('symlink and readlink', () => {
+  it('stores a symlink as an object whose body is the target, with S_IFLNK in its mode', async () => {
+    await fs.symlink('../target/file.txt', '/link');
+    expect(stored('link')).toBe('../target/file.txt');
+    expect(metadata('link')?.mode).toBe(String(S_IFLNK | 0o777));
+    expect(await fs.getattr('/link')).toMatchObject({ kind: 'symlink', size: 18 });
+    expect(await fs.readlink('/link')).toBe('../target/file.txt');
+    expect(await listing('/')).toEqual(['link']);
+
+    const other = mount(memory);
+    expect((await other.getattr('/link')).kind).toBe('symlink');
+    expect(await other.readlink('/link')).toBe('../target/file.txt');
+  });
+
+  it('reads symlinks written by s3fs, also after a listing (which carries no mode)', async () => {
+    await put('s3fs-link', '/absolute/path', { mode: String(S_IFLNK | 0o777), mtime: '1600000000' });
+    expect(await listing('/')).toEqual(['s3fs-link']);
+    expect(await fs.getattr('/s3fs-link')).toMatchObject({ kind: 'symlink', mode: S_IFLNK | 0o777, mtimeMs: 1_600_000_000_000 });
+    expect(await fs.readlink('/s3fs-link')).toBe('/absolute/path');
+  });
+
+  it('answers EEXIST, EINVAL and ENOENT as a disk would', async () => {
+    await put('f', 'x');
+    await expect(fs.symlink('t', '/f')).rejects.toMatchObject({ code: 'EEXIST' });
+    await expect(fs.readlink('/f')).rejects.toMatchObject({ code: 'EINVAL' });
+    await expect(fs.readlink('/none')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(stored('f')).toBe('x');
+  });
+});
+
+describe('chmod, chown, utimens', () => {
+  it('persists changes to a closed file in its metadata, bytes untouched', async () => {
+    await put('f', 'content', { mode: String(S_IFREG | 0o644), uid: '1', gid: '2' });
+    clock.advance(1_000);
+    await fs.chmod('/f', 0o600);
+    expect(metadata('f')).toMatchObject({ mode: String(S_IFREG | 0o600), uid: '1', gid: '2', ctime: formatTime(T0 + 1_000) });
+
+    await fs.chown('/f', 501, 20);
+    expect(metadata('f')).toMatchObject({ mode: String(S_IFREG | 0o600), uid: '501', gid: '20' });
+    await fs.chown('/f', -1, 30);
+    expect(metadata('f')).toMatchObject({ uid: '501', gid: '30' });
+
+    await fs.utimens('/f', 1_500_000_000_000, 1_600_000_000_123);
+    expect(metadata('f')).toMatchObject({ atime: '1500000000', mtime: '1600000000.123000000' });
+    expect(stored('f')).toBe('content');
+
+    expect(await fs.getattr('/f')).toMatchObject({ mode: S_IFREG | 0o600, uid: 501, gid: 30, mtimeMs: 1_600_000_000_123 });
+    expect(await mount(memory).getattr('/f')).toMatchObject({
+      mode: S_IFREG | 0o600,
+      uid: 501,
+      gid: 30,
+      mtimeMs: 1_600_000_000_123,
+      atimeMs: 1_500_000_000_000,
+    });
+  });
+
+  it('persists changes to explicit and implicit directories', async () => {
+    await fs.mkdir('/d', 0o755);
+    await fs.chmod('/d', 0o700);
+    expect(metadata('d/')?.mode).toBe(String(S_IFDIR | 0o700));
+
+    await put('imp/child', 'c');
+    await fs.chown('/imp', 5, 6);
+    expect(metadata('imp/')).toMatchObject({ mode: String(S_IFDIR | 0o755), uid: '5', gid: '6' });
+    expect(stored('imp/child')).toBe('c');
+    expect(await mount(memory).getattr('/imp')).toMatchObject({ kind: 'directory', uid: 5, gid: 6 });
+  });
+
+  it('gives a dirty open file its new attributes at flush', async () => {
+    const fh = await fs.create('/w', 0o644);
+    await fs.write(fh, Buffer.from('data'), 0);
+    await fs.chmod('/w', 0o640);
+    await fs.chown('/w', 7, 8);
+    await fs.utimens('/w', 1_400_000_000_000, 1_400_000_000_000);
+    expect(memory.objects.has('w')).toBe(false);
+    expect(await fs.getattr('/w')).toMatchObject({ mode: S_IFREG | 0o640, uid: 7, gid: 8, mtimeMs: 1_400_000_000_000 });
+
+    await fs.flush(fh);
+
+    expect(stored('w')).toBe('data');
+    expect(metadata('w')).toMatchObject({ mode: String(S_IFREG | 0o640), uid: '7', gid: '8', mtime: '1400000000' });
+    await fs.release(fh);
+    expect(metadata('w')?.mode).toBe(String(S_IFREG | 0o640));
+  });
+
+  it('saves attributes of a clean open file right away', async () => {
+    await put('c', 'clean');
+    const fh = await fs.open('/c', O_RDONLY);
+    await fs.chmod('/c', 0o400);
+    expect(metadata('c')?.mode).toBe(String(S_IFREG | 0o400));
+    expect((await readHandle(fh, 5)).toString()).toBe('clean');
+    await fs.release(fh);
+    expect(stored('c')).toBe('clean');
+  });
+
+  it('answers ENOENT for nothing', async () => {
+    await expect(fs.chmod('/none', 0o600)).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(fs.chown('/none', 1, 1)).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(fs.utimens('/none', 0, 0)).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(memory.objects.size).toBe(0);
+  });
+});
+
+describe('unsupported operations', () => {
+  it('refuses hard links and device nodes with EPERM', async () => {
+    await put('f', 'x');
+    await expect(fs.link('/f', '/g')).rejects.toMatchObject({ code: 'EPERM' });
+    await expect(fs.mknod('/dev')).rejects.toMatchObject({ code: 'EPERM' });
+    expect([...memory.objects.keys()]).toEqual(['f']);
+  });
+});
+
+describe('upload failures', () => {
+  it('reports a failed flush as EIO, keeps the data, and succeeds on retry', async () => {
+    faulty.fail('put', { code: 'Transient' });
+    const fh = await fs.create('/f', 0o644);
+    await fs.write(fh, Buffer.from('precious'), 0);
+    await expect(fs.flush(fh)).rejects.toMatchObject({ name: 'FsError', code: 'EIO' });
+    expect(memory.objects.has('f')).toBe(false);
+    expect(fs.pendingFiles).toEqual(['/f']);
+
+    await fs.flush(fh);
+    expect(stored('f')).toBe('precious');
+    expect(fs.pendingFiles).toEqual([]);
+    await fs.release(fh);
+  });
+
+  it('reports a refused upload as EACCES', async () => {
+    faulty.fail('put', { code: 'AccessDenied' });
+    const fh = await fs.create('/f', 0o644);
+    await fs.write(fh, Buffer.from('x'), 0);
+    await expect(fs.release(fh)).rejects.toMatchObject({ code: 'EACCES' });
+    expect(memory.objects.has('f')).toBe(false);
+  });
+
+  it('leaves no multipart upload behind after a failed part', async () => {
+    faulty.fail('uploadPart', { nth: 2, code: 'Transient' });
+    const data = randomBytes(PART * 3 + 1);
+    const fh = await fs.create('/big', 0o644);
+    await fs.write(fh, data, 0);
+    await expect(fs.flush(fh)).rejects.toMatchObject({ code: 'EIO' });
+    expect(memory.uploads.size).toBe(0);
+    expect(memory.objects.has('big')).toBe(false);
+
+    await fs.release(fh);
+    expect(memory.objects.get('big')?.body.equals(data)).toBe(true);
+    expect(memory.uploads.size).toBe(0);
+  });
+
+  it('leaves no multipart upload behind after a failed completion', async () => {
+    faulty.fail('completeMultipartUpload', { code: 'Transient' });
+    const fh = await fs.create('/big', 0o644);
+    await fs.write(fh, randomBytes(PART * 2 + 1), 0);
+    await expect(fs.fsync(fh)).rejects.toMatchObject({ code: 'EIO' });
+    expect(memory.uploads.size).toBe(0);
+    expect(memory.objects.has('big')).toBe(false);
+    await fs.release(fh);
+  });
+
+  it('leaves the source of a failed directory rename where it was', async () => {
+    for (let i = 0; i < 20; i++) await put(`src/${i}`, `${i}`);
+    faulty.fail('copy', { nth: 5, code: 'Transient' });
+    await expect(fs.rename('/src', '/dst')).rejects.toMatchObject({ code: 'EIO' });
+    for (let i = 0; i < 20; i++) expect(stored(`src/${i}`)).toBe(`${i}`);
+    expect(await listing('/src')).toHaveLength(20);
+  });
+
+  it('keeps an open file under its old name when its upload fails during rename', async () => {
+    const fh = await fs.create('/draft', 0o644);
+    await fs.write(fh, Buffer.from('unsaved'), 0);
+    faulty.fail('put', { code: 'Transient' });
+    await expect(fs.rename('/draft', '/final')).rejects.toMatchObject({ code: 'EIO' });
+    expect(memory.objects.has('final')).toBe(false);
+    expect((await fs.getattr('/draft')).size).toBe(7);
+    await fs.release(fh);
+    expect(stored('draft')).toBe('unsaved');
+    expect(memory.objects.has('final')).toBe(false);
+  });
+
+  it('drains every pending file for unmount', async () => {
+    const a = await fs.create('/a', 0o644);
+    const b = await fs.create('/b', 0o644);
+    await fs.write(a, Buffer.from('A'), 0);
+    await fs.write(b, Buffer.from('B'), 0);
+    expect(fs.pendingFiles.sort()).toEqual(['/a', '/b']);
+    await fs.drain();
+    expect(stored('a')).toBe('A');
+    expect(stored('b')).toBe('B');
+    expect(fs.pendingFiles).toEqual([]);
+    await fs.release(a);
+    await fs.release(b);
+  });
+});
+
+describe('metadata cache TTL', () => {
+  it('shows a change made directly in the store only after the file TTL', async () => {
+    await put('f', '123');
+    expect((await fs.getattr('/f')).size).toBe(3);
+    await put('f', '1234567');
+
+    expect((await fs.getattr('/f')).size).toBe(3);
+    clock.advance(FILE_TTL - 1);
+    expect((await fs.getattr('/f')).size).toBe(3);
+    clock.advance(2);
+    expect((await fs.getattr('/f')).size).toBe(7);
+    expect((await readFile('/f')).toString()).toBe('1234567');
+  });
+
+  it('keeps "no such file" for the negative TTL', async () => {
+    await expect(fs.getattr('/late')).rejects.toMatchObject({ code: 'ENOENT' });
+    await put('late', 'here now');
+    await expect(fs.getattr('/late')).rejects.toMatchObject({ code: 'ENOENT' });
+    clock.advance(NEGATIVE_TTL + 1);
+    expect((await fs.getattr('/late')).size).toBe(8);
+  });
+
+  it('keeps a directory for the directory TTL after another client removed it', async () => {
+    await put('d/', '');
+    expect((await fs.getattr('/d')).kind).toBe('directory');
+    await memory.deleteMany(['d/']);
+    clock.advance(FILE_TTL + 1);
+    expect((await fs.getattr('/d')).kind).toBe('directory');
+    clock.advance(DIR_TTL);
+    await expect(fs.getattr('/d')).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('shows changes made through the mount at once', async () => {
+    await put('f', '123');
+    expect((await fs.getattr('/f')).size).toBe(3);
+    const fh = await fs.open('/f', O_WRONLY | O_APPEND);
+    await fs.write(fh, Buffer.from('45'), 0);
+    await fs.release(fh);
+    expect((await fs.getattr('/f')).size).toBe(5);
+
+    await expect(fs.getattr('/made')).rejects.toMatchObject({ code: 'ENOENT' });
+    await fs.mkdir('/made', 0o755);
+    expect((await fs.getattr('/made')).kind).toBe('directory');
+  });
+
+  it('shares one lookup between concurrent getattr calls', async () => {
+    await put('f', 'x');
+    memory.calls.clear();
+    const all = await Promise.all(Array.from({ length: 8 }, () => fs.getattr('/f')));
+    expect(all.map((a) => a.size)).toEqual(Array(8).fill(1));
+    expect(calls('head')).toBe(2); // the key and the key + '/'
+    expect(calls('list')).toBe(1);
+  });
+
+  it('serves repeated lookups from the cache', async () => {
+    await put('f', 'x');
+    await fs.getattr('/f');
+    memory.calls.clear();
+    for (let i = 0; i < 10; i++) await fs.getattr('/f');
+    expect(calls('head') + calls('list')).toBe(0);
+  });
+});
