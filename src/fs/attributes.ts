@@ -61,7 +61,7 @@ export function attributesOfObject(
   defaults: AttributeDefaults,
 ): Attributes {
   const meta = info.metadata ?? {};
-  const storedMode = parseInteger(meta.mode);
+  const storedMode = parseMode(meta.mode);
   let kind: NodeKind = expected;
   let mode: number;
   if (storedMode !== undefined) {
@@ -126,6 +126,18 @@ export function metadataOf(attrs: Attributes): ObjectMetadata {
 
 export function contentTypeOf(kind: NodeKind): string {
   return kind === 'directory' ? 'application/x-directory' : 'application/octet-stream';
+}
+
+/**
+ * s3fs writes the mode in decimal ("33188"); rclone writes it in octal ("100644"). A value whose
+ * decimal reading has no valid file type but whose octal reading has one is octal.
+ */
+function parseMode(value: string | undefined): number | undefined {
+  const valid = (mode: number) => mode <= 0o177777 && kindOfMode(mode) !== undefined;
+  const decimal = parseInteger(value);
+  if (decimal === undefined || valid(decimal)) return decimal;
+  const octal = /^[0-7]+$/.test(value!.trim()) ? parseInt(value!.trim(), 8) : undefined;
+  return octal !== undefined && valid(octal) ? octal : decimal;
 }
 
 function parseInteger(value: string | undefined): number | undefined {

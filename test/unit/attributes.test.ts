@@ -60,6 +60,16 @@ describe('parseTime / formatTime (s3fs time format)', () => {
 });
 
 describe('attributesOfObject', () => {
+  it('reads rclone\'s octal mode as well as s3fs\'s decimal one', () => {
+    const of = (mode: string, expected: 'file' | 'directory' = 'file') =>
+      attributesOfObject({ size: 1, lastModified, metadata: { mode } }, expected, defaults).mode;
+    expect(of('33188')).toBe(S_IFREG | 0o644); // s3fs
+    expect(of('100644')).toBe(S_IFREG | 0o644); // rclone
+    expect(of('100755')).toBe(S_IFREG | 0o755);
+    expect(of('40750', 'directory')).toBe(S_IFDIR | 0o750); // rclone directory
+    expect(of('16877', 'directory')).toBe(S_IFDIR | 0o755); // s3fs directory
+  });
+
   it('uses x-amz-meta mode, uid, gid and times when present', () => {
     const attrs = attributesOfObject(
       {
