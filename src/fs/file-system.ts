@@ -30,6 +30,7 @@ import {
 import { FsError, toFsError } from './errors.js';
 import { type CachedNode, MetadataCache, type MetadataCacheOptions } from './metadata-cache.js';
 import { OpenFile, stagingPathFor } from './open-file.js';
+import { Prefetcher } from './read/prefetcher.js';
 import { FileUploader } from './write/file-uploader.js';
 
 export interface FileSystemOptions {
@@ -54,6 +55,9 @@ export const O_TRUNC = 0o1000;
 export const O_APPEND = 0o2000;
 
 const MAX_KEY_BYTES = 1024;
+const MiB = 1024 * 1024;
+/** Read-ahead of files read from the store: 1 MiB growing to 8 MiB windows, two ahead. */
+const READ_AHEAD = { minWindow: MiB, maxWindow: 8 * MiB, ahead: 2 };
 const MAX_NAME_BYTES = 255;
 
 interface Handle {
@@ -214,10 +218,15 @@ export class FileSystem {
     if (wanted <= 0) return 0;
     if (file.staged) return file.readStaged(into, wanted, position);
     if (!file.existsInStore) return 0;
-    const { body } = await this.guard(file.path, () =>
-      this.store.get(file.key, { range: { start: position, end: position + wanted - 1 }, ifMatch: file.etag }),
+    file.prefetcher ??= new Prefetcher(
+      this.store,
+      () => file.key,
+      () => file.etag,
+      () => file.attrs.size,
+      READ_AHEAD,
     );
-    return body.copy(into, 0, 0, Math.min(body.length, wanted));
+    const prefetcher = file.prefetcher;
+    return this.guard(file.path, () => prefetcher.read(into, wanted, position));
   }
 
   async write(fh: number, data: Buffer, position: number): Promise<number> {
@@ -379,7 +388,10 @@ export class FileSystem {
       if (open) await this.commitNow(open);
       const { etag } = await this.guard(from, () => this.store.copy(fromKey, toKey));
       // A copy can have a new ETag (on S3, always for a multipart object); reads are pinned to it.
-      if (open) open.etag = etag;
+      if (open) {
+        open.etag = etag;
+        open.prefetcher?.reset();
+      }
       await this.guard(from, () => this.store.deleteMany([fromKey]));
     };
     if (open) await open.exclusive(move);
@@ -420,6 +432,7 @@ export class FileSystem {
     for (const file of below) {
       this.openFiles.delete(file.path);
       file.etag = copiedEtags.get(file.key) ?? file.etag;
+      file.prefetcher?.reset();
       file.path = to + file.path.slice(from.length);
       file.key = this.key(file.path);
       this.openFiles.set(file.path, file);
@@ -536,6 +549,7 @@ export class FileSystem {
       throw fsError;
     }
     file.etag = etag;
+    file.prefetcher?.reset();
     file.dirty = false;
     file.metadataDirty = false;
     this.cache.setNode(file.path, {
