@@ -699,7 +699,10 @@ export class FileSystem {
     try {
       return await call();
     } catch (error) {
-      throw toFsError(error, path);
+      const fsError = toFsError(error, path);
+      // The store holds a newer object than the one cached: forget it, so the next open sees it.
+      if (fsError.code === 'ESTALE') this.cache.delete(path);
+      throw fsError;
     }
   }
 }

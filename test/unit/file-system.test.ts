@@ -463,6 +463,18 @@ describe('open and write existing files', () => {
     expect(stored('f')).toBe('changed again');
   });
 
+  it('forgets the cached version after ESTALE, so the next open reads the new object', async () => {
+    expect((await fs.getattr('/f')).size).toBe(10); // cached for the TTL
+    await put('f', 'a newer, longer body');
+    const stale = await fs.open('/f', O_RDONLY);
+    await expect(readHandle(stale, 4)).rejects.toMatchObject({ code: 'ESTALE' });
+    await fs.release(stale);
+    expect((await fs.getattr('/f')).size).toBe(20);
+    const fresh = await fs.open('/f', O_RDONLY);
+    expect((await readHandle(fresh, 20)).toString()).toBe('a newer, longer body');
+    await fs.release(fresh);
+  });
+
   it('shares one file between handles: a second handle reads what the first wrote', async () => {
     const writer = await fs.open('/f', O_RDWR);
     const reader = await fs.open('/f', O_RDONLY);
