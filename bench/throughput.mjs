@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const { startLocalS3Server, LOCAL_S3_ACCESS_KEY: KEY, LOCAL_S3_SECRET_KEY: SECRET } = await import(
+const { startLocalS3ServerProcess: startLocalS3Server, LOCAL_S3_ACCESS_KEY: KEY, LOCAL_S3_SECRET_KEY: SECRET } = await import(
   join(root, 'dist/demo/local-s3-server.js')
 );
 const { S3Client, GetObjectCommand, PutObjectCommand } = await import('@aws-sdk/client-s3');
@@ -138,9 +138,12 @@ const tools = [
     name: 'rclone mount (Debian, --vfs-cache-mode off)',
     available: have('rclone'),
     mount: async (dir) => {
+      // rclone's AWS SDK refuses to start with AWS_CA_BUNDLE set ("HTTPClient's transport
+      // unsupported type"); the server is plain http on 127.0.0.1, so drop it for rclone.
+      const { AWS_CA_BUNDLE: _ignored, ...rcloneEnv } = env;
       const child = spawn('rclone', ['mount', `bench:${BUCKET}`, dir, '--vfs-cache-mode', 'off'], {
         env: {
-          ...env,
+          ...rcloneEnv,
           RCLONE_CONFIG_BENCH_TYPE: 's3',
           RCLONE_CONFIG_BENCH_PROVIDER: 'Other',
           RCLONE_CONFIG_BENCH_ENDPOINT: server.endpoint,

@@ -93,6 +93,8 @@ export class S3Store implements ObjectStore {
       requestHandler: new NodeHttpHandler({
         connectionTimeout: options.connectTimeoutMs ?? 5_000,
         requestTimeout: options.idleTimeoutMs ?? 30_000,
+        // Without this the SDK only warns and the request (and the file operation) waits forever.
+        throwOnRequestTimeout: true,
         httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
         httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets }),
       }),

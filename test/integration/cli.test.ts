@@ -10,14 +10,14 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { type LocalS3Server, startLocalS3Server } from '../../src/demo/local-s3-server.js';
+import { type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
 import { CLI, type CliResult, forceUnmount, isMounted, mountBucket, objmount, testEnv } from '../helpers/objmount.js';
 
 let server: LocalS3Server;
 let scratch: string;
 
 beforeAll(async () => {
-  server = await startLocalS3Server({ buckets: ['cli-test'] });
+  server = await startLocalS3ServerProcess({ buckets: ['cli-test'] });
   scratch = mkdtempSync(join(tmpdir(), 'objmount-cli-'));
 });
 

@@ -3,7 +3,7 @@
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, type LocalS3Server, startLocalS3Server } from '../../src/demo/local-s3-server.js';
+import { LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
 import { listAll } from '../../src/storage/object-store.js';
 import { S3Store } from '../../src/storage/s3-store.js';
 import { s3Client } from '../helpers/s3-client.js';
@@ -25,7 +25,7 @@ function makeStore(overrides: Partial<ConstructorParameters<typeof S3Store>[0]> 
 }
 
 beforeAll(async () => {
-  server = await startLocalS3Server({ buckets: [BUCKET] });
+  server = await startLocalS3ServerProcess({ buckets: [BUCKET] });
   store = makeStore();
 });
 
