@@ -11,7 +11,7 @@ import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
@@ -209,6 +209,21 @@ describe('file operations', () => {
     await h.close();
   });
 
+  it('ftruncate and fsync on an open handle reach the store before close', async () => {
+    const h = await open(join(mnt, 'ftrunc'), 'w+');
+    try {
+      await h.write('0123456789', 0);
+      await h.truncate(4);
+      await h.sync();
+      expect((await sdkGet('ftrunc')).toString()).toBe('0123');
+      await h.truncate(6);
+      await h.datasync();
+      expect(await sdkGet('ftrunc')).toEqual(Buffer.from('0123\0\0'));
+    } finally {
+      await h.close();
+    }
+  });
+
   it('truncates to grow and shrink', async () => {
     writeFileSync(join(mnt, 'trunc'), 'abcdef');
     sh('truncate -s 3 trunc');
@@ -320,6 +335,43 @@ describe('other clients and other tools', () => {
     expect(seen).toBe('after, longer');
     expect(Date.now() - start).toBeLessThan(3000);
     expect(staleReads).toBeLessThanOrEqual(1); // the failed read forgets the cached version
+  });
+});
+
+describe('mount options and failures', () => {
+  it('gives objects without metadata the --uid, --gid, --file-mode and --dir-mode defaults', async () => {
+    await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'defaults/inner/plain', Body: 'p' }));
+    const other = await mountBucket(server.endpoint, `s3://${BUCKET}/defaults`, ['--uid', '4321', '--gid', '8765', '--file-mode', '0640', '--dir-mode', '0750']);
+    try {
+      const dir = statSync(join(other.mountpoint, 'inner'));
+      const file = statSync(join(other.mountpoint, 'inner', 'plain'));
+      expect([dir.mode, dir.uid, dir.gid]).toEqual([0o40750, 4321, 8765]);
+      expect([file.mode, file.uid, file.gid]).toEqual([0o100640, 4321, 8765]);
+    } finally {
+      await other.unmount();
+    }
+  });
+
+  it('reports a failed upload to fsync and close as EIO, and keeps serving', async () => {
+    const bucket = 'vanishing';
+    await sdk.send(new CreateBucketCommand({ Bucket: bucket }));
+    const other = await mountBucket(server.endpoint, `s3://${bucket}`);
+    try {
+            const h = await open(join(other.mountpoint, 'lost'), 'w');
+      await h.write(Buffer.alloc(6 * 1024 * 1024, 7)); // more than one part: a multipart upload
+      // The bucket disappears under the mount: every upload now fails with NoSuchBucket.
+      rmSync(join(server.directory, bucket), { recursive: true, force: true });
+      await expect(h.sync()).rejects.toMatchObject({ code: 'EIO' });
+      await expect(h.close()).rejects.toMatchObject({ code: 'EIO' });
+      expect(readFileSync(other.logFile, 'utf8')).toMatch(/lost/);
+      // The daemon is still up: once the bucket is back, the same mount writes again.
+      await sdk.send(new CreateBucketCommand({ Bucket: bucket }));
+      writeFileSync(join(other.mountpoint, 'after'), 'after');
+      const { Body } = await sdk.send(new GetObjectCommand({ Bucket: bucket, Key: 'after' }));
+      expect(await Body!.transformToString()).toBe('after');
+    } finally {
+      await other.unmount();
+    }
   });
 });
 
