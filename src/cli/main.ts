@@ -5,14 +5,14 @@
 
 import { fork } from 'node:child_process';
 import { mkdirSync, openSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { homedir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 
-import { DEFAULTS, type MountOptions, OptionError, parseSize, parseSource } from '../config/mount-options.js';
+import { DEFAULTS, type MountOptions, OptionError, checkReadOptions, defaultMemoryLimit, parseSize, parseSource } from '../config/mount-options.js';
 import { MountRegistry } from '../daemon/registry.js';
 import { unmount } from '../daemon/unmount.js';
 import { UserError } from '../daemon/user-error.js';
@@ -44,7 +44,12 @@ function mountFlags(y: Argv) {
     .option('negative-ttl', { type: 'number', default: DEFAULTS.negativeTtlSeconds, describe: 'seconds a missing path is cached' })
     .option('part-size', { type: 'string', default: '8M', describe: 'multipart upload part size (grows for huge files)' })
     .option('upload-concurrency', { type: 'number', default: DEFAULTS.uploadConcurrency, describe: 'parts uploaded at once per file' })
-    .option('max-connections', { type: 'number', default: DEFAULTS.maxConnections, describe: 'connections to the store' })
+    .option('max-connections', { type: 'number', default: DEFAULTS.maxConnections, describe: 'connections to the store (also: GETs in flight)' })
+    .option('block-size', { type: 'string', default: '8M', describe: 'objects are read and cached in blocks of this size' })
+    .option('read-ahead', { type: 'string', default: '64M', describe: 'largest read-ahead window of a file read sequentially' })
+    .option('memory-limit', { type: 'string', describe: 'one budget for cached blocks and read-ahead (default: 1/16 of RAM, 256M to 2G)' })
+    .option('cache-dir', { type: 'string', describe: 'also cache blocks on disk here; they survive a remount' })
+    .option('cache-size', { type: 'string', default: '4G', describe: 'most bytes the disk cache holds (with --cache-dir)' })
     .option('allow-other', { type: 'boolean', default: false, describe: 'let other users access the mount' })
     .option('staging-dir', { type: 'string', describe: 'where files being written are staged (default: a temp dir)' })
     .option('log-level', { choices: ['debug', 'info', 'warn', 'error'] as const, default: 'info' as const })
@@ -63,7 +68,7 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     if (!Number.isFinite(value) || value < 0) throw new OptionError(`--${name} must be a number of 0 or more`);
     return value;
   };
-  return {
+  const options: MountOptions = {
     source: parseSource(args.source),
     mountpoint: args.mountpoint,
     endpoint: args.endpoint,
@@ -79,12 +84,19 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     partSize: parseSize(args['part-size']),
     uploadConcurrency: Math.max(1, positive('upload-concurrency', args['upload-concurrency'])),
     maxConnections: Math.max(1, positive('max-connections', args['max-connections'])),
+    blockSize: parseSize(args['block-size']),
+    readAhead: parseSize(args['read-ahead']),
+    memoryLimit: args['memory-limit'] === undefined ? defaultMemoryLimit(totalmem()) : parseSize(args['memory-limit']),
+    cacheDir: args['cache-dir'] === undefined ? undefined : resolve(args['cache-dir']),
+    cacheSize: parseSize(args['cache-size']),
     allowOther: args['allow-other'],
     stagingDir: args['staging-dir'],
     logLevel: args['log-level'],
     logFile: args['log-file'],
     debugFuse: args['debug-fuse'],
   };
+  checkReadOptions(options);
+  return options;
 }
 
 function defaultLogFile(mountpoint: string, env: NodeJS.ProcessEnv): string {

@@ -31,6 +31,15 @@ export interface MountOptions {
   /** Parts uploaded at once per file. */
   uploadConcurrency: number;
   maxConnections: number;
+  /** Objects are read and cached in blocks of this many bytes. */
+  blockSize: number;
+  /** Largest read-ahead window of a file read sequentially, bytes. */
+  readAhead: number;
+  /** One budget for cached blocks and read-ahead, bytes. */
+  memoryLimit: number;
+  /** Disk tier of the block cache: where, and how many bytes at most. */
+  cacheDir?: string;
+  cacheSize: number;
   /** Let other users access the mount (needs user_allow_other for non-root). */
   allowOther: boolean;
   /** Where files being written are staged; default: a private temp directory. */
@@ -51,7 +60,32 @@ export const DEFAULTS = {
   partSize: 8 * MiB,
   uploadConcurrency: 8,
   maxConnections: 32,
+  blockSize: 8 * MiB,
+  readAhead: 64 * MiB,
+  cacheSize: 4 * 1024 * MiB,
 } as const;
+
+/** The default memory budget: a 16th of RAM, at least 256 MiB and at most 2 GiB. */
+export function defaultMemoryLimit(totalMemory: number): number {
+  return Math.min(2048 * MiB, Math.max(256 * MiB, Math.floor(totalMemory / 16 / MiB) * MiB));
+}
+
+/** Checks the read-path sizes against each other; throws `OptionError` naming the flag to fix. */
+export function checkReadOptions(options: Pick<MountOptions, 'blockSize' | 'readAhead' | 'memoryLimit' | 'cacheSize' | 'cacheDir'>): void {
+  const show = (bytes: number) => `${bytes / MiB} MiB`;
+  if (options.blockSize < 64 * 1024 || options.blockSize > 256 * MiB) {
+    throw new OptionError(`--block-size ${show(options.blockSize)} is out of range: use 64K to 256M`);
+  }
+  if (options.memoryLimit < 4 * options.blockSize) {
+    throw new OptionError(`--memory-limit ${show(options.memoryLimit)} is too small for ${show(options.blockSize)} blocks: give it at least 4 blocks`);
+  }
+  if (options.readAhead > options.memoryLimit / 2) {
+    throw new OptionError(`--read-ahead ${show(options.readAhead)} must be at most half of --memory-limit (${show(options.memoryLimit)})`);
+  }
+  if (options.cacheDir !== undefined && options.cacheSize < options.blockSize) {
+    throw new OptionError(`--cache-size ${show(options.cacheSize)} holds no ${show(options.blockSize)} block: make it larger`);
+  }
+}
 
 export class OptionError extends Error {
   override readonly name = 'OptionError';

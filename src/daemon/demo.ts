@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 
 import { serveUntilStopped } from './serve.js';
-import { DEFAULTS } from '../config/mount-options.js';
+import { defaultMemoryLimit, DEFAULTS } from '../config/mount-options.js';
 import { StaticResolver } from '../creds/resolver.js';
 import { LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, startLocalS3Server } from '../demo/local-s3-server.js';
 import { S_IFDIR, S_IFREG, metadataOf, newAttributes } from '../fs/attributes.js';
@@ -73,6 +73,10 @@ export async function runDemo(options: DemoOptions): Promise<void> {
         partSize: DEFAULTS.partSize,
         uploadConcurrency: DEFAULTS.uploadConcurrency,
         maxConnections: DEFAULTS.maxConnections,
+        blockSize: DEFAULTS.blockSize,
+        readAhead: DEFAULTS.readAhead,
+        memoryLimit: defaultMemoryLimit(0), // the smallest default: the demo's files are small
+        cacheSize: DEFAULTS.cacheSize,
         allowOther: false,
         logLevel: 'warn',
         debugFuse: false,

@@ -8,9 +8,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { type MountOptions, formatSource } from '../config/mount-options.js';
+import { MiB, type MountOptions, formatSource } from '../config/mount-options.js';
 import { CredentialError, type CredentialResolver } from '../creds/resolver.js';
 import { FileSystem } from '../fs/file-system.js';
+import { BlockCache } from '../fs/read/block-cache.js';
+import { DiskCache } from '../fs/read/disk-cache.js';
 import { FuseSession, hasUtimensFix } from '../fuse/binding.js';
 import { createOperations } from '../fuse/operations.js';
 import type { Logger } from '../log/logger.js';
@@ -71,6 +73,21 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     const stagingDir = options.stagingDir ?? (await mkdtemp(join(tmpdir(), 'objmount-staging-')));
     if (!options.stagingDir) cleanups.push(() => rm(stagingDir, { recursive: true, force: true }));
 
+    let disk: DiskCache | undefined;
+    if (options.cacheDir) {
+      try {
+        disk = await DiskCache.open({ directory: options.cacheDir, maxBytes: options.cacheSize, store: `${source} at ${options.endpoint ?? options.region}`, logger });
+      } catch (error) {
+        throw new UserError(`cannot use --cache-dir ${options.cacheDir}: ${(error as NodeJS.ErrnoException).message}`);
+      }
+      cleanups.push(() => disk?.settled());
+    }
+    const blockCache = new BlockCache(store, {
+      blockSize: options.blockSize,
+      memoryLimit: options.memoryLimit,
+      maxConnections: options.maxConnections,
+      disk,
+    });
     const fs = new FileSystem(store, {
       prefix: options.source.prefix,
       defaults: { uid: options.uid, gid: options.gid, fileMode: options.fileMode, dirMode: options.dirMode },
@@ -83,6 +100,8 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
       stagingDir,
       partSize: options.partSize,
       uploadConcurrency: options.uploadConcurrency,
+      blockCache,
+      readAhead: { minReadAhead: Math.min(MiB, options.readAhead), maxReadAhead: options.readAhead },
       logger,
     });
     if (!hasUtimensFix()) {

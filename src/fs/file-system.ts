@@ -30,7 +30,8 @@ import {
 import { FsError, toFsError } from './errors.js';
 import { type CachedNode, MetadataCache, type MetadataCacheOptions } from './metadata-cache.js';
 import { OpenFile, stagingPathFor } from './open-file.js';
-import { Prefetcher } from './read/prefetcher.js';
+import { BlockCache } from './read/block-cache.js';
+import { FileReader, type ReadAheadOptions } from './read/file-reader.js';
 import { FileUploader } from './write/file-uploader.js';
 
 export interface FileSystemOptions {
@@ -42,6 +43,9 @@ export interface FileSystemOptions {
   stagingDir: string;
   partSize: number;
   uploadConcurrency: number;
+  /** The mount's block cache; default: an 8 MiB-block cache of 64 MiB in memory. */
+  blockCache?: BlockCache;
+  readAhead?: ReadAheadOptions;
   logger: Logger;
   /** Wall clock for timestamps, injectable for tests. */
   now?: () => number;
@@ -56,14 +60,15 @@ export const O_APPEND = 0o2000;
 
 const MAX_KEY_BYTES = 1024;
 const MiB = 1024 * 1024;
-/** Read-ahead of files read from the store: 1 MiB growing to 8 MiB windows, two ahead. */
-const READ_AHEAD = { minWindow: MiB, maxWindow: 8 * MiB, ahead: 2 };
+const DEFAULT_READ_AHEAD: ReadAheadOptions = { minReadAhead: MiB, maxReadAhead: 64 * MiB };
 const MAX_NAME_BYTES = 255;
 
 interface Handle {
   file: OpenFile;
   writable: boolean;
   append: boolean;
+  /** Reads of this handle from the store (each handle has its own read-ahead). */
+  reader?: FileReader;
 }
 
 export interface StatFs {
@@ -78,6 +83,7 @@ export interface StatFs {
 export class FileSystem {
   private readonly cache: MetadataCache;
   private readonly uploader: FileUploader;
+  private readonly blocks: BlockCache;
   private readonly now: () => number;
   private readonly openFiles = new Map<string, OpenFile>();
   private readonly handles = new Map<number, Handle>();
@@ -92,6 +98,7 @@ export class FileSystem {
   ) {
     this.cache = new MetadataCache(options.cache);
     this.uploader = new FileUploader(store, { partSize: options.partSize, concurrency: options.uploadConcurrency });
+    this.blocks = options.blockCache ?? new BlockCache(store, { blockSize: 8 * MiB, memoryLimit: 64 * MiB, maxConnections: 16 });
     this.now = options.now ?? Date.now;
     this.rootAttrs = implicitDirectory(options.defaults, this.now());
   }
@@ -212,21 +219,21 @@ export class FileSystem {
   }
 
   async read(fh: number, into: Buffer, length: number, position: number): Promise<number> {
-    const { file } = this.handle(fh);
+    const handle = this.handle(fh);
+    const { file } = handle;
     if (file.attrs.kind === 'directory') throw new FsError('EISDIR', `${file.path}: is a directory`);
     const wanted = Math.min(length, file.attrs.size - position);
     if (wanted <= 0) return 0;
     if (file.staged) return file.readStaged(into, wanted, position);
     if (!file.existsInStore) return 0;
-    file.prefetcher ??= new Prefetcher(
-      this.store,
-      () => file.key,
-      () => file.etag,
-      () => file.attrs.size,
-      READ_AHEAD,
+    // The version read is the file's as it is now: a rename or an upload moves it along.
+    handle.reader ??= new FileReader(
+      this.blocks,
+      () => ({ key: file.key, etag: file.etag, size: file.attrs.size }),
+      this.options.readAhead ?? DEFAULT_READ_AHEAD,
     );
-    const prefetcher = file.prefetcher;
-    return this.guard(file.path, () => prefetcher.read(into, wanted, position));
+    const reader = handle.reader;
+    return this.guard(file.path, () => reader.read(into, wanted, position));
   }
 
   async write(fh: number, data: Buffer, position: number): Promise<number> {
@@ -388,10 +395,7 @@ export class FileSystem {
       if (open) await this.commitNow(open);
       const { etag } = await this.guard(from, () => this.store.copy(fromKey, toKey));
       // A copy can have a new ETag (on S3, always for a multipart object); reads are pinned to it.
-      if (open) {
-        open.etag = etag;
-        open.prefetcher?.reset();
-      }
+      if (open) open.etag = etag;
       await this.guard(from, () => this.store.deleteMany([fromKey]));
     };
     if (open) await open.exclusive(move);
@@ -432,7 +436,6 @@ export class FileSystem {
     for (const file of below) {
       this.openFiles.delete(file.path);
       file.etag = copiedEtags.get(file.key) ?? file.etag;
-      file.prefetcher?.reset();
       file.path = to + file.path.slice(from.length);
       file.key = this.key(file.path);
       this.openFiles.set(file.path, file);
@@ -549,7 +552,6 @@ export class FileSystem {
       throw fsError;
     }
     file.etag = etag;
-    file.prefetcher?.reset();
     file.dirty = false;
     file.metadataDirty = false;
     this.cache.setNode(file.path, {

@@ -15,7 +15,6 @@ import { pipeline } from 'node:stream/promises';
 
 import type { ObjectStore } from '../storage/object-store.js';
 import type { Attributes } from './attributes.js';
-import type { Prefetcher } from './read/prefetcher.js';
 
 export class OpenFile {
   /** Open handles. */
@@ -28,8 +27,6 @@ export class OpenFile {
   metadataDirty = false;
   /** Unlinked while open: never upload again. */
   unlinked = false;
-  /** Read-ahead while the file is read from the store (not staged). */
-  prefetcher?: Prefetcher;
   private tail: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -78,7 +75,6 @@ export class OpenFile {
       throw error;
     }
     this.staging = { path: this.stagingPath, handle };
-    this.prefetcher = undefined;
     return handle;
   }
 

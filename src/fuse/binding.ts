@@ -59,6 +59,9 @@ export class FuseSession {
       subtype: 'objmount',
       allowOther: options.allowOther,
       defaultPermissions: true,
+      // The kernel keeps a file's pages across opens while its mtime and size are unchanged (a
+      // changed object has a new mtime), so a second read of a hot file costs no request.
+      autoCache: true,
       attrTimeout: options.attrTimeoutSeconds,
       entryTimeout: options.attrTimeoutSeconds,
       debug: options.debug,

@@ -115,6 +115,7 @@ describe('bad input', () => {
     const mnt = emptyDir('badopts');
     expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt, '--file-mode', 'rwx']), mnt, /--file-mode 'rwx' is not an octal mode/);
     expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt, '--part-size', 'big']), mnt, /'big' is not a size/);
+    expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt, '--memory-limit', '16M']), mnt, /--memory-limit 16 MiB is too small for 8 MiB blocks/);
     expectCleanFailure(await objmount([]), undefined, /name a command/);
   });
 

@@ -3,7 +3,7 @@
  * ordinary tools and file calls, checked through the mount and through the SDK.
  */
 
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { open, readFile, writeFile } from 'node:fs/promises';
@@ -98,6 +98,65 @@ describe('files of every size, written with different tools', () => {
       expect(sha(await sdkGet(name))).toBe(sha(data));
     });
   }
+});
+
+describe('reading', () => {
+  it('gives concurrent readers of one file and of many files identical bytes', async () => {
+    const files = await Promise.all(
+      [0, 1, 2, 3].map(async (i) => {
+        const data = randomBytes(12 * MiB + i * 4099);
+        await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: `readers/f${i}`, Body: data }));
+        return { path: join(mnt, 'readers', `f${i}`), digest: sha(data) };
+      }),
+    );
+    // Separate processes, so the reads really run at once: 4 readers of f0, 1 of each other file.
+    const readers = [files[0]!, files[0]!, files[0]!, files[0]!, files[1]!, files[2]!, files[3]!];
+    const digests = await Promise.all(
+      readers.map(
+        ({ path }) =>
+          new Promise<string>((resolve, reject) =>
+            execFile('sha256sum', [path], (error, stdout) => (error ? reject(error) : resolve(stdout.split(' ')[0]!))),
+          ),
+      ),
+    );
+    expect(digests).toEqual(readers.map((file) => file.digest));
+  });
+
+  it('reads at random offsets the same bytes as the store holds', async () => {
+    const data = randomBytes(20 * MiB);
+    await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'random-reads', Body: data }));
+    const handle = await open(join(mnt, 'random-reads'), 'r');
+    try {
+      for (const at of [17 * MiB + 3, 4096, 9 * MiB - 10, 20 * MiB - 100, 0, 13 * MiB]) {
+        const into = Buffer.alloc(4096);
+        const { bytesRead } = await handle.read(into, 0, 4096, at);
+        expect(into.subarray(0, bytesRead).equals(data.subarray(at, at + 4096))).toBe(true);
+      }
+    } finally {
+      await handle.close();
+    }
+  });
+
+  it('keeps blocks in --cache-dir across a remount and serves them from there', async () => {
+    const cacheDir = mkdtempSync(join(tmpdir(), 'objmount-cache-'));
+    const data = randomBytes(5 * MiB + 5);
+    await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'cached/file', Body: data }));
+    const args = ['--cache-dir', cacheDir, '--block-size', '1M'];
+    let cached = await mountBucket(server.endpoint, `s3://${BUCKET}/cached`, args);
+    try {
+      expect(sha(readFileSync(join(cached.mountpoint, 'file')))).toBe(sha(data));
+      await cached.unmount(); // waits for the cache writes
+      const blocks = readdirSync(join(cacheDir, 'blocks'), { recursive: true, withFileTypes: true }).filter((e) => e.isFile());
+      expect(blocks).toHaveLength(6);
+      // Spoil the bytes on the server (same ETag): only the disk cache still has the right ones.
+      writeFileSync(join(server.directory, BUCKET, 'cached', 'file._S3rver_object'), Buffer.alloc(data.length));
+      cached = await mountBucket(server.endpoint, `s3://${BUCKET}/cached`, args);
+      expect(sha(readFileSync(join(cached.mountpoint, 'file')))).toBe(sha(data));
+    } finally {
+      await cached.unmount();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('trees copied with cp -r, rsync and tar', () => {

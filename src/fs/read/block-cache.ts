@@ -1,0 +1,186 @@
+/**
+ * The block cache: objects read from the store in fixed-size blocks, shared by every open file of
+ * a mount.
+ *
+ * A block is identified by key, ETag and index, so a changed object never meets its old blocks.
+ * Blocks live in a memory tier bounded in bytes (least recently used goes first) and, when a
+ * disk tier is configured, are also written there and found again after a remount. Concurrent
+ * misses for one block share one GET. Every GET goes through one bounded queue, where reads a
+ * program is waiting for go before read-ahead.
+ *
+ * Memory: one budget covers the blocks held and the blocks being fetched. Read-ahead that does
+ * not fit after evicting cached blocks is skipped; a read a program waits for always proceeds
+ * (FUSE bounds how many of those run at once).
+ */
+
+import PQueue from 'p-queue';
+import { LRUCache } from 'lru-cache';
+
+import { type ObjectStore, isStoreError } from '../../storage/object-store.js';
+import type { DiskCache } from './disk-cache.js';
+
+/** The version of an object that blocks are read from. */
+export interface ObjectVersion {
+  key: string;
+  etag: string;
+  size: number;
+}
+
+export interface BlockCacheOptions {
+  blockSize: number;
+  /** Bytes of blocks held in memory plus blocks being fetched. */
+  memoryLimit: number;
+  /** GETs in flight at once. */
+  maxConnections: number;
+  disk?: DiskCache;
+  /** Extra attempts of a GET that failed transiently, on top of the store's own retries. */
+  retries?: number;
+}
+
+export interface BlockCacheStats {
+  hits: number;
+  diskHits: number;
+  misses: number;
+  gets: number;
+  bytesFetched: number;
+  retries: number;
+  skippedReadAhead: number;
+}
+
+const TRANSIENT = new Set(['Transient', 'Throttled', 'Unreachable']);
+
+export class BlockCache {
+  readonly blockSize: number;
+  readonly stats: BlockCacheStats = { hits: 0, diskHits: 0, misses: 0, gets: 0, bytesFetched: 0, retries: 0, skippedReadAhead: 0 };
+  private readonly memory: LRUCache<string, Buffer>;
+  private readonly inflight = new Map<string, Promise<Buffer>>();
+  private inflightBytes = 0;
+  private readonly queue: PQueue;
+
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly options: BlockCacheOptions,
+  ) {
+    this.blockSize = options.blockSize;
+    this.memory = new LRUCache<string, Buffer>({ maxSize: options.memoryLimit, sizeCalculation: (block) => Math.max(1, block.length) });
+    this.queue = new PQueue({ concurrency: options.maxConnections });
+  }
+
+  /** Bytes of blocks held in memory and being fetched. */
+  get memoryUsed(): number {
+    return this.memory.calculatedSize + this.inflightBytes;
+  }
+
+  /** How many blocks the object has. */
+  blockCount(version: ObjectVersion): number {
+    return Math.ceil(version.size / this.blockSize);
+  }
+
+  /** Whether block `index` is in memory or on its way, so reading it costs no new GET. */
+  isAvailable(version: ObjectVersion, index: number): boolean {
+    const id = blockId(version, index);
+    return this.memory.has(id) || this.inflight.has(id);
+  }
+
+  /** Block `index` for a read a program is waiting for: from memory, disk, or one shared GET. */
+  block(version: ObjectVersion, index: number): Promise<Buffer> {
+    return this.load(version, index, true) as Promise<Buffer>;
+  }
+
+  /** Starts fetching block `index` ahead of need, unless it is there already or memory is full. */
+  prefetch(version: ObjectVersion, index: number): void {
+    if (index >= this.blockCount(version)) return;
+    this.load(version, index, false)?.catch(() => undefined); // the reader that needs it sees the error
+  }
+
+  /** Exactly the bytes [start, end) through the GET queue, not cached: a small random read. */
+  async range(version: ObjectVersion, start: number, end: number): Promise<Buffer> {
+    return this.fetch(version, start, end, true);
+  }
+
+  /** Drops every block from memory (the disk tier keeps its own). */
+  clear(): void {
+    this.memory.clear();
+  }
+
+  private load(version: ObjectVersion, index: number, demand: boolean): Promise<Buffer> | undefined {
+    const id = blockId(version, index);
+    const cached = this.memory.get(id);
+    if (cached) {
+      if (demand) this.stats.hits += 1;
+      return Promise.resolve(cached);
+    }
+    const pending = this.inflight.get(id);
+    if (pending) {
+      if (demand) this.stats.hits += 1;
+      return pending;
+    }
+    const start = index * this.blockSize;
+    const length = Math.min(this.blockSize, version.size - start);
+    if (length <= 0) return Promise.resolve(Buffer.alloc(0));
+    if (!this.reserve(length, demand)) {
+      this.stats.skippedReadAhead += 1;
+      return undefined;
+    }
+    if (demand) this.stats.misses += 1;
+    this.inflightBytes += length;
+    const loading = (async () => {
+      try {
+        const fromDisk = await this.options.disk?.get(version, index, length);
+        if (fromDisk) {
+          this.stats.diskHits += 1;
+          return fromDisk;
+        }
+        const data = await this.fetch(version, start, start + length, demand);
+        this.options.disk?.put(version, index, data);
+        return data;
+      } finally {
+        this.inflightBytes -= length;
+      }
+    })();
+    this.inflight.set(id, loading);
+    loading.then(
+      (data) => {
+        this.inflight.delete(id);
+        this.memory.set(id, data);
+      },
+      () => this.inflight.delete(id), // a failure is not cached: the next read tries again
+    );
+    return loading;
+  }
+
+  /** Makes room for `bytes` by evicting cached blocks; read-ahead gives up if that is not enough. */
+  private reserve(bytes: number, demand: boolean): boolean {
+    while (this.memoryUsed + bytes > this.options.memoryLimit && this.memory.size > 0) this.memory.pop();
+    return demand || this.memoryUsed + bytes <= this.options.memoryLimit;
+  }
+
+  private async fetch(version: ObjectVersion, start: number, end: number, demand: boolean): Promise<Buffer> {
+    const attempts = 1 + (this.options.retries ?? 1);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const body = await this.queue.add(
+          async () => {
+            this.stats.gets += 1;
+            const { body } = await this.store.get(version.key, { range: { start, end: end - 1 }, ifMatch: version.etag });
+            this.stats.bytesFetched += body.length;
+            return body;
+          },
+          { priority: demand ? 1 : 0 },
+        );
+        if (body.length !== end - start) {
+          throw new Error(`${version.key}: the store returned ${body.length} bytes for a range of ${end - start}`);
+        }
+        return body;
+      } catch (error) {
+        if (attempt >= attempts || !isStoreError(error) || !TRANSIENT.has(error.code)) throw error;
+        this.stats.retries += 1;
+        await new Promise((resolve) => setTimeout(resolve, 50 * attempt + Math.random() * 50));
+      }
+    }
+  }
+}
+
+function blockId(version: ObjectVersion, index: number): string {
+  return `${version.etag}\0${index}\0${version.key}`;
+}

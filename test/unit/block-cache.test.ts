@@ -1,0 +1,262 @@
+/** The read path: block cache (memory and disk tiers) and per-handle read-ahead, on the in-memory store. */
+
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterEach, describe, expect, it } from 'vitest';
+
+import { BlockCache, type ObjectVersion } from '../../src/fs/read/block-cache.js';
+import { DiskCache } from '../../src/fs/read/disk-cache.js';
+import { FileReader } from '../../src/fs/read/file-reader.js';
+import type { Logger } from '../../src/log/logger.js';
+import { FaultyStore } from '../../src/storage/faulty-store.js';
+import { MemoryStore } from '../../src/storage/memory-store.js';
+import type { ObjectStore } from '../../src/storage/object-store.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const BLOCK = 4 * MiB;
+
+const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** A store that records the byte range of every GET. */
+function counting(inner: ObjectStore): { store: ObjectStore; gets: Array<{ start: number; length: number }> } {
+  const gets: Array<{ start: number; length: number }> = [];
+  const store = Object.create(inner) as ObjectStore;
+  store.get = async (key, options) => {
+    const result = await inner.get(key, options);
+    gets.push({ start: options?.range?.start ?? 0, length: result.body.length });
+    return result;
+  };
+  return { store, gets };
+}
+
+async function setup(size: number, options: { memoryLimit?: number; disk?: DiskCache; faulty?: boolean } = {}) {
+  const memory = new MemoryStore();
+  const data = randomBytes(size);
+  const { etag } = await memory.put('obj', data);
+  const faulty = new FaultyStore(memory);
+  const { store, gets } = counting(options.faulty ? faulty : memory);
+  const cache = new BlockCache(store, { blockSize: BLOCK, memoryLimit: options.memoryLimit ?? 64 * MiB, maxConnections: 8, disk: options.disk });
+  const version: ObjectVersion = { key: 'obj', etag, size };
+  const reader = () => new FileReader(cache, () => version, { minReadAhead: MiB, maxReadAhead: 16 * MiB });
+  return { memory, faulty, data, gets, cache, version, reader };
+}
+
+async function readAll(reader: FileReader, size: number, chunk = 128 * KiB): Promise<Buffer> {
+  const out = Buffer.alloc(size);
+  for (let at = 0; at < size; at += chunk) {
+    const into = Buffer.alloc(chunk);
+    const n = await reader.read(into, chunk, at);
+    into.copy(out, at, 0, n);
+  }
+  return out;
+}
+
+describe('sequential reads', () => {
+  it('fetch each block once, whole and aligned, and return identical bytes', async () => {
+    const size = 40 * MiB + 123;
+    const { data, gets, reader } = await setup(size);
+    expect((await readAll(reader(), size)).equals(data)).toBe(true);
+    const blocks = Math.ceil(size / BLOCK);
+    expect(gets.length).toBe(blocks);
+    expect(new Set(gets.map((g) => g.start)).size).toBe(blocks);
+    for (const get of gets) {
+      expect(get.start % BLOCK).toBe(0);
+      expect(get.length).toBe(Math.min(BLOCK, size - get.start));
+    }
+  });
+
+  it('grow the read-ahead window geometrically; a seek shrinks it', async () => {
+    const { reader: make } = await setup(64 * MiB);
+    const reader = make();
+    const windows: number[] = [];
+    const into = Buffer.alloc(128 * KiB);
+    for (let at = 0; at < 8 * 128 * KiB; at += 128 * KiB) {
+      await reader.read(into, into.length, at);
+      windows.push(reader.readAhead);
+    }
+    expect(windows).toEqual([2, 4, 8, 16, 16, 16, 16, 16].map((n) => n * MiB));
+    await reader.read(into, 4 * KiB, 50 * MiB);
+    expect(reader.readAhead).toBe(MiB);
+  });
+
+  it('keep blocks ahead of the reader in flight', async () => {
+    const { gets, reader: make } = await setup(64 * MiB);
+    const reader = make();
+    const into = Buffer.alloc(128 * KiB);
+    for (let at = 0; at < 4 * 128 * KiB; at += 128 * KiB) await reader.read(into, into.length, at);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    // After 512 KiB the window is 16 MiB: blocks 0-4 are fetched or on their way.
+    expect(gets.map((g) => g.start / BLOCK).sort()).toEqual([0, 1, 2, 3, 4]);
+  });
+});
+
+describe('random and strided reads', () => {
+  it('fetch exactly the bytes asked for: a 4 KiB read is a 4 KiB GET', async () => {
+    const size = 32 * MiB;
+    const { data, gets, reader: make } = await setup(size);
+    const reader = make();
+    const offsets = [9 * MiB + 17, 1 * MiB, 30 * MiB, 4 * MiB - 100, 20 * MiB];
+    for (const at of offsets) {
+      const into = Buffer.alloc(4 * KiB);
+      expect(await reader.read(into, 4 * KiB, at)).toBe(4 * KiB);
+      expect(into.equals(data.subarray(at, at + 4 * KiB))).toBe(true);
+    }
+    expect(gets.map((g) => g.length)).toEqual(offsets.map(() => 4 * KiB));
+  });
+
+  it('treat a strided pattern as random: no block is fetched for it', async () => {
+    const { gets, reader: make } = await setup(32 * MiB);
+    const reader = make();
+    const into = Buffer.alloc(64 * KiB);
+    for (let at = MiB; at < 30 * MiB; at += 3 * MiB) await reader.read(into, into.length, at);
+    expect(gets.every((g) => g.length === 64 * KiB)).toBe(true);
+  });
+
+  it('serve a random read from a cached block without a GET', async () => {
+    const { data, gets, reader: make } = await setup(16 * MiB);
+    await readAll(make(), 16 * MiB);
+    const before = gets.length;
+    const into = Buffer.alloc(4 * KiB);
+    await make().read(into, 4 * KiB, 5 * MiB + 3);
+    expect(gets.length).toBe(before);
+    expect(into.equals(data.subarray(5 * MiB + 3, 5 * MiB + 3 + 4 * KiB))).toBe(true);
+  });
+
+  it('stops at the end of the object', async () => {
+    const { reader: make } = await setup(1000);
+    const into = Buffer.alloc(4096);
+    expect(await make().read(into, 4096, 900)).toBe(100);
+    expect(await make().read(into, 4096, 1000)).toBe(0);
+  });
+});
+
+describe('the block cache', () => {
+  it('shares one GET between concurrent readers of a block', async () => {
+    const { data, gets, reader: make } = await setup(8 * MiB);
+    const results = await Promise.all(Array.from({ length: 6 }, () => readAll(make(), 8 * MiB)));
+    for (const result of results) expect(result.equals(data)).toBe(true);
+    expect(gets.length).toBe(2);
+  });
+
+  it('holds at most the memory limit, evicting the least recently used blocks', async () => {
+    const limit = 4 * BLOCK;
+    const size = 40 * MiB;
+    const { data, gets, cache, reader: make } = await setup(size, { memoryLimit: limit });
+    const reader = make();
+    const out = Buffer.alloc(size);
+    let peak = 0;
+    for (let at = 0; at < size; at += 128 * KiB) {
+      const into = Buffer.alloc(128 * KiB);
+      const n = await reader.read(into, into.length, at);
+      into.copy(out, at, 0, n);
+      peak = Math.max(peak, cache.memoryUsed);
+    }
+    expect(out.equals(data)).toBe(true);
+    expect(peak).toBeLessThanOrEqual(limit);
+    const before = gets.length;
+    await make().read(Buffer.alloc(10), 10, 0); // block 0 was evicted long ago
+    expect(gets.length).toBe(before + 1);
+  });
+
+  it('fails with PreconditionFailed when the object changed, never mixing versions', async () => {
+    const { memory, reader: make } = await setup(8 * MiB);
+    const reader = make();
+    await reader.read(Buffer.alloc(10), 10, 0);
+    await memory.put('obj', randomBytes(8 * MiB));
+    await expect(reader.read(Buffer.alloc(10), 10, 6 * MiB)).rejects.toMatchObject({ code: 'PreconditionFailed' });
+  });
+
+  it('retries a failed GET, then surfaces the failure without poisoning the cache', async () => {
+    const { data, faulty, cache, reader: make } = await setup(8 * MiB, { faulty: true });
+    faulty.fail('get', { times: 1, code: 'Transient' });
+    const into = Buffer.alloc(128 * KiB);
+    expect(await make().read(into, into.length, 0)).toBe(128 * KiB);
+    expect(cache.stats.retries).toBe(1);
+
+    faulty.fail('get', { times: 2, code: 'Transient' });
+    await expect(make().read(into, into.length, 4 * MiB)).rejects.toMatchObject({ code: 'Transient' });
+    expect(await make().read(into, into.length, 4 * MiB)).toBe(128 * KiB);
+    expect(into.equals(data.subarray(4 * MiB, 4 * MiB + 128 * KiB))).toBe(true);
+  });
+
+  it('does not retry what retrying cannot fix', async () => {
+    const { faulty, cache, reader: make } = await setup(8 * MiB, { faulty: true });
+    faulty.fail('get', { times: 1, code: 'AccessDenied' });
+    await expect(make().read(Buffer.alloc(10), 10, 0)).rejects.toMatchObject({ code: 'AccessDenied' });
+    expect(cache.stats.retries).toBe(0);
+  });
+});
+
+describe('the disk tier', () => {
+  const dirs: string[] = [];
+  const tempDir = () => {
+    const dir = mkdtempSync(join(tmpdir(), 'objmount-disk-cache-'));
+    dirs.push(dir);
+    return dir;
+  };
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+  const openDisk = (directory: string, maxBytes = 64 * MiB) => DiskCache.open({ directory, maxBytes, store: 's3://test', logger: quiet });
+  const blockFiles = (directory: string) =>
+    readdirSync(join(directory, 'blocks'), { recursive: true, withFileTypes: true })
+      .filter((entry) => entry.isFile())
+      .map((entry) => join(entry.parentPath, entry.name));
+
+  it('survives a remount: the blocks are read from disk, not the store', async () => {
+    const directory = tempDir();
+    const firstDisk = await openDisk(directory);
+    const { memory, data, version, reader } = await setup(12 * MiB, { disk: firstDisk });
+    await readAll(reader(), 12 * MiB);
+    await firstDisk.settled();
+
+    const { store, gets } = counting(memory); // a new mount of the same store and cache directory
+    const cache = new BlockCache(store, { blockSize: BLOCK, memoryLimit: 64 * MiB, maxConnections: 4, disk: await openDisk(directory) });
+    const out = await readAll(new FileReader(cache, () => version, { minReadAhead: MiB, maxReadAhead: 16 * MiB }), 12 * MiB);
+    expect(out.equals(data)).toBe(true);
+    expect(gets.length).toBe(0);
+    expect(cache.stats.diskHits).toBe(3);
+  });
+
+  it('rejects a block whose data or header does not match, and fetches it again', async () => {
+    const directory = tempDir();
+    const disk = await openDisk(directory);
+    const { memory, data, version, reader } = await setup(8 * MiB, { disk });
+    await readAll(reader(), 8 * MiB);
+    await disk.settled();
+    const [fileA, fileB] = blockFiles(directory);
+    const a = readFileSync(fileA!);
+    a[a.length - 1] ^= 0xff; // a flipped bit in the data
+    writeFileSync(fileA!, a);
+    const b = readFileSync(fileB!);
+    const etagText = version.etag.replace(/"/g, ''); // the header holds it JSON-escaped
+    expect(b.includes(etagText)).toBe(true);
+    writeFileSync(fileB!, Buffer.from(b.toString('latin1').replace(etagText, 'f'.repeat(etagText.length)), 'latin1'));
+
+    const remounted = await openDisk(directory);
+    const again = new BlockCache(memory, { blockSize: BLOCK, memoryLimit: 64 * MiB, maxConnections: 4, disk: remounted });
+    const out = await readAll(new FileReader(again, () => version, { minReadAhead: MiB, maxReadAhead: 16 * MiB }), 8 * MiB);
+    expect(out.equals(data)).toBe(true);
+    expect(remounted.corrupt).toBe(2);
+    expect(again.stats.gets).toBe(2);
+  });
+
+  it('misses for another ETag, and stays within its size by evicting the oldest blocks', async () => {
+    const directory = tempDir();
+    const disk = await openDisk(directory, 2 * BLOCK + MiB);
+    const { version, reader } = await setup(16 * MiB, { disk });
+    await readAll(reader(), 16 * MiB);
+    await disk.settled();
+    await new Promise((resolve) => setTimeout(resolve, 20)); // evictions unlink in the background
+    expect(blockFiles(directory)).toHaveLength(2);
+    expect(disk.size).toBeLessThanOrEqual(2 * BLOCK + MiB);
+    const kept = [];
+    for (const index of [0, 1, 2, 3]) if (await disk.get(version, index, BLOCK)) kept.push(index);
+    expect(kept).toHaveLength(2);
+    expect(await disk.get({ ...version, etag: '"other"' }, kept[0]!, BLOCK)).toBeUndefined();
+  });
+});
