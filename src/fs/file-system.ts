@@ -62,6 +62,8 @@ const MAX_KEY_BYTES = 1024;
 const MiB = 1024 * 1024;
 const DEFAULT_READ_AHEAD: ReadAheadOptions = { minReadAhead: MiB, maxReadAhead: 64 * MiB };
 const MAX_NAME_BYTES = 255;
+/** Entries of one listing whose metadata is fetched ahead of their lookups. */
+const MAX_BACKGROUND_LOOKUPS = 10_000;
 
 interface Handle {
   file: OpenFile;
@@ -88,6 +90,10 @@ export class FileSystem {
   private readonly openFiles = new Map<string, OpenFile>();
   private readonly handles = new Map<number, Handle>();
   private readonly lookups = new Map<string, Promise<CachedNode | undefined>>();
+  /** Directories just listed → their entries still lacking POSIX metadata. */
+  private readonly listed = new Map<string, string[]>();
+  /** HEADs that complete the entries of a listing, a bounded number at a time. */
+  private readonly metadataQueue = new PQueue({ concurrency: 32 });
   private nextHandle = 1;
   private nextStaging = 1;
   private rootAttrs: Attributes;
@@ -117,6 +123,7 @@ export class FileSystem {
     if (dir && dir.attrs.kind !== 'directory') throw new FsError('ENOTDIR', `${path}: not a directory`);
     const dirKey = this.dirKey(path);
     const names = new Set<string>();
+    const incomplete: string[] = [];
     for await (const page of this.pages(dirKey, path)) {
       for (const prefix of page.prefixes) {
         const name = prefix.slice(dirKey.length, -1);
@@ -132,6 +139,7 @@ export class FileSystem {
             complete: false,
           });
         }
+        if (!(known?.exists && known.node.complete)) incomplete.push(childPath);
       }
       for (const object of page.objects) {
         const name = object.key.slice(dirKey.length);
@@ -146,12 +154,31 @@ export class FileSystem {
           explicit: false,
           complete: false,
         });
+        incomplete.push(childPath);
       }
     }
+    if (incomplete.length > 0) this.listed.set(path, incomplete);
+    else this.listed.delete(path);
     for (const [openPath, file] of this.openFiles) {
       if (posix.dirname(openPath) === path && !file.existsInStore) names.add(posix.basename(openPath));
     }
     return ['.', '..', ...names];
+  }
+
+  /**
+   * A listing gives size and mtime but not the POSIX metadata (mode, owner) kept in each object's
+   * headers. A program that looks up one entry of a fresh listing (`ls -l`, `find`, `stat *`) is
+   * about to look up all of them, one at a time: fetch the rest in parallel now, so each lookup
+   * finds its answer cached or on its way. A plain `ls` costs no HEAD at all.
+   */
+  private completeSiblings(path: string): void {
+    const siblings = this.listed.get(posix.dirname(path));
+    if (!siblings) return;
+    this.listed.delete(posix.dirname(path));
+    for (const sibling of siblings.slice(0, MAX_BACKGROUND_LOOKUPS)) {
+      if (sibling === path) continue;
+      void this.metadataQueue.add(() => this.tryResolve(sibling)).catch(() => undefined); // its own lookup reports errors
+    }
   }
 
   private pages(dirKey: string, path: string) {
@@ -579,6 +606,7 @@ export class FileSystem {
     if (cached?.exists && cached.node.complete) return cached.node;
     const pending = this.lookups.get(path);
     if (pending) return pending;
+    if (cached?.exists) this.completeSiblings(path);
     const lookup = this.lookup(path, cached?.exists ? cached.node : undefined).finally(() => this.lookups.delete(path));
     this.lookups.set(path, lookup);
     return lookup;

@@ -3,7 +3,7 @@ import { mkdtemp, readdir as readLocalDir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { type AttributeDefaults, S_IFDIR, S_IFLNK, S_IFREG, formatTime } from '../../src/fs/attributes.js';
 import { FileSystem, O_APPEND, O_RDWR, O_TRUNC, O_WRONLY } from '../../src/fs/file-system.js';
@@ -230,6 +230,18 @@ describe('readdir', () => {
     expect(await fs.readdir('/big')).toHaveLength(1_502);
     expect(calls('head')).toBeLessThanOrEqual(2);
     expect(calls('list')).toBeLessThanOrEqual(3);
+  });
+
+  it('once one entry of a listing is looked up, fetches the others in parallel', async () => {
+    for (let i = 0; i < 100; i++) await put(`lsl/f${i}`, 'x', { mode: String(S_IFREG | 0o600) });
+    await put('lsl/sub/inner', 'x');
+    await fs.readdir('/lsl');
+    memory.calls.clear();
+    expect(await fs.getattr('/lsl/f0')).toMatchObject({ mode: S_IFREG | 0o600 });
+    await vi.waitFor(() => expect(calls('head')).toBe(101)); // f0..f99 and the marker of sub/
+    for (let i = 0; i < 100; i++) expect((await fs.getattr(`/lsl/f${i}`)).mode).toBe(S_IFREG | 0o600);
+    expect((await fs.getattr('/lsl/sub')).kind).toBe('directory');
+    expect(calls('head')).toBe(101);
   });
 
   it('fetches the metadata a listing lacks when getattr asks for it', async () => {
