@@ -124,6 +124,12 @@ export function metadataOf(attrs: Attributes): ObjectMetadata {
   };
 }
 
+/** The metadata of an object created before its content is final: no times, so it shows its LastModified. */
+export function metadataWithoutTimes(attrs: Attributes): ObjectMetadata {
+  const { mtime: _mtime, ctime: _ctime, atime: _atime, ...rest } = metadataOf(attrs);
+  return rest;
+}
+
 export function contentTypeOf(kind: NodeKind): string {
   return kind === 'directory' ? 'application/x-directory' : 'application/octet-stream';
 }

@@ -16,7 +16,7 @@ import { posix } from 'node:path';
 import PQueue from 'p-queue';
 
 import type { Logger } from '../log/logger.js';
-import { type ObjectStore, isStoreError, listAll } from '../storage/object-store.js';
+import { type ObjectStore, type PutOptions, isStoreError, listAll } from '../storage/object-store.js';
 import {
   type AttributeDefaults,
   type Attributes,
@@ -25,6 +25,7 @@ import {
   contentTypeOf,
   implicitDirectory,
   metadataOf,
+  metadataWithoutTimes,
   newAttributes,
 } from './attributes.js';
 import { FsError, toFsError } from './errors.js';
@@ -33,6 +34,7 @@ import { OpenFile, stagingPathFor } from './open-file.js';
 import { BlockCache } from './read/block-cache.js';
 import { FileReader, type ReadAheadOptions } from './read/file-reader.js';
 import { FileUploader } from './write/file-uploader.js';
+import { StreamingUpload } from './write/streaming-upload.js';
 
 export interface FileSystemOptions {
   /** Key prefix the mount shows ('' for the whole bucket, else ending in '/'). */
@@ -271,6 +273,15 @@ export class FileSystem {
       const staging = await this.guard(file.path, () => file.stage(this.store, file.attrs.size));
       const at = handle.append ? file.attrs.size : position;
       if (at + data.length > this.maxObjectSize()) throw new FsError('EFBIG', `${file.path}: larger than the store allows`);
+      if (file.stream && at < file.stream.sent) await this.stopStream(file); // rewrites bytes already sent
+      if (!file.stream && !file.streamStopped && at === 0 && file.attrs.size === 0 && !file.unlinked) {
+        // Written from its start: upload parts while the program writes the rest.
+        const createdWith = { metadata: metadataWithoutTimes(file.attrs), contentType: file.contentType ?? contentTypeOf('file') };
+        file.stream = new StreamingUpload(this.store, file.key, createdWith, {
+          partSize: this.options.partSize,
+          concurrency: this.options.uploadConcurrency,
+        });
+      }
       let done = 0;
       while (done < data.length) {
         const { bytesWritten } = await staging.write(data, done, data.length - done, at + done);
@@ -279,6 +290,14 @@ export class FileSystem {
       file.attrs.size = Math.max(file.attrs.size, at + data.length);
       this.touch(file.attrs);
       file.dirty = true;
+      if (file.stream) {
+        try {
+          await file.stream.advance(staging, file.attrs.size); // waits while the part queue is full
+        } catch (error) {
+          this.options.logger.warn(`${file.path}: streaming upload failed, the whole file is uploaded at close: ${toFsError(error, file.path).message}`);
+          await this.stopStream(file);
+        }
+      }
       return data.length;
     });
   }
@@ -303,6 +322,7 @@ export class FileSystem {
         // Forget the file only if nobody reopened it while we waited for the queue.
         await file.exclusive(async () => {
           if (file.refs > 0) return;
+          await this.stopStream(file); // only left when the upload failed or the file was unlinked
           await file.discard();
           if (this.openFiles.get(file.path) === file) this.openFiles.delete(file.path);
         });
@@ -336,6 +356,7 @@ export class FileSystem {
   private truncateOpen(file: OpenFile, size: number): Promise<void> {
     if (size > this.maxObjectSize()) throw new FsError('EFBIG', `${file.path}: larger than the store allows`);
     return file.exclusive(async () => {
+      if (file.stream && size < file.stream.sent) await this.stopStream(file);
       const staging = await this.guard(file.path, () => file.stage(this.store, Math.min(size, file.attrs.size)));
       await staging.truncate(size);
       file.attrs.size = size;
@@ -355,6 +376,7 @@ export class FileSystem {
     if (open) {
       await open.exclusive(async () => {
         open.unlinked = true;
+        await this.stopStream(open);
         await remove();
       });
       this.openFiles.delete(path);
@@ -488,6 +510,8 @@ export class FileSystem {
   }
 
   async utimens(path: string, atimeMs: number, mtimeMs: number): Promise<void> {
+    const open = this.openFiles.get(path);
+    if (open) open.timesSet = true;
     await this.changeAttributes(path, (a) => {
       a.atimeMs = atimeMs;
       a.mtimeMs = mtimeMs;
@@ -565,7 +589,10 @@ export class FileSystem {
     const options = { metadata: metadataOf(file.attrs), contentType: file.contentType ?? contentTypeOf('file') };
     let etag: string;
     try {
-      if (file.dirty) {
+      const streamed = file.dirty ? await this.finishStream(file, options) : undefined;
+      if (streamed) {
+        etag = streamed;
+      } else if (file.dirty) {
         const staged = file.stagingFile;
         ({ etag } = staged
           ? await this.uploader.upload(file.key, staged, file.attrs.size, options)
@@ -581,12 +608,63 @@ export class FileSystem {
     file.etag = etag;
     file.dirty = false;
     file.metadataDirty = false;
+    file.streamStopped = false;
+    file.timesSet = false;
     this.cache.setNode(file.path, {
       attrs: { ...file.attrs },
       etag,
       explicit: false,
       complete: true,
       contentType: file.contentType,
+    });
+  }
+
+  /**
+   * Completes the file's streaming upload, if it has one; returns the new ETag, or undefined when
+   * the whole file must be uploaded instead (no stream, or it failed and was aborted).
+   *
+   * A streamed object was created before its last write, so it carries no times: its mtime is
+   * the store's LastModified, read back here. If times were set explicitly (utimens) or the
+   * mode or owner changed meanwhile, the object is copied onto itself with the final metadata.
+   */
+  private async finishStream(file: OpenFile, options: PutOptions): Promise<string | undefined> {
+    const stream = file.stream;
+    if (!stream || !stream.started) {
+      file.stream = undefined;
+      return undefined;
+    }
+    file.stream = undefined;
+    const staged = await file.stage(this.store, file.attrs.size);
+    let etag: string;
+    try {
+      ({ etag } = await stream.finish(staged, file.attrs.size));
+    } catch (error) {
+      this.options.logger.warn(`${file.path}: streaming upload failed, uploading the whole file: ${toFsError(error, file.path).message}`);
+      await stream.abort().catch(() => undefined);
+      return undefined;
+    }
+    const created = stream.createdWith.metadata ?? {};
+    const final = options.metadata ?? {};
+    const changed = file.timesSet || ['mode', 'uid', 'gid'].some((name) => created[name] !== final[name]);
+    if (changed && file.attrs.size <= this.store.capabilities.maxPutSize) {
+      ({ etag } = await this.store.copy(file.key, file.key, options));
+    } else {
+      if (changed) this.options.logger.warn(`${file.path}: too large to copy onto itself; its new mode, owner or times are not saved`);
+      const head = await this.store.head(file.key);
+      file.attrs.mtimeMs = file.attrs.ctimeMs = head.lastModified.getTime();
+      etag = head.etag;
+    }
+    return etag;
+  }
+
+  /** Gives up the file's streaming upload (aborting it in the store); close uploads the whole file. */
+  private async stopStream(file: OpenFile): Promise<void> {
+    const stream = file.stream;
+    if (!stream) return;
+    file.stream = undefined;
+    file.streamStopped = true;
+    await stream.abort().catch((error: unknown) => {
+      this.options.logger.warn(`${file.path}: could not abort its multipart upload: ${toFsError(error, file.path).message}`);
     });
   }
 

@@ -15,6 +15,7 @@ import { pipeline } from 'node:stream/promises';
 
 import type { ObjectStore } from '../storage/object-store.js';
 import type { Attributes } from './attributes.js';
+import type { StreamingUpload } from './write/streaming-upload.js';
 
 export class OpenFile {
   /** Open handles. */
@@ -27,6 +28,12 @@ export class OpenFile {
   metadataDirty = false;
   /** Unlinked while open: never upload again. */
   unlinked = false;
+  /** The upload running while the file is written from its start (see StreamingUpload). */
+  stream?: StreamingUpload;
+  /** A stream was given up since the last upload: upload the whole file at close instead. */
+  streamStopped = false;
+  /** utimens set the times since the last upload (they are then kept, not the upload time). */
+  timesSet = false;
   private tail: Promise<unknown> = Promise.resolve();
 
   constructor(

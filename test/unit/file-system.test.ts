@@ -982,7 +982,7 @@ describe('upload failures', () => {
   });
 
   it('leaves no multipart upload behind after a failed part', async () => {
-    faulty.fail('uploadPart', { nth: 2, code: 'Transient' });
+    faulty.fail('uploadPart', { nth: 2, times: 1_000, code: 'Transient' });
     const data = randomBytes(PART * 3 + 1);
     const fh = await fs.create('/big', 0o644);
     await fs.write(fh, data, 0);
@@ -990,19 +990,30 @@ describe('upload failures', () => {
     expect(memory.uploads.size).toBe(0);
     expect(memory.objects.has('big')).toBe(false);
 
+    faulty.clear();
     await fs.release(fh);
     expect(memory.objects.get('big')?.body.equals(data)).toBe(true);
     expect(memory.uploads.size).toBe(0);
   });
 
   it('leaves no multipart upload behind after a failed completion', async () => {
-    faulty.fail('completeMultipartUpload', { code: 'Transient' });
+    faulty.fail('completeMultipartUpload', { times: 2, code: 'Transient' }); // the stream's, then the retry's
     const fh = await fs.create('/big', 0o644);
     await fs.write(fh, randomBytes(PART * 2 + 1), 0);
     await expect(fs.fsync(fh)).rejects.toMatchObject({ code: 'EIO' });
     expect(memory.uploads.size).toBe(0);
     expect(memory.objects.has('big')).toBe(false);
     await fs.release(fh);
+  });
+
+  it('recovers from a streamed part that failed by uploading the whole file at close', async () => {
+    faulty.fail('uploadPart', { nth: 2, code: 'Transient' });
+    const data = randomBytes(PART * 3 + 1);
+    const fh = await fs.create('/big', 0o644);
+    for (let at = 0; at < data.length; at += 128 * 1024) await fs.write(fh, data.subarray(at, at + 128 * 1024), at);
+    await fs.release(fh);
+    expect(memory.objects.get('big')?.body.equals(data)).toBe(true);
+    expect(memory.uploads.size).toBe(0);
   });
 
   it('leaves the source of a failed directory rename where it was', async () => {
