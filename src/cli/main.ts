@@ -5,6 +5,7 @@
 
 import { fork } from 'node:child_process';
 import { mkdirSync, openSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { homedir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 
-import { DEFAULTS, type MountOptions, OptionError, checkReadOptions, defaultMemoryLimit, parseSize, parseSource } from '../config/mount-options.js';
+import { DEFAULTS, type MountOptions, OptionError, checkReadOptions, defaultMemoryLimit, formatSource, parseSize, parseSource } from '../config/mount-options.js';
 import { MountRegistry } from '../daemon/registry.js';
 import { unmount } from '../daemon/unmount.js';
 import { UserError } from '../daemon/user-error.js';
@@ -51,7 +52,12 @@ function mountFlags(y: Argv) {
     .option('cache-dir', { type: 'string', describe: 'also cache blocks on disk here; they survive a remount' })
     .option('cache-size', { type: 'string', default: '4G', describe: 'most bytes the disk cache holds (with --cache-dir)' })
     .option('allow-other', { type: 'boolean', default: false, describe: 'let other users access the mount' })
-    .option('staging-dir', { type: 'string', describe: 'where files being written are staged (default: a temp dir)' })
+    .option('write-mode', {
+      choices: ['sync', 'async'] as const,
+      default: 'sync' as const,
+      describe: 'sync: close returns once the file is in the store; async: once it is journaled on local disk (uploads follow, and finish after a crash at the next mount)',
+    })
+    .option('staging-dir', { type: 'string', describe: 'where files being written are staged (default: a temp dir; with --write-mode async, a journal kept per source)' })
     .option('log-level', { choices: ['debug', 'info', 'warn', 'error'] as const, default: 'info' as const })
     .option('log-file', { type: 'string', describe: 'daemon log (default: ~/.local/state/objmount/<mountpoint>.log)' })
     .option('debug-fuse', { type: 'boolean', default: false, describe: 'print every FUSE request (very verbose)' });
@@ -90,13 +96,27 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     cacheDir: args['cache-dir'] === undefined ? undefined : resolve(args['cache-dir']),
     cacheSize: parseSize(args['cache-size']),
     allowOther: args['allow-other'],
-    stagingDir: args['staging-dir'],
+    writeMode: args['write-mode'],
+    stagingDir: args['staging-dir'] === undefined ? undefined : resolve(args['staging-dir']),
     logLevel: args['log-level'],
     logFile: args['log-file'],
     debugFuse: args['debug-fuse'],
   };
   checkReadOptions(options);
+  if (options.writeMode === 'async') options.stagingDir ??= defaultJournalDir(options, env);
   return options;
+}
+
+/**
+ * Async mode's journal when --staging-dir is not given: one directory per source, endpoint and
+ * mountpoint, so the next mount of the same thing finds it and two live mounts never share one.
+ */
+function defaultJournalDir(options: MountOptions, env: NodeJS.ProcessEnv): string {
+  const base = process.getuid?.() === 0 ? '/var/lib/objmount' : join(env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'objmount');
+  const source = formatSource(options.source);
+  const where = `${source}\0${options.endpoint ?? options.region}\0${resolve(options.mountpoint)}`;
+  const id = createHash('sha256').update(where).digest('hex').slice(0, 12);
+  return join(base, 'journal', `${options.source.bucket}-${id}`);
 }
 
 function defaultLogFile(mountpoint: string, env: NodeJS.ProcessEnv): string {

@@ -42,7 +42,13 @@ export interface MountOptions {
   cacheSize: number;
   /** Let other users access the mount (needs user_allow_other for non-root). */
   allowOther: boolean;
-  /** Where files being written are staged; default: a private temp directory. */
+  /** 'sync': close waits for the store; 'async': close waits for the local journal. */
+  writeMode: 'sync' | 'async';
+  /**
+   * Where files being written are staged (and, in async mode, journaled). Default: a private
+   * temp directory in sync mode; a directory kept per source in async mode, so that the next
+   * mount finds what a killed daemon left.
+   */
   stagingDir?: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   logFile?: string;

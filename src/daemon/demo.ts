@@ -77,6 +77,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
         readAhead: DEFAULTS.readAhead,
         memoryLimit: defaultMemoryLimit(0), // the smallest default: the demo's files are small
         cacheSize: DEFAULTS.cacheSize,
+        writeMode: 'sync',
         allowOther: false,
         logLevel: 'warn',
         debugFuse: false,

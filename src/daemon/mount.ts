@@ -4,7 +4,7 @@
  * Every failure before the mount is live leaves nothing behind and becomes a `UserError`.
  */
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -13,6 +13,8 @@ import { CredentialError, type CredentialResolver } from '../creds/resolver.js';
 import { FileSystem } from '../fs/file-system.js';
 import { BlockCache } from '../fs/read/block-cache.js';
 import { DiskCache } from '../fs/read/disk-cache.js';
+import { FileUploader } from '../fs/write/file-uploader.js';
+import { recover } from '../fs/write/journal.js';
 import { FuseSession, hasUtimensFix } from '../fuse/binding.js';
 import { createOperations } from '../fuse/operations.js';
 import type { Logger } from '../log/logger.js';
@@ -71,7 +73,16 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     }
 
     const stagingDir = options.stagingDir ?? (await mkdtemp(join(tmpdir(), 'objmount-staging-')));
-    if (!options.stagingDir) cleanups.push(() => rm(stagingDir, { recursive: true, force: true }));
+    if (options.stagingDir) {
+      try {
+        await mkdir(stagingDir, { recursive: true, mode: 0o700 });
+      } catch (error) {
+        throw new UserError(`cannot use --staging-dir ${stagingDir}: ${(error as Error).message}`);
+      }
+      await finishPendingUploads(store, stagingDir, options, logger);
+    } else {
+      cleanups.push(() => rm(stagingDir, { recursive: true, force: true }));
+    }
 
     let disk: DiskCache | undefined;
     if (options.cacheDir) {
@@ -100,6 +111,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
       stagingDir,
       partSize: options.partSize,
       uploadConcurrency: options.uploadConcurrency,
+      writeMode: options.writeMode,
       blockCache,
       readAhead: { minReadAhead: Math.min(MiB, options.readAhead), maxReadAhead: options.readAhead },
       logger,
@@ -157,6 +169,20 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
   } catch (error) {
     await cleanUp();
     throw error;
+  }
+}
+
+/** Uploads what a previous daemon journaled (async mode) and did not upload; fails the mount if it cannot. */
+async function finishPendingUploads(store: S3Store, stagingDir: string, options: MountOptions, logger: Logger): Promise<void> {
+  const uploader = new FileUploader(store, { partSize: options.partSize, concurrency: options.uploadConcurrency });
+  const { uploaded, failed } = await recover(stagingDir, uploader, Math.max(4, options.uploadConcurrency));
+  if (uploaded.length > 0) logger.info(`finished ${uploaded.length} upload(s) left by a previous run: ${uploaded.slice(0, 5).join(', ')}${uploaded.length > 5 ? ', …' : ''}`);
+  if (failed.length > 0) {
+    const first = failed[0]!;
+    const reason = isStoreError(first.error) || first.error instanceof Error ? first.error.message : String(first.error);
+    throw new UserError(
+      `cannot finish ${failed.length} upload(s) left by a previous run (first: ${first.key}: ${reason}); they are kept in ${stagingDir}`,
+    );
   }
 }
 

@@ -60,6 +60,15 @@ export interface LocalS3ServerOptions {
   buckets?: string[];
   /** Default true: no s3rver request logging. */
   silent?: boolean;
+  /** For tests: faults injected into object writes (PUT object, upload part) whose key matches. */
+  writeFaults?: {
+    /** A regular expression (source text, so it passes to the server's own process). */
+    keys: string;
+    /** Wait this long before handling each matching write. */
+    delayMs?: number;
+    /** Answer each matching write with 500 InternalError instead. */
+    fail?: boolean;
+  };
 }
 
 export interface LocalS3Server {
@@ -246,6 +255,7 @@ export async function startLocalS3Server(options: LocalS3ServerOptions = {}): Pr
   });
   // Last is s3rver's router; ahead of it, its logger, XML serializer and virtual-host rewrite.
   server.middleware.splice(server.middleware.length - 1, 0, s3Semantics);
+  if (options.writeFaults) server.middleware.splice(server.middleware.length - 1, 0, writeFaults(options.writeFaults));
   const { port } = await server.run();
   return {
     endpoint: `http://127.0.0.1:${port}`,
@@ -346,6 +356,20 @@ async function s3Semantics(ctx: Context, next: Next): Promise<void> {
     }
   }
   return next();
+}
+
+function writeFaults(faults: NonNullable<LocalS3ServerOptions['writeFaults']>): Middleware {
+  const keys = new RegExp(faults.keys);
+  return async (ctx, next) => {
+    const key = ctx.params?.key ?? '';
+    if (ctx.method !== 'PUT' || !keys.test(key)) return next();
+    if (faults.delayMs) await new Promise((resolve) => setTimeout(resolve, faults.delayMs));
+    if (faults.fail) {
+      for await (const _chunk of ctx.req); // read the body, as S3 does before answering
+      throw new S3Error('InternalError', 'We encountered an internal error. Please try again.');
+    }
+    return next();
+  };
 }
 
 function queryParam(ctx: Context, name: string): string | undefined {

@@ -8,9 +8,12 @@
  * Lookups ask the store three things at once (HEAD key, HEAD key/, one key under key/) and the
  * answer is cached for a TTL, negatives included. Listings are paged and never HEAD each entry.
  * Files open for writing are staged locally (see OpenFile) and uploaded on flush/fsync/close,
- * which return only once the object is durable. Nothing here knows about FUSE or an SDK.
+ * which return only once the object is durable (in async write mode, close returns once the file
+ * is journaled on local disk, and fsync still waits for the store). Nothing here knows about FUSE
+ * or an SDK.
  */
 
+import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 
 import PQueue from 'p-queue';
@@ -34,6 +37,7 @@ import { OpenFile, stagingPathFor } from './open-file.js';
 import { BlockCache } from './read/block-cache.js';
 import { FileReader, type ReadAheadOptions } from './read/file-reader.js';
 import { FileUploader } from './write/file-uploader.js';
+import { removeRecord, writeRecord } from './write/journal.js';
 import { StreamingUpload } from './write/streaming-upload.js';
 
 export interface FileSystemOptions {
@@ -45,6 +49,11 @@ export interface FileSystemOptions {
   stagingDir: string;
   partSize: number;
   uploadConcurrency: number;
+  /**
+   * 'sync' (default): close returns once the object is in the store. 'async': close returns once
+   * the data is fsynced into `stagingDir` with a journal record; uploads follow in the background.
+   */
+  writeMode?: 'sync' | 'async';
   /** The mount's block cache; default: an 8 MiB-block cache of 64 MiB in memory. */
   blockCache?: BlockCache;
   readAhead?: ReadAheadOptions;
@@ -98,6 +107,10 @@ export class FileSystem {
   private readonly metadataQueue = new PQueue({ concurrency: 32 });
   private nextHandle = 1;
   private nextStaging = 1;
+  /** Names this mount's staging files apart from those a previous daemon left. */
+  private readonly stagingPrefix = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  /** Async mode: uploads of closed files, a few at a time. */
+  private readonly backgroundUploads: PQueue;
   private rootAttrs: Attributes;
 
   constructor(
@@ -106,6 +119,7 @@ export class FileSystem {
   ) {
     this.cache = new MetadataCache(options.cache);
     this.uploader = new FileUploader(store, { partSize: options.partSize, concurrency: options.uploadConcurrency });
+    this.backgroundUploads = new PQueue({ concurrency: Math.max(4, options.uploadConcurrency) });
     this.blocks = options.blockCache ?? new BlockCache(store, { blockSize: 8 * MiB, memoryLimit: 64 * MiB, maxConnections: 16 });
     this.now = options.now ?? Date.now;
     this.rootAttrs = implicitDirectory(options.defaults, this.now());
@@ -235,6 +249,10 @@ export class FileSystem {
       file = new OpenFile(path, this.key(path), { ...node.attrs }, node.etag, node.contentType, this.stagingPath());
       this.openFiles.set(path, file);
     }
+    if (writable && file.pending) {
+      // Its journal record describes the closed version: upload that before it changes again.
+      await this.commit(file);
+    }
     const fh = this.addHandle(file, flags);
     if (writable && flags & O_TRUNC && file.attrs.size > 0) {
       try {
@@ -303,7 +321,10 @@ export class FileSystem {
   }
 
   async flush(fh: number): Promise<void> {
-    await this.commit(this.handle(fh).file);
+    const { file, writable } = this.handle(fh);
+    // A reader's close saves nothing (and so never waits for an upload); a writer's saves the file.
+    if (!writable) return;
+    await (this.options.writeMode === 'async' ? this.commitLater(file) : this.commit(file));
   }
 
   async fsync(fh: number): Promise<void> {
@@ -315,19 +336,24 @@ export class FileSystem {
     this.handles.delete(fh);
     const file = handle.file;
     try {
-      await this.commit(file);
+      if (handle.writable) await (this.options.writeMode === 'async' ? this.commitLater(file) : this.commit(file));
     } finally {
       file.refs -= 1;
-      if (file.refs === 0) {
-        // Forget the file only if nobody reopened it while we waited for the queue.
-        await file.exclusive(async () => {
-          if (file.refs > 0) return;
-          await this.stopStream(file); // only left when the upload failed or the file was unlinked
-          await file.discard();
-          if (this.openFiles.get(file.path) === file) this.openFiles.delete(file.path);
-        });
-      }
+      if (file.refs === 0) await this.forgetIfDone(file);
     }
+  }
+
+  /** Drops a file nobody has open and nothing is pending for (its staging copy too). */
+  private async forgetIfDone(file: OpenFile): Promise<void> {
+    const busy = () => file.refs > 0 || (file.pending && !file.unlinked);
+    if (busy()) return; // the background upload forgets it when done
+    // Only if nobody reopened it, and no upload is waiting, by the time the queue gets here.
+    await file.exclusive(async () => {
+      if (busy()) return;
+      await this.stopStream(file); // only left when the upload failed or the file was unlinked
+      await file.discard();
+      if (this.openFiles.get(file.path) === file) this.openFiles.delete(file.path);
+    });
   }
 
   async truncate(path: string, size: number): Promise<void> {
@@ -377,9 +403,11 @@ export class FileSystem {
       await open.exclusive(async () => {
         open.unlinked = true;
         await this.stopStream(open);
+        if (open.pending && open.stagingFile) await removeRecord(open.stagingFile);
         await remove();
       });
       this.openFiles.delete(path);
+      if (open.refs === 0) await this.forgetIfDone(open); // closed, and was waiting for its upload
     } else {
       await remove();
     }
@@ -584,6 +612,50 @@ export class FileSystem {
     return file.exclusive(() => this.commitNow(file));
   }
 
+  /**
+   * Async mode's close: makes the staged content durable on local disk with a journal record,
+   * and queues the upload. Metadata-only changes are uploaded at once (one small copy).
+   */
+  private commitLater(file: OpenFile): Promise<void> {
+    return file.exclusive(async () => {
+      if (file.unlinked || (!file.dirty && !file.metadataDirty)) return;
+      if (!file.dirty || !file.stagingFile) return this.commitNow(file);
+      const record = {
+        key: file.key,
+        size: file.attrs.size,
+        metadata: metadataOf(file.attrs),
+        contentType: file.contentType ?? contentTypeOf('file'),
+      };
+      try {
+        await writeRecord(file.stagingFile, record);
+      } catch (error) {
+        throw new FsError('EIO', `${file.path}: could not journal the file in ${this.options.stagingDir}: ${(error as Error).message}`, { cause: error });
+      }
+      file.pending = true;
+      this.uploadInBackground(file);
+    });
+  }
+
+  private uploadInBackground(file: OpenFile, attempt = 1): void {
+    void this.backgroundUploads.add(async () => {
+      try {
+        await this.commit(file);
+      } catch {
+        // commitNow logged it. The journal keeps the data; try again, less and less often.
+        if (!file.pending) return;
+        const delay = Math.min(60_000, 1000 * 2 ** Math.min(attempt, 6));
+        setTimeout(() => this.uploadInBackground(file, attempt + 1), delay).unref();
+        return;
+      }
+      if (file.refs === 0) await this.forgetIfDone(file);
+    });
+  }
+
+  /** Uploads queued by async closes that have not finished yet. */
+  get backgroundUploadCount(): number {
+    return this.backgroundUploads.size + this.backgroundUploads.pending;
+  }
+
   private async commitNow(file: OpenFile): Promise<void> {
     if (file.unlinked || (!file.dirty && !file.metadataDirty)) return;
     const options = { metadata: metadataOf(file.attrs), contentType: file.contentType ?? contentTypeOf('file') };
@@ -610,6 +682,10 @@ export class FileSystem {
     file.metadataDirty = false;
     file.streamStopped = false;
     file.timesSet = false;
+    if (file.pending) {
+      file.pending = false;
+      if (file.stagingFile) await removeRecord(file.stagingFile);
+    }
     this.cache.setNode(file.path, {
       attrs: { ...file.attrs },
       etag,
@@ -777,7 +853,7 @@ export class FileSystem {
   }
 
   private stagingPath(): string {
-    return stagingPathFor(this.options.stagingDir, this.nextStaging++);
+    return stagingPathFor(this.options.stagingDir, `${this.stagingPrefix}-${this.nextStaging++}`);
   }
 
   private maxObjectSize(): number {

@@ -34,6 +34,8 @@ export class OpenFile {
   streamStopped = false;
   /** utimens set the times since the last upload (they are then kept, not the upload time). */
   timesSet = false;
+  /** Async mode: a close was acknowledged, its journal record written, its upload not done yet. */
+  pending = false;
   private tail: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -110,6 +112,6 @@ export class OpenFile {
   }
 }
 
-export function stagingPathFor(directory: string, id: number): string {
+export function stagingPathFor(directory: string, id: string): string {
   return join(directory, `staging-${id}`);
 }

@@ -1,0 +1,152 @@
+/**
+ * The write path on a real mount: both write modes, the journal that survives kill -9, and a
+ * failing store that must surface at close with no multipart upload left behind.
+ */
+
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
+import { forceUnmount, isMounted, mountBucket, testEnv } from '../helpers/objmount.js';
+import { s3Client } from '../helpers/s3-client.js';
+
+const BUCKET = 'writes';
+const MiB = 1024 * 1024;
+let server: LocalS3Server;
+let sdk: S3Client;
+
+beforeAll(async () => {
+  // Each write of a key under slow/ takes 300 ms.
+  server = await startLocalS3ServerProcess({ buckets: [BUCKET], writeFaults: { keys: '^slow/', delayMs: 300 } });
+  sdk = s3Client(server.endpoint);
+});
+
+afterAll(async () => {
+  sdk?.destroy();
+  await server?.close();
+});
+
+const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+async function storeKeys(prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  let ContinuationToken: string | undefined;
+  do {
+    const page = await sdk.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix, ContinuationToken }));
+    keys.push(...(page.Contents ?? []).map((o) => o.Key!));
+    ContinuationToken = page.NextContinuationToken;
+  } while (ContinuationToken);
+  return keys.sort();
+}
+
+async function storeGet(key: string): Promise<Buffer> {
+  const { Body } = await sdk.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+  return Buffer.from(await Body!.transformToByteArray());
+}
+
+describe('--write-mode async', () => {
+  it('acknowledges closes from the journal, shows the new content at once, and uploads everything', async () => {
+    const staging = mkdtempSync(join(tmpdir(), 'objmount-journal-'));
+    const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--write-mode', 'async', '--staging-dir', staging]);
+    try {
+      const files = Array.from({ length: 200 }, (_, i) => ({ name: `small-${i}`, data: randomBytes(4096 + i) }));
+      mkdirSync(join(mount.mountpoint, 'async'));
+      for (const { name, data } of files) writeFileSync(join(mount.mountpoint, 'async', name), data);
+      const big = randomBytes(12 * MiB + 7);
+      writeFileSync(join(mount.mountpoint, 'async', 'big'), big);
+
+      // Through the mount, right away: listing, sizes and bytes are the new ones.
+      expect(readdirSync(join(mount.mountpoint, 'async'))).toHaveLength(201);
+      expect(sha(readFileSync(join(mount.mountpoint, 'async', 'small-7')))).toBe(sha(files[7]!.data));
+
+      const deadline = Date.now() + 30_000;
+      while ((await storeKeys('async/')).length < 202 && Date.now() < deadline) await sleep(100);
+      expect(await storeKeys('async/')).toHaveLength(202); // the directory marker too
+      for (const { name, data } of files.filter((_, i) => i % 20 === 0)) expect(sha(await storeGet(`async/${name}`))).toBe(sha(data));
+      expect(sha(await storeGet('async/big'))).toBe(sha(big));
+      await sleep(200);
+      expect(readdirSync(staging).filter((name) => name.endsWith('.pending.json'))).toEqual([]);
+    } finally {
+      await mount.unmount();
+    }
+  });
+
+  it('finishes, at the next mount, the uploads of a daemon killed with kill -9', async () => {
+    const staging = mkdtempSync(join(tmpdir(), 'objmount-journal-'));
+    const env = testEnv();
+    const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--write-mode', 'async', '--staging-dir', staging], env);
+    const files = Array.from({ length: 12 }, (_, i) => ({ key: `slow/f${i}`, data: randomBytes(100_000 + i) }));
+    try {
+      mkdirSync(join(mount.mountpoint, 'slow'), { recursive: true });
+      for (const { key, data } of files) writeFileSync(join(mount.mountpoint, key), data);
+      const registry = readdirSync(env.OBJMOUNT_RUNTIME_DIR!).map((name) => JSON.parse(readFileSync(join(env.OBJMOUNT_RUNTIME_DIR!, name), 'utf8')));
+      const { pid } = registry.find((entry: { mountpoint: string }) => entry.mountpoint === mount.mountpoint) as { pid: number };
+      process.kill(pid, 'SIGKILL');
+    } finally {
+      forceUnmount(mount.mountpoint);
+    }
+    const journaled = readdirSync(staging).filter((name) => name.endsWith('.pending.json'));
+    expect(journaled.length).toBeGreaterThan(0); // uploads take 300 ms each: most were still pending
+
+    // The same mountpoint, now stale, and the same journal: the mount uploads them before it is ready.
+    const again = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--write-mode', 'async', '--staging-dir', staging], env);
+    try {
+      for (const { key, data } of files) expect(sha(await storeGet(key))).toBe(sha(data));
+      expect(readdirSync(staging).filter((name) => name.endsWith('.pending.json'))).toEqual([]);
+      expect(readFileSync(again.logFile, 'utf8')).toMatch(/finished \d+ upload\(s\) left by a previous run/);
+    } finally {
+      await again.unmount();
+    }
+  });
+
+  it('fsync waits for the store', async () => {
+    const staging = mkdtempSync(join(tmpdir(), 'objmount-journal-'));
+    const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--write-mode', 'async', '--staging-dir', staging]);
+    try {
+      const handle = await open(join(mount.mountpoint, 'synced-async'), 'w');
+      await handle.write('durable');
+      await handle.sync();
+      expect((await storeGet('synced-async')).toString()).toBe('durable');
+      await handle.close();
+    } finally {
+      await mount.unmount();
+    }
+  });
+});
+
+describe('a store that refuses writes', () => {
+  it('fails close with EIO and leaves no multipart upload behind', async () => {
+    const failing = await startLocalS3ServerProcess({ buckets: [BUCKET], writeFaults: { keys: '^broken/.', fail: true } });
+    const failingSdk = s3Client(failing.endpoint);
+    const mount = await mountBucket(failing.endpoint, `s3://${BUCKET}`);
+    try {
+      mkdirSync(join(mount.mountpoint, 'broken'));
+      const handle = await open(join(mount.mountpoint, 'broken', 'big'), 'w');
+      await handle.write(randomBytes(20 * MiB)); // streamed: parts fail, then the whole-file upload
+      await expect(handle.close()).rejects.toMatchObject({ code: 'EIO' });
+      const small = await open(join(mount.mountpoint, 'broken', 'small'), 'w');
+      await small.write('x');
+      await expect(small.close()).rejects.toMatchObject({ code: 'EIO' });
+      expect(readFileSync(mount.logFile, 'utf8')).toMatch(/upload of \/broken\/big failed/);
+      // The daemon is still serving: a key outside broken/ is written as usual.
+      writeFileSync(join(mount.mountpoint, 'fine'), 'fine');
+      expect(isMounted(mount.mountpoint)).toBe(true);
+      // The release after a failed close tries once more (and fails again): once the daemon
+      // has stopped, every multipart upload it began has been aborted.
+      await mount.unmount();
+      const uploads = await failingSdk.send(new ListMultipartUploadsCommand({ Bucket: BUCKET }));
+      expect(uploads.Uploads ?? []).toEqual([]);
+    } finally {
+      await mount.unmount();
+      failingSdk.destroy();
+      await failing.close();
+    }
+  });
+});

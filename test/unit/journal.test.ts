@@ -1,0 +1,124 @@
+/** Async write mode and its journal (fs/write/journal.ts), on the in-memory store. */
+
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+
+import { FileSystem, O_RDWR } from '../../src/fs/file-system.js';
+import { FileUploader } from '../../src/fs/write/file-uploader.js';
+import { recover, writeRecord } from '../../src/fs/write/journal.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { FaultyStore } from '../../src/storage/faulty-store.js';
+import { MemoryStore } from '../../src/storage/memory-store.js';
+
+const PART = 16 * 1024;
+let stagingDir: string;
+let memory: MemoryStore;
+let faulty: FaultyStore;
+let fs: FileSystem;
+
+beforeEach(async () => {
+  stagingDir = await mkdtemp(join(tmpdir(), 'objmount-journal-'));
+  memory = new MemoryStore({ minPartSize: PART });
+  faulty = new FaultyStore(memory);
+  fs = new FileSystem(faulty, {
+    prefix: '',
+    defaults: { uid: 1000, gid: 1000, fileMode: 0o644, dirMode: 0o755 },
+    cache: { fileTtlMs: 1000, dirTtlMs: 1000, negativeTtlMs: 1000, maxEntries: 1000 },
+    stagingDir,
+    partSize: PART,
+    uploadConcurrency: 4,
+    writeMode: 'async',
+    logger: silentLogger,
+  });
+});
+
+afterEach(async () => {
+  await rm(stagingDir, { recursive: true, force: true });
+});
+
+const records = async () => (await readdir(stagingDir)).filter((name) => name.endsWith('.pending.json'));
+
+describe('async write mode', () => {
+  it('returns from close with a journal record, serves the new content, then uploads it', async () => {
+    let releaseGate!: () => void;
+    const gate = new Promise<void>((resolve) => (releaseGate = resolve));
+    const put = memory.put.bind(memory);
+    memory.put = async (...args) => {
+      await gate;
+      return put(...args);
+    };
+    const fh = await fs.create('/a', 0o644);
+    await fs.write(fh, Buffer.from('hello'), 0);
+    await fs.release(fh);
+    expect(memory.objects.has('a')).toBe(false); // not uploaded yet
+    expect(await records()).toHaveLength(1);
+    expect((await fs.getattr('/a')).size).toBe(5);
+    const again = await fs.open('/a', 0);
+    const into = Buffer.alloc(5);
+    expect(await fs.read(again, into, 5, 0)).toBe(5);
+    expect(into.toString()).toBe('hello');
+    await fs.release(again);
+
+    releaseGate();
+    await vi.waitFor(() => expect(memory.objects.get('a')?.body.toString()).toBe('hello'));
+    await vi.waitFor(async () => expect(await records()).toEqual([]));
+    await vi.waitFor(async () => expect((await readdir(stagingDir)).length).toBe(0)); // staging copy dropped
+  });
+
+  it('uploads the closed version before a file is opened for writing again', async () => {
+    const fh = await fs.create('/b', 0o644);
+    await fs.write(fh, Buffer.from('first'), 0);
+    await fs.release(fh);
+    const writer = await fs.open('/b', O_RDWR);
+    expect(memory.objects.get('b')?.body.toString()).toBe('first');
+    await fs.write(writer, Buffer.from('SECOND'), 0);
+    await fs.release(writer);
+    await vi.waitFor(() => expect(memory.objects.get('b')?.body.toString()).toBe('SECOND'));
+  });
+
+  it('keeps retrying a failed background upload, and drain reports what could not be uploaded', async () => {
+    faulty.fail('put', { times: 2, code: 'Transient' }); // the background upload's, then drain's
+    const fh = await fs.create('/c', 0o644);
+    await fs.write(fh, Buffer.from('retry me'), 0);
+    await fs.release(fh);
+    await vi.waitFor(() => expect(fs.backgroundUploadCount).toBe(0)); // the first attempt failed
+    await expect(fs.drain()).rejects.toMatchObject({ code: 'EIO' });
+    expect(await records()).toHaveLength(1); // the data is still journaled
+    await fs.drain(); // the 3rd attempt goes through
+    expect(memory.objects.get('c')?.body.toString()).toBe('retry me');
+    expect(await records()).toEqual([]);
+  });
+
+  it('drops the journal record of a file unlinked before its upload', async () => {
+    faulty.fail('put', { times: 100, code: 'Transient' });
+    const fh = await fs.create('/d', 0o644);
+    await fs.write(fh, Buffer.from('gone'), 0);
+    await fs.release(fh);
+    await fs.unlink('/d');
+    expect(await records()).toEqual([]);
+    faulty.clear();
+    await fs.drain();
+    expect(memory.objects.has('d')).toBe(false);
+  });
+});
+
+describe('recovery', () => {
+  it('uploads what a previous daemon journaled, and keeps what it cannot', async () => {
+    const data = randomBytes(3 * PART + 5);
+    await writeFile(join(stagingDir, 'staging-old-1'), data);
+    await writeRecord(join(stagingDir, 'staging-old-1'), { key: 'dir/recovered', size: data.length, metadata: { mode: '33188' } });
+    await writeFile(join(stagingDir, 'staging-old-2'), 'short');
+    await writeRecord(join(stagingDir, 'staging-old-2'), { key: 'torn', size: 100, metadata: {} });
+
+    const result = await recover(stagingDir, new FileUploader(memory, { partSize: PART, concurrency: 2 }), 2);
+    expect(result.uploaded).toEqual(['dir/recovered']);
+    expect(result.failed.map((f) => f.key)).toEqual(['torn']);
+    expect(memory.objects.get('dir/recovered')?.body.equals(data)).toBe(true);
+    expect(memory.objects.get('dir/recovered')?.metadata.mode).toBe('33188');
+    expect((await readdir(stagingDir)).sort()).toEqual(['staging-old-2', 'staging-old-2.pending.json']);
+  });
+});
