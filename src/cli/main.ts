@@ -48,7 +48,7 @@ function mountFlags(y: Argv) {
     .option('max-connections', { type: 'number', default: DEFAULTS.maxConnections, describe: 'connections to the store (also: GETs in flight)' })
     .option('block-size', { type: 'string', default: '8M', describe: 'objects are read and cached in blocks of this size' })
     .option('read-ahead', { type: 'string', default: '64M', describe: 'largest read-ahead window of a file read sequentially' })
-    .option('memory-limit', { type: 'string', describe: 'one budget for cached blocks and read-ahead (default: 1/16 of RAM, 256M to 2G)' })
+    .option('memory-limit', { type: 'string', describe: 'one budget for cached blocks, read-ahead and upload buffers (default: 1/16 of RAM, 256M to 2G)' })
     .option('cache-dir', { type: 'string', describe: 'also cache blocks on disk here; they survive a remount' })
     .option('cache-size', { type: 'string', default: '4G', describe: 'most bytes the disk cache holds (with --cache-dir)' })
     .option('allow-other', { type: 'boolean', default: false, describe: 'let other users access the mount' })

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { MiB, type MountOptions, formatSource } from '../config/mount-options.js';
 import { CredentialError, type CredentialResolver } from '../creds/resolver.js';
 import { FileSystem } from '../fs/file-system.js';
+import { MemoryBudget } from '../fs/memory-budget.js';
 import { BlockCache } from '../fs/read/block-cache.js';
 import { DiskCache } from '../fs/read/disk-cache.js';
 import { FileUploader } from '../fs/write/file-uploader.js';
@@ -93,11 +94,13 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
       }
       cleanups.push(() => disk?.settled());
     }
+    const memoryBudget = new MemoryBudget(options.memoryLimit);
     const blockCache = new BlockCache(store, {
       blockSize: options.blockSize,
       memoryLimit: options.memoryLimit,
       maxConnections: options.maxConnections,
       disk,
+      budget: memoryBudget,
     });
     const fs = new FileSystem(store, {
       prefix: options.source.prefix,
@@ -112,6 +115,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
       partSize: options.partSize,
       uploadConcurrency: options.uploadConcurrency,
       writeMode: options.writeMode,
+      memoryBudget,
       blockCache,
       readAhead: { minReadAhead: Math.min(MiB, options.readAhead), maxReadAhead: options.readAhead },
       logger,

@@ -34,6 +34,7 @@ import {
 import { FsError, toFsError } from './errors.js';
 import { type CachedNode, MetadataCache, type MetadataCacheOptions } from './metadata-cache.js';
 import { OpenFile, stagingPathFor } from './open-file.js';
+import type { MemoryBudget } from './memory-budget.js';
 import { BlockCache } from './read/block-cache.js';
 import { FileReader, type ReadAheadOptions } from './read/file-reader.js';
 import { FileUploader } from './write/file-uploader.js';
@@ -54,6 +55,8 @@ export interface FileSystemOptions {
    * the data is fsynced into `stagingDir` with a journal record; uploads follow in the background.
    */
   writeMode?: 'sync' | 'async';
+  /** Shared by the block cache and upload buffers; default: no limit on uploads. */
+  memoryBudget?: MemoryBudget;
   /** The mount's block cache; default: an 8 MiB-block cache of 64 MiB in memory. */
   blockCache?: BlockCache;
   readAhead?: ReadAheadOptions;
@@ -118,7 +121,7 @@ export class FileSystem {
     private readonly options: FileSystemOptions,
   ) {
     this.cache = new MetadataCache(options.cache);
-    this.uploader = new FileUploader(store, { partSize: options.partSize, concurrency: options.uploadConcurrency });
+    this.uploader = new FileUploader(store, { partSize: options.partSize, concurrency: options.uploadConcurrency, budget: options.memoryBudget });
     this.backgroundUploads = new PQueue({ concurrency: Math.max(4, options.uploadConcurrency) });
     this.blocks = options.blockCache ?? new BlockCache(store, { blockSize: 8 * MiB, memoryLimit: 64 * MiB, maxConnections: 16 });
     this.now = options.now ?? Date.now;
@@ -298,6 +301,7 @@ export class FileSystem {
         file.stream = new StreamingUpload(this.store, file.key, createdWith, {
           partSize: this.options.partSize,
           concurrency: this.options.uploadConcurrency,
+          budget: this.options.memoryBudget,
         });
       }
       let done = 0;

@@ -17,6 +17,7 @@ import PQueue from 'p-queue';
 import { LRUCache } from 'lru-cache';
 
 import { type ObjectStore, isStoreError } from '../../storage/object-store.js';
+import type { MemoryBudget } from '../memory-budget.js';
 import type { DiskCache } from './disk-cache.js';
 
 /** The version of an object that blocks are read from. */
@@ -33,6 +34,8 @@ export interface BlockCacheOptions {
   /** GETs in flight at once. */
   maxConnections: number;
   disk?: DiskCache;
+  /** Shared with uploads: their part buffers leave less room for blocks. */
+  budget?: MemoryBudget;
   /** Extra attempts of a GET that failed transiently, on top of the store's own retries. */
   retries?: number;
 }
@@ -64,6 +67,7 @@ export class BlockCache {
     this.blockSize = options.blockSize;
     this.memory = new LRUCache<string, Buffer>({ maxSize: options.memoryLimit, sizeCalculation: (block) => Math.max(1, block.length) });
     this.queue = new PQueue({ concurrency: options.maxConnections });
+    options.budget?.attachCache(this);
   }
 
   /** Bytes of blocks held in memory and being fetched. */
@@ -149,10 +153,16 @@ export class BlockCache {
     return loading;
   }
 
+  /** Evicts least recently used blocks until at most `bytes` are held (blocks being fetched stay). */
+  shrinkTo(bytes: number): void {
+    while (this.memoryUsed > bytes && this.memory.size > 0) this.memory.pop();
+  }
+
   /** Makes room for `bytes` by evicting cached blocks; read-ahead gives up if that is not enough. */
   private reserve(bytes: number, demand: boolean): boolean {
-    while (this.memoryUsed + bytes > this.options.memoryLimit && this.memory.size > 0) this.memory.pop();
-    return demand || this.memoryUsed + bytes <= this.options.memoryLimit;
+    const limit = this.options.memoryLimit - (this.options.budget?.uploadBytes ?? 0);
+    this.shrinkTo(Math.max(0, limit - bytes));
+    return demand || this.memoryUsed + bytes <= limit;
   }
 
   private async fetch(version: ObjectVersion, start: number, end: number, demand: boolean): Promise<Buffer> {

@@ -4,7 +4,7 @@
  * A file up to one part is a single PUT. A larger one is a multipart upload: the part size starts
  * at `partSize` and grows (in whole MiB) so the file never needs more than the store's maximum
  * part count; up to `concurrency` parts are read and in flight at once, so memory use is bounded
- * by `concurrency × part size`. Every failure exit aborts the multipart upload before the error
+ * by `concurrency × part size` and by the mount's memory budget. Every failure exit aborts the multipart upload before the error
  * is rethrown, so no incomplete upload is left behind in the store.
  *
  * This is the simple, close-time uploader of the foundation; the streaming uploader that starts
@@ -16,6 +16,7 @@ import { open } from 'node:fs/promises';
 import PQueue from 'p-queue';
 
 import type { CompletedPart, ObjectStore, PutOptions } from '../../storage/object-store.js';
+import type { MemoryBudget } from '../memory-budget.js';
 
 const MiB = 1024 * 1024;
 
@@ -24,6 +25,8 @@ export interface FileUploaderOptions {
   partSize: number;
   /** Parts in flight at once per file. */
   concurrency: number;
+  /** The mount's memory budget: part buffers wait for room in it. */
+  budget?: MemoryBudget;
 }
 
 export class FileUploader {
@@ -50,9 +53,14 @@ export class FileUploader {
     const file = await open(localPath, 'r');
     try {
       if (size <= partSize) {
-        const body = Buffer.alloc(size);
-        await readFully(file, body, 0);
-        return await this.store.put(key, body, putOptions);
+        await this.options.budget?.acquire(size);
+        try {
+          const body = Buffer.alloc(size);
+          await readFully(file, body, 0);
+          return await this.store.put(key, body, putOptions);
+        } finally {
+          this.options.budget?.release(size);
+        }
       }
       return await this.uploadMultipart(key, file, size, partSize, putOptions);
     } finally {
@@ -78,10 +86,16 @@ export class FileUploader {
           if (failure) return;
           try {
             const offset = index * partSize;
-            const body = Buffer.alloc(Math.min(partSize, size - offset));
-            await readFully(file, body, offset);
-            const etag = await this.store.uploadPart(key, uploadId, index + 1, body);
-            parts[index] = { partNumber: index + 1, etag };
+            const length = Math.min(partSize, size - offset);
+            await this.options.budget?.acquire(length);
+            try {
+              const body = Buffer.alloc(length);
+              await readFully(file, body, offset);
+              const etag = await this.store.uploadPart(key, uploadId, index + 1, body);
+              parts[index] = { partNumber: index + 1, etag };
+            } finally {
+              this.options.budget?.release(length);
+            }
           } catch (error) {
             failure ??= error;
           }

@@ -18,12 +18,15 @@
 import type { FileHandle } from 'node:fs/promises';
 
 import type { CompletedPart, ObjectStore, PutOptions, StoreCapabilities } from '../../storage/object-store.js';
+import type { MemoryBudget } from '../memory-budget.js';
 
 export interface StreamingUploadOptions {
   /** Size of the first parts, bytes (at least the store's minimum part size). */
   partSize: number;
   /** Parts in flight at once. */
   concurrency: number;
+  /** The mount's memory budget: part buffers wait for room in it. */
+  budget?: MemoryBudget;
 }
 
 /** How many tiers of part sizes: each tier has maxParts / TIERS parts, each tier's twice the last. */
@@ -81,7 +84,8 @@ export class StreamingUpload {
         await Promise.race(this.inflight);
         this.throwIfFailed();
       }
-      this.startPart(staging, number, this.sentBytes, size);
+      await this.options.budget?.acquire(size);
+      this.startPart(staging, number, this.sentBytes, size, true);
       this.sentBytes += size;
     }
   }
@@ -90,7 +94,8 @@ export class StreamingUpload {
   async finish(staging: FileHandle, size: number): Promise<{ etag: string }> {
     if (size < this.sentBytes) throw new Error(`${this.key}: the file shrank below the bytes already uploaded`);
     if (size > this.sentBytes) {
-      this.startPart(staging, this.parts.length + this.inflight.size + 1, this.sentBytes, size - this.sentBytes);
+      await this.options.budget?.acquire(size - this.sentBytes);
+      this.startPart(staging, this.parts.length + this.inflight.size + 1, this.sentBytes, size - this.sentBytes, true);
       this.sentBytes = size;
     }
     await Promise.all(this.inflight);
@@ -111,7 +116,7 @@ export class StreamingUpload {
     if (uploadId !== undefined) await this.store.abortMultipartUpload(this.key, uploadId);
   }
 
-  private startPart(staging: FileHandle, number: number, offset: number, size: number): void {
+  private startPart(staging: FileHandle, number: number, offset: number, size: number, budgeted = false): void {
     this.uploadId ??= this.store.createMultipartUpload(this.key, this.putOptions);
     const part = (async () => {
       const body = Buffer.alloc(size);
@@ -128,7 +133,10 @@ export class StreamingUpload {
       .catch((error: unknown) => {
         this.failure ??= error;
       })
-      .finally(() => this.inflight.delete(part));
+      .finally(() => {
+        this.inflight.delete(part);
+        if (budgeted) this.options.budget?.release(size);
+      });
     this.inflight.add(part);
   }
 

@@ -1,0 +1,118 @@
+/** One memory budget for cached blocks and upload buffers (fs/memory-budget.ts). */
+
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { FileSystem } from '../../src/fs/file-system.js';
+import { MemoryBudget } from '../../src/fs/memory-budget.js';
+import { BlockCache } from '../../src/fs/read/block-cache.js';
+import { FileReader } from '../../src/fs/read/file-reader.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { MemoryStore } from '../../src/storage/memory-store.js';
+import type { ObjectStore } from '../../src/storage/object-store.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+describe('MemoryBudget', () => {
+  it('grants what fits at once and makes the rest wait, in order', async () => {
+    const budget = new MemoryBudget(10);
+    await budget.acquire(6);
+    const order: number[] = [];
+    const second = budget.acquire(6).then(() => order.push(2));
+    const third = budget.acquire(1).then(() => order.push(3)); // fits, but waits its turn
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(order).toEqual([]);
+    budget.release(6);
+    await Promise.all([second, third]);
+    expect(order).toEqual([2, 3]);
+    expect(budget.uploadBytes).toBe(7);
+  });
+
+  it('lets one request larger than the whole budget through when nothing else is held', async () => {
+    const budget = new MemoryBudget(10);
+    await budget.acquire(50);
+    expect(budget.uploadBytes).toBe(50);
+  });
+
+  it('shrinks the block cache before it makes an upload wait', async () => {
+    let held = 8;
+    const budget = new MemoryBudget(10);
+    budget.attachCache({
+      get memoryUsed() {
+        return held;
+      },
+      shrinkTo(bytes) {
+        held = Math.min(held, bytes);
+      },
+    });
+    await budget.acquire(1); // the first is always granted; the cache makes room anyway
+    expect(held).toBe(8);
+    await budget.acquire(4);
+    expect(held).toBe(5);
+  });
+});
+
+describe('the budget shared by reads and writes', () => {
+  it('keeps cached blocks plus upload buffers within the limit', async () => {
+    const memory = new MemoryStore();
+    const data = randomBytes(32 * MiB);
+    const { etag } = await memory.put('obj', data);
+    const budget = new MemoryBudget(16 * MiB);
+    const cache = new BlockCache(memory, { blockSize: 2 * MiB, memoryLimit: 16 * MiB, maxConnections: 4, budget });
+    const reader = new FileReader(cache, () => ({ key: 'obj', etag, size: data.length }), { minReadAhead: MiB, maxReadAhead: 4 * MiB });
+    const into = Buffer.alloc(128 * KiB);
+    for (let at = 0; at < 16 * MiB; at += into.length) await reader.read(into, into.length, at);
+    expect(cache.memoryUsed).toBeGreaterThan(8 * MiB);
+
+    await budget.acquire(10 * MiB); // an upload takes room: the cache gives it up
+    expect(cache.memoryUsed + budget.uploadBytes).toBeLessThanOrEqual(16 * MiB);
+    for (let at = 16 * MiB; at < 32 * MiB; at += into.length) {
+      await reader.read(into, into.length, at);
+      expect(cache.memoryUsed + budget.uploadBytes).toBeLessThanOrEqual(16 * MiB);
+    }
+  });
+
+  it('makes writers wait so that part buffers never exceed the budget', async () => {
+    const stagingDir = await mkdtemp(join(tmpdir(), 'objmount-budget-'));
+    try {
+      const memory = new MemoryStore({ minPartSize: 64 * KiB });
+      const budget = new MemoryBudget(256 * KiB);
+      let peak = 0;
+      const slow = Object.create(memory) as ObjectStore;
+      slow.uploadPart = async (...args) => {
+        peak = Math.max(peak, budget.uploadBytes);
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        return memory.uploadPart(...args);
+      };
+      const fs = new FileSystem(slow, {
+        prefix: '',
+        defaults: { uid: 0, gid: 0, fileMode: 0o644, dirMode: 0o755 },
+        cache: { fileTtlMs: 1000, dirTtlMs: 1000, negativeTtlMs: 1000, maxEntries: 100 },
+        stagingDir,
+        partSize: 64 * KiB,
+        uploadConcurrency: 8, // 8 × 64 KiB per file would be 512 KiB: the budget allows 256 KiB
+        memoryBudget: budget,
+        logger: silentLogger,
+      });
+      const files = await Promise.all(
+        ['/a', '/b', '/c'].map(async (path) => {
+          const data = randomBytes(1 * MiB + 3);
+          const fh = await fs.create(path, 0o644);
+          for (let at = 0; at < data.length; at += 16 * KiB) await fs.write(fh, data.subarray(at, at + 16 * KiB), at);
+          await fs.release(fh);
+          return { key: path.slice(1), data };
+        }),
+      );
+      for (const { key, data } of files) expect(memory.objects.get(key)?.body.equals(data)).toBe(true);
+      expect(peak).toBeLessThanOrEqual(256 * KiB);
+      expect(budget.uploadBytes).toBe(0);
+    } finally {
+      await rm(stagingDir, { recursive: true, force: true });
+    }
+  });
+});
