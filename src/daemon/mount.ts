@@ -59,6 +59,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     credentials: credential.provider,
     credentialDescription,
     maxConnections: options.maxConnections,
+    logger,
   });
 
   const cleanups: Array<() => Promise<unknown> | unknown> = [() => store.destroy()];
@@ -154,7 +155,8 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
           await session.unmount().catch(() => detach(mountpoint, true).catch(() => undefined));
         }
         await cleanUp();
-        logger.info(`unmounted ${mountpoint}`);
+        const { requests, retries, failures } = store.stats;
+        logger.info(`unmounted ${mountpoint} (${requests} store requests, ${retries} retries, ${failures} failed)`);
       })();
       return stopping;
     };

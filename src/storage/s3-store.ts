@@ -30,6 +30,7 @@ import {
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 
+import type { Logger } from '../log/logger.js';
 import {
   type CompletedPart,
   type GetOptions,
@@ -60,6 +61,15 @@ export interface S3StoreOptions {
   /** A request whose socket is idle this long fails (and is retried). */
   idleTimeoutMs?: number;
   maxParts?: number;
+  /** Where retried and failed requests are reported (one line each); default: nowhere. */
+  logger?: Logger;
+}
+
+/** Requests sent, and the retries the SDK needed for them. */
+export interface StoreStats {
+  requests: number;
+  retries: number;
+  failures: number;
 }
 
 const MiB = 1024 * 1024;
@@ -68,6 +78,7 @@ const GiB = 1024 * MiB;
 export class S3Store implements ObjectStore {
   readonly description: string;
   readonly capabilities: StoreCapabilities;
+  readonly stats: StoreStats = { requests: 0, retries: 0, failures: 0 };
   private readonly client: S3Client;
   private readonly bucket: string;
 
@@ -293,11 +304,25 @@ export class S3Store implements ObjectStore {
   }
 
   private async call<T>(operation: string, key: string, send: () => Promise<T>): Promise<T> {
+    this.stats.requests += 1;
     try {
-      return await send();
+      const result = await send();
+      this.countRetries(result, operation, key, 'succeeded');
+      return result;
     } catch (error) {
+      this.stats.failures += 1;
+      this.countRetries(error, operation, key, 'failed');
       throw this.translate(error, operation, key);
     }
+  }
+
+  /** The SDK's own retries (jittered backoff) of one request, counted and logged. */
+  private countRetries(outcome: unknown, operation: string, key: string, how: string): void {
+    const attempts = (outcome as { $metadata?: { attempts?: number } } | undefined)?.$metadata?.attempts ?? 1;
+    if (attempts <= 1) return;
+    this.stats.retries += attempts - 1;
+    const where = key ? `${this.description}/${key}` : this.description;
+    this.options.logger?.warn(`${where}: ${operation} ${how} after ${attempts - 1} retr${attempts === 2 ? 'y' : 'ies'}`);
   }
 
   /** The one place SDK errors become `StoreError`s. */

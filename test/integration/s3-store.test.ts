@@ -113,4 +113,29 @@ describe('S3Store', () => {
     await expect(unreachable.probe('')).rejects.toMatchObject({ code: 'Unreachable' });
     unreachable.destroy();
   });
+
+  it('retries a failing request with backoff, counts the retries and logs them', async () => {
+    const flaky = await startLocalS3ServerProcess({ buckets: [BUCKET], writeFaults: { keys: '^flaky$', fail: true } });
+    const lines: string[] = [];
+    const logger = { debug() {}, info() {}, warn: (line: string) => lines.push(line), error() {} };
+    const failing = new S3Store({
+      bucket: BUCKET,
+      endpoint: flaky.endpoint,
+      region: 'us-east-1',
+      pathStyle: true,
+      credentials: async () => ({ accessKeyId: LOCAL_S3_ACCESS_KEY, secretAccessKey: LOCAL_S3_SECRET_KEY }),
+      credentialDescription: 'the test key',
+      maxAttempts: 3,
+      logger,
+    });
+    try {
+      await expect(failing.put('flaky', Buffer.from('x'))).rejects.toMatchObject({ code: 'Transient' });
+      await failing.put('steady', Buffer.from('x'));
+      expect(failing.stats).toEqual({ requests: 2, retries: 2, failures: 1 });
+      expect(lines).toEqual([expect.stringMatching(/s3:\/\/store-test\/flaky: put failed after 2 retries/)]);
+    } finally {
+      failing.destroy();
+      await flaky.close();
+    }
+  });
 });
