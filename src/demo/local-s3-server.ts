@@ -32,6 +32,8 @@
  *     and completions of an unknown upload get 404 NoSuchUpload (s3rver created the upload).
  * 13. Ranges: `bytes=0-0` is one byte (s3rver read an end of 0 as "to the end"), and a suffix
  *     range `bytes=-N` is the last N bytes (s3rver served the first N + 1).
+ * 14. UploadPartCopy (a range of an existing object as a part, with x-amz-copy-source-if-match)
+ *     is implemented; s3rver answered 501 NotImplemented.
  */
 
 import { type Hash, type Hmac, createHash, createHmac } from 'node:crypto';
@@ -93,9 +95,11 @@ interface Store {
   getResourcePath(bucket: string, key: string | undefined, resource: string): string;
   deleteObject(bucket: string, key: string): Promise<void>;
   getObject(bucket: string, key: string, options?: { start?: number; end?: number }): Promise<S3ObjectModel | null>;
+  putPart(bucket: string, uploadId: string, partNumber: number, content: NodeJS.ReadableStream): Promise<{ md5: string; size: number }>;
 }
 interface S3ObjectModel {
   range?: { start: number; end: number };
+  content: ReadStream | null;
 }
 interface Context {
   method: string;
@@ -328,6 +332,8 @@ async function s3Semantics(ctx: Context, next: Next): Promise<void> {
       ctx.status = 204;
       return;
     }
+    const source = ctx.get('x-amz-copy-source');
+    if (ctx.method === 'PUT' && source) return uploadPartCopy(ctx, bucket, source);
   }
   const copySource = ctx.get('x-amz-copy-source');
   if (ctx.method === 'PUT' && copySource) {
@@ -619,6 +625,41 @@ async function uploadDir(ctx: Context, bucket: string, key: string): Promise<str
     );
   }
   return dir;
+}
+
+/** 14. UploadPartCopy: a byte range of an existing object becomes a part (501 in s3rver). */
+async function uploadPartCopy(ctx: Context, bucket: string, copySource: string): Promise<void> {
+  const partNumber = Number(queryParam(ctx, 'partNumber'));
+  if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > 10_000) {
+    throw new S3Error('InvalidArgument', 'Part number must be an integer between 1 and 10000, inclusive', { ArgumentName: 'partNumber' });
+  }
+  let source: string;
+  try {
+    source = decodeURIComponent(copySource.split('?')[0]!).replace(/^\//, '');
+  } catch {
+    throw new S3Error('InvalidArgument', 'Invalid copy source encoding', { ArgumentName: 'x-amz-copy-source' });
+  }
+  const slash = source.indexOf('/');
+  const [sourceBucket, sourceKey] = [source.slice(0, slash), source.slice(slash + 1)];
+  const metadata = slash > 0 ? await ctx.store.getMetadata(sourceBucket, sourceKey).catch(() => undefined) : undefined;
+  if (!metadata) throw new S3Error('NoSuchKey', 'The specified key does not exist.', { Key: sourceKey });
+  const ifMatch = ctx.get('x-amz-copy-source-if-match');
+  if (ifMatch && unquote(ifMatch) !== unquote(metadata.etag)) {
+    throw new S3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold', {
+      Condition: 'x-amz-copy-source-If-Match',
+    });
+  }
+  const size = Number(metadata['content-length']);
+  const rangeText = ctx.get('x-amz-copy-source-range');
+  const range = /^bytes=(\d+)-(\d+)$/.exec(rangeText);
+  const [start, end] = range ? [Number(range[1]), Number(range[2])] : [0, size - 1];
+  if ((rangeText && !range) || start > end || end >= size) {
+    throw new S3Error('InvalidRange', 'The requested range is not satisfiable', { RangeRequested: rangeText, ActualObjectSize: size });
+  }
+  const object = await ctx.store.getObject(sourceBucket, sourceKey, { start, end });
+  if (!object?.content) throw new S3Error('NoSuchKey', 'The specified key does not exist.', { Key: sourceKey });
+  const { md5 } = await ctx.store.putPart(bucket, queryParam(ctx, 'uploadId')!, partNumber, object.content);
+  ctx.body = { CopyPartResult: { '@': { xmlns: XMLNS }, LastModified: new Date().toISOString(), ETag: `"${md5}"` } };
 }
 
 async function listMultipartUploads(ctx: Context, bucket: string): Promise<void> {

@@ -274,7 +274,10 @@ export class FileSystem {
     if (file.attrs.kind === 'directory') throw new FsError('EISDIR', `${file.path}: is a directory`);
     const wanted = Math.min(length, file.attrs.size - position);
     if (wanted <= 0) return 0;
-    if (file.staged) return file.readStaged(into, wanted, position);
+    if (file.staged) {
+      if (position < file.stagedFrom) await file.exclusive(() => this.guard(file.path, () => file.fill(this.store, position)));
+      return file.readStaged(into, wanted, position);
+    }
     if (!file.existsInStore) return 0;
     // The version read is the file's as it is now: a rename or an upload moves it along.
     handle.reader ??= new FileReader(
@@ -291,8 +294,10 @@ export class FileSystem {
     if (!handle.writable) throw new FsError('EBADF', `${handle.file.path}: not open for writing`);
     const file = handle.file;
     return file.exclusive(async () => {
-      const staging = await this.guard(file.path, () => file.stage(this.store, file.attrs.size));
       const at = handle.append ? file.attrs.size : position;
+      // Only what follows the first byte written is downloaded; an append downloads nothing.
+      const staging = await this.guard(file.path, () => file.stage(this.store, file.attrs.size, at));
+      if (at < file.stagedFrom) await this.guard(file.path, () => file.fill(this.store, at));
       if (at + data.length > this.maxObjectSize()) throw new FsError('EFBIG', `${file.path}: larger than the store allows`);
       if (file.stream && at < file.stream.sent) await this.stopStream(file); // rewrites bytes already sent
       if (!file.stream && !file.streamStopped && at === 0 && file.attrs.size === 0 && !file.unlinked) {
@@ -387,7 +392,9 @@ export class FileSystem {
     if (size > this.maxObjectSize()) throw new FsError('EFBIG', `${file.path}: larger than the store allows`);
     return file.exclusive(async () => {
       if (file.stream && size < file.stream.sent) await this.stopStream(file);
-      const staging = await this.guard(file.path, () => file.stage(this.store, Math.min(size, file.attrs.size)));
+      const kept = Math.min(size, file.attrs.size);
+      const staging = await this.guard(file.path, () => file.stage(this.store, kept, kept));
+      file.truncatedTo(size);
       await staging.truncate(size);
       file.attrs.size = size;
       this.touch(file.attrs);
@@ -408,6 +415,8 @@ export class FileSystem {
         open.unlinked = true;
         await this.stopStream(open);
         if (open.pending && open.stagingFile) await removeRecord(open.stagingFile);
+        // Handles still open read the whole file from the staging copy once the object is gone.
+        if (open.staged) await this.guard(path, () => open.fill(this.store, 0));
         await remove();
       });
       this.openFiles.delete(path);
@@ -631,6 +640,8 @@ export class FileSystem {
         contentType: file.contentType ?? contentTypeOf('file'),
       };
       try {
+        // The journal must hold the whole file: a crash could outlive the object it came from.
+        await this.guard(file.path, () => file.fill(this.store, 0));
         await writeRecord(file.stagingFile, record);
       } catch (error) {
         throw new FsError('EIO', `${file.path}: could not journal the file in ${this.options.stagingDir}: ${(error as Error).message}`, { cause: error });
@@ -670,9 +681,15 @@ export class FileSystem {
         etag = streamed;
       } else if (file.dirty) {
         const staged = file.stagingFile;
-        ({ etag } = staged
-          ? await this.uploader.upload(file.key, staged, file.attrs.size, options)
-          : await this.store.put(file.key, Buffer.alloc(0), options));
+        if (!staged) {
+          ({ etag } = await this.store.put(file.key, Buffer.alloc(0), options));
+        } else if (file.stagedFrom > 0 && this.uploader.canReuse(file.stagedFrom)) {
+          const source = { key: file.key, etag: file.etag, bytes: file.stagedFrom };
+          ({ etag } = await this.uploader.uploadReusing(file.key, staged, file.attrs.size, source, options));
+        } else {
+          await file.fill(this.store, 0);
+          ({ etag } = await this.uploader.upload(file.key, staged, file.attrs.size, options));
+        }
       } else {
         ({ etag } = await this.store.copy(file.key, file.key, options));
       }

@@ -2,9 +2,10 @@
  * The state of one file while any handle has it open, shared by all its handles.
  *
  * Until the first write, reads go to the store (ranged GETs pinned to the ETag seen at open).
- * The first write or truncate makes a local staging copy (downloading the object, unless it is
- * being truncated to nothing); from then on reads and writes use that copy and the file is dirty
- * until `flush`/`fsync` uploads it. Operations that change the file run one at a time (`exclusive`)
+ * The first write or truncate makes a local staging copy, downloading only the part of the object
+ * from the first byte changed on (nothing for an append or a truncate); from then on reads and
+ * writes use that copy (filling in the start from the store when they reach below it) and the
+ * file is dirty until `flush`/`fsync` uploads it. Operations that change the file run one at a time (`exclusive`)
  * so an upload never races a write.
  */
 
@@ -36,6 +37,12 @@ export class OpenFile {
   timesSet = false;
   /** Async mode: a close was acknowledged, its journal record written, its upload not done yet. */
   pending = false;
+  /**
+   * Bytes [0, stagedFrom) are not in the staging file: they are the store's object (at `etag`),
+   * unchanged. Reads and writes below it download that range first; an upload copies it inside
+   * the store where it can (UploadPartCopy).
+   */
+  stagedFrom = 0;
   private tail: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -66,25 +73,42 @@ export class OpenFile {
     return run;
   }
 
-  /** Makes the local copy; `keepBytes` of the store's object are downloaded first (0: none). */
-  async stage(store: ObjectStore, keepBytes: number): Promise<FileHandle> {
+  /**
+   * Makes the local copy, keeping the first `keepBytes` of the store's object. Only bytes from
+   * `from` on are downloaded: [0, from) stay in the store (see `stagedFrom`), so appending to a
+   * large object downloads nothing.
+   */
+  async stage(store: ObjectStore, keepBytes: number, from = 0): Promise<FileHandle> {
     if (this.staging) return this.staging.handle;
     const handle = await open(this.stagingPath, 'w+', 0o600);
+    const start = this.existsInStore ? Math.min(from, keepBytes) : 0;
     try {
-      if (keepBytes > 0 && this.existsInStore) {
-        const { body } = await store.getStream(this.key, {
-          ifMatch: this.etag,
-          range: { start: 0, end: keepBytes - 1 },
-        });
-        await pipeline(body, createWriteStream('', { fd: handle.fd, autoClose: false }));
-      }
+      if (keepBytes > start && this.existsInStore) await this.download(store, handle, start, keepBytes);
     } catch (error) {
       await handle.close();
       await rm(this.stagingPath, { force: true });
       throw error;
     }
     this.staging = { path: this.stagingPath, handle };
+    this.stagedFrom = start;
     return handle;
+  }
+
+  /** Downloads [from, stagedFrom) into the staging file, so it holds everything from `from` on. */
+  async fill(store: ObjectStore, from = 0): Promise<void> {
+    if (!this.staging || from >= this.stagedFrom) return;
+    await this.download(store, this.staging.handle, from, this.stagedFrom);
+    this.stagedFrom = from;
+  }
+
+  /** After a truncate to `size`: nothing of the store's object above it is needed any more. */
+  truncatedTo(size: number): void {
+    this.stagedFrom = Math.min(this.stagedFrom, size);
+  }
+
+  private async download(store: ObjectStore, handle: FileHandle, start: number, end: number): Promise<void> {
+    const { body } = await store.getStream(this.key, { ifMatch: this.etag, range: { start, end: end - 1 } });
+    await pipeline(body, createWriteStream('', { fd: handle.fd, autoClose: false, start }));
   }
 
   get stagingFile(): string | undefined {

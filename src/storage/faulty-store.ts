@@ -56,6 +56,7 @@ export class FaultyStore implements ObjectStore {
   createMultipartUpload: ObjectStore['createMultipartUpload'] = (...args) =>
     this.run('createMultipartUpload', () => this.inner.createMultipartUpload(...args));
   uploadPart: ObjectStore['uploadPart'] = (...args) => this.run('uploadPart', () => this.inner.uploadPart(...args));
+  uploadPartCopy: ObjectStore['uploadPartCopy'] = (...args) => this.run('uploadPartCopy', () => this.inner.uploadPartCopy(...args));
   completeMultipartUpload: ObjectStore['completeMultipartUpload'] = (...args) =>
     this.run('completeMultipartUpload', () => this.inner.completeMultipartUpload(...args));
   abortMultipartUpload: ObjectStore['abortMultipartUpload'] = (...args) =>

@@ -13,6 +13,7 @@ import {
   type ListPage,
   type ObjectInfo,
   type ObjectStore,
+  type PartCopySource,
   type PutOptions,
   type StoreCapabilities,
   StoreError,
@@ -47,6 +48,7 @@ export class MemoryStore implements ObjectStore {
       maxPartSize: 5 * 1024 * 1024 * 1024,
       maxPutSize: 5 * 1024 * 1024 * 1024,
       serverSideCopy: true,
+      partCopy: true,
       ...capabilities,
     };
   }
@@ -138,6 +140,20 @@ export class MemoryStore implements ObjectStore {
     this.count('uploadPart');
     const upload = this.uploads.get(uploadId);
     if (!upload || upload.key !== key) throw new StoreError('NotFound', `upload ${uploadId} not found`);
+    const etag = md5(body);
+    upload.parts.set(partNumber, { body: Buffer.from(body), etag });
+    return etag;
+  }
+
+  async uploadPartCopy(key: string, uploadId: string, partNumber: number, source: PartCopySource): Promise<string> {
+    this.count('uploadPartCopy');
+    const upload = this.uploads.get(uploadId);
+    if (!upload || upload.key !== key) throw new StoreError('NotFound', `upload ${uploadId} not found`);
+    const object = this.objects.get(source.key);
+    if (!object) throw new StoreError('NotFound', `${source.key}: not found`);
+    if (object.etag !== source.ifMatch) throw new StoreError('PreconditionFailed', `${source.key}: changed in the store while open`);
+    if (source.range.end >= object.body.length) throw new StoreError('InvalidRequest', `${source.key}: range beyond the object`);
+    const body = object.body.subarray(source.range.start, source.range.end + 1);
     const etag = md5(body);
     upload.parts.set(partNumber, { body: Buffer.from(body), etag });
     return etag;

@@ -72,6 +72,15 @@ export interface StoreCapabilities {
   maxPutSize: number;
   /** Server-side copy (`copy`) is available. */
   serverSideCopy: boolean;
+  /** A range of an existing object can become a part of a multipart upload (`uploadPartCopy`). */
+  partCopy: boolean;
+}
+
+/** The source of `uploadPartCopy`: bytes of an object, which must still have this ETag. */
+export interface PartCopySource {
+  key: string;
+  range: ByteRange;
+  ifMatch: string;
 }
 
 export interface ObjectStore {
@@ -94,6 +103,8 @@ export interface ObjectStore {
 
   createMultipartUpload(key: string, options?: PutOptions): Promise<string>;
   uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<string>;
+  /** Makes a part from bytes already in the store (only when `capabilities.partCopy`); returns its ETag. */
+  uploadPartCopy(key: string, uploadId: string, partNumber: number, source: PartCopySource): Promise<string>;
   completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag: string }>;
   abortMultipartUpload(key: string, uploadId: string): Promise<void>;
 }

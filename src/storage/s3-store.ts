@@ -26,6 +26,7 @@ import {
   S3Client,
   S3ServiceException,
   UploadPartCommand,
+  UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
@@ -33,6 +34,7 @@ import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import type { Logger } from '../log/logger.js';
 import {
   type CompletedPart,
+  type PartCopySource,
   type GetOptions,
   type ListOptions,
   type ListPage,
@@ -91,6 +93,7 @@ export class S3Store implements ObjectStore {
       maxPartSize: 5 * GiB,
       maxPutSize: 5 * GiB,
       serverSideCopy: true,
+      partCopy: true,
     };
     const maxSockets = options.maxConnections ?? 32;
     this.client = new S3Client({
@@ -286,6 +289,23 @@ export class S3Store implements ObjectStore {
       ),
     );
     return { etag: out.ETag ?? '' };
+  }
+
+  async uploadPartCopy(key: string, uploadId: string, partNumber: number, source: PartCopySource): Promise<string> {
+    const out = await this.call('copy part', key, () =>
+      this.client.send(
+        new UploadPartCopyCommand({
+          Bucket: this.bucket,
+          Key: key,
+          UploadId: uploadId,
+          PartNumber: partNumber,
+          CopySource: `${this.bucket}/${encodeCopySourceKey(source.key)}`,
+          CopySourceRange: `bytes=${source.range.start}-${source.range.end}`,
+          CopySourceIfMatch: source.ifMatch,
+        }),
+      ),
+    );
+    return out.CopyPartResult?.ETag ?? '';
   }
 
   async abortMultipartUpload(key: string, uploadId: string): Promise<void> {

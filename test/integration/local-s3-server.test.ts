@@ -19,6 +19,7 @@ import {
   type S3Client,
   S3ServiceException,
   UploadPartCommand,
+  UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -333,5 +334,42 @@ describe('13. ranges', () => {
     expect(await range('bytes=-3')).toBe('789 bytes 7-9/10');
     expect(await range('bytes=-30')).toBe('0123456789 bytes 0-9/10');
     expect(await failure(range('bytes=10-'))).toBe('416 InvalidRange');
+  });
+});
+
+describe('14. UploadPartCopy', () => {
+  it('makes a part from a range of an existing object, checking its ETag', async () => {
+    const source = Buffer.alloc(6 * 1024 * 1024, 'a');
+    source.write('START', 0);
+    const etag = await put('part-copy/source', source);
+    const Key = 'part-copy/target';
+    const { UploadId } = await sdk.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+    const copied = await sdk.send(
+      new UploadPartCopyCommand({ Bucket, Key, UploadId, PartNumber: 1, CopySource: `${Bucket}/part-copy/source`, CopySourceRange: `bytes=0-${5 * 1024 * 1024 - 1}`, CopySourceIfMatch: etag }),
+    );
+    const { ETag: tail } = await sdk.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: 2, Body: 'END' }));
+    await sdk.send(
+      new CompleteMultipartUploadCommand({
+        Bucket,
+        Key,
+        UploadId,
+        MultipartUpload: { Parts: [{ PartNumber: 1, ETag: copied.CopyPartResult!.ETag }, { PartNumber: 2, ETag: tail }] },
+      }),
+    );
+    const body = await get(Key);
+    expect(body.length).toBe(5 * 1024 * 1024 + 3);
+    expect(body.startsWith('START')).toBe(true);
+    expect(body.endsWith('aEND')).toBe(true);
+
+    const { UploadId: other } = await sdk.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+    const stale = sdk.send(
+      new UploadPartCopyCommand({ Bucket, Key, UploadId: other, PartNumber: 1, CopySource: `${Bucket}/part-copy/source`, CopySourceRange: 'bytes=0-9', CopySourceIfMatch: '"0123"' }),
+    );
+    expect(await failure(stale)).toBe('412 PreconditionFailed');
+    const beyond = sdk.send(
+      new UploadPartCopyCommand({ Bucket, Key, UploadId: other, PartNumber: 1, CopySource: `${Bucket}/part-copy/source`, CopySourceRange: 'bytes=0-99999999' }),
+    );
+    expect(await failure(beyond)).toBe('416 InvalidRange');
+    await sdk.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId: other }));
   });
 });

@@ -248,6 +248,19 @@ describe('file operations', () => {
     expect((await sdkGet('patch.bin')).toString()).toBe('0123AB6789xyz');
   });
 
+  it('appends to and patches the end of a large object (its start copied inside the store)', async () => {
+    const data = randomBytes(12 * MiB + 5);
+    await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'large-append', Body: data }));
+    sh(`printf 'appended' >> large-append`);
+    const handle = await open(join(mnt, 'large-append'), 'r+');
+    await handle.write(Buffer.from('patch'), 0, 5, 11 * MiB);
+    await handle.close();
+    const expected = Buffer.concat([data, Buffer.from('appended')]);
+    expected.write('patch', 11 * MiB);
+    expect(sha(await sdkGet('large-append'))).toBe(sha(expected));
+    expect(sha(readFileSync(join(mnt, 'large-append')))).toBe(sha(expected));
+  });
+
   it('O_EXCL refuses an existing file, O_TRUNC empties it', async () => {
     writeFileSync(join(mnt, 'excl'), 'content');
     await expect(open(join(mnt, 'excl'), constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY)).rejects.toMatchObject({ code: 'EEXIST' });

@@ -183,6 +183,7 @@ describe('part sizes', () => {
     maxPartSize: 5 * 1024 * MiB,
     maxPutSize: 5 * 1024 * MiB,
     serverSideCopy: true,
+    partCopy: true,
   };
   const capacity = (caps: StoreCapabilities, partSize: number) => {
     let total = 0;

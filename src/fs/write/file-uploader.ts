@@ -1,17 +1,19 @@
 /**
- * Uploads a local staging file as one object.
+ * Uploads a local staging file as one object, at close.
  *
  * A file up to one part is a single PUT. A larger one is a multipart upload: the part size starts
  * at `partSize` and grows (in whole MiB) so the file never needs more than the store's maximum
  * part count; up to `concurrency` parts are read and in flight at once, so memory use is bounded
- * by `concurrency × part size` and by the mount's memory budget. Every failure exit aborts the multipart upload before the error
- * is rethrown, so no incomplete upload is left behind in the store.
+ * by `concurrency × part size` and by the mount's memory budget. When the start of the file is
+ * unchanged from the object in the store, that start is copied inside the store instead of sent
+ * (`uploadReusing`). Every failure exit aborts the multipart upload before the error is
+ * rethrown, so no incomplete upload is left behind in the store.
  *
- * This is the simple, close-time uploader of the foundation; the streaming uploader that starts
- * while a program is still writing replaces it in fs/write/ later.
+ * Files written from their start stream their parts while they are written instead
+ * (streaming-upload.ts).
  */
 
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 
 import PQueue from 'p-queue';
 
@@ -62,37 +64,70 @@ export class FileUploader {
           this.options.budget?.release(size);
         }
       }
-      return await this.uploadMultipart(key, file, size, partSize, putOptions);
+      return await this.uploadMultipart(key, file, splitRange(0, size, partSize), putOptions);
     } finally {
       await file.close();
     }
   }
 
-  private async uploadMultipart(
+  /**
+   * Whether `uploadReusing` can keep the first `unchangedBytes` in the store: the store copies
+   * parts, and they make at least one part of the minimum size.
+   */
+  canReuse(unchangedBytes: number): boolean {
+    return this.store.capabilities.partCopy && unchangedBytes >= this.store.capabilities.minPartSize;
+  }
+
+  /**
+   * Uploads a file whose first `source.bytes` are unchanged from the object `source.key` (at
+   * ETag `source.etag`): those become parts copied inside the store (UploadPartCopy), and only
+   * the rest is read from the staging file and sent. Appending 1 MiB to a 1 GiB object sends
+   * about 1 MiB.
+   */
+  async uploadReusing(
     key: string,
-    file: import('node:fs/promises').FileHandle,
+    localPath: string,
     size: number,
-    partSize: number,
+    source: { key: string; etag: string; bytes: number },
     putOptions: PutOptions,
   ): Promise<{ etag: string }> {
+    const partSize = this.partSizeFor(size);
+    const { minPartSize, maxPartSize } = this.store.capabilities;
+    // Copied parts are never last unless nothing follows: each must reach the minimum size.
+    const copied = splitRange(0, source.bytes, Math.min(maxPartSize, Math.max(partSize, minPartSize)), minPartSize).map(
+      (part) => ({ ...part, copyFrom: source }),
+    );
+    const sent = splitRange(source.bytes, size, partSize);
+    const file = await open(localPath, 'r');
+    try {
+      return await this.uploadMultipart(key, file, [...copied, ...sent], putOptions);
+    } finally {
+      await file.close();
+    }
+  }
+
+  private async uploadMultipart(key: string, file: FileHandle, plan: PartPlan[], putOptions: PutOptions): Promise<{ etag: string }> {
     const uploadId = await this.store.createMultipartUpload(key, putOptions);
     try {
-      const partCount = Math.ceil(size / partSize);
-      const parts: CompletedPart[] = new Array(partCount);
+      const parts: CompletedPart[] = new Array(plan.length);
       const queue = new PQueue({ concurrency: this.options.concurrency });
       let failure: unknown;
-      for (let index = 0; index < partCount; index++) {
+      for (const [index, { start, end, copyFrom }] of plan.entries()) {
         void queue.add(async () => {
           if (failure) return;
+          const partNumber = index + 1;
           try {
-            const offset = index * partSize;
-            const length = Math.min(partSize, size - offset);
+            if (copyFrom) {
+              const range = { start, end: end - 1 };
+              parts[index] = { partNumber, etag: await this.store.uploadPartCopy(key, uploadId, partNumber, { key: copyFrom.key, range, ifMatch: copyFrom.etag }) };
+              return;
+            }
+            const length = end - start;
             await this.options.budget?.acquire(length);
             try {
               const body = Buffer.alloc(length);
-              await readFully(file, body, offset);
-              const etag = await this.store.uploadPart(key, uploadId, index + 1, body);
-              parts[index] = { partNumber: index + 1, etag };
+              await readFully(file, body, start);
+              parts[index] = { partNumber, etag: await this.store.uploadPart(key, uploadId, partNumber, body) };
             } finally {
               this.options.budget?.release(length);
             }
@@ -114,7 +149,30 @@ export class FileUploader {
   }
 }
 
-async function readFully(file: import('node:fs/promises').FileHandle, into: Buffer, position: number): Promise<void> {
+interface PartPlan {
+  start: number;
+  /** Exclusive. */
+  end: number;
+  copyFrom?: { key: string; etag: string };
+}
+
+/**
+ * [start, end) in parts of `partSize`. With `minPartSize`, a last piece smaller than that is
+ * merged into the one before it: for ranges that other parts follow, since every part but the
+ * last of an upload must reach the store's minimum.
+ */
+function splitRange(start: number, end: number, partSize: number, minPartSize = 0): PartPlan[] {
+  const parts: PartPlan[] = [];
+  for (let at = start; at < end; at += partSize) parts.push({ start: at, end: Math.min(end, at + partSize) });
+  const last = parts[parts.length - 1];
+  if (parts.length > 1 && last && last.end - last.start < minPartSize) {
+    parts.pop();
+    parts[parts.length - 1]!.end = last.end;
+  }
+  return parts;
+}
+
+async function readFully(file: FileHandle, into: Buffer, position: number): Promise<void> {
   let done = 0;
   while (done < into.length) {
     const { bytesRead } = await file.read(into, done, into.length - done, position + done);
