@@ -57,7 +57,7 @@ function mountFlags(y: Argv) {
       default: 'sync' as const,
       describe: 'sync: close returns once the file is in the store; async: once it is journaled on local disk (uploads follow, and finish after a crash at the next mount)',
     })
-    .option('staging-dir', { type: 'string', describe: 'where files being written are staged (default: a temp dir; with --write-mode async, a journal kept per source)' })
+    .option('staging-dir', { type: 'string', describe: 'where files being written are staged and journaled (default: one directory per source and mountpoint under /var/lib/objmount/staging, or ~/.local/state/objmount/staging)' })
     .option('log-level', { choices: ['debug', 'info', 'warn', 'error'] as const, default: 'info' as const })
     .option('log-file', { type: 'string', describe: 'daemon log (default: ~/.local/state/objmount/<mountpoint>.log)' })
     .option('debug-fuse', { type: 'boolean', default: false, describe: 'print every FUSE request (very verbose)' });
@@ -103,20 +103,21 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     debugFuse: args['debug-fuse'],
   };
   checkReadOptions(options);
-  if (options.writeMode === 'async') options.stagingDir ??= defaultJournalDir(options, env);
+  if (!options.stagingDir) options.defaultStagingDir = defaultStagingDir(options, env);
   return options;
 }
 
 /**
- * Async mode's journal when --staging-dir is not given: one directory per source, endpoint and
- * mountpoint, so the next mount of the same thing finds it and two live mounts never share one.
+ * The staging directory when --staging-dir is not given: one per source, endpoint and mountpoint,
+ * so the next mount of the same thing finds what a killed daemon left (async mode's journal,
+ * multipart uploads to abort) and two live mounts never share one.
  */
-function defaultJournalDir(options: MountOptions, env: NodeJS.ProcessEnv): string {
+function defaultStagingDir(options: MountOptions, env: NodeJS.ProcessEnv): string {
   const base = process.getuid?.() === 0 ? '/var/lib/objmount' : join(env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'objmount');
   const source = formatSource(options.source);
   const where = `${source}\0${options.endpoint ?? options.region}\0${resolve(options.mountpoint)}`;
   const id = createHash('sha256').update(where).digest('hex').slice(0, 12);
-  return join(base, 'journal', `${options.source.bucket}-${id}`);
+  return join(base, 'staging', `${options.source.bucket}-${id}`);
 }
 
 function defaultLogFile(mountpoint: string, env: NodeJS.ProcessEnv): string {

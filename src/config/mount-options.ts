@@ -45,11 +45,15 @@ export interface MountOptions {
   /** 'sync': close waits for the store; 'async': close waits for the local journal. */
   writeMode: 'sync' | 'async';
   /**
-   * Where files being written are staged (and, in async mode, journaled). Default: a private
-   * temp directory in sync mode; a directory kept per source in async mode, so that the next
-   * mount finds what a killed daemon left.
+   * Where files being written are staged (and, in async mode, journaled), and multipart uploads
+   * in progress are recorded.
    */
   stagingDir?: string;
+  /**
+   * The staging directory when --staging-dir is not given: kept per source and mountpoint, so
+   * the next mount finds what a killed daemon left; removed at unmount when empty.
+   */
+  defaultStagingDir?: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   logFile?: string;
   debugFuse: boolean;

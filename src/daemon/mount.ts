@@ -4,7 +4,7 @@
  * Every failure before the mount is live leaves nothing behind and becomes a `UserError`.
  */
 
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -15,7 +15,7 @@ import { MemoryBudget } from '../fs/memory-budget.js';
 import { BlockCache } from '../fs/read/block-cache.js';
 import { DiskCache } from '../fs/read/disk-cache.js';
 import { FileUploader } from '../fs/write/file-uploader.js';
-import { recover } from '../fs/write/journal.js';
+import { UploadTracker, recover } from '../fs/write/journal.js';
 import { FuseSession, hasUtimensFix } from '../fuse/binding.js';
 import { createOperations } from '../fuse/operations.js';
 import type { Logger } from '../log/logger.js';
@@ -74,14 +74,16 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
       throw error;
     }
 
-    const stagingDir = options.stagingDir ?? (await mkdtemp(join(tmpdir(), 'objmount-staging-')));
-    if (options.stagingDir) {
+    const keptDir = options.stagingDir ?? options.defaultStagingDir;
+    const stagingDir = keptDir ?? (await mkdtemp(join(tmpdir(), 'objmount-staging-')));
+    if (keptDir) {
       try {
         await mkdir(stagingDir, { recursive: true, mode: 0o700 });
       } catch (error) {
         throw new UserError(`cannot use --staging-dir ${stagingDir}: ${(error as Error).message}`);
       }
       await finishPendingUploads(store, stagingDir, options, logger);
+      if (!options.stagingDir) cleanups.push(() => rmdir(stagingDir)); // only if nothing was left in it
     } else {
       cleanups.push(() => rm(stagingDir, { recursive: true, force: true }));
     }
@@ -178,10 +180,15 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
   }
 }
 
-/** Uploads what a previous daemon journaled (async mode) and did not upload; fails the mount if it cannot. */
+/**
+ * Uploads what a previous daemon journaled (async mode) and did not upload, and aborts the
+ * multipart uploads it left unfinished; fails the mount if it cannot.
+ */
 async function finishPendingUploads(store: S3Store, stagingDir: string, options: MountOptions, logger: Logger): Promise<void> {
-  const uploader = new FileUploader(store, { partSize: options.partSize, concurrency: options.uploadConcurrency });
-  const { uploaded, failed } = await recover(stagingDir, uploader, Math.max(4, options.uploadConcurrency));
+  const tracker = new UploadTracker(stagingDir);
+  const uploader = new FileUploader(store, { partSize: options.partSize, concurrency: options.uploadConcurrency, tracker });
+  const { uploaded, failed, aborted } = await recover(stagingDir, uploader, Math.max(4, options.uploadConcurrency));
+  if (aborted.length > 0) logger.info(`aborted ${aborted.length} multipart upload(s) left by a previous run`);
   if (uploaded.length > 0) logger.info(`finished ${uploaded.length} upload(s) left by a previous run: ${uploaded.slice(0, 5).join(', ')}${uploaded.length > 5 ? ', …' : ''}`);
   if (failed.length > 0) {
     const first = failed[0]!;

@@ -38,7 +38,7 @@ import type { MemoryBudget } from './memory-budget.js';
 import { BlockCache } from './read/block-cache.js';
 import { FileReader, type ReadAheadOptions } from './read/file-reader.js';
 import { FileUploader } from './write/file-uploader.js';
-import { removeRecord, writeRecord } from './write/journal.js';
+import { UploadTracker, removeRecord, writeRecord } from './write/journal.js';
 import { StreamingUpload } from './write/streaming-upload.js';
 
 export interface FileSystemOptions {
@@ -99,6 +99,7 @@ export interface StatFs {
 export class FileSystem {
   private readonly cache: MetadataCache;
   private readonly uploader: FileUploader;
+  private readonly tracker: UploadTracker;
   private readonly blocks: BlockCache;
   private readonly now: () => number;
   private readonly openFiles = new Map<string, OpenFile>();
@@ -121,7 +122,13 @@ export class FileSystem {
     private readonly options: FileSystemOptions,
   ) {
     this.cache = new MetadataCache(options.cache);
-    this.uploader = new FileUploader(store, { partSize: options.partSize, concurrency: options.uploadConcurrency, budget: options.memoryBudget });
+    this.tracker = new UploadTracker(options.stagingDir);
+    this.uploader = new FileUploader(store, {
+      partSize: options.partSize,
+      concurrency: options.uploadConcurrency,
+      budget: options.memoryBudget,
+      tracker: this.tracker,
+    });
     this.backgroundUploads = new PQueue({ concurrency: Math.max(4, options.uploadConcurrency) });
     this.blocks = options.blockCache ?? new BlockCache(store, { blockSize: 8 * MiB, memoryLimit: 64 * MiB, maxConnections: 16 });
     this.now = options.now ?? Date.now;
@@ -307,6 +314,7 @@ export class FileSystem {
           partSize: this.options.partSize,
           concurrency: this.options.uploadConcurrency,
           budget: this.options.memoryBudget,
+          tracker: this.tracker,
         });
       }
       let done = 0;

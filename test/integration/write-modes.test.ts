@@ -106,6 +106,34 @@ describe('--write-mode async', () => {
     }
   });
 
+  it('aborts, at the next mount, the multipart upload of a daemon killed while streaming', async () => {
+    const staging = mkdtempSync(join(tmpdir(), 'objmount-journal-'));
+    const env = testEnv();
+    const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--staging-dir', staging], env);
+    try {
+      mkdirSync(join(mount.mountpoint, 'slow'), { recursive: true });
+      const handle = await open(join(mount.mountpoint, 'slow', 'streamed'), 'w');
+      await handle.write(randomBytes(20 * MiB)); // parts go up at 300 ms each while this runs
+      const registry = readdirSync(env.OBJMOUNT_RUNTIME_DIR!).map((name) => JSON.parse(readFileSync(join(env.OBJMOUNT_RUNTIME_DIR!, name), 'utf8')));
+      const { pid } = registry.find((entry: { mountpoint: string }) => entry.mountpoint === mount.mountpoint) as { pid: number };
+      process.kill(pid, 'SIGKILL');
+      await handle.close().catch(() => undefined); // the daemon is gone: never acknowledged
+    } finally {
+      forceUnmount(mount.mountpoint);
+    }
+    const before = await sdk.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: 'slow/streamed' }));
+    expect(before.Uploads ?? []).toHaveLength(1);
+
+    const again = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--staging-dir', staging], env);
+    try {
+      const after = await sdk.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: 'slow/streamed' }));
+      expect(after.Uploads ?? []).toEqual([]);
+      expect(readFileSync(again.logFile, 'utf8')).toMatch(/aborted 1 multipart upload\(s\) left by a previous run/);
+    } finally {
+      await again.unmount();
+    }
+  });
+
   it('fsync waits for the store', async () => {
     const staging = mkdtempSync(join(tmpdir(), 'objmount-journal-'));
     const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--write-mode', 'async', '--staging-dir', staging]);

@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { FileSystem, O_RDWR } from '../../src/fs/file-system.js';
 import { FileUploader } from '../../src/fs/write/file-uploader.js';
-import { recover, writeRecord } from '../../src/fs/write/journal.js';
+import { UploadTracker, recover, writeRecord } from '../../src/fs/write/journal.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { FaultyStore } from '../../src/storage/faulty-store.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
@@ -120,5 +120,22 @@ describe('recovery', () => {
     expect(memory.objects.get('dir/recovered')?.body.equals(data)).toBe(true);
     expect(memory.objects.get('dir/recovered')?.metadata.mode).toBe('33188');
     expect((await readdir(stagingDir)).sort()).toEqual(['staging-old-2', 'staging-old-2.pending.json']);
+  });
+
+  it('aborts the multipart uploads a previous daemon began and never ended', async () => {
+    const tracker = new UploadTracker(stagingDir);
+    const left = await memory.createMultipartUpload('left/behind');
+    await memory.uploadPart('left/behind', left, 1, Buffer.alloc(PART));
+    await tracker.begun('left/behind', left);
+    await tracker.begun('gone/already', 'no-such-upload'); // aborted by someone else meanwhile
+    const finished = await memory.createMultipartUpload('finished');
+    await tracker.begun('finished', finished);
+    await tracker.ended(finished);
+
+    const result = await recover(stagingDir, new FileUploader(memory, { partSize: PART, concurrency: 2 }), 2);
+    expect(result.aborted.sort()).toEqual(['gone/already', 'left/behind']);
+    expect(result.failed).toEqual([]);
+    expect([...memory.uploads.keys()]).toEqual([finished]); // ended normally: not this code's to abort
+    expect(await readdir(stagingDir)).toEqual([]);
   });
 });

@@ -19,6 +19,7 @@ import PQueue from 'p-queue';
 
 import type { CompletedPart, ObjectStore, PutOptions } from '../../storage/object-store.js';
 import type { MemoryBudget } from '../memory-budget.js';
+import type { UploadTracker } from './journal.js';
 
 const MiB = 1024 * 1024;
 
@@ -29,6 +30,8 @@ export interface FileUploaderOptions {
   concurrency: number;
   /** The mount's memory budget: part buffers wait for room in it. */
   budget?: MemoryBudget;
+  /** Records each multipart upload while it runs, for the next mount after a crash. */
+  tracker?: UploadTracker;
 }
 
 export class FileUploader {
@@ -108,6 +111,7 @@ export class FileUploader {
 
   private async uploadMultipart(key: string, file: FileHandle, plan: PartPlan[], putOptions: PutOptions): Promise<{ etag: string }> {
     const uploadId = await this.store.createMultipartUpload(key, putOptions);
+    await this.options.tracker?.begun(key, uploadId).catch(() => undefined); // only crash recovery needs it
     try {
       const parts: CompletedPart[] = new Array(plan.length);
       const queue = new PQueue({ concurrency: this.options.concurrency });
@@ -138,14 +142,21 @@ export class FileUploader {
       }
       await queue.onIdle();
       if (failure) throw failure;
-      return await this.store.completeMultipartUpload(key, uploadId, parts);
+      const result = await this.store.completeMultipartUpload(key, uploadId, parts);
+      await this.options.tracker?.ended(uploadId).catch(() => undefined);
+      return result;
     } catch (error) {
-      await this.store.abortMultipartUpload(key, uploadId).catch(() => {
-        // The upload error is what the writer must see; a failed abort is logged by the store's
-        // retries and left to the bucket's lifecycle rule.
-      });
+      // The upload error is what the writer must see; a failed abort keeps its record, so the
+      // next mount tries again.
+      await this.abandon(key, uploadId).catch(() => undefined);
       throw error;
     }
+  }
+
+  /** Aborts a multipart upload and forgets its record. */
+  async abandon(key: string, uploadId: string): Promise<void> {
+    await this.store.abortMultipartUpload(key, uploadId);
+    await this.options.tracker?.ended(uploadId).catch(() => undefined);
   }
 }
 

@@ -8,17 +8,23 @@
  * store. If the daemon dies first (kill -9, a crash, a power cut), the next mount of the same
  * source finds the records in its staging directory and uploads their files before it reports
  * ready (`recover`), so nothing acknowledged is lost.
+ *
+ * Beside them, in either write mode, each multipart upload in progress has a record from its
+ * creation to its end (`UploadTracker`): the next mount aborts those a killed daemon left, so no
+ * incomplete upload stays in the store.
  */
 
+import { createHash } from 'node:crypto';
 import { open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import PQueue from 'p-queue';
 
-import type { ObjectMetadata } from '../../storage/object-store.js';
+import { type ObjectMetadata, isStoreError } from '../../storage/object-store.js';
 import type { FileUploader } from './file-uploader.js';
 
 const SUFFIX = '.pending.json';
+const UPLOAD_SUFFIX = '.upload.json';
 
 export interface JournalRecord {
   /** Store key the staging file becomes. */
@@ -52,9 +58,31 @@ export async function removeRecord(stagingPath: string): Promise<void> {
   await rm(recordPathFor(stagingPath), { force: true });
 }
 
+/**
+ * Multipart uploads in progress, each recorded in the staging directory from its creation to its
+ * completion or abort, so that the next mount can abort those a killed daemon left in the store.
+ */
+export class UploadTracker {
+  constructor(private readonly directory: string) {}
+
+  async begun(key: string, uploadId: string): Promise<void> {
+    await writeFile(this.pathOf(uploadId), JSON.stringify({ key, uploadId }), { mode: 0o600 });
+  }
+
+  async ended(uploadId: string): Promise<void> {
+    await rm(this.pathOf(uploadId), { force: true });
+  }
+
+  private pathOf(uploadId: string): string {
+    return join(this.directory, `upload-${createHash('sha256').update(uploadId).digest('hex').slice(0, 32)}${UPLOAD_SUFFIX}`);
+  }
+}
+
 export interface RecoveryResult {
   uploaded: string[];
   failed: Array<{ key: string; error: unknown }>;
+  /** Multipart uploads a previous daemon began and never ended, now aborted. */
+  aborted: string[];
 }
 
 /**
@@ -63,8 +91,25 @@ export interface RecoveryResult {
  * staging file is missing or short are reported as failed and kept, for a person to look at.
  */
 export async function recover(stagingDir: string, uploader: FileUploader, concurrency: number): Promise<RecoveryResult> {
-  const names = (await readdir(stagingDir).catch((): string[] => [])).filter((name) => name.endsWith(SUFFIX));
-  const result: RecoveryResult = { uploaded: [], failed: [] };
+  const all = await readdir(stagingDir).catch((): string[] => []);
+  const names = all.filter((name) => name.endsWith(SUFFIX));
+  const result: RecoveryResult = { uploaded: [], failed: [], aborted: [] };
+  for (const name of all.filter((entry) => entry.endsWith(UPLOAD_SUFFIX))) {
+    const path = join(stagingDir, name);
+    const { key, uploadId } = JSON.parse(await readFile(path, 'utf8').catch(() => '{}')) as { key?: string; uploadId?: string };
+    if (key !== undefined && uploadId !== undefined) {
+      try {
+        await uploader.abandon(key, uploadId);
+        result.aborted.push(key);
+      } catch (error) {
+        if (!isStoreError(error, 'NotFound')) {
+          result.failed.push({ key, error });
+          continue;
+        }
+      }
+    }
+    await rm(path, { force: true });
+  }
   const queue = new PQueue({ concurrency });
   await Promise.all(
     names.map((name) =>

@@ -19,6 +19,7 @@ import type { FileHandle } from 'node:fs/promises';
 
 import type { CompletedPart, ObjectStore, PutOptions, StoreCapabilities } from '../../storage/object-store.js';
 import type { MemoryBudget } from '../memory-budget.js';
+import type { UploadTracker } from './journal.js';
 
 export interface StreamingUploadOptions {
   /** Size of the first parts, bytes (at least the store's minimum part size). */
@@ -27,6 +28,8 @@ export interface StreamingUploadOptions {
   concurrency: number;
   /** The mount's memory budget: part buffers wait for room in it. */
   budget?: MemoryBudget;
+  /** Records the upload while it runs, for the next mount after a crash. */
+  tracker?: UploadTracker;
 }
 
 /** How many tiers of part sizes: each tier has maxParts / TIERS parts, each tier's twice the last. */
@@ -104,6 +107,7 @@ export class StreamingUpload {
     this.parts.sort((a, b) => a.partNumber - b.partNumber);
     const result = await this.store.completeMultipartUpload(this.key, uploadId, this.parts);
     this.ended = true;
+    await this.options.tracker?.ended(uploadId).catch(() => undefined);
     return result;
   }
 
@@ -113,11 +117,16 @@ export class StreamingUpload {
     this.ended = true;
     await Promise.allSettled(this.inflight);
     const uploadId = await this.uploadId?.catch(() => undefined);
-    if (uploadId !== undefined) await this.store.abortMultipartUpload(this.key, uploadId);
+    if (uploadId === undefined) return;
+    await this.store.abortMultipartUpload(this.key, uploadId); // on failure the record stays for the next mount
+    await this.options.tracker?.ended(uploadId).catch(() => undefined);
   }
 
   private startPart(staging: FileHandle, number: number, offset: number, size: number, budgeted = false): void {
-    this.uploadId ??= this.store.createMultipartUpload(this.key, this.putOptions);
+    this.uploadId ??= this.store.createMultipartUpload(this.key, this.putOptions).then(async (id) => {
+      await this.options.tracker?.begun(this.key, id).catch(() => undefined); // only crash recovery needs it
+      return id;
+    });
     const part = (async () => {
       const body = Buffer.alloc(size);
       let done = 0;
