@@ -78,8 +78,9 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     source: parseSource(args.source),
     mountpoint: args.mountpoint,
     endpoint: args.endpoint,
-    region: args.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? DEFAULTS.region,
-    pathStyle: args['path-style'] ?? args.endpoint !== undefined,
+    region: args.region,
+    defaultRegion: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? DEFAULTS.region,
+    pathStyle: args['path-style'],
     foreground: args.foreground,
     uid: args.uid ?? process.getuid?.() ?? 0,
     gid: args.gid ?? process.getgid?.() ?? 0,
@@ -115,7 +116,7 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
 function defaultStagingDir(options: MountOptions, env: NodeJS.ProcessEnv): string {
   const base = process.getuid?.() === 0 ? '/var/lib/objmount' : join(env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'objmount');
   const source = formatSource(options.source);
-  const where = `${source}\0${options.endpoint ?? options.region}\0${resolve(options.mountpoint)}`;
+  const where = `${source}\0${options.endpoint ?? ''}\0${resolve(options.mountpoint)}`;
   const id = createHash('sha256').update(where).digest('hex').slice(0, 12);
   return join(base, 'staging', `${options.source.bucket}-${id}`);
 }
@@ -134,10 +135,16 @@ async function mountCommand(args: MountArgs, env: NodeJS.ProcessEnv): Promise<vo
     // The daemon child's stdout and stderr are its log file.
     const logger: Logger = createLogger((line) => process.stderr.write(line), options.logLevel as LogLevel);
     // The SDK and the FUSE binding load only for commands that mount.
-    const [{ startMount }, { DefaultChainResolver }] = await Promise.all([import('../daemon/mount.js'), import('../creds/resolver.js')]);
+    const [{ startMount }, { DefaultChainResolver, StoreResolver }, { CredentialStore }] = await Promise.all([
+      import('../daemon/mount.js'),
+      import('../creds/resolver.js'),
+      import('../creds/store.js'),
+    ]);
+    const credentials = new CredentialStore(CredentialStore.defaultDirectory(env, process.getuid?.() ?? 0));
+    const resolver = new StoreResolver(credentials, new DefaultChainResolver(env));
     try {
       await runForeground({
-        start: () => startMount(options, { resolver: new DefaultChainResolver(env), logger }),
+        start: () => startMount(options, { resolver, logger }),
         logger,
         registry,
         logFile: options.logFile,
@@ -181,6 +188,93 @@ async function daemonize(options: MountOptions, env: NodeJS.ProcessEnv): Promise
   process.stdout.write(`mounted ${options.source.bucket} on ${resolve(options.mountpoint)} (log: ${logFile})\n`);
 }
 
+/** `objmount creds …`; the commands load the SDK only when they run. */
+function credsCommands(y: Argv, env: NodeJS.ProcessEnv): Argv {
+  const context = async () => {
+    const { CredentialStore } = await import('../creds/store.js');
+    return {
+      store: new CredentialStore(CredentialStore.defaultDirectory(env, process.getuid?.() ?? 0)),
+      env,
+      print: (line: string) => process.stdout.write(`${line}\n`),
+      readStdin: async () => {
+        const chunks: Buffer[] = [];
+        for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+        return Buffer.concat(chunks).toString('utf8');
+      },
+    };
+  };
+  const commands = () => import('../creds/commands.js');
+  return y
+    .command(
+      'import [file]',
+      'read credentials from a file (- for standard input), verify them, detect and pair their buckets',
+      (c) =>
+        c
+          .positional('file', { type: 'string', describe: 'AWS credentials/config, .s3cfg, rclone.conf, mc config.json, ec2rc.sh, a key=value file, or -' })
+          .option('from-env', { type: 'boolean', default: false, describe: 'import AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL[_S3], AWS_REGION' })
+          .option('name', { type: 'string', describe: 'name to store it under (default: the profile, remote or alias, or the endpoint host)' })
+          .option('format', { choices: ['keyvalue', 'aws', 's3cfg', 'rclone', 'mc', 'ec2rc', 'openstack-table'] as const, describe: 'the file format (default: detected)' })
+          .option('profile', { type: 'string', describe: 'import only this profile, rclone remote or mc alias' })
+          .option('endpoint', { type: 'string', describe: 'endpoint URL, for files that do not name one' })
+          .option('region', { type: 'string', describe: 'region, for files that do not name one' })
+          .option('force', { type: 'boolean', default: false, describe: 'replace a credential of the same name' }),
+      async (args) => {
+        if (!args.file && !args['from-env']) throw new UserError('name a file to import (or - for standard input, or --from-env)');
+        await (await commands()).importCredentials(await context(), {
+          file: args.file,
+          fromEnv: args['from-env'],
+          name: args.name,
+          format: args.format,
+          profile: args.profile,
+          endpoint: args.endpoint,
+          region: args.region,
+          force: args.force,
+        });
+      },
+    )
+    .command(
+      'list',
+      'list credentials and pairings (secrets masked)',
+      (c) => c.option('json', { type: 'boolean', default: false }),
+      async (args) => (await commands()).listCredentials(await context(), args.json),
+    )
+    .command(
+      'show <name>',
+      'show one credential (secrets masked)',
+      (c) => c.positional('name', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false }),
+      async (args) => (await commands()).showCredential(await context(), args.name, args.json),
+    )
+    .command(
+      'verify [name]',
+      'check that credentials authenticate and their paired buckets are reachable',
+      (c) => c.positional('name', { type: 'string' }),
+      async (args) => (await commands()).verifyCredentials(await context(), args.name),
+    )
+    .command(
+      'pair <uri> <name>',
+      'use credential NAME for bucket URI (s3://bucket), for keys that may not list buckets',
+      (c) => c.positional('uri', { type: 'string', demandOption: true }).positional('name', { type: 'string', demandOption: true }),
+      async (args) => (await commands()).pairBucket(await context(), args.uri, args.name),
+    )
+    .command(
+      'unpair <uri>',
+      'forget the pairing of bucket URI',
+      (c) => c.positional('uri', { type: 'string', demandOption: true }),
+      async (args) => (await commands()).unpairBucket(await context(), args.uri),
+    )
+    .command(
+      'remove <name>',
+      'remove a credential and its pairings',
+      (c) => c.positional('name', { type: 'string', demandOption: true }),
+      async (args) => {
+        const registry = new MountRegistry(MountRegistry.defaultDirectory(env, process.getuid?.() ?? 0));
+        const mounted = (await registry.all()).map((record) => parseSource(record.source).bucket);
+        await (await commands()).removeCredential(await context(), args.name, mounted);
+      },
+    )
+    .demandCommand(1, 'name a creds command: import, list, show, verify, pair, unpair or remove');
+}
+
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   await yargs(argv)
     .scriptName('objmount')
@@ -203,6 +297,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
         await unmount(args.mountpoint, { force: args.force, registry });
       },
     )
+    .command('creds', 'import credentials and pair buckets with them (see objmount creds --help)', (y) => credsCommands(y, env))
     .command(
       'demo',
       'mount a sample bucket from an embedded local S3 server at ./objmount-demo',
@@ -213,7 +308,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
         await runDemo({ mountpoint: args.dir });
       },
     )
-    .demandCommand(1, 'name a command: mount, unmount or demo')
+    .demandCommand(1, 'name a command: mount, unmount, creds or demo')
     .strict()
     .showHelpOnFail(false)
     .fail((message, error) => {

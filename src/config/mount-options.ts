@@ -15,8 +15,12 @@ export interface MountOptions {
   mountpoint: string;
   /** Custom endpoint URL for S3-compatible stores. */
   endpoint?: string;
-  region: string;
-  pathStyle: boolean;
+  /** Given on the command line; else the stored credential's, else `defaultRegion`. */
+  region?: string;
+  /** The region when neither the command line nor a stored credential names one. */
+  defaultRegion: string;
+  /** Given on the command line; else the stored credential's, else on with a custom endpoint. */
+  pathStyle?: boolean;
   foreground: boolean;
   /** Defaults for objects without POSIX metadata. */
   uid: number;

@@ -1,15 +1,13 @@
 /**
- * Where a mount's credentials come from.
- *
- * Today a bucket's credentials come from the AWS default chain (environment variables, the
- * shared ~/.aws files, SSO, process, web identity, container and instance roles). The `creds`
- * store (pairings, imported keys) will plug in here as another `CredentialResolver` that is
- * tried first, so nothing above this seam changes.
+ * Where a mount's credentials come from: the bucket's pairing in the `creds` store (which also
+ * says the endpoint, region and addressing), else the AWS default chain (environment variables,
+ * the shared ~/.aws files, SSO, process, web identity, container and instance roles).
  */
 
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 
+import type { CredentialStore } from './store.js';
 
 /** No usable credential was found; the message says where we looked and what to do. */
 export class CredentialError extends Error {
@@ -23,6 +21,10 @@ export interface ResolvedS3Credential {
   accessKeyId: string;
   /** Where the key came from, for messages ("environment", "profile 'dev'"). */
   source: string;
+  /** What the stored credential says about its store; the command line still wins. */
+  endpoint?: string;
+  region?: string;
+  pathStyle?: boolean;
 }
 
 export interface CredentialResolver {
@@ -79,5 +81,34 @@ export class StaticResolver implements CredentialResolver {
   async resolveS3(): Promise<ResolvedS3Credential> {
     const identity = { accessKeyId: this.accessKeyId, secretAccessKey: this.secretAccessKey };
     return { provider: async () => identity, accessKeyId: this.accessKeyId, source: this.source };
+  }
+}
+
+/** The bucket's pairing in the credential store first, then `fallback`. */
+export class StoreResolver implements CredentialResolver {
+  constructor(
+    private readonly store: CredentialStore,
+    private readonly fallback: CredentialResolver,
+  ) {}
+
+  async resolveS3(bucket: string): Promise<ResolvedS3Credential> {
+    let contents;
+    try {
+      contents = await this.store.read();
+    } catch (error) {
+      throw new CredentialError((error as Error).message, { cause: error });
+    }
+    const name = contents.pairings[`s3://${bucket}`];
+    const credential = name === undefined ? undefined : contents.credentials[name];
+    if (!credential) return this.fallback.resolveS3(bucket);
+    const identity = { accessKeyId: credential.accessKeyId, secretAccessKey: credential.secretAccessKey, sessionToken: credential.sessionToken };
+    return {
+      provider: async () => identity,
+      accessKeyId: credential.accessKeyId,
+      source: `the stored credential '${credential.name}'`,
+      endpoint: credential.endpoint,
+      region: credential.region,
+      pathStyle: credential.pathStyle,
+    };
   }
 }

@@ -61,7 +61,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
         source: { provider: 's3', bucket: BUCKET, prefix: '' },
         mountpoint,
         endpoint: server.endpoint,
-        region: DEFAULTS.region,
+        defaultRegion: DEFAULTS.region,
         pathStyle: true,
         foreground: true,
         uid: process.getuid?.() ?? 0,

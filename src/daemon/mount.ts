@@ -51,11 +51,15 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     throw error;
   }
   const credentialDescription = `access key ${credential.accessKeyId} from ${credential.source}`;
+  // The command line first, then what the stored credential says about its store.
+  const endpoint = options.endpoint ?? credential.endpoint;
+  const region = options.region ?? credential.region ?? options.defaultRegion;
+  const pathStyle = options.pathStyle ?? credential.pathStyle ?? endpoint !== undefined;
   const store = new S3Store({
     bucket: options.source.bucket,
-    endpoint: options.endpoint,
-    region: options.region,
-    pathStyle: options.pathStyle,
+    endpoint,
+    region,
+    pathStyle,
     credentials: credential.provider,
     credentialDescription,
     maxConnections: options.maxConnections,
@@ -70,7 +74,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     try {
       await store.probe(options.source.prefix);
     } catch (error) {
-      if (isStoreError(error)) throw new UserError(`cannot mount ${source}: ${describeProbeFailure(error.code, error.message, options)}`);
+      if (isStoreError(error)) throw new UserError(`cannot mount ${source}: ${describeProbeFailure(error.code, error.message, endpoint)}`);
       throw error;
     }
 
@@ -91,7 +95,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     let disk: DiskCache | undefined;
     if (options.cacheDir) {
       try {
-        disk = await DiskCache.open({ directory: options.cacheDir, maxBytes: options.cacheSize, store: `${source} at ${options.endpoint ?? options.region}`, logger });
+        disk = await DiskCache.open({ directory: options.cacheDir, maxBytes: options.cacheSize, store: `${source} at ${endpoint ?? region}`, logger });
       } catch (error) {
         throw new UserError(`cannot use --cache-dir ${options.cacheDir}: ${(error as NodeJS.ErrnoException).message}`);
       }
@@ -199,10 +203,10 @@ async function finishPendingUploads(store: S3Store, stagingDir: string, options:
   }
 }
 
-function describeProbeFailure(code: string, message: string, options: MountOptions): string {
+function describeProbeFailure(code: string, message: string, endpoint: string | undefined): string {
   switch (code) {
     case 'NoSuchBucket':
-      return `${message}: check the bucket name${options.endpoint ? '' : ' and --region'}`;
+      return `${message}: check the bucket name${endpoint ? '' : ' and --region'}`;
     case 'InvalidCredentials':
       return `${message}: check the access key and secret`;
     case 'AccessDenied':

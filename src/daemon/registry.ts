@@ -5,7 +5,7 @@
  */
 
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -37,6 +37,21 @@ export class MountRegistry {
     } catch {
       return undefined;
     }
+  }
+
+  /** Every recorded mount whose daemon is alive. */
+  async all(): Promise<MountRecord[]> {
+    const names = await readdir(this.directory).catch((): string[] => []);
+    const records = await Promise.all(
+      names.filter((name) => name.endsWith('.json')).map(async (name) => {
+        try {
+          return JSON.parse(await readFile(join(this.directory, name), 'utf8')) as MountRecord;
+        } catch {
+          return undefined;
+        }
+      }),
+    );
+    return records.filter((record): record is MountRecord => record !== undefined && isAlive(record.pid));
   }
 
   async remove(mountpoint: string, pid: number): Promise<void> {

@@ -62,6 +62,11 @@ export interface LocalS3ServerOptions {
   buckets?: string[];
   /** Default true: no s3rver request logging. */
   silent?: boolean;
+  /**
+   * For tests: a second key that may use every bucket but not list them (ListBuckets answers
+   * 403 AccessDenied), like a key granted access by another account's bucket policy.
+   */
+  restrictedKey?: { accessKeyId: string; secretAccessKey: string };
   /** For tests: faults injected into object writes (PUT object, upload part) whose key matches. */
   writeFaults?: {
     /** A regular expression (source text, so it passes to the server's own process). */
@@ -138,6 +143,7 @@ const S3Object = require('s3rver/lib/models/object.js') as new (
 ) => S3ObjectModel;
 const S3Error = require('s3rver/lib/models/error.js') as new (code: string, message: string, detail?: object) => Error;
 const AWSAccount = require('s3rver/lib/models/account.js') as {
+  new (id: number, name: string): { createKeyPair(accessKeyId: string, secretAccessKey: string): void };
   registry: Map<string, { accessKeys: Map<string, string> }>;
 };
 const authenticate = (require('s3rver/lib/middleware/authentication.js') as () => Middleware)();
@@ -260,6 +266,18 @@ export async function startLocalS3Server(options: LocalS3ServerOptions = {}): Pr
   // Last is s3rver's router; ahead of it, its logger, XML serializer and virtual-host rewrite.
   server.middleware.splice(server.middleware.length - 1, 0, s3Semantics);
   if (options.writeFaults) server.middleware.splice(server.middleware.length - 1, 0, writeFaults(options.writeFaults));
+  if (options.restrictedKey) {
+    const account = new AWSAccount(210987654321, 'restricted');
+    account.createKeyPair(options.restrictedKey.accessKeyId, options.restrictedKey.secretAccessKey);
+    const restricted = options.restrictedKey.accessKeyId;
+    server.middleware.splice(server.middleware.length - 1, 0, async (ctx, next) => {
+      if (ctx.method === 'GET' && ctx.path === '/' && ctx.get('authorization').includes(`Credential=${restricted}/`)) {
+        await verifySignatureV4(ctx);
+        throw new S3Error('AccessDenied', 'Access Denied');
+      }
+      return next();
+    });
+  }
   const { port } = await server.run();
   return {
     endpoint: `http://127.0.0.1:${port}`,
@@ -304,13 +322,13 @@ async function s3Semantics(ctx: Context, next: Next): Promise<void> {
   const slash = ctx.path.indexOf('/', 1);
   const bucket = decodeURIComponent(slash < 0 ? ctx.path.slice(1) : ctx.path.slice(1, slash));
   const key = slash < 0 ? '' : decodeURIComponent(ctx.path.slice(slash + 1));
-  if (!bucket) return next();
 
   // s3rver's checks (unknown access key, clock skew, V2 signatures) first, as S3 orders them;
   // the router runs them again for the requests passed on.
   ctx.params = { bucket, key };
   await authenticate(ctx, async () => undefined);
   await verifySignatureV4(ctx);
+  if (!bucket) return next(); // ListBuckets
   if (!(await ctx.store.getBucket(bucket))) return next(); // s3rver answers NoSuchBucket
 
   const subresource = SUBRESOURCES.find((name) => name in ctx.query);

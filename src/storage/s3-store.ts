@@ -20,6 +20,7 @@ import {
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
+  ListBucketsCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
@@ -289,6 +290,12 @@ export class S3Store implements ObjectStore {
       ),
     );
     return { etag: out.ETag ?? '' };
+  }
+
+  /** The buckets the credential may list (S3 ListBuckets); AccessDenied when it may not list. */
+  async listBuckets(): Promise<string[]> {
+    const out = await this.call('list buckets', '', () => this.client.send(new ListBucketsCommand({})));
+    return (out.Buckets ?? []).flatMap((bucket) => (bucket.Name ? [bucket.Name] : []));
   }
 
   async uploadPartCopy(key: string, uploadId: string, partNumber: number, source: PartCopySource): Promise<string> {

@@ -69,13 +69,14 @@ export interface TestMount {
   unmount(): Promise<void>;
 }
 
-/** Mounts s3://`source` from `endpoint` in daemon mode (returns once live). */
+/** Mounts `source` from `endpoint` (or wherever its stored credential says, with '') in daemon mode; returns once live. */
 export async function mountBucket(endpoint: string, source: string, extraArgs: string[] = [], env = testEnv()): Promise<TestMount> {
   const dir = mkdtempSync(join(tmpdir(), 'objmount-test-'));
   const mountpoint = join(dir, 'mnt');
   mkdirSync(mountpoint);
   const logFile = join(dir, 'daemon.log');
-  const result = await objmount(['mount', source, mountpoint, '--endpoint', endpoint, '--log-file', logFile, ...extraArgs], env);
+  const endpointArgs = endpoint ? ['--endpoint', endpoint] : []; // '': the credential store says
+  const result = await objmount(['mount', source, mountpoint, ...endpointArgs, '--log-file', logFile, ...extraArgs], env);
   if (result.code !== 0) {
     forceUnmount(mountpoint);
     const log = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';

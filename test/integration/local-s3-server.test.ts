@@ -12,6 +12,7 @@ import {
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListBucketsCommand,
   ListMultipartUploadsCommand,
   ListObjectsCommand,
   ListObjectsV2Command,
@@ -248,6 +249,7 @@ describe('10. signatures', () => {
         expect(await failure(client.send(new PutObjectCommand({ Bucket, Key: 'signed', Body: 'overwritten' })))).toBe(expected);
         expect(await failure(client.send(new DeleteObjectsCommand({ Bucket, Delete: { Objects: [{ Key: 'signed' }] } })))).toBe(expected);
         expect(await failure(client.send(new ListMultipartUploadsCommand({ Bucket })))).toBe(expected);
+        expect(await failure(client.send(new ListBucketsCommand({})))).toBe(expected);
       }
       expect(await get('signed')).toBe('secret body');
     } finally {

@@ -1,0 +1,114 @@
+/**
+ * The credential store: named credentials and bucket pairings, in one JSON file.
+ *
+ * Location: `$OBJMOUNT_CONFIG_DIR`, else `$XDG_CONFIG_HOME/objmount`, else `~/.config/objmount`
+ * (root: `/etc/objmount`). The directory is 0700 and the file 0600; every change is made under
+ * a lock file (so two commands at once cannot lose each other's change) and written to a
+ * temporary file that is renamed into place (so a crash never leaves half a file).
+ */
+
+import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+import type { ImportedCredential } from './formats.js';
+
+export interface StoredCredential extends Omit<ImportedCredential, 'suggestedName'> {
+  name: string;
+  /** Where it was imported from, for `show` ("~/.aws/credentials, profile dev"). */
+  origin: string;
+  importedAt: string;
+}
+
+export interface StoreContents {
+  version: 1;
+  credentials: Record<string, StoredCredential>;
+  /** `s3://bucket` → credential name. */
+  pairings: Record<string, string>;
+}
+
+const FILE = 'credentials.json';
+const LOCK = 'credentials.lock';
+
+export class CredentialStore {
+  constructor(readonly directory: string) {}
+
+  static defaultDirectory(env: NodeJS.ProcessEnv, uid: number): string {
+    if (env.OBJMOUNT_CONFIG_DIR) return env.OBJMOUNT_CONFIG_DIR;
+    if (env.XDG_CONFIG_HOME) return join(env.XDG_CONFIG_HOME, 'objmount');
+    return uid === 0 ? '/etc/objmount' : join(homedir(), '.config', 'objmount');
+  }
+
+  get file(): string {
+    return join(this.directory, FILE);
+  }
+
+  async read(): Promise<StoreContents> {
+    let text: string;
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, credentials: {}, pairings: {} };
+      throw error;
+    }
+    try {
+      const contents = JSON.parse(text) as StoreContents;
+      return { version: 1, credentials: contents.credentials ?? {}, pairings: contents.pairings ?? {} };
+    } catch (error) {
+      throw new Error(`${this.file} is damaged (${(error as Error).message}); move it away and import the credentials again`, { cause: error });
+    }
+  }
+
+  /** Applies `change` to the contents under the lock and writes them back atomically. */
+  async update<T>(change: (contents: StoreContents) => T | Promise<T>): Promise<T> {
+    await mkdir(this.directory, { recursive: true, mode: 0o700 });
+    const release = await this.lock();
+    try {
+      const contents = await this.read();
+      const result = await change(contents);
+      const temporary = `${this.file}.${process.pid}.tmp`;
+      await writeFile(temporary, `${JSON.stringify(contents, null, 2)}\n`, { mode: 0o600, flush: true });
+      await rename(temporary, this.file);
+      return result;
+    } finally {
+      await release();
+    }
+  }
+
+  /** Takes the lock file, waiting up to 10 s; a lock left by a dead process is taken over. */
+  private async lock(): Promise<() => Promise<void>> {
+    const path = join(this.directory, LOCK);
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      try {
+        const handle = await open(path, 'wx', 0o600);
+        await handle.writeFile(String(process.pid));
+        await handle.close();
+        return () => rm(path, { force: true });
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+      const holder = Number(await readFile(path, 'utf8').catch(() => ''));
+      if (holder > 0 && !isAlive(holder)) {
+        await rm(path, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new Error(`${this.directory} is locked by process ${holder || 'unknown'}; try again when it is done`);
+      await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 30));
+    }
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The access key id with its middle hidden, for listings: "AKIA…WXYZ". */
+export function maskKey(accessKeyId: string): string {
+  return accessKeyId.length <= 8 ? '…' : `${accessKeyId.slice(0, 4)}…${accessKeyId.slice(-4)}`;
+}

@@ -1,0 +1,130 @@
+/**
+ * `objmount creds` against the local S3 server: import, list/show masking, the store's modes,
+ * pairing a key that may not list buckets, mounting by pairing alone, and bad input.
+ */
+
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { CreateBucketCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
+import { mountBucket, objmount, testEnv } from '../helpers/objmount.js';
+import { s3Client } from '../helpers/s3-client.js';
+
+const RESTRICTED = { accessKeyId: 'RESTRICTEDKEY001', secretAccessKey: 'restricted-secret-value' };
+let server: LocalS3Server;
+let sdk: S3Client;
+let scratch: string;
+
+beforeAll(async () => {
+  server = await startLocalS3ServerProcess({ buckets: ['creds-a', 'creds-b'], restrictedKey: RESTRICTED });
+  sdk = s3Client(server.endpoint);
+  scratch = mkdtempSync(join(tmpdir(), 'objmount-creds-'));
+});
+
+afterAll(async () => {
+  sdk?.destroy();
+  await server?.close();
+});
+
+/** A fresh credential store, and an environment with no AWS key: only the store can help. */
+function freshEnv(name: string): NodeJS.ProcessEnv {
+  return testEnv({ OBJMOUNT_CONFIG_DIR: join(scratch, name), AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined });
+}
+
+function keyFile(name: string, id: string, secret: string): string {
+  const path = join(scratch, name);
+  writeFileSync(path, `# test key\naws_access_key_id = ${id}\naws_secret_access_key = ${secret}\nendpoint = ${server.endpoint}\n`);
+  return path;
+}
+
+describe('objmount creds', () => {
+  it('imports a key, detects and pairs its buckets, masks it, and mounts by pairing alone', async () => {
+    const env = freshEnv('store-1');
+    const imported = await objmount(['creds', 'import', keyFile('local.txt', LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY), '--name', 'local'], env);
+    expect(imported.stderr).toBe('');
+    expect(imported.stdout).toMatch(/Imported 'local' .*Detected 2 buckets, paired 2: creds-a, creds-b/);
+
+    const dir = env.OBJMOUNT_CONFIG_DIR!;
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    expect(statSync(join(dir, 'credentials.json')).mode & 0o777).toBe(0o600);
+
+    const list = await objmount(['creds', 'list'], env);
+    const show = await objmount(['creds', 'show', 'local', '--json'], env);
+    for (const output of [list.stdout, show.stdout]) expect(output).not.toContain(LOCAL_S3_SECRET_KEY.slice(0, 4) + LOCAL_S3_SECRET_KEY.slice(4));
+    expect(list.stdout).toMatch(/s3:\/\/creds-a -> local/);
+    expect(JSON.parse(show.stdout)).toMatchObject({ name: 'local', secret: '********', endpoint: server.endpoint, buckets: ['s3://creds-a', 's3://creds-b'] });
+
+    // No --endpoint, no AWS_* variables: the pairing says which key and which store.
+    const mount = await mountBucket('', 's3://creds-a', [], env);
+    try {
+      writeFileSync(join(mount.mountpoint, 'via-pairing'), 'ok');
+      expect((await sdk.send(new HeadObjectCommand({ Bucket: 'creds-a', Key: 'via-pairing' }))).ContentLength).toBe(2);
+      const removal = await objmount(['creds', 'remove', 'local'], env);
+      expect(removal.code).not.toBe(0);
+      expect(removal.stderr).toMatch(/'local' is used by a running mount of s3:\/\/creds-a: unmount it first/);
+    } finally {
+      await mount.unmount();
+    }
+    const removed = await objmount(['creds', 'remove', 'local'], env);
+    expect(removed.stdout).toMatch(/removed 'local' and 2 pairing\(s\)/);
+  });
+
+  it('imports a key that may not list buckets, and pairing makes its bucket mountable', async () => {
+    const env = freshEnv('store-2');
+    const imported = await objmount(['creds', 'import', keyFile('restricted.txt', RESTRICTED.accessKeyId, RESTRICTED.secretAccessKey), '--name', 'partner'], env);
+    expect(imported.code).toBe(0);
+    expect(imported.stdout).toMatch(/It may not list buckets: pair each bucket with 'objmount creds pair s3:\/\/BUCKET partner'/);
+
+    const missing = await objmount(['creds', 'pair', 's3://no-such-bucket', 'partner'], env);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr.trim().split('\n')).toHaveLength(1);
+    expect(missing.stderr).toMatch(/cannot pair s3:\/\/no-such-bucket with 'partner': bucket 'no-such-bucket' does not exist/);
+
+    expect((await objmount(['creds', 'pair', 's3://creds-b', 'partner'], env)).stdout).toMatch(/paired s3:\/\/creds-b with 'partner'/);
+    const verify = await objmount(['creds', 'verify', 'partner'], env);
+    expect(verify.stdout).toMatch(/partner: authenticates, may not list buckets; creds-b ok/);
+
+    const mount = await mountBucket('', 's3://creds-b', [], env);
+    try {
+      writeFileSync(join(mount.mountpoint, 'partner-file'), 'p');
+      expect(readFileSync(mount.logFile, 'utf8')).toContain(`access key ${RESTRICTED.accessKeyId} from the stored credential 'partner'`);
+    } finally {
+      await mount.unmount();
+    }
+    expect((await objmount(['creds', 'unpair', 's3://creds-b'], env)).stdout).toMatch(/unpaired s3:\/\/creds-b/);
+    const again = await objmount(['creds', 'unpair', 's3://creds-b'], env);
+    expect(again.stderr).toMatch(/s3:\/\/creds-b is not paired/);
+  });
+
+  it('refuses a wrong secret, a malformed file and a duplicate name, storing nothing', async () => {
+    const env = freshEnv('store-3');
+    const wrong = await objmount(['creds', 'import', keyFile('wrong.txt', LOCAL_S3_ACCESS_KEY, 'not-the-secret')], env);
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.stderr).toMatch(/the store rejected credential .*SignatureDoesNotMatch/);
+    expect(wrong.stderr).not.toContain('not-the-secret');
+
+    const bad = join(scratch, 'bad.conf');
+    writeFileSync(bad, '[default]\naws_access_key_id = X\nsecret goes here\n');
+    const malformed = await objmount(['creds', 'import', bad], env);
+    expect(malformed.stderr.trim()).toBe(`objmount: ${bad}:3: expected 'key = value' or '[section]', found 'secret goes here'`);
+
+    expect((await objmount(['creds', 'list'], env)).stdout).toMatch(/no credentials/);
+    await objmount(['creds', 'import', keyFile('ok.txt', LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY), '--name', 'dup'], env);
+    const duplicate = await objmount(['creds', 'import', keyFile('ok.txt', LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY), '--name', 'dup'], env);
+    expect(duplicate.stderr).toMatch(/a credential named 'dup' exists: choose another with --name, or replace it with --force/);
+  });
+
+  it('keeps every import when several run at once', async () => {
+    const env = freshEnv('store-4');
+    await sdk.send(new CreateBucketCommand({ Bucket: 'creds-c' })).catch(() => undefined);
+    const file = keyFile('many.txt', LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY);
+    const results = await Promise.all([1, 2, 3, 4, 5].map((i) => objmount(['creds', 'import', file, '--name', `k${i}`], env)));
+    expect(results.map((r) => r.code)).toEqual([0, 0, 0, 0, 0]);
+    const { credentials } = JSON.parse((await objmount(['creds', 'list', '--json'], env)).stdout) as { credentials: Array<{ name: string }> };
+    expect(credentials.map((c) => c.name).sort()).toEqual(['k1', 'k2', 'k3', 'k4', 'k5']);
+  });
+});
