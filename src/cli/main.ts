@@ -251,6 +251,12 @@ function credsCommands(y: Argv, env: NodeJS.ProcessEnv): Argv {
       async (args) => (await commands()).verifyCredentials(await context(), args.name),
     )
     .command(
+      'detect [name]',
+      'list the buckets a credential (or every one) can see, and pair those not paired yet',
+      (c) => c.positional('name', { type: 'string' }),
+      async (args) => (await commands()).detectAndPair(await context(), args.name),
+    )
+    .command(
       'pair <uri> <name>',
       'use credential NAME for bucket URI (s3://bucket), for keys that may not list buckets',
       (c) => c.positional('uri', { type: 'string', demandOption: true }).positional('name', { type: 'string', demandOption: true }),
@@ -272,7 +278,7 @@ function credsCommands(y: Argv, env: NodeJS.ProcessEnv): Argv {
         await (await commands()).removeCredential(await context(), args.name, mounted);
       },
     )
-    .demandCommand(1, 'name a creds command: import, list, show, verify, pair, unpair or remove');
+    .demandCommand(1, 'name a creds command: import, list, show, verify, detect, pair, unpair or remove');
 }
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {

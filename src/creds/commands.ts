@@ -209,6 +209,26 @@ export async function verifyCredentials(ctx: CredsContext, name: string | undefi
   if (failures > 0) throw new UserError(`${failures} check(s) failed`);
 }
 
+/** Lists the buckets a stored credential can see and pairs those not paired yet. */
+export async function detectAndPair(ctx: CredsContext, name: string | undefined): Promise<void> {
+  const contents = await ctx.store.read();
+  const credentials = name === undefined ? Object.values(contents.credentials) : [contents.credentials[name]];
+  if (credentials[0] === undefined) throw new UserError(name === undefined ? 'no credentials stored' : `no credential named '${name}'`);
+  for (const credential of credentials as StoredCredential[]) {
+    const result = await detectBuckets(credential, credential.name);
+    if ('denied' in result) {
+      ctx.print(`${credential.name}: may not list buckets; pair them with 'objmount creds pair s3://BUCKET ${credential.name}'`);
+      continue;
+    }
+    const added = await ctx.store.update((latest) => {
+      const fresh = result.buckets.filter((bucket) => latest.pairings[`s3://${bucket}`] === undefined);
+      for (const bucket of fresh) latest.pairings[`s3://${bucket}`] = credential.name;
+      return fresh;
+    });
+    ctx.print(`${credential.name}: detected ${result.buckets.length} bucket(s), paired ${added.length}${added.length ? `: ${added.join(', ')}` : ''}`);
+  }
+}
+
 export async function pairBucket(ctx: CredsContext, uri: string, name: string): Promise<void> {
   const bucket = bucketOf(uri);
   const contents = await ctx.store.read();

@@ -7,7 +7,7 @@
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 
-import type { CredentialStore } from './store.js';
+import type { CredentialStore, StoredCredential } from './store.js';
 
 /** No usable credential was found; the message says where we looked and what to do. */
 export class CredentialError extends Error {
@@ -99,7 +99,7 @@ export class StoreResolver implements CredentialResolver {
       throw new CredentialError((error as Error).message, { cause: error });
     }
     const name = contents.pairings[`s3://${bucket}`];
-    const credential = name === undefined ? undefined : contents.credentials[name];
+    const credential = (name === undefined ? undefined : contents.credentials[name]) ?? (await this.oneThatLists(bucket, Object.values(contents.credentials)));
     if (!credential) return this.fallback.resolveS3(bucket);
     const identity = { accessKeyId: credential.accessKeyId, secretAccessKey: credential.secretAccessKey, sessionToken: credential.sessionToken };
     return {
@@ -110,5 +110,30 @@ export class StoreResolver implements CredentialResolver {
       region: credential.region,
       pathStyle: credential.pathStyle,
     };
+  }
+
+  /** Without a pairing: the stored credential whose bucket listing shows `bucket`, if exactly one does. */
+  private async oneThatLists(bucket: string, credentials: StoredCredential[]): Promise<StoredCredential | undefined> {
+    if (credentials.length === 0) return undefined;
+    const { storeFor } = await import('./commands.js');
+    const seen = await Promise.all(
+      credentials.map(async (credential) => {
+        const s3 = storeFor(credential, '', credential.name);
+        try {
+          return (await s3.listBuckets()).includes(bucket) ? credential : undefined;
+        } catch {
+          return undefined; // may not list, or unreachable: not this one
+        } finally {
+          s3.destroy();
+        }
+      }),
+    );
+    const candidates = seen.filter((credential) => credential !== undefined);
+    if (candidates.length > 1) {
+      throw new CredentialError(
+        `s3://${bucket} is listed by several stored credentials (${candidates.map((c) => c.name).join(', ')}): choose one with 'objmount creds pair s3://${bucket} NAME'`,
+      );
+    }
+    return candidates[0];
   }
 }

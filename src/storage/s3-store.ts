@@ -103,6 +103,8 @@ export class S3Store implements ObjectStore {
       forcePathStyle: options.pathStyle,
       credentials: options.credentials,
       maxAttempts: options.maxAttempts ?? 4,
+      // A bucket in another AWS region than the one configured is found through its redirect.
+      followRegionRedirects: true,
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: new NodeHttpHandler({

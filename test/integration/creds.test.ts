@@ -118,6 +118,29 @@ describe('objmount creds', () => {
     expect(duplicate.stderr).toMatch(/a credential named 'dup' exists: choose another with --name, or replace it with --force/);
   });
 
+  it('without a pairing, uses the one credential that lists the bucket; detect pairs again; two are ambiguous', async () => {
+    const env = freshEnv('store-5');
+    const file = keyFile('lister.txt', LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY);
+    await objmount(['creds', 'import', file, '--name', 'lister'], env);
+    await objmount(['creds', 'unpair', 's3://creds-a'], env);
+    const mount = await mountBucket('', 's3://creds-a', [], env);
+    try {
+      expect(readFileSync(mount.logFile, 'utf8')).toContain("from the stored credential 'lister'");
+    } finally {
+      await mount.unmount();
+    }
+    expect((await objmount(['creds', 'detect'], env)).stdout).toMatch(/lister: detected \d+ bucket\(s\), paired 1: creds-a/);
+
+    await objmount(['creds', 'import', file, '--name', 'twin'], env);
+    await objmount(['creds', 'unpair', 's3://creds-a'], env);
+    const mnt = mkdtempSync(join(tmpdir(), 'objmount-ambiguous-'));
+    const ambiguous = await objmount(['mount', 's3://creds-a', mnt], env);
+    expect(ambiguous.code).not.toBe(0);
+    expect(ambiguous.stderr.trim()).toBe(
+      "objmount: s3://creds-a is listed by several stored credentials (lister, twin): choose one with 'objmount creds pair s3://creds-a NAME'",
+    );
+  });
+
   it('keeps every import when several run at once', async () => {
     const env = freshEnv('store-4');
     await sdk.send(new CreateBucketCommand({ Bucket: 'creds-c' })).catch(() => undefined);
