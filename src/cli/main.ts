@@ -26,11 +26,11 @@ function mountFlags(y: Argv) {
   return y
     .positional('source', { type: 'string', demandOption: true, describe: 's3://bucket or s3://bucket/prefix' })
     .positional('mountpoint', { type: 'string', demandOption: true, describe: 'an empty directory' })
-    .option('endpoint', { type: 'string', describe: 'endpoint URL of an S3-compatible store (default: AWS)' })
-    .option('region', { type: 'string', describe: `region (default: $AWS_REGION, else ${DEFAULTS.region})` })
+    .option('endpoint', { type: 'string', describe: "endpoint URL of an S3-compatible store (default: the bucket's stored credential's, else AWS)" })
+    .option('region', { type: 'string', describe: `region (default: the stored credential's, else $AWS_REGION, else ${DEFAULTS.region})` })
     .option('path-style', {
       type: 'boolean',
-      describe: 'path-style addressing (endpoint/bucket/key); default: on with --endpoint, off for AWS',
+      describe: "path-style addressing (endpoint/bucket/key); default: the stored credential's, else on with a custom endpoint, off for AWS",
     })
     .option('foreground', { alias: 'f', type: 'boolean', default: false, describe: 'stay in the foreground, log to stderr' })
     .option('uid', { type: 'number', describe: 'owner of objects without POSIX metadata (default: yours)' })
