@@ -21,7 +21,7 @@ import { createOperations } from '../fuse/operations.js';
 import type { Logger } from '../log/logger.js';
 import { isStoreError } from '../storage/object-store.js';
 import { S3Store } from '../storage/s3-store.js';
-import { detach, findMount, prepareMountpoint } from './mountpoint.js';
+import { detach, findMount, prepareMountpoint, setKernelReadAhead } from './mountpoint.js';
 import { UserError } from './user-error.js';
 
 export interface RunningMount {
@@ -141,6 +141,8 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     } catch (error) {
       throw new UserError(`cannot mount ${source} on ${mountpoint}: ${(error as Error).message}`);
     }
+    const readAheadKib = Math.min(1024, Math.max(128, options.readAhead / 1024));
+    if (!(await setKernelReadAhead(mountpoint, readAheadKib))) logger.debug(`kernel read-ahead left at its default (needs root)`);
     logger.info(`mounted ${source} on ${mountpoint} (${credentialDescription})`);
 
     let stopping: Promise<void> | undefined;

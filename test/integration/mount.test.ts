@@ -122,6 +122,11 @@ describe('reading', () => {
     expect(digests).toEqual(readers.map((file) => file.digest));
   });
 
+  it('lets the kernel read ahead 1 MiB on the mount instead of 128 KiB', () => {
+    const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === mnt)!;
+    expect(readFileSync(`/sys/class/bdi/${line.split(' ')[2]}/read_ahead_kb`, 'utf8').trim()).toBe('1024');
+  });
+
   it('reads at random offsets the same bytes as the store holds', async () => {
     const data = randomBytes(20 * MiB);
     await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'random-reads', Body: data }));
