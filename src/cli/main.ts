@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 
+import { configFilePath, readConfigFile } from '../config/config-file.js';
 import { DEFAULTS, type MountOptions, OptionError, checkReadOptions, defaultMemoryLimit, formatSource, parseSize, parseSource } from '../config/mount-options.js';
 import { MountRegistry } from '../daemon/registry.js';
 import { unmount } from '../daemon/unmount.js';
@@ -64,6 +65,15 @@ function mountFlags(y: Argv) {
 }
 
 type MountArgs = Awaited<ReturnType<typeof mountFlags>['argv']>;
+
+/** Options not given on the command line come from the configuration file, if it sets them. */
+function withConfigFile<T>(y: Argv<T>, env: NodeJS.ProcessEnv): Argv<T> {
+  // yargs' getOptions() (untyped in @types/yargs) lists the flags mountFlags declared.
+  const declared = (y as unknown as { getOptions(): { key: Record<string, unknown> } }).getOptions().key;
+  const known = new Set(Object.keys(declared).filter((key) => !['help', 'version', 'source', 'mountpoint'].includes(key)));
+  const settings = readConfigFile(configFilePath(env, process.getuid?.() ?? 0), known);
+  return y.config(settings);
+}
 
 function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
   const octal = (name: string, text: string) => {
@@ -288,7 +298,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     .command(
       'mount <source> <mountpoint>',
       'mount s3://bucket[/prefix] on an empty directory',
-      (y) => mountFlags(y),
+      (y) => withConfigFile(mountFlags(y), env),
       (args) => mountCommand(args as MountArgs, env),
     )
     .command(

@@ -4,14 +4,16 @@
  */
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
 import { CLI, type CliResult, forceUnmount, isMounted, mountBucket, objmount, testEnv } from '../helpers/objmount.js';
+import { s3Client } from '../helpers/s3-client.js';
 
 let server: LocalS3Server;
 let scratch: string;
@@ -119,6 +121,16 @@ describe('bad input', () => {
     expectCleanFailure(await objmount([]), undefined, /name a command/);
   });
 
+  it('a malformed configuration file, or an unknown key in it', async () => {
+    const mnt = emptyDir('badconfig');
+    const configDir = emptyDir('badconfig-dir');
+    writeFileSync(join(configDir, 'config.toml'), '# defaults\nblock-size = "8M"\nblock-sise = "16M"\n');
+    const env = testEnv({ OBJMOUNT_CONFIG_DIR: configDir });
+    expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt], env), mnt, new RegExp(`${configDir}/config.toml:3: 'block-sise' is not a mount option`));
+    writeFileSync(join(configDir, 'config.toml'), 'file-mode = = 1\n');
+    expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt], env), mnt, /config.toml:1: Invalid TOML document/);
+  });
+
   it('unmount of something that is not mounted', async () => {
     const dir = emptyDir('not-mounted');
     expectCleanFailure(await objmount(['unmount', dir]), undefined, /is not mounted/);
@@ -139,6 +151,22 @@ describe('daemon mode', () => {
       expect(readFileSync(m.logFile, 'utf8')).toMatch(/unmounted/);
     } finally {
       await m.unmount();
+    }
+  });
+
+  it('takes defaults from the configuration file, and the command line overrides them', async () => {
+    const configDir = emptyDir('config-dir');
+    writeFileSync(join(configDir, 'config.toml'), 'file-mode = "600"\nuid = 4242\n');
+    const env = testEnv({ OBJMOUNT_CONFIG_DIR: configDir });
+    const mount = await mountBucket(server.endpoint, 's3://cli-test', ['--uid', '777'], env);
+    try {
+      const sdk = s3Client(server.endpoint);
+      await sdk.send(new PutObjectCommand({ Bucket: 'cli-test', Key: 'config-plain', Body: 'x' }));
+      sdk.destroy();
+      const st = statSync(join(mount.mountpoint, 'config-plain'));
+      expect([st.mode & 0o777, st.uid]).toEqual([0o600, 777]);
+    } finally {
+      await mount.unmount();
     }
   });
 
