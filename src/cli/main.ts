@@ -313,6 +313,31 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
         await unmount(args.mountpoint, { force: args.force, registry });
       },
     )
+    .command(
+      'install-service <name> <source> <mountpoint> [options..]',
+      'configure a systemd service (objmount@NAME) that mounts SOURCE on MOUNTPOINT at boot',
+      (y) =>
+        y
+          .positional('name', { type: 'string', demandOption: true })
+          .positional('source', { type: 'string', demandOption: true })
+          .positional('mountpoint', { type: 'string', demandOption: true })
+          .positional('options', { type: 'string', array: true, describe: "further 'objmount mount' options (after --)" })
+          .option('unit-dir', { type: 'string', default: '/etc/systemd/system', describe: 'where the unit template goes' }),
+      async (args) => {
+        const { installService } = await import('../daemon/install-service.js');
+        const configDir = env.OBJMOUNT_CONFIG_DIR ? join(env.OBJMOUNT_CONFIG_DIR, 'mounts') : '/etc/objmount/mounts';
+        await installService({
+          name: args.name,
+          source: args.source,
+          mountpoint: args.mountpoint,
+          // Options after `--` land in args._ (after the command's own name).
+          options: [...(args.options ?? []), ...args._.slice(1)].map(String),
+          configDir,
+          unitDir: args['unit-dir'],
+          print: (line) => process.stdout.write(`${line}\n`),
+        });
+      },
+    )
     .command('creds', 'import credentials and pair buckets with them (see objmount creds --help)', (y) => credsCommands(y, env))
     .command(
       'demo',
@@ -324,7 +349,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
         await runDemo({ mountpoint: args.dir });
       },
     )
-    .demandCommand(1, 'name a command: mount, unmount, creds or demo')
+    .demandCommand(1, 'name a command: mount, unmount, creds, install-service or demo')
     .strict()
     .showHelpOnFail(false)
     .fail((message, error) => {

@@ -3,10 +3,15 @@
  * unmount; a second signal detaches at once; an unmount from outside ends it too.
  */
 
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
 import { detach } from './mountpoint.js';
 import type { RunningMount } from './mount.js';
 import type { MountRegistry } from './registry.js';
 import type { Logger } from '../log/logger.js';
+
+const run = promisify(execFile);
 
 /** Resolves once the mount is stopped by a signal or from outside. */
 export async function serveUntilStopped(mount: RunningMount, logger: Logger): Promise<void> {
@@ -20,7 +25,10 @@ export async function serveUntilStopped(mount: RunningMount, logger: Logger): Pr
         return;
       }
       logger.info(`${signal}: unmounting ${mount.mountpoint}`);
-      void mount.stop().then(resolve);
+      // (systemd-notify 252, Debian 12's, has no --stopping: the assignment form works everywhere.)
+      void notifySystemd(['STOPPING=1', 'STATUS=uploading what is pending, then unmounting'], logger)
+        .then(() => mount.stop())
+        .then(resolve);
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
@@ -42,8 +50,23 @@ export async function runForeground(options: ForegroundOptions): Promise<void> {
   const mount = await options.start();
   await options.registry.record({ pid: process.pid, mountpoint: mount.mountpoint, source: mount.source, logFile: options.logFile });
   options.onReady?.();
+  await notifySystemd(['--ready', `--status=serving ${mount.source} on ${mount.mountpoint}`], options.logger);
   await serveUntilStopped(mount, options.logger);
   await options.registry.remove(mount.mountpoint, process.pid);
   // fuse-native keeps a libuv handle open after unmount; nothing is left to do, so leave.
   process.exit(0);
+}
+
+/**
+ * Tells systemd (Type=notify units set NOTIFY_SOCKET) how the daemon is doing. Node cannot send
+ * on a datagram socket, so Debian's `systemd-notify` does it on our behalf (the unit sets
+ * NotifyAccess=all, since the message comes from its process).
+ */
+async function notifySystemd(args: string[], logger: Logger): Promise<void> {
+  if (!process.env.NOTIFY_SOCKET) return;
+  try {
+    await run('systemd-notify', [...args, `--pid=${process.pid}`]);
+  } catch (error) {
+    logger.warn(`could not notify systemd: ${(error as Error).message.split('\n')[0]}`);
+  }
 }

@@ -1,0 +1,159 @@
+/**
+ * objmount as a service: the systemd units verify, the system unit's own ExecStart/ExecStop run
+ * a real mount that notifies a (fake) systemd, and SIGTERM during a large write waits for it.
+ */
+
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+
+import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
+import { CLI, forceUnmount, isMounted, objmount, testEnv } from '../helpers/objmount.js';
+import { s3Client } from '../helpers/s3-client.js';
+
+const ROOT = join(__dirname, '..', '..');
+const run = promisify(execFile);
+const BUCKET = 'service';
+const MiB = 1024 * 1024;
+let server: LocalS3Server;
+let sdk: S3Client;
+let scratch: string;
+let env: NodeJS.ProcessEnv;
+
+beforeAll(async () => {
+  server = await startLocalS3ServerProcess({ buckets: [BUCKET], writeFaults: { keys: '^slow/', delayMs: 250 } });
+  sdk = s3Client(server.endpoint);
+  scratch = mkdtempSync(join(tmpdir(), 'objmount-service-'));
+  // `objmount` on the PATH, as the unit's `/usr/bin/env objmount` expects.
+  mkdirSync(join(scratch, 'bin'));
+  symlinkSync(CLI, join(scratch, 'bin', 'objmount'));
+  env = testEnv({ PATH: `${join(scratch, 'bin')}:${process.env.PATH}`, OBJMOUNT_CONFIG_DIR: join(scratch, 'config') });
+});
+
+afterAll(async () => {
+  sdk?.destroy();
+  await server?.close();
+});
+
+/** A datagram socket standing in for systemd's NOTIFY_SOCKET; collects what is sent to it. */
+function fakeNotifySocket(path: string): { messages: string[]; child: ChildProcess } {
+  const script = [
+    'import socket, sys',
+    's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)',
+    's.bind(sys.argv[1])',
+    'print("listening", flush=True)',
+    'while True:',
+    '    print(s.recv(4096).decode().replace("\\n", " ").strip(), flush=True)',
+  ].join('\n');
+  const child = spawn('python3', ['-c', script, path], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const messages: string[] = [];
+  child.stdout!.on('data', (chunk: Buffer) => messages.push(...chunk.toString().split('\n').filter(Boolean)));
+  return { messages, child };
+}
+
+async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/** The unit's `Key=` command line with ${VAR} and $VAR taken from the instance's configuration. */
+function unitCommand(key: 'ExecStart' | 'ExecStop', conf: Record<string, string>): string[] {
+  const line = readFileSync(join(ROOT, 'systemd', 'objmount@.service'), 'utf8').split('\n').find((l) => l.startsWith(`${key}=`))!;
+  return line
+    .slice(key.length + 1)
+    .split(/\s+/)
+    .flatMap((word) => {
+      const braced = /^\$\{(\w+)\}$/.exec(word);
+      if (braced) return [conf[braced[1]!] ?? ''];
+      const bare = /^\$(\w+)$/.exec(word);
+      return bare ? (conf[bare[1]!] ?? '').split(/\s+/).filter(Boolean) : [word];
+    });
+}
+
+describe('systemd units', () => {
+  it('pass systemd-analyze verify', () => {
+    const dir = mkdtempSync(join(scratch, 'units-'));
+    writeFileSync(join(dir, 'objmount@check.service'), readFileSync(join(ROOT, 'systemd', 'objmount@.service')));
+    writeFileSync(join(dir, 'objmount@user.service'), readFileSync(join(ROOT, 'systemd', 'user', 'objmount@.service')));
+    const system = spawnSyncText('systemd-analyze', ['verify', '--man=no', join(dir, 'objmount@check.service')]);
+    expect(system).toEqual({ status: 0, output: '' });
+    const runtime = mkdtempSync(join(scratch, 'xdg-'));
+    const user = spawnSyncText('systemd-analyze', ['--user', 'verify', '--man=no', join(dir, 'objmount@user.service')], { XDG_RUNTIME_DIR: runtime });
+    expect(user).toEqual({ status: 0, output: '' });
+  });
+
+  it("install-service writes the instance's configuration; the unit's ExecStart mounts and notifies, ExecStop drains and unmounts", async () => {
+    const mountpoint = mkdtempSync(join(scratch, 'mnt-'));
+    const unitDir = join(scratch, 'units');
+    const installed = await objmount(['install-service', 'data', `s3://${BUCKET}`, mountpoint, '--unit-dir', unitDir, '--', '--endpoint', server.endpoint, '--write-mode', 'async'], env);
+    expect(installed.stdout).toMatch(/systemctl daemon-reload && systemctl enable --now objmount@data/);
+    const conf = Object.fromEntries(
+      readFileSync(join(scratch, 'config', 'mounts', 'data.conf'), 'utf8')
+        .split('\n')
+        .filter((l) => /^\w+=/.test(l))
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
+    expect(conf).toMatchObject({ SOURCE: `s3://${BUCKET}`, MOUNTPOINT: mountpoint });
+
+    const socketPath = join(scratch, 'notify.sock');
+    const notify = fakeNotifySocket(socketPath);
+    const [command, ...args] = unitCommand('ExecStart', conf);
+    const daemon = spawn(command!, args, { env: { ...env, NOTIFY_SOCKET: socketPath }, stdio: 'ignore' });
+    try {
+      await until(() => notify.messages.includes('listening'), 'the fake socket');
+      await until(() => notify.messages.some((m) => m.includes('READY=1')), 'READY=1');
+      expect(isMounted(mountpoint)).toBe(true); // READY only once the mount is live
+      writeFileSync(join(mountpoint, 'from-service'), 'served');
+
+      const [stop, ...stopArgs] = unitCommand('ExecStop', conf);
+      await run(stop!, stopArgs, { env }); // not execFileSync: this process must reap the daemon
+      await until(() => daemon.exitCode !== null, 'the daemon to exit');
+      expect(daemon.exitCode).toBe(0);
+      await until(() => notify.messages.some((m) => m.includes('STOPPING=1')), 'STOPPING=1', 5_000);
+      expect((await sdk.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'from-service' }))).ContentLength).toBe(6);
+    } finally {
+      daemon.kill('SIGKILL');
+      notify.child.kill();
+      forceUnmount(mountpoint);
+    }
+  });
+
+  it('SIGTERM during a large write waits until the object is complete in the store', async () => {
+    const mountpoint = mkdtempSync(join(scratch, 'mnt-'));
+    const daemon = spawn(process.execPath, [CLI, 'mount', `s3://${BUCKET}`, mountpoint, '--endpoint', server.endpoint, '--foreground'], { env, stdio: 'ignore' });
+    try {
+      await until(() => isMounted(mountpoint), 'the mount');
+      mkdirSync(join(mountpoint, 'slow'));
+      const data = randomBytes(40 * MiB);
+      const handle = await open(join(mountpoint, 'slow', 'big'), 'w');
+      await handle.write(data); // parts go up at 250 ms each while this runs
+      const closed = handle.close(); // waits for the last parts and the completion
+      await sleep(100);
+      daemon.kill('SIGTERM');
+      await closed;
+      await until(() => daemon.exitCode !== null, 'the daemon to exit', 60_000);
+      const head = await sdk.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'slow/big' }));
+      expect(head.ContentLength).toBe(data.length);
+    } finally {
+      daemon.kill('SIGKILL');
+      forceUnmount(mountpoint);
+    }
+  });
+});
+
+/** Runs a command; its exit status and everything it printed (stdout and stderr). */
+function spawnSyncText(command: string, args: string[], extra: NodeJS.ProcessEnv = {}): { status: number | null; output: string } {
+  const result = spawnSync(command, args, { env: { ...process.env, ...extra }, encoding: 'utf8' });
+  return { status: result.status, output: `${result.stdout}${result.stderr}`.trim() };
+}
