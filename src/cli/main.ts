@@ -33,6 +33,7 @@ function mountFlags(y: Argv) {
       type: 'boolean',
       describe: "path-style addressing (endpoint/bucket/key); default: the stored credential's, else on with a custom endpoint, off for AWS",
     })
+    .option('creds', { type: 'string', describe: "use this stored credential (see 'objmount creds list') instead of the bucket's pairing" })
     .option('foreground', { alias: 'f', type: 'boolean', default: false, describe: 'stay in the foreground, log to stderr' })
     .option('uid', { type: 'number', describe: 'owner of objects without POSIX metadata (default: yours)' })
     .option('gid', { type: 'number', describe: 'group of objects without POSIX metadata (default: yours)' })
@@ -151,7 +152,7 @@ async function mountCommand(args: MountArgs, env: NodeJS.ProcessEnv): Promise<vo
       import('../creds/store.js'),
     ]);
     const credentials = new CredentialStore(CredentialStore.defaultDirectory(env, process.getuid?.() ?? 0));
-    const resolver = new StoreResolver(credentials, new DefaultChainResolver(env));
+    const resolver = new StoreResolver(credentials, new DefaultChainResolver(env), args.creds);
     try {
       await runForeground({
         start: () => startMount(options, { resolver, logger }),

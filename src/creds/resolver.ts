@@ -89,6 +89,8 @@ export class StoreResolver implements CredentialResolver {
   constructor(
     private readonly store: CredentialStore,
     private readonly fallback: CredentialResolver,
+    /** A credential named on the command line (`--creds`, fstab's `creds=`): it wins over pairings. */
+    private readonly named?: string,
   ) {}
 
   async resolveS3(bucket: string): Promise<ResolvedS3Credential> {
@@ -98,7 +100,10 @@ export class StoreResolver implements CredentialResolver {
     } catch (error) {
       throw new CredentialError((error as Error).message, { cause: error });
     }
-    const name = contents.pairings[`s3://${bucket}`];
+    if (this.named !== undefined && !contents.credentials[this.named]) {
+      throw new CredentialError(`no stored credential named '${this.named}' (see 'objmount creds list')`);
+    }
+    const name = this.named ?? contents.pairings[`s3://${bucket}`];
     const credential = (name === undefined ? undefined : contents.credentials[name]) ?? (await this.oneThatLists(bucket, Object.values(contents.credentials)));
     if (!credential) return this.fallback.resolveS3(bucket);
     const identity = { accessKeyId: credential.accessKeyId, secretAccessKey: credential.secretAccessKey, sessionToken: credential.sessionToken };

@@ -98,6 +98,16 @@ describe('objmount creds', () => {
     expect((await objmount(['creds', 'unpair', 's3://creds-b'], env)).stdout).toMatch(/unpaired s3:\/\/creds-b/);
     const again = await objmount(['creds', 'unpair', 's3://creds-b'], env);
     expect(again.stderr).toMatch(/s3:\/\/creds-b is not paired/);
+
+    // Unpaired, and not listable by it: --creds names the credential (fstab: creds=NAME).
+    const named = await mountBucket('', 's3://creds-b', ['--creds', 'partner'], env);
+    try {
+      expect(readFileSync(named.logFile, 'utf8')).toContain("from the stored credential 'partner'");
+    } finally {
+      await named.unmount();
+    }
+    const unknown = await objmount(['mount', 's3://creds-b', mkdtempSync(join(tmpdir(), 'objmount-unknown-')), '--creds', 'nobody'], env);
+    expect(unknown.stderr.trim()).toBe("objmount: no stored credential named 'nobody' (see 'objmount creds list')");
   });
 
   it('refuses a wrong secret, a malformed file and a duplicate name, storing nothing', async () => {

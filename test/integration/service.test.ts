@@ -5,14 +5,14 @@
 
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 
-import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
@@ -148,6 +148,32 @@ describe('systemd units', () => {
     } finally {
       daemon.kill('SIGKILL');
       forceUnmount(mountpoint);
+    }
+  });
+});
+
+describe('fstab', () => {
+  it('mount -T mounts an fstab entry of type objmount through mount.objmount, and umount stops it', async () => {
+    const helper = '/sbin/mount.objmount';
+    const ours = !existsSync(helper);
+    if (ours) symlinkSync(join(ROOT, 'bin', 'mount.objmount.js'), helper);
+    const mountpoint = mkdtempSync(join(scratch, 'fstab-'));
+    const log = join(scratch, 'fstab.log');
+    const fstab = join(scratch, 'fstab');
+    writeFileSync(fstab, `# test fstab\ns3://${BUCKET}  ${mountpoint}  objmount  _netdev,nofail,endpoint=${server.endpoint},file_mode=600,log_file=${log},x-systemd.automount  0 0\n`);
+    try {
+      await run('mount', ['-T', fstab, mountpoint], { env });
+      expect(isMounted(mountpoint)).toBe(true); // mount(8) returned once the mount was live
+      writeFileSync(join(mountpoint, 'from-fstab'), 'f');
+      expect(statSync(join(mountpoint, 'from-fstab')).mode & 0o777).toBe(0o644); // created files keep their mode
+      await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'plain-for-fstab', Body: 'p' }));
+      expect(statSync(join(mountpoint, 'plain-for-fstab')).mode & 0o777).toBe(0o600); // file_mode=600
+      await run('umount', [mountpoint]);
+      await until(() => readFileSync(log, 'utf8').includes('unmounted'), 'the daemon to stop');
+      expect((await sdk.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'from-fstab' }))).ContentLength).toBe(1);
+    } finally {
+      forceUnmount(mountpoint);
+      if (ours) rmSync(helper, { force: true });
     }
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
+import { mountArguments } from '../../src/cli/mount-helper.js';
 import { OptionError, formatSource, parseSize, parseSource } from '../../src/config/mount-options.js';
 
 describe('parseSource', () => {
@@ -31,5 +32,26 @@ describe('parseSize', () => {
   it('refuses what is not a size', () => {
     expect(() => parseSize('big')).toThrow(/'big' is not a size/);
     expect(() => parseSize('-5M')).toThrow(OptionError);
+  });
+});
+
+describe('fstab options (mount.objmount)', () => {
+  it('maps name=value and flags onto mount options, dropping what mount(8) and systemd use', () => {
+    expect(mountArguments(['s3://b/p', '/mnt/d', '-o', '_netdev,nofail,allow_other,creds=partner,write_mode=async,x-systemd.automount,comment=x', '-n'])).toEqual([
+      'mount',
+      's3://b/p',
+      '/mnt/d',
+      '--allow-other',
+      '--creds',
+      'partner',
+      '--write-mode',
+      'async',
+    ]);
+    expect(mountArguments(['s3://b', '/mnt', '-odefaults'])).toEqual(['mount', 's3://b', '/mnt']);
+  });
+
+  it('refuses what it cannot honour', () => {
+    expect(() => mountArguments(['s3://b', '/mnt', '-o', 'ro'])).toThrow(/no read-only mode/);
+    expect(() => mountArguments(['s3://b'])).toThrow(/usage: mount.objmount SOURCE MOUNTPOINT/);
   });
 });
