@@ -60,6 +60,7 @@ function mountFlags(y: Argv) {
       describe: 'sync: close returns once the file is in the store; async: once it is journaled on local disk (uploads follow, and finish after a crash at the next mount)',
     })
     .option('staging-dir', { type: 'string', describe: 'where files being written are staged and journaled (default: one directory per source and mountpoint under /var/lib/objmount/staging, or ~/.local/state/objmount/staging)' })
+    .option('metrics-port', { type: 'number', describe: 'serve Prometheus metrics at http://127.0.0.1:PORT/metrics' })
     .option('log-level', { choices: ['debug', 'info', 'warn', 'error'] as const, default: 'info' as const })
     .option('log-file', { type: 'string', describe: 'daemon log (default: ~/.local/state/objmount/<mountpoint>.log)' })
     .option('debug-fuse', { type: 'boolean', default: false, describe: 'print every FUSE request (very verbose)' });
@@ -110,11 +111,15 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     allowOther: args['allow-other'],
     writeMode: args['write-mode'],
     stagingDir: args['staging-dir'] === undefined ? undefined : resolve(args['staging-dir']),
+    metricsPort: args['metrics-port'],
     logLevel: args['log-level'],
     logFile: args['log-file'],
     debugFuse: args['debug-fuse'],
   };
   checkReadOptions(options);
+  if (options.metricsPort !== undefined && !(Number.isInteger(options.metricsPort) && options.metricsPort > 0 && options.metricsPort < 65536)) {
+    throw new OptionError(`--metrics-port ${options.metricsPort} is not a TCP port (1 to 65535)`);
+  }
   if (!options.stagingDir) options.defaultStagingDir = defaultStagingDir(options, env);
   return options;
 }
@@ -339,6 +344,16 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
         });
       },
     )
+    .command(
+      'status [mountpoint]',
+      'what each mount (or one) has done: traffic, requests, cache, pending uploads, errors',
+      (y) => y.positional('mountpoint', { type: 'string' }).option('json', { type: 'boolean', default: false }),
+      async (args) => {
+        const registry = new MountRegistry(MountRegistry.defaultDirectory(env, process.getuid?.() ?? 0));
+        const { showStatus } = await import('../daemon/status-command.js');
+        await showStatus(registry, args.mountpoint === undefined ? undefined : resolve(args.mountpoint), args.json, (line) => process.stdout.write(`${line}\n`));
+      },
+    )
     .command('creds', 'import credentials and pair buckets with them (see objmount creds --help)', (y) => credsCommands(y, env))
     .command(
       'demo',
@@ -350,7 +365,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
         await runDemo({ mountpoint: args.dir });
       },
     )
-    .demandCommand(1, 'name a command: mount, unmount, creds, install-service or demo')
+    .demandCommand(1, 'name a command: mount, unmount, status, creds, install-service or demo')
     .strict()
     .showHelpOnFail(false)
     .fail((message, error) => {

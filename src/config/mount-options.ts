@@ -58,6 +58,8 @@ export interface MountOptions {
    * the next mount finds what a killed daemon left; removed at unmount when empty.
    */
   defaultStagingDir?: string;
+  /** Serve Prometheus metrics on 127.0.0.1 at this port. */
+  metricsPort?: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   logFile?: string;
   debugFuse: boolean;

@@ -22,6 +22,7 @@ import type { Logger } from '../log/logger.js';
 import { isStoreError } from '../storage/object-store.js';
 import { S3Store } from '../storage/s3-store.js';
 import { detach, findMount, prepareMountpoint, setKernelReadAhead } from './mountpoint.js';
+import { type MountStatus, serveMetrics } from './status.js';
 import { UserError } from './user-error.js';
 
 export interface RunningMount {
@@ -31,6 +32,8 @@ export interface RunningMount {
   readonly gone: Promise<void>;
   /** Uploads what is pending, detaches the mount and releases everything. Idempotent. */
   stop(): Promise<void>;
+  /** What the mount has done so far. */
+  status(): MountStatus;
 }
 
 export interface MountDependencies {
@@ -179,7 +182,43 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
       });
     }, 1000);
     watcher.unref();
-    return { mountpoint, source, gone, stop };
+    const startedAt = new Date();
+    const status = (): MountStatus => {
+      const cache = blockCache.stats;
+      const lookups = cache.hits + cache.misses;
+      return {
+        source,
+        mountpoint,
+        pid: process.pid,
+        startedAt: startedAt.toISOString(),
+        uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
+        bytesRead: fs.stats.bytesRead,
+        bytesWritten: fs.stats.bytesWritten,
+        requests: store.stats.requests,
+        requestsByOperation: { ...store.stats.byOperation },
+        retries: store.stats.retries + cache.retries,
+        failedRequests: store.stats.failures,
+        failedOperations: fs.stats.failedOperations,
+        cache: {
+          hits: cache.hits,
+          misses: cache.misses,
+          diskHits: cache.diskHits,
+          hitRate: lookups === 0 ? 0 : cache.hits / lookups,
+          memoryBytes: blockCache.memoryUsed,
+          diskBytes: disk?.size ?? 0,
+        },
+        pendingUploads: fs.pendingFiles.length,
+      };
+    };
+    if (options.metricsPort !== undefined) {
+      try {
+        cleanups.push(await serveMetrics(options.metricsPort, status));
+      } catch (error) {
+        await stop();
+        throw new UserError(`cannot serve metrics on 127.0.0.1:${options.metricsPort}: ${(error as Error).message}`);
+      }
+    }
+    return { mountpoint, source, gone, stop, status };
   } catch (error) {
     await cleanUp();
     throw error;

@@ -60,8 +60,17 @@ export class MountRegistry {
     if (current?.pid === pid) await rm(this.file(mountpoint), { force: true });
   }
 
+  /** The control socket of the daemon serving `mountpoint` (see status.ts). */
+  socketPath(mountpoint: string): string {
+    return join(this.directory, `${this.id(mountpoint)}.sock`);
+  }
+
   private file(mountpoint: string): string {
-    return join(this.directory, `${createHash('sha256').update(mountpoint).digest('hex').slice(0, 24)}.json`);
+    return join(this.directory, `${this.id(mountpoint)}.json`);
+  }
+
+  private id(mountpoint: string): string {
+    return createHash('sha256').update(mountpoint).digest('hex').slice(0, 24);
   }
 }
 

@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
 import { detach } from './mountpoint.js';
+import { serveControlSocket } from './status.js';
 import type { RunningMount } from './mount.js';
 import type { MountRegistry } from './registry.js';
 import type { Logger } from '../log/logger.js';
@@ -49,9 +50,16 @@ export interface ForegroundOptions {
 export async function runForeground(options: ForegroundOptions): Promise<void> {
   const mount = await options.start();
   await options.registry.record({ pid: process.pid, mountpoint: mount.mountpoint, source: mount.source, logFile: options.logFile });
+  let closeControl: (() => Promise<void>) | undefined;
+  try {
+    closeControl = await serveControlSocket(options.registry.socketPath(mount.mountpoint), () => mount.status());
+  } catch (error) {
+    options.logger.warn(`no control socket, so 'objmount status' cannot ask this mount: ${(error as Error).message}`);
+  }
   options.onReady?.();
   await notifySystemd(['--ready', `--status=serving ${mount.source} on ${mount.mountpoint}`], options.logger);
   await serveUntilStopped(mount, options.logger);
+  await closeControl?.().catch(() => undefined);
   await options.registry.remove(mount.mountpoint, process.pid);
   // fuse-native keeps a libuv handle open after unmount; nothing is left to do, so leave.
   process.exit(0);

@@ -96,7 +96,16 @@ export interface StatFs {
   nameMax: number;
 }
 
+/** What the mount has done, for `objmount status` and metrics. */
+export interface FileSystemStats {
+  bytesRead: number;
+  bytesWritten: number;
+  /** Operations answered with an error other than an ordinary one (ENOENT, EEXIST...). */
+  failedOperations: number;
+}
+
 export class FileSystem {
+  readonly stats: FileSystemStats = { bytesRead: 0, bytesWritten: 0, failedOperations: 0 };
   private readonly cache: MetadataCache;
   private readonly uploader: FileUploader;
   private readonly tracker: UploadTracker;
@@ -283,7 +292,7 @@ export class FileSystem {
     if (wanted <= 0) return 0;
     if (file.staged) {
       if (position < file.stagedFrom) await file.exclusive(() => this.guard(file.path, () => file.fill(this.store, position)));
-      return file.readStaged(into, wanted, position);
+      return this.countRead(await file.readStaged(into, wanted, position));
     }
     if (!file.existsInStore) return 0;
     // The version read is the file's as it is now: a rename or an upload moves it along.
@@ -293,7 +302,12 @@ export class FileSystem {
       this.options.readAhead ?? DEFAULT_READ_AHEAD,
     );
     const reader = handle.reader;
-    return this.guard(file.path, () => reader.read(into, wanted, position));
+    return this.countRead(await this.guard(file.path, () => reader.read(into, wanted, position)));
+  }
+
+  private countRead(bytes: number): number {
+    this.stats.bytesRead += bytes;
+    return bytes;
   }
 
   async write(fh: number, data: Buffer, position: number): Promise<number> {
@@ -325,6 +339,7 @@ export class FileSystem {
       file.attrs.size = Math.max(file.attrs.size, at + data.length);
       this.touch(file.attrs);
       file.dirty = true;
+      this.stats.bytesWritten += data.length;
       if (file.stream) {
         try {
           await file.stream.advance(staging, file.attrs.size); // waits while the part queue is full

@@ -44,8 +44,12 @@ export function createOperations(fs: FileSystem, logger: Logger): FuseOperations
       (error: unknown) => {
         const fsError =
           error instanceof FsError ? error : new FsError('EIO', `${path}: ${error instanceof Error ? error.message : String(error)}`);
-        if (!QUIET.has(fsError.code)) logger.warn(`${op} ${path}: ${fsError.code}: ${fsError.message}`);
-        else logger.debug(`${op} ${path}: ${fsError.code}`);
+        if (!QUIET.has(fsError.code)) {
+          fs.stats.failedOperations += 1;
+          logger.warn(`${op} ${path}: ${fsError.code}: ${fsError.message}`);
+        } else {
+          logger.debug(`${op} ${path}: ${fsError.code}`);
+        }
         cb(errnoOf(fsError.code));
       },
     );
@@ -82,6 +86,7 @@ export function createOperations(fs: FileSystem, logger: Logger): FuseOperations
     read: (path: string, fh: number, buffer: Buffer, length: number, position: number, cb: (n: number) => void) => {
       fs.read(fh, buffer, length, position).then(cb, (error: unknown) => {
         const fsError = error instanceof FsError ? error : new FsError('EIO', String(error));
+        fs.stats.failedOperations += 1;
         logger.warn(`read ${path}: ${fsError.code}: ${fsError.message}`);
         cb(errnoOf(fsError.code));
       });
@@ -91,6 +96,7 @@ export function createOperations(fs: FileSystem, logger: Logger): FuseOperations
       const data = Buffer.from(buffer.subarray(0, length));
       fs.write(fh, data, position).then(cb, (error: unknown) => {
         const fsError = error instanceof FsError ? error : new FsError('EIO', String(error));
+        fs.stats.failedOperations += 1;
         logger.warn(`write ${path}: ${fsError.code}: ${fsError.message}`);
         cb(errnoOf(fsError.code));
       });

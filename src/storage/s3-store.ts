@@ -73,6 +73,8 @@ export interface StoreStats {
   requests: number;
   retries: number;
   failures: number;
+  /** Requests by operation ('get', 'put', 'upload part'...). */
+  byOperation: Record<string, number>;
 }
 
 const MiB = 1024 * 1024;
@@ -81,7 +83,7 @@ const GiB = 1024 * MiB;
 export class S3Store implements ObjectStore {
   readonly description: string;
   readonly capabilities: StoreCapabilities;
-  readonly stats: StoreStats = { requests: 0, retries: 0, failures: 0 };
+  readonly stats: StoreStats = { requests: 0, retries: 0, failures: 0, byOperation: {} };
   private readonly client: S3Client;
   private readonly bucket: string;
 
@@ -334,6 +336,7 @@ export class S3Store implements ObjectStore {
 
   private async call<T>(operation: string, key: string, send: () => Promise<T>): Promise<T> {
     this.stats.requests += 1;
+    this.stats.byOperation[operation] = (this.stats.byOperation[operation] ?? 0) + 1;
     try {
       const result = await send();
       this.countRetries(result, operation, key, 'succeeded');

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 
+import { MountRegistry } from '../../src/daemon/registry.js';
 import { LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY } from '../../src/demo/local-s3-server.js';
 
 const run = promisify(execFile);
@@ -96,4 +97,11 @@ export async function mountBucket(endpoint: string, source: string, extraArgs: s
       }
     },
   };
+}
+
+/** The pid of the daemon serving `mountpoint`, from its registry record. */
+export async function daemonPid(mountpoint: string, env: NodeJS.ProcessEnv = testEnv()): Promise<number> {
+  const record = await new MountRegistry(env.OBJMOUNT_RUNTIME_DIR!).find(mountpoint);
+  if (!record) throw new Error(`no daemon is recorded for ${mountpoint}`);
+  return record.pid;
 }

@@ -131,7 +131,7 @@ describe('S3Store', () => {
     try {
       await expect(failing.put('flaky', Buffer.from('x'))).rejects.toMatchObject({ code: 'Transient' });
       await failing.put('steady', Buffer.from('x'));
-      expect(failing.stats).toEqual({ requests: 2, retries: 2, failures: 1 });
+      expect(failing.stats).toEqual({ requests: 2, retries: 2, failures: 1, byOperation: { put: 2 } });
       expect(lines).toEqual([expect.stringMatching(/s3:\/\/store-test\/flaky: put failed after 2 retries/)]);
     } finally {
       failing.destroy();

@@ -7,6 +7,7 @@ import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_proces
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,7 +17,7 @@ import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/cli
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
-import { CLI, forceUnmount, isMounted, objmount, testEnv } from '../helpers/objmount.js';
+import { CLI, forceUnmount, isMounted, mountBucket, objmount, testEnv } from '../helpers/objmount.js';
 import { s3Client } from '../helpers/s3-client.js';
 
 const ROOT = join(__dirname, '..', '..');
@@ -152,6 +153,34 @@ describe('systemd units', () => {
   });
 });
 
+describe('status and metrics', () => {
+  it('report numbers that match what was done', async () => {
+    const port = await freePort();
+    const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--metrics-port', String(port)], env);
+    try {
+      for (const name of ['s1', 's2', 's3']) writeFileSync(join(mount.mountpoint, name), Buffer.alloc(1000, 1));
+      await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'for-status', Body: Buffer.alloc(5000, 2) }));
+      expect(readFileSync(join(mount.mountpoint, 'for-status')).length).toBe(5000);
+
+      const [status] = JSON.parse((await objmount(['status', '--json'], env)).stdout) as Array<Record<string, never>>;
+      expect(status).toMatchObject({ source: `s3://${BUCKET}`, mountpoint: mount.mountpoint, bytesWritten: 3000, bytesRead: 5000, pendingUploads: 0, failedOperations: 0 });
+      expect((status as { requestsByOperation: Record<string, number> }).requestsByOperation).toMatchObject({ put: 3, get: 1 });
+      const text = (await objmount(['status', mount.mountpoint], env)).stdout;
+      expect(text).toContain(`s3://${BUCKET} on ${mount.mountpoint}`);
+      expect(text).toMatch(/store: \d+ requests \(1 GET, 3 PUT\/parts\)/);
+
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const labels = `{source="s3://${BUCKET}",mountpoint="${mount.mountpoint}"}`;
+      expect(metrics).toContain(`objmount_bytes_written_total${labels} 3000`);
+      expect(metrics).toContain(`objmount_bytes_read_total${labels} 5000`);
+      expect(metrics).toContain(`objmount_pending_uploads${labels} 0`);
+    } finally {
+      await mount.unmount();
+    }
+    expect((await objmount(['status'], env)).stdout).toMatch(/no objmount mounts/);
+  });
+});
+
 describe('fstab', () => {
   it('mount -T mounts an fstab entry of type objmount through mount.objmount, and umount stops it', async () => {
     const helper = '/sbin/mount.objmount';
@@ -182,4 +211,13 @@ describe('fstab', () => {
 function spawnSyncText(command: string, args: string[], extra: NodeJS.ProcessEnv = {}): { status: number | null; output: string } {
   const result = spawnSync(command, args, { env: { ...process.env, ...extra }, encoding: 'utf8' });
   return { status: result.status, output: `${result.stdout}${result.stderr}`.trim() };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
 }

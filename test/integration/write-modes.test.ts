@@ -14,7 +14,7 @@ import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, ty
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
-import { forceUnmount, isMounted, mountBucket, testEnv } from '../helpers/objmount.js';
+import { daemonPid, forceUnmount, isMounted, mountBucket, testEnv } from '../helpers/objmount.js';
 import { s3Client } from '../helpers/s3-client.js';
 
 const BUCKET = 'writes';
@@ -86,9 +86,7 @@ describe('--write-mode async', () => {
     try {
       mkdirSync(join(mount.mountpoint, 'slow'), { recursive: true });
       for (const { key, data } of files) writeFileSync(join(mount.mountpoint, key), data);
-      const registry = readdirSync(env.OBJMOUNT_RUNTIME_DIR!).map((name) => JSON.parse(readFileSync(join(env.OBJMOUNT_RUNTIME_DIR!, name), 'utf8')));
-      const { pid } = registry.find((entry: { mountpoint: string }) => entry.mountpoint === mount.mountpoint) as { pid: number };
-      process.kill(pid, 'SIGKILL');
+      process.kill(await daemonPid(mount.mountpoint, env), 'SIGKILL');
     } finally {
       forceUnmount(mount.mountpoint);
     }
@@ -114,9 +112,7 @@ describe('--write-mode async', () => {
       mkdirSync(join(mount.mountpoint, 'slow'), { recursive: true });
       const handle = await open(join(mount.mountpoint, 'slow', 'streamed'), 'w');
       await handle.write(randomBytes(20 * MiB)); // parts go up at 300 ms each while this runs
-      const registry = readdirSync(env.OBJMOUNT_RUNTIME_DIR!).map((name) => JSON.parse(readFileSync(join(env.OBJMOUNT_RUNTIME_DIR!, name), 'utf8')));
-      const { pid } = registry.find((entry: { mountpoint: string }) => entry.mountpoint === mount.mountpoint) as { pid: number };
-      process.kill(pid, 'SIGKILL');
+      process.kill(await daemonPid(mount.mountpoint, env), 'SIGKILL');
       await handle.close().catch(() => undefined); // the daemon is gone: never acknowledged
     } finally {
       forceUnmount(mount.mountpoint);
