@@ -155,6 +155,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     const stop = () => {
       stopping ??= (async () => {
         if (watcher) clearInterval(watcher);
+        fs.stopWrites(); // what is pending now is all there is to upload
         const pending = fs.pendingFiles;
         if (pending.length > 0) logger.info(`uploading ${pending.length} pending file(s) before unmount`);
         try {

@@ -41,7 +41,9 @@ export async function serveControlSocket(path: string, status: () => MountStatus
   });
   await listen(server, () => server.listen(path));
   return async () => {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeAllConnections(); // a client's idle keep-alive connection must not hold the daemon
+    await closed;
     await rm(path, { force: true });
   };
 }
@@ -49,7 +51,7 @@ export async function serveControlSocket(path: string, status: () => MountStatus
 /** Asks the daemon behind `socketPath` for its status. */
 export function queryStatus(socketPath: string, timeoutMs = 3000): Promise<MountStatus> {
   return new Promise((resolve, reject) => {
-    const request = get({ socketPath, path: '/status', timeout: timeoutMs }, (response) => {
+    const request = get({ socketPath, path: '/status', timeout: timeoutMs, agent: false }, (response) => {
       const chunks: Buffer[] = [];
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
       response.on('end', () => {
@@ -119,7 +121,11 @@ export async function serveMetrics(port: number, status: () => MountStatus): Pro
     );
   });
   await listen(server, () => server.listen(port, '127.0.0.1'));
-  return () => new Promise<void>((resolve) => server.close(() => resolve()));
+  return () => {
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeAllConnections(); // Prometheus keeps its connection open between scrapes
+    return closed;
+  };
 }
 
 function listen(server: Server, start: () => void): Promise<void> {

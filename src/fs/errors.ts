@@ -22,7 +22,8 @@ export type FsErrorCode =
   | 'ENOTSUP'
   | 'ENODATA'
   | 'EAGAIN'
-  | 'EBUSY';
+  | 'EBUSY'
+  | 'EROFS';
 
 export class FsError extends Error {
   override readonly name = 'FsError';

@@ -106,6 +106,8 @@ export interface FileSystemStats {
 
 export class FileSystem {
   readonly stats: FileSystemStats = { bytesRead: 0, bytesWritten: 0, failedOperations: 0 };
+  /** Set by `stopWrites`: the mount is being stopped; only reads and closes are served. */
+  private writesStopped = false;
   private readonly cache: MetadataCache;
   private readonly uploader: FileUploader;
   private readonly tracker: UploadTracker;
@@ -221,6 +223,7 @@ export class FileSystem {
   }
 
   async mkdir(path: string, permissions: number): Promise<void> {
+    this.checkWritable(path);
     const key = this.checkedKey(path);
     if (await this.tryResolve(path)) throw new FsError('EEXIST', `${path}: already exists`);
     const attrs = newAttributes('directory', permissions, this.options.defaults, this.now());
@@ -231,6 +234,7 @@ export class FileSystem {
   }
 
   async rmdir(path: string): Promise<void> {
+    this.checkWritable(path);
     if (path === '/') throw new FsError('EPERM', `/: the mount's root cannot be removed`);
     const node = await this.resolve(path);
     if (node.attrs.kind !== 'directory') throw new FsError('ENOTDIR', `${path}: not a directory`);
@@ -247,6 +251,7 @@ export class FileSystem {
   // ---- files ----
 
   async create(path: string, permissions: number): Promise<number> {
+    this.checkWritable(path);
     const key = this.checkedKey(path);
     const attrs = newAttributes('file', permissions, this.options.defaults, this.now());
     const file = new OpenFile(path, key, attrs, '', contentTypeOf('file'), this.stagingPath());
@@ -260,6 +265,7 @@ export class FileSystem {
   async open(path: string, flags: number): Promise<number> {
     let file = this.openFiles.get(path);
     const writable = (flags & O_ACCMODE) !== 0;
+    if (writable) this.checkWritable(path);
     if (!file) {
       const node = await this.resolve(path);
       if (node.attrs.kind === 'directory') {
@@ -312,6 +318,7 @@ export class FileSystem {
 
   async write(fh: number, data: Buffer, position: number): Promise<number> {
     const handle = this.handle(fh);
+    this.checkWritable(handle.file.path);
     if (!handle.writable) throw new FsError('EBADF', `${handle.file.path}: not open for writing`);
     const file = handle.file;
     return file.exclusive(async () => {
@@ -389,6 +396,7 @@ export class FileSystem {
   }
 
   async truncate(path: string, size: number): Promise<void> {
+    this.checkWritable(path);
     const open = this.openFiles.get(path);
     if (open) return this.truncateOpen(open, size);
     const node = await this.resolve(path);
@@ -407,6 +415,7 @@ export class FileSystem {
 
   async ftruncate(fh: number, size: number): Promise<void> {
     const handle = this.handle(fh);
+    this.checkWritable(handle.file.path);
     if (!handle.writable) throw new FsError('EBADF', `${handle.file.path}: not open for writing`);
     await this.truncateOpen(handle.file, size);
   }
@@ -426,6 +435,7 @@ export class FileSystem {
   }
 
   async unlink(path: string): Promise<void> {
+    this.checkWritable(path);
     const open = this.openFiles.get(path);
     const node = open ? undefined : await this.resolve(path);
     if (node?.attrs.kind === 'directory') throw new FsError('EISDIR', `${path}: is a directory`);
@@ -452,6 +462,7 @@ export class FileSystem {
   }
 
   async symlink(target: string, path: string): Promise<void> {
+    this.checkWritable(path);
     const key = this.checkedKey(path);
     if (await this.tryResolve(path)) throw new FsError('EEXIST', `${path}: already exists`);
     const attrs = newAttributes('symlink', 0o777, this.options.defaults, this.now());
@@ -483,6 +494,7 @@ export class FileSystem {
   // ---- rename ----
 
   async rename(from: string, to: string): Promise<void> {
+    this.checkWritable(from);
     if (from === to) return;
     if (from === '/' || to === '/') throw new FsError('EBUSY', 'the mount root cannot be renamed');
     this.checkedKey(to);
@@ -561,12 +573,14 @@ export class FileSystem {
   // ---- attributes that change ----
 
   async chmod(path: string, mode: number): Promise<void> {
+    this.checkWritable(path);
     await this.changeAttributes(path, (a) => {
       a.mode = (a.mode & S_IFMT) | (mode & 0o7777);
     });
   }
 
   async chown(path: string, uid: number, gid: number): Promise<void> {
+    this.checkWritable(path);
     await this.changeAttributes(path, (a) => {
       if (uid !== -1 && uid !== 0xffffffff) a.uid = uid;
       if (gid !== -1 && gid !== 0xffffffff) a.gid = gid;
@@ -574,6 +588,7 @@ export class FileSystem {
   }
 
   async utimens(path: string, atimeMs: number, mtimeMs: number): Promise<void> {
+    this.checkWritable(path);
     const open = this.openFiles.get(path);
     if (open) open.timesSet = true;
     await this.changeAttributes(path, (a) => {
@@ -627,6 +642,15 @@ export class FileSystem {
       filesFree: 0xffffffff,
       nameMax: MAX_NAME_BYTES,
     };
+  }
+
+  /** From now on, changes fail with EROFS, so that draining for an unmount has an end. */
+  stopWrites(): void {
+    this.writesStopped = true;
+  }
+
+  private checkWritable(path: string): void {
+    if (this.writesStopped) throw new FsError('EROFS', `${path}: the mount is being stopped`);
   }
 
   /** Uploads everything still dirty; for a clean unmount. */

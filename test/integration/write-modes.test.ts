@@ -14,7 +14,7 @@ import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, ty
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
-import { daemonPid, forceUnmount, isMounted, mountBucket, testEnv } from '../helpers/objmount.js';
+import { daemonPid, forceUnmount, isMounted, mountBucket, objmount, testEnv } from '../helpers/objmount.js';
 import { s3Client } from '../helpers/s3-client.js';
 
 const BUCKET = 'writes';
@@ -128,6 +128,23 @@ describe('--write-mode async', () => {
     } finally {
       await again.unmount();
     }
+  });
+
+  it('unmount waits for the pending uploads, says so, and loses nothing', async () => {
+    const staging = mkdtempSync(join(tmpdir(), 'objmount-journal-'));
+    const env = testEnv();
+    const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--write-mode', 'async', '--staging-dir', staging], env);
+    const files = Array.from({ length: 10 }, (_, i) => ({ key: `slow/drain-${i}`, data: randomBytes(50_000 + i) }));
+    try {
+      mkdirSync(join(mount.mountpoint, 'slow'), { recursive: true });
+      for (const { key, data } of files) writeFileSync(join(mount.mountpoint, key), data);
+      const result = await objmount(['unmount', mount.mountpoint], env);
+      expect(result.code).toBe(0);
+      expect(result.stdout).toMatch(/uploading \d+ pending file\(s\) before the daemon exits/);
+    } finally {
+      await mount.unmount();
+    }
+    for (const { key, data } of files) expect(sha(await storeGet(key))).toBe(sha(data));
   });
 
   it('fsync waits for the store', async () => {

@@ -1113,3 +1113,23 @@ describe('metadata cache TTL', () => {
     expect(calls('head') + calls('list')).toBe(0);
   });
 });
+
+describe('stopping', () => {
+  it('refuses changes with EROFS once writes are stopped, and still serves reads and closes', async () => {
+    await put('kept', 'data');
+    const writer = await fs.create('/late', 0o644);
+    await fs.write(writer, Buffer.from('before'), 0);
+    fs.stopWrites();
+    await expect(fs.write(writer, Buffer.from('after'), 6)).rejects.toMatchObject({ code: 'EROFS' });
+    await expect(fs.create('/new', 0o644)).rejects.toMatchObject({ code: 'EROFS' });
+    await expect(fs.mkdir('/dir', 0o755)).rejects.toMatchObject({ code: 'EROFS' });
+    await expect(fs.unlink('/kept')).rejects.toMatchObject({ code: 'EROFS' });
+    await expect(fs.rename('/kept', '/moved')).rejects.toMatchObject({ code: 'EROFS' });
+    await expect(fs.open('/kept', O_RDWR)).rejects.toMatchObject({ code: 'EROFS' });
+    await fs.release(writer); // what was written before is still uploaded
+    expect(stored('late')).toBe('before');
+    const reader = await fs.open('/kept', O_RDONLY);
+    expect((await readHandle(reader, 4)).toString()).toBe('data');
+    await fs.release(reader);
+  });
+});
