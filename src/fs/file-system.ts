@@ -19,7 +19,7 @@ import { posix } from 'node:path';
 import PQueue from 'p-queue';
 
 import type { Logger } from '../log/logger.js';
-import { type ObjectStore, type PutOptions, isStoreError, listAll } from '../storage/object-store.js';
+import { type ObjectInfo, type ObjectStore, type PutOptions, isStoreError, listAll } from '../storage/object-store.js';
 import {
   type AttributeDefaults,
   type Attributes,
@@ -76,6 +76,8 @@ const MAX_KEY_BYTES = 1024;
 const MiB = 1024 * 1024;
 const DEFAULT_READ_AHEAD: ReadAheadOptions = { minReadAhead: MiB, maxReadAhead: 64 * MiB };
 const MAX_NAME_BYTES = 255;
+/** Files up to this size are read whole where a lookup would HEAD them. */
+const SMALL_OBJECT_BYTES = 64 * 1024;
 /** Entries of one listing whose metadata is fetched ahead of their lookups. */
 const MAX_BACKGROUND_LOOKUPS = 10_000;
 
@@ -845,9 +847,12 @@ export class FileSystem {
     // A partial node from a listing already says which kind it is: ask only what is missing.
     const wantFile = partial?.attrs.kind !== 'directory';
     const wantDir = partial === undefined || partial.attrs.kind === 'directory';
+    // A small file is read whole instead: the same one request brings its metadata and the
+    // bytes that `cat`, `grep` or a build will ask for next.
+    const small = partial?.attrs.kind === 'file' && partial.attrs.size <= SMALL_OBJECT_BYTES && partial.attrs.size <= this.blocks.blockSize;
     const [file, marker, children] = await this.guard(path, () =>
       Promise.all([
-        wantFile ? notFound(this.store.head(key)) : undefined,
+        wantFile ? notFound(small ? this.readSmall(key) : this.store.head(key)) : undefined,
         wantDir ? notFound(this.store.head(dirKey)) : undefined,
         wantDir && !partial ? this.store.list({ prefix: dirKey, maxKeys: 1 }) : undefined,
       ]),
@@ -876,6 +881,13 @@ export class FileSystem {
     if (node) this.cache.setNode(path, node);
     else this.cache.setMissing(path);
     return node;
+  }
+
+  /** HEAD's answer for a small object, from a GET of all of it; its bytes go to the block cache. */
+  private async readSmall(key: string): Promise<ObjectInfo> {
+    const { info, body } = await this.store.get(key);
+    if (body.length === info.size) this.blocks.offer({ key, etag: info.etag, size: info.size }, 0, body);
+    return info;
   }
 
   /**

@@ -102,6 +102,13 @@ export class BlockCache {
     return this.fetch(version, start, end, true);
   }
 
+  /** Keeps a block fetched some other way (a small object read whole during a lookup). */
+  offer(version: ObjectVersion, index: number, data: Buffer): void {
+    const expected = Math.min(this.blockSize, version.size - index * this.blockSize);
+    if (data.length !== expected || this.memory.has(blockId(version, index))) return;
+    if (this.reserve(data.length, false)) this.memory.set(blockId(version, index), data);
+  }
+
   /** Drops every block from memory (the disk tier keeps its own). */
   clear(): void {
     this.memory.clear();
