@@ -18,7 +18,7 @@ import { DEFAULTS, type MountOptions, OptionError, checkReadOptions, defaultMemo
 import { MountRegistry } from '../daemon/registry.js';
 import { unmount } from '../daemon/unmount.js';
 import { UserError } from '../daemon/user-error.js';
-import { type LogLevel, type Logger, createLogger } from '../log/logger.js';
+import { type LogLevel, type Logger, createJsonLogger, createLogger } from '../log/logger.js';
 import { runForeground } from '../daemon/serve.js';
 
 const DAEMON_CHILD = 'OBJMOUNT_DAEMON_CHILD';
@@ -46,6 +46,11 @@ function mountFlags(y: Argv) {
     })
     .option('negative-ttl', { type: 'number', default: DEFAULTS.negativeTtlSeconds, describe: 'seconds a missing path is cached' })
     .option('part-size', { type: 'string', default: '8M', describe: 'multipart upload part size (grows for huge files)' })
+    .option('max-upload-parts', {
+      type: 'number',
+      default: DEFAULTS.maxUploadParts,
+      describe: "most parts in one multipart upload (10,000 on S3; set it for stores that allow fewer, e.g. TrueNAS's 'Maximum Upload Parts')",
+    })
     .option('upload-concurrency', { type: 'number', default: DEFAULTS.uploadConcurrency, describe: 'parts uploaded at once per file' })
     .option('max-connections', { type: 'number', default: DEFAULTS.maxConnections, describe: 'connections to the store (also: GETs in flight)' })
     .option('block-size', { type: 'string', default: '8M', describe: 'objects are read and cached in blocks of this size' })
@@ -82,6 +87,10 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     if (!/^[0-7]{1,4}$/.test(text)) throw new OptionError(`--${name} '${text}' is not an octal mode such as 644`);
     return parseInt(text, 8);
   };
+  const wholeNumber = (name: string, value: number, min: number, max: number) => {
+    if (!Number.isInteger(value) || value < min || value > max) throw new OptionError(`--${name} must be a whole number from ${min} to ${max}`);
+    return value;
+  };
   const positive = (name: string, value: number) => {
     if (!Number.isFinite(value) || value < 0) throw new OptionError(`--${name} must be a number of 0 or more`);
     return value;
@@ -102,6 +111,7 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     negativeTtlSeconds: positive('negative-ttl', args['negative-ttl']),
     partSize: parseSize(args['part-size']),
     uploadConcurrency: Math.max(1, positive('upload-concurrency', args['upload-concurrency'])),
+    maxUploadParts: wholeNumber('max-upload-parts', args['max-upload-parts'], 1, 10_000),
     maxConnections: Math.max(1, positive('max-connections', args['max-connections'])),
     blockSize: parseSize(args['block-size']),
     readAhead: parseSize(args['read-ahead']),
@@ -149,7 +159,9 @@ async function mountCommand(args: MountArgs, env: NodeJS.ProcessEnv): Promise<vo
   const child = env[DAEMON_CHILD] === '1';
   if (options.foreground || child) {
     // The daemon child's stdout and stderr are its log file.
-    const logger: Logger = createLogger((line) => process.stderr.write(line), options.logLevel as LogLevel);
+    const level = options.logLevel as LogLevel;
+    // Lines for a person at a terminal; JSON lines for the log file or the journal.
+    const logger: Logger = process.stderr.isTTY ? createLogger((line) => process.stderr.write(line), level) : createJsonLogger(2, level);
     // The SDK and the FUSE binding load only for commands that mount.
     const [{ startMount }, { DefaultChainResolver, StoreResolver }, { CredentialStore }] = await Promise.all([
       import('../daemon/mount.js'),

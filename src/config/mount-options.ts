@@ -34,6 +34,8 @@ export interface MountOptions {
   partSize: number;
   /** Parts uploaded at once per file. */
   uploadConcurrency: number;
+  /** Most parts one multipart upload may have: 10,000 on S3, fewer on some stores. */
+  maxUploadParts: number;
   maxConnections: number;
   /** Objects are read and cached in blocks of this many bytes. */
   blockSize: number;
@@ -75,6 +77,7 @@ export const DEFAULTS = {
   negativeTtlSeconds: 1,
   partSize: 8 * MiB,
   uploadConcurrency: 8,
+  maxUploadParts: 10_000,
   maxConnections: 32,
   blockSize: 8 * MiB,
   readAhead: 64 * MiB,

@@ -72,6 +72,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
         negativeTtlSeconds: DEFAULTS.negativeTtlSeconds,
         partSize: DEFAULTS.partSize,
         uploadConcurrency: DEFAULTS.uploadConcurrency,
+        maxUploadParts: DEFAULTS.maxUploadParts,
         maxConnections: DEFAULTS.maxConnections,
         blockSize: DEFAULTS.blockSize,
         readAhead: DEFAULTS.readAhead,

@@ -34,6 +34,8 @@ export interface RunningMount {
   stop(): Promise<void>;
   /** What the mount has done so far. */
   status(): MountStatus;
+  /** Where async closes are journaled (async write mode), for the message of a forced stop. */
+  readonly journal?: string;
 }
 
 export interface MountDependencies {
@@ -66,6 +68,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     credentials: credential.provider,
     credentialDescription,
     maxConnections: options.maxConnections,
+    maxParts: options.maxUploadParts,
     logger,
   });
 
@@ -219,7 +222,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
         throw new UserError(`cannot serve metrics on 127.0.0.1:${options.metricsPort}: ${(error as Error).message}`);
       }
     }
-    return { mountpoint, source, gone, stop, status };
+    return { mountpoint, source, gone, stop, status, journal: options.writeMode === 'async' ? stagingDir : undefined };
   } catch (error) {
     await cleanUp();
     throw error;

@@ -21,7 +21,14 @@ export async function serveUntilStopped(mount: RunningMount, logger: Logger): Pr
     const onSignal = (signal: NodeJS.Signals) => {
       signals += 1;
       if (signals > 1) {
-        logger.warn(`${signal} again: detaching ${mount.mountpoint} without waiting for uploads`);
+        const pending = mount.status().pendingUploads;
+        const left =
+          pending === 0
+            ? 'nothing was left to upload'
+            : mount.journal
+              ? `${pending} file(s) not yet uploaded; those closed are in the journal ${mount.journal} and are uploaded at the next start`
+              : `${pending} file(s) with changes not yet uploaded are lost`;
+        logger.warn(`${signal} again: detaching ${mount.mountpoint} without waiting for uploads: ${left}`);
         void detach(mount.mountpoint, true).finally(() => process.exit(130));
         return;
       }

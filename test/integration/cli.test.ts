@@ -118,6 +118,7 @@ describe('bad input', () => {
     expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt, '--file-mode', 'rwx']), mnt, /--file-mode 'rwx' is not an octal mode/);
     expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt, '--part-size', 'big']), mnt, /'big' is not a size/);
     expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt, '--memory-limit', '16M']), mnt, /--memory-limit 16 MiB is too small for 8 MiB blocks/);
+    expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt, '--max-upload-parts', '0']), mnt, /--max-upload-parts must be a whole number from 1 to 10000/);
     expectCleanFailure(await objmount([]), undefined, /name a command/);
   });
 
@@ -147,8 +148,11 @@ describe('daemon mode', () => {
       const result = await objmount(['unmount', m.mountpoint]);
       expect(result).toMatchObject({ code: 0 });
       expect(isMounted(m.mountpoint)).toBe(false);
-      expect(readFileSync(m.logFile, 'utf8')).toMatch(/mounted s3:\/\/cli-test on .* \(access key S3RVER from the environment/);
-      expect(readFileSync(m.logFile, 'utf8')).toMatch(/unmounted/);
+      // The daemon's log is JSON lines (pino): level, time, message.
+      const entries = readFileSync(m.logFile, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { level: string; time: string; msg: string });
+      for (const entry of entries) expect(Object.keys(entry)).toEqual(['level', 'time', 'msg']);
+      expect(entries[0]).toMatchObject({ level: 'info', msg: expect.stringMatching(/^mounted s3:\/\/cli-test on .* \(access key S3RVER from the environment/) });
+      expect(entries.at(-1)).toMatchObject({ level: 'info', msg: expect.stringMatching(/^unmounted /) });
     } finally {
       await m.unmount();
     }

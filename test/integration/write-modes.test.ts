@@ -147,6 +147,32 @@ describe('--write-mode async', () => {
     for (const { key, data } of files) expect(sha(await storeGet(key))).toBe(sha(data));
   });
 
+  it('a second SIGTERM detaches at once, says what the journal keeps, and the next mount uploads it', async () => {
+    const staging = mkdtempSync(join(tmpdir(), 'objmount-journal-'));
+    const env = testEnv();
+    const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--write-mode', 'async', '--staging-dir', staging], env);
+    const files = Array.from({ length: 8 }, (_, i) => ({ key: `slow/forced-${i}`, data: randomBytes(30_000 + i) }));
+    try {
+      mkdirSync(join(mount.mountpoint, 'slow'), { recursive: true });
+      for (const { key, data } of files) writeFileSync(join(mount.mountpoint, key), data);
+      const pid = await daemonPid(mount.mountpoint, env);
+      process.kill(pid, 'SIGTERM');
+      await sleep(50);
+      process.kill(pid, 'SIGTERM');
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline && !readFileSync(mount.logFile, 'utf8').includes('SIGTERM again')) await sleep(50);
+      expect(readFileSync(mount.logFile, 'utf8')).toMatch(/SIGTERM again: detaching .* (nothing was left to upload|file\(s\) not yet uploaded; those closed are in the journal .* and are uploaded at the next start)/);
+    } finally {
+      forceUnmount(mount.mountpoint);
+    }
+    const again = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--write-mode', 'async', '--staging-dir', staging], env);
+    try {
+      for (const { key, data } of files) expect(sha(await storeGet(key))).toBe(sha(data));
+    } finally {
+      await again.unmount();
+    }
+  });
+
   it('fsync waits for the store', async () => {
     const staging = mkdtempSync(join(tmpdir(), 'objmount-journal-'));
     const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--write-mode', 'async', '--staging-dir', staging]);

@@ -90,6 +90,23 @@ describe('streaming upload', () => {
     expect(memory.objects.get('slow')?.body.equals(data)).toBe(true);
   });
 
+  it('never uses more parts than the store allows: the last one takes the rest', async () => {
+    memory = new MemoryStore({ minPartSize: PART, maxParts: 3 });
+    let parts = 0;
+    const counting = Object.create(memory) as ObjectStore;
+    counting.uploadPart = async (...args) => {
+      parts += 1;
+      return memory.uploadPart(...args);
+    };
+    fs = mount(counting);
+    const data = randomBytes(20 * PART + 9);
+    const fh = await fs.create('/capped', 0o644);
+    await writeAll(fh, data);
+    await fs.release(fh);
+    expect(parts).toBe(3);
+    expect(memory.objects.get('capped')?.body.equals(data)).toBe(true);
+  });
+
   it('gives the object its mode, and the store time as mtime', async () => {
     const fh = await fs.create('/moded', 0o600);
     await writeAll(fh, randomBytes(3 * PART));

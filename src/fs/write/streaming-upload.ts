@@ -81,6 +81,8 @@ export class StreamingUpload {
     this.throwIfFailed();
     for (;;) {
       const number = this.parts.length + this.inflight.size + 1;
+      // The store's last allowed part is left for `finish`, which makes it as large as the rest.
+      if (number >= this.store.capabilities.maxParts) break;
       const size = partSizeOf(number, this.options.partSize, this.store.capabilities);
       if (stagedSize < this.sentBytes + size) break;
       while (this.inflight.size >= this.options.concurrency) {
