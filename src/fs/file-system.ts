@@ -118,6 +118,12 @@ export class FileSystem {
   private readonly openFiles = new Map<string, OpenFile>();
   private readonly handles = new Map<number, Handle>();
   private readonly lookups = new Map<string, Promise<CachedNode | undefined>>();
+  /**
+   * Directories this mount created, until the directory TTL: every name that can exist in them
+   * was made here, so a lookup of any other name is answered "missing" without asking the store
+   * (three requests saved per new file in `cp -r`, `tar x`, `mkdir -p`).
+   */
+  private readonly madeHere = new Map<string, { until: number; names: Set<string> }>();
   /** Directories just listed → their entries still lacking POSIX metadata. */
   private readonly listed = new Map<string, string[]>();
   /** HEADs that complete the entries of a listing, a bounded number at a time. */
@@ -233,10 +239,33 @@ export class FileSystem {
       this.store.put(`${key}/`, Buffer.alloc(0), { metadata: metadataOf(attrs), contentType: contentTypeOf('directory') }),
     );
     this.cache.setNode(path, { attrs, etag, explicit: true, complete: true });
+    this.appeared(path);
+    this.madeHere.set(path, { until: this.now() + this.options.cache.dirTtlMs, names: new Set() });
+  }
+
+  /** Notes a name that now exists (or may) in its directory, for `madeHere`. */
+  private appeared(path: string): void {
+    const dir = this.madeHere.get(posix.dirname(path));
+    if (!dir) return;
+    dir.names.add(posix.basename(path));
+    if (dir.names.size > 10_000) this.madeHere.delete(posix.dirname(path)); // ask the store again
+  }
+
+  /** Whether `path` is certainly missing: its directory was made here and the name never was. */
+  private knownMissing(path: string): boolean {
+    const parent = posix.dirname(path);
+    const dir = this.madeHere.get(parent);
+    if (!dir) return false;
+    if (dir.until < this.now()) {
+      this.madeHere.delete(parent);
+      return false;
+    }
+    return !dir.names.has(posix.basename(path));
   }
 
   async rmdir(path: string): Promise<void> {
     this.checkWritable(path);
+    this.madeHere.delete(path);
     if (path === '/') throw new FsError('EPERM', `/: the mount's root cannot be removed`);
     const node = await this.resolve(path);
     if (node.attrs.kind !== 'directory') throw new FsError('ENOTDIR', `${path}: not a directory`);
@@ -261,6 +290,7 @@ export class FileSystem {
     if (previous) previous.unlinked = true;
     this.openFiles.set(path, file);
     this.cache.delete(path);
+    this.appeared(path);
     return this.addHandle(file, O_RDWR);
   }
 
@@ -467,6 +497,7 @@ export class FileSystem {
     this.checkWritable(path);
     const key = this.checkedKey(path);
     if (await this.tryResolve(path)) throw new FsError('EEXIST', `${path}: already exists`);
+    this.appeared(path);
     const attrs = newAttributes('symlink', 0o777, this.options.defaults, this.now());
     const body = Buffer.from(target, 'utf8');
     attrs.size = body.length;
@@ -502,6 +533,11 @@ export class FileSystem {
     this.checkedKey(to);
     const source = this.openFiles.get(from)?.attrs ?? (await this.resolve(from)).attrs;
     const target = this.openFiles.get(to)?.attrs ?? (await this.tryResolve(to))?.attrs;
+    this.appeared(to);
+    for (const dir of this.madeHere.keys()) {
+      // A moved tree is looked up in the store again (its names are not tracked where it lands).
+      if (dir === from || dir.startsWith(`${from}/`) || dir === to || dir.startsWith(`${to}/`)) this.madeHere.delete(dir);
+    }
     if (source.kind === 'directory') {
       if (to.startsWith(`${from}/`)) throw new FsError('EINVAL', `${to}: cannot move a directory into itself`);
       if (target && target.kind !== 'directory') throw new FsError('ENOTDIR', `${to}: not a directory`);
@@ -828,6 +864,7 @@ export class FileSystem {
     const cached = this.cache.get(path);
     if (cached && !cached.exists) return undefined;
     if (cached?.exists && cached.node.complete) return cached.node;
+    if (!cached && this.knownMissing(path)) return undefined;
     const pending = this.lookups.get(path);
     if (pending) return pending;
     if (cached?.exists) this.completeSiblings(path);

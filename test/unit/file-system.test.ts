@@ -1139,3 +1139,27 @@ describe('stopping', () => {
     await fs.release(reader);
   });
 });
+
+describe('directories made by this mount', () => {
+  it('answer lookups of names never made in them without asking the store', async () => {
+    await fs.mkdir('/fresh', 0o755);
+    memory.calls.clear();
+    await expect(fs.getattr('/fresh/nothing')).rejects.toMatchObject({ code: 'ENOENT' });
+    await fs.mkdir('/fresh/sub', 0o755); // mkdir -p: its own EEXIST check is free too
+    const fh = await fs.create('/fresh/sub/file', 0o644);
+    await fs.write(fh, Buffer.from('x'), 0);
+    await fs.release(fh);
+    expect(calls('head') + calls('list') + calls('get')).toBe(0);
+    expect(calls('put')).toBe(2); // the marker of sub/ and the file
+    expect((await fs.getattr('/fresh/sub/file')).size).toBe(1);
+    expect(await listing('/fresh/sub')).toEqual(['file']);
+  });
+
+  it('ask the store again once the directory TTL has passed', async () => {
+    await fs.mkdir('/aging', 0o755);
+    await put('aging/from-elsewhere', 'e'); // another client
+    await expect(fs.getattr('/aging/from-elsewhere')).rejects.toMatchObject({ code: 'ENOENT' });
+    clock.advance(DIR_TTL + NEGATIVE_TTL + 1);
+    expect((await fs.getattr('/aging/from-elsewhere')).size).toBe(1);
+  });
+});
