@@ -15,7 +15,7 @@ import { MemoryBudget } from '../fs/memory-budget.js';
 import { BlockCache } from '../fs/read/block-cache.js';
 import { DiskCache } from '../fs/read/disk-cache.js';
 import { FileUploader } from '../fs/write/file-uploader.js';
-import { UploadTracker, recover } from '../fs/write/journal.js';
+import { UploadTracker, recover, removeUnjournaled } from '../fs/write/journal.js';
 import { FuseSession, hasUtimensFix } from '../fuse/binding.js';
 import { createOperations } from '../fuse/operations.js';
 import type { Logger } from '../log/logger.js';
@@ -239,6 +239,11 @@ async function finishPendingUploads(store: S3Store, stagingDir: string, options:
   const { uploaded, failed, aborted } = await recover(stagingDir, uploader, Math.max(4, options.uploadConcurrency));
   if (aborted.length > 0) logger.info(`aborted ${aborted.length} multipart upload(s) left by a previous run`);
   if (uploaded.length > 0) logger.info(`finished ${uploaded.length} upload(s) left by a previous run: ${uploaded.slice(0, 5).join(', ')}${uploaded.length > 5 ? ', …' : ''}`);
+  if (!options.stagingDir) {
+    // The default directory is this mountpoint's alone: what is not journaled was never acknowledged.
+    const removed = await removeUnjournaled(stagingDir);
+    if (removed > 0) logger.info(`removed ${removed} staging file(s) of unsaved writes left by a previous run`);
+  }
   if (failed.length > 0) {
     const first = failed[0]!;
     const reason = isStoreError(first.error) || first.error instanceof Error ? first.error.message : String(first.error);

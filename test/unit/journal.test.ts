@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { FileSystem, O_RDWR } from '../../src/fs/file-system.js';
 import { FileUploader } from '../../src/fs/write/file-uploader.js';
-import { UploadTracker, recover, writeRecord } from '../../src/fs/write/journal.js';
+import { UploadTracker, recover, removeUnjournaled, writeRecord } from '../../src/fs/write/journal.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { FaultyStore } from '../../src/storage/faulty-store.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
@@ -137,5 +137,13 @@ describe('recovery', () => {
     expect(result.failed).toEqual([]);
     expect([...memory.uploads.keys()]).toEqual([finished]); // ended normally: not this code's to abort
     expect(await readdir(stagingDir)).toEqual([]);
+  });
+
+  it('removes staging files without a journal record, and keeps the journaled ones', async () => {
+    await writeFile(join(stagingDir, 'staging-1234-ab-1'), 'never acknowledged');
+    await writeFile(join(stagingDir, 'staging-1234-ab-2'), 'journaled');
+    await writeRecord(join(stagingDir, 'staging-1234-ab-2'), { key: 'k', size: 9, metadata: {} });
+    expect(await removeUnjournaled(stagingDir)).toBe(1);
+    expect((await readdir(stagingDir)).sort()).toEqual(['staging-1234-ab-2', 'staging-1234-ab-2.pending.json']);
   });
 });

@@ -142,3 +142,18 @@ async function syncDirectory(directory: string): Promise<void> {
     await handle.close();
   }
 }
+
+/**
+ * Removes staging files a previous daemon left without a journal record: writes nobody was told
+ * were saved. Only for a staging directory that no other live mount can share (the default
+ * one, per source and mountpoint). Returns how many were removed.
+ */
+export async function removeUnjournaled(stagingDir: string): Promise<number> {
+  const names = await readdir(stagingDir).catch((): string[] => []);
+  const journaled = new Set(names.filter((name) => name.endsWith(SUFFIX)).map((name) => name.slice(0, -SUFFIX.length)));
+  const orphans = names.filter(
+    (name) => (name.startsWith('staging-') && !name.includes('.') && !journaled.has(name)) || name.endsWith(`${SUFFIX}.tmp`),
+  );
+  await Promise.all(orphans.map((name) => rm(join(stagingDir, name), { force: true })));
+  return orphans.length;
+}
