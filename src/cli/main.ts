@@ -325,7 +325,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
       (y) =>
         y
           .positional('mountpoint', { type: 'string', demandOption: true })
-          .option('force', { type: 'boolean', default: false, describe: 'detach even while files are open (lazy unmount)' }),
+          .option('force', { type: 'boolean', default: false, describe: 'detach at once, even while files are open, without waiting for uploads (async closes stay in the journal)' }),
       async (args) => {
         const registry = new MountRegistry(MountRegistry.defaultDirectory(env, process.getuid?.() ?? 0));
         await unmount(args.mountpoint, { force: args.force, registry });

@@ -212,6 +212,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
           diskBytes: disk?.size ?? 0,
         },
         pendingUploads: fs.pendingFiles.length,
+        journal: options.writeMode === 'async' ? stagingDir : undefined,
       };
     };
     if (options.metricsPort !== undefined) {

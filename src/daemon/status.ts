@@ -27,6 +27,8 @@ export interface MountStatus {
   cache: { hits: number; misses: number; diskHits: number; hitRate: number; memoryBytes: number; diskBytes: number };
   /** Files with changes not yet in the store (open, or waiting for an async upload). */
   pendingUploads: number;
+  /** Where async closes are journaled (async write mode only). */
+  journal?: string;
 }
 
 /** Serves `status()` as JSON at GET /status on a Unix socket; resolves with a function that closes it. */

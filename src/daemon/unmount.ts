@@ -24,6 +24,24 @@ export async function unmount(
   const record = await options.registry.find(mountpoint);
   await detach(mountpoint, options.force);
   if (!record || !isAlive(record.pid)) return;
+  const output = options.output ?? process.stdout;
+  if (options.force) {
+    // At once: the daemon's second signal detaches without waiting; say what that leaves.
+    const status = await queryStatus(options.registry.socketPath(mountpoint), 1000).catch(() => undefined);
+    process.kill(record.pid, 'SIGTERM');
+    await sleep(20);
+    if (isAlive(record.pid)) process.kill(record.pid, 'SIGTERM');
+    for (let i = 0; i < 100 && isAlive(record.pid); i++) await sleep(50);
+    const pending = status?.pendingUploads ?? 0;
+    if (pending > 0) {
+      output.write(
+        status?.journal
+          ? `${pending} file(s) were not uploaded yet; those closed are in the journal ${status.journal} and are uploaded by the next mount of ${mountpoint}\n`
+          : `${pending} file(s) with changes not yet uploaded were lost\n`,
+      );
+    }
+    return;
+  }
   // The daemon notices the mount is gone, uploads anything pending and exits; nudge it too.
   process.kill(record.pid, 'SIGTERM');
   const progress = new DrainProgress(options.registry.socketPath(mountpoint), options.output ?? process.stdout);

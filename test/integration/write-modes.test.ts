@@ -173,6 +173,29 @@ describe('--write-mode async', () => {
     }
   });
 
+  it('unmount --force leaves at once and says what the journal keeps for the next mount', async () => {
+    const staging = mkdtempSync(join(tmpdir(), 'objmount-journal-'));
+    const env = testEnv();
+    const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--write-mode', 'async', '--staging-dir', staging], env);
+    const files = Array.from({ length: 12 }, (_, i) => ({ key: `slow/forced-unmount-${i}`, data: randomBytes(20_000 + i) }));
+    try {
+      mkdirSync(join(mount.mountpoint, 'slow'), { recursive: true });
+      for (const { key, data } of files) writeFileSync(join(mount.mountpoint, key), data);
+      const result = await objmount(['unmount', '--force', mount.mountpoint], env);
+      expect(result.code).toBe(0);
+      expect(result.stdout).toMatch(new RegExp(`\\d+ file\\(s\\) were not uploaded yet; those closed are in the journal ${staging} and are uploaded by the next mount`));
+      expect(isMounted(mount.mountpoint)).toBe(false);
+    } finally {
+      forceUnmount(mount.mountpoint);
+    }
+    const again = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--write-mode', 'async', '--staging-dir', staging], env);
+    try {
+      for (const { key, data } of files) expect(sha(await storeGet(key))).toBe(sha(data));
+    } finally {
+      await again.unmount();
+    }
+  });
+
   it('fsync waits for the store', async () => {
     const staging = mkdtempSync(join(tmpdir(), 'objmount-journal-'));
     const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--write-mode', 'async', '--staging-dir', staging]);
