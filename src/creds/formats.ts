@@ -112,8 +112,8 @@ export function detectFormat(file: string, text: string): CredentialFormat {
   const trimmed = text.trim();
   if (trimmed.startsWith('{')) {
     try {
-      const json = JSON.parse(trimmed) as Record<string, unknown>;
-      if (json.aliases || json.hosts) return 'mc';
+      const json = JSON.parse(trimmed) as Record<string, unknown> | null;
+      if (json?.aliases || json?.hosts) return 'mc';
     } catch {
       // not JSON after all
     }
@@ -266,15 +266,21 @@ function parseRclone(file: string, text: string, remote?: string): ImportedCrede
 
 /** The MinIO client's ~/.mc/config.json: every alias with keys, or just `alias`. */
 function parseMinioClient(file: string, text: string, alias?: string): ImportedCredential[] {
-  let json: { aliases?: Record<string, Record<string, string>>; hosts?: Record<string, Record<string, string>> };
+  let json: unknown;
   try {
-    json = JSON.parse(text) as typeof json;
+    json = JSON.parse(text);
   } catch (error) {
-    throw new CredentialFormatError(`${file}: not valid JSON (${(error as Error).message})`);
+    // JSON's own message quotes the text, which may hold a secret: give only the position.
+    const at = /position (\d+)/.exec((error as Error).message)?.[1];
+    throw new CredentialFormatError(`${file}: not valid JSON${at === undefined ? '' : ` (at character ${at})`}`);
   }
+  const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+  const aliases = isObject(json) ? (json.aliases ?? json.hosts) : undefined;
   const credentials: ImportedCredential[] = [];
-  for (const [name, entry] of Object.entries(json.aliases ?? json.hosts ?? {})) {
+  for (const [name, value] of Object.entries(isObject(aliases) ? aliases : {})) {
     if (alias !== undefined && name !== alias) continue;
+    if (!isObject(value)) continue;
+    const entry = Object.fromEntries(Object.entries(value).filter(([, v]) => typeof v === 'string')) as Record<string, string>;
     if (!entry.accessKey || !entry.secretKey) continue; // mc ships keyless aliases (play, gcs...)
     credentials.push({
       provider: 's3',

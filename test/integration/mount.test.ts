@@ -164,6 +164,22 @@ describe('reading', () => {
   });
 });
 
+describe('hostile names', () => {
+  it('keeps names with spaces, unicode, %, +, #, ?, quotes and 255-byte components exactly', async () => {
+    const names = ['with space', 'plus+sign', 'per%25cent', 'hash#tag', 'what?', 'quote\'s "double"', 'é-nfc', 'e\u0301-nfd', '日本語', 'emoji-\u{1F600}', 'x'.repeat(255), 'ü'.repeat(127)];
+    mkdirSync(join(mnt, 'hostile'));
+    for (const name of names) writeFileSync(join(mnt, 'hostile', name), name);
+    expect(readdirSync(join(mnt, 'hostile')).sort()).toEqual([...names].sort());
+    for (const name of names) {
+      expect(readFileSync(join(mnt, 'hostile', name), 'utf8')).toBe(name);
+      expect((await sdkGet(`hostile/${name}`)).toString()).toBe(name);
+    }
+    sh(`mv 'hostile/with space' 'hostile/still spaced+'`);
+    expect((await sdkGet('hostile/still spaced+')).toString()).toBe('with space');
+    expect(shFails(`touch hostile/${'y'.repeat(256)}`)).toMatch(/File name too long/);
+  });
+});
+
 describe('trees copied with cp -r, rsync and tar', () => {
   let tree: string;
   beforeAll(() => {

@@ -172,3 +172,14 @@ describe('bad files', () => {
     expect(() => parseCredentials('x.json', '{"not": "mc"}')).toThrow(/not a MinIO client config.json/);
   });
 });
+
+describe('regressions found by the fuzzer (test/unit/fuzz-parsers.test.ts)', () => {
+  it('a MinIO config that is not JSON fails on one line, without quoting the file', () => {
+    expect(() => parseCredentials('config.json', '\n:', 'mc')).toThrow(/^config.json: not valid JSON( \(at character \d+\))?$/);
+  });
+
+  it('a MinIO config that is JSON null (or has non-object aliases) is a format error, not a crash', () => {
+    expect(() => parseCredentials('config.json', 'null', 'mc')).toThrow(CredentialFormatError);
+    expect(() => parseCredentials('config.json', '{"aliases": {"a": null, "b": 7}}', 'mc')).toThrow(/no MinIO client alias/);
+  });
+});
