@@ -13,9 +13,6 @@ process.env.OBJMOUNT_TEST_RUN_DIR = runDir;
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    // The model-based run is separate (scripts/test-model sets OBJMOUNT_MODEL): it still finds
-    // an open bug.
-    exclude: process.env.OBJMOUNT_MODEL ? ['**/node_modules/**'] : ['test/model/**', '**/node_modules/**'],
     // FUSE integration tests mount real file systems: run files one at a time so two mounts never
     // race for the same CPU-starved s3rver, and give store round trips room on a 2-core machine.
     fileParallelism: false,

@@ -421,9 +421,11 @@ export class FileSystem {
     // Only if nobody reopened it, and no upload is waiting, by the time the queue gets here.
     await file.exclusive(async () => {
       if (busy()) return;
+      // Out of the table before the first await: an open arriving meanwhile must not pick up a
+      // file whose staging copy is going away (it would then write to a discarded copy).
+      if (this.openFiles.get(file.path) === file) this.openFiles.delete(file.path);
       await this.stopStream(file); // only left when the upload failed or the file was unlinked
       await file.discard();
-      if (this.openFiles.get(file.path) === file) this.openFiles.delete(file.path);
     });
   }
 
@@ -440,8 +442,12 @@ export class FileSystem {
       await this.truncateOpen(file, size);
       await this.commit(file);
     } finally {
-      await file.exclusive(() => file.discard());
-      if (this.openFiles.get(path) === file) this.openFiles.delete(path);
+      await file.exclusive(async () => {
+        // As in forgetIfDone: leave the table before the staging copy goes away.
+        if (file.refs === 1 && this.openFiles.get(path) === file) this.openFiles.delete(path);
+        if (file.refs === 1) await file.discard();
+      });
+      file.refs -= 1;
     }
   }
 

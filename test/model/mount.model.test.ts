@@ -2,11 +2,8 @@
  * Model-based test (fast-check `fc.commands`): random sequences of file operations applied to a
  * real objmount mount and to a local directory, compared after every step: the same result or
  * the same error code, the same contents and listings. A failure shrinks to a small sequence,
- * to be kept as a named regression test once fixed.
- *
- * Not in the README's suite yet: it finds an open bug (writing a file again right after writing
- * it can fail with ESTALE, a few runs in a hundred; see the closing note of 2026-11-24).
- * Run it with `scripts/test-model` (`OBJMOUNT_MODEL_RUNS=200` for a longer run).
+ * kept as a named regression test (mount.test.ts, "writes a file again while its last handle is
+ * being released"). The suite runs it briefly; `scripts/test-model` runs it for longer.
  */
 
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmdirSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
