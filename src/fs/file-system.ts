@@ -16,6 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 
+import { LRUCache } from 'lru-cache';
 import PQueue from 'p-queue';
 
 import type { Logger } from '../log/logger.js';
@@ -124,8 +125,8 @@ export class FileSystem {
    * (three requests saved per new file in `cp -r`, `tar x`, `mkdir -p`).
    */
   private readonly madeHere = new Map<string, { until: number; names: Set<string> }>();
-  /** Directories just listed → their entries still lacking POSIX metadata. */
-  private readonly listed = new Map<string, string[]>();
+  /** Directories just listed → their entries still lacking POSIX metadata (the latest few). */
+  private readonly listed = new LRUCache<string, string[]>({ max: 64 });
   /** HEADs that complete the entries of a listing, a bounded number at a time. */
   private readonly metadataQueue = new PQueue({ concurrency: 32 });
   private nextHandle = 1;
@@ -240,6 +241,11 @@ export class FileSystem {
     );
     this.cache.setNode(path, { attrs, etag, explicit: true, complete: true });
     this.appeared(path);
+    if (this.madeHere.size >= 10_000) {
+      // Keep the map small in a long-lived mount: drop what has expired.
+      const now = this.now();
+      for (const [dir, entry] of this.madeHere) if (entry.until < now) this.madeHere.delete(dir);
+    }
     this.madeHere.set(path, { until: this.now() + this.options.cache.dirTtlMs, names: new Set() });
   }
 
