@@ -16,6 +16,7 @@ import { pipeline } from 'node:stream/promises';
 
 import type { ObjectStore } from '../storage/object-store.js';
 import type { Attributes } from './attributes.js';
+import { FsError } from './errors.js';
 import type { StreamingUpload } from './write/streaming-upload.js';
 
 export class OpenFile {
@@ -108,7 +109,12 @@ export class OpenFile {
 
   private async download(store: ObjectStore, handle: FileHandle, start: number, end: number): Promise<void> {
     const { body } = await store.getStream(this.key, { ifMatch: this.etag, range: { start, end: end - 1 } });
-    await pipeline(body, createWriteStream('', { fd: handle.fd, autoClose: false, start }));
+    const sink = createWriteStream('', { fd: handle.fd, autoClose: false, start });
+    await pipeline(body, sink);
+    // A body cut short must not leave a hole that would later be uploaded as zeros.
+    if (sink.bytesWritten !== end - start) {
+      throw new FsError('EIO', `${this.path}: the store sent ${sink.bytesWritten} of ${end - start} bytes`);
+    }
   }
 
   get stagingFile(): string | undefined {

@@ -147,13 +147,27 @@ export class S3Store implements ObjectStore {
   }
 
   async get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
-    const { info, body } = await this.getStream(key, options);
+    const { info, body, length } = await this.getStream(key, options);
     const chunks: Buffer[] = [];
-    for await (const chunk of body) chunks.push(chunk as Buffer);
-    return { info, body: Buffer.concat(chunks) };
+    try {
+      for await (const chunk of body) chunks.push(chunk as Buffer);
+    } catch (error) {
+      // The SDK retries until the headers arrive; a body cut off after them surfaces here, as a
+      // transient failure the caller may retry (never as a short, wrong answer).
+      this.stats.failures += 1;
+      const detail = error instanceof Error ? error.message : String(error);
+      throw new StoreError('Transient', `${this.description}/${key}: get failed while reading the body: ${detail}`, undefined, { cause: error });
+    }
+    const data = Buffer.concat(chunks);
+    if (length !== undefined && data.length !== length) {
+      this.stats.failures += 1;
+      throw new StoreError('Transient', `${this.description}/${key}: get returned ${data.length} of ${length} bytes`);
+    }
+    return { info, body: data };
   }
 
-  async getStream(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Readable }> {
+  /** `length` is the body's Content-Length, when the store sent one. */
+  async getStream(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
     const range = options.range ? `bytes=${options.range.start}-${options.range.end}` : undefined;
     const out = await this.call('get', key, () =>
       this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range, IfMatch: options.ifMatch })),
@@ -169,6 +183,7 @@ export class S3Store implements ObjectStore {
         contentType: out.ContentType,
       },
       body: out.Body as Readable,
+      length: out.ContentLength,
     };
   }
 
