@@ -71,10 +71,17 @@ export interface TestMount {
 }
 
 /** Mounts `source` from `endpoint` (or wherever its stored credential says, with '') in daemon mode; returns once live. */
-export async function mountBucket(endpoint: string, source: string, extraArgs: string[] = [], env = testEnv()): Promise<TestMount> {
+export async function mountBucket(
+  endpoint: string,
+  source: string,
+  extraArgs: string[] = [],
+  env = testEnv(),
+  /** Mount here (e.g. again, on a mountpoint a killed daemon left) instead of a new directory. */
+  at?: string,
+): Promise<TestMount> {
   const dir = mkdtempSync(join(tmpdir(), 'objmount-test-'));
-  const mountpoint = join(dir, 'mnt');
-  mkdirSync(mountpoint);
+  const mountpoint = at ?? join(dir, 'mnt');
+  if (!at) mkdirSync(mountpoint);
   const logFile = join(dir, 'daemon.log');
   const endpointArgs = endpoint ? ['--endpoint', endpoint] : []; // '': the credential store says
   const result = await objmount(['mount', source, mountpoint, ...endpointArgs, '--log-file', logFile, ...extraArgs], env);
