@@ -62,15 +62,16 @@ export class FuseSession {
       // The kernel keeps a file's pages across opens while its mtime and size are unchanged (a
       // changed object has a new mtime), so a second read of a hot file costs no request.
       autoCache: true,
-      attrTimeout: options.attrTimeoutSeconds,
-      entryTimeout: options.attrTimeoutSeconds,
       debug: options.debug,
     });
     const base = fuse._fuseOptions.bind(fuse);
     fuse._fuseOptions = () => {
-      const extra = `big_writes,max_write=${MAX_WRITE}`;
-      const options = base();
-      return options ? `${options},${extra}` : `-o${extra}`;
+      // The timeouts go here, not through fuse-native's options: it drops a 0 (libfuse then
+      // keeps entries for its default second, and --metadata-ttl 0 would not mean "ask again").
+      const timeouts = `entry_timeout=${options.attrTimeoutSeconds},attr_timeout=${options.attrTimeoutSeconds}`;
+      const extra = `big_writes,max_write=${MAX_WRITE},${timeouts}`;
+      const given = base();
+      return given ? `${given},${extra}` : `-o${extra}`;
     };
     this.fuse = fuse;
   }

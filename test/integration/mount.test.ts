@@ -11,7 +11,7 @@ import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
@@ -289,6 +289,20 @@ describe('file operations', () => {
       writeFileSync(join(mnt, 'rewritten'), `first ${i}`);
       writeFileSync(join(mnt, 'rewritten'), `second ${i}`);
       expect(readFileSync(join(mnt, 'rewritten'), 'utf8')).toBe(`second ${i}`);
+    }
+  });
+
+  it('with --metadata-ttl 0, a file another client deleted is gone at the next lookup (found by the model test)', async () => {
+    // fuse-native dropped a 0 timeout, so the kernel kept the entry for libfuse's default second:
+    // rename(a, e/f/g) answered ENOTDIR (e/f still a file) instead of ENOENT.
+    const fresh = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--metadata-ttl', '0', '--negative-ttl', '0']);
+    try {
+      mkdirSync(join(fresh.mountpoint, 'ttl0', 'e'), { recursive: true });
+      writeFileSync(join(fresh.mountpoint, 'ttl0', 'e', 'f'), '');
+      await sdk.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'ttl0/e/f' }));
+      expect(() => statSync(join(fresh.mountpoint, 'ttl0', 'e', 'f'))).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+    } finally {
+      await fresh.unmount();
     }
   });
 
