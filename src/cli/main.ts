@@ -33,6 +33,7 @@ function mountFlags(y: Argv) {
       type: 'boolean',
       describe: "path-style addressing (endpoint/bucket/key); default: the stored credential's, else on with a custom endpoint, off for AWS",
     })
+    .option('signature', { choices: ['v2', 'v4'] as const, describe: "request signing: v2 for old stores that need it (default: the stored credential's, else v4)" })
     .option('creds', { type: 'string', describe: "use this stored credential (see 'objmount creds list') instead of the bucket's pairing" })
     .option('foreground', { alias: 'f', type: 'boolean', default: false, describe: 'stay in the foreground, log to stderr' })
     .option('uid', { type: 'number', describe: 'owner of objects without POSIX metadata (default: yours)' })
@@ -102,6 +103,7 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     region: args.region,
     defaultRegion: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? DEFAULTS.region,
     pathStyle: args['path-style'],
+    signatureVersion: args.signature,
     foreground: args.foreground,
     uid: args.uid ?? process.getuid?.() ?? 0,
     gid: args.gid ?? process.getgid?.() ?? 0,
@@ -245,6 +247,7 @@ function credsCommands(y: Argv, env: NodeJS.ProcessEnv): Argv {
           .option('profile', { type: 'string', describe: 'import only this profile, rclone remote or mc alias' })
           .option('endpoint', { type: 'string', describe: 'endpoint URL, for files that do not name one' })
           .option('region', { type: 'string', describe: 'region, for files that do not name one' })
+          .option('signature', { choices: ['v2', 'v4'] as const, describe: "request signing the store needs (default: the file's, e.g. s3cmd's signature_v2, else v4)" })
           .option('force', { type: 'boolean', default: false, describe: 'replace a credential of the same name' }),
       async (args) => {
         if (!args.file && !args['from-env']) throw new UserError('name a file to import (or - for standard input, or --from-env)');
@@ -256,6 +259,7 @@ function credsCommands(y: Argv, env: NodeJS.ProcessEnv): Argv {
           profile: args.profile,
           endpoint: args.endpoint,
           region: args.region,
+          signatureVersion: args.signature,
           force: args.force,
         });
       },

@@ -21,6 +21,8 @@ export interface MountOptions {
   defaultRegion: string;
   /** Given on the command line; else the stored credential's, else on with a custom endpoint. */
   pathStyle?: boolean;
+  /** Given on the command line; else the stored credential's, else 'v4'. */
+  signatureVersion?: 'v2' | 'v4';
   foreground: boolean;
   /** Defaults for objects without POSIX metadata. */
   uid: number;

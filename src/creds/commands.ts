@@ -28,6 +28,8 @@ export interface ImportOptions {
   profile?: string;
   endpoint?: string;
   region?: string;
+  /** Overrides what the file says (s3cmd's signature_v2). */
+  signatureVersion?: 'v2' | 'v4';
   force?: boolean;
 }
 
@@ -46,6 +48,7 @@ export function storeFor(credential: Omit<StoredCredential, 'name' | 'origin' | 
     credentialDescription: `credential '${name}' (access key ${maskKey(credential.accessKeyId)})`,
     maxAttempts: 2,
     connectTimeoutMs: 3_000,
+    signatureVersion: credential.signatureVersion,
   });
 }
 
@@ -92,7 +95,8 @@ export async function importCredentials(ctx: CredsContext, options: ImportOption
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) throw new UserError(`'${name}' is not a usable name: use letters, digits, '.', '_' and '-' (--name)`);
     if (existing[name] && !options.force) throw new UserError(`a credential named '${name}' exists: choose another with --name, or replace it with --force`);
     const { suggestedName: _suggested, ...rest } = credential;
-    return { ...rest, endpoint, region: options.region ?? credential.region, name };
+    const signatureVersion = options.signatureVersion ?? credential.signatureVersion;
+    return { ...rest, endpoint, region: options.region ?? credential.region, ...(signatureVersion ? { signatureVersion } : {}), name };
   });
 
   // Verify each one against its store before anything is written.

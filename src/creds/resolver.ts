@@ -25,6 +25,7 @@ export interface ResolvedS3Credential {
   endpoint?: string;
   region?: string;
   pathStyle?: boolean;
+  signatureVersion?: 'v2' | 'v4';
 }
 
 export interface CredentialResolver {
@@ -114,6 +115,7 @@ export class StoreResolver implements CredentialResolver {
       endpoint: credential.endpoint,
       region: credential.region,
       pathStyle: credential.pathStyle,
+      signatureVersion: credential.signatureVersion,
     };
   }
 

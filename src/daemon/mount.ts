@@ -60,6 +60,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
   const endpoint = options.endpoint ?? credential.endpoint;
   const region = options.region ?? credential.region ?? options.defaultRegion;
   const pathStyle = options.pathStyle ?? credential.pathStyle ?? endpoint !== undefined;
+  const signatureVersion = options.signatureVersion ?? credential.signatureVersion;
   const store = new S3Store({
     bucket: options.source.bucket,
     endpoint,
@@ -70,6 +71,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     maxConnections: options.maxConnections,
     maxParts: options.maxUploadParts,
     logger,
+    signatureVersion,
   });
 
   const cleanups: Array<() => Promise<unknown> | unknown> = [() => store.destroy()];

@@ -34,6 +34,10 @@
  *     range `bytes=-N` is the last N bytes (s3rver served the first N + 1).
  * 14. UploadPartCopy (a range of an existing object as a part, with x-amz-copy-source-if-match)
  *     is implemented; s3rver answered 501 NotImplemented.
+ * 15. Header-signed Signature V2 requests are verified as AWS documents it, with the Date header
+ *     (empty when x-amz-date is sent). s3rver signed an empty Date line always, so it refused
+ *     every correctly signed V2 request that had a Date. Its own signature check is off
+ *     (`allowMismatchedSignatures`); unknown access keys are still refused by it.
  */
 
 import { type Hash, type Hmac, createHash, createHmac } from 'node:crypto';
@@ -67,6 +71,8 @@ export interface LocalS3ServerOptions {
    * 403 AccessDenied), like a key granted access by another account's bucket policy.
    */
   restrictedKey?: { accessKeyId: string; secretAccessKey: string };
+  /** For tests: refuse Signature Version 4 (403), like an old store that only knows V2. */
+  signatureV2Only?: boolean;
   /** For tests: faults injected into object writes (PUT object, upload part) whose key matches. */
   writeFaults?: {
     /** A regular expression (source text, so it passes to the server's own process). */
@@ -114,6 +120,8 @@ interface Context {
   headers: Record<string, string | string[] | undefined>;
   req: IncomingMessage;
   params?: Record<string, string>;
+  /** s3rver's: `vhost` is set when the bucket came from the Host header. */
+  state: { vhost?: boolean };
   store: Store;
   status: number;
   body: unknown;
@@ -262,8 +270,15 @@ export async function startLocalS3Server(options: LocalS3ServerOptions = {}): Pr
     directory,
     silent: options.silent ?? true,
     configureBuckets: (options.buckets ?? []).map((name) => ({ name })),
+    allowMismatchedSignatures: true, // V2 and V4 are verified in s3Semantics instead
   });
   // Last is s3rver's router; ahead of it, its logger, XML serializer and virtual-host rewrite.
+  if (options.signatureV2Only) {
+    server.middleware.splice(server.middleware.length - 1, 0, async (ctx: Context, next: Next) => {
+      if (/^AWS4-/.test(ctx.get('authorization'))) throw new S3Error('AccessDenied', 'This store accepts Signature Version 2 only.');
+      return next();
+    });
+  }
   server.middleware.splice(server.middleware.length - 1, 0, s3Semantics);
   if (options.writeFaults) server.middleware.splice(server.middleware.length - 1, 0, writeFaults(options.writeFaults));
   if (options.restrictedKey) {
@@ -328,6 +343,7 @@ async function s3Semantics(ctx: Context, next: Next): Promise<void> {
   ctx.params = { bucket, key };
   await authenticate(ctx, async () => undefined);
   await verifySignatureV4(ctx);
+  verifySignatureV2(ctx);
   if (!bucket) return next(); // ListBuckets
   if (!(await ctx.store.getBucket(bucket))) return next(); // s3rver answers NoSuchBucket
 
@@ -429,6 +445,45 @@ function toBytes(data: SourceData): Uint8Array | string {
   if (typeof data === 'string') return data;
   if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   return new Uint8Array(data);
+}
+
+/** Query parameters signed as part of the resource in Signature V2 (AWS's list). */
+const V2_SUBRESOURCES = new Set(['acl', 'cors', 'delete', 'lifecycle', 'location', 'logging', 'notification', 'partNumber', 'policy',
+  'requestPayment', 'restore', 'tagging', 'torrent', 'uploadId', 'uploads', 'versionId', 'versioning', 'versions', 'website',
+  'response-cache-control', 'response-content-disposition', 'response-content-encoding', 'response-content-language',
+  'response-content-type', 'response-expires']);
+
+/**
+ * Verifies a header-signed Signature V2 request (`Authorization: AWS key:signature`) as AWS's S3
+ * documentation defines the string to sign; presigned V2 URLs are not used by objmount.
+ */
+function verifySignatureV2(ctx: Context): void {
+  const match = /^AWS ([^:]+):(.+)$/.exec(ctx.get('authorization'));
+  if (!match) return;
+  const [, accessKeyId = '', signature] = match;
+  const secretAccessKey = AWSAccount.registry.get(accessKeyId)?.accessKeys.get(accessKeyId);
+  if (secretAccessKey === undefined) return; // authenticate() has answered InvalidAccessKeyId
+  const url = ctx.originalUrl; // as sent
+  const queryStart = url.indexOf('?');
+  const path = queryStart < 0 ? url : url.slice(0, queryStart);
+  const signed = [...new URLSearchParams(queryStart < 0 ? '' : url.slice(queryStart).replace(/\+/g, '%2B'))]
+    .filter(([name]) => V2_SUBRESOURCES.has(name))
+    .map(([name, value]) => (value === '' ? name : `${name}=${value}`))
+    .sort();
+  const resource = (ctx.state.vhost ? `/${ctx.params?.bucket ?? ''}` : '') + path + (signed.length ? `?${signed.join('&')}` : '');
+  const amz = Object.keys(ctx.headers)
+    .filter((name) => name.startsWith('x-amz-'))
+    .sort()
+    .map((name) => `${name}:${ctx.get(name).trim().replace(/\s+/g, ' ')}`);
+  const date = ctx.get('x-amz-date') ? '' : ctx.get('date');
+  const toSign = [ctx.method, ctx.get('content-md5'), ctx.get('content-type'), date, ...amz, resource].join('\n');
+  if (createHmac('sha1', secretAccessKey).update(toSign, 'utf8').digest('base64') !== signature) {
+    throw new S3Error(
+      'SignatureDoesNotMatch',
+      'The request signature we calculated does not match the signature you provided. Check your key and signing method.',
+      { AWSAccessKeyId: accessKeyId },
+    );
+  }
 }
 
 /**

@@ -33,6 +33,7 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 
 import type { Logger } from '../log/logger.js';
+import { SignatureV2Signer } from './signature-v2.js';
 import {
   type CompletedPart,
   type PartCopySource,
@@ -66,6 +67,8 @@ export interface S3StoreOptions {
   maxParts?: number;
   /** Where retried and failed requests are reported (one line each); default: nowhere. */
   logger?: Logger;
+  /** 'v2' for old stores that only know AWS Signature Version 2; default 'v4'. */
+  signatureVersion?: 'v2' | 'v4';
 }
 
 /** Requests sent, and the retries the SDK needed for them. */
@@ -99,7 +102,20 @@ export class S3Store implements ObjectStore {
       partCopy: true,
     };
     const maxSockets = options.maxConnections ?? 32;
+    // V2 takes the place of the SDK's V4 signer for every auth scheme S3's endpoint rules pick.
+    const v2 = new SignatureV2Signer(options.bucket);
+    const signatureV2 =
+      options.signatureVersion === 'v2'
+        ? {
+            httpAuthSchemes: ['aws.auth#sigv4', 'aws.auth#sigv4a'].map((schemeId) => ({
+              schemeId,
+              identityProvider: (config: { getIdentityProvider(id: string): unknown }) => config.getIdentityProvider('aws.auth#sigv4'),
+              signer: v2,
+            })),
+          }
+        : {};
     this.client = new S3Client({
+      ...(signatureV2 as object),
       region: options.region,
       endpoint: options.endpoint,
       forcePathStyle: options.pathStyle,

@@ -3,7 +3,7 @@
  * pairing a key that may not list buckets, mounting by pairing alone, and bad input.
  */
 
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -159,5 +159,43 @@ describe('objmount creds', () => {
     expect(results.map((r) => r.code)).toEqual([0, 0, 0, 0, 0]);
     const { credentials } = JSON.parse((await objmount(['creds', 'list', '--json'], env)).stdout) as { credentials: Array<{ name: string }> };
     expect(credentials.map((c) => c.name).sort()).toEqual(['k1', 'k2', 'k3', 'k4', 'k5']);
+  });
+});
+
+describe('a store that only accepts Signature Version 2', () => {
+  it('imports an .s3cfg with signature_v2 = True and mounts by pairing, signing V2', async () => {
+    const old = await startLocalS3ServerProcess({ buckets: ['creds-v2'], signatureV2Only: true });
+    const oldSdk = s3Client(old.endpoint);
+    try {
+      const env = freshEnv('store-v2');
+      const host = old.endpoint.replace(/^http:\/\//, '');
+      const s3cfg = join(scratch, 'old.s3cfg');
+      writeFileSync(
+        s3cfg,
+        `[default]\r\naccess_key = ${LOCAL_S3_ACCESS_KEY}\r\nsecret_key = ${LOCAL_S3_SECRET_KEY}\r\nhost_base = ${host}\r\nhost_bucket = ${host}\r\nuse_https = False\r\nsignature_v2 = True\r\n`,
+      );
+      const imported = await objmount(['creds', 'import', s3cfg, '--name', 'old'], env);
+      expect(imported.stderr).toBe('');
+      expect(imported.stdout).toMatch(/Detected 1 bucket, paired 1: creds-v2/);
+      expect(JSON.parse((await objmount(['creds', 'show', 'old', '--json'], env)).stdout)).toMatchObject({ signatureVersion: 'v2' });
+
+      const mount = await mountBucket('', 's3://creds-v2', [], env);
+      try {
+        writeFileSync(join(mount.mountpoint, 'signed-v2'), 'old but fine');
+        expect(readFileSync(join(mount.mountpoint, 'signed-v2'), 'utf8')).toBe('old but fine');
+      } finally {
+        await mount.unmount();
+      }
+
+      // The same bucket with V4 forced on the command line is refused, in one line.
+      mkdirSync(join(scratch, 'v4-mnt'));
+      const forced = await objmount(['mount', 's3://creds-v2', join(scratch, 'v4-mnt'), '--signature', 'v4'], env);
+      expect(forced.code).not.toBe(0);
+      expect(forced.stderr.trim().split('\n')).toHaveLength(1);
+      expect(forced.stderr).toMatch(/denied/i);
+    } finally {
+      oldSdk.destroy();
+      await old.close();
+    }
   });
 });

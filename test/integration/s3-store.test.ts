@@ -139,3 +139,64 @@ describe('S3Store', () => {
     }
   });
 });
+
+describe('S3Store with Signature Version 2 (an old store that refuses V4)', () => {
+  let old: LocalS3Server;
+  const v2Store = (secretAccessKey = LOCAL_S3_SECRET_KEY, signatureVersion: 'v2' | 'v4' = 'v2') =>
+    new S3Store({
+      bucket: BUCKET,
+      endpoint: old.endpoint,
+      region: 'us-east-1',
+      pathStyle: true,
+      credentials: async () => ({ accessKeyId: LOCAL_S3_ACCESS_KEY, secretAccessKey }),
+      credentialDescription: 'the test key',
+      signatureVersion,
+      maxAttempts: 1,
+    });
+
+  beforeAll(async () => {
+    old = await startLocalS3ServerProcess({ buckets: [BUCKET], signatureV2Only: true });
+  });
+  afterAll(() => old?.close());
+
+  it('does everything objmount asks of a store: keys with odd characters, ranges, lists, copies, multipart, deletes', async () => {
+    const s = v2Store();
+    try {
+      const key = 'v2/a b+c(1)!*~é.txt';
+      const { etag } = await s.put(key, Buffer.from('0123456789'), { metadata: { mode: '33188' }, contentType: 'text/plain' });
+      expect(await s.head(key)).toMatchObject({ size: 10, etag, metadata: { mode: '33188' } });
+      expect((await s.get(key, { range: { start: 3, end: 5 }, ifMatch: etag })).body.toString()).toBe('345');
+      const page = await s.list({ prefix: 'v2/', delimiter: '/' });
+      expect(page.objects.map((o) => o.key)).toEqual([key]);
+      await s.copy(key, 'v2/copy', { metadata: { mode: '33261' } });
+      expect((await s.head('v2/copy')).metadata).toEqual({ mode: '33261' });
+
+      const uploadId = await s.createMultipartUpload('v2/big');
+      const part1 = await s.uploadPart('v2/big', uploadId, 1, Buffer.alloc(5 * 1024 * 1024, 1));
+      const part2 = await s.uploadPartCopy('v2/big', uploadId, 2, { key, range: { start: 0, end: 9 }, ifMatch: etag });
+      await s.completeMultipartUpload('v2/big', uploadId, [
+        { partNumber: 1, etag: part1 },
+        { partNumber: 2, etag: part2 },
+      ]);
+      expect((await s.head('v2/big')).size).toBe(5 * 1024 * 1024 + 10);
+      const aborted = await s.createMultipartUpload('v2/aborted');
+      await s.abortMultipartUpload('v2/aborted', aborted);
+      await s.deleteMany([key, 'v2/copy', 'v2/big']);
+      expect((await s.list({ prefix: 'v2/' })).objects).toEqual([]);
+    } finally {
+      s.destroy();
+    }
+  });
+
+  it('fails a wrong secret with InvalidCredentials, and a V4 client with AccessDenied', async () => {
+    const wrong = v2Store('not the secret');
+    const v4 = v2Store(LOCAL_S3_SECRET_KEY, 'v4');
+    try {
+      await expect(wrong.list({ prefix: '' })).rejects.toMatchObject({ code: 'InvalidCredentials', storeCode: 'SignatureDoesNotMatch' });
+      await expect(v4.list({ prefix: '' })).rejects.toMatchObject({ code: 'AccessDenied' });
+    } finally {
+      wrong.destroy();
+      v4.destroy();
+    }
+  });
+});
