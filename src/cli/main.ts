@@ -34,6 +34,8 @@ function mountFlags(y: Argv) {
       describe: "path-style addressing (endpoint/bucket/key); default: the stored credential's, else on with a custom endpoint, off for AWS",
     })
     .option('signature', { choices: ['v2', 'v4'] as const, describe: "request signing: v2 for old stores that need it (default: the stored credential's, else v4)" })
+    .option('ca-bundle', { type: 'string', describe: "PEM file of CA certificates to trust besides the system's (default: the stored credential's, else $AWS_CA_BUNDLE)" })
+    .option('insecure', { type: 'boolean', default: false, describe: "do not verify the store's TLS certificate (a self-signed test gateway)" })
     .option('creds', { type: 'string', describe: "use this stored credential (see 'objmount creds list') instead of the bucket's pairing" })
     .option('foreground', { alias: 'f', type: 'boolean', default: false, describe: 'stay in the foreground, log to stderr' })
     .option('uid', { type: 'number', describe: 'owner of objects without POSIX metadata (default: yours)' })
@@ -104,6 +106,9 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     defaultRegion: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? DEFAULTS.region,
     pathStyle: args['path-style'],
     signatureVersion: args.signature,
+    caBundle: args['ca-bundle'],
+    environmentCaBundle: env.AWS_CA_BUNDLE || undefined,
+    insecure: args.insecure,
     foreground: args.foreground,
     uid: args.uid ?? process.getuid?.() ?? 0,
     gid: args.gid ?? process.getgid?.() ?? 0,
@@ -248,6 +253,8 @@ function credsCommands(y: Argv, env: NodeJS.ProcessEnv): Argv {
           .option('endpoint', { type: 'string', describe: 'endpoint URL, for files that do not name one' })
           .option('region', { type: 'string', describe: 'region, for files that do not name one' })
           .option('signature', { choices: ['v2', 'v4'] as const, describe: "request signing the store needs (default: the file's, e.g. s3cmd's signature_v2, else v4)" })
+          .option('ca-bundle', { type: 'string', describe: "PEM file of CA certificates the store's endpoint needs (default: the file's, e.g. s3cmd's ca_certs_file)" })
+          .option('insecure', { type: 'boolean', default: false, describe: "do not verify the store's TLS certificate" })
           .option('force', { type: 'boolean', default: false, describe: 'replace a credential of the same name' }),
       async (args) => {
         if (!args.file && !args['from-env']) throw new UserError('name a file to import (or - for standard input, or --from-env)');
@@ -260,6 +267,8 @@ function credsCommands(y: Argv, env: NodeJS.ProcessEnv): Argv {
           endpoint: args.endpoint,
           region: args.region,
           signatureVersion: args.signature,
+          caBundle: args['ca-bundle'],
+          insecure: args.insecure,
           force: args.force,
         });
       },

@@ -23,6 +23,12 @@ export interface MountOptions {
   pathStyle?: boolean;
   /** Given on the command line; else the stored credential's, else 'v4'. */
   signatureVersion?: 'v2' | 'v4';
+  /** CA certificates (PEM file) trusted besides the system's (--ca-bundle); else the stored credential's. */
+  caBundle?: string;
+  /** $AWS_CA_BUNDLE: the bundle when neither the command line nor a stored credential names one. */
+  environmentCaBundle?: string;
+  /** Skip TLS certificate verification. */
+  insecure: boolean;
   foreground: boolean;
   /** Defaults for objects without POSIX metadata. */
   uid: number;

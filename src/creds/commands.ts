@@ -6,11 +6,14 @@
 
 import { readFile } from 'node:fs/promises';
 
+import { resolve as resolvePath } from 'node:path';
+
 import { UserError } from '../daemon/user-error.js';
 import { isStoreError } from '../storage/object-store.js';
 import { S3Store } from '../storage/s3-store.js';
 import { type CredentialFormat, CredentialFormatError, type ImportedCredential, parseCredentials, parseEnvironment } from './formats.js';
 import { CredentialStore, type StoredCredential, maskKey } from './store.js';
+import { readCaBundle } from './ca-bundle.js';
 
 export interface CredsContext {
   store: CredentialStore;
@@ -30,6 +33,9 @@ export interface ImportOptions {
   region?: string;
   /** Overrides what the file says (s3cmd's signature_v2). */
   signatureVersion?: 'v2' | 'v4';
+  /** Override what the file says (s3cmd's ca_certs_file, check_ssl_certificate). */
+  caBundle?: string;
+  insecure?: boolean;
   force?: boolean;
 }
 
@@ -49,6 +55,8 @@ export function storeFor(credential: Omit<StoredCredential, 'name' | 'origin' | 
     maxAttempts: 2,
     connectTimeoutMs: 3_000,
     signatureVersion: credential.signatureVersion,
+    caCertificates: credential.caBundle ? readCaBundle(credential.caBundle, `credential '${name}'`) : undefined,
+    insecure: credential.insecure,
   });
 }
 
@@ -96,7 +104,17 @@ export async function importCredentials(ctx: CredsContext, options: ImportOption
     if (existing[name] && !options.force) throw new UserError(`a credential named '${name}' exists: choose another with --name, or replace it with --force`);
     const { suggestedName: _suggested, ...rest } = credential;
     const signatureVersion = options.signatureVersion ?? credential.signatureVersion;
-    return { ...rest, endpoint, region: options.region ?? credential.region, ...(signatureVersion ? { signatureVersion } : {}), name };
+    const caBundle = options.caBundle !== undefined ? resolvePath(options.caBundle) : credential.caBundle;
+    const insecure = options.insecure || credential.insecure;
+    return {
+      ...rest,
+      endpoint,
+      region: options.region ?? credential.region,
+      ...(signatureVersion ? { signatureVersion } : {}),
+      ...(caBundle ? { caBundle } : {}),
+      ...(insecure ? { insecure } : {}),
+      name,
+    };
   });
 
   // Verify each one against its store before anything is written.

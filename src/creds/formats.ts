@@ -27,6 +27,10 @@ export interface ImportedCredential {
   /** Path-style addressing; undefined: decided from the endpoint. */
   pathStyle?: boolean;
   signatureVersion?: 'v2' | 'v4';
+  /** A PEM file of CA certificates to trust for this store's endpoint, besides the system's. */
+  caBundle?: string;
+  /** Do not verify the endpoint's TLS certificate (a self-signed test gateway). */
+  insecure?: boolean;
 }
 
 /** A file could not be read as credentials: the message names the file, the line and what was expected. */
@@ -228,6 +232,8 @@ function parseS3cfg(file: string, text: string): ImportedCredential {
     // host_bucket without %(bucket)s means the store wants path-style requests.
     pathStyle: hostBucket === undefined ? undefined : !hostBucket.includes('%(bucket)s'),
     signatureVersion: (get(section, 'signature_v2') ?? 'False').toLowerCase() === 'true' ? 'v2' : 'v4',
+    ...(get(section, 'ca_certs_file') ? { caBundle: get(section, 'ca_certs_file') } : {}),
+    ...((get(section, 'check_ssl_certificate') ?? 'True').toLowerCase() === 'false' ? { insecure: true } : {}),
   };
 }
 

@@ -26,6 +26,8 @@ export interface ResolvedS3Credential {
   region?: string;
   pathStyle?: boolean;
   signatureVersion?: 'v2' | 'v4';
+  caBundle?: string;
+  insecure?: boolean;
 }
 
 export interface CredentialResolver {
@@ -116,6 +118,8 @@ export class StoreResolver implements CredentialResolver {
       region: credential.region,
       pathStyle: credential.pathStyle,
       signatureVersion: credential.signatureVersion,
+      caBundle: credential.caBundle,
+      insecure: credential.insecure,
     };
   }
 

@@ -63,6 +63,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
         endpoint: server.endpoint,
         defaultRegion: DEFAULTS.region,
         pathStyle: true,
+        insecure: false,
         foreground: true,
         uid: process.getuid?.() ?? 0,
         gid: process.getgid?.() ?? 0,

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 
 import { MiB, type MountOptions, formatSource } from '../config/mount-options.js';
 import { CredentialError, type CredentialResolver } from '../creds/resolver.js';
+import { readCaBundle } from '../creds/ca-bundle.js';
 import { FileSystem } from '../fs/file-system.js';
 import { MemoryBudget } from '../fs/memory-budget.js';
 import { BlockCache } from '../fs/read/block-cache.js';
@@ -61,6 +62,23 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
   const region = options.region ?? credential.region ?? options.defaultRegion;
   const pathStyle = options.pathStyle ?? credential.pathStyle ?? endpoint !== undefined;
   const signatureVersion = options.signatureVersion ?? credential.signatureVersion;
+  // The command line first, then the stored credential's bundle, then AWS_CA_BUNDLE.
+  const [caBundle, caFrom] =
+    options.caBundle !== undefined
+      ? [options.caBundle, '--ca-bundle']
+      : credential.caBundle !== undefined
+        ? [credential.caBundle, 'the stored credential']
+        : [options.environmentCaBundle, 'AWS_CA_BUNDLE'];
+  let caCertificates: string | undefined;
+  try {
+    caCertificates = caBundle ? readCaBundle(caBundle, caFrom) : undefined;
+  } catch (error) {
+    // A bundle named on purpose must work; one inherited from the environment may be stale.
+    if (caFrom !== 'AWS_CA_BUNDLE') throw error;
+    logger.warn(`${(error as Error).message}; going on with the system's certificates`);
+  }
+  const insecure = options.insecure || credential.insecure === true;
+  if (insecure) logger.warn(`TLS certificates of ${endpoint ?? 'the store'} are not verified (--insecure)`);
   const store = new S3Store({
     bucket: options.source.bucket,
     endpoint,
@@ -72,6 +90,8 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     maxParts: options.maxUploadParts,
     logger,
     signatureVersion,
+    caCertificates,
+    insecure,
   });
 
   const cleanups: Array<() => Promise<unknown> | unknown> = [() => store.destroy()];

@@ -126,6 +126,8 @@ export type StoreErrorCode =
   | 'Throttled'
   /** The endpoint could not be reached (DNS, refused, timeout). */
   | 'Unreachable'
+  /** The endpoint's TLS certificate could not be verified (self-signed, unknown CA, wrong host). */
+  | 'UntrustedCertificate'
   /** A server-side or network failure that outlasted the retries. */
   | 'Transient'
   /** The request was malformed for this store (bad key, too large, unsupported). */

@@ -10,6 +10,7 @@
 
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
+import { rootCertificates } from 'node:tls';
 import type { Readable } from 'node:stream';
 
 import {
@@ -69,6 +70,10 @@ export interface S3StoreOptions {
   logger?: Logger;
   /** 'v2' for old stores that only know AWS Signature Version 2; default 'v4'. */
   signatureVersion?: 'v2' | 'v4';
+  /** PEM certificates trusted besides Node's own roots (a gateway's self-signed CA). */
+  caCertificates?: string;
+  /** Skip TLS certificate verification altogether (`--insecure`). */
+  insecure?: boolean;
 }
 
 /** Requests sent, and the retries the SDK needed for them. */
@@ -131,7 +136,13 @@ export class S3Store implements ObjectStore {
         // Without this the SDK only warns and the request (and the file operation) waits forever.
         throwOnRequestTimeout: true,
         httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
-        httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets }),
+        httpsAgent: new HttpsAgent({
+          keepAlive: true,
+          maxSockets,
+          // Added to Node's roots, not in their place: AWS itself must stay verifiable.
+          ...(options.caCertificates ? { ca: [...rootCertificates, options.caCertificates] } : {}),
+          rejectUnauthorized: !options.insecure,
+        }),
       }),
     });
   }
@@ -437,6 +448,14 @@ export class S3Store implements ObjectStore {
     }
     const code = (error as { code?: string } | null)?.code;
     const name = (error as { name?: string } | null)?.name;
+    if (code && TLS_CERTIFICATE_CODES.test(code)) {
+      return new StoreError(
+        'UntrustedCertificate',
+        `cannot verify the TLS certificate of ${endpoint} (${code}): give its CA with --ca-bundle FILE, or skip the check with --insecure`,
+        code,
+        { cause: error },
+      );
+    }
     const networkCodes = ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT'];
     if ((code && networkCodes.includes(code)) || name === 'TimeoutError') {
       return new StoreError('Unreachable', `cannot reach ${endpoint} (${code ?? name}) for ${where}`, code ?? name, {
@@ -447,6 +466,9 @@ export class S3Store implements ObjectStore {
     return new StoreError('Transient', `${where}: ${operation} failed: ${detail}`, code ?? name, { cause: error });
   }
 }
+
+/** Node's (OpenSSL's) codes for a certificate that does not verify. */
+const TLS_CERTIFICATE_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS_CERT_ALTNAME_INVALID/;
 
 /** CopySource is a URL path: each key segment is percent-encoded, the slashes kept. */
 function encodeCopySourceKey(key: string): string {

@@ -63,6 +63,12 @@ describe('detecting and reading each format', () => {
       pathStyle: true,
       signatureVersion: 'v2',
     });
+    expect(parseCredentials('.s3cfg', text)[0]).not.toHaveProperty('insecure');
+  });
+
+  it("reads .s3cfg's TLS settings: ca_certs_file and check_ssl_certificate = False", () => {
+    const text = `[default]\naccess_key = ${ID}\nsecret_key = ${SECRET}\nhost_base = gw.internal:8443\nca_certs_file = /etc/pki/gw-ca.pem\ncheck_ssl_certificate = False\n`;
+    expect(parseCredentials('.s3cfg', text)[0]).toMatchObject({ endpoint: 'https://gw.internal:8443', caBundle: '/etc/pki/gw-ca.pem', insecure: true });
   });
 
   it('reads the s3 remotes of an rclone config and skips the others', () => {
