@@ -80,10 +80,10 @@ export class BlockCache {
     return Math.ceil(version.size / this.blockSize);
   }
 
-  /** Whether block `index` is in memory or on its way, so reading it costs no new GET. */
+  /** Whether block `index` is in memory, on its way or on disk, so reading it costs no new GET. */
   isAvailable(version: ObjectVersion, index: number): boolean {
     const id = blockId(version, index);
-    return this.memory.has(id) || this.inflight.has(id);
+    return this.memory.has(id) || this.inflight.has(id) || this.options.disk?.has(version, index) === true;
   }
 
   /** Block `index` for a read a program is waiting for: from memory, disk, or one shared GET. */

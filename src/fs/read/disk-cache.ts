@@ -84,6 +84,11 @@ export class DiskCache {
     return this.index.calculatedSize;
   }
 
+  /** Whether a copy of the block is on disk (not yet checked: `get` may still find it damaged). */
+  has(version: ObjectVersion, index: number): boolean {
+    return this.index.has(this.nameOf(version, index));
+  }
+
   /** The block, if a valid copy is on disk. */
   async get(version: ObjectVersion, index: number, length: number): Promise<Buffer | undefined> {
     const name = this.nameOf(version, index);

@@ -6,8 +6,8 @@
  * `minReadAhead` and doubles with every sequential read up to `maxReadAhead`, asks the cache
  * for the blocks after it, so they are on their way before the program gets there. A read
  * anywhere else is a seek: the window shrinks back, and unless its blocks are already cached
- * or on their way, exactly the bytes asked for are fetched with one ranged GET (a 4 KiB random
- * read costs a 4 KiB GET, not a block).
+ * (in memory or on disk) or on their way, exactly the bytes asked for are fetched with one ranged
+ * GET (a 4 KiB random read costs a 4 KiB GET, not a block).
  *
  * Every GET is pinned to the ETag the file was opened at, so a changed object fails with
  * PreconditionFailed (ESTALE above) and never mixes versions.
