@@ -233,6 +233,17 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
           memoryBytes: blockCache.memoryUsed,
           diskBytes: disk?.size ?? 0,
         },
+        memory: (() => {
+          const usage = process.memoryUsage();
+          return {
+            limit: options.memoryLimit,
+            cacheBytes: blockCache.memoryUsed,
+            uploadBytes: memoryBudget.uploadBytes,
+            rss: usage.rss,
+            heapUsed: usage.heapUsed,
+            external: usage.external,
+          };
+        })(),
         pendingUploads: fs.pendingFiles.length,
         journal: options.writeMode === 'async' ? stagingDir : undefined,
       };

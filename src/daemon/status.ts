@@ -25,6 +25,11 @@ export interface MountStatus {
   failedRequests: number;
   failedOperations: number;
   cache: { hits: number; misses: number; diskHits: number; hitRate: number; memoryBytes: number; diskBytes: number };
+  /**
+   * Where the daemon's memory is: --memory-limit, what of it cached blocks and upload part
+   * buffers hold, and the process as a whole (resident; V8's heap; Buffers outside it).
+   */
+  memory: { limit: number; cacheBytes: number; uploadBytes: number; rss: number; heapUsed: number; external: number };
   /** Files with changes not yet in the store (open, or waiting for an async upload). */
   pendingUploads: number;
   /** Where async closes are journaled (async write mode only). */
@@ -108,6 +113,9 @@ export async function serveMetrics(port: number, status: () => MountStatus): Pro
   counter('objmount_cache_hits_total', 'Block reads served from memory or by a GET already in flight.', (s) => s.cache.hits);
   counter('objmount_cache_misses_total', 'Block reads that needed the disk tier or the store.', (s) => s.cache.misses);
   gauge('objmount_cache_memory_bytes', 'Bytes of blocks held in memory or being fetched.', (s) => s.cache.memoryBytes);
+  gauge('objmount_upload_buffer_bytes', 'Bytes of upload part buffers held in memory.', (s) => s.memory.uploadBytes);
+  gauge('objmount_memory_limit_bytes', 'The --memory-limit for cached blocks and upload buffers.', (s) => s.memory.limit);
+  gauge('objmount_resident_memory_bytes', 'Resident memory of the daemon process.', (s) => s.memory.rss);
   gauge('objmount_cache_disk_bytes', 'Bytes of blocks in the disk tier.', (s) => s.cache.diskBytes);
   gauge('objmount_pending_uploads', 'Files with changes not yet in the store.', (s) => s.pendingUploads);
   gauge('objmount_uptime_seconds', 'Seconds since the mount went live.', (s) => s.uptimeSeconds);

@@ -175,9 +175,17 @@ export class S3Store implements ObjectStore {
 
   async get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
     const { info, body, length } = await this.getStream(key, options);
+    // Into one buffer of the announced length as the chunks arrive: no second copy of a block
+    // in memory while it is joined (a cut or overlong body is caught below either way).
     const chunks: Buffer[] = [];
+    const into = length !== undefined ? Buffer.allocUnsafe(length) : undefined;
+    let received = 0;
     try {
-      for await (const chunk of body) chunks.push(chunk as Buffer);
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        if (into && received + chunk.length <= into.length) chunk.copy(into, received);
+        else chunks.push(chunk);
+        received += chunk.length;
+      }
     } catch (error) {
       // The SDK retries until the headers arrive; a body cut off after them surfaces here, as a
       // transient failure the caller may retry (never as a short, wrong answer).
@@ -185,12 +193,11 @@ export class S3Store implements ObjectStore {
       const detail = error instanceof Error ? error.message : String(error);
       throw new StoreError('Transient', `${this.description}/${key}: get failed while reading the body: ${detail}`, undefined, { cause: error });
     }
-    const data = Buffer.concat(chunks);
-    if (length !== undefined && data.length !== length) {
+    if (length !== undefined && received !== length) {
       this.stats.failures += 1;
-      throw new StoreError('Transient', `${this.description}/${key}: get returned ${data.length} of ${length} bytes`);
+      throw new StoreError('Transient', `${this.description}/${key}: get returned ${received} of ${length} bytes`);
     }
-    return { info, body: data };
+    return { info, body: into ?? Buffer.concat(chunks) };
   }
 
   /** `length` is the body's Content-Length, when the store sent one. */
