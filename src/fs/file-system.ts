@@ -125,6 +125,8 @@ export class FileSystem {
    * (three requests saved per new file in `cp -r`, `tar x`, `mkdir -p`).
    */
   private readonly madeHere = new Map<string, { until: number; names: Set<string> }>();
+  /** Keys a listing could not show, each logged once (at most 10,000 remembered). */
+  private readonly unshowable = new Set<string>();
   /** Directories just listed → their entries still lacking POSIX metadata (the latest few). */
   private readonly listed = new LRUCache<string, string[]>({ max: 64 });
   /** HEADs that complete the entries of a listing, a bounded number at a time. */
@@ -173,7 +175,10 @@ export class FileSystem {
     for await (const page of this.pages(dirKey, path)) {
       for (const prefix of page.prefixes) {
         const name = prefix.slice(dirKey.length, -1);
-        if (!isShowableName(name)) continue;
+        if (!isShowableName(name)) {
+          this.notShown(prefix, unshowableReason(name));
+          continue;
+        }
         names.add(name);
         const childPath = posix.join(path, name);
         const known = this.cache.get(childPath);
@@ -189,7 +194,11 @@ export class FileSystem {
       }
       for (const object of page.objects) {
         const name = object.key.slice(dirKey.length);
-        if (!isShowableName(name) || names.has(name)) continue;
+        if (name === '') continue; // the directory's own marker
+        if (!isShowableName(name) || names.has(name)) {
+          this.notShown(object.key, names.has(name) ? `a directory '${name}' of the same name hides it` : unshowableReason(name));
+          continue;
+        }
         names.add(name);
         const childPath = posix.join(path, name);
         const known = this.cache.get(childPath);
@@ -247,6 +256,13 @@ export class FileSystem {
       for (const [dir, entry] of this.madeHere) if (entry.until < now) this.madeHere.delete(dir);
     }
     this.madeHere.set(path, { until: this.now() + this.options.cache.dirTtlMs, names: new Set() });
+  }
+
+  /** Logs, once per key, that a listing skipped it and why. */
+  private notShown(key: string, why: string): void {
+    if (this.unshowable.has(key) || this.unshowable.size >= 10_000) return;
+    this.unshowable.add(key);
+    this.options.logger.warn(`key '${key}' is not shown in the mount: ${why}`);
   }
 
   /** Notes a name that now exists (or may) in its directory, for `madeHere`. */
@@ -1018,6 +1034,13 @@ export class FileSystem {
       throw fsError;
     }
   }
+}
+
+/** Why a key component cannot be a POSIX name (for the log). */
+function unshowableReason(name: string): string {
+  if (name === '') return 'it has an empty path component (//)';
+  if (name === '.' || name === '..') return `'${name}' cannot be a file name`;
+  return `a path component is longer than ${MAX_NAME_BYTES} bytes`;
 }
 
 /** A key component that POSIX can show as a name. */

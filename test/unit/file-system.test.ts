@@ -269,6 +269,37 @@ describe('readdir', () => {
     expect(await listing('/x')).toEqual([]);
   });
 
+  it('logs each key it cannot show once, with the reason, and shows the directory of a key that is also a prefix', async () => {
+    const warnings: string[] = [];
+    const logged = new FileSystem(memory, {
+      prefix: '',
+      defaults,
+      cache: { fileTtlMs: FILE_TTL, dirTtlMs: DIR_TTL, negativeTtlMs: NEGATIVE_TTL, maxEntries: 100_000, clock },
+      stagingDir,
+      partSize: PART,
+      uploadConcurrency: 4,
+      logger: { ...silentLogger, warn: (message: string) => warnings.push(message) },
+      now: clock.now,
+    });
+    await put('both', 'a file');
+    await put('both/inner', 'and a prefix');
+    await put('a//b', 'double slash');
+    await put('..', 'dotdot');
+    await put('n'.repeat(256), 'long');
+    for (let i = 0; i < 3; i++) {
+      clock.advance(DIR_TTL + 1);
+      expect(await logged.readdir('/')).toEqual(['.', '..', 'a', 'both']);
+      expect(await logged.readdir('/a')).toEqual(['.', '..']);
+    }
+    expect(warnings.sort()).toEqual([
+      "key '..' is not shown in the mount: '..' cannot be a file name",
+      "key 'a//' is not shown in the mount: it has an empty path component (//)",
+      "key 'both' is not shown in the mount: a directory 'both' of the same name hides it",
+      `key '${'n'.repeat(256)}' is not shown in the mount: a path component is longer than 255 bytes`,
+    ].sort());
+    expect(await logged.readdir('/both')).toEqual(['.', '..', 'inner']);
+  });
+
   it('lists files created but not yet flushed, once', async () => {
     await fs.mkdir('/d', 0o755);
     await put('d/old', 'o');
