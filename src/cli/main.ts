@@ -245,10 +245,18 @@ function credsCommands(y: Argv, env: NodeJS.ProcessEnv): Argv {
       'read credentials from a file (- for standard input), verify them, detect and pair their buckets',
       (c) =>
         c
-          .positional('file', { type: 'string', describe: 'AWS credentials/config, .s3cfg, rclone.conf, mc config.json, ec2rc.sh, a key=value file, or -' })
-          .option('from-env', { type: 'boolean', default: false, describe: 'import AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL[_S3], AWS_REGION' })
+          .positional('file', {
+            type: 'string',
+            describe:
+              'AWS credentials/config, .s3cfg, rclone.conf, mc config.json, ec2rc.sh, a key=value file, an Azure connection string, SAS URL or AZURE_STORAGE_* file, a Google service-account key, or -',
+          })
+          .option('from-env', {
+            type: 'boolean',
+            default: false,
+            describe: 'import AWS_* (with AWS_ENDPOINT_URL[_S3], AWS_REGION), AZURE_STORAGE_* and GOOGLE_APPLICATION_CREDENTIALS',
+          })
           .option('name', { type: 'string', describe: 'name to store it under (default: the profile, remote or alias, or the endpoint host)' })
-          .option('format', { choices: ['keyvalue', 'aws', 's3cfg', 'rclone', 'mc', 'ec2rc', 'openstack-table'] as const, describe: 'the file format (default: detected)' })
+          .option('format', { choices: ['keyvalue', 'aws', 's3cfg', 'rclone', 'mc', 'ec2rc', 'openstack-table', 'azure', 'gcs'] as const, describe: 'the file format (default: detected)' })
           .option('profile', { type: 'string', describe: 'import only this profile, rclone remote or mc alias' })
           .option('endpoint', { type: 'string', describe: 'endpoint URL, for files that do not name one' })
           .option('region', { type: 'string', describe: 'region, for files that do not name one' })
@@ -299,7 +307,7 @@ function credsCommands(y: Argv, env: NodeJS.ProcessEnv): Argv {
     )
     .command(
       'pair <uri> <name>',
-      'use credential NAME for bucket URI (s3://bucket), for keys that may not list buckets',
+      'use credential NAME for bucket URI (s3://bucket, az://account/container, gs://bucket), for keys that may not list buckets; NAME public: unsigned requests to a public s3:// bucket',
       (c) => c.positional('uri', { type: 'string', demandOption: true }).positional('name', { type: 'string', demandOption: true }),
       async (args) => (await commands()).pairBucket(await context(), args.uri, args.name),
     )
@@ -315,7 +323,7 @@ function credsCommands(y: Argv, env: NodeJS.ProcessEnv): Argv {
       (c) => c.positional('name', { type: 'string', demandOption: true }),
       async (args) => {
         const registry = new MountRegistry(MountRegistry.defaultDirectory(env, process.getuid?.() ?? 0));
-        const mounted = (await registry.all()).map((record) => parseSource(record.source).bucket);
+        const mounted = (await registry.all()).map((record) => record.source);
         await (await commands()).removeCredential(await context(), args.name, mounted);
       },
     )

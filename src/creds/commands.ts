@@ -1,18 +1,25 @@
 /**
- * `objmount creds …`: import, list, show, verify, pair, unpair and remove S3-compatible
- * credentials. Every command prints what it did in a line or two (or JSON with `--json`), never
+ * `objmount creds …`: import, list, show, verify, pair, unpair and remove credentials for S3 and
+ * S3-compatible stores, Azure Blob Storage and Google Cloud Storage. Every command prints what it did in a line or two (or JSON with `--json`), never
  * a secret, and fails with one line naming what to fix. A failed command changes nothing.
  */
 
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-
 import { resolve as resolvePath } from 'node:path';
 
 import { UserError } from '../daemon/user-error.js';
 import { isStoreError } from '../storage/object-store.js';
 import { S3Store } from '../storage/s3-store.js';
 import { type CredentialFormat, CredentialFormatError, type ImportedCredential, parseCredentials, parseEnvironment } from './formats.js';
-import { CredentialStore, type StoredCredential, maskKey } from './store.js';
+import {
+  CredentialStore,
+  type StoredAzureCredential,
+  type StoredCredential,
+  type StoredGcsCredential,
+  type StoredS3Credential,
+  maskKey,
+} from './store.js';
 import { readCaBundle } from './ca-bundle.js';
 
 export interface CredsContext {
@@ -39,8 +46,8 @@ export interface ImportOptions {
   force?: boolean;
 }
 
-/** An S3 client for a stored or imported credential (bucket '' for account-level calls). */
-export function storeFor(credential: Omit<StoredCredential, 'name' | 'origin' | 'importedAt'>, bucket: string, name: string): S3Store {
+/** An S3 client for a stored or imported S3 credential (bucket '' for account-level calls). */
+export function storeFor(credential: Omit<StoredS3Credential, 'name' | 'origin' | 'importedAt'>, bucket: string, name: string): S3Store {
   return new S3Store({
     bucket,
     endpoint: credential.endpoint,
@@ -60,17 +67,70 @@ export function storeFor(credential: Omit<StoredCredential, 'name' | 'origin' | 
   });
 }
 
-/** What a credential's ListBuckets says: its buckets, or that it may not list (a restricted key). */
-async function detectBuckets(credential: ImportedCredential, name: string): Promise<{ buckets: string[] } | { denied: true }> {
-  const s3 = storeFor(credential, '', name);
+type AnyCredential = ImportedCredential | StoredCredential;
+
+/** What `creds` asks of the store behind a credential, whatever the provider. */
+interface AccountClient {
+  /** The buckets (containers) the credential may list, or 'denied' when it may not list them. */
+  listBuckets(): Promise<string[] | 'denied'>;
+  /** Checks that `bucket` exists and may be used with the credential. */
+  probe(bucket: string): Promise<void>;
+}
+
+function clientFor(credential: AnyCredential, name: string): AccountClient {
+  switch (credential.provider) {
+    case 's3':
+      return {
+        async listBuckets() {
+          const s3 = storeFor(credential, '', name);
+          try {
+            return await s3.listBuckets();
+          } catch (error) {
+            if (isStoreError(error, 'AccessDenied')) return 'denied';
+            throw error;
+          } finally {
+            s3.destroy();
+          }
+        },
+        async probe(bucket) {
+          const s3 = storeFor(credential, bucket, name);
+          try {
+            await s3.probe('');
+          } finally {
+            s3.destroy();
+          }
+        },
+      };
+    case 'az':
+    case 'gs': {
+      const which = credential.provider === 'az' ? 'Azure Blob Storage' : 'Google Cloud Storage';
+      const refuse = async (): Promise<never> => {
+        throw new UserError(`'${name}' is a ${which} credential; this build of objmount cannot reach ${which} yet`);
+      };
+      return { listBuckets: refuse, probe: refuse };
+    }
+  }
+}
+
+/** The pairing key of `bucket` (a container, for Azure) under a credential. */
+function uriOf(credential: AnyCredential, bucket: string): string {
+  return credential.provider === 'az' ? `az://${credential.account}/${bucket}` : `${credential.provider}://${bucket}`;
+}
+
+/** The bucket of a pairing key, or undefined when it is not the credential's provider (or account). */
+function bucketOfUri(credential: AnyCredential, uri: string): string | undefined {
+  const prefix = credential.provider === 'az' ? `az://${credential.account}/` : `${credential.provider}://`;
+  return uri.startsWith(prefix) ? uri.slice(prefix.length) : undefined;
+}
+
+/** What a credential's listing says: its buckets, or that it may not list (a restricted key). */
+async function detectBuckets(credential: AnyCredential, name: string): Promise<{ buckets: string[] } | { denied: true }> {
   try {
-    return { buckets: await s3.listBuckets() };
+    const buckets = await clientFor(credential, name).listBuckets();
+    return buckets === 'denied' ? { denied: true } : { buckets };
   } catch (error) {
-    if (isStoreError(error, 'AccessDenied')) return { denied: true };
     if (isStoreError(error)) throw new UserError(`cannot import ${name}: ${error.message}`);
     throw error;
-  } finally {
-    s3.destroy();
   }
 }
 
@@ -80,14 +140,14 @@ export async function importCredentials(ctx: CredsContext, options: ImportOption
   try {
     if (options.fromEnv) {
       origin = 'the environment';
-      found = [parseEnvironment(ctx.env)];
+      found = parseEnvironment(ctx.env, 'the environment', readKeyFile);
     } else {
       const file = options.file ?? '-';
       origin = file === '-' ? 'standard input' : file;
       const text = file === '-' ? await ctx.readStdin() : await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
         throw new UserError(`cannot read ${file}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`);
       });
-      found = parseCredentials(origin, text, options.format, options.profile);
+      found = parseCredentials(origin, text, options.format, options.profile, readKeyFile);
     }
   } catch (error) {
     if (error instanceof CredentialFormatError) throw new UserError(error.message);
@@ -97,18 +157,22 @@ export async function importCredentials(ctx: CredsContext, options: ImportOption
     throw new UserError(`${origin} holds ${found.length} credentials: --name names one; use --profile to pick it`);
   }
   const existing = (await ctx.store.read()).credentials;
-  const named = found.map((credential) => {
-    const endpoint = options.endpoint ?? credential.endpoint;
-    const name = options.name ?? credential.suggestedName ?? defaultName(endpoint);
+  const named = found.map((credential): StoredWithoutOrigin => {
+    const name = options.name ?? credential.suggestedName ?? defaultName(credential, options.endpoint);
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) throw new UserError(`'${name}' is not a usable name: use letters, digits, '.', '_' and '-' (--name)`);
     if (existing[name] && !options.force) throw new UserError(`a credential named '${name}' exists: choose another with --name, or replace it with --force`);
+    if (credential.provider !== 's3') {
+      const { suggestedName: _suggested, ...rest } = credential;
+      const endpoint = options.endpoint ?? credential.endpoint;
+      return { ...rest, ...(endpoint ? { endpoint } : {}), name };
+    }
     const { suggestedName: _suggested, ...rest } = credential;
     const signatureVersion = options.signatureVersion ?? credential.signatureVersion;
     const caBundle = options.caBundle !== undefined ? resolvePath(options.caBundle) : credential.caBundle;
     const insecure = options.insecure || credential.insecure;
     return {
       ...rest,
-      endpoint,
+      endpoint: options.endpoint ?? credential.endpoint,
       region: options.region ?? credential.region,
       ...(signatureVersion ? { signatureVersion } : {}),
       ...(caBundle ? { caBundle } : {}),
@@ -125,15 +189,14 @@ export async function importCredentials(ctx: CredsContext, options: ImportOption
     for (const { credential, result } of detected) {
       contents.credentials[credential.name] = { ...credential, origin, importedAt: new Date().toISOString() };
       if ('buckets' in result) {
-        for (const bucket of result.buckets) contents.pairings[`s3://${bucket}`] ??= credential.name;
+        for (const bucket of result.buckets) contents.pairings[uriOf(credential, bucket)] ??= credential.name;
       }
     }
   });
   for (const { credential, result } of detected) {
-    const where = credential.endpoint ?? 'AWS';
-    const head = `Imported '${credential.name}' (access key ${maskKey(credential.accessKeyId)} at ${where})`;
+    const head = `Imported '${credential.name}' (${describe(credential)})`;
     if ('denied' in result) {
-      ctx.print(`${head}. It may not list buckets: pair each bucket with 'objmount creds pair s3://BUCKET ${credential.name}'`);
+      ctx.print(`${head}. It may not list buckets: pair each bucket with 'objmount creds pair ${uriOf(credential, 'BUCKET')} ${credential.name}'`);
     } else {
       const buckets = result.buckets;
       ctx.print(`${head}. Detected ${buckets.length} bucket${buckets.length === 1 ? '' : 's'}, paired ${buckets.length}${buckets.length ? `: ${buckets.join(', ')}` : ''}`);
@@ -141,7 +204,22 @@ export async function importCredentials(ctx: CredsContext, options: ImportOption
   }
 }
 
-function defaultName(endpoint: string | undefined): string {
+type StoredWithoutOrigin = Omit<StoredS3Credential, 'origin' | 'importedAt'> | Omit<StoredAzureCredential, 'origin' | 'importedAt'> | Omit<StoredGcsCredential, 'origin' | 'importedAt'>;
+
+/** Reads a key file a credential file names (rclone's service_account_file). */
+function readKeyFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new CredentialFormatError(`cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : (error as Error).message}`);
+  }
+}
+
+function defaultName(credential: ImportedCredential, endpointOption: string | undefined): string {
+  if (credential.provider === 'az') return credential.account;
+  if (credential.provider === 'gs') return credential.clientEmail.split('@')[0]!.replace(/[^A-Za-z0-9._-]/g, '-');
+  const endpoint = endpointOption ?? credential.endpoint;
   if (!endpoint) return 'aws';
   try {
     return new URL(endpoint).hostname.replace(/[^A-Za-z0-9._-]/g, '-');
@@ -150,24 +228,48 @@ function defaultName(endpoint: string | undefined): string {
   }
 }
 
+/** One line on what a credential is, without its secret. */
+function describe(credential: AnyCredential): string {
+  switch (credential.provider) {
+    case 's3':
+      return `access key ${maskKey(credential.accessKeyId)} at ${credential.endpoint ?? 'AWS'}`;
+    case 'az':
+      return `Azure account ${credential.account} with ${credential.accountKey ? 'its account key' : 'a SAS'}${credential.endpoint ? ` at ${credential.endpoint}` : ''}`;
+    case 'gs':
+      return `service account ${credential.clientEmail}${credential.endpoint ? ` at ${credential.endpoint}` : ''}`;
+  }
+}
+
 /** The credential without its secrets, for `list`, `show` and `--json`. */
 function publicView(credential: StoredCredential, pairings: Record<string, string>) {
-  return {
+  const common = {
     name: credential.name,
     provider: credential.provider,
     endpoint: credential.endpoint ?? null,
-    region: credential.region ?? null,
-    pathStyle: credential.pathStyle ?? credential.endpoint !== undefined,
-    signatureVersion: credential.signatureVersion ?? 'v4',
-    accessKey: maskKey(credential.accessKeyId),
-    secret: '********',
-    sessionToken: credential.sessionToken ? '********' : null,
     origin: credential.origin,
     importedAt: credential.importedAt,
     buckets: Object.entries(pairings)
       .filter(([, name]) => name === credential.name)
       .map(([uri]) => uri),
   };
+  switch (credential.provider) {
+    case 's3':
+      return {
+        ...common,
+        region: credential.region ?? null,
+        pathStyle: credential.pathStyle ?? credential.endpoint !== undefined,
+        signatureVersion: credential.signatureVersion ?? 'v4',
+        accessKey: maskKey(credential.accessKeyId),
+        secret: '********',
+        sessionToken: credential.sessionToken ? '********' : null,
+        caBundle: credential.caBundle ?? null,
+        insecure: credential.insecure === true,
+      };
+    case 'az':
+      return { ...common, account: credential.account, auth: credential.accountKey ? 'account key' : 'SAS', secret: '********' };
+    case 'gs':
+      return { ...common, clientEmail: credential.clientEmail, projectId: credential.projectId ?? null, privateKey: '********' };
+  }
 }
 
 export async function listCredentials(ctx: CredsContext, json: boolean): Promise<void> {
@@ -177,12 +279,13 @@ export async function listCredentials(ctx: CredsContext, json: boolean): Promise
     ctx.print(JSON.stringify({ credentials: views, pairings: contents.pairings }, null, 2));
     return;
   }
-  if (views.length === 0) {
+  if (views.length === 0 && Object.keys(contents.pairings).length === 0) {
     ctx.print(`no credentials in ${ctx.store.file}: add some with 'objmount creds import FILE'`);
     return;
   }
-  for (const view of views) {
-    ctx.print(`${view.name}  ${view.provider}  ${view.endpoint ?? 'AWS'}  ${view.region ?? '-'}  key ${view.accessKey}  ${view.buckets.length} bucket(s)`);
+  for (const credential of Object.values(contents.credentials)) {
+    const buckets = Object.values(contents.pairings).filter((name) => name === credential.name).length;
+    ctx.print(`${credential.name}  ${credential.provider}  ${describe(credential)}  ${buckets} bucket(s)`);
   }
   for (const [uri, name] of Object.entries(contents.pairings).sort()) ctx.print(`${uri} -> ${name}`);
 }
@@ -205,21 +308,20 @@ export async function verifyCredentials(ctx: CredsContext, name: string | undefi
   if (credentials[0] === undefined) throw new UserError(name === undefined ? 'no credentials to verify' : `no credential named '${name}'`);
   let failures = 0;
   for (const credential of credentials as StoredCredential[]) {
-    const paired = Object.entries(contents.pairings).filter(([, n]) => n === credential.name).map(([uri]) => uri.slice('s3://'.length));
+    const paired = Object.entries(contents.pairings)
+      .filter(([, n]) => n === credential.name)
+      .flatMap(([uri]) => bucketOfUri(credential, uri) ?? []);
     try {
       const result = await detectBuckets(credential, credential.name);
       const listing = 'denied' in result ? 'may not list buckets' : `lists ${result.buckets.length} bucket(s)`;
       const reachable = [];
       for (const bucket of paired) {
-        const s3 = storeFor(credential, bucket, credential.name);
         try {
-          await s3.probe('');
+          await clientFor(credential, credential.name).probe(bucket);
           reachable.push(`${bucket} ok`);
         } catch (error) {
           failures += 1;
           reachable.push(`${bucket}: ${isStoreError(error) ? error.code : 'failed'}`);
-        } finally {
-          s3.destroy();
         }
       }
       ctx.print(`${credential.name}: authenticates, ${listing}${reachable.length ? `; ${reachable.join('; ')}` : ''}`);
@@ -239,41 +341,53 @@ export async function detectAndPair(ctx: CredsContext, name: string | undefined)
   for (const credential of credentials as StoredCredential[]) {
     const result = await detectBuckets(credential, credential.name);
     if ('denied' in result) {
-      ctx.print(`${credential.name}: may not list buckets; pair them with 'objmount creds pair s3://BUCKET ${credential.name}'`);
+      ctx.print(`${credential.name}: may not list buckets; pair them with 'objmount creds pair ${uriOf(credential, 'BUCKET')} ${credential.name}'`);
       continue;
     }
     const added = await ctx.store.update((latest) => {
-      const fresh = result.buckets.filter((bucket) => latest.pairings[`s3://${bucket}`] === undefined);
-      for (const bucket of fresh) latest.pairings[`s3://${bucket}`] = credential.name;
+      const fresh = result.buckets.filter((bucket) => latest.pairings[uriOf(credential, bucket)] === undefined);
+      for (const bucket of fresh) latest.pairings[uriOf(credential, bucket)] = credential.name;
       return fresh;
     });
     ctx.print(`${credential.name}: detected ${result.buckets.length} bucket(s), paired ${added.length}${added.length ? `: ${added.join(', ')}` : ''}`);
   }
 }
 
+/**
+ * Pairs a bucket with a stored credential (after checking it can reach the bucket), or with
+ * 'public' for a bucket anyone may read (requests then go unsigned).
+ */
 export async function pairBucket(ctx: CredsContext, uri: string, name: string): Promise<void> {
-  const bucket = bucketOf(uri);
+  const target = parseBucketUri(uri);
+  if (name === 'public') {
+    if (target.provider !== 's3') throw new UserError(`public pairing is for s3:// buckets; ${uri} needs a credential`);
+    // The endpoint is the mount's (--endpoint, or AWS): a public bucket is checked when mounted.
+    await ctx.store.update((latest) => {
+      latest.pairings[target.uri] = 'public';
+    });
+    ctx.print(`paired ${target.uri} with public (unsigned) access`);
+    return;
+  }
   const contents = await ctx.store.read();
   const credential = contents.credentials[name];
   if (!credential) throw new UserError(`no credential named '${name}' (see 'objmount creds list')`);
-  const s3 = storeFor(credential, bucket, name);
+  const bucket = bucketOfUri(credential, target.uri);
+  if (bucket === undefined) throw new UserError(`'${name}' is ${describe(credential)}: it cannot be paired with ${target.uri}`);
   try {
-    await s3.probe('');
+    await clientFor(credential, name).probe(bucket);
   } catch (error) {
-    if (isStoreError(error)) throw new UserError(`cannot pair s3://${bucket} with '${name}': ${error.message}`);
+    if (isStoreError(error)) throw new UserError(`cannot pair ${target.uri} with '${name}': ${error.message}`);
     throw error;
-  } finally {
-    s3.destroy();
   }
   await ctx.store.update((latest) => {
     if (!latest.credentials[name]) throw new UserError(`credential '${name}' was removed meanwhile`);
-    latest.pairings[`s3://${bucket}`] = name;
+    latest.pairings[target.uri] = name;
   });
-  ctx.print(`paired s3://${bucket} with '${name}'`);
+  ctx.print(`paired ${target.uri} with '${name}'`);
 }
 
 export async function unpairBucket(ctx: CredsContext, uri: string): Promise<void> {
-  const key = `s3://${bucketOf(uri)}`;
+  const key = parseBucketUri(uri).uri;
   await ctx.store.update((contents) => {
     if (!contents.pairings[key]) throw new UserError(`${key} is not paired (see 'objmount creds list')`);
     delete contents.pairings[key];
@@ -281,11 +395,12 @@ export async function unpairBucket(ctx: CredsContext, uri: string): Promise<void
   ctx.print(`unpaired ${key}`);
 }
 
-export async function removeCredential(ctx: CredsContext, name: string, mountedBuckets: string[]): Promise<void> {
+/** `mountedSources`: the sources of running mounts (`s3://bucket/prefix`), which keep their credential. */
+export async function removeCredential(ctx: CredsContext, name: string, mountedSources: string[]): Promise<void> {
   const contents = await ctx.store.read();
   if (!contents.credentials[name]) throw new UserError(`no credential named '${name}' (see 'objmount creds list')`);
   const inUse = Object.entries(contents.pairings)
-    .filter(([uri, n]) => n === name && mountedBuckets.includes(uri.slice('s3://'.length)))
+    .filter(([uri, n]) => n === name && mountedSources.some((source) => source === uri || source.startsWith(`${uri}/`)))
     .map(([uri]) => uri);
   if (inUse.length > 0) throw new UserError(`'${name}' is used by a running mount of ${inUse.join(', ')}: unmount it first`);
   const removed = await ctx.store.update((latest) => {
@@ -297,8 +412,11 @@ export async function removeCredential(ctx: CredsContext, name: string, mountedB
   ctx.print(`removed '${name}' and ${removed} pairing(s)`);
 }
 
-function bucketOf(uri: string): string {
-  const match = /^s3:\/\/([a-zA-Z0-9._-]{1,255})\/?$/.exec(uri);
-  if (!match) throw new UserError(`'${uri}' is not a bucket URI: write it as s3://bucket`);
-  return match[1]!;
+/** `s3://bucket`, `gs://bucket` or `az://account/container`, checked and normalised. */
+function parseBucketUri(uri: string): { provider: 's3' | 'az' | 'gs'; bucket: string; uri: string } {
+  const match = /^(s3|gs):\/\/([a-zA-Z0-9._-]{1,255})\/?$/.exec(uri) ?? /^(az):\/\/([a-z0-9]{3,24}\/[a-z0-9-]{3,63})\/?$/.exec(uri);
+  if (!match) throw new UserError(`'${uri}' is not a bucket URI: write it as s3://bucket, gs://bucket or az://account/container`);
+  const provider = match[1] as 's3' | 'az' | 'gs';
+  const bucket = provider === 'az' ? match[2]!.split('/')[1]! : match[2]!;
+  return { provider, bucket, uri: `${provider}://${match[2]}` };
 }

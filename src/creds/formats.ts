@@ -4,17 +4,45 @@
  * S3-family formats: plain key/value files, AWS shared credentials/config files (profiles),
  * s3cmd's .s3cfg, rclone config sections of `type = s3`, the MinIO client's config.json,
  * OpenStack's ec2rc.sh and the table `openstack ec2 credentials create` prints, and the
- * environment. Real files have comments, quotes, blank lines, CRLF endings, `export` prefixes
- * and odd spacing; all are accepted. A file that is none of these fails with the file name, the
- * line and what was expected. Nothing here touches the network or the store.
+ * environment. Azure and Google Cloud (cloud-formats.ts): connection strings, account keys, SAS
+ * URLs, AZURE_STORAGE_* files, service-account JSON keys, and rclone's `azureblob` and `google
+ * cloud storage` remotes. Real files have comments, quotes, blank lines, CRLF endings, `export`
+ * prefixes and odd spacing; all are accepted. A file that is none of these fails with the file
+ * name, the line and what was expected. Nothing here touches the network or the store; a file a
+ * credential names (rclone's service_account_file) is read through the `readFile` given.
  */
 
-export type CredentialFormat = 'keyvalue' | 'aws' | 's3cfg' | 'rclone' | 'mc' | 'ec2rc' | 'openstack-table' | 'env';
+import {
+  CloudCredentialError,
+  type ImportedAzureCredential,
+  type ImportedGcsCredential,
+  isConnectionString,
+  isServiceAccountKey,
+  parseAzureVariables,
+  parseConnectionString,
+  parseRcloneAzure,
+  parseSasUrl,
+  parseServiceAccountKey,
+} from './cloud-formats.js';
 
-export const FORMATS: CredentialFormat[] = ['keyvalue', 'aws', 's3cfg', 'rclone', 'mc', 'ec2rc', 'openstack-table', 'env'];
+export type { ImportedAzureCredential, ImportedGcsCredential } from './cloud-formats.js';
 
-/** One S3-compatible key as read from a file, before it is named and stored. */
-export interface ImportedCredential {
+export type CredentialFormat = 'keyvalue' | 'aws' | 's3cfg' | 'rclone' | 'mc' | 'ec2rc' | 'openstack-table' | 'env' | 'azure' | 'gcs';
+
+export const FORMATS: CredentialFormat[] = ['keyvalue', 'aws', 's3cfg', 'rclone', 'mc', 'ec2rc', 'openstack-table', 'env', 'azure', 'gcs'];
+
+/** Reads a file a credential file names (rclone's service_account_file). */
+export type ReadFile = (path: string) => string;
+
+const noFiles: ReadFile = (path) => {
+  throw new CredentialFormatError(`${path}: cannot be read here; import that file itself`);
+};
+
+/** One credential as read from a file, before it is named and stored. */
+export type ImportedCredential = ImportedS3Credential | ImportedAzureCredential | ImportedGcsCredential;
+
+/** One S3-compatible key as read from a file. */
+export interface ImportedS3Credential {
   provider: 's3';
   /** A name suggested by the file (a profile, an rclone remote, an mc alias), if any. */
   suggestedName?: string;
@@ -118,11 +146,14 @@ export function detectFormat(file: string, text: string): CredentialFormat {
     try {
       const json = JSON.parse(trimmed) as Record<string, unknown> | null;
       if (json?.aliases || json?.hosts) return 'mc';
+      if (isServiceAccountKey(json)) return 'gcs';
     } catch {
-      // not JSON after all
+      // not JSON after all: a broken service-account key says so in its own words
+      if (/"type"\s*:\s*"service_account"/.test(trimmed)) return 'gcs';
     }
-    throw new CredentialFormatError(`${file}: a JSON file, but not a MinIO client config.json (expected "aliases")`);
+    throw new CredentialFormatError(`${file}: a JSON file, but neither a MinIO client config.json (expected "aliases") nor a service-account key (expected "type": "service_account")`);
   }
+  if (/^https?:\/\/\S+[?&]sig=/i.test(trimmed) || isConnectionString(trimmed) || /^\s*(export\s+)?AZURE_STORAGE_[A-Z_]+\s*=/m.test(text)) return 'azure';
   if (/^\s*[|+]/m.test(text) && /\|\s*Access\s*\|/i.test(text)) return 'openstack-table';
   if (/^\s*(export\s+)?EC2_ACCESS_KEY\s*=/m.test(text)) return 'ec2rc';
   if (/^\s*\[/m.test(text)) {
@@ -135,7 +166,22 @@ export function detectFormat(file: string, text: string): CredentialFormat {
 }
 
 /** Reads every credential in `text` (a file named `file`, for messages). */
-export function parseCredentials(file: string, text: string, format: CredentialFormat = detectFormat(file, text), profile?: string): ImportedCredential[] {
+export function parseCredentials(
+  file: string,
+  text: string,
+  format: CredentialFormat = detectFormat(file, text),
+  profile?: string,
+  readFile: ReadFile = noFiles,
+): ImportedCredential[] {
+  try {
+    return parseFormat(file, text, format, profile, readFile);
+  } catch (error) {
+    if (error instanceof CloudCredentialError) throw new CredentialFormatError(error.message);
+    throw error;
+  }
+}
+
+function parseFormat(file: string, text: string, format: CredentialFormat, profile: string | undefined, readFile: ReadFile): ImportedCredential[] {
   switch (format) {
     case 'keyvalue':
       return [parseKeyValue(file, text)];
@@ -144,7 +190,7 @@ export function parseCredentials(file: string, text: string, format: CredentialF
     case 's3cfg':
       return [parseS3cfg(file, text)];
     case 'rclone':
-      return parseRclone(file, text, profile);
+      return parseRclone(file, text, profile, readFile);
     case 'mc':
       return parseMinioClient(file, text, profile);
     case 'ec2rc':
@@ -152,14 +198,18 @@ export function parseCredentials(file: string, text: string, format: CredentialF
     case 'openstack-table':
       return parseOpenStackTable(file, text);
     case 'env':
-      return [parseEnvironment(Object.fromEntries(meaningfulLines(text).flatMap((l) => (keyValue(l.text) ? [keyValue(l.text)!] : []))), file)];
+      return parseEnvironment(variablesOf(text), file, readFile);
+    case 'azure':
+      return [parseAzure(file, text)];
+    case 'gcs':
+      return [parseServiceAccountKey(file, text)];
   }
 }
 
 // ---- the formats ----------------------------------------------------------------------------
 
 /** `aws_access_key_id = …` lines (also AWSAccessKeyId/AWSSecretKey), with endpoint and region. */
-function parseKeyValue(file: string, text: string): ImportedCredential {
+function parseKeyValue(file: string, text: string): ImportedS3Credential {
   const [section] = iniSections(file, text);
   const s = section!;
   const [accessKeyId, secretAccessKey] = requireKeys(
@@ -169,7 +219,10 @@ function parseKeyValue(file: string, text: string): ImportedCredential {
     get(s, 'aws_secret_access_key', 'awssecretkey', 'secret_access_key', 'secret_key', 'secretkey'),
     'aws_access_key_id and aws_secret_access_key',
   );
-  const endpoint = get(s, 'endpoint', 'endpoint_url', 'aws_endpoint_url', 'aws_endpoint_url_s3', 's3_endpoint', 'url');
+  // Google Cloud Storage HMAC keys (GOOG…) work through S3's API at storage.googleapis.com.
+  const endpoint =
+    get(s, 'endpoint', 'endpoint_url', 'aws_endpoint_url', 'aws_endpoint_url_s3', 's3_endpoint', 'url') ??
+    (/^GOOG/.test(accessKeyId) ? 'https://storage.googleapis.com' : undefined);
   return {
     provider: 's3',
     accessKeyId,
@@ -181,9 +234,9 @@ function parseKeyValue(file: string, text: string): ImportedCredential {
 }
 
 /** ~/.aws/credentials or ~/.aws/config: every profile with keys, or just `profile`. */
-function parseAwsShared(file: string, text: string, profile?: string): ImportedCredential[] {
+function parseAwsShared(file: string, text: string, profile?: string): ImportedS3Credential[] {
   const sections = iniSections(file, text).filter((s) => s.name !== '');
-  const credentials: ImportedCredential[] = [];
+  const credentials: ImportedS3Credential[] = [];
   for (const section of sections) {
     const name = section.name.replace(/^profile\s+/, '');
     if (profile !== undefined && name !== profile) continue;
@@ -213,7 +266,7 @@ function parseAwsShared(file: string, text: string, profile?: string): ImportedC
 }
 
 /** s3cmd's .s3cfg ([default] section). */
-function parseS3cfg(file: string, text: string): ImportedCredential {
+function parseS3cfg(file: string, text: string): ImportedS3Credential {
   const sections = iniSections(file, text);
   const section = sections.find((s) => s.name === 'default') ?? sections[0]!;
   const [accessKeyId, secretAccessKey] = requireKeys(file, 'the [default] section', get(section, 'access_key'), get(section, 'secret_key'), 'access_key and secret_key');
@@ -238,11 +291,26 @@ function parseS3cfg(file: string, text: string): ImportedCredential {
 }
 
 /** rclone.conf: every `type = s3` remote, or just `remote`. */
-function parseRclone(file: string, text: string, remote?: string): ImportedCredential[] {
+function parseRclone(file: string, text: string, remote: string | undefined, readFile: ReadFile): ImportedCredential[] {
   const credentials: ImportedCredential[] = [];
   for (const section of iniSections(file, text).filter((s) => s.name !== '')) {
     if (remote !== undefined && section.name !== remote) continue;
-    if (get(section, 'type') !== 's3') continue;
+    const where = `${file}: remote '${section.name}' (line ${section.line})`;
+    const type = get(section, 'type');
+    if (type === 'azureblob') {
+      credentials.push(parseRcloneAzure(where, section.name, (key) => get(section, key)));
+      continue;
+    }
+    if (type === 'google cloud storage') {
+      const inline = get(section, 'service_account_credentials');
+      const keyFile = get(section, 'service_account_file');
+      if (!inline && !keyFile) continue; // OAuth tokens or anonymous access: not a key we can store
+      const key = parseServiceAccountKey(keyFile ? `${where}: ${keyFile}` : where, inline ?? readFile(keyFile!.replace(/^~(?=\/)/, process.env.HOME ?? '~')));
+      const endpoint = get(section, 'endpoint');
+      credentials.push({ ...key, suggestedName: section.name, ...(endpoint ? { endpoint: endpointUrl(endpoint) } : {}) });
+      continue;
+    }
+    if (type !== 's3') continue;
     if ((get(section, 'env_auth') ?? 'false') === 'true' && !get(section, 'access_key_id')) continue;
     const [accessKeyId, secretAccessKey] = requireKeys(
       file,
@@ -265,13 +333,15 @@ function parseRclone(file: string, text: string, remote?: string): ImportedCrede
     });
   }
   if (credentials.length === 0) {
-    throw new CredentialFormatError(`${file}: no rclone remote of type s3${remote !== undefined ? ` named '${remote}'` : ''} with access_key_id and secret_access_key`);
+    throw new CredentialFormatError(
+      `${file}: no rclone remote of type s3, azureblob or google cloud storage${remote !== undefined ? ` named '${remote}'` : ''} with keys in it`,
+    );
   }
   return credentials;
 }
 
 /** The MinIO client's ~/.mc/config.json: every alias with keys, or just `alias`. */
-function parseMinioClient(file: string, text: string, alias?: string): ImportedCredential[] {
+function parseMinioClient(file: string, text: string, alias?: string): ImportedS3Credential[] {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -282,7 +352,7 @@ function parseMinioClient(file: string, text: string, alias?: string): ImportedC
   }
   const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
   const aliases = isObject(json) ? (json.aliases ?? json.hosts) : undefined;
-  const credentials: ImportedCredential[] = [];
+  const credentials: ImportedS3Credential[] = [];
   for (const [name, value] of Object.entries(isObject(aliases) ? aliases : {})) {
     if (alias !== undefined && name !== alias) continue;
     if (!isObject(value)) continue;
@@ -306,7 +376,7 @@ function parseMinioClient(file: string, text: string, alias?: string): ImportedC
 }
 
 /** OpenStack's ec2rc.sh / ec2.sh: EC2_ACCESS_KEY, EC2_SECRET_KEY, S3_URL (with or without export). */
-function parseEc2rc(file: string, text: string): ImportedCredential {
+function parseEc2rc(file: string, text: string): ImportedS3Credential {
   const values = new Map<string, string>();
   for (const line of meaningfulLines(text)) {
     const pair = keyValue(line.text);
@@ -321,11 +391,11 @@ function parseEc2rc(file: string, text: string): ImportedCredential {
 }
 
 /** The table printed by `openstack ec2 credentials create` / `list` (endpoint given separately). */
-function parseOpenStackTable(file: string, text: string): ImportedCredential[] {
+function parseOpenStackTable(file: string, text: string): ImportedS3Credential[] {
   const rows = meaningfulLines(text)
     .filter((line) => line.text.startsWith('|'))
     .map((line) => ({ line, cells: line.text.split('|').slice(1, -1).map((cell) => cell.trim()) }));
-  const credentials: ImportedCredential[] = [];
+  const credentials: ImportedS3Credential[] = [];
   const header = rows[0]?.cells.map((cell) => cell.toLowerCase());
   if (header && header.includes('access') && header.includes('secret')) {
     // `list`: one credential per row.
@@ -342,17 +412,56 @@ function parseOpenStackTable(file: string, text: string): ImportedCredential[] {
   return credentials;
 }
 
-/** AWS_* variables, including AWS_ENDPOINT_URL[_S3]. */
-export function parseEnvironment(env: Record<string, string | undefined>, where = 'the environment'): ImportedCredential {
+/** `NAME=value` lines (with or without `export`) as variables. */
+function variablesOf(text: string): Record<string, string> {
+  return Object.fromEntries(meaningfulLines(text).flatMap((line) => {
+    const match = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line.text);
+    return match ? [[match[1]!, unquote(match[2]!)]] : [];
+  }));
+}
+
+/** An Azure credential file: a connection string, a SAS URL, or AZURE_STORAGE_* lines. */
+function parseAzure(file: string, text: string): ImportedAzureCredential {
+  const trimmed = text.replace(/^\uFEFF/, '').trim();
+  if (/^https?:\/\//i.test(trimmed)) return parseSasUrl(file, trimmed);
+  if (isConnectionString(trimmed)) return parseConnectionString(file, trimmed);
+  const found = parseAzureVariables(file, variablesOf(text));
+  if (!found) throw new CredentialFormatError(`${file}: expected a connection string, a SAS URL, or AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY lines`);
+  return found;
+}
+
+/**
+ * Every credential the environment holds: AWS_* (with AWS_ENDPOINT_URL[_S3]), AZURE_STORAGE_*,
+ * and GOOGLE_APPLICATION_CREDENTIALS (a service-account key file, read through `readFile`).
+ */
+export function parseEnvironment(env: Record<string, string | undefined>, where = 'the environment', readFile: ReadFile = noFiles): ImportedCredential[] {
+  const found: ImportedCredential[] = [];
   const lower = Object.fromEntries(Object.entries(env).map(([k, v]) => [k.toLowerCase(), v]));
-  const [accessKeyId, secretAccessKey] = requireKeys(where, 'it', lower.aws_access_key_id, lower.aws_secret_access_key, 'AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY');
-  const endpoint = lower.aws_endpoint_url_s3 || lower.aws_endpoint_url;
-  return {
-    provider: 's3',
-    accessKeyId,
-    secretAccessKey,
-    sessionToken: lower.aws_session_token || undefined,
-    endpoint: endpoint ? endpointUrl(endpoint) : undefined,
-    region: lower.aws_region || lower.aws_default_region || undefined,
-  };
+  if (lower.aws_access_key_id || lower.aws_secret_access_key) {
+    const [accessKeyId, secretAccessKey] = requireKeys(where, 'it', lower.aws_access_key_id, lower.aws_secret_access_key, 'AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY');
+    const endpoint = lower.aws_endpoint_url_s3 || lower.aws_endpoint_url;
+    found.push({
+      provider: 's3',
+      accessKeyId,
+      secretAccessKey,
+      sessionToken: lower.aws_session_token || undefined,
+      endpoint: endpoint ? endpointUrl(endpoint) : undefined,
+      region: lower.aws_region || lower.aws_default_region || undefined,
+    });
+  }
+  try {
+    const azure = parseAzureVariables(where, env);
+    if (azure) found.push(azure);
+    const keyFile = env.GOOGLE_APPLICATION_CREDENTIALS;
+    if (keyFile) found.push(parseServiceAccountKey(`${keyFile} (GOOGLE_APPLICATION_CREDENTIALS)`, readFile(keyFile)));
+  } catch (error) {
+    if (error instanceof CloudCredentialError) throw new CredentialFormatError(error.message);
+    throw error;
+  }
+  if (found.length === 0) {
+    throw new CredentialFormatError(
+      `${where} has no credentials: expected AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY, or GOOGLE_APPLICATION_CREDENTIALS`,
+    );
+  }
+  return found;
 }

@@ -7,7 +7,7 @@
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 
-import type { CredentialStore, StoredCredential } from './store.js';
+import type { CredentialStore, StoredS3Credential } from './store.js';
 
 /** No usable credential was found; the message says where we looked and what to do. */
 export class CredentialError extends Error {
@@ -25,7 +25,7 @@ export interface ResolvedS3Credential {
   endpoint?: string;
   region?: string;
   pathStyle?: boolean;
-  signatureVersion?: 'v2' | 'v4';
+  signatureVersion?: 'v2' | 'v4' | 'none';
   caBundle?: string;
   insecure?: boolean;
 }
@@ -107,7 +107,14 @@ export class StoreResolver implements CredentialResolver {
       throw new CredentialError(`no stored credential named '${this.named}' (see 'objmount creds list')`);
     }
     const name = this.named ?? contents.pairings[`s3://${bucket}`];
-    const credential = (name === undefined ? undefined : contents.credentials[name]) ?? (await this.oneThatLists(bucket, Object.values(contents.credentials)));
+    if (name === 'public') {
+      // Paired for public access: unsigned requests, no key at all.
+      return { provider: async () => ({ accessKeyId: '', secretAccessKey: '' }), accessKeyId: '(none)', source: 'public access (unsigned requests)', signatureVersion: 'none' };
+    }
+    const s3Credentials = Object.values(contents.credentials).filter((c): c is StoredS3Credential => c.provider === 's3');
+    const paired = name === undefined ? undefined : contents.credentials[name];
+    if (paired && paired.provider !== 's3') throw new CredentialError(`'${paired.name}' is not an S3 credential: pair s3://${bucket} with an S3 one`);
+    const credential = paired ?? (await this.oneThatLists(bucket, s3Credentials));
     if (!credential) return this.fallback.resolveS3(bucket);
     const identity = { accessKeyId: credential.accessKeyId, secretAccessKey: credential.secretAccessKey, sessionToken: credential.sessionToken };
     return {
@@ -124,7 +131,7 @@ export class StoreResolver implements CredentialResolver {
   }
 
   /** Without a pairing: the stored credential whose bucket listing shows `bucket`, if exactly one does. */
-  private async oneThatLists(bucket: string, credentials: StoredCredential[]): Promise<StoredCredential | undefined> {
+  private async oneThatLists(bucket: string, credentials: StoredS3Credential[]): Promise<StoredS3Credential | undefined> {
     if (credentials.length === 0) return undefined;
     const { storeFor } = await import('./commands.js');
     const seen = await Promise.all(

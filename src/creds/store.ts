@@ -11,19 +11,24 @@ import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
-import type { ImportedCredential } from './formats.js';
+import type { ImportedAzureCredential, ImportedGcsCredential, ImportedS3Credential } from './formats.js';
 
-export interface StoredCredential extends Omit<ImportedCredential, 'suggestedName'> {
+type Stored<T> = Omit<T, 'suggestedName'> & {
   name: string;
   /** Where it was imported from, for `show` ("~/.aws/credentials, profile dev"). */
   origin: string;
   importedAt: string;
-}
+};
+
+export type StoredS3Credential = Stored<ImportedS3Credential>;
+export type StoredAzureCredential = Stored<ImportedAzureCredential>;
+export type StoredGcsCredential = Stored<ImportedGcsCredential>;
+export type StoredCredential = StoredS3Credential | StoredAzureCredential | StoredGcsCredential;
 
 export interface StoreContents {
   version: 1;
   credentials: Record<string, StoredCredential>;
-  /** `s3://bucket` → credential name. */
+  /** `s3://bucket`, `az://account/container`, `gs://bucket` → credential name, or 'public'. */
   pairings: Record<string, string>;
 }
 

@@ -68,8 +68,8 @@ export interface S3StoreOptions {
   maxParts?: number;
   /** Where retried and failed requests are reported (one line each); default: nowhere. */
   logger?: Logger;
-  /** 'v2' for old stores that only know AWS Signature Version 2; default 'v4'. */
-  signatureVersion?: 'v2' | 'v4';
+  /** 'v2' for old stores that only know AWS Signature Version 2; 'none' for a public bucket (unsigned); default 'v4'. */
+  signatureVersion?: 'v2' | 'v4' | 'none';
   /** PEM certificates trusted besides Node's own roots (a gateway's self-signed CA). */
   caCertificates?: string;
   /** Skip TLS certificate verification altogether (`--insecure`). */
@@ -108,17 +108,22 @@ export class S3Store implements ObjectStore {
     };
     const maxSockets = options.maxConnections ?? 32;
     // V2 takes the place of the SDK's V4 signer for every auth scheme S3's endpoint rules pick.
-    const v2 = new SignatureV2Signer(options.bucket);
-    const signatureV2 =
+    // So does "no signature" for a public bucket, whose requests go out anonymous.
+    const signer =
       options.signatureVersion === 'v2'
-        ? {
-            httpAuthSchemes: ['aws.auth#sigv4', 'aws.auth#sigv4a'].map((schemeId) => ({
-              schemeId,
-              identityProvider: (config: { getIdentityProvider(id: string): unknown }) => config.getIdentityProvider('aws.auth#sigv4'),
-              signer: v2,
-            })),
-          }
-        : {};
+        ? new SignatureV2Signer(options.bucket)
+        : options.signatureVersion === 'none'
+          ? { sign: async (request: unknown) => request }
+          : undefined;
+    const signatureV2 = signer
+      ? {
+          httpAuthSchemes: ['aws.auth#sigv4', 'aws.auth#sigv4a'].map((schemeId) => ({
+            schemeId,
+            identityProvider: (config: { getIdentityProvider(id: string): unknown }) => config.getIdentityProvider('aws.auth#sigv4'),
+            signer,
+          })),
+        }
+      : {};
     this.client = new S3Client({
       ...(signatureV2 as object),
       region: options.region,

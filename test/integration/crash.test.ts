@@ -6,7 +6,7 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -93,12 +93,14 @@ describe.each(['sync', 'async'] as const)('kill -9 in %s write mode', (mode) => 
     let writer: ReturnType<typeof startWriter> | undefined;
     try {
       writer = startWriter(mountpoint, 40);
-      // Kill once a few closes were acknowledged, with the next file's upload under way.
-      for (let waited = 0; writer.closed.size < 6; waited += 50) {
+      // Kill once a few closes were acknowledged, with the next file's upload under way (and,
+      // in async mode, with a journaled close whose upload has not finished).
+      const journaled = () => readdirSync(staging).some((name) => name.endsWith('.pending.json'));
+      for (let waited = 0; writer.closed.size < 6 || (mode === 'async' && !journaled()); waited += 20) {
         if (waited > 90_000) throw new Error(`the writer closed only ${writer.closed.size} files in 90 s`);
-        await sleep(50);
+        await sleep(20);
       }
-      await sleep(200);
+      if (mode === 'sync') await sleep(200);
       process.kill(await daemonPid(mountpoint, env), 'SIGKILL');
       await new Promise((resolve) => (writer!.child.exitCode !== null ? resolve(undefined) : writer!.child.once('exit', resolve)));
       expect(isMounted(mountpoint)).toBe(true); // dead, but still in the mount table

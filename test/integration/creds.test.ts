@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { CreateBucketCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
@@ -197,5 +197,24 @@ describe('a store that only accepts Signature Version 2', () => {
       oldSdk.destroy();
       await old.close();
     }
+  });
+});
+
+describe('public buckets', () => {
+  it('pairs a bucket with public access: the mount sends unsigned requests and needs no key', async () => {
+    const env = freshEnv('store-public');
+    await sdk.send(new PutObjectCommand({ Bucket: 'creds-b', Key: 'published.txt', Body: 'for everyone' }));
+    const paired = await objmount(['creds', 'pair', 's3://creds-b', 'public'], env);
+    expect(paired.stdout).toMatch(/paired s3:\/\/creds-b with public \(unsigned\) access/);
+    expect((await objmount(['creds', 'list'], env)).stdout).toMatch(/s3:\/\/creds-b -> public/);
+    const mount = await mountBucket(server.endpoint, 's3://creds-b', [], env);
+    try {
+      expect(readFileSync(join(mount.mountpoint, 'published.txt'), 'utf8')).toBe('for everyone');
+      expect(readFileSync(mount.logFile, 'utf8')).toMatch(/public access \(unsigned requests\)/);
+    } finally {
+      await mount.unmount();
+    }
+    const refused = await objmount(['creds', 'pair', 'az://acct/container', 'public'], env);
+    expect(refused.stderr).toMatch(/public pairing is for s3:\/\/ buckets/);
   });
 });

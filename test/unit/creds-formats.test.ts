@@ -156,7 +156,164 @@ describe('detecting and reading each format', () => {
   it('reads AWS_* from the environment, including AWS_ENDPOINT_URL_S3', () => {
     expect(
       parseEnvironment({ AWS_ACCESS_KEY_ID: ID, AWS_SECRET_ACCESS_KEY: SECRET, AWS_ENDPOINT_URL: 'https://x.example', AWS_ENDPOINT_URL_S3: 'https://s3.example', AWS_REGION: 'r1' }),
-    ).toMatchObject({ endpoint: 'https://s3.example', region: 'r1' });
+    ).toEqual([expect.objectContaining({ provider: 's3', endpoint: 'https://s3.example', region: 'r1' })]);
+  });
+
+  it('reads AZURE_STORAGE_* and GOOGLE_APPLICATION_CREDENTIALS from the environment beside AWS_*', () => {
+    const files: Record<string, string> = { '/keys/sa.json': serviceAccountKey() };
+    const found = parseEnvironment(
+      { AWS_ACCESS_KEY_ID: ID, AWS_SECRET_ACCESS_KEY: SECRET, AZURE_STORAGE_ACCOUNT: 'myaccount', AZURE_STORAGE_KEY: AZURE_KEY, GOOGLE_APPLICATION_CREDENTIALS: '/keys/sa.json' },
+      'the environment',
+      (path) => files[path]!,
+    );
+    expect(found.map((c) => c.provider)).toEqual(['s3', 'az', 'gs']);
+    expect(found[1]).toEqual({ provider: 'az', account: 'myaccount', accountKey: AZURE_KEY });
+    expect(found[2]).toMatchObject({ provider: 'gs', clientEmail: 'objmount-test@my-project-123.iam.gserviceaccount.com', projectId: 'my-project-123' });
+    expect(() => parseEnvironment({ HOME: '/root' })).toThrow(/has no credentials: expected AWS_ACCESS_KEY_ID/);
+  });
+});
+
+/** A service-account key file as the Google Cloud console writes it (the key is a dummy). */
+function serviceAccountKey(overrides: Record<string, unknown> = {}): string {
+  return JSON.stringify(
+    {
+      type: 'service_account',
+      project_id: 'my-project-123',
+      private_key_id: '0123456789abcdef0123456789abcdef01234567',
+      private_key: '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDummyDummyDummy\n-----END PRIVATE KEY-----\n',
+      client_email: 'objmount-test@my-project-123.iam.gserviceaccount.com',
+      client_id: '123456789012345678901',
+      auth_uri: 'https://accounts.google.com/o/oauth2/auth',
+      token_uri: 'https://oauth2.googleapis.com/token',
+      auth_provider_x509_cert_url: 'https://www.googleapis.com/oauth2/v1/certs',
+      client_x509_cert_url: 'https://www.googleapis.com/robot/v1/metadata/x509/objmount-test%40my-project-123.iam.gserviceaccount.com',
+      universe_domain: 'googleapis.com',
+      ...overrides,
+    },
+    null,
+    2,
+  );
+}
+
+const AZURE_KEY = 'ZmFrZS1henVyZS1rZXktZm9yLW9iam1vdW50LXRlc3RzLW5vdC1yZWFsLWF0LWFsbA==';
+const SAS = 'sv=2022-11-02&ss=b&srt=sco&sp=rwdlac&se=2030-01-01T00:00:00Z&st=2026-01-01T00:00:00Z&spr=https&sig=ZmFrZXNpZ25hdHVyZQ%3D%3D';
+
+describe('Azure credentials', () => {
+  it('reads a connection string, with an endpoint suffix of a sovereign cloud', () => {
+    const text = `DefaultEndpointsProtocol=https;AccountName=myaccount;AccountKey=${AZURE_KEY};EndpointSuffix=core.usgovcloudapi.net\r\n`;
+    expect(detectFormat('conn.txt', text)).toBe('azure');
+    expect(parseCredentials('conn.txt', text)).toEqual([
+      { provider: 'az', account: 'myaccount', accountKey: AZURE_KEY, endpoint: 'https://myaccount.blob.core.usgovcloudapi.net' },
+    ]);
+  });
+
+  it("reads Azurite's connection strings: the development shortcut and an explicit BlobEndpoint with a SAS", () => {
+    expect(parseCredentials('dev.txt', 'UseDevelopmentStorage=true')[0]).toMatchObject({ account: 'devstoreaccount1', endpoint: 'http://127.0.0.1:10000/devstoreaccount1' });
+    const text = `BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;SharedAccessSignature=?${SAS}`;
+    expect(parseCredentials('sas.txt', text)).toEqual([{ provider: 'az', account: 'devstoreaccount1', sas: SAS, endpoint: 'http://127.0.0.1:10000/devstoreaccount1' }]);
+  });
+
+  it('reads an account SAS URL', () => {
+    const text = `https://myaccount.blob.core.windows.net/?${SAS}\n`;
+    expect(detectFormat('sas-url.txt', text)).toBe('azure');
+    expect(parseCredentials('sas-url.txt', text)).toEqual([{ provider: 'az', account: 'myaccount', sas: SAS }]);
+  });
+
+  it('reads an AZURE_STORAGE_ACCOUNT / AZURE_STORAGE_ACCESS_KEY file, with export and quotes', () => {
+    const text = `# storage account for backups\nexport AZURE_STORAGE_ACCOUNT="backups01"\nexport AZURE_STORAGE_ACCESS_KEY='${AZURE_KEY}'\n`;
+    expect(detectFormat('azure.env', text)).toBe('azure');
+    expect(parseCredentials('azure.env', text)).toEqual([{ provider: 'az', account: 'backups01', accountKey: AZURE_KEY }]);
+    expect(() => parseCredentials('azure.env', 'AZURE_STORAGE_ACCOUNT=backups01\n')).toThrow(/azure.env: expected AZURE_STORAGE_KEY .* for account 'backups01'/);
+  });
+
+  it('reads rclone azureblob remotes (account and key, SAS URL, emulator) beside s3 ones', () => {
+    const text = [
+      '[blob]',
+      'type = azureblob',
+      'account = myaccount',
+      `key = ${AZURE_KEY}`,
+      '',
+      '[blob-sas]',
+      'type = azureblob',
+      `sas_url = https://other.blob.core.windows.net/?${SAS}`,
+      '',
+      '[azurite]',
+      'type = azureblob',
+      'use_emulator = true',
+    ].join('\n');
+    expect(parseCredentials('rclone.conf', text)).toEqual([
+      { provider: 'az', suggestedName: 'blob', account: 'myaccount', accountKey: AZURE_KEY },
+      { provider: 'az', suggestedName: 'blob-sas', account: 'other', sas: SAS },
+      expect.objectContaining({ provider: 'az', suggestedName: 'azurite', account: 'devstoreaccount1' }),
+    ]);
+  });
+
+  it('says what is missing from a connection string, without quoting the key', () => {
+    expect(() => parseCredentials('c.txt', 'DefaultEndpointsProtocol=https;AccountName=myaccount', 'azure')).toThrow(/c.txt: the connection string has neither AccountKey nor SharedAccessSignature/);
+    try {
+      parseCredentials('c.txt', `DefaultEndpointsProtocol=https;AccountKey=${AZURE_KEY}`, 'azure');
+      expect.unreachable();
+    } catch (error) {
+      expect((error as Error).message).toMatch(/names no AccountName/);
+      expect((error as Error).message).not.toContain(AZURE_KEY);
+    }
+  });
+});
+
+describe('Google Cloud credentials', () => {
+  it('reads a service-account key file', () => {
+    const text = serviceAccountKey();
+    expect(detectFormat('sa.json', text)).toBe('gcs');
+    expect(parseCredentials('sa.json', text)).toEqual([
+      expect.objectContaining({
+        provider: 'gs',
+        suggestedName: 'my-project-123',
+        clientEmail: 'objmount-test@my-project-123.iam.gserviceaccount.com',
+        projectId: 'my-project-123',
+        tokenUri: 'https://oauth2.googleapis.com/token',
+      }),
+    ]);
+  });
+
+  it('fails a malformed key file on one line naming what is wrong, never quoting the key', () => {
+    expect(() => parseCredentials('sa.json', serviceAccountKey({ client_email: undefined }))).toThrow(/^sa.json: the service-account key has no "client_email"$/);
+    expect(() => parseCredentials('sa.json', serviceAccountKey({ private_key: 'not a key' }))).toThrow(/"private_key" is not a PEM private key/);
+    expect(() => parseCredentials('sa.json', serviceAccountKey({ type: 'authorized_user' }), 'gcs')).toThrow(/"type" is 'authorized_user', expected "service_account"/);
+    const broken = serviceAccountKey().slice(0, 200);
+    expect(detectFormat('sa.json', broken)).toBe('gcs');
+    try {
+      parseCredentials('sa.json', broken);
+      expect.unreachable();
+    } catch (error) {
+      expect((error as Error).message).toMatch(/^sa.json: not valid JSON/);
+      expect((error as Error).message).not.toContain('MIIEvQ');
+    }
+  });
+
+  it('reads rclone google cloud storage remotes with a key file or inline credentials, and skips OAuth ones', () => {
+    const text = [
+      '[gcs-file]',
+      'type = google cloud storage',
+      'service_account_file = /keys/sa.json',
+      '',
+      '[gcs-inline]',
+      'type = google cloud storage',
+      `service_account_credentials = ${JSON.stringify(JSON.parse(serviceAccountKey({ project_id: 'inline-project' })))}`,
+      '',
+      '[gcs-oauth]',
+      'type = google cloud storage',
+      'token = {"access_token":"x"}',
+    ].join('\n');
+    const found = parseCredentials('rclone.conf', text, undefined, undefined, (path) => (path === '/keys/sa.json' ? serviceAccountKey() : ''));
+    expect(found.map((c) => [c.provider, c.suggestedName])).toEqual([
+      ['gs', 'gcs-file'],
+      ['gs', 'gcs-inline'],
+    ]);
+  });
+
+  it('takes GCS HMAC keys as an S3 credential for storage.googleapis.com', () => {
+    const text = 'aws_access_key_id = GOOG1EXAMPLEHMACKEYID0000000000000000000000000\naws_secret_access_key = bGVhdmUtdGhpcy1zZWNyZXQtYWxvbmU\n';
+    expect(parseCredentials('hmac.txt', text)[0]).toMatchObject({ provider: 's3', endpoint: 'https://storage.googleapis.com' });
   });
 });
 
@@ -175,7 +332,7 @@ describe('bad files', () => {
   it('say which key is missing', () => {
     expect(() => parseCredentials('keys.txt', `aws_access_key_id = ${ID}\n`)).toThrow(/keys.txt: the file has no secret key/);
     expect(() => parseCredentials('config.json', '{"aliases": {}}')).toThrow(/no MinIO client alias/);
-    expect(() => parseCredentials('x.json', '{"not": "mc"}')).toThrow(/not a MinIO client config.json/);
+    expect(() => parseCredentials('x.json', '{"not": "mc"}')).toThrow(/neither a MinIO client config.json .* nor a service-account key/);
   });
 });
 

@@ -13,8 +13,16 @@ const SECRET = 'Sup3rSecretValueThatMustNotLeak0123456789';
 
 /** Lines that look like credential files: settings, sections, comments, junk, CRLF. */
 const line = fc.oneof(
-  fc.constantFrom('[default]', '[profile x]', '[remote]', 'type = s3', '# comment', '; comment', '', 'export ', '+----+', '| access | a |'),
-  fc.tuple(fc.constantFrom('aws_access_key_id', 'aws_secret_access_key', 'access_key', 'secret_key', 'endpoint', 'host_base', 'EC2_ACCESS_KEY', 'EC2_SECRET_KEY', 'S3_URL', 'region', 'use_https', 'signature_v2'), fc.constantFrom(' = ', '=', ': ', ' '), fc.oneof(fc.string(), fc.constant(SECRET))).map(([k, sep, v]) => `${k}${sep}${v}`),
+  fc.constantFrom('[default]', '[profile x]', '[remote]', 'type = s3', 'type = azureblob', 'type = google cloud storage', '# comment', '; comment', '', 'export ', '+----+', '| access | a |'),
+  fc.tuple(
+    fc.constantFrom(
+      'aws_access_key_id', 'aws_secret_access_key', 'access_key', 'secret_key', 'endpoint', 'host_base', 'EC2_ACCESS_KEY', 'EC2_SECRET_KEY', 'S3_URL', 'region', 'use_https', 'signature_v2',
+      'AZURE_STORAGE_ACCOUNT', 'AZURE_STORAGE_KEY', 'AZURE_STORAGE_SAS_TOKEN', 'AZURE_STORAGE_CONNECTION_STRING', 'account', 'key', 'sas_url', 'service_account_credentials',
+    ),
+    fc.constantFrom(' = ', '=', ': ', ' '),
+    fc.oneof(fc.string(), fc.constant(SECRET), fc.constant(`AccountName=a;AccountKey=${SECRET}`), fc.constant(`https://a.blob.core.windows.net/?sv=1&sig=${SECRET}`)),
+  ).map(([k, sep, v]) => `${k}${sep}${v}`),
+  fc.constantFrom(`DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=${SECRET}`, `{"type": "service_account", "private_key": "${SECRET}"`, `https://acct.blob.core.windows.net/?sig=${SECRET}`),
   fc.string(),
 );
 const file = fc.array(line, { maxLength: 12 }).chain((lines) => fc.constantFrom('\n', '\r\n').map((eol) => lines.join(eol)));
@@ -27,8 +35,16 @@ describe('credential parsers under generated input', () => {
           const credentials = parseCredentials('fuzz.conf', text, format);
           expect(credentials.length).toBeGreaterThan(0);
           for (const credential of credentials) {
-            expect(credential.accessKeyId).toBeTruthy();
-            expect(credential.secretAccessKey).toBeTruthy();
+            if (credential.provider === 's3') {
+              expect(credential.accessKeyId).toBeTruthy();
+              expect(credential.secretAccessKey).toBeTruthy();
+            } else if (credential.provider === 'az') {
+              expect(credential.account).toBeTruthy();
+              expect(credential.accountKey || credential.sas).toBeTruthy();
+            } else {
+              expect(credential.clientEmail).toBeTruthy();
+              expect(credential.privateKey).toContain('PRIVATE KEY-----');
+            }
           }
         } catch (error) {
           expect(error).toBeInstanceOf(CredentialFormatError);
@@ -42,11 +58,11 @@ describe('credential parsers under generated input', () => {
     );
   });
 
-  it('survive arbitrary JSON for the MinIO client format', () => {
+  it('survive arbitrary JSON for the MinIO client and service-account formats', () => {
     fc.assert(
-      fc.property(fc.json(), (text) => {
+      fc.property(fc.json(), fc.constantFrom('mc', 'gcs') as fc.Arbitrary<'mc' | 'gcs'>, (text, format) => {
         try {
-          parseCredentials('config.json', text, 'mc');
+          parseCredentials('config.json', text, format);
         } catch (error) {
           expect(error).toBeInstanceOf(CredentialFormatError);
         }
