@@ -40,7 +40,7 @@ let fs: FileSystem;
 /** Small parts, so multipart uploads need only a few KiB. */
 const smallParts: Partial<StoreCapabilities> = { minPartSize: PART };
 
-function mount(store: ObjectStore): FileSystem {
+function mount(store: ObjectStore, overrides: Partial<ConstructorParameters<typeof FileSystem>[1]> = {}): FileSystem {
   return new FileSystem(store, {
     prefix: '',
     defaults,
@@ -50,6 +50,7 @@ function mount(store: ObjectStore): FileSystem {
     uploadConcurrency: 4,
     logger: silentLogger,
     now: clock.now,
+    ...overrides,
   });
 }
 
@@ -182,16 +183,7 @@ describe('getattr', () => {
   it('shows only the keys under the mount prefix', async () => {
     await put('other/secret', 's');
     await put('mine/file', 'f');
-    const scoped = new FileSystem(faulty, {
-      prefix: 'mine/',
-      defaults,
-      cache: { fileTtlMs: FILE_TTL, dirTtlMs: DIR_TTL, negativeTtlMs: NEGATIVE_TTL, maxEntries: 1000, clock },
-      stagingDir,
-      partSize: PART,
-      uploadConcurrency: 2,
-      logger: silentLogger,
-      now: clock.now,
-    });
+    const scoped = mount(faulty, { prefix: 'mine/' });
     expect(await listing('/', scoped)).toEqual(['file']);
     expect((await readFile('/file', scoped)).toString()).toBe('f');
     await expect(scoped.getattr('/secret')).rejects.toMatchObject({ code: 'ENOENT' });
@@ -271,16 +263,7 @@ describe('readdir', () => {
 
   it('logs each key it cannot show once, with the reason, and shows the directory of a key that is also a prefix', async () => {
     const warnings: string[] = [];
-    const logged = new FileSystem(memory, {
-      prefix: '',
-      defaults,
-      cache: { fileTtlMs: FILE_TTL, dirTtlMs: DIR_TTL, negativeTtlMs: NEGATIVE_TTL, maxEntries: 100_000, clock },
-      stagingDir,
-      partSize: PART,
-      uploadConcurrency: 4,
-      logger: { ...silentLogger, warn: (message: string) => warnings.push(message) },
-      now: clock.now,
-    });
+    const logged = mount(memory, { logger: { ...silentLogger, warn: (message: string) => warnings.push(message) } });
     await put('both', 'a file');
     await put('both/inner', 'and a prefix');
     await put('a//b', 'double slash');
