@@ -13,6 +13,7 @@ export type FsErrorCode =
   | 'ENOTEMPTY'
   | 'EACCES'
   | 'EPERM'
+  | 'EXDEV'
   | 'EIO'
   | 'ESTALE'
   | 'EINVAL'
