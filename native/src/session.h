@@ -1,0 +1,112 @@
+// A FUSE 3 session served by JavaScript.
+//
+// How it works: mount() starts a "loop thread" (signals blocked, so SIGINT/SIGTERM keep going to
+// Node) that mounts with libfuse's high-level API and runs fuse_loop_mt(). Its worker threads
+// call the handlers in fuse_ops.cc, which build a Request, queue it on one napi threadsafe
+// function and wait for the JS answer (js_calls.cc). Everything JS-facing (ops, callbacks) is
+// touched only on the JS thread.
+//
+// Stopping never leaves a FUSE thread waiting: stop() marks the session stopping (new requests
+// are answered ENOTCONN without reaching JS), answers every pending request ENOTCONN, asks
+// libfuse to exit, and aborts the kernel connection through fusectl, which wakes every worker
+// blocked reading /dev/fuse even while some process still holds a file open in the mount. The
+// loop thread then tears libfuse down and posts Ended.
+//
+// Lifetime: the threadsafe function is shared by the JS handle and the loop thread (one thread
+// count each); when both have released it, its finalizer frees the session on the JS thread.
+#pragma once
+
+#include <fuse.h>
+#include <node_api.h>
+#include <pthread.h>
+
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <unordered_set>
+
+#include "request.h"
+
+namespace objmount {
+
+struct SessionOptions {
+  std::string mountpoint;
+  std::string fsName;
+  std::string subtype;
+  bool allowOther = false;
+  bool defaultPermissions = false;
+  bool autoCache = false;
+  bool writebackCache = false;
+  bool debug = false;
+  double attrTimeout = 1;
+  double entryTimeout = 1;
+  double negativeTimeout = 0;
+  unsigned maxWrite = 1 << 20;
+  unsigned maxRead = 1 << 20;
+  unsigned maxThreads = 16;
+};
+
+class Session {
+ public:
+  Session(napi_env env, SessionOptions options) : env_(env), options_(std::move(options)) {}
+
+  // JS thread. Stores the ops and creates the threadsafe function (unreferenced until mount).
+  napi_status Setup(napi_env env, napi_value ops);
+  // JS thread. Starts the loop thread; false (with a message) if it cannot.
+  bool Start(napi_env env, napi_value onMounted, napi_value onEnded, napi_value onOpError, std::string* error);
+  // JS thread. See the header comment; safe to call more than once.
+  void Stop();
+  // JS thread. Lets the process exit even if the loop has not ended yet.
+  void Unref(napi_env env);
+  // Keep the session alive across asynchronous work (the handle holds one share, too).
+  void Hold() { napi_acquire_threadsafe_function(tsfn_); }
+  void Release() { napi_release_threadsafe_function(tsfn_, napi_tsfn_release); }
+  // Any thread but the JS thread: fuse_invalidate_path, or -ENOTCONN when not mounted.
+  int Invalidate(const std::string& path);
+
+  // FUSE threads. Queues the request and waits for its answer (negative errno or a result).
+  int Call(Request* request);
+  bool Has(Op op) const { return ops_[static_cast<int>(op)] != nullptr; }
+  const SessionOptions& options() const { return options_; }
+  bool stopping() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stopping_;
+  }
+  void PostMounted(const std::string& error);
+
+  // JS thread (js_calls.cc).
+  napi_value OpFunction(napi_env env, Op op);
+  void Deliver(napi_env env, Message* message);
+  void ReportOpError(napi_env env, Op op, napi_value error);
+
+ private:
+  static void* LoopMain(void* arg);
+  void Loop();
+  void Post(Message* message);
+  static void Finalize(napi_env env, void* data, void* hint);
+
+  napi_env env_;
+  SessionOptions options_;
+  napi_ref ops_[static_cast<int>(Op::Count)] = {};
+  napi_ref onMounted_ = nullptr;
+  napi_ref onEnded_ = nullptr;
+  napi_ref onOpError_ = nullptr;
+  napi_threadsafe_function tsfn_ = nullptr;
+  std::mutex fuseMu_;  // guards fuse_, which the loop thread clears before destroying it
+  struct fuse* fuse_ = nullptr;
+  pthread_t thread_{};
+  bool started_ = false;
+  std::atomic<unsigned> connection_{0};  // the fusectl connection id (device minor), 0 if unknown
+
+  std::mutex mu_;
+  bool stopping_ = false;
+  std::unordered_set<Request*> pending_;
+};
+
+// fuse_ops.cc: the libfuse operation table, filled for the ops JS implements.
+void FillOperations(const Session& session, struct fuse_operations* ops);
+// connection.cc
+unsigned FindConnection(const std::string& mountpoint);
+bool AbortConnection(unsigned connection);
+
+}  // namespace objmount
