@@ -88,7 +88,7 @@ bool OptionName(napi_env env, napi_value options, const char* name, std::string*
   return true;
 }
 
-void FinalizeHandle(napi_env /*env*/, void* data, void* /*hint*/) { static_cast<Session*>(data)->Release(); }
+void FinalizeHandle(napi_env env, void* data, void* /*hint*/) { static_cast<Session*>(data)->HandleGone(env); }
 
 Session* GetSession(napi_env env, napi_value v) {
   void* data = nullptr;

@@ -403,14 +403,16 @@ void Session::Deliver(napi_env env, Message* message) {
     } else {
       arg = Null(env);
     }
-    // Once ended, nothing more comes from this session: let the process exit.
-    if (!mounted || !event->error.empty()) napi_unref_threadsafe_function(env, tsfn_);
+    // Once ended (or never mounted), nothing more comes from this session: let the process exit.
+    bool last = !mounted || !event->error.empty();
+    if (last) napi_unref_threadsafe_function(env, tsfn_);
     delete event;
     if (fn != nullptr && napi_call_function(env, global, fn, 1, &arg, nullptr) == napi_pending_exception) {
       napi_value error;
       napi_get_and_clear_last_exception(env, &error);
       napi_throw(env, error);  // a throwing lifecycle callback is the caller's bug: surface it
     }
+    if (last) DropReferences(env);
     napi_close_handle_scope(env, scope);
     return;
   }

@@ -41,7 +41,7 @@ napi_status Session::Setup(napi_env env, napi_value ops) {
   }
   napi_value name;
   napi_create_string_utf8(env, "objmount-fuse3", NAPI_AUTO_LENGTH, &name);
-  napi_status status = napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, nullptr, Finalize, this, CallJs, &tsfn_);
+  napi_status status = napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, this, Finalize, this, CallJs, &tsfn_);
   if (status != napi_ok) return status;
   // An unmounted session must not keep the process alive.
   return napi_unref_threadsafe_function(env, tsfn_);
@@ -56,6 +56,7 @@ bool Session::Start(napi_env env, napi_value onMounted, napi_value onEnded, napi
   napi_create_reference(env, onEnded, 1, &onEnded_);
   if (onOpError != nullptr) napi_create_reference(env, onOpError, 1, &onOpError_);
   napi_acquire_threadsafe_function(tsfn_);  // the loop thread's share, released when it ends
+  Ref();
   napi_ref_threadsafe_function(env, tsfn_);  // a mounted file system keeps the process alive
 
   // Threads inherit the signal mask: block everything so signals reach Node's handlers.
@@ -66,6 +67,7 @@ bool Session::Start(napi_env env, napi_value onMounted, napi_value onEnded, napi
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   if (res != 0) {
     napi_release_threadsafe_function(tsfn_, napi_tsfn_release);
+    Unref();
     napi_unref_threadsafe_function(env, tsfn_);
     *error = "cannot start the FUSE thread";
     return false;
@@ -99,14 +101,15 @@ int Session::Invalidate(const std::string& path) {
 
 int Session::Call(Request* request) {
   {
+    // Under mu_, because Finalize (Node tearing down) clears tsfn_ under it.
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) return -ENOTCONN;
+    if (stopping_ || tsfn_ == nullptr) return -ENOTCONN;
     pending_.insert(request);
-  }
-  request->ref();  // the queued message's reference, dropped by Deliver
-  if (napi_call_threadsafe_function(tsfn_, static_cast<Message*>(request), napi_tsfn_nonblocking) != napi_ok) {
-    request->unref();
-    request->abort(-ENOTCONN);
+    request->ref();  // the queued message's reference, dropped by Deliver
+    if (napi_call_threadsafe_function(tsfn_, static_cast<Message*>(request), napi_tsfn_nonblocking) != napi_ok) {
+      request->unref();
+      request->abort(-ENOTCONN);
+    }
   }
   int result = request->wait();
   std::lock_guard<std::mutex> lock(mu_);
@@ -115,7 +118,10 @@ int Session::Call(Request* request) {
 }
 
 void Session::Post(Message* message) {
-  if (napi_call_threadsafe_function(tsfn_, message, napi_tsfn_nonblocking) != napi_ok) delete static_cast<Event*>(message);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (tsfn_ == nullptr || napi_call_threadsafe_function(tsfn_, message, napi_tsfn_nonblocking) != napi_ok) {
+    delete static_cast<Event*>(message);
+  }
 }
 
 void Session::PostMounted(const std::string& error) { Post(new Event(Message::Kind::Mounted, error)); }
@@ -171,18 +177,36 @@ void Session::Loop() {
     fuse_destroy(fuse);
     Post(new Event(Message::Kind::Ended));
   }
-  napi_release_threadsafe_function(tsfn_, napi_tsfn_release);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (tsfn_ != nullptr) napi_release_threadsafe_function(tsfn_, napi_tsfn_release);
+  }
+  Unref();
 }
 
-void Session::Finalize(napi_env env, void* data, void* /*hint*/) {
+void Session::Finalize(napi_env /*env*/, void* data, void* /*hint*/) {
+  // No napi calls here: at exit Node runs this after it has freed the references itself.
   auto* session = static_cast<Session*>(data);
-  for (napi_ref& ref : session->ops_) {
-    if (ref != nullptr) napi_delete_reference(env, ref);
+  {
+    // Node may finalize while FUSE threads still run (exit while mounted): they must neither
+    // wait for JS nor touch the threadsafe function from now on.
+    std::lock_guard<std::mutex> lock(session->mu_);
+    session->tsfn_ = nullptr;
+    session->stopping_ = true;
+    for (Request* request : session->pending_) request->abort(-ENOTCONN);
   }
-  for (napi_ref ref : {session->onMounted_, session->onEnded_, session->onOpError_}) {
+  session->Unref();
+}
+
+void Session::DropReferences(napi_env env) {
+  for (napi_ref& ref : ops_) {
     if (ref != nullptr) napi_delete_reference(env, ref);
+    ref = nullptr;
   }
-  delete session;
+  for (napi_ref* ref : {&onMounted_, &onEnded_, &onOpError_}) {
+    if (*ref != nullptr) napi_delete_reference(env, *ref);
+    *ref = nullptr;
+  }
 }
 
 }  // namespace objmount

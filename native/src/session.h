@@ -13,7 +13,9 @@
 // loop thread then tears libfuse down and posts Ended.
 //
 // Lifetime: the threadsafe function is shared by the JS handle and the loop thread (one thread
-// count each); when both have released it, its finalizer frees the session on the JS thread.
+// count each) and closes once both let go, or when Node tears the environment down. The session
+// itself is counted apart (handle, threadsafe function, loop thread), since at exit Node may
+// finalize the threadsafe function before the handle, while the loop thread still runs.
 #pragma once
 
 #include <fuse.h>
@@ -59,8 +61,20 @@ class Session {
   // JS thread. Lets the process exit even if the loop has not ended yet.
   void Unref(napi_env env);
   // Keep the session alive across asynchronous work (the handle holds one share, too).
-  void Hold() { napi_acquire_threadsafe_function(tsfn_); }
-  void Release() { napi_release_threadsafe_function(tsfn_, napi_tsfn_release); }
+  void Hold() {
+    if (tsfn_ != nullptr) napi_acquire_threadsafe_function(tsfn_);
+  }
+  void Release() {
+    if (tsfn_ != nullptr) napi_release_threadsafe_function(tsfn_, napi_tsfn_release);
+  }
+  // JS thread: the JS handle was garbage-collected.
+  void HandleGone(napi_env env) {
+    if (!started_) DropReferences(env);
+    Release();
+    Unref();
+  }
+  // JS thread: the JS functions are no longer needed (ended, or never mounted).
+  void DropReferences(napi_env env);
   // Any thread but the JS thread: fuse_invalidate_path, or -ENOTCONN when not mounted.
   int Invalidate(const std::string& path);
 
@@ -84,6 +98,11 @@ class Session {
   void Loop();
   void Post(Message* message);
   static void Finalize(napi_env env, void* data, void* hint);
+  void Ref() { refs_.fetch_add(1); }
+  void Unref() {
+    if (refs_.fetch_sub(1) == 1) delete this;
+  }
+  std::atomic<int> refs_{2};  // the JS handle and the threadsafe function
 
   napi_env env_;
   SessionOptions options_;

@@ -1,26 +1,167 @@
 /**
- * The only module that loads the FUSE binding (fuse-native 2.2.6, libfuse 2.9).
+ * The only module that loads a FUSE binding: our own libfuse 3 addon (native/, the default), or
+ * fuse-native 2.2.6 (libfuse 2.9) while it is still selectable.
  *
- * Its limits, and how we meet them:
- * - It asks for 4 KiB writes unless told otherwise: we add `big_writes` and `max_write=131072`
- *   (libfuse 2.9's ceiling), so each write carries up to 128 KiB.
- * - It answers any operation that takes longer than 15 s with ETIMEDOUT: we turn that off
- *   (`timeout: false`); every store request has its own connect/idle timeouts and bounded
- *   retries, so an operation always ends, and a long flush of a large file is not cut short.
- * - Write buffers belong to native code and are reused once the callback returns: `operations.ts`
- *   copies them before any asynchronous use.
- * - Its utimens glue drops the mtime; scripts/build-fuse-native rebuilds it with the fix. A
- *   missing rebuild is reported by `hasUtimensFix` so the daemon can warn.
+ * The addon (see native/src/session.h for how it works):
+ * - serves FUSE on native threads with libfuse's multithreaded loop; each operation is handed to
+ *   the JS thread and its FUSE thread waits for the answer, so one slow operation (a flush
+ *   uploading a large file) does not hold up the others;
+ * - carries up to 1 MiB per read and write (`MAX_WRITE`), and pages large directories;
+ * - gives each `write` a Buffer of its own, which the file system may keep;
+ * - passes both times to `utimens` (null for a time left as it is);
+ * - on unmount, answers every operation still waiting for JS with ENOTCONN and aborts the
+ *   kernel connection, so neither the kernel nor the process is left hanging.
+ *
+ * fuse-native's limits, met here while it remains: 128 KiB writes (`big_writes,max_write`), its
+ * 15 s operation timeout (off), reused write buffers (`operations.ts` copies them), and a utimens
+ * that drops the mtime unless scripts/build-fuse-native rebuilt it (`hasUtimensFix`).
  */
 
-import { existsSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const require = createRequire(import.meta.url);
 
-/** The callback-style operations fuse-native calls. */
+/** The callback-style operations the binding calls. */
 export type FuseOperations = Record<string, (...args: never[]) => void>;
+
+/** Which binding serves the mount. */
+export type FuseBindingName = 'fuse3' | 'fuse-native';
+
+export interface FuseMountOptions {
+  /** Shown as the source in /proc/mounts, e.g. `s3://bucket/prefix`. */
+  fsName: string;
+  allowOther: boolean;
+  /** Kernel attribute and entry cache, in seconds. */
+  attrTimeoutSeconds: number;
+  debug: boolean;
+  /** Let the kernel gather writes in its page cache (fuse3 only). */
+  writebackCache?: boolean;
+  /** Defaults to fuse3. */
+  binding?: FuseBindingName;
+  /** Told about a JS operation that threw (the kernel got EIO). */
+  onOperationError?: (operation: string, error: unknown) => void;
+}
+
+/** The most one FUSE write (and read) carries with the libfuse 3 addon. */
+export const MAX_WRITE = 1024 * 1024;
+/** FUSE's per-write ceiling with fuse-native (libfuse 2.9). */
+export const FUSE_NATIVE_MAX_WRITE = 128 * 1024;
+
+/** How long unmount waits for the FUSE loop to end before letting it go. */
+const LOOP_END_TIMEOUT_MS = 5000;
+
+interface Fuse3Addon {
+  create(mountpoint: string, options: object, ops: FuseOperations): unknown;
+  mount(handle: unknown, onMounted: (error: Error | null) => void, onEnded: () => void, onOpError?: (op: string, error: unknown) => void): void;
+  unmount(handle: unknown): void;
+  unref(handle: unknown): void;
+  invalidatePath(handle: unknown, path: string, callback: (errno: number) => void): void;
+}
+
+const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'native', 'build', 'Release', 'objmount_fuse3.node');
+
+let addon: Fuse3Addon | undefined;
+/** The libfuse 3 addon; throws one clear line when it was not built. */
+export function loadFuse3Addon(): Fuse3Addon {
+  if (!addon) {
+    if (!existsSync(ADDON_PATH)) throw new Error(`the FUSE 3 addon is not built (${ADDON_PATH} is missing): run scripts/setup`);
+    addon = require(ADDON_PATH) as Fuse3Addon;
+  }
+  return addon;
+}
+
+/** A mounted (or mountable) FUSE session. */
+export interface FuseSession {
+  readonly mountpoint: string;
+  /** Resolves once the kernel has the mount and FUSE's init has run. */
+  mount(): Promise<void>;
+  /** Detaches the mount (lazily, so a busy mount still goes) and stops serving it. */
+  unmount(): Promise<void>;
+}
+
+export function createFuseSession(mountpoint: string, operations: FuseOperations, options: FuseMountOptions): FuseSession {
+  return options.binding === 'fuse-native'
+    ? new FuseNativeSession(mountpoint, operations, options)
+    : new Fuse3Session(mountpoint, operations, options);
+}
+
+/** A session on our libfuse 3 addon. */
+export class Fuse3Session implements FuseSession {
+  readonly mountpoint: string;
+  private readonly handle: unknown;
+  private readonly addon = loadFuse3Addon();
+  private endedResolve!: () => void;
+  /** Resolves when the FUSE loop has ended: after unmount(), or an unmount from outside. */
+  readonly ended = new Promise<void>((resolve) => (this.endedResolve = resolve));
+
+  constructor(
+    mountpoint: string,
+    operations: FuseOperations,
+    private readonly options: FuseMountOptions,
+  ) {
+    // Canonical, as the mount table shows it: the addon finds its kernel connection there.
+    this.mountpoint = canonical(mountpoint);
+    this.handle = this.addon.create(this.mountpoint, {
+      fsName: options.fsName.replace(/[,\\]/g, '_') || 'objmount',
+      subtype: 'objmount',
+      allowOther: options.allowOther,
+      defaultPermissions: true,
+      // The kernel keeps a file's pages across opens while its mtime and size are unchanged (a
+      // changed object has a new mtime), so a second read of a hot file costs no request.
+      autoCache: true,
+      writebackCache: options.writebackCache ?? false,
+      attrTimeout: options.attrTimeoutSeconds,
+      entryTimeout: options.attrTimeoutSeconds,
+      maxWrite: MAX_WRITE,
+      maxRead: MAX_WRITE,
+      debug: options.debug,
+    }, operations);
+  }
+
+  mount(): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.addon.mount(
+        this.handle,
+        (error) => (error ? reject(error) : resolve()),
+        () => this.endedResolve(),
+        this.options.onOperationError,
+      ),
+    );
+  }
+
+  async unmount(): Promise<void> {
+    // Detach first, so nothing new arrives; then answer what is in flight and end the loop.
+    await detachLazily(this.mountpoint);
+    this.addon.unmount(this.handle);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), LOOP_END_TIMEOUT_MS)));
+    const late = await Promise.race([this.ended.then(() => false), timedOut]);
+    clearTimeout(timer);
+    // The loop may be stuck (no fusectl to abort the connection): do not let it hold the process.
+    if (late) this.addon.unref(this.handle);
+  }
+
+  /** Drops the kernel's cached attributes and pages of `path`; resolves with 0 or -errno. */
+  invalidate(path: string): Promise<number> {
+    return new Promise((resolve) => this.addon.invalidatePath(this.handle, path, resolve));
+  }
+}
+
+function canonical(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return resolve(path);
+  }
+}
+
+function detachLazily(mountpoint: string): Promise<void> {
+  return new Promise((resolve) => execFile('fusermount3', ['-uz', mountpoint], () => resolve()));
+}
 
 interface FuseNativeInstance {
   mount(cb: (error: Error | null) => void): void;
@@ -30,22 +171,8 @@ interface FuseNativeInstance {
 
 type FuseNativeClass = new (mountpoint: string, ops: FuseOperations, options: object) => FuseNativeInstance;
 
-const FuseNative = require('fuse-native') as FuseNativeClass & { unmount(mnt: string, cb: (e: Error | null) => void): void };
-
-export interface FuseMountOptions {
-  /** Shown as the source in /proc/mounts, e.g. `s3://bucket/prefix`. */
-  fsName: string;
-  allowOther: boolean;
-  /** Kernel attribute and entry cache, in seconds. */
-  attrTimeoutSeconds: number;
-  debug: boolean;
-}
-
-/** FUSE's per-write ceiling with libfuse 2.9. */
-export const MAX_WRITE = 128 * 1024;
-
-/** A mounted (or mountable) FUSE session. */
-export class FuseSession {
+/** A session on fuse-native 2.2.6 (libfuse 2.9), kept selectable while the addon is new. */
+class FuseNativeSession implements FuseSession {
   private readonly fuse: FuseNativeInstance;
 
   constructor(
@@ -53,14 +180,13 @@ export class FuseSession {
     operations: FuseOperations,
     options: FuseMountOptions,
   ) {
+    const FuseNative = require('fuse-native') as FuseNativeClass;
     const fuse = new FuseNative(mountpoint, operations, {
       timeout: false,
       fsname: options.fsName.replace(/,/g, '_'),
       subtype: 'objmount',
       allowOther: options.allowOther,
       defaultPermissions: true,
-      // The kernel keeps a file's pages across opens while its mtime and size are unchanged (a
-      // changed object has a new mtime), so a second read of a hot file costs no request.
       autoCache: true,
       attrTimeout: options.attrTimeoutSeconds,
       entryTimeout: options.attrTimeoutSeconds,
@@ -68,19 +194,17 @@ export class FuseSession {
     });
     const base = fuse._fuseOptions.bind(fuse);
     fuse._fuseOptions = () => {
-      const extra = `big_writes,max_write=${MAX_WRITE}`;
+      const extra = `big_writes,max_write=${FUSE_NATIVE_MAX_WRITE}`;
       const options = base();
       return options ? `${options},${extra}` : `-o${extra}`;
     };
     this.fuse = fuse;
   }
 
-  /** Resolves once the kernel has the mount and FUSE's init has run. */
   mount(): Promise<void> {
     return new Promise((resolve, reject) => this.fuse.mount((error) => (error ? reject(error) : resolve())));
   }
 
-  /** Detaches the mount (lazily, so a busy mount still goes) and stops serving it. */
   unmount(): Promise<void> {
     return new Promise((resolve, reject) => this.fuse.unmount((error) => (error ? reject(error) : resolve())));
   }

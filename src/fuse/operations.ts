@@ -116,11 +116,15 @@ export function createOperations(fs: FileSystem, logger: Logger): FuseOperations
     chmod: (path: string, mode: number, cb: Callback) => answer('chmod', path, cb, () => fs.chmod(path, mode)),
     chown: (path: string, uid: number, gid: number, cb: Callback) =>
       answer('chown', path, cb, () => fs.chown(path, uid, gid)),
-    utimens: (path: string, atime: number, mtime: number, cb: Callback) => {
+    // null: that time stays as it is (UTIME_OMIT, e.g. `touch -m`).
+    utimens: (path: string, atime: number | null, mtime: number | null, cb: Callback) => {
       const now = Date.now();
       const at = atime === UTIME_SPECIAL_MS ? now : atime;
       const mt = mtime === UTIME_SPECIAL_MS ? now : mtime;
-      answer('utimens', path, cb, () => fs.utimens(path, at, mt));
+      answer('utimens', path, cb, async () => {
+        const current = at === null || mt === null ? await fs.getattr(path) : undefined;
+        await fs.utimens(path, at ?? current!.atimeMs, mt ?? current!.mtimeMs);
+      });
     },
     // Extended attributes are not stored yet: say so, so cp/rsync/tar skip them quietly.
     setxattr: (path: string, _name: string, _value: Buffer, _pos: number, _flags: number, cb: Callback) =>
