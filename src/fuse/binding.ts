@@ -126,7 +126,11 @@ export class Fuse3Session implements FuseSession {
     return new Promise((resolve, reject) =>
       this.addon.mount(
         this.handle,
-        (error) => (error ? reject(error) : resolve()),
+        (error) => {
+          if (!error) return resolve();
+          this.endedResolve(); // a loop that never started has nothing to end
+          reject(error);
+        },
         () => this.endedResolve(),
         this.options.onOperationError,
       ),
