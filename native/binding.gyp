@@ -11,7 +11,6 @@
       ],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers", "<!@(pkg-config --cflags fuse3)"],
       "cflags": ["<!@(pkg-config --cflags fuse3)"],
-      "cflags!": [],
       "defines": ["NAPI_VERSION=8", "FUSE_USE_VERSION=314"],
       "libraries": ["<!@(pkg-config --libs fuse3)"]
     }

@@ -1,7 +1,10 @@
 // The addon's JS interface. Arguments are checked here, and a wrong one throws a TypeError that
 // names it, so a mistake in the TypeScript wrapper fails at once instead of inside FUSE.
 //
-//   create(mountpoint, options, ops) -> handle
+//   create(mountpoint, options, ops, dispatch) -> handle
+//       ops: which operations exist (functions); dispatch(op, id, ...arguments) is called for
+//       each request, op an index into opNames
+//   reply(handle, id, code, result?)  answers request `id`
 //   mount(handle, onMounted(error|null), onEnded(), onOpError?(op, error))
 //   unmount(handle)                  answers pending ops ENOTCONN and ends the loop (onEnded)
 //   unref(handle)                    lets the process exit before onEnded
@@ -100,8 +103,8 @@ Session* GetSession(napi_env env, napi_value v) {
 }
 
 napi_value Create(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3] = {};
+  size_t argc = 4;
+  napi_value argv[4] = {};
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   SessionOptions o;
   if (!ReadString(env, argv[0], &o.mountpoint) || o.mountpoint.empty() || o.mountpoint[0] != '/') {
@@ -109,6 +112,7 @@ napi_value Create(napi_env env, napi_callback_info info) {
   }
   if (TypeOf(env, argv[1]) != napi_object) return ThrowType(env, "options must be an object");
   if (TypeOf(env, argv[2]) != napi_object) return ThrowType(env, "ops must be an object of functions");
+  if (TypeOf(env, argv[3]) != napi_function) return ThrowType(env, "dispatch must be a function");
   napi_value options = argv[1];
   o.fsName = "objmount";
   o.subtype = "objmount";
@@ -142,7 +146,7 @@ napi_value Create(napi_env env, napi_callback_info info) {
   }
 
   auto* session = new Session(env, std::move(o));
-  if (session->Setup(env, argv[2]) != napi_ok) {
+  if (session->Setup(env, argv[2], argv[3]) != napi_ok) {
     delete session;
     napi_throw_error(env, nullptr, "cannot set up the FUSE session");
     return nullptr;
@@ -176,7 +180,21 @@ napi_value Unmount(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   Session* session = GetSession(env, argv[0]);
   if (session == nullptr) return nullptr;
-  session->Stop();
+  session->Stop(env);
+  return Undefined(env);
+}
+
+napi_value Reply(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4] = {};
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  Session* session = GetSession(env, argv[0]);
+  if (session == nullptr) return nullptr;
+  double id = -1, code = NAN;
+  if (TypeOf(env, argv[1]) == napi_number) napi_get_value_double(env, argv[1], &id);
+  if (!(id >= 0 && id <= 4294967295.0)) return ThrowType(env, "id must be a request id from dispatch");
+  if (TypeOf(env, argv[2]) == napi_number) napi_get_value_double(env, argv[2], &code);  // anything else: EIO
+  session->Settle(env, static_cast<uint32_t>(id), code, argc > 3 ? argv[3] : nullptr);
   return Undefined(env);
 }
 
@@ -245,12 +263,21 @@ napi_value InvalidatePath(napi_env env, napi_callback_info info) {
 napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"create", nullptr, Create, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"reply", nullptr, Reply, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"mount", nullptr, Mount, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"unmount", nullptr, Unmount, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"unref", nullptr, Unref, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"invalidatePath", nullptr, InvalidatePath, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  napi_value names;
+  napi_create_array_with_length(env, static_cast<size_t>(Op::Count), &names);
+  for (int i = 0; i < static_cast<int>(Op::Count); i++) {
+    napi_value name;
+    napi_create_string_utf8(env, kOpNames[i], NAPI_AUTO_LENGTH, &name);
+    napi_set_element(env, names, i, name);
+  }
+  napi_set_named_property(env, exports, "opNames", names);
   return exports;
 }
 

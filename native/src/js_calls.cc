@@ -1,9 +1,9 @@
 // The JS side of a request: calling the JS operation and turning its answer into what libfuse
 // expects. Runs only on the JS thread.
 //
-// Each call gets a fresh reply callback bound to its Request. A reply that is not a number, a
-// result of the wrong type, or an operation that throws becomes EIO; a second reply, or one
-// arriving after stop() answered the request, is ignored.
+// Each call gets an id; the JS wrapper (src/fuse/binding.ts) answers through reply(id, code,
+// result). A code that is not a number, a result of the wrong type, or an operation that throws
+// becomes EIO; a second reply, or one arriving after stop() answered the request, is ignored.
 #include <errno.h>
 #include <string.h>
 #include <time.h>
@@ -235,38 +235,6 @@ int Convert(napi_env env, Request* r, double code, napi_value result) {
   }
 }
 
-napi_value Reply(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  void* data;
-  napi_get_cb_info(env, info, &argc, argv, nullptr, &data);
-  auto* r = static_cast<Request*>(data);
-  napi_value result = argc > 1 ? argv[1] : nullptr;
-  if (result == nullptr) napi_get_undefined(env, &result);
-  {
-    std::lock_guard<std::mutex> lock(r->mu);
-    if (!r->done) {
-      double code;
-      int value = argc > 0 && GetNumber(env, argv[0], &code) ? Convert(env, r, std::trunc(code), result) : -EIO;
-      r->finishLocked(value);
-    }
-  }
-  if (r->readBuffer != nullptr) {
-    napi_delete_reference(env, r->readBuffer);
-    r->readBuffer = nullptr;
-  }
-  return nullptr;
-}
-
-void ReplyGone(napi_env env, void* data, void* /*hint*/) {
-  auto* r = static_cast<Request*>(data);
-  if (r->readBuffer != nullptr) {
-    napi_delete_reference(env, r->readBuffer);
-    r->readBuffer = nullptr;
-  }
-  r->unref();
-}
-
 napi_value CopyBuffer(napi_env env, const char* bytes, size_t size) {
   napi_value buffer;
   void* copy;
@@ -370,11 +338,35 @@ size_t Arguments(napi_env env, Request* r, napi_value* args) {
 
 }  // namespace
 
-napi_value Session::OpFunction(napi_env env, Op op) {
-  napi_value fn = nullptr;
-  napi_ref ref = ops_[static_cast<int>(op)];
-  if (ref != nullptr) napi_get_reference_value(env, ref, &fn);
-  return fn;
+void Session::Settle(napi_env env, uint32_t id, double code, napi_value result) {
+  auto it = inJs_.find(id);
+  if (it == inJs_.end()) return;  // answered already, or aborted by stop()
+  Request* r = it->second;
+  inJs_.erase(it);
+  {
+    std::lock_guard<std::mutex> lock(r->mu);
+    if (!r->done) {
+      if (result == nullptr) napi_get_undefined(env, &result);
+      r->finishLocked(std::isfinite(code) ? Convert(env, r, std::trunc(code), result) : -EIO);
+    }
+  }
+  ReleaseJs(env, r);
+}
+
+void Session::ReleaseJs(napi_env env, Request* r) {
+  if (r->readBuffer != nullptr) {
+    napi_delete_reference(env, r->readBuffer);
+    r->readBuffer = nullptr;
+  }
+  r->unref();
+}
+
+void Session::AbortInJs(napi_env env) {
+  for (auto& entry : inJs_) {
+    entry.second->abort(-ENOTCONN);
+    ReleaseJs(env, entry.second);
+  }
+  inJs_.clear();
 }
 
 void Session::ReportOpError(napi_env env, Op op, napi_value error) {
@@ -423,25 +415,26 @@ void Session::Deliver(napi_env env, Message* message) {
     std::lock_guard<std::mutex> lock(r->mu);
     answered = r->done;
   }
-  napi_value fn = answered ? nullptr : OpFunction(env, r->op);
-  if (fn != nullptr) {
-    napi_value args[8];
-    size_t n = Arguments(env, r, args);
-    napi_value reply;
-    napi_create_function(env, "reply", NAPI_AUTO_LENGTH, Reply, r, &reply);
+  if (!answered) {
+    // dispatch(op, id, ...arguments): the JS wrapper calls the op with a reply closure that ends
+    // in Reply(id, ...). Closures made in JS cost far less than a native function per call.
+    napi_value args[10];
+    uint32_t id = nextId_++;
+    napi_create_uint32(env, static_cast<uint32_t>(r->op), &args[0]);
+    napi_create_uint32(env, id, &args[1]);
+    size_t n = 2 + Arguments(env, r, args + 2);
     r->ref();
-    napi_add_finalizer(env, reply, r, ReplyGone, nullptr, nullptr);
-    args[n++] = reply;
-    if (napi_call_function(env, global, fn, n, args, nullptr) != napi_ok) {
+    inJs_[id] = r;
+    napi_value dispatch;
+    napi_get_reference_value(env, dispatch_, &dispatch);
+    if (napi_call_function(env, global, dispatch, n, args, nullptr) != napi_ok) {
       napi_value error = nullptr;
       bool pending = false;
       napi_is_exception_pending(env, &pending);
       if (pending) napi_get_and_clear_last_exception(env, &error);
-      r->abort(-EIO);
+      Settle(env, id, -EIO, nullptr);
       if (error != nullptr) ReportOpError(env, r->op, error);
     }
-  } else if (!answered) {
-    r->abort(-ENOSYS);
   }
   r->unref();  // the queued message's reference
   napi_close_handle_scope(env, scope);

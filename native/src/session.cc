@@ -12,6 +12,24 @@ namespace objmount {
 
 namespace {
 
+// Wakes the loop thread from its wait for workers (see session.h). Real-time, so neither Node
+// nor libuv has a use for it; installed only if nobody else handles it.
+const int kWakeSignal = SIGRTMIN + 3;
+
+void Nothing(int) {}
+
+void InstallWakeHandler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction current;
+    if (sigaction(kWakeSignal, nullptr, &current) != 0 || current.sa_handler != SIG_DFL) return;
+    struct sigaction action = {};
+    action.sa_handler = Nothing;  // no SA_RESTART: the point is to interrupt the wait
+    sigemptyset(&action.sa_mask);
+    sigaction(kWakeSignal, &action, nullptr);
+  });
+}
+
 void CallJs(napi_env env, napi_value /*js_cb*/, void* context, void* data) {
   auto* session = static_cast<Session*>(context);
   auto* message = static_cast<Message*>(data);
@@ -31,7 +49,8 @@ void CallJs(napi_env env, napi_value /*js_cb*/, void* context, void* data) {
 
 }  // namespace
 
-napi_status Session::Setup(napi_env env, napi_value ops) {
+napi_status Session::Setup(napi_env env, napi_value ops, napi_value dispatch) {
+  napi_create_reference(env, dispatch, 1, &dispatch_);
   for (int i = 0; i < static_cast<int>(Op::Count); i++) {
     napi_value fn;
     napi_valuetype type;
@@ -59,6 +78,7 @@ bool Session::Start(napi_env env, napi_value onMounted, napi_value onEnded, napi
   Ref();
   napi_ref_threadsafe_function(env, tsfn_);  // a mounted file system keeps the process alive
 
+  InstallWakeHandler();
   // Threads inherit the signal mask: block everything so signals reach Node's handlers.
   sigset_t all, previous;
   sigfillset(&all);
@@ -77,7 +97,8 @@ bool Session::Start(napi_env env, napi_value onMounted, napi_value onEnded, napi
   return true;
 }
 
-void Session::Stop() {
+void Session::Stop(napi_env env) {
+  if (env != nullptr) AbortInJs(env);
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -89,6 +110,9 @@ void Session::Stop() {
   }
   unsigned connection = connection_.load();
   if (connection != 0) AbortConnection(connection);
+  std::lock_guard<std::mutex> lock(mu_);
+  stopCalled_ = true;
+  if (env != nullptr && started_ && !loopEnded_) pthread_kill(thread_, kWakeSignal);
 }
 
 void Session::Unref(napi_env env) { napi_unref_threadsafe_function(env, tsfn_); }
@@ -132,6 +156,10 @@ void* Session::LoopMain(void* arg) {
 }
 
 void Session::Loop() {
+  sigset_t wake;
+  sigemptyset(&wake);
+  sigaddset(&wake, kWakeSignal);
+  pthread_sigmask(SIG_UNBLOCK, &wake, nullptr);
   std::string opts = "fsname=" + options_.fsName + ",subtype=" + options_.subtype + ",max_read=" + std::to_string(options_.maxRead);
   if (options_.allowOther) opts += ",allow_other";
   if (options_.defaultPermissions) opts += ",default_permissions";
@@ -155,7 +183,7 @@ void Session::Loop() {
       std::lock_guard<std::mutex> lock(fuseMu_);
       fuse_ = fuse;
     }
-    if (stopping()) Stop();  // stopped while mounting: abort what we just made
+    if (stopping()) Stop(nullptr);  // stopped while mounting: abort what we just made
     struct fuse_loop_config* config = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(config, options_.maxThreads);
     fuse_loop_cfg_set_clone_fd(config, 0);
@@ -171,14 +199,21 @@ void Session::Loop() {
       stopping_ = true;
       for (Request* request : pending_) request->abort(-ENOTCONN);
     }
-    // After an abort or an outside unmount this only closes /dev/fuse; a mount still attached
-    // (the loop failed on its own) is detached.
-    fuse_unmount(fuse);
+    bool detached;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      detached = stopCalled_;
+    }
+    // After stop() the caller has detached the mount: fuse_unmount would unmount whatever is
+    // at that path now. Otherwise (an outside unmount, or the loop failed) it detaches what is
+    // left. Either way, destroying closes /dev/fuse, which ends the kernel connection.
+    if (!detached) fuse_unmount(fuse);
     fuse_destroy(fuse);
     Post(new Event(Message::Kind::Ended));
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
+    loopEnded_ = true;
     if (tsfn_ != nullptr) napi_release_threadsafe_function(tsfn_, napi_tsfn_release);
   }
   Unref();
@@ -203,7 +238,7 @@ void Session::DropReferences(napi_env env) {
     if (ref != nullptr) napi_delete_reference(env, ref);
     ref = nullptr;
   }
-  for (napi_ref* ref : {&onMounted_, &onEnded_, &onOpError_}) {
+  for (napi_ref* ref : {&onMounted_, &onEnded_, &onOpError_, &dispatch_}) {
     if (*ref != nullptr) napi_delete_reference(env, *ref);
     *ref = nullptr;
   }

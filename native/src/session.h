@@ -7,10 +7,12 @@
 // touched only on the JS thread.
 //
 // Stopping never leaves a FUSE thread waiting: stop() marks the session stopping (new requests
-// are answered ENOTCONN without reaching JS), answers every pending request ENOTCONN, asks
-// libfuse to exit, and aborts the kernel connection through fusectl, which wakes every worker
-// blocked reading /dev/fuse even while some process still holds a file open in the mount. The
-// loop thread then tears libfuse down and posts Ended.
+// are answered ENOTCONN without reaching JS), answers every pending request ENOTCONN and asks
+// libfuse to exit. libfuse's loop only notices between requests, and a detached mount that some
+// process still uses sends none, so stop() also aborts the kernel connection through fusectl
+// when /sys/fs/fuse/connections is mounted, and signals the loop thread (kWakeSignal, a no-op
+// handler), whose wait for its workers then returns; libfuse cancels the workers blocked in
+// read(). The loop thread closes /dev/fuse (which ends the kernel connection) and posts Ended.
 //
 // Lifetime: the threadsafe function is shared by the JS handle and the loop thread (one thread
 // count each) and closes once both let go, or when Node tears the environment down. The session
@@ -25,6 +27,7 @@
 #include <atomic>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "request.h"
@@ -53,11 +56,12 @@ class Session {
   Session(napi_env env, SessionOptions options) : env_(env), options_(std::move(options)) {}
 
   // JS thread. Stores the ops and creates the threadsafe function (unreferenced until mount).
-  napi_status Setup(napi_env env, napi_value ops);
+  napi_status Setup(napi_env env, napi_value ops, napi_value dispatch);
   // JS thread. Starts the loop thread; false (with a message) if it cannot.
   bool Start(napi_env env, napi_value onMounted, napi_value onEnded, napi_value onOpError, std::string* error);
-  // JS thread. See the header comment; safe to call more than once.
-  void Stop();
+  // JS thread (or the loop thread, with env null). See the header comment; safe to call more
+  // than once.
+  void Stop(napi_env env);
   // JS thread. Lets the process exit even if the loop has not ended yet.
   void Unref(napi_env env);
   // Keep the session alive across asynchronous work (the handle holds one share, too).
@@ -89,8 +93,9 @@ class Session {
   void PostMounted(const std::string& error);
 
   // JS thread (js_calls.cc).
-  napi_value OpFunction(napi_env env, Op op);
   void Deliver(napi_env env, Message* message);
+  // The JS answer to request `id` (code: negative errno, or a result such as a byte count).
+  void Settle(napi_env env, uint32_t id, double code, napi_value result);
   void ReportOpError(napi_env env, Op op, napi_value error);
 
  private:
@@ -98,6 +103,8 @@ class Session {
   void Loop();
   void Post(Message* message);
   static void Finalize(napi_env env, void* data, void* hint);
+  void ReleaseJs(napi_env env, Request* request);
+  void AbortInJs(napi_env env);
   void Ref() { refs_.fetch_add(1); }
   void Unref() {
     if (refs_.fetch_sub(1) == 1) delete this;
@@ -110,11 +117,17 @@ class Session {
   napi_ref onMounted_ = nullptr;
   napi_ref onEnded_ = nullptr;
   napi_ref onOpError_ = nullptr;
+  napi_ref dispatch_ = nullptr;
+  // Requests handed to JS and not answered yet, by id. JS thread only.
+  std::unordered_map<uint32_t, Request*> inJs_;
+  uint32_t nextId_ = 1;
   napi_threadsafe_function tsfn_ = nullptr;
   std::mutex fuseMu_;  // guards fuse_, which the loop thread clears before destroying it
   struct fuse* fuse_ = nullptr;
   pthread_t thread_{};
   bool started_ = false;
+  bool stopCalled_ = false;  // under mu_
+  bool loopEnded_ = false;   // under mu_: thread_ may no longer exist
   std::atomic<unsigned> connection_{0};  // the fusectl connection id (device minor), 0 if unknown
 
   std::mutex mu_;

@@ -9,8 +9,8 @@
  * - carries up to 1 MiB per read and write (`MAX_WRITE`), and pages large directories;
  * - gives each `write` a Buffer of its own, which the file system may keep;
  * - passes both times to `utimens` (null for a time left as it is);
- * - on unmount, answers every operation still waiting for JS with ENOTCONN and aborts the
- *   kernel connection, so neither the kernel nor the process is left hanging.
+ * - on unmount, answers every operation still waiting for JS with ENOTCONN and ends its loop
+ *   even while the mount is busy, so neither the kernel nor the process is left hanging.
  *
  * fuse-native's limits, met here while it remains: 128 KiB writes (`big_writes,max_write`), its
  * 15 s operation timeout (off), reused write buffers (`operations.ts` copies them), and a utimens
@@ -24,6 +24,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const require = createRequire(import.meta.url);
+const EIO = 5;
 
 /** The callback-style operations the binding calls. */
 export type FuseOperations = Record<string, (...args: never[]) => void>;
@@ -54,8 +55,13 @@ export const FUSE_NATIVE_MAX_WRITE = 128 * 1024;
 /** How long unmount waits for the FUSE loop to end before letting it go. */
 const LOOP_END_TIMEOUT_MS = 5000;
 
+type Dispatch = (op: number, id: number, ...args: unknown[]) => void;
+
 interface Fuse3Addon {
-  create(mountpoint: string, options: object, ops: FuseOperations): unknown;
+  /** Operation names, indexed by the `op` that dispatch receives. */
+  opNames: string[];
+  create(mountpoint: string, options: object, ops: FuseOperations, dispatch: Dispatch): unknown;
+  reply(handle: unknown, id: number, code: unknown, result?: unknown): void;
   mount(handle: unknown, onMounted: (error: Error | null) => void, onEnded: () => void, onOpError?: (op: string, error: unknown) => void): void;
   unmount(handle: unknown): void;
   unref(handle: unknown): void;
@@ -105,7 +111,20 @@ export class Fuse3Session implements FuseSession {
   ) {
     // Canonical, as the mount table shows it: the addon finds its kernel connection there.
     this.mountpoint = canonical(mountpoint);
-    this.handle = this.addon.create(this.mountpoint, {
+    const { opNames, reply } = this.addon;
+    const onError = options.onOperationError;
+    // Every request comes through here with an id; the op answers through a closure over it.
+    // (A closure made here costs far less than a native function made per request.)
+    const dispatch: Dispatch = (op, id, ...args) => {
+      const name = opNames[op]!;
+      try {
+        (operations[name] as (...a: unknown[]) => void)(...args, (code: unknown, result?: unknown) => reply(handle, id, code, result));
+      } catch (error) {
+        reply(handle, id, -EIO); // ignored if the op had answered before throwing
+        onError?.(name, error);
+      }
+    };
+    const handle = this.addon.create(this.mountpoint, {
       fsName: options.fsName.replace(/[,\\]/g, '_') || 'objmount',
       subtype: 'objmount',
       allowOther: options.allowOther,
@@ -119,7 +138,8 @@ export class Fuse3Session implements FuseSession {
       maxWrite: MAX_WRITE,
       maxRead: MAX_WRITE,
       debug: options.debug,
-    }, operations);
+    }, operations, dispatch);
+    this.handle = handle;
   }
 
   mount(): Promise<void> {
@@ -141,11 +161,15 @@ export class Fuse3Session implements FuseSession {
     // Detach first, so nothing new arrives; then answer what is in flight and end the loop.
     await detachLazily(this.mountpoint);
     this.addon.unmount(this.handle);
+    // Stopping wakes the FUSE loop with a signal, which can slip in just before the loop waits:
+    // repeat it (it is idempotent) until the loop has ended.
+    const kick = setInterval(() => this.addon.unmount(this.handle), 100);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), LOOP_END_TIMEOUT_MS)));
     const late = await Promise.race([this.ended.then(() => false), timedOut]);
+    clearInterval(kick);
     clearTimeout(timer);
-    // The loop may be stuck (no fusectl to abort the connection): do not let it hold the process.
+    // Should the loop still not end, it must not hold the process.
     if (late) this.addon.unref(this.handle);
   }
 

@@ -6,6 +6,8 @@ import { loadFuse3Addon } from '../../src/fuse/binding.js';
 
 const addon = loadFuse3Addon();
 const noop = () => undefined;
+const create = (mountpoint: unknown, options: unknown, ops: unknown, dispatch: unknown = noop) =>
+  addon.create(mountpoint as string, options as object, ops as never, dispatch as never);
 
 /** The call throws a TypeError with this message and Node's code for a bad argument. */
 function expectTypeError(call: () => unknown, message: string | RegExp): void {
@@ -22,32 +24,33 @@ function expectTypeError(call: () => unknown, message: string | RegExp): void {
 
 describe('the libfuse 3 addon rejects bad arguments', () => {
   it('a mountpoint that is not an absolute path string', () => {
-    expectTypeError(() => addon.create(42 as unknown as string, {}, {}), 'mountpoint must be an absolute path');
-    expectTypeError(() => addon.create('relative/dir', {}, {}), /./);
-    expectTypeError(() => addon.create('', {}, {}), /./);
+    expectTypeError(() => create(42 as unknown as string, {}, {}), 'mountpoint must be an absolute path');
+    expectTypeError(() => create('relative/dir', {}, {}), /./);
+    expectTypeError(() => create('', {}, {}), /./);
   });
 
   it('options and ops that are not objects', () => {
-    expect(() => addon.create('/mnt', null as unknown as object, {}), 'options must be an object');
-    expectTypeError(() => addon.create('/mnt', {}, 'ops' as unknown as object), 'ops must be an object of functions');
+    expect(() => create('/mnt', null as unknown as object, {}), 'options must be an object');
+    expectTypeError(() => create('/mnt', {}, 'ops' as unknown as object), 'ops must be an object of functions');
+    expectTypeError(() => create('/mnt', {}, {}, 'dispatch'), 'dispatch must be a function');
   });
 
   it('mistyped or out-of-range options, naming the option', () => {
-    expectTypeError(() => addon.create('/mnt', { allowOther: 'yes' }, {}), 'options.allowOther must be a boolean');
-    expectTypeError(() => addon.create('/mnt', { maxWrite: 2 * 1024 * 1024 }, {}), 'options.maxWrite must be a number from 4096 to 1048576');
-    expectTypeError(() => addon.create('/mnt', { attrTimeout: -1 }, {}), /options.attrTimeout must be a number/);
-    expectTypeError(() => addon.create('/mnt', { attrTimeout: Number.NaN }, {}), /options.attrTimeout/);
-    expectTypeError(() => addon.create('/mnt', { maxThreads: 0 }, {}), /options.maxThreads/);
+    expectTypeError(() => create('/mnt', { allowOther: 'yes' }, {}), 'options.allowOther must be a boolean');
+    expectTypeError(() => create('/mnt', { maxWrite: 2 * 1024 * 1024 }, {}), 'options.maxWrite must be a number from 4096 to 1048576');
+    expectTypeError(() => create('/mnt', { attrTimeout: -1 }, {}), /options.attrTimeout must be a number/);
+    expectTypeError(() => create('/mnt', { attrTimeout: Number.NaN }, {}), /options.attrTimeout/);
+    expectTypeError(() => create('/mnt', { maxThreads: 0 }, {}), /options.maxThreads/);
   });
 
   it('an fsName that would break the mount option string', () => {
-    expect(() => addon.create('/mnt', { fsName: 's3://a,b' }, {}), "options.fsName must be a non-empty string without ',' or '\\'");
-    expectTypeError(() => addon.create('/mnt', { subtype: 7 }, {}), /options.subtype/);
+    expect(() => create('/mnt', { fsName: 's3://a,b' }, {}), "options.fsName must be a non-empty string without ',' or '\\'");
+    expectTypeError(() => create('/mnt', { subtype: 7 }, {}), /options.subtype/);
   });
 
   it('an operation that is not a function', () => {
-    expect(() => addon.create('/mnt', {}, { getattr: 'nope' } as never), 'ops.getattr must be a function');
-    expectTypeError(() => addon.create('/mnt', {}, { read: {} } as never), 'ops.read must be a function');
+    expect(() => create('/mnt', {}, { getattr: 'nope' } as never), 'ops.getattr must be a function');
+    expectTypeError(() => create('/mnt', {}, { read: {} } as never), 'ops.read must be a function');
   });
 
   it('a handle that did not come from create()', () => {
@@ -55,11 +58,12 @@ describe('the libfuse 3 addon rejects bad arguments', () => {
     expectTypeError(() => addon.mount({}, noop, noop), message);
     expectTypeError(() => addon.unmount(undefined), message);
     expectTypeError(() => addon.unref(1), message);
+    expectTypeError(() => addon.reply(null, 1, 0), message);
     expectTypeError(() => addon.invalidatePath('x', '/a', noop), message);
   });
 
   it('callbacks that are not functions, and a relative path to invalidate', () => {
-    const handle = addon.create('/nonexistent-objmount-mountpoint', {}, {});
+    const handle = create('/nonexistent-objmount-mountpoint', {}, {});
     expectTypeError(() => addon.mount(handle, 'cb' as never, noop), 'onMounted must be a function');
     expectTypeError(() => addon.mount(handle, noop, null as never), 'onEnded must be a function');
     expectTypeError(() => addon.mount(handle, noop, noop, 5 as never), 'onOpError must be a function');
@@ -67,8 +71,15 @@ describe('the libfuse 3 addon rejects bad arguments', () => {
     expectTypeError(() => addon.invalidatePath(handle, '/a', 'cb' as never), 'callback must be a function');
   });
 
+  it('a reply id that no dispatch could have given', () => {
+    const handle = create('/mnt', {}, {});
+    expectTypeError(() => addon.reply(handle, -1, 0), 'id must be a request id from dispatch');
+    expectTypeError(() => addon.reply(handle, '7' as never, 0), 'id must be a request id from dispatch');
+    addon.reply(handle, 12345, 0); // no such request (answered, or aborted by unmount): ignored
+  });
+
   it('accepts well-formed arguments, and an unmounted session does not keep the process alive', () => {
-    const handle = addon.create('/mnt', { fsName: 's3://bucket/prefix', allowOther: false, attrTimeout: 1.5, maxWrite: 1 << 20 }, { getattr: noop });
+    const handle = create('/mnt', { fsName: 's3://bucket/prefix', allowOther: false, attrTimeout: 1.5, maxWrite: 1 << 20 }, { getattr: noop });
     expect(typeof handle).toBe('object');
     addon.unmount(handle); // stopping a session that never mounted is harmless
   });
