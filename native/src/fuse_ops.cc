@@ -6,6 +6,7 @@
 // to the filler, so the kernel asks for the rest with further requests instead of one reply
 // holding the whole directory.
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -152,13 +153,35 @@ int Open(const char* path, struct fuse_file_info* fi) {
   return res < 0 ? res : 0;
 }
 
-int Read(const char* path, char* buf, size_t size, off_t offset, struct fuse_file_info* fi) {
-  return Run(Op::Read, path, [&](Request& r) {
-    r.fh = fi->fh;
-    r.output = buf;
-    r.size = size;
-    r.offset = offset;
-  });
+// read_buf rather than read: the memory JS fills is then ours to give to libfuse (no copy), or
+// to leave to JS when the request fails (see ReadBlock in request.h).
+int ReadBuf(const char* path, struct fuse_bufvec** bufp, size_t size, off_t offset, struct fuse_file_info* fi) {
+  char* mem = static_cast<char*>(malloc(size > 0 ? size : 1));
+  if (mem == nullptr) return -ENOMEM;
+  Session* session = Current();
+  auto* request = new Request(session, Op::Read);
+  request->path = path;
+  request->fh = fi->fh;
+  request->output = mem;
+  request->size = size;
+  request->offset = offset;
+  int result = session->Call(request);
+  bool shared;
+  {
+    std::lock_guard<std::mutex> lock(request->mu);
+    shared = request->readShared;
+  }
+  request->unref();
+  if (result < 0) {
+    if (!shared) free(mem);
+    return result;
+  }
+  auto* buf = static_cast<struct fuse_bufvec*>(malloc(sizeof(struct fuse_bufvec)));
+  if (buf == nullptr) return -ENOMEM;  // (JS was told the read succeeded; mem leaks on this path)
+  *buf = FUSE_BUFVEC_INIT(static_cast<size_t>(result));
+  buf->buf[0].mem = mem;
+  *bufp = buf;  // libfuse frees both after replying
+  return 0;
 }
 
 int Write(const char* path, const char* buf, size_t size, off_t offset, struct fuse_file_info* fi) {
@@ -290,7 +313,7 @@ void FillOperations(const Session& s, struct fuse_operations* ops) {
   if (s.Has(Op::Unlink)) ops->unlink = Unlink;
   if (s.Has(Op::Create)) ops->create = Create;
   if (s.Has(Op::Open)) ops->open = Open;
-  if (s.Has(Op::Read)) ops->read = Read;
+  if (s.Has(Op::Read)) ops->read_buf = ReadBuf;
   if (s.Has(Op::Write)) ops->write = Write;
   if (s.Has(Op::Flush)) ops->flush = Flush;
   if (s.Has(Op::Release)) ops->release = Release;

@@ -21,6 +21,12 @@ const char* const kOpNames[static_cast<int>(Op::Count)] = {
     "ftruncate", "unlink",   "rename",   "symlink",     "readlink", "link",    "mknod",      "chmod",   "chown",
     "utimens",   "setxattr", "getxattr", "listxattr",   "removexattr", "access"};
 
+void ReadBlock::Release(ReadBlock* block) {
+  if (!block->settled || !block->bufferGone) return;
+  if (!block->handed) free(block->mem);
+  delete block;
+}
+
 namespace {
 
 napi_value Number(napi_env env, double value) {
@@ -182,11 +188,8 @@ int CopySized(Request* r, const char* data, size_t length) {
 int Convert(napi_env env, Request* r, double code, napi_value result) {
   if (code < 0) return static_cast<int>(code);
   switch (r->op) {
-    case Op::Read: {
-      size_t n = std::min(static_cast<size_t>(code), r->size);
-      memcpy(r->output, r->readData, n);
-      return static_cast<int>(n);
-    }
+    case Op::Read:  // the op filled r->output itself, through the Buffer
+      return static_cast<int>(std::min(static_cast<size_t>(code), r->size));
     case Op::Write:
       return static_cast<int>(std::min(static_cast<size_t>(code), r->size));
     case Op::Getattr:
@@ -235,6 +238,12 @@ int Convert(napi_env env, Request* r, double code, napi_value result) {
   }
 }
 
+void ReadBufferGone(napi_env /*env*/, void* /*data*/, void* hint) {
+  auto* block = static_cast<ReadBlock*>(hint);
+  block->bufferGone = true;
+  ReadBlock::Release(block);
+}
+
 napi_value CopyBuffer(napi_env env, const char* bytes, size_t size) {
   napi_value buffer;
   void* copy;
@@ -274,10 +283,9 @@ size_t Arguments(napi_env env, Request* r, napi_value* args) {
       break;
     case Op::Read: {
       napi_value buffer;
-      void* bytes;
-      napi_create_buffer(env, r->size, &bytes, &buffer);
+      r->readBlock = new ReadBlock{r->output};
+      napi_create_external_buffer(env, r->size, r->output, ReadBufferGone, r->readBlock, &buffer);
       napi_create_reference(env, buffer, 1, &r->readBuffer);
-      r->readData = static_cast<char*>(bytes);
       args[n++] = Number(env, static_cast<double>(r->fh));
       args[n++] = buffer;
       args[n++] = Number(env, static_cast<double>(r->size));
@@ -343,20 +351,41 @@ void Session::Settle(napi_env env, uint32_t id, double code, napi_value result) 
   if (it == inJs_.end()) return;  // answered already, or aborted by stop()
   Request* r = it->second;
   inJs_.erase(it);
+  bool finished = false;
   {
     std::lock_guard<std::mutex> lock(r->mu);
     if (!r->done) {
       if (result == nullptr) napi_get_undefined(env, &result);
-      r->finishLocked(std::isfinite(code) ? Convert(env, r, std::trunc(code), result) : -EIO);
+      int value = std::isfinite(code) ? Convert(env, r, std::trunc(code), result) : -EIO;
+      if (r->readBlock != nullptr) r->readBlock->handed = value >= 0;  // before the FUSE thread may go on
+      finished = r->finishLocked(value);
     }
   }
+  if (finished) r->Wake();
   ReleaseJs(env, r);
 }
 
 void Session::ReleaseJs(napi_env env, Request* r) {
   if (r->readBuffer != nullptr) {
+    ReadBlock* block = r->readBlock;
+    block->settled = true;
+    napi_value buffer;
+    napi_get_reference_value(env, r->readBuffer, &buffer);
     napi_delete_reference(env, r->readBuffer);
     r->readBuffer = nullptr;
+    r->readBlock = nullptr;
+    if (block->handed) {
+      // libfuse frees the memory once the FUSE thread returns: cut JS off from it. The Buffer's
+      // finalizer (now or later) then deletes the block; it is not ours to touch any more.
+      napi_value arraybuffer;
+      napi_typedarray_type type;
+      size_t length, offset;
+      void* data;
+      napi_get_typedarray_info(env, buffer, &type, &length, &data, &arraybuffer, &offset);
+      napi_detach_arraybuffer(env, arraybuffer);
+    } else {
+      ReadBlock::Release(block);
+    }
   }
   r->unref();
 }
@@ -414,6 +443,7 @@ void Session::Deliver(napi_env env, Message* message) {
   {
     std::lock_guard<std::mutex> lock(r->mu);
     answered = r->done;
+    if (!answered && r->op == Op::Read) r->readShared = true;
   }
   if (!answered) {
     // dispatch(op, id, ...arguments): the JS wrapper calls the op with a reply closure that ends

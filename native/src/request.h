@@ -26,6 +26,21 @@ namespace objmount {
 
 class Session;
 
+// Who frees a read's memory. The FUSE thread allocates it; the JS op fills it through an
+// external Buffer. A successful reply hands it to libfuse (which frees it after replying to the
+// kernel) and detaches the Buffer, so JS can no longer reach it. Otherwise (an error, or the
+// request aborted by stop() while the op may still hold the Buffer, or an fs.read from libuv's
+// thread pool may still be writing into it) the memory is freed once both the request is settled
+// and the Buffer is garbage-collected. Touched on the JS thread only.
+struct ReadBlock {
+  char* mem;
+  bool settled = false;      // answered, or aborted
+  bool handed = false;       // libfuse owns `mem`
+  bool bufferGone = false;   // the JS Buffer was collected
+  // Call when one of the two conditions becomes true; frees what nobody needs any more.
+  static void Release(ReadBlock* block);
+};
+
 enum class Op {
   Init, Statfs, Getattr, Fgetattr, Readdir, Opendir, Releasedir, Mkdir, Rmdir, Create, Open,
   Read, Write, Flush, Fsync, Fsyncdir, Release, Truncate, Ftruncate, Unlink, Rename, Symlink,
@@ -76,13 +91,14 @@ struct Request : Message {
   char* output = nullptr;                  // read data, readlink target, xattr value/list
   std::vector<std::string>* names = nullptr;  // readdir
 
-  // The JS Buffer handed to a read, held until the reply copies it out.
+  // A read's memory, wrapped as the JS Buffer the op fills (no copy): see ReadBlock.
   napi_ref readBuffer = nullptr;
-  char* readData = nullptr;
+  ReadBlock* readBlock = nullptr;  // JS thread only
+  bool readShared = false;         // under `mu`: JS got the memory, so the JS side frees it on failure
 
   std::mutex mu;
   std::condition_variable cv;
-  bool done = false;
+  std::atomic<bool> done{false};  // under `mu`
   int result = 0;
   std::atomic<int> refs{1};
 
@@ -91,24 +107,30 @@ struct Request : Message {
     if (refs.fetch_sub(1) == 1) delete this;
   }
 
-  // Answers the FUSE thread; false when it was already answered. Call with `mu` held.
+  // Records the answer; false when it was already answered. Call with `mu` held, then Wake()
+  // once `mu` is released (waking a thread that would block on `mu` at once wastes a switch).
   bool finishLocked(int value) {
-    if (done) return false;
+    if (done.load(std::memory_order_relaxed)) return false;
     result = value;
-    done = true;
-    cv.notify_one();
+    done.store(true, std::memory_order_release);
     return true;
   }
+  void Wake() { cv.notify_one(); }
 
   // Answers with an error unless already answered (stop, tsfn teardown).
   void abort(int error) {
-    std::lock_guard<std::mutex> lock(mu);
-    finishLocked(error);
+    bool finished;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      finished = finishLocked(error);
+    }
+    if (finished) Wake();
   }
 
+  // (Spinning before sleeping was tried: on a busy 2-core machine it cost more than it saved.)
   int wait() {
     std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [this] { return done; });
+    cv.wait(lock, [this] { return done.load(std::memory_order_relaxed); });
     return result;
   }
 };
