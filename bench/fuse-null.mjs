@@ -7,7 +7,8 @@
  *
  * Sequential read and write of 2 GiB with `dd bs=1M`, and a metadata storm: stat of 10,000
  * distinct entries with attribute and entry caching off (timeouts 0), from one process.
- * Median of 3 runs each, on a fresh mount; prints ratios to C. Every mount is unmounted in every
+ * Median of 3 runs each (FUSE_NULL_RUNS), on a fresh mount, the variants taking turns; prints
+ * ratios to C. Every mount is unmounted in every
  * outcome (fusermount3 -uz as the last resort).
  */
 
@@ -113,25 +114,27 @@ console.log(count / (Number(process.hrtime.bigint() - t) / 1e9));
 );
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const results = [];
-for (const variant of variants) {
-  const read = [];
-  const write = [];
-  const stats = [];
-  for (let run = 0; run < RUNS; run++) {
+// Rounds interleave the variants, so a load that comes and goes on a shared machine hits each.
+const samples = variants.map(() => ({ read: [], write: [], stats: [] }));
+for (let run = 0; run < RUNS; run++) {
+  for (const [i, variant] of variants.entries()) {
     const mount = await start(variant);
     try {
-      read.push((2 * GiB) / 1e6 / seconds(() => dd([`if=${mount.dir}/zero`, 'of=/dev/null'])));
-      write.push((2 * GiB) / 1e6 / seconds(() => dd(['if=/dev/zero', `of=${mount.dir}/null`, 'count=2048'])));
+      samples[i].read.push((2 * GiB) / 1e6 / seconds(() => dd([`if=${mount.dir}/zero`, 'of=/dev/null'])));
+      samples[i].write.push((2 * GiB) / 1e6 / seconds(() => dd(['if=/dev/zero', `of=${mount.dir}/null`, 'count=2048'])));
       const out = execFileSync(process.execPath, [statStorm, mount.dir, String(run * STATS), String(STATS)], { encoding: 'utf8' });
-      stats.push(Number(out.trim()));
+      samples[i].stats.push(Number(out.trim()));
     } finally {
       await mount.stop();
     }
   }
-  results.push({ name: variant.name, read: median(read), write: median(write), stats: median(stats) });
-  console.log(`${variant.name}: read ${read.map((x) => x.toFixed(0)).join('/')} MB/s, write ${write.map((x) => x.toFixed(0)).join('/')} MB/s, stat ${stats.map((x) => x.toFixed(0)).join('/')} ops/s`);
 }
+const results = variants.map((variant, i) => {
+  const { read, write, stats } = samples[i];
+  console.log(`${variant.name}: read ${read.map((x) => x.toFixed(0)).join('/')} MB/s, write ${write.map((x) => x.toFixed(0)).join('/')} MB/s, stat ${stats.map((x) => x.toFixed(0)).join('/')} ops/s`);
+  return { name: variant.name, read: median(read), write: median(write), stats: median(stats) };
+});
+console.log(`load average at the end: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
 
 const c = results[0];
 console.log('\n| binding | read MB/s | read vs C | write MB/s | write vs C | stat ops/s | stat vs C |');

@@ -184,13 +184,29 @@ int ReadBuf(const char* path, struct fuse_bufvec** bufp, size_t size, off_t offs
   return 0;
 }
 
+// libfuse reuses `buf` for the next request, and JS may keep what it is given: the data is
+// copied here, on this FUSE thread rather than on the one JS thread, into memory that becomes
+// the JS Buffer's own (freed by its finalizer), or is freed here if JS never got it.
 int Write(const char* path, const char* buf, size_t size, off_t offset, struct fuse_file_info* fi) {
-  return Run(Op::Write, path, [&](Request& r) {
-    r.fh = fi->fh;
-    r.input = buf;
-    r.size = size;
-    r.offset = offset;
-  });
+  char* copy = static_cast<char*>(malloc(size > 0 ? size : 1));
+  if (copy == nullptr) return -ENOMEM;
+  memcpy(copy, buf, size);
+  Session* session = Current();
+  auto* request = new Request(session, Op::Write);
+  request->path = path;
+  request->fh = fi->fh;
+  request->input = copy;
+  request->size = size;
+  request->offset = offset;
+  int result = session->Call(request);
+  bool taken;
+  {
+    std::lock_guard<std::mutex> lock(request->mu);
+    taken = request->inputTaken;
+  }
+  request->unref();
+  if (!taken) free(copy);
+  return result;
 }
 
 int WithHandle(Op op, const char* path, struct fuse_file_info* fi) {

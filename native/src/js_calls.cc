@@ -244,6 +244,8 @@ void ReadBufferGone(napi_env /*env*/, void* /*data*/, void* hint) {
   ReadBlock::Release(block);
 }
 
+void FreeWriteData(napi_env /*env*/, void* data, void* /*hint*/) { free(data); }
+
 napi_value CopyBuffer(napi_env env, const char* bytes, size_t size) {
   napi_value buffer;
   void* copy;
@@ -292,12 +294,16 @@ size_t Arguments(napi_env env, Request* r, napi_value* args) {
       args[n++] = Number(env, static_cast<double>(r->offset));
       break;
     }
-    case Op::Write:
+    case Op::Write: {
+      // The FUSE thread's copy of the data (see Write in fuse_ops.cc), now JS's to keep.
+      napi_value buffer;
+      napi_create_external_buffer(env, r->size, const_cast<char*>(r->input), FreeWriteData, nullptr, &buffer);
       args[n++] = Number(env, static_cast<double>(r->fh));
-      args[n++] = CopyBuffer(env, r->input, r->size);  // JS may keep it: it owns this copy
+      args[n++] = buffer;
       args[n++] = Number(env, static_cast<double>(r->size));
       args[n++] = Number(env, static_cast<double>(r->offset));
       break;
+    }
     case Op::Fsync:
     case Op::Fsyncdir:
       args[n++] = Bool(env, r->datasync);
@@ -444,6 +450,7 @@ void Session::Deliver(napi_env env, Message* message) {
     std::lock_guard<std::mutex> lock(r->mu);
     answered = r->done;
     if (!answered && r->op == Op::Read) r->readShared = true;
+    if (!answered && r->op == Op::Write) r->inputTaken = true;
   }
   if (!answered) {
     // dispatch(op, id, ...arguments): the JS wrapper calls the op with a reply closure that ends

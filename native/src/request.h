@@ -95,6 +95,7 @@ struct Request : Message {
   napi_ref readBuffer = nullptr;
   ReadBlock* readBlock = nullptr;  // JS thread only
   bool readShared = false;         // under `mu`: JS got the memory, so the JS side frees it on failure
+  bool inputTaken = false;         // under `mu`: a write's copy became a JS Buffer, which frees it
 
   std::mutex mu;
   std::condition_variable cv;
