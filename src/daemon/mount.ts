@@ -16,7 +16,7 @@ import { BlockCache } from '../fs/read/block-cache.js';
 import { DiskCache } from '../fs/read/disk-cache.js';
 import { FileUploader } from '../fs/write/file-uploader.js';
 import { UploadTracker, recover, removeUnjournaled } from '../fs/write/journal.js';
-import { createFuseSession, hasUtimensFix, type FuseBindingName } from '../fuse/binding.js';
+import { FuseSession } from '../fuse/binding.js';
 import { createOperations } from '../fuse/operations.js';
 import type { Logger } from '../log/logger.js';
 import { isStoreError } from '../storage/object-store.js';
@@ -133,17 +133,11 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
       readAhead: { minReadAhead: Math.min(MiB, options.readAhead), maxReadAhead: options.readAhead },
       logger,
     });
-    // fuse3 (our libfuse 3 addon) unless OBJMOUNT_FUSE_BINDING=fuse-native asks for the old one.
-    const binding: FuseBindingName = process.env.OBJMOUNT_FUSE_BINDING === 'fuse-native' ? 'fuse-native' : 'fuse3';
-    if (binding === 'fuse-native' && !hasUtimensFix()) {
-      logger.warn('fuse-native was not rebuilt with the utimens fix (scripts/build-fuse-native): mtimes set by touch/cp -p/rsync will be wrong');
-    }
-    const session = createFuseSession(mountpoint, createOperations(fs, logger), {
+    const session = new FuseSession(mountpoint, createOperations(fs, logger), {
       fsName: source,
       allowOther: options.allowOther,
       attrTimeoutSeconds: options.metadataTtlSeconds,
       debug: options.debugFuse,
-      binding,
       onOperationError: (operation, error) => logger.error(`${operation}: the operation threw, the kernel got EIO: ${String(error)}`),
     });
     try {
@@ -179,8 +173,8 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
       })();
       return stopping;
     };
-    // fuse-native does not tell us when the kernel mount goes away (umount, fusermount -u):
-    // look for it, and stop serving once it is gone.
+    // When the kernel mount goes away from outside (umount, fusermount -u), the FUSE loop may
+    // not end while files are open there: watch the mount table, and stop serving once it is gone.
     watcher = setInterval(() => {
       void findMount(mountpoint).then((entry) => {
         if (!entry && !stopping) {

@@ -1,20 +1,16 @@
 /**
- * The only module that loads a FUSE binding: our own libfuse 3 addon (native/, the default), or
- * fuse-native 2.2.6 (libfuse 2.9) while it is still selectable.
+ * The only module that loads the FUSE binding: our Node-API addon on libfuse 3 (native/, built by
+ * scripts/build-native; native/src/session.h says how it works).
  *
- * The addon (see native/src/session.h for how it works):
- * - serves FUSE on native threads with libfuse's multithreaded loop; each operation is handed to
- *   the JS thread and its FUSE thread waits for the answer, so one slow operation (a flush
- *   uploading a large file) does not hold up the others;
- * - carries up to 1 MiB per read and write (`MAX_WRITE`), and pages large directories;
- * - gives each `write` a Buffer of its own, which the file system may keep;
- * - passes both times to `utimens` (null for a time left as it is);
- * - on unmount, answers every operation still waiting for JS with ENOTCONN and ends its loop
- *   even while the mount is busy, so neither the kernel nor the process is left hanging.
- *
- * fuse-native's limits, met here while it remains: 128 KiB writes (`big_writes,max_write`), its
- * 15 s operation timeout (off), reused write buffers (`operations.ts` copies them), and a utimens
- * that drops the mtime unless scripts/build-fuse-native rebuilt it (`hasUtimensFix`).
+ * - FUSE is served on native threads by libfuse's multithreaded loop; each operation is handed
+ *   to the JS thread and its FUSE thread waits for the answer, so one slow operation (a flush
+ *   uploading a large file) does not hold up the others.
+ * - Reads and writes carry up to 1 MiB (`MAX_WRITE`); large directories are sent in pages.
+ * - `read` fills a Buffer over the very memory sent to the kernel; it is detached once answered,
+ *   so it must not be used after the callback. `write` gets a Buffer of its own, to keep.
+ * - `utimens` gets both times, null for one left as it is (UTIME_OMIT).
+ * - unmount answers every operation still waiting for JS with ENOTCONN and ends the loop even
+ *   while the mount is busy, so neither the kernel nor the process is left hanging.
  */
 
 import { execFile } from 'node:child_process';
@@ -29,9 +25,6 @@ const EIO = 5;
 /** The callback-style operations the binding calls. */
 export type FuseOperations = Record<string, (...args: never[]) => void>;
 
-/** Which binding serves the mount. */
-export type FuseBindingName = 'fuse3' | 'fuse-native';
-
 export interface FuseMountOptions {
   /** Shown as the source in /proc/mounts, e.g. `s3://bucket/prefix`. */
   fsName: string;
@@ -39,18 +32,14 @@ export interface FuseMountOptions {
   /** Kernel attribute and entry cache, in seconds. */
   attrTimeoutSeconds: number;
   debug: boolean;
-  /** Let the kernel gather writes in its page cache (fuse3 only). */
+  /** Let the kernel gather writes in its page cache (FUSE_CAP_WRITEBACK_CACHE). */
   writebackCache?: boolean;
-  /** Defaults to fuse3. */
-  binding?: FuseBindingName;
   /** Told about a JS operation that threw (the kernel got EIO). */
   onOperationError?: (operation: string, error: unknown) => void;
 }
 
-/** The most one FUSE write (and read) carries with the libfuse 3 addon. */
+/** The most one FUSE write (and read) carries: libfuse 3's request buffer holds 1 MiB of data. */
 export const MAX_WRITE = 1024 * 1024;
-/** FUSE's per-write ceiling with fuse-native (libfuse 2.9). */
-export const FUSE_NATIVE_MAX_WRITE = 128 * 1024;
 
 /** How long unmount waits for the FUSE loop to end before letting it go. */
 const LOOP_END_TIMEOUT_MS = 5000;
@@ -81,22 +70,7 @@ export function loadFuse3Addon(): Fuse3Addon {
 }
 
 /** A mounted (or mountable) FUSE session. */
-export interface FuseSession {
-  readonly mountpoint: string;
-  /** Resolves once the kernel has the mount and FUSE's init has run. */
-  mount(): Promise<void>;
-  /** Detaches the mount (lazily, so a busy mount still goes) and stops serving it. */
-  unmount(): Promise<void>;
-}
-
-export function createFuseSession(mountpoint: string, operations: FuseOperations, options: FuseMountOptions): FuseSession {
-  return options.binding === 'fuse-native'
-    ? new FuseNativeSession(mountpoint, operations, options)
-    : new Fuse3Session(mountpoint, operations, options);
-}
-
-/** A session on our libfuse 3 addon. */
-export class Fuse3Session implements FuseSession {
+export class FuseSession {
   readonly mountpoint: string;
   private readonly handle: unknown;
   private readonly addon = loadFuse3Addon();
@@ -142,6 +116,7 @@ export class Fuse3Session implements FuseSession {
     this.handle = handle;
   }
 
+  /** Resolves once the kernel has the mount and FUSE's init has run. */
   mount(): Promise<void> {
     return new Promise((resolve, reject) =>
       this.addon.mount(
@@ -157,6 +132,7 @@ export class Fuse3Session implements FuseSession {
     );
   }
 
+  /** Detaches the mount (lazily, so a busy mount still goes) and stops serving it. */
   async unmount(): Promise<void> {
     // Detach first, so nothing new arrives; then answer what is in flight and end the loop.
     await detachLazily(this.mountpoint);
@@ -189,57 +165,4 @@ function canonical(path: string): string {
 
 function detachLazily(mountpoint: string): Promise<void> {
   return new Promise((resolve) => execFile('fusermount3', ['-uz', mountpoint], () => resolve()));
-}
-
-interface FuseNativeInstance {
-  mount(cb: (error: Error | null) => void): void;
-  unmount(cb: (error: Error | null) => void): void;
-  _fuseOptions(): string;
-}
-
-type FuseNativeClass = new (mountpoint: string, ops: FuseOperations, options: object) => FuseNativeInstance;
-
-/** A session on fuse-native 2.2.6 (libfuse 2.9), kept selectable while the addon is new. */
-class FuseNativeSession implements FuseSession {
-  private readonly fuse: FuseNativeInstance;
-
-  constructor(
-    readonly mountpoint: string,
-    operations: FuseOperations,
-    options: FuseMountOptions,
-  ) {
-    const FuseNative = require('fuse-native') as FuseNativeClass;
-    const fuse = new FuseNative(mountpoint, operations, {
-      timeout: false,
-      fsname: options.fsName.replace(/,/g, '_'),
-      subtype: 'objmount',
-      allowOther: options.allowOther,
-      defaultPermissions: true,
-      autoCache: true,
-      attrTimeout: options.attrTimeoutSeconds,
-      entryTimeout: options.attrTimeoutSeconds,
-      debug: options.debug,
-    });
-    const base = fuse._fuseOptions.bind(fuse);
-    fuse._fuseOptions = () => {
-      const extra = `big_writes,max_write=${FUSE_NATIVE_MAX_WRITE}`;
-      const options = base();
-      return options ? `${options},${extra}` : `-o${extra}`;
-    };
-    this.fuse = fuse;
-  }
-
-  mount(): Promise<void> {
-    return new Promise((resolve, reject) => this.fuse.mount((error) => (error ? reject(error) : resolve())));
-  }
-
-  unmount(): Promise<void> {
-    return new Promise((resolve, reject) => this.fuse.unmount((error) => (error ? reject(error) : resolve())));
-  }
-}
-
-/** True when fuse-native was rebuilt with the utimens fix (see scripts/build-fuse-native). */
-export function hasUtimensFix(): boolean {
-  const packageDir = dirname(require.resolve('fuse-native/package.json'));
-  return existsSync(join(packageDir, 'build', 'Release', 'fuse.node'));
 }

@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { Fuse3Session, type FuseOperations } from '../../src/fuse/binding.js';
+import { FuseSession, type FuseOperations } from '../../src/fuse/binding.js';
 import { isMounted } from './objmount.js';
 
 const ENOENT = -2;
@@ -106,7 +106,7 @@ export class MemoryTree {
 
 export interface MemoryMount {
   mountpoint: string;
-  session: Fuse3Session;
+  session: FuseSession;
   /** Unmounts (idempotent); detaches with fusermount3 -uz if the binding could not. */
   unmount(): Promise<void>;
 }
@@ -120,7 +120,7 @@ export interface MemoryMountOptions {
 export async function mountMemory(operations: FuseOperations, options: MemoryMountOptions = {}): Promise<MemoryMount> {
   const mountpoint = join(mkdtempSync(join(tmpdir(), 'objmount-fuse3-')), 'mnt');
   mkdirSync(mountpoint);
-  const session = new Fuse3Session(mountpoint, operations, {
+  const session = new FuseSession(mountpoint, operations, {
     fsName: 'memory',
     allowOther: false,
     attrTimeoutSeconds: options.attrTimeoutSeconds ?? 0,

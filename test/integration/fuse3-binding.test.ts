@@ -180,10 +180,10 @@ describe('a process serving a mount', () => {
     writeFileSync(
       script,
       `import { mkdirSync } from 'node:fs';
-import { Fuse3Session } from ${JSON.stringify(binding)};
+import { FuseSession } from ${JSON.stringify(binding)};
 mkdirSync(${JSON.stringify(mountpoint)});
 const ops = { getattr: (p, cb) => (p === '/' ? cb(0, { mode: 0o40755, nlink: 2 }) : cb(-2)), readdir: (p, cb) => cb(0, []) };
-const session = new Fuse3Session(${JSON.stringify(mountpoint)}, ops, { fsName: 'exit-test', allowOther: false, attrTimeoutSeconds: 0, debug: false });
+const session = new FuseSession(${JSON.stringify(mountpoint)}, ops, { fsName: 'exit-test', allowOther: false, attrTimeoutSeconds: 0, debug: false });
 await session.mount();
 process.once('SIGTERM', () => void session.unmount().then(() => console.log('unmounted')));
 console.log('ready');
