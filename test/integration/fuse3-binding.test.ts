@@ -108,7 +108,45 @@ describe('answers from JS', () => {
   });
 });
 
+describe('read buffers', () => {
+  it('are cut off from JS once answered, and a failed or malformed read is an error', async () => {
+    const tree = new MemoryTree();
+    tree.file('/f', 'hello');
+    tree.file('/fails', 'x');
+    tree.file('/bad', 'x');
+    const ops = tree.operations();
+    const kept: Buffer[] = [];
+    const m = await mount({
+      ...ops,
+      read: (path: string, fh: number, buffer: Buffer, length: number, position: number, cb: (n: unknown) => void) => {
+        if (path === '/fails') return cb(-5);
+        if (path === '/bad') return cb('five');
+        kept.push(buffer);
+        // Claims more than it was asked for: the kernel gets no more than `length`.
+        (ops.read as (...a: unknown[]) => void)(path, fh, buffer, length, position, (n: number) => cb(n < 0 ? n : length + 10));
+      },
+    });
+    const read = await sh(`head -c 5 ${join(m.mountpoint, 'f')}`);
+    expect(read.stdout).toBe('hello');
+    expect(kept.length).toBeGreaterThan(0);
+    // The memory now belongs to libfuse (and is freed): the Buffer no longer reaches it.
+    for (const buffer of kept) expect(buffer.length).toBe(0);
+    expect((await sh(`cat ${join(m.mountpoint, 'fails')}`)).stderr).toMatch(/Input\/output error/);
+    expect((await sh(`cat ${join(m.mountpoint, 'bad')}`)).stderr).toMatch(/Input\/output error/);
+  });
+});
+
 describe('the kernel interface', () => {
+  it('with the writeback cache on, writes and reads back the same bytes', async () => {
+    const tree = new MemoryTree();
+    const m = await mount(tree.operations(), { writebackCache: true });
+    const source = join(tmpdir(), 'fuse3-wb-src');
+    const file = join(m.mountpoint, 'wb');
+    const result = await sh(`head -c 3000001 /dev/urandom > ${source} && cp ${source} ${file} && sync && cmp ${source} ${file}`);
+    expect(result.code, result.stderr).toBe(0);
+    expect(tree.nodes.get('/wb')?.data.length).toBe(3_000_001);
+  });
+
   it('carries 1 MiB per write and returns the bytes written', async () => {
     const tree = new MemoryTree();
     const ops = tree.operations();
