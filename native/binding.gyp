@@ -7,7 +7,8 @@
         "src/session.cc",
         "src/fuse_ops.cc",
         "src/js_calls.cc",
-        "src/connection.cc"
+        "src/connection.cc",
+        "src/write_memory.cc"
       ],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers", "<!@(pkg-config --cflags fuse3)"],
       "cflags": ["<!@(pkg-config --cflags fuse3)"],

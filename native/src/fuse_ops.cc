@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "session.h"
+#include "write_memory.h"
 
 namespace objmount {
 
@@ -188,7 +189,7 @@ int ReadBuf(const char* path, struct fuse_bufvec** bufp, size_t size, off_t offs
 // copied here, on this FUSE thread rather than on the one JS thread, into memory that becomes
 // the JS Buffer's own (freed by its finalizer), or is freed here if JS never got it.
 int Write(const char* path, const char* buf, size_t size, off_t offset, struct fuse_file_info* fi) {
-  char* copy = static_cast<char*>(malloc(size > 0 ? size : 1));
+  char* copy = AllocWriteMemory(size);
   if (copy == nullptr) return -ENOMEM;
   memcpy(copy, buf, size);
   Session* session = Current();
@@ -205,7 +206,7 @@ int Write(const char* path, const char* buf, size_t size, off_t offset, struct f
     taken = request->inputTaken;
   }
   request->unref();
-  if (!taken) free(copy);
+  if (!taken) FreeWriteMemory(copy, size);
   return result;
 }
 

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "session.h"
+#include "write_memory.h"
 
 namespace objmount {
 
@@ -244,7 +245,12 @@ void ReadBufferGone(napi_env /*env*/, void* /*data*/, void* hint) {
   ReadBlock::Release(block);
 }
 
-void FreeWriteData(napi_env /*env*/, void* data, void* /*hint*/) { free(data); }
+void FreeWriteData(napi_env env, void* data, void* hint) {
+  size_t size = reinterpret_cast<uintptr_t>(hint);
+  FreeWriteMemory(static_cast<char*>(data), size);
+  int64_t ignored;
+  napi_adjust_external_memory(env, -static_cast<int64_t>(size), &ignored);
+}
 
 napi_value CopyBuffer(napi_env env, const char* bytes, size_t size) {
   napi_value buffer;
@@ -297,7 +303,12 @@ size_t Arguments(napi_env env, Request* r, napi_value* args) {
     case Op::Write: {
       // The FUSE thread's copy of the data (see Write in fuse_ops.cc), now JS's to keep.
       napi_value buffer;
-      napi_create_external_buffer(env, r->size, const_cast<char*>(r->input), FreeWriteData, nullptr, &buffer);
+      napi_create_external_buffer(env, r->size, const_cast<char*>(r->input), FreeWriteData,
+                                  reinterpret_cast<void*>(static_cast<uintptr_t>(r->size)), &buffer);
+      // V8 does not see memory outside its heap: tell it, so kept-then-dropped write Buffers
+      // are collected as promptly as ordinary ones.
+      int64_t ignored;
+      napi_adjust_external_memory(env, static_cast<int64_t>(r->size), &ignored);
       args[n++] = Number(env, static_cast<double>(r->fh));
       args[n++] = buffer;
       args[n++] = Number(env, static_cast<double>(r->size));
