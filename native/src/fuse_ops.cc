@@ -185,19 +185,27 @@ int ReadBuf(const char* path, struct fuse_bufvec** bufp, size_t size, off_t offs
   return 0;
 }
 
-// libfuse reuses `buf` for the next request, and JS may keep what it is given: the data is
-// copied here, on this FUSE thread rather than on the one JS thread, into memory that becomes
-// the JS Buffer's own (freed by its finalizer), or is freed here if JS never got it.
-int Write(const char* path, const char* buf, size_t size, off_t offset, struct fuse_file_info* fi) {
-  char* copy = AllocWriteMemory(size);
-  if (copy == nullptr) return -ENOMEM;
-  memcpy(copy, buf, size);
+// write_buf rather than write: libfuse receives requests by splicing them into a pipe, and the
+// data is read from there straight into memory that becomes the JS Buffer's own (JS may keep
+// it; its finalizer frees it), with no copy on the JS thread; if JS never got it, it is freed here.
+int WriteBuf(const char* path, struct fuse_bufvec* buf, off_t offset, struct fuse_file_info* fi) {
+  size_t size = fuse_buf_size(buf);
+  char* data = AllocWriteMemory(size);
+  if (data == nullptr) return -ENOMEM;
+  struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
+  dst.buf[0].mem = data;
+  ssize_t copied = fuse_buf_copy(&dst, buf, static_cast<enum fuse_buf_copy_flags>(0));
+  if (copied < 0) {
+    FreeWriteMemory(data, size);
+    return static_cast<int>(copied);
+  }
   Session* session = Current();
   auto* request = new Request(session, Op::Write);
   request->path = path;
   request->fh = fi->fh;
-  request->input = copy;
-  request->size = size;
+  request->input = data;
+  request->size = static_cast<size_t>(copied);
+  request->capacity = size;
   request->offset = offset;
   int result = session->Call(request);
   bool taken;
@@ -206,7 +214,7 @@ int Write(const char* path, const char* buf, size_t size, off_t offset, struct f
     taken = request->inputTaken;
   }
   request->unref();
-  if (!taken) FreeWriteMemory(copy, size);
+  if (!taken) FreeWriteMemory(data, size);
   return result;
 }
 
@@ -331,7 +339,7 @@ void FillOperations(const Session& s, struct fuse_operations* ops) {
   if (s.Has(Op::Create)) ops->create = Create;
   if (s.Has(Op::Open)) ops->open = Open;
   if (s.Has(Op::Read)) ops->read_buf = ReadBuf;
-  if (s.Has(Op::Write)) ops->write = Write;
+  if (s.Has(Op::Write)) ops->write_buf = WriteBuf;
   if (s.Has(Op::Flush)) ops->flush = Flush;
   if (s.Has(Op::Release)) ops->release = Release;
   if (s.Has(Op::Fsync)) ops->fsync = Fsync;

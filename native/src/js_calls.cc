@@ -304,11 +304,11 @@ size_t Arguments(napi_env env, Request* r, napi_value* args) {
       // The FUSE thread's copy of the data (see Write in fuse_ops.cc), now JS's to keep.
       napi_value buffer;
       napi_create_external_buffer(env, r->size, const_cast<char*>(r->input), FreeWriteData,
-                                  reinterpret_cast<void*>(static_cast<uintptr_t>(r->size)), &buffer);
+                                  reinterpret_cast<void*>(static_cast<uintptr_t>(r->capacity)), &buffer);
       // V8 does not see memory outside its heap: tell it, so kept-then-dropped write Buffers
       // are collected as promptly as ordinary ones.
       int64_t ignored;
-      napi_adjust_external_memory(env, static_cast<int64_t>(r->size), &ignored);
+      napi_adjust_external_memory(env, static_cast<int64_t>(r->capacity), &ignored);
       args[n++] = Number(env, static_cast<double>(r->fh));
       args[n++] = buffer;
       args[n++] = Number(env, static_cast<double>(r->size));

@@ -76,6 +76,7 @@ struct Request : Message {
   uint64_t fh = 0;
   int64_t offset = 0;      // read/write position, truncate size
   size_t size = 0;         // read/write length, output buffer size (readlink, xattrs)
+  size_t capacity = 0;     // a write: what its memory was allocated for (AllocWriteMemory)
   int flags = 0;
   mode_t mode = 0;
   uid_t uid = 0;
