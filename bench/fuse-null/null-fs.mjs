@@ -33,8 +33,8 @@ const ops = {
 
 let session;
 if (binding === 'fuse3') {
-  const { Fuse3Session } = await import(join(root, 'dist/fuse/binding.js'));
-  session = new Fuse3Session(mountpoint, ops, { fsName: 'null-fuse3', allowOther: false, attrTimeoutSeconds: Number(timeout), debug: false });
+  const { FuseSession } = await import(join(root, 'dist/fuse/binding.js'));
+  session = new FuseSession(mountpoint, ops, { fsName: 'null-fuse3', allowOther: false, attrTimeoutSeconds: Number(timeout), debug: false });
   await session.mount();
 } else {
   const require = createRequire(import.meta.url);
