@@ -116,9 +116,11 @@ export class FuseSession {
     this.handle = handle;
   }
 
+  private mounting: Promise<void> | undefined;
+
   /** Resolves once the kernel has the mount and FUSE's init has run. */
   mount(): Promise<void> {
-    return new Promise((resolve, reject) =>
+    return (this.mounting ??= new Promise((resolve, reject) =>
       this.addon.mount(
         this.handle,
         (error) => {
@@ -129,11 +131,14 @@ export class FuseSession {
         () => this.endedResolve(),
         this.options.onOperationError,
       ),
-    );
+    ));
   }
 
   /** Detaches the mount (lazily, so a busy mount still goes) and stops serving it. */
   async unmount(): Promise<void> {
+    if (!this.mounting) return; // never mounted
+    // A mount still being made would appear after the detach below, and outlive the session.
+    await this.mounting.catch(() => undefined);
     // Detach first, so nothing new arrives; then answer what is in flight and end the loop.
     await detachLazily(this.mountpoint);
     this.addon.unmount(this.handle);

@@ -3,7 +3,7 @@
 // paged directories, both times of utimens, unmounting with operations in flight, a clean exit,
 // and many concurrent operations from several processes.
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { isMounted } from '../helpers/objmount.js';
+import { FuseSession } from '../../src/fuse/binding.js';
 import { MemoryTree, mountMemory, type MemoryMount } from '../helpers/memory-fuse.js';
 
 const execFileAsync = promisify(execFile);
@@ -206,6 +207,34 @@ describe('the kernel interface', () => {
     expect(await size()).toBe('3'); // cached by the kernel for 600 s
     expect(await m.session.invalidate('/f')).toBe(0);
     expect(await size()).toBe('6');
+  });
+});
+
+describe('unmounting', () => {
+  it('right after asking to mount leaves nothing mounted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'objmount-fuse3-early-'));
+    const mountpoint = join(dir, 'mnt');
+    mkdirSync(mountpoint);
+    const session = new FuseSession(mountpoint, new MemoryTree().operations(), {
+      fsName: 'early',
+      allowOther: false,
+      attrTimeoutSeconds: 0,
+      debug: false,
+    });
+    try {
+      const mounted = session.mount();
+      await session.unmount();
+      await mounted;
+      await session.ended;
+      expect(isMounted(session.mountpoint)).toBe(false);
+    } finally {
+      if (isMounted(session.mountpoint)) await sh(`fusermount3 -uz ${session.mountpoint}`);
+    }
+  });
+
+  it('of a session never mounted does nothing', async () => {
+    const session = new FuseSession(tmpdir(), new MemoryTree().operations(), { fsName: 'never', allowOther: false, attrTimeoutSeconds: 0, debug: false });
+    await session.unmount();
   });
 });
 
