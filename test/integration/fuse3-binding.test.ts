@@ -296,7 +296,7 @@ await fs.writeFile(own, '');
 const handle = await fs.open(own, 'r+');
 let ops = 0;
 let end = 0;
-for (let round = 0; round < 150; round++) {
+for (let round = 0; round < 400; round++) {
   const i = (round * 7 + id) % 20;
   const st = await fs.stat(mnt + '/shared-' + i);
   if (st.size !== 65536) throw new Error('size ' + st.size);
@@ -319,7 +319,7 @@ console.log(ops);
     const results = await Promise.all([0, 1, 2, 3].map((id) => sh(`${process.execPath} ${worker} ${m.mountpoint} ${id}`, 60_000)));
     for (const r of results) expect(r.code, r.stderr).toBe(0);
     const total = results.reduce((sum, r) => sum + Number(r.stdout.trim()), 0);
-    expect(total).toBe(4 * 150 * 4);
+    expect(total).toBe(4 * 400 * 4);
     expect(Date.now() - started).toBeLessThan(60_000);
     expect(isMounted(m.mountpoint)).toBe(true);
   });
