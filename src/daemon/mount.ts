@@ -17,7 +17,7 @@ import { BlockCache } from '../fs/read/block-cache.js';
 import { DiskCache } from '../fs/read/disk-cache.js';
 import { FileUploader } from '../fs/write/file-uploader.js';
 import { UploadTracker, recover, removeUnjournaled } from '../fs/write/journal.js';
-import { FuseSession, hasUtimensFix } from '../fuse/binding.js';
+import { FuseSession } from '../fuse/binding.js';
 import { createOperations } from '../fuse/operations.js';
 import type { Logger } from '../log/logger.js';
 import { isStoreError } from '../storage/object-store.js';
@@ -155,14 +155,12 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
       readAhead: { minReadAhead: Math.min(MiB, options.readAhead), maxReadAhead: options.readAhead },
       logger,
     });
-    if (!hasUtimensFix()) {
-      logger.warn('fuse-native was not rebuilt with the utimens fix (scripts/build-fuse-native): mtimes set by touch/cp -p/rsync will be wrong');
-    }
     const session = new FuseSession(mountpoint, createOperations(fs, logger), {
       fsName: source,
       allowOther: options.allowOther,
       attrTimeoutSeconds: options.metadataTtlSeconds,
       debug: options.debugFuse,
+      onOperationError: (operation, error) => logger.error(`${operation}: the operation threw, the kernel got EIO: ${String(error)}`),
     });
     try {
       await session.mount();
@@ -197,8 +195,8 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
       })();
       return stopping;
     };
-    // fuse-native does not tell us when the kernel mount goes away (umount, fusermount -u):
-    // look for it, and stop serving once it is gone.
+    // When the kernel mount goes away from outside (umount, fusermount -u), the FUSE loop may
+    // not end while files are open there: watch the mount table, and stop serving once it is gone.
     watcher = setInterval(() => {
       void findMount(mountpoint).then((entry) => {
         if (!entry && !stopping) {

@@ -68,7 +68,7 @@ export async function runForeground(options: ForegroundOptions): Promise<void> {
   await serveUntilStopped(mount, options.logger);
   await closeControl?.().catch(() => undefined);
   await options.registry.remove(mount.mountpoint, process.pid);
-  // fuse-native keeps a libuv handle open after unmount; nothing is left to do, so leave.
+  // Nothing is left to do; leave without waiting for timers or sockets a library may hold.
   process.exit(0);
 }
 

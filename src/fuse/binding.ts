@@ -1,36 +1,29 @@
 /**
- * The only module that loads the FUSE binding (fuse-native 2.2.6, libfuse 2.9).
+ * The only module that loads the FUSE binding: our Node-API addon on libfuse 3 (native/, built by
+ * scripts/build-native; native/src/session.h says how it works).
  *
- * Its limits, and how we meet them:
- * - It asks for 4 KiB writes unless told otherwise: we add `big_writes` and `max_write=131072`
- *   (libfuse 2.9's ceiling), so each write carries up to 128 KiB.
- * - It answers any operation that takes longer than 15 s with ETIMEDOUT: we turn that off
- *   (`timeout: false`); every store request has its own connect/idle timeouts and bounded
- *   retries, so an operation always ends, and a long flush of a large file is not cut short.
- * - Write buffers belong to native code and are reused once the callback returns: `operations.ts`
- *   copies them before any asynchronous use.
- * - Its utimens glue drops the mtime; scripts/build-fuse-native rebuilds it with the fix. A
- *   missing rebuild is reported by `hasUtimensFix` so the daemon can warn.
+ * - FUSE is served on native threads by libfuse's multithreaded loop; each operation is handed
+ *   to the JS thread and its FUSE thread waits for the answer, so one slow operation (a flush
+ *   uploading a large file) does not hold up the others.
+ * - Reads and writes carry up to 1 MiB (`MAX_WRITE`); large directories are sent in pages.
+ * - `read` fills a Buffer over the very memory sent to the kernel; it is detached once answered,
+ *   so it must not be used after the callback. `write` gets a Buffer of its own, to keep.
+ * - `utimens` gets both times, null for one left as it is (UTIME_OMIT).
+ * - unmount answers every operation still waiting for JS with ENOTCONN and ends the loop even
+ *   while the mount is busy, so neither the kernel nor the process is left hanging.
  */
 
-import { existsSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const require = createRequire(import.meta.url);
+const EIO = 5;
 
-/** The callback-style operations fuse-native calls. */
+/** The callback-style operations the binding calls. */
 export type FuseOperations = Record<string, (...args: never[]) => void>;
-
-interface FuseNativeInstance {
-  mount(cb: (error: Error | null) => void): void;
-  unmount(cb: (error: Error | null) => void): void;
-  _fuseOptions(): string;
-}
-
-type FuseNativeClass = new (mountpoint: string, ops: FuseOperations, options: object) => FuseNativeInstance;
-
-const FuseNative = require('fuse-native') as FuseNativeClass & { unmount(mnt: string, cb: (e: Error | null) => void): void };
 
 export interface FuseMountOptions {
   /** Shown as the source in /proc/mounts, e.g. `s3://bucket/prefix`. */
@@ -39,56 +32,142 @@ export interface FuseMountOptions {
   /** Kernel attribute and entry cache, in seconds. */
   attrTimeoutSeconds: number;
   debug: boolean;
+  /** Let the kernel gather writes in its page cache (FUSE_CAP_WRITEBACK_CACHE). */
+  writebackCache?: boolean;
+  /** Told about a JS operation that threw (the kernel got EIO). */
+  onOperationError?: (operation: string, error: unknown) => void;
 }
 
-/** FUSE's per-write ceiling with libfuse 2.9. */
-export const MAX_WRITE = 128 * 1024;
+/** The most one FUSE write (and read) carries: libfuse 3's request buffer holds 1 MiB of data. */
+export const MAX_WRITE = 1024 * 1024;
+
+/** How long unmount waits for the FUSE loop to end before letting it go. */
+const LOOP_END_TIMEOUT_MS = 5000;
+
+type Dispatch = (op: number, id: number, ...args: unknown[]) => void;
+
+interface Fuse3Addon {
+  /** Operation names, indexed by the `op` that dispatch receives. */
+  opNames: string[];
+  create(mountpoint: string, options: object, ops: FuseOperations, dispatch: Dispatch): unknown;
+  reply(handle: unknown, id: number, code: unknown, result?: unknown): void;
+  mount(handle: unknown, onMounted: (error: Error | null) => void, onEnded: () => void, onOpError?: (op: string, error: unknown) => void): void;
+  unmount(handle: unknown): void;
+  unref(handle: unknown): void;
+  invalidatePath(handle: unknown, path: string, callback: (errno: number) => void): void;
+}
+
+const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'native', 'build', 'Release', 'objmount_fuse3.node');
+
+let addon: Fuse3Addon | undefined;
+/** The libfuse 3 addon; throws one clear line when it was not built. */
+export function loadFuse3Addon(): Fuse3Addon {
+  if (!addon) {
+    if (!existsSync(ADDON_PATH)) throw new Error(`the FUSE 3 addon is not built (${ADDON_PATH} is missing): run scripts/setup`);
+    addon = require(ADDON_PATH) as Fuse3Addon;
+  }
+  return addon;
+}
 
 /** A mounted (or mountable) FUSE session. */
 export class FuseSession {
-  private readonly fuse: FuseNativeInstance;
+  readonly mountpoint: string;
+  private readonly handle: unknown;
+  private readonly addon = loadFuse3Addon();
+  private endedResolve!: () => void;
+  /** Resolves when the FUSE loop has ended: after unmount(), or an unmount from outside. */
+  readonly ended = new Promise<void>((resolve) => (this.endedResolve = resolve));
 
   constructor(
-    readonly mountpoint: string,
+    mountpoint: string,
     operations: FuseOperations,
-    options: FuseMountOptions,
+    private readonly options: FuseMountOptions,
   ) {
-    const fuse = new FuseNative(mountpoint, operations, {
-      timeout: false,
-      fsname: options.fsName.replace(/,/g, '_'),
+    // Canonical, as the mount table shows it: the addon finds its kernel connection there.
+    this.mountpoint = canonical(mountpoint);
+    const { opNames, reply } = this.addon;
+    const onError = options.onOperationError;
+    // Every request comes through here with an id; the op answers through a closure over it.
+    // (A closure made here costs far less than a native function made per request.)
+    const dispatch: Dispatch = (op, id, ...args) => {
+      const name = opNames[op]!;
+      try {
+        (operations[name] as (...a: unknown[]) => void)(...args, (code: unknown, result?: unknown) => reply(handle, id, code, result));
+      } catch (error) {
+        reply(handle, id, -EIO); // ignored if the op had answered before throwing
+        onError?.(name, error);
+      }
+    };
+    const handle = this.addon.create(this.mountpoint, {
+      fsName: options.fsName.replace(/[,\\]/g, '_') || 'objmount',
       subtype: 'objmount',
       allowOther: options.allowOther,
       defaultPermissions: true,
       // The kernel keeps a file's pages across opens while its mtime and size are unchanged (a
       // changed object has a new mtime), so a second read of a hot file costs no request.
       autoCache: true,
+      writebackCache: options.writebackCache ?? false,
+      attrTimeout: options.attrTimeoutSeconds,
+      entryTimeout: options.attrTimeoutSeconds,
+      maxWrite: MAX_WRITE,
+      maxRead: MAX_WRITE,
       debug: options.debug,
-    });
-    const base = fuse._fuseOptions.bind(fuse);
-    fuse._fuseOptions = () => {
-      // The timeouts go here, not through fuse-native's options: it drops a 0 (libfuse then
-      // keeps entries for its default second, and --metadata-ttl 0 would not mean "ask again").
-      const timeouts = `entry_timeout=${options.attrTimeoutSeconds},attr_timeout=${options.attrTimeoutSeconds}`;
-      const extra = `big_writes,max_write=${MAX_WRITE},${timeouts}`;
-      const given = base();
-      return given ? `${given},${extra}` : `-o${extra}`;
-    };
-    this.fuse = fuse;
+    }, operations, dispatch);
+    this.handle = handle;
   }
+
+  private mounting: Promise<void> | undefined;
 
   /** Resolves once the kernel has the mount and FUSE's init has run. */
   mount(): Promise<void> {
-    return new Promise((resolve, reject) => this.fuse.mount((error) => (error ? reject(error) : resolve())));
+    return (this.mounting ??= new Promise((resolve, reject) =>
+      this.addon.mount(
+        this.handle,
+        (error) => {
+          if (!error) return resolve();
+          this.endedResolve(); // a loop that never started has nothing to end
+          reject(error);
+        },
+        () => this.endedResolve(),
+        this.options.onOperationError,
+      ),
+    ));
   }
 
   /** Detaches the mount (lazily, so a busy mount still goes) and stops serving it. */
-  unmount(): Promise<void> {
-    return new Promise((resolve, reject) => this.fuse.unmount((error) => (error ? reject(error) : resolve())));
+  async unmount(): Promise<void> {
+    if (!this.mounting) return; // never mounted
+    // A mount still being made would appear after the detach below, and outlive the session.
+    await this.mounting.catch(() => undefined);
+    // Detach first, so nothing new arrives; then answer what is in flight and end the loop.
+    await detachLazily(this.mountpoint);
+    this.addon.unmount(this.handle);
+    // Stopping wakes the FUSE loop with a signal, which can slip in just before the loop waits:
+    // repeat it (it is idempotent) until the loop has ended.
+    const kick = setInterval(() => this.addon.unmount(this.handle), 100);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), LOOP_END_TIMEOUT_MS)));
+    const late = await Promise.race([this.ended.then(() => false), timedOut]);
+    clearInterval(kick);
+    clearTimeout(timer);
+    // Should the loop still not end, it must not hold the process.
+    if (late) this.addon.unref(this.handle);
+  }
+
+  /** Drops the kernel's cached attributes and pages of `path`; resolves with 0 or -errno. */
+  invalidate(path: string): Promise<number> {
+    return new Promise((resolve) => this.addon.invalidatePath(this.handle, path, resolve));
   }
 }
 
-/** True when fuse-native was rebuilt with the utimens fix (see scripts/build-fuse-native). */
-export function hasUtimensFix(): boolean {
-  const packageDir = dirname(require.resolve('fuse-native/package.json'));
-  return existsSync(join(packageDir, 'build', 'Release', 'fuse.node'));
+function canonical(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return resolve(path);
+  }
+}
+
+function detachLazily(mountpoint: string): Promise<void> {
+  return new Promise((resolve) => execFile('fusermount3', ['-uz', mountpoint], () => resolve()));
 }

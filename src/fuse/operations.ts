@@ -19,12 +19,6 @@ export function errnoOf(code: FsErrorCode): number {
   return value === undefined ? -errno.EIO! : -value;
 }
 
-/**
- * libfuse 2.9 passes UTIME_NOW and UTIME_OMIT as a zero second with a special nanosecond value,
- * which the binding turns into this millisecond count. Treat both as "now".
- */
-const UTIME_SPECIAL_MS = Math.floor(((1 << 30) - 2) / 1e6);
-
 /** Codes that are ordinary answers rather than failures worth a log line. */
 const QUIET: ReadonlySet<FsErrorCode> = new Set(['ENOENT', 'EEXIST', 'ENOTEMPTY', 'ENODATA', 'ENOTSUP']);
 
@@ -91,10 +85,9 @@ export function createOperations(fs: FileSystem, logger: Logger): FuseOperations
         cb(errnoOf(fsError.code));
       });
     },
+    // The binding gives each write a Buffer of its own, so the file system may keep it.
     write: (path: string, fh: number, buffer: Buffer, length: number, position: number, cb: (n: number) => void) => {
-      // The buffer is native memory that is reused as soon as we return: copy it first.
-      const data = Buffer.from(buffer.subarray(0, length));
-      fs.write(fh, data, position).then(cb, (error: unknown) => {
+      fs.write(fh, buffer.subarray(0, length), position).then(cb, (error: unknown) => {
         const fsError = error instanceof FsError ? error : new FsError('EIO', String(error));
         fs.stats.failedOperations += 1;
         logger.warn(`write ${path}: ${fsError.code}: ${fsError.message}`);
@@ -116,11 +109,12 @@ export function createOperations(fs: FileSystem, logger: Logger): FuseOperations
     chmod: (path: string, mode: number, cb: Callback) => answer('chmod', path, cb, () => fs.chmod(path, mode)),
     chown: (path: string, uid: number, gid: number, cb: Callback) =>
       answer('chown', path, cb, () => fs.chown(path, uid, gid)),
-    utimens: (path: string, atime: number, mtime: number, cb: Callback) => {
-      const now = Date.now();
-      const at = atime === UTIME_SPECIAL_MS ? now : atime;
-      const mt = mtime === UTIME_SPECIAL_MS ? now : mtime;
-      answer('utimens', path, cb, () => fs.utimens(path, at, mt));
+    // null: that time stays as it is (UTIME_OMIT, e.g. `touch -m`).
+    utimens: (path: string, at: number | null, mt: number | null, cb: Callback) => {
+      answer('utimens', path, cb, async () => {
+        const current = at === null || mt === null ? await fs.getattr(path) : undefined;
+        await fs.utimens(path, at ?? current!.atimeMs, mt ?? current!.mtimeMs);
+      });
     },
     // Extended attributes are not stored yet: say so, so cp/rsync/tar skip them quietly.
     setxattr: (path: string, _name: string, _value: Buffer, _pos: number, _flags: number, cb: Callback) =>

@@ -1,8 +1,11 @@
 /**
  * Reads of one open handle, served from the block cache, with read-ahead.
  *
- * A read that starts where the previous one ended (or at 0 on a fresh handle) is sequential:
- * its blocks are read through the cache, and the read-ahead window, which starts at
+ * A read that starts where the previous one ended (or at 0 on a fresh handle) is sequential, and
+ * so is one that starts within the window of where a sequential stream stands: FUSE serves
+ * requests on several threads, so the kernel's read-ahead (several consecutive ranges in flight
+ * at once) can reach us slightly out of order. Otherwise a read is a seek. Sequential reads:
+ * their blocks are read through the cache, and the read-ahead window, which starts at
  * `minReadAhead` and doubles with every sequential read up to `maxReadAhead`, asks the cache
  * for the blocks after it, so they are on their way before the program gets there. A read
  * anywhere else is a seek: the window shrinks back, and unless its blocks are already cached
@@ -23,6 +26,8 @@ export interface ReadAheadOptions {
 export class FileReader {
   private window: number;
   private nextSequential = 0;
+  /** The last read was sequential: reads near `nextSequential` continue the stream. */
+  private streaming = false;
 
   constructor(
     private readonly cache: BlockCache,
@@ -43,8 +48,9 @@ export class FileReader {
     const wanted = Math.min(length, version.size - position);
     if (wanted <= 0) return 0;
     const end = position + wanted;
-    const sequential = position === this.nextSequential;
-    this.nextSequential = end;
+    const sequential = position === this.nextSequential || (this.streaming && Math.abs(position - this.nextSequential) <= this.window);
+    this.nextSequential = sequential ? Math.max(this.nextSequential, end) : end;
+    this.streaming = sequential;
     const blockSize = this.cache.blockSize;
     const first = Math.floor(position / blockSize);
     const last = Math.floor((end - 1) / blockSize);

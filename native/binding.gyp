@@ -1,0 +1,19 @@
+{
+  "targets": [
+    {
+      "target_name": "objmount_fuse3",
+      "sources": [
+        "src/addon.cc",
+        "src/session.cc",
+        "src/fuse_ops.cc",
+        "src/js_calls.cc",
+        "src/connection.cc",
+        "src/write_memory.cc"
+      ],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers", "<!@(pkg-config --cflags fuse3)"],
+      "cflags": ["<!@(pkg-config --cflags fuse3)"],
+      "defines": ["NAPI_VERSION=8", "FUSE_USE_VERSION=314"],
+      "libraries": ["<!@(pkg-config --libs fuse3)"]
+    }
+  ]
+}

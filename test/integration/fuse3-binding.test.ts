@@ -1,0 +1,326 @@
+// The libfuse 3 addon on a real mount of a small in-memory file system (test/helpers/
+// memory-fuse.ts), driven by other processes: how JS answers reach the kernel, 1 MiB writes,
+// paged directories, both times of utimens, unmounting with operations in flight, a clean exit,
+// and many concurrent operations from several processes.
+import { execFile, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+
+import { afterEach, describe, expect, it } from 'vitest';
+
+import { isMounted } from '../helpers/objmount.js';
+import { FuseSession } from '../../src/fuse/binding.js';
+import { MemoryTree, mountMemory, type MemoryMount } from '../helpers/memory-fuse.js';
+
+const execFileAsync = promisify(execFile);
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command in a process of its own (the test's JS thread serves the mount). */
+async function sh(command: string, timeoutMs = 30_000): Promise<Result> {
+  try {
+    const { stdout, stderr } = await execFileAsync('sh', ['-c', command], { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+const mounts: MemoryMount[] = [];
+afterEach(async () => {
+  await Promise.all(mounts.splice(0).map((m) => m.unmount()));
+});
+
+async function mount(...args: Parameters<typeof mountMemory>): Promise<MemoryMount> {
+  const m = await mountMemory(...args);
+  mounts.push(m);
+  return m;
+}
+
+describe('answers from JS', () => {
+  it('pass a negative errno through, and turn a throwing op or a malformed answer into EIO', async () => {
+    const tree = new MemoryTree();
+    const thrown: string[] = [];
+    const m = await mount(
+      tree.operations({
+        getattr: (path: string, cb: (code: unknown, stat?: unknown) => void) => {
+          if (path === '/') return cb(0, { mode: 0o40755, nlink: 2 });
+          if (path === '/throws') throw new Error('op bug');
+          if (path === '/not-a-number') return cb('oops');
+          if (path === '/not-a-stat') return cb(0, 'stat');
+          if (path === '/twice') {
+            cb(0, { mode: 0o100644, size: 3 });
+            return cb(0, { mode: 0o100644, size: 99 }); // ignored: the first answer stands
+          }
+          cb(-2);
+        },
+      }),
+      { onOperationError: (op, error) => thrown.push(`${op}: ${(error as Error).message}`) },
+    );
+    const stat = (name: string) => sh(`stat -c %s ${join(m.mountpoint, name)}`);
+    expect((await stat('missing')).stderr).toMatch(/No such file or directory/);
+    expect((await stat('throws')).stderr).toMatch(/Input\/output error/);
+    expect(thrown).toEqual(['getattr: op bug']);
+    expect((await stat('not-a-number')).stderr).toMatch(/Input\/output error/);
+    expect((await stat('not-a-stat')).stderr).toMatch(/Input\/output error/);
+    expect((await stat('twice')).stdout.trim()).toBe('3');
+    // ...and the mount keeps serving.
+    expect((await sh(`ls -a ${m.mountpoint}`)).code).toBe(0);
+  });
+
+  it('a JS op that never answers is answered ENOTCONN at unmount, which neither hangs nor crashes', async () => {
+    const tree = new MemoryTree();
+    let reached!: () => void;
+    const inFlight = new Promise<void>((r) => (reached = r));
+    const ops = tree.operations();
+    const m = await mount({
+      ...ops,
+      getattr: (path: string, cb: (code: number, stat?: unknown) => void) => {
+        if (path !== '/never') return (ops.getattr as (p: string, c: typeof cb) => void)(path, cb);
+        reached(); // and never answer
+      },
+    });
+    const stuck = sh(`stat ${join(m.mountpoint, 'never')}`);
+    // A second process keeps the mount busy, so only aborting the connection can end the loop.
+    // (Its shell changes directory after spawn returns: spawn's own chdir would wait for this
+    // thread, which waits in spawn.)
+    const holder = spawn('sh', ['-c', `cd ${m.mountpoint} && exec sleep 30`], { stdio: 'ignore' });
+    try {
+      await inFlight;
+      const started = Date.now();
+      await m.session.unmount();
+      await m.session.ended;
+      // Ended by stopping, not by the holder's 30 s running out.
+      expect(Date.now() - started).toBeLessThan(10_000);
+      const result = await stuck;
+      expect(result.code).not.toBe(0);
+      expect(result.stderr).toMatch(/Transport endpoint is not connected|No such file|Input\/output error/);
+      expect(isMounted(m.mountpoint)).toBe(false);
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  });
+});
+
+describe('read buffers', () => {
+  it('are cut off from JS once answered, and a failed or malformed read is an error', async () => {
+    const tree = new MemoryTree();
+    tree.file('/f', 'hello');
+    tree.file('/fails', 'x');
+    tree.file('/bad', 'x');
+    const ops = tree.operations();
+    const kept: Buffer[] = [];
+    const m = await mount({
+      ...ops,
+      read: (path: string, fh: number, buffer: Buffer, length: number, position: number, cb: (n: unknown) => void) => {
+        if (path === '/fails') return cb(-5);
+        if (path === '/bad') return cb('five');
+        kept.push(buffer);
+        // Claims more than it was asked for: the kernel gets no more than `length`.
+        (ops.read as (...a: unknown[]) => void)(path, fh, buffer, length, position, (n: number) => cb(n < 0 ? n : length + 10));
+      },
+    });
+    const read = await sh(`head -c 5 ${join(m.mountpoint, 'f')}`);
+    expect(read.stdout).toBe('hello');
+    expect(kept.length).toBeGreaterThan(0);
+    // The memory now belongs to libfuse (and is freed): the Buffer no longer reaches it.
+    for (const buffer of kept) expect(buffer.length).toBe(0);
+    expect((await sh(`cat ${join(m.mountpoint, 'fails')}`)).stderr).toMatch(/Input\/output error/);
+    expect((await sh(`cat ${join(m.mountpoint, 'bad')}`)).stderr).toMatch(/Input\/output error/);
+  });
+});
+
+describe('the kernel interface', () => {
+  it('with the writeback cache on, writes and reads back the same bytes', async () => {
+    const tree = new MemoryTree();
+    const m = await mount(tree.operations(), { writebackCache: true });
+    const source = join(tmpdir(), 'fuse3-wb-src');
+    const file = join(m.mountpoint, 'wb');
+    const result = await sh(`head -c 3000001 /dev/urandom > ${source} && cp ${source} ${file} && sync && cmp ${source} ${file}`);
+    expect(result.code, result.stderr).toBe(0);
+    expect(tree.nodes.get('/wb')?.data.length).toBe(3_000_001);
+  });
+
+  it('carries 1 MiB per write and returns the bytes written', async () => {
+    const tree = new MemoryTree();
+    const ops = tree.operations();
+    const writeSizes: number[] = [];
+    const m = await mount({
+      ...ops,
+      write: (path: string, fh: number, buffer: Buffer, length: number, position: number, cb: (n: number) => void) => {
+        writeSizes.push(length);
+        (ops.write as (...a: unknown[]) => void)(path, fh, buffer, length, position, cb);
+      },
+    });
+    const file = join(m.mountpoint, 'big');
+    const result = await sh(`head -c 5242880 /dev/urandom > ${join(tmpdir(), 'fuse3-src')} && dd if=${join(tmpdir(), 'fuse3-src')} of=${file} bs=1M 2>&1 && cmp ${join(tmpdir(), 'fuse3-src')} ${file}`);
+    expect(result.code, result.stdout + result.stderr).toBe(0);
+    expect(Math.max(...writeSizes)).toBe(1024 * 1024);
+    expect(tree.nodes.get('/big')?.data.length).toBe(5 * 1024 * 1024);
+  });
+
+  it('pages a directory of 5,000 entries from one JS listing', async () => {
+    const tree = new MemoryTree();
+    for (let i = 0; i < 5000; i++) tree.file(`/entry-with-a-longish-name-${String(i).padStart(5, '0')}`, '');
+    const ops = tree.operations();
+    let listings = 0;
+    const m = await mount({
+      ...ops,
+      readdir: (path: string, cb: (code: number, names?: string[]) => void) => {
+        listings += 1;
+        (ops.readdir as (p: string, c: typeof cb) => void)(path, cb);
+      },
+    });
+    const result = await sh(`ls -f ${m.mountpoint} | sort`);
+    const names = result.stdout.split('\n').filter(Boolean);
+    expect(names).toHaveLength(5000);
+    expect(names[0]).toBe('entry-with-a-longish-name-00000');
+    expect(names[4999]).toBe('entry-with-a-longish-name-04999');
+    expect(listings).toBe(1);
+  });
+
+  it('sets both times with utimens, and leaves one alone when asked to (UTIME_OMIT)', async () => {
+    const tree = new MemoryTree();
+    tree.file('/f', 'x');
+    const m = await mount(tree.operations());
+    const file = join(m.mountpoint, 'f');
+    expect((await sh(`touch -a -d @1000000000 ${file} && touch -m -d @1500000000 ${file}`)).code).toBe(0);
+    expect(tree.nodes.get('/f')?.atimeMs).toBe(1_000_000_000_000);
+    expect(tree.nodes.get('/f')?.mtimeMs).toBe(1_500_000_000_000);
+    expect((await sh(`stat -c '%X %Y' ${file}`)).stdout.trim()).toBe('1000000000 1500000000');
+  });
+
+  it('drops the kernel cache of a path on invalidate', async () => {
+    const tree = new MemoryTree();
+    tree.file('/f', 'abc');
+    const m = await mount(tree.operations(), { attrTimeoutSeconds: 600 });
+    const size = async () => (await sh(`stat -c %s ${join(m.mountpoint, 'f')}`)).stdout.trim();
+    expect(await size()).toBe('3');
+    tree.file('/f', 'abcdef');
+    expect(await size()).toBe('3'); // cached by the kernel for 600 s
+    expect(await m.session.invalidate('/f')).toBe(0);
+    expect(await size()).toBe('6');
+  });
+});
+
+describe('unmounting', () => {
+  it('right after asking to mount leaves nothing mounted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'objmount-fuse3-early-'));
+    const mountpoint = join(dir, 'mnt');
+    mkdirSync(mountpoint);
+    const session = new FuseSession(mountpoint, new MemoryTree().operations(), {
+      fsName: 'early',
+      allowOther: false,
+      attrTimeoutSeconds: 0,
+      debug: false,
+    });
+    try {
+      const mounted = session.mount();
+      await session.unmount();
+      await mounted;
+      await session.ended;
+      expect(isMounted(session.mountpoint)).toBe(false);
+    } finally {
+      if (isMounted(session.mountpoint)) await sh(`fusermount3 -uz ${session.mountpoint}`);
+    }
+  });
+
+  it('of a session never mounted does nothing', async () => {
+    const session = new FuseSession(tmpdir(), new MemoryTree().operations(), { fsName: 'never', allowOther: false, attrTimeoutSeconds: 0, debug: false });
+    await session.unmount();
+  });
+});
+
+describe('a process serving a mount', () => {
+  it('unmounts on SIGTERM and exits by itself, with nothing left mounted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'objmount-fuse3-exit-'));
+    const mountpoint = join(dir, 'mnt');
+    const script = join(dir, 'serve.mjs');
+    const binding = resolve(__dirname, '../../dist/fuse/binding.js');
+    writeFileSync(
+      script,
+      `import { mkdirSync } from 'node:fs';
+import { FuseSession } from ${JSON.stringify(binding)};
+mkdirSync(${JSON.stringify(mountpoint)});
+const ops = { getattr: (p, cb) => (p === '/' ? cb(0, { mode: 0o40755, nlink: 2 }) : cb(-2)), readdir: (p, cb) => cb(0, []) };
+const session = new FuseSession(${JSON.stringify(mountpoint)}, ops, { fsName: 'exit-test', allowOther: false, attrTimeoutSeconds: 0, debug: false });
+await session.mount();
+process.once('SIGTERM', () => void session.unmount().then(() => console.log('unmounted')));
+console.log('ready');
+`,
+    );
+    const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    try {
+      await new Promise<void>((r, reject) => {
+        child.stdout.on('data', () => output.includes('ready') && r());
+        child.on('exit', () => reject(new Error(`the child exited before mounting: ${output}`)));
+      });
+      expect(isMounted(mountpoint)).toBe(true);
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0); // no process.exit: the event loop emptied
+      expect(output).toContain('unmounted');
+      expect(isMounted(mountpoint)).toBe(false);
+    } finally {
+      child.kill('SIGKILL');
+      if (isMounted(mountpoint)) await sh(`fusermount3 -uz ${mountpoint}`);
+    }
+  });
+});
+
+describe('under load', () => {
+  it('serves many concurrent stat/read/write operations from 4 processes', async () => {
+    const tree = new MemoryTree();
+    for (let i = 0; i < 20; i++) tree.file(`/shared-${i}`, Buffer.alloc(64 * 1024, i));
+    const m = await mount(tree.operations());
+    const dir = mkdtempSync(join(tmpdir(), 'objmount-fuse3-stress-'));
+    const worker = join(dir, 'worker.mjs');
+    // Each worker stats and reads the shared files, and writes then checks a file of its own.
+    writeFileSync(
+      worker,
+      `import { promises as fs } from 'node:fs';
+const [mnt, id] = [process.argv[2], Number(process.argv[3])];
+const own = mnt + '/own-' + id;
+const expected = Buffer.alloc(256 * 1024);
+await fs.writeFile(own, '');
+const handle = await fs.open(own, 'r+');
+let ops = 0;
+let end = 0;
+for (let round = 0; round < 400; round++) {
+  const i = (round * 7 + id) % 20;
+  const st = await fs.stat(mnt + '/shared-' + i);
+  if (st.size !== 65536) throw new Error('size ' + st.size);
+  const data = await fs.readFile(mnt + '/shared-' + i);
+  if (data.length !== 65536 || data[12345] !== i) throw new Error('bytes of shared-' + i);
+  const chunk = Buffer.alloc(4096, (round + id) & 0xff);
+  const at = (round * 4096 * 3) % (256 * 1024 - 4096);
+  await handle.write(chunk, 0, chunk.length, at);
+  chunk.copy(expected, at);
+  end = Math.max(end, at + chunk.length);
+  ops += 4;
+}
+await handle.close();
+const back = await fs.readFile(own);
+if (Buffer.compare(back, expected.subarray(0, end)) !== 0) throw new Error('own file differs');
+console.log(ops);
+`,
+    );
+    const started = Date.now();
+    const results = await Promise.all([0, 1, 2, 3].map((id) => sh(`${process.execPath} ${worker} ${m.mountpoint} ${id}`, 60_000)));
+    for (const r of results) expect(r.code, r.stderr).toBe(0);
+    const total = results.reduce((sum, r) => sum + Number(r.stdout.trim()), 0);
+    expect(total).toBe(4 * 400 * 4);
+    expect(Date.now() - started).toBeLessThan(60_000);
+    expect(isMounted(m.mountpoint)).toBe(true);
+  });
+});
