@@ -43,8 +43,11 @@ import {
   type ObjectStore,
   type PutOptions,
   type StoreCapabilities,
+  type StoreStats,
   StoreError,
 } from './object-store.js';
+
+export type { StoreStats } from './object-store.js';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -66,15 +69,6 @@ export interface S3StoreOptions {
   maxParts?: number;
   /** Where retried and failed requests are reported (one line each); default: nowhere. */
   logger?: Logger;
-}
-
-/** Requests sent, and the retries the SDK needed for them. */
-export interface StoreStats {
-  requests: number;
-  retries: number;
-  failures: number;
-  /** Requests by operation ('get', 'put', 'upload part'...). */
-  byOperation: Record<string, number>;
 }
 
 const MiB = 1024 * 1024;
