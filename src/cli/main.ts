@@ -25,9 +25,9 @@ const DAEMON_CHILD = 'OBJMOUNT_DAEMON_CHILD';
 
 function mountFlags(y: Argv) {
   return y
-    .positional('source', { type: 'string', demandOption: true, describe: 's3://bucket or s3://bucket/prefix' })
+    .positional('source', { type: 'string', demandOption: true, describe: 's3://bucket[/prefix] or az://account/container[/prefix]' })
     .positional('mountpoint', { type: 'string', demandOption: true, describe: 'an empty directory' })
-    .option('endpoint', { type: 'string', describe: "endpoint URL of an S3-compatible store (default: the bucket's stored credential's, else AWS)" })
+    .option('endpoint', { type: 'string', describe: "endpoint URL of an S3-compatible store (default: the bucket's stored credential's, else AWS), or an Azure blob service URL (default https://ACCOUNT.blob.core.windows.net; Azure credentials come from AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_CONNECTION_STRING)" })
     .option('region', { type: 'string', describe: `region (default: the stored credential's, else $AWS_REGION, else ${DEFAULTS.region})` })
     .option('path-style', {
       type: 'boolean',
@@ -163,16 +163,17 @@ async function mountCommand(args: MountArgs, env: NodeJS.ProcessEnv): Promise<vo
     // Lines for a person at a terminal; JSON lines for the log file or the journal.
     const logger: Logger = process.stderr.isTTY ? createLogger((line) => process.stderr.write(line), level) : createJsonLogger(2, level);
     // The SDK and the FUSE binding load only for commands that mount.
-    const [{ startMount }, { DefaultChainResolver, StoreResolver }, { CredentialStore }] = await Promise.all([
+    const [{ startMount }, { DefaultChainResolver, StoreResolver }, { CredentialStore }, { AzureEnvironmentResolver }] = await Promise.all([
       import('../daemon/mount.js'),
       import('../creds/resolver.js'),
       import('../creds/store.js'),
+      import('../creds/azure-credentials.js'),
     ]);
     const credentials = new CredentialStore(CredentialStore.defaultDirectory(env, process.getuid?.() ?? 0));
     const resolver = new StoreResolver(credentials, new DefaultChainResolver(env), args.creds);
     try {
       await runForeground({
-        start: () => startMount(options, { resolver, logger }),
+        start: () => startMount(options, { resolver, azureResolver: new AzureEnvironmentResolver(env), logger }),
         logger,
         registry,
         logFile: options.logFile,

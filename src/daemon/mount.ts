@@ -8,7 +8,8 @@ import { mkdir, mkdtemp, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { MiB, type MountOptions, formatSource } from '../config/mount-options.js';
+import { DEFAULTS, MiB, type MountOptions, formatSource } from '../config/mount-options.js';
+import type { AzureCredentialResolver } from '../creds/azure-credentials.js';
 import { CredentialError, type CredentialResolver } from '../creds/resolver.js';
 import { FileSystem } from '../fs/file-system.js';
 import { MemoryBudget } from '../fs/memory-budget.js';
@@ -19,7 +20,8 @@ import { UploadTracker, recover, removeUnjournaled } from '../fs/write/journal.j
 import { FuseSession, hasUtimensFix } from '../fuse/binding.js';
 import { createOperations } from '../fuse/operations.js';
 import type { Logger } from '../log/logger.js';
-import { isStoreError } from '../storage/object-store.js';
+import { AzureStore } from '../storage/azure-store.js';
+import { type ObjectStore, type StoreStats, isStoreError } from '../storage/object-store.js';
 import { S3Store } from '../storage/s3-store.js';
 import { detach, findMount, prepareMountpoint, setKernelReadAhead } from './mountpoint.js';
 import { type MountStatus, serveMetrics } from './status.js';
@@ -40,6 +42,8 @@ export interface RunningMount {
 
 export interface MountDependencies {
   resolver: CredentialResolver;
+  /** Where az:// sources get their credential (the environment today; stored credentials later). */
+  azureResolver?: AzureCredentialResolver;
   logger: Logger;
 }
 
@@ -48,30 +52,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
   const source = formatSource(options.source);
   const mountpoint = await prepareMountpoint(options.mountpoint);
 
-  let credential;
-  try {
-    credential = await deps.resolver.resolveS3(options.source.bucket);
-  } catch (error) {
-    if (error instanceof CredentialError) throw new UserError(error.message);
-    throw error;
-  }
-  const credentialDescription = `access key ${credential.accessKeyId} from ${credential.source}`;
-  // The command line first, then what the stored credential says about its store.
-  const endpoint = options.endpoint ?? credential.endpoint;
-  const region = options.region ?? credential.region ?? options.defaultRegion;
-  const pathStyle = options.pathStyle ?? credential.pathStyle ?? endpoint !== undefined;
-  const store = new S3Store({
-    bucket: options.source.bucket,
-    endpoint,
-    region,
-    pathStyle,
-    credentials: credential.provider,
-    credentialDescription,
-    maxConnections: options.maxConnections,
-    maxParts: options.maxUploadParts,
-    logger,
-  });
-
+  const { store, credentialDescription, endpoint, where } = await openStore(options, deps);
   const cleanups: Array<() => Promise<unknown> | unknown> = [() => store.destroy()];
   const cleanUp = async () => {
     for (const cleanup of cleanups.reverse()) await Promise.resolve().then(cleanup).catch(() => undefined);
@@ -80,7 +61,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     try {
       await store.probe(options.source.prefix);
     } catch (error) {
-      if (isStoreError(error)) throw new UserError(`cannot mount ${source}: ${describeProbeFailure(error.code, error.message, endpoint)}`);
+      if (isStoreError(error)) throw new UserError(`cannot mount ${source}: ${describeProbeFailure(options.source.provider, error.code, error.message, endpoint)}`);
       throw error;
     }
 
@@ -101,7 +82,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     let disk: DiskCache | undefined;
     if (options.cacheDir) {
       try {
-        disk = await DiskCache.open({ directory: options.cacheDir, maxBytes: options.cacheSize, store: `${source} at ${endpoint ?? region}`, logger });
+        disk = await DiskCache.open({ directory: options.cacheDir, maxBytes: options.cacheSize, store: `${source} at ${where}`, logger });
       } catch (error) {
         throw new UserError(`cannot use --cache-dir ${options.cacheDir}: ${(error as NodeJS.ErrnoException).message}`);
       }
@@ -234,7 +215,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
  * Uploads what a previous daemon journaled (async mode) and did not upload, and aborts the
  * multipart uploads it left unfinished; fails the mount if it cannot.
  */
-async function finishPendingUploads(store: S3Store, stagingDir: string, options: MountOptions, logger: Logger): Promise<void> {
+async function finishPendingUploads(store: ObjectStore, stagingDir: string, options: MountOptions, logger: Logger): Promise<void> {
   const tracker = new UploadTracker(stagingDir);
   const uploader = new FileUploader(store, { partSize: options.partSize, concurrency: options.uploadConcurrency, tracker });
   const { uploaded, failed, aborted } = await recover(stagingDir, uploader, Math.max(4, options.uploadConcurrency));
@@ -254,17 +235,76 @@ async function finishPendingUploads(store: S3Store, stagingDir: string, options:
   }
 }
 
-function describeProbeFailure(code: string, message: string, endpoint: string | undefined): string {
+function describeProbeFailure(provider: MountOptions['source']['provider'], code: string, message: string, endpoint: string | undefined): string {
+  const azure = provider === 'az';
   switch (code) {
     case 'NoSuchBucket':
-      return `${message}: check the bucket name${endpoint ? '' : ' and --region'}`;
+      return azure ? `${message}: check the container name` : `${message}: check the bucket name${endpoint ? '' : ' and --region'}`;
     case 'InvalidCredentials':
-      return `${message}: check the access key and secret`;
+      return azure ? `${message}: check the account key or SAS (an expired SAS is refused too)` : `${message}: check the access key and secret`;
     case 'AccessDenied':
-      return `${message}: the key may not list this bucket`;
+      return azure ? `${message}: the credential may not list this container (a SAS needs the list permission)` : `${message}: the key may not list this bucket`;
     case 'Unreachable':
       return `${message}: check --endpoint and the network`;
     default:
       return message;
+  }
+}
+
+/** A store as a mount uses it: the interface, plus its probe, request counts and teardown. */
+type MountedStore = ObjectStore & { readonly stats: StoreStats; probe(prefix: string): Promise<void>; destroy(): void };
+
+interface OpenedStore {
+  store: MountedStore;
+  /** Names the credential (never a secret) for messages. */
+  credentialDescription: string;
+  /** The custom endpoint, if any. */
+  endpoint?: string;
+  /** Where the store is, for the disk cache's identity: the endpoint, or the AWS region. */
+  where: string;
+}
+
+/** Resolves the source's credential and builds its provider's store; a missing credential is a `UserError`. */
+async function openStore(options: MountOptions, deps: MountDependencies): Promise<OpenedStore> {
+  const { source, maxConnections, maxUploadParts } = options;
+  try {
+    if (source.provider === 'az') {
+      if (!deps.azureResolver) throw new UserError(`az:// sources are not available here`);
+      const account = source.account!;
+      const resolved = await deps.azureResolver.resolveAzure(account, source.bucket);
+      const endpoint = options.endpoint ?? resolved.endpoint;
+      const store = new AzureStore({
+        account,
+        container: source.bucket,
+        endpoint,
+        credential: resolved.credential,
+        credentialDescription: resolved.description,
+        // --max-upload-parts defaults to S3's 10,000: left at that, Azure's own 50,000 applies.
+        maxParts: maxUploadParts === DEFAULTS.maxUploadParts ? undefined : maxUploadParts,
+        logger: deps.logger,
+      });
+      return { store, credentialDescription: resolved.description, endpoint, where: store.endpoint };
+    }
+    const credential = await deps.resolver.resolveS3(source.bucket);
+    const credentialDescription = `access key ${credential.accessKeyId} from ${credential.source}`;
+    // The command line first, then what the stored credential says about its store.
+    const endpoint = options.endpoint ?? credential.endpoint;
+    const region = options.region ?? credential.region ?? options.defaultRegion;
+    const pathStyle = options.pathStyle ?? credential.pathStyle ?? endpoint !== undefined;
+    const store = new S3Store({
+      bucket: source.bucket,
+      endpoint,
+      region,
+      pathStyle,
+      credentials: credential.provider,
+      credentialDescription,
+      maxConnections,
+      maxParts: maxUploadParts,
+      logger: deps.logger,
+    });
+    return { store, credentialDescription, endpoint, where: endpoint ?? region };
+  } catch (error) {
+    if (error instanceof CredentialError) throw new UserError(error.message);
+    throw error;
   }
 }

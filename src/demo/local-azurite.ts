@@ -11,9 +11,11 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 
+import { DEVELOPMENT_ACCOUNT, DEVELOPMENT_ACCOUNT_KEY } from '../creds/azure-credentials.js';
+
 /** Azurite's built-in development account, documented by Microsoft; not a secret. */
-export const AZURITE_ACCOUNT = 'devstoreaccount1';
-export const AZURITE_ACCOUNT_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+export const AZURITE_ACCOUNT = DEVELOPMENT_ACCOUNT;
+export const AZURITE_ACCOUNT_KEY = DEVELOPMENT_ACCOUNT_KEY;
 
 export interface LocalAzurite {
   /** The blob service URL of the development account: `http://127.0.0.1:PORT/devstoreaccount1`. */
