@@ -1,0 +1,116 @@
+/**
+ * What only the Azure backend has: account and container SAS credentials (the whole conformance
+ * suite runs again with a container SAS), expired and read-only SAS, connection strings, and
+ * messages that never show a signature.
+ */
+
+import {
+  AccountSASPermissions,
+  ContainerSASPermissions,
+  StorageSharedKeyCredential,
+  generateAccountSASQueryParameters,
+  generateBlobSASQueryParameters,
+} from '@azure/storage-blob';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { AzureEnvironmentResolver } from '../../src/creds/azure-credentials.js';
+import { AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY, type LocalAzurite, startLocalAzurite } from '../../src/demo/local-azurite.js';
+import { type AzureCredential, AzureStore } from '../../src/storage/azure-store.js';
+import { describeObjectStore } from '../conformance/object-store.conformance.js';
+
+const CONTAINER = 'sas-test';
+const sharedKey = new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY);
+const hour = 3600_000;
+
+function containerSas(permissions: string, expiresOn = new Date(Date.now() + hour), container = CONTAINER): string {
+  return generateBlobSASQueryParameters(
+    { containerName: container, permissions: ContainerSASPermissions.parse(permissions), startsOn: new Date(expiresOn.getTime() - 2 * hour), expiresOn },
+    sharedKey,
+  ).toString();
+}
+
+function accountSas(permissions: string): string {
+  return generateAccountSASQueryParameters(
+    { permissions: AccountSASPermissions.parse(permissions), services: 'b', resourceTypes: 'sco', expiresOn: new Date(Date.now() + hour) },
+    sharedKey,
+  ).toString();
+}
+
+/** The same token with its signature replaced. */
+function forged(token: string): { token: string; signature: string } {
+  const signature = 'Zm9yZ2VkIHNpZ25hdHVyZSBvZiB0aGUgcmlnaHQgbGVuZ3Ro';
+  return { token: token.replace(/sig=[^&]*/, `sig=${encodeURIComponent(signature)}`), signature };
+}
+
+function storeOn(azurite: LocalAzurite, credential: AzureCredential, container = CONTAINER): AzureStore {
+  return new AzureStore({
+    account: AZURITE_ACCOUNT,
+    container,
+    endpoint: azurite.endpoint,
+    credential,
+    credentialDescription: `the ${credential.kind} credential of the test`,
+    maxAttempts: 2,
+  });
+}
+
+describeObjectStore('AzureStore on Azurite with a container SAS', async () => {
+  const azurite = await startLocalAzurite({ containers: [CONTAINER] });
+  const wrong = forged(containerSas('racwdl'));
+  return {
+    store: storeOn(azurite, { kind: 'sas', token: containerSas('racwdl') }),
+    withWrongCredentials: () => storeOn(azurite, { kind: 'sas', token: wrong.token }),
+    withMissingBucket: () => storeOn(azurite, { kind: 'sas', token: containerSas('racwdl', undefined, 'no-such-container') }, 'no-such-container'),
+    wrongSecret: wrong.signature,
+    close: () => azurite.close(),
+  };
+});
+
+describe('AzureStore credentials', () => {
+  let azurite: LocalAzurite;
+
+  beforeAll(async () => {
+    azurite = await startLocalAzurite({ containers: [CONTAINER] });
+  });
+  afterAll(async () => {
+    await azurite?.close();
+  });
+
+  it('works with an account SAS, copies included', async () => {
+    const store = storeOn(azurite, { kind: 'sas', token: `?${accountSas('rwdlac')}` });
+    await store.put('account-sas/a', Buffer.from('a'), { metadata: { mode: '33188' } });
+    await store.copy('account-sas/a', 'account-sas/b');
+    expect((await store.get('account-sas/b')).body.toString()).toBe('a');
+    expect((await store.list({ prefix: 'account-sas/' })).objects.map((o) => o.key)).toEqual(['account-sas/a', 'account-sas/b']);
+  });
+
+  it('an expired SAS is InvalidCredentials, a read-only SAS may read but not write, and no message shows a signature', async () => {
+    const writer = storeOn(azurite, { kind: 'sas', token: containerSas('racwdl') });
+    await writer.put('ro/x', Buffer.from('x'));
+
+    const expired = storeOn(azurite, { kind: 'sas', token: containerSas('rl', new Date(Date.now() - hour)) });
+    const stale = await expired.list({ prefix: '' }).catch((e: unknown) => e);
+    expect(stale).toMatchObject({ code: 'InvalidCredentials' });
+    expect((stale as Error).message).not.toMatch(/sig=(?!REDACTED)/);
+
+    const readOnlyToken = containerSas('rl');
+    const readOnly = storeOn(azurite, { kind: 'sas', token: readOnlyToken });
+    expect((await readOnly.get('ro/x')).body.toString()).toBe('x');
+    const denied = await readOnly.put('ro/y', Buffer.from('y')).catch((e: unknown) => e);
+    expect(denied).toMatchObject({ code: 'AccessDenied' });
+    const signature = decodeURIComponent(/sig=([^&]*)/.exec(readOnlyToken)![1]!);
+    expect((denied as Error).message).not.toContain(signature);
+    expect((denied as Error).message).not.toContain(encodeURIComponent(signature));
+  });
+
+  it('works from a connection string in the environment, which names the endpoint', async () => {
+    const env = {
+      AZURE_STORAGE_CONNECTION_STRING: `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_ACCOUNT_KEY};BlobEndpoint=${azurite.endpoint};`,
+    };
+    const resolved = await new AzureEnvironmentResolver(env).resolveAzure(AZURITE_ACCOUNT, CONTAINER);
+    expect(resolved.endpoint).toBe(azurite.endpoint);
+    const store = new AzureStore({ account: AZURITE_ACCOUNT, container: CONTAINER, endpoint: resolved.endpoint, credential: resolved.credential, credentialDescription: resolved.description });
+    await store.put('connection-string', Buffer.from('ok'));
+    expect((await store.head('connection-string')).size).toBe(2);
+    expect(store.description).toBe(`az://${AZURITE_ACCOUNT}/${CONTAINER}`);
+  });
+});
