@@ -14,6 +14,13 @@
  * Azure drops them after a week or at the blob's next commit. An upload id does not survive the
  * daemon; the journal's recovery only ever aborts uploads of a previous run, which is a no-op.
  *
+ * Directories: objmount writes `dir/` marker blobs, as on S3 (Azure allows names ending in '/').
+ * It also reads blobfuse's directories, which are blobs named `dir` with `hdi_isfolder=true`:
+ * a directory listing shows them as the prefix `dir/`, `head('dir/')` falls back to them when
+ * there is no `dir/` blob (one more request for such a lookup), `head('dir')` does not show
+ * them as files, deleting `dir/` deletes them too (one more request per directory deleted), and
+ * copying a missing `dir/` copies them (to a `dir/` marker, so a renamed directory is objmount's).
+ *
  * Part copy is not offered: Put Block From URL can only be pinned to the source's ETag through a
  * header this SDK's `stageBlockFromURL` does not send, and a part copied from a changed object
  * would mix versions. The uploader then re-sends those bytes instead.
@@ -44,6 +51,7 @@ import {
   type ListOptions,
   type ListPage,
   type ObjectInfo,
+  type ObjectMetadata,
   type ObjectStore,
   type PartCopySource,
   type PutOptions,
@@ -134,6 +142,21 @@ export class AzureStore implements ObjectStore {
   }
 
   async head(key: string): Promise<ObjectInfo> {
+    try {
+      const info = await this.properties(key);
+      // blobfuse's directory blob is a directory, not a file of that name.
+      if (isBlobfuseDirectory(info.metadata)) throw new StoreError('NotFound', `${this.description}/${key}: a directory (hdi_isfolder), not a file`, 'BlobNotFound');
+      return info;
+    } catch (error) {
+      if (!(key.endsWith('/') && key.length > 1 && error instanceof StoreError && error.code === 'NotFound')) throw error;
+    }
+    // No `dir/` marker: the directory may be blobfuse's, a blob `dir` marked hdi_isfolder=true.
+    const blobfuse = await this.properties(key.slice(0, -1));
+    if (!isBlobfuseDirectory(blobfuse.metadata)) throw new StoreError('NotFound', `${this.description}/${key}: not found`, 'BlobNotFound');
+    return { ...blobfuse, key };
+  }
+
+  private async properties(key: string): Promise<ObjectInfo> {
     const out = await this.call('head', key, () => this.container.getBlobClient(key).getProperties());
     return {
       key,
@@ -193,26 +216,33 @@ export class AzureStore implements ObjectStore {
 
   async list(options: ListOptions): Promise<ListPage> {
     const paging = { continuationToken: options.token, maxPageSize: options.maxKeys ?? 1000 };
-    const page = options.delimiter
-      ? (
-          await this.call('list', options.prefix, () =>
-            this.container.listBlobsByHierarchy(options.delimiter!, { prefix: options.prefix }).byPage(paging).next(),
-          )
-        ).value
-      : (await this.call('list', options.prefix, () => this.container.listBlobsFlat({ prefix: options.prefix }).byPage(paging).next())).value;
-    const segment = page?.segment as
-      | { blobItems?: BlobListItem[]; blobPrefixes?: Array<{ name: string }> }
-      | undefined;
-    return {
-      objects: (segment?.blobItems ?? []).map((blob) => ({
+    const delimiter = options.delimiter;
+    // With a delimiter (a directory listing), metadata comes along to find blobfuse's directory
+    // blobs; flat listings (renames, deletes of trees) take every blob as it is.
+    const page = (
+      await this.call('list', options.prefix, () =>
+        delimiter
+          ? this.container.listBlobsByHierarchy(delimiter, { prefix: options.prefix, includeMetadata: true }).byPage(paging).next()
+          : this.container.listBlobsFlat({ prefix: options.prefix }).byPage(paging).next(),
+      )
+    ).value;
+    const segment = page?.segment as { blobItems?: BlobListItem[]; blobPrefixes?: Array<{ name: string }> } | undefined;
+    const prefixes = (segment?.blobPrefixes ?? []).map((prefix) => prefix.name);
+    const objects: ObjectInfo[] = [];
+    for (const blob of segment?.blobItems ?? []) {
+      if (delimiter === '/' && !blob.name.endsWith('/') && isBlobfuseDirectory(blob.metadata)) {
+        if (!prefixes.includes(`${blob.name}/`)) prefixes.push(`${blob.name}/`);
+        continue;
+      }
+      objects.push({
         key: blob.name,
         size: blob.properties.contentLength ?? 0,
         etag: blob.properties.etag ?? '',
         lastModified: blob.properties.lastModified ?? new Date(0),
-      })),
-      prefixes: (segment?.blobPrefixes ?? []).map((prefix) => prefix.name),
-      nextToken: page?.continuationToken || undefined,
-    };
+      });
+    }
+    prefixes.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    return { objects, prefixes, nextToken: page?.continuationToken || undefined };
   }
 
   async copy(sourceKey: string, destinationKey: string, options?: PutOptions): Promise<{ etag: string }> {
@@ -224,15 +254,26 @@ export class AzureStore implements ObjectStore {
       );
       return { etag: out.etag ?? '' };
     }
-    const source = this.container.getBlobClient(sourceKey).url;
-    const out = await this.call('copy', sourceKey, async () => {
-      // Within one account the copy is synchronous; polling only matters for a copy Azure queues.
-      const poller = await this.container.getBlobClient(destinationKey).beginCopyFromURL(source, {
-        metadata: options?.metadata ? encodeMetadata(options.metadata) : undefined,
-        intervalInMs: 200,
+    const copyFrom = (from: string, metadata: ObjectMetadata | undefined) =>
+      this.call('copy', sourceKey, async () => {
+        // Within one account the copy is synchronous; polling only matters for a copy Azure queues.
+        const poller = await this.container.getBlobClient(destinationKey).beginCopyFromURL(this.container.getBlobClient(from).url, {
+          metadata: encodeMetadata(metadata),
+          intervalInMs: 200,
+        });
+        return poller.pollUntilDone();
       });
-      return poller.pollUntilDone();
-    });
+    let out;
+    try {
+      out = await copyFrom(sourceKey, options?.metadata);
+    } catch (error) {
+      // A directory marker `dir/` may be blobfuse's blob `dir` (see head): copy that one, as a `dir/` marker.
+      if (!(sourceKey.endsWith('/') && error instanceof StoreError && error.code === 'NotFound')) throw error;
+      const blobfuse = await this.properties(sourceKey.slice(0, -1)).catch(() => undefined);
+      if (!blobfuse || !isBlobfuseDirectory(blobfuse.metadata)) throw error;
+      const { hdi_isfolder: _marker, ...kept } = blobfuse.metadata ?? {};
+      out = await copyFrom(sourceKey.slice(0, -1), options?.metadata ?? kept);
+    }
     if (out.copyStatus && out.copyStatus !== 'success') {
       throw new StoreError('Transient', `${this.description}/${sourceKey}: copy to '${destinationKey}' ended ${out.copyStatus}`, out.copyStatus);
     }
@@ -243,15 +284,39 @@ export class AzureStore implements ObjectStore {
     const queue = [...keys];
     const worker = async () => {
       for (let key = queue.shift(); key !== undefined; key = queue.shift()) {
-        const k = key;
-        try {
-          await this.call('delete', k, () => this.container.getBlobClient(k).delete({ deleteSnapshots: 'include' }));
-        } catch (error) {
-          if (!(error instanceof StoreError && error.code === 'NotFound')) throw error;
-        }
+        await this.deleteBlob(key);
+        // A directory goes away with blobfuse's marker of it too, or it would come back.
+        if (key.endsWith('/') && key.length > 1) await this.deleteBlobfuseDirectory(key.slice(0, -1));
       }
     };
     await Promise.all(Array.from({ length: Math.min(DELETE_CONCURRENCY, keys.length) }, worker));
+  }
+
+  private async deleteBlob(key: string, ifMatch?: string): Promise<void> {
+    try {
+      await this.call('delete', key, () =>
+        this.container.getBlobClient(key).delete({ deleteSnapshots: 'include', conditions: ifMatch ? { ifMatch } : undefined }),
+      );
+    } catch (error) {
+      if (!(error instanceof StoreError && error.code === 'NotFound')) throw error;
+    }
+  }
+
+  private async deleteBlobfuseDirectory(name: string): Promise<void> {
+    let info: ObjectInfo;
+    try {
+      info = await this.properties(name);
+    } catch (error) {
+      if (error instanceof StoreError && error.code === 'NotFound') return;
+      throw error;
+    }
+    if (!isBlobfuseDirectory(info.metadata)) return; // a file of that name is not ours to delete
+    try {
+      await this.deleteBlob(name, info.etag);
+    } catch (error) {
+      // Replaced meanwhile (by a file, most likely): leave it.
+      if (!(error instanceof StoreError && error.code === 'PreconditionFailed')) throw error;
+    }
   }
 
   async createMultipartUpload(key: string, options: PutOptions = {}): Promise<string> {
@@ -368,6 +433,7 @@ export class AzureStore implements ObjectStore {
 
 interface BlobListItem {
   name: string;
+  metadata?: Record<string, string>;
   properties: { contentLength?: number; etag?: string; lastModified?: Date };
 }
 
@@ -377,6 +443,12 @@ interface BlobListItem {
  */
 export function blockIdOf(uploadId: string, partNumber: number): string {
   return Buffer.from(`${uploadId}:${String(partNumber).padStart(6, '0')}`).toString('base64');
+}
+
+/** blobfuse (and ADLS Gen2) mark a directory with a blob of its name carrying `hdi_isfolder=true`. */
+function isBlobfuseDirectory(metadata: Record<string, string> | undefined): boolean {
+  if (!metadata) return false;
+  return Object.entries(metadata).some(([name, value]) => name.toLowerCase() === 'hdi_isfolder' && value.toLowerCase() === 'true');
 }
 
 /** Azure's error code: the x-ms-error-code header (HEAD responses) or the body's Code. */

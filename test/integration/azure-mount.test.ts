@@ -5,7 +5,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -110,6 +110,27 @@ describe('a mounted Azurite container', () => {
     await container.getBlockBlobClient('other/tool/file.txt').upload('from the SDK', 12);
     expect(readdirSync(join(mnt, 'other'))).toEqual(['tool']);
     expect(readFileSync(join(mnt, 'other/tool/file.txt'), 'utf8')).toBe('from the SDK');
+  });
+
+  it("shows blobfuse's directories (blobs marked hdi_isfolder=true) as directories, empty ones too", async () => {
+    const marker = { metadata: { hdi_isfolder: 'true' } };
+    await container.getBlockBlobClient('blobfuse').upload('', 0, marker);
+    await container.getBlockBlobClient('blobfuse/empty').upload('', 0, marker);
+    await container.getBlockBlobClient('blobfuse/full').upload('', 0, marker);
+    await container.getBlockBlobClient('blobfuse/full/f.txt').upload('f', 1);
+    // Looked up directly first (no listing of its parent yet), then listed.
+    expect(statSync(join(mnt, 'blobfuse/empty')).isDirectory()).toBe(true);
+    expect(readdirSync(join(mnt, 'blobfuse')).sort()).toEqual(['empty', 'full']);
+    expect(statSync(join(mnt, 'blobfuse/full')).isDirectory()).toBe(true);
+    expect(readdirSync(join(mnt, 'blobfuse/empty'))).toEqual([]);
+    expect(readFileSync(join(mnt, 'blobfuse/full/f.txt'), 'utf8')).toBe('f');
+
+    // Renamed and removed like any directory: the hdi_isfolder blobs go with them.
+    renameSync(join(mnt, 'blobfuse/full'), join(mnt, 'blobfuse/renamed'));
+    expect(readFileSync(join(mnt, 'blobfuse/renamed/f.txt'), 'utf8')).toBe('f');
+    rmdirSync(join(mnt, 'blobfuse/empty'));
+    expect(readdirSync(join(mnt, 'blobfuse'))).toEqual(['renamed']);
+    expect(await blobNames('blobfuse/')).toEqual(['blobfuse/renamed/', 'blobfuse/renamed/f.txt']);
   });
 });
 

@@ -114,3 +114,32 @@ describe('AzureStore credentials', () => {
     expect(store.description).toBe(`az://${AZURITE_ACCOUNT}/${CONTAINER}`);
   });
 });
+
+describe("blobfuse's directories", () => {
+  let azurite: LocalAzurite;
+  let store: AzureStore;
+
+  beforeAll(async () => {
+    azurite = await startLocalAzurite({ containers: [CONTAINER] });
+    store = storeOn(azurite, { kind: 'sharedKey', accountKey: AZURITE_ACCOUNT_KEY });
+  });
+  afterAll(async () => {
+    await azurite?.close();
+  });
+
+  it('a blob marked hdi_isfolder=true is a directory: a prefix in listings, found as dir/, never a file', async () => {
+    await store.put('bf/empty', Buffer.alloc(0), { metadata: { hdi_isfolder: 'true' } });
+    await store.put('bf/full', Buffer.alloc(0), { metadata: { hdi_isfolder: 'true' } });
+    await store.put('bf/full/file', Buffer.from('f'));
+    await store.put('bf/plain', Buffer.from('p'));
+    const page = await store.list({ prefix: 'bf/', delimiter: '/' });
+    expect(page.prefixes).toEqual(['bf/empty/', 'bf/full/']);
+    expect(page.objects.map((o) => o.key)).toEqual(['bf/plain']);
+    expect(await store.head('bf/empty/')).toMatchObject({ key: 'bf/empty/', size: 0 });
+    await expect(store.head('bf/empty')).rejects.toMatchObject({ code: 'NotFound' });
+    await expect(store.head('bf/plain/')).rejects.toMatchObject({ code: 'NotFound' });
+    await expect(store.head('bf/none/')).rejects.toMatchObject({ code: 'NotFound' });
+    // A flat listing (what renames and tree deletes use) shows the blobs as they are.
+    expect((await store.list({ prefix: 'bf/' })).objects.map((o) => o.key)).toEqual(['bf/empty', 'bf/full', 'bf/full/file', 'bf/plain']);
+  });
+});
