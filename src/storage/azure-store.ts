@@ -237,7 +237,7 @@ export class AzureStore implements ObjectStore {
       objects.push({
         key: blob.name,
         size: blob.properties.contentLength ?? 0,
-        etag: blob.properties.etag ?? '',
+        etag: quoted(blob.properties.etag ?? ''),
         lastModified: blob.properties.lastModified ?? new Date(0),
       });
     }
@@ -443,6 +443,14 @@ interface BlobListItem {
  */
 export function blockIdOf(uploadId: string, partNumber: number): string {
   return Buffer.from(`${uploadId}:${String(partNumber).padStart(6, '0')}`).toString('base64');
+}
+
+/**
+ * Listings give ETags bare (`0x8D…`), HEAD and GET quoted (`"0x8D…"`): one version must have one
+ * ETag, or every file read after a listing would miss the block cache and pin a different value.
+ */
+function quoted(etag: string): string {
+  return etag === '' || etag.startsWith('"') ? etag : `"${etag}"`;
 }
 
 /** blobfuse (and ADLS Gen2) mark a directory with a blob of its name carrying `hdi_isfolder=true`. */
