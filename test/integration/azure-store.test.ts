@@ -4,6 +4,9 @@
  * messages that never show a signature.
  */
 
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
 import {
   AccountSASPermissions,
   ContainerSASPermissions,
@@ -142,4 +145,48 @@ describe("blobfuse's directories", () => {
     // A flat listing (what renames and tree deletes use) shows the blobs as they are.
     expect((await store.list({ prefix: 'bf/' })).objects.map((o) => o.key)).toEqual(['bf/empty', 'bf/full', 'bf/full/file', 'bf/plain']);
   });
+});
+
+describe('Azure error codes', () => {
+  /** A stand-in blob service on 127.0.0.1 that answers every request with one error. */
+  async function failingService(status: number, code: string): Promise<{ endpoint: string; close(): Promise<void> }> {
+    const server = createServer((request, response) => {
+      request.resume();
+      response.writeHead(status, { 'x-ms-error-code': code, 'content-type': 'application/xml' });
+      response.end(`<?xml version="1.0" encoding="utf-8"?><Error><Code>${code}</Code><Message>refused by the test</Message></Error>`);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    return { endpoint: `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  }
+
+  const cases: Array<[number, string, string]> = [
+    [503, 'ServerBusy', 'Throttled'],
+    [500, 'InternalError', 'Transient'],
+    [403, 'AuthorizationPermissionMismatch', 'AccessDenied'],
+    [403, 'AuthenticationFailed', 'InvalidCredentials'],
+    [404, 'ContainerNotFound', 'NoSuchBucket'],
+    [412, 'ConditionNotMet', 'PreconditionFailed'],
+    [400, 'InvalidBlockList', 'InvalidRequest'],
+  ];
+  for (const [status, azureCode, code] of cases) {
+    it(`${azureCode} (HTTP ${status}) is ${code}`, async () => {
+      const service = await failingService(status, azureCode);
+      try {
+        const store = new AzureStore({
+          account: AZURITE_ACCOUNT,
+          container: CONTAINER,
+          endpoint: service.endpoint,
+          credential: { kind: 'sas', token: 'sv=2022-11-02&sig=c2VjcmV0LXNpZ25hdHVyZQ%3D%3D' },
+          credentialDescription: 'the SAS of the test',
+          maxAttempts: 1,
+        });
+        const error = await store.get('key').catch((e: unknown) => e);
+        expect(error).toMatchObject({ name: 'StoreError', code, storeCode: azureCode });
+        expect((error as Error).message).not.toContain('c2VjcmV0');
+      } finally {
+        await service.close();
+      }
+    });
+  }
 });
