@@ -42,6 +42,10 @@ export async function startLocalAzurite(options: LocalAzuriteOptions = {}): Prom
   const args = [main, '--blobHost', '127.0.0.1', '--blobPort', '0', '--inMemoryPersistence', '--skipApiVersionCheck', '--loose', '--silent', '--disableProductStyleUrl'];
   if (options.memoryLimitMiB) args.push('--extentMemoryLimit', String(options.memoryLimitMiB));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // If this process ends without close() (a crash, process.exit), Azurite must not outlive it.
+  const orphanGuard = () => child.kill('SIGKILL');
+  process.once('exit', orphanGuard);
+  child.once('exit', () => process.removeListener('exit', orphanGuard));
   const port = await new Promise<number>((resolve, reject) => {
     let output = '';
     const onData = (chunk: Buffer) => {
