@@ -214,7 +214,8 @@ async function daemonize(options: MountOptions, env: NodeJS.ProcessEnv): Promise
   if (!outcome.ready) throw new UserError(outcome.message ?? `the daemon failed; see ${logFile}`);
   child.disconnect();
   child.unref();
-  process.stdout.write(`mounted ${options.source.bucket} on ${resolve(options.mountpoint)} (log: ${logFile})\n`);
+  // A container name alone does not say which account: Azure sources are shown whole.
+  process.stdout.write(`mounted ${options.source.account ? formatSource(options.source) : options.source.bucket} on ${resolve(options.mountpoint)} (log: ${logFile})\n`);
 }
 
 /** `objmount creds …`; the commands load the SDK only when they run. */
