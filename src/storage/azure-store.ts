@@ -21,9 +21,9 @@
  * them as files, deleting `dir/` deletes them too (one more request per directory deleted), and
  * copying a missing `dir/` copies them (to a `dir/` marker, so a renamed directory is objmount's).
  *
- * Part copy is not offered: Put Block From URL can only be pinned to the source's ETag through a
- * header this SDK's `stageBlockFromURL` does not send, and a part copied from a changed object
- * would mix versions. The uploader then re-sends those bytes instead.
+ * Part copy is Put Block From URL from a snapshot of the source taken with If-Match (the SDK's
+ * `stageBlockFromURL` cannot send the source's If-Match itself); the snapshot is deleted when
+ * the upload ends. A daemon killed in between leaves it behind: it goes when the blob is deleted.
  *
  * Retries: the SDK's exponential retry policy (retryable: 5xx, 429, network failures, try
  * timeouts); what outlasts it becomes a `StoreError`. The SDK does not report how many retries a
@@ -36,6 +36,7 @@ import type { Readable } from 'node:stream';
 
 import {
   AnonymousCredential,
+  BlobSASPermissions,
   BlobServiceClient,
   type ContainerClient,
   StorageSharedKeyCredential,
@@ -104,7 +105,7 @@ export class AzureStore implements ObjectStore {
   readonly endpoint: string;
   private readonly container: ContainerClient;
   /** Open block-list uploads: their metadata, committed with the list. */
-  private readonly uploads = new Map<string, { key: string; options: PutOptions }>();
+  private readonly uploads = new Map<string, PendingUpload>();
 
   constructor(private readonly options: AzureStoreOptions) {
     this.description = `az://${options.account}/${options.container}`;
@@ -117,7 +118,10 @@ export class AzureStore implements ObjectStore {
       maxPartSize: 4000 * MiB,
       maxPutSize: 5000 * MiB,
       serverSideCopy: true,
-      partCopy: false,
+      // Put Block From URL, from a snapshot pinned to the ETag, read through a SAS that only an
+      // account key can make (see uploadPartCopy): a SAS of the user's own is refused there
+      // (Azurite: CannotVerifyCopySource for a container SAS on a snapshot).
+      partCopy: options.credential.kind === 'sharedKey',
     };
     const credential =
       options.credential.kind === 'sharedKey'
@@ -321,7 +325,7 @@ export class AzureStore implements ObjectStore {
 
   async createMultipartUpload(key: string, options: PutOptions = {}): Promise<string> {
     const id = randomUUID();
-    this.uploads.set(id, { key, options });
+    this.uploads.set(id, { key, options, snapshots: new Map() });
     return id;
   }
 
@@ -332,8 +336,54 @@ export class AzureStore implements ObjectStore {
     return blockId;
   }
 
-  async uploadPartCopy(key: string, _uploadId: string, _partNumber: number, _source: PartCopySource): Promise<string> {
-    throw new StoreError('InvalidRequest', `${this.description}/${key}: part copy is not supported on Azure (capabilities.partCopy is false)`);
+  /**
+   * Put Block From URL cannot be pinned to the source's ETag through this SDK, so the part is
+   * copied from a snapshot of the source, taken with If-Match: a changed source fails here with
+   * PreconditionFailed instead of giving a part of another version. One snapshot serves every
+   * part copied from the same version; it is deleted when the upload completes or is aborted.
+   */
+  async uploadPartCopy(key: string, uploadId: string, partNumber: number, source: PartCopySource): Promise<string> {
+    const upload = this.requireUpload(key, uploadId);
+    if (!this.capabilities.partCopy) {
+      throw new StoreError('InvalidRequest', `${this.description}/${key}: part copy needs the account key (capabilities.partCopy is false with a SAS)`);
+    }
+    const url = await this.snapshotUrl(upload, source);
+    const blockId = blockIdOf(uploadId, partNumber);
+    const count = source.range.end - source.range.start + 1;
+    await this.call('copy part', key, () => this.container.getBlockBlobClient(key).stageBlockFromURL(blockId, url, source.range.start, count));
+    return blockId;
+  }
+
+  /** A URL the service can read the pinned version of `source` from (the snapshot, authorized). */
+  private async snapshotUrl(upload: PendingUpload, source: PartCopySource): Promise<string> {
+    const pinned = `${source.key}\0${source.ifMatch}`;
+    let taking = upload.snapshots.get(pinned);
+    if (!taking) {
+      // Kept as a promise at once: parts are copied concurrently, and must share one snapshot.
+      taking = this.call('snapshot', source.key, () =>
+        this.container.getBlobClient(source.key).createSnapshot({ conditions: { ifMatch: source.ifMatch } }),
+      ).then((out) => ({ key: source.key, id: out.snapshot ?? '' }));
+      upload.snapshots.set(pinned, taking);
+    }
+    const snapshot = await taking;
+    // The service reads the source as an anonymous caller: give it a short read-only SAS.
+    const client = this.container.getBlobClient(source.key).withSnapshot(snapshot.id);
+    return client.generateSasUrl({ permissions: BlobSASPermissions.parse('r'), expiresOn: new Date(Date.now() + 3600_000) });
+  }
+
+  /** Snapshots are only part-copy sources: deleting them is tidying up, and a failure is not the upload's. */
+  private async dropSnapshots(upload: PendingUpload): Promise<void> {
+    await Promise.all(
+      [...upload.snapshots.values()].map(async (taking) => {
+        const snapshot = await taking.catch(() => undefined); // a snapshot never taken needs no deleting
+        if (!snapshot) return;
+        await this.call('delete', snapshot.key, () => this.container.getBlobClient(snapshot.key).withSnapshot(snapshot.id).delete()).catch((error: unknown) => {
+          if (!(error instanceof StoreError && error.code === 'NotFound')) {
+            this.options.logger?.warn(`${this.description}/${snapshot.key}: could not delete snapshot ${snapshot.id}: ${(error as Error).message}`);
+          }
+        });
+      }),
+    );
   }
 
   async completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag: string }> {
@@ -352,18 +402,21 @@ export class AzureStore implements ObjectStore {
       }),
     );
     this.uploads.delete(uploadId);
+    await this.dropSnapshots(upload);
     return { etag: out.etag ?? '' };
   }
 
   async abortMultipartUpload(_key: string, uploadId: string): Promise<void> {
-    // Nothing to delete: staged blocks that are never committed expire on their own (see above).
+    // Staged blocks that are never committed expire on their own (see above); snapshots do not.
+    const upload = this.uploads.get(uploadId);
     this.uploads.delete(uploadId);
+    if (upload) await this.dropSnapshots(upload);
   }
 
   /** Nothing to release: the SDK's sockets are kept alive but unreferenced. */
   destroy(): void {}
 
-  private requireUpload(key: string, uploadId: string): { key: string; options: PutOptions } {
+  private requireUpload(key: string, uploadId: string): PendingUpload {
     const upload = this.uploads.get(uploadId);
     if (!upload || upload.key !== key) throw new StoreError('NotFound', `${this.description}/${key}: upload ${uploadId} not found`);
     return upload;
@@ -429,6 +482,13 @@ export class AzureStore implements ObjectStore {
     const detail = error instanceof Error ? firstLine(error.message) : String(error);
     return make('Transient', `${where}: ${operation} failed: ${detail}`, code ?? errorName);
   }
+}
+
+interface PendingUpload {
+  key: string;
+  options: PutOptions;
+  /** Snapshots taken (or being taken) as part-copy sources, by source key and ETag. */
+  snapshots: Map<string, Promise<{ key: string; id: string }>>;
 }
 
 interface BlobListItem {

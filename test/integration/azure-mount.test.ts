@@ -5,7 +5,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -88,6 +88,25 @@ describe('a mounted Azurite container', () => {
     expect(sha(middle)).toBe(sha(data.subarray(13 * MiB + 5, 15 * MiB + 5)));
   });
 
+  it('appends to a large file by copying its unchanged start inside the store', async () => {
+    const start = randomBytes(6 * MiB);
+    writeFileSync(join(mnt, 'log.bin'), start);
+    const before = await container.getBlobClient('log.bin').getProperties();
+    appendFileSync(join(mnt, 'log.bin'), 'one more line\n');
+    const expected = Buffer.concat([start, Buffer.from('one more line\n')]);
+    expect(sha(await container.getBlobClient('log.bin').downloadToBuffer())).toBe(sha(expected));
+    expect((await container.getBlobClient('log.bin').getProperties()).etag).not.toBe(before.etag);
+    expect(sha(readFileSync(join(mnt, 'log.bin')))).toBe(sha(expected));
+    // The unchanged start was copied inside the store (Put Block From URL), not sent again.
+    const status = await objmount(['status', mnt, '--json'], azureTestEnv());
+    expect(status.code, status.stderr).toBe(0);
+    expect(JSON.stringify(JSON.parse(status.stdout))).toMatch(/"copy part":[1-9]/);
+    // The snapshot the copied parts came from is gone.
+    const snapshots: string[] = [];
+    for await (const blob of container.listBlobsFlat({ prefix: 'log.bin', includeSnapshots: true })) if (blob.snapshot) snapshots.push(blob.name);
+    expect(snapshots).toEqual([]);
+  });
+
   it('makes directories, lists them, and renames files and directories', async () => {
     mkdirSync(join(mnt, 'dir/sub'), { recursive: true });
     writeFileSync(join(mnt, 'dir/sub/a.txt'), 'a');
@@ -98,7 +117,7 @@ describe('a mounted Azurite container', () => {
 
     renameSync(join(mnt, 'dir/b.txt'), join(mnt, 'dir/c.txt'));
     renameSync(join(mnt, 'dir'), join(mnt, 'moved'));
-    expect(readdirSync(mnt).sort()).toEqual(['big.bin', 'hello.txt', 'moved']);
+    expect(readdirSync(mnt).sort()).toEqual(['big.bin', 'hello.txt', 'log.bin', 'moved']);
     expect(readFileSync(join(mnt, 'moved/c.txt'), 'utf8')).toBe('b');
     expect(readFileSync(join(mnt, 'moved/sub/a.txt'), 'utf8')).toBe('a');
     expect(await blobNames('dir/')).toEqual([]);

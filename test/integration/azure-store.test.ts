@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 
 import {
   AccountSASPermissions,
+  BlobServiceClient,
   ContainerSASPermissions,
   StorageSharedKeyCredential,
   generateAccountSASQueryParameters,
@@ -115,6 +116,56 @@ describe('AzureStore credentials', () => {
     await store.put('connection-string', Buffer.from('ok'));
     expect((await store.head('connection-string')).size).toBe(2);
     expect(store.description).toBe(`az://${AZURITE_ACCOUNT}/${CONTAINER}`);
+  });
+});
+
+describe('part copy on Azure', () => {
+  let azurite: LocalAzurite;
+  let store: AzureStore;
+
+  beforeAll(async () => {
+    azurite = await startLocalAzurite({ containers: [CONTAINER] });
+    store = storeOn(azurite, { kind: 'sharedKey', accountKey: AZURITE_ACCOUNT_KEY });
+  });
+  afterAll(async () => {
+    await azurite?.close();
+  });
+
+  async function snapshots(prefix: string): Promise<string[]> {
+    const container = new BlobServiceClient(azurite.endpoint, sharedKey).getContainerClient(CONTAINER);
+    const found: string[] = [];
+    for await (const blob of container.listBlobsFlat({ prefix, includeSnapshots: true })) if (blob.snapshot) found.push(blob.name);
+    return found;
+  }
+
+  it('copies from a snapshot pinned to the ETag, and leaves no snapshot once the upload completes or is aborted', async () => {
+    const MiB = 1024 * 1024;
+    const original = Buffer.alloc(3 * MiB, 7);
+    const { etag } = await store.put('pc/file', original);
+    // The usual case: the file's own unchanged start, then a new end, onto the same blob.
+    const id = await store.createMultipartUpload('pc/file', { metadata: { mode: '33188' } });
+    // Concurrently, as the uploader sends them.
+    const parts = await Promise.all([
+      store.uploadPartCopy('pc/file', id, 1, { key: 'pc/file', range: { start: 0, end: MiB - 1 }, ifMatch: etag }).then((e) => ({ partNumber: 1, etag: e })),
+      store.uploadPartCopy('pc/file', id, 2, { key: 'pc/file', range: { start: MiB, end: 2 * MiB - 1 }, ifMatch: etag }).then((e) => ({ partNumber: 2, etag: e })),
+      store.uploadPart('pc/file', id, 3, Buffer.from('appended')).then((e) => ({ partNumber: 3, etag: e })),
+    ]);
+    expect(await snapshots('pc/')).toEqual(['pc/file']); // one snapshot serves both parts
+    await store.completeMultipartUpload('pc/file', id, parts);
+    expect((await store.get('pc/file')).body.equals(Buffer.concat([original.subarray(0, 2 * MiB), Buffer.from('appended')]))).toBe(true);
+    expect(await snapshots('pc/')).toEqual([]);
+
+    const { etag: current } = await store.head('pc/file');
+    const aborted = await store.createMultipartUpload('pc/other');
+    await store.uploadPartCopy('pc/other', aborted, 1, { key: 'pc/file', range: { start: 0, end: 9 }, ifMatch: current });
+    await store.abortMultipartUpload('pc/other', aborted);
+    expect(await snapshots('pc/')).toEqual([]);
+  });
+
+  it('is refused with a SAS, as the capability says', async () => {
+    const withSas = storeOn(azurite, { kind: 'sas', token: containerSas('racwdl') });
+    expect(withSas.capabilities.partCopy).toBe(false);
+    expect(store.capabilities.partCopy).toBe(true);
   });
 });
 
