@@ -189,8 +189,8 @@ export class AzureStore implements ObjectStore {
     const out = await this.call('get', key, () =>
       this.container.getBlobClient(key).download(offset, count, {
         conditions: options.ifMatch ? { ifMatch: options.ifMatch } : undefined,
-        // The SDK would otherwise resume a broken body on its own, without our If-Match.
-        maxRetryRequests: 0,
+        // A body broken off mid-way is resumed by the SDK, pinned to the ETag it started with.
+        maxRetryRequests: 2,
       }),
     );
     // "bytes 2-5/10": the object's size is after the slash; without a range, the body's length.
