@@ -195,6 +195,12 @@ export class AzureStore implements ObjectStore {
     );
     // "bytes 2-5/10": the object's size is after the slash; without a range, the body's length.
     const totalSize = out.contentRange ? Number(out.contentRange.split('/')[1]) : (out.contentLength ?? 0);
+    if (options.range && options.range.start >= totalSize && out.contentRange) {
+      // Azure answers 416 here; Azurite answers a range starting exactly at the end with 206 and
+      // no bytes. Both become the same error, as on S3.
+      out.readableStreamBody?.resume();
+      throw new StoreError('InvalidRequest', `${this.description}/${key}: get refused: range starts at ${options.range.start}, past the end (${totalSize} bytes)`, 'InvalidRange');
+    }
     return {
       info: {
         key,

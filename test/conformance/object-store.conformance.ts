@@ -78,6 +78,8 @@ export function describeObjectStore(name: string, open: () => Promise<Conformanc
       expect(clipped.body.toString()).toBe('789');
       expect(clipped.info.size).toBe(10);
       expect((await store.get(`${prefix}r`, { range: { start: 9, end: 9 } })).body.toString()).toBe('9');
+      // A range that starts past the end is refused (HTTP 416 on S3 and Azure), not an empty read.
+      await expect(store.get(`${prefix}r`, { range: { start: 10, end: 20 } })).rejects.toMatchObject({ code: 'InvalidRequest' });
       const stream = await store.getStream(`${prefix}r`, { range: { start: 1, end: 3 } });
       const chunks: Buffer[] = [];
       for await (const chunk of stream.body) chunks.push(chunk as Buffer);
@@ -170,6 +172,7 @@ export function describeObjectStore(name: string, open: () => Promise<Conformanc
       const etag = await store.uploadPart(key, id, 1, Buffer.from('never'));
       await store.abortMultipartUpload(key, id);
       await expect(store.completeMultipartUpload(key, id, [{ partNumber: 1, etag }])).rejects.toMatchObject({ code: 'NotFound' });
+      await expect(store.uploadPart(key, id, 2, Buffer.from('late'))).rejects.toMatchObject({ code: 'NotFound' });
       await expect(store.head(key)).rejects.toMatchObject({ code: 'NotFound' });
       // Aborting again (a journal's recovery may) is not an error.
       await store.abortMultipartUpload(key, id);
