@@ -5,7 +5,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, renameSync, rmSync, rmdirSync, symlinkSync, unlinkSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -64,6 +64,14 @@ describe('a mounted Azurite container', () => {
     const properties = await blob.getProperties();
     expect(Number(properties.metadata?.mode) & 0o777).toBe(0o640);
     expect(statSync(join(mnt, 'hello.txt')).mode & 0o777).toBe(0o640);
+    writeFileSync(join(mnt, 'empty'), '');
+    expect(readFileSync(join(mnt, 'empty')).length).toBe(0);
+    symlinkSync('hello.txt', join(mnt, 'link'));
+    expect(readlinkSync(join(mnt, 'link'))).toBe('hello.txt');
+    expect(readFileSync(join(mnt, 'link'), 'utf8')).toBe('hello azure\n');
+    unlinkSync(join(mnt, 'link'));
+    unlinkSync(join(mnt, 'empty'));
+    expect(await blobNames()).toEqual(['hello.txt']);
   });
 
   it('writes a 20 MiB file in blocks and reads it back byte-identical, through the mount and the SDK', async () => {
