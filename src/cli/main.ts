@@ -127,6 +127,13 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     debugFuse: args['debug-fuse'],
   };
   checkReadOptions(options);
+  if (options.source.provider === 'az' && args.creds !== undefined) {
+    // Stored credentials are not wired for Azure yet: ignoring the flag would use another key.
+    // (--region and --path-style are ignored: a config file may set them for S3 mounts.)
+    throw new OptionError(
+      `--creds does not apply to az:// sources yet: Azure credentials come from AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_CONNECTION_STRING`,
+    );
+  }
   if (options.metricsPort !== undefined && !(Number.isInteger(options.metricsPort) && options.metricsPort > 0 && options.metricsPort < 65536)) {
     throw new OptionError(`--metrics-port ${options.metricsPort} is not a TCP port (1 to 65535)`);
   }

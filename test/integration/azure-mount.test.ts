@@ -203,6 +203,12 @@ describe('bad input for an Azure mount', () => {
     expectCleanFailure(other, mnt, /AZURE_STORAGE_ACCOUNT is 'someoneelse'/, AZURITE_ACCOUNT_KEY);
   });
 
+  it('a stored credential named for an Azure source', async () => {
+    const mnt = emptyDir('creds-flag');
+    const result = await objmount(['mount', SOURCE, mnt, '--endpoint', azurite.endpoint, '--creds', 'work'], azureTestEnv());
+    expectCleanFailure(result, mnt, /--creds does not apply to az:\/\/ sources yet/);
+  });
+
   it('an endpoint where nothing listens', async () => {
     const mnt = emptyDir('unreachable');
     const result = await objmount(['mount', SOURCE, mnt, '--endpoint', 'http://127.0.0.1:9/devstoreaccount1'], azureTestEnv());
