@@ -9,7 +9,7 @@ import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { BlobServiceClient, type ContainerClient, StorageSharedKeyCredential } from '@azure/storage-blob';
+import { BlobServiceClient, type ContainerClient, ContainerSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY, type LocalAzurite, startLocalAzurite } from '../../src/demo/local-azurite.js';
@@ -158,6 +158,33 @@ describe('a mounted Azurite container', () => {
     rmdirSync(join(mnt, 'blobfuse/empty'));
     expect(readdirSync(join(mnt, 'blobfuse'))).toEqual(['renamed']);
     expect(await blobNames('blobfuse/')).toEqual(['blobfuse/renamed/', 'blobfuse/renamed/f.txt']);
+  });
+});
+
+describe('other Azure credentials', () => {
+  it('mounts with a connection string alone (its BlobEndpoint, no --endpoint) and with a container SAS', async () => {
+    const connection = `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_ACCOUNT_KEY};BlobEndpoint=${azurite.endpoint};`;
+    await container.getBlockBlobClient('credentials.txt').upload('seen', 4);
+    const viaString = await mountBucket('', SOURCE, [], azureTestEnv({ AZURE_STORAGE_KEY: undefined, AZURE_STORAGE_CONNECTION_STRING: connection }));
+    try {
+      expect(readFileSync(join(viaString.mountpoint, 'credentials.txt'), 'utf8')).toBe('seen');
+    } finally {
+      await viaString.unmount();
+    }
+    const sas = generateBlobSASQueryParameters(
+      { containerName: CONTAINER, permissions: ContainerSASPermissions.parse('racwdl'), expiresOn: new Date(Date.now() + 3600_000) },
+      new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY),
+    ).toString();
+    const viaSas = await mountBucket(azurite.endpoint, SOURCE, [], azureTestEnv({ AZURE_STORAGE_KEY: undefined, AZURE_STORAGE_SAS_TOKEN: sas }));
+    try {
+      writeFileSync(join(viaSas.mountpoint, 'via-sas.txt'), 'sas');
+      expect((await container.getBlobClient('via-sas.txt').downloadToBuffer()).toString()).toBe('sas');
+      const log = readFileSync(viaSas.logFile, 'utf8');
+      expect(log).toContain('the SAS token from AZURE_STORAGE_SAS_TOKEN');
+      expect(log).not.toContain(/sig=([^&]*)/.exec(sas)![1]!);
+    } finally {
+      await viaSas.unmount();
+    }
   });
 });
 
