@@ -166,3 +166,26 @@ export function sh(command, cwd) {
 export function listDir(dir) {
   return readdirSync(dir);
 }
+
+/**
+ * Runs `command args` (a FUSE tool in the foreground) on a fresh directory, as a child of this
+ * script, and returns once it is mounted; `unmount()` waits until the tool has exited. Every
+ * mount is also unmounted on exit.
+ */
+export async function mountForeground(command, args, env) {
+  const dir = join(work, `mnt-${mounts.size}`);
+  mkdirSync(dir);
+  mounts.add(dir);
+  const child = spawn(command, [...args, dir], { env, stdio: 'ignore' });
+  children.add(child);
+  await waitMounted(dir, child);
+  return {
+    dir,
+    pid: child.pid,
+    async unmount() {
+      if (mounted(dir)) execFileSync('fusermount3', ['-u', dir]);
+      for (let i = 0; i < 600 && child.exitCode === null && child.signalCode === null; i++) await sleep(50);
+      children.delete(child);
+    },
+  };
+}

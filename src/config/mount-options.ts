@@ -4,7 +4,10 @@
  */
 
 export interface MountSource {
-  provider: 's3';
+  provider: 's3' | 'az';
+  /** The storage account of an `az://` source; absent for S3. */
+  account?: string;
+  /** The bucket, or an Azure container. */
   bucket: string;
   /** '' or a prefix ending in '/'. */
   prefix: string;
@@ -118,28 +121,50 @@ export class OptionError extends Error {
   override readonly name = 'OptionError';
 }
 
-/** Parses `s3://bucket[/prefix]`. */
+/** Parses `s3://bucket[/prefix]` and `az://account/container[/prefix]`. */
 export function parseSource(text: string): MountSource {
   const match = /^([a-z0-9]+):\/\/([^/]*)(?:\/(.*))?$/.exec(text);
   if (!match) {
-    throw new OptionError(`'${text}' is not a source: write it as s3://bucket or s3://bucket/prefix`);
+    throw new OptionError(`'${text}' is not a source: write it as s3://bucket[/prefix] or az://account/container[/prefix]`);
   }
-  const [, scheme, bucket = '', rawPrefix = ''] = match;
+  const [, scheme, first = '', rest = ''] = match;
+  if (scheme === 'az') return parseAzureSource(text, first, rest);
   if (scheme !== 's3') {
-    throw new OptionError(`'${text}': the ${scheme}:// scheme is not supported yet; use s3://bucket[/prefix]`);
+    throw new OptionError(`'${text}': the ${scheme}:// scheme is not supported yet; use s3://bucket[/prefix] or az://account/container[/prefix]`);
   }
-  if (!/^[a-zA-Z0-9._-]{1,255}$/.test(bucket)) {
-    throw new OptionError(`'${text}': '${bucket}' is not a valid bucket name`);
+  if (!/^[a-zA-Z0-9._-]{1,255}$/.test(first)) {
+    throw new OptionError(`'${text}': '${first}' is not a valid bucket name`);
   }
+  return { provider: 's3', bucket: first, prefix: parsePrefix(text, rest) };
+}
+
+/** Azure's naming rules, checked here so a typo fails before any request. */
+function parseAzureSource(text: string, account: string, rest: string): MountSource {
+  if (!/^[a-z0-9]{3,24}$/.test(account)) {
+    throw new OptionError(`'${text}': '${account}' is not a storage account name (3 to 24 lower-case letters and digits); write az://account/container`);
+  }
+  const cut = rest.indexOf('/');
+  const container = cut < 0 ? rest : rest.slice(0, cut);
+  if (container === '') throw new OptionError(`'${text}': no container: write az://account/container[/prefix]`);
+  if (!/^[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]$/.test(container)) {
+    throw new OptionError(
+      `'${text}': '${container}' is not a container name (3 to 63 lower-case letters, digits and single hyphens, starting and ending with a letter or digit)`,
+    );
+  }
+  return { provider: 'az', account, bucket: container, prefix: parsePrefix(text, cut < 0 ? '' : rest.slice(cut + 1)) };
+}
+
+function parsePrefix(text: string, rawPrefix: string): string {
   const trimmed = rawPrefix.replace(/^\/+|\/+$/g, '');
   if (trimmed.split('/').some((part) => part === '' && trimmed !== '')) {
     throw new OptionError(`'${text}': the prefix must not contain empty path components ('//')`);
   }
-  return { provider: 's3', bucket, prefix: trimmed ? `${trimmed}/` : '' };
+  return trimmed ? `${trimmed}/` : '';
 }
 
 export function formatSource(source: MountSource): string {
-  return `${source.provider}://${source.bucket}${source.prefix ? `/${source.prefix.slice(0, -1)}` : ''}`;
+  const container = source.account ? `${source.account}/${source.bucket}` : source.bucket;
+  return `${source.provider}://${container}${source.prefix ? `/${source.prefix.slice(0, -1)}` : ''}`;
 }
 
 /** Parses a size such as 8M, 16MiB, 1048576 into bytes. */

@@ -8,7 +8,8 @@ import { mkdir, mkdtemp, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { MiB, type MountOptions, formatSource } from '../config/mount-options.js';
+import { DEFAULTS, MiB, type MountOptions, formatSource } from '../config/mount-options.js';
+import type { AzureCredentialResolver } from '../creds/azure-credentials.js';
 import { CredentialError, type CredentialResolver } from '../creds/resolver.js';
 import { readCaBundle } from '../creds/ca-bundle.js';
 import { FileSystem } from '../fs/file-system.js';
@@ -20,7 +21,8 @@ import { UploadTracker, recover, removeUnjournaled } from '../fs/write/journal.j
 import { FuseSession } from '../fuse/binding.js';
 import { createOperations } from '../fuse/operations.js';
 import type { Logger } from '../log/logger.js';
-import { isStoreError } from '../storage/object-store.js';
+import { AzureStore } from '../storage/azure-store.js';
+import { type ObjectStore, type StoreStats, isStoreError } from '../storage/object-store.js';
 import { S3Store } from '../storage/s3-store.js';
 import { detach, findMount, prepareMountpoint, setKernelReadAhead } from './mountpoint.js';
 import { type MountStatus, serveMetrics } from './status.js';
@@ -41,6 +43,8 @@ export interface RunningMount {
 
 export interface MountDependencies {
   resolver: CredentialResolver;
+  /** Where az:// sources get their credential (the environment today; stored credentials later). */
+  azureResolver?: AzureCredentialResolver;
   logger: Logger;
 }
 
@@ -49,51 +53,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
   const source = formatSource(options.source);
   const mountpoint = await prepareMountpoint(options.mountpoint);
 
-  let credential;
-  try {
-    credential = await deps.resolver.resolveS3(options.source.bucket);
-  } catch (error) {
-    if (error instanceof CredentialError) throw new UserError(error.message);
-    throw error;
-  }
-  const credentialDescription = `access key ${credential.accessKeyId} from ${credential.source}`;
-  // The command line first, then what the stored credential says about its store.
-  const endpoint = options.endpoint ?? credential.endpoint;
-  const region = options.region ?? credential.region ?? options.defaultRegion;
-  const pathStyle = options.pathStyle ?? credential.pathStyle ?? endpoint !== undefined;
-  const signatureVersion = options.signatureVersion ?? credential.signatureVersion;
-  // The command line first, then the stored credential's bundle, then AWS_CA_BUNDLE.
-  const [caBundle, caFrom] =
-    options.caBundle !== undefined
-      ? [options.caBundle, '--ca-bundle']
-      : credential.caBundle !== undefined
-        ? [credential.caBundle, 'the stored credential']
-        : [options.environmentCaBundle, 'AWS_CA_BUNDLE'];
-  let caCertificates: string | undefined;
-  try {
-    caCertificates = caBundle ? readCaBundle(caBundle, caFrom) : undefined;
-  } catch (error) {
-    // A bundle named on purpose must work; one inherited from the environment may be stale.
-    if (caFrom !== 'AWS_CA_BUNDLE') throw error;
-    logger.warn(`${(error as Error).message}; going on with the system's certificates`);
-  }
-  const insecure = options.insecure || credential.insecure === true;
-  if (insecure) logger.warn(`TLS certificates of ${endpoint ?? 'the store'} are not verified (--insecure)`);
-  const store = new S3Store({
-    bucket: options.source.bucket,
-    endpoint,
-    region,
-    pathStyle,
-    credentials: credential.provider,
-    credentialDescription,
-    maxConnections: options.maxConnections,
-    maxParts: options.maxUploadParts,
-    logger,
-    signatureVersion,
-    caCertificates,
-    insecure,
-  });
-
+  const { store, credentialDescription, endpoint, where } = await openStore(options, deps);
   const cleanups: Array<() => Promise<unknown> | unknown> = [() => store.destroy()];
   const cleanUp = async () => {
     for (const cleanup of cleanups.reverse()) await Promise.resolve().then(cleanup).catch(() => undefined);
@@ -102,7 +62,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     try {
       await store.probe(options.source.prefix);
     } catch (error) {
-      if (isStoreError(error)) throw new UserError(`cannot mount ${source}: ${describeProbeFailure(error.code, error.message, endpoint)}`);
+      if (isStoreError(error)) throw new UserError(`cannot mount ${source}: ${describeProbeFailure(options.source.provider, error.code, error.message, endpoint)}`);
       throw error;
     }
 
@@ -123,7 +83,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     let disk: DiskCache | undefined;
     if (options.cacheDir) {
       try {
-        disk = await DiskCache.open({ directory: options.cacheDir, maxBytes: options.cacheSize, store: `${source} at ${endpoint ?? region}`, logger });
+        disk = await DiskCache.open({ directory: options.cacheDir, maxBytes: options.cacheSize, store: `${source} at ${where}`, logger });
       } catch (error) {
         throw new UserError(`cannot use --cache-dir ${options.cacheDir}: ${(error as NodeJS.ErrnoException).message}`);
       }
@@ -265,7 +225,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
  * Uploads what a previous daemon journaled (async mode) and did not upload, and aborts the
  * multipart uploads it left unfinished; fails the mount if it cannot.
  */
-async function finishPendingUploads(store: S3Store, stagingDir: string, options: MountOptions, logger: Logger): Promise<void> {
+async function finishPendingUploads(store: ObjectStore, stagingDir: string, options: MountOptions, logger: Logger): Promise<void> {
   const tracker = new UploadTracker(stagingDir);
   const uploader = new FileUploader(store, { partSize: options.partSize, concurrency: options.uploadConcurrency, tracker });
   const { uploaded, failed, aborted } = await recover(stagingDir, uploader, Math.max(4, options.uploadConcurrency));
@@ -285,17 +245,107 @@ async function finishPendingUploads(store: S3Store, stagingDir: string, options:
   }
 }
 
-function describeProbeFailure(code: string, message: string, endpoint: string | undefined): string {
+function describeProbeFailure(provider: MountOptions['source']['provider'], code: string, message: string, endpoint: string | undefined): string {
+  const azure = provider === 'az';
   switch (code) {
     case 'NoSuchBucket':
-      return `${message}: check the bucket name${endpoint ? '' : ' and --region'}`;
+      return azure ? `${message}: check the container name` : `${message}: check the bucket name${endpoint ? '' : ' and --region'}`;
     case 'InvalidCredentials':
-      return `${message}: check the access key and secret`;
+      return azure ? `${message}: check the account key or SAS (an expired SAS is refused too)` : `${message}: check the access key and secret`;
     case 'AccessDenied':
-      return `${message}: the key may not list this bucket`;
+      return azure ? `${message}: the credential may not list this container (a SAS needs the list permission)` : `${message}: the key may not list this bucket`;
     case 'Unreachable':
       return `${message}: check --endpoint and the network`;
     default:
       return message;
+  }
+}
+
+/** A store as a mount uses it: the interface, plus its probe, request counts and teardown. */
+type MountedStore = ObjectStore & { readonly stats: StoreStats; probe(prefix: string): Promise<void>; destroy(): void };
+
+interface OpenedStore {
+  store: MountedStore;
+  /** Names the credential (never a secret) for messages. */
+  credentialDescription: string;
+  /** The custom endpoint, if any. */
+  endpoint?: string;
+  /** Where the store is, for the disk cache's identity: the endpoint, or the AWS region. */
+  where: string;
+}
+
+/** Resolves the source's credential and builds its provider's store; a missing credential is a `UserError`. */
+/** The CA certificates to trust and whether to verify at all: the command line, the stored credential, AWS_CA_BUNDLE. */
+function tlsOptions(
+  options: MountOptions,
+  credential: { caBundle?: string; insecure?: boolean },
+  endpoint: string | undefined,
+  logger: Logger,
+): { caCertificates?: string; insecure: boolean } {
+  const [caBundle, caFrom] =
+    options.caBundle !== undefined
+      ? [options.caBundle, '--ca-bundle']
+      : credential.caBundle !== undefined
+        ? [credential.caBundle, 'the stored credential']
+        : [options.environmentCaBundle, 'AWS_CA_BUNDLE'];
+  let caCertificates: string | undefined;
+  try {
+    caCertificates = caBundle ? readCaBundle(caBundle, caFrom) : undefined;
+  } catch (error) {
+    // A bundle named on purpose must work; one inherited from the environment may be stale.
+    if (caFrom !== 'AWS_CA_BUNDLE') throw error;
+    logger.warn(`${(error as Error).message}; going on with the system's certificates`);
+  }
+  const insecure = options.insecure || credential.insecure === true;
+  if (insecure) logger.warn(`TLS certificates of ${endpoint ?? 'the store'} are not verified (--insecure)`);
+  return { caCertificates, insecure };
+}
+
+async function openStore(options: MountOptions, deps: MountDependencies): Promise<OpenedStore> {
+  const { source, maxConnections, maxUploadParts } = options;
+  try {
+    if (source.provider === 'az') {
+      if (!deps.azureResolver) throw new UserError(`az:// sources are not available here`);
+      const account = source.account!;
+      const resolved = await deps.azureResolver.resolveAzure(account, source.bucket);
+      const endpoint = options.endpoint ?? resolved.endpoint;
+      const store = new AzureStore({
+        account,
+        container: source.bucket,
+        endpoint,
+        credential: resolved.credential,
+        credentialDescription: resolved.description,
+        // --max-upload-parts defaults to S3's 10,000: left at that, Azure's own 50,000 applies.
+        maxParts: maxUploadParts === DEFAULTS.maxUploadParts ? undefined : maxUploadParts,
+        logger: deps.logger,
+      });
+      return { store, credentialDescription: resolved.description, endpoint, where: store.endpoint };
+    }
+    const credential = await deps.resolver.resolveS3(source.bucket);
+    const credentialDescription = `access key ${credential.accessKeyId} from ${credential.source}`;
+    // The command line first, then what the stored credential says about its store.
+    const endpoint = options.endpoint ?? credential.endpoint;
+    const region = options.region ?? credential.region ?? options.defaultRegion;
+    const pathStyle = options.pathStyle ?? credential.pathStyle ?? endpoint !== undefined;
+    const signatureVersion = options.signatureVersion ?? credential.signatureVersion;
+    const { caCertificates, insecure } = tlsOptions(options, credential, endpoint, deps.logger);
+    const store = new S3Store({
+      bucket: source.bucket,
+      endpoint,
+      region,
+      pathStyle,
+      credentials: credential.provider,
+      credentialDescription,
+      maxConnections,
+      maxParts: maxUploadParts,
+      logger: deps.logger,
+      signatureVersion,
+      caCertificates,
+      insecure,
+    });
+    return { store, credentialDescription, endpoint, where: endpoint ?? region };
+  } catch (error) {
+    if (error instanceof CredentialError) throw new UserError(error.message);
+    throw error;
   }
 }

@@ -295,7 +295,9 @@ export class FileSystem {
     const page = await this.guard(path, () => this.store.list({ prefix: dirKey, maxKeys: 2 }));
     const hasChildren = page.objects.some((o) => o.key !== dirKey) || page.prefixes.length > 0;
     if (hasChildren || this.hasOpenFilesBelow(path)) throw new FsError('ENOTEMPTY', `${path}: directory not empty`);
-    if (page.objects.some((o) => o.key === dirKey)) await this.guard(path, () => this.store.deleteMany([dirKey]));
+    // An explicit directory whose marker the listing does not show is a store's own kind of
+    // marker (blobfuse's `hdi_isfolder` blob on Azure): deleting `dir/` removes it there.
+    if (node.explicit || page.objects.some((o) => o.key === dirKey)) await this.guard(path, () => this.store.deleteMany([dirKey]));
     this.cache.deleteTree(path);
     this.cache.setMissing(path);
     await this.keepParent(path);
@@ -616,6 +618,9 @@ export class FileSystem {
     for await (const page of wrapErrors(listAll(this.store, { prefix: fromKey }), from)) {
       for (const object of page.objects) keys.push(object.key);
     }
+    // A marker the listing does not show (see rmdir) is moved too, so an empty directory moves.
+    const known = this.cache.get(from);
+    if (known?.exists && known.node.explicit && !keys.includes(fromKey)) keys.unshift(fromKey);
     const tooLong = keys.find((k) => Buffer.byteLength(toKey + k.slice(fromKey.length)) > MAX_KEY_BYTES);
     if (tooLong) throw new FsError('ENAMETOOLONG', `${to}: '${tooLong}' would exceed ${MAX_KEY_BYTES} bytes`);
     const queue = new PQueue({ concurrency: 16 });

@@ -64,6 +64,10 @@ export class MemoryStore implements ObjectStore {
     if (options.ifMatch !== undefined && options.ifMatch !== object.etag) {
       throw new StoreError('PreconditionFailed', `${key}: changed in the store while open`);
     }
+    if (options.range && options.range.start >= object.body.length) {
+      // As S3 and Azure answer it (HTTP 416): a range past the end is not an empty read.
+      throw new StoreError('InvalidRequest', `${key}: range starts past the end (${object.body.length} bytes)`);
+    }
     const body = options.range
       ? object.body.subarray(options.range.start, Math.min(options.range.end + 1, object.body.length))
       : object.body;

@@ -83,6 +83,15 @@ export interface PartCopySource {
   ifMatch: string;
 }
 
+/** Requests sent, and the retries the SDK needed for them. */
+export interface StoreStats {
+  requests: number;
+  retries: number;
+  failures: number;
+  /** Requests by operation ('get', 'put', 'upload part'...). */
+  byOperation: Record<string, number>;
+}
+
 export interface ObjectStore {
   /** A short description for logs and errors, e.g. `s3://bucket`. Never holds a secret. */
   readonly description: string;

@@ -45,8 +45,11 @@ import {
   type ObjectStore,
   type PutOptions,
   type StoreCapabilities,
+  type StoreStats,
   StoreError,
 } from './object-store.js';
+
+export type { StoreStats } from './object-store.js';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -74,15 +77,6 @@ export interface S3StoreOptions {
   caCertificates?: string;
   /** Skip TLS certificate verification altogether (`--insecure`). */
   insecure?: boolean;
-}
-
-/** Requests sent, and the retries the SDK needed for them. */
-export interface StoreStats {
-  requests: number;
-  retries: number;
-  failures: number;
-  /** Requests by operation ('get', 'put', 'upload part'...). */
-  byOperation: Record<string, number>;
 }
 
 const MiB = 1024 * 1024;

@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 
 import { MountRegistry } from '../../src/daemon/registry.js';
+import { AZURITE_ACCOUNT_KEY } from '../../src/demo/local-azurite.js';
 import { LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY } from '../../src/demo/local-s3-server.js';
 
 const run = promisify(execFile);
@@ -30,6 +31,16 @@ export function testEnv(extra: Record<string, string | undefined> = {}): NodeJS.
     OBJMOUNT_RUNTIME_DIR: join(tmpdir(), 'objmount-test-runtime'),
     ...extra,
   };
+}
+
+/**
+ * An environment for az:// mounts of Azurite: the development account's key (public, not a
+ * secret) in AZURE_STORAGE_KEY, and no other Azure variable inherited from the machine.
+ */
+export function azureTestEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
+  const env = testEnv();
+  for (const name of Object.keys(env)) if (name.startsWith('AZURE_STORAGE_')) delete env[name];
+  return { ...env, AZURE_STORAGE_KEY: AZURITE_ACCOUNT_KEY, ...extra };
 }
 
 export interface CliResult {

@@ -76,7 +76,11 @@ describe('SOURCE and size parsing under generated input', () => {
   it('parse or throw an OptionError; what parses formats back to an equivalent source', () => {
     const source = fc.oneof(
       fc.string(),
-      fc.tuple(fc.constantFrom('s3://', 'gs://', 'S3://', 's3:/', ''), fc.string(), fc.constantFrom('', '/', '//'), fc.string()).map((parts) => parts.join('')),
+      fc.tuple(fc.constantFrom('s3://', 'gs://', 'az://', 'S3://', 's3:/', ''), fc.string(), fc.constantFrom('', '/', '//'), fc.string()).map((parts) => parts.join('')),
+      // Azure sources close to valid, so the container and prefix rules get exercised too.
+      fc
+        .tuple(fc.stringMatching(/^[a-z0-9]{2,25}$/), fc.stringMatching(/^[a-z0-9-]{2,8}$/), fc.constantFrom('', '/', '//'), fc.string())
+        .map(([account, container, cut, prefix]) => `az://${account}/${container}${cut}${prefix}`),
     );
     fc.assert(
       fc.property(source, (text) => {

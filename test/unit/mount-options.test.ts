@@ -12,11 +12,32 @@ describe('parseSource', () => {
   });
 
   it('explains what is wrong with a malformed source', () => {
-    expect(() => parseSource('bucket')).toThrow(new OptionError(`'bucket' is not a source: write it as s3://bucket or s3://bucket/prefix`));
+    expect(() => parseSource('bucket')).toThrow(new OptionError(`'bucket' is not a source: write it as s3://bucket[/prefix] or az://account/container[/prefix]`));
     expect(() => parseSource('gs://bucket')).toThrow(/gs:\/\/ scheme is not supported yet/);
     expect(() => parseSource('s3://')).toThrow(/'' is not a valid bucket name/);
     expect(() => parseSource('s3://bad bucket')).toThrow(/not a valid bucket name/);
     expect(() => parseSource('s3://b/a//c')).toThrow(/empty path components/);
+  });
+});
+
+describe('parseSource for Azure', () => {
+  it('reads an account, a container and an optional prefix', () => {
+    expect(parseSource('az://devstoreaccount1/photos')).toEqual({ provider: 'az', account: 'devstoreaccount1', bucket: 'photos', prefix: '' });
+    expect(parseSource('az://acct/my-container/a/b/')).toEqual({ provider: 'az', account: 'acct', bucket: 'my-container', prefix: 'a/b/' });
+    expect(formatSource(parseSource('az://acct/con/x/y'))).toBe('az://acct/con/x/y');
+    expect(formatSource(parseSource('az://acct/con'))).toBe('az://acct/con');
+  });
+
+  it("says which of Azure's naming rules a source breaks", () => {
+    expect(() => parseSource('az://acct')).toThrow(/no container: write az:\/\/account\/container/);
+    expect(() => parseSource('az://acct/')).toThrow(/no container/);
+    expect(() => parseSource('az://Acct/con')).toThrow(/'Acct' is not a storage account name/);
+    expect(() => parseSource('az://ab/con')).toThrow(/not a storage account name/);
+    expect(() => parseSource('az://acct/Con')).toThrow(/'Con' is not a container name/);
+    expect(() => parseSource('az://acct/a--b')).toThrow(/not a container name/);
+    expect(() => parseSource('az://acct/ab')).toThrow(/not a container name/);
+    expect(() => parseSource('az://acct/-ab')).toThrow(/not a container name/);
+    expect(() => parseSource('az://acct/con/a//b')).toThrow(/empty path components/);
   });
 });
 

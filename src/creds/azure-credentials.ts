@@ -1,0 +1,90 @@
+/**
+ * Where an Azure mount's credential comes from. Today: the environment variables Azure's own
+ * tools read (AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY or AZURE_STORAGE_ACCESS_KEY with
+ * AZURE_STORAGE_ACCOUNT, AZURE_STORAGE_SAS_TOKEN). Secrets are never taken from the command line,
+ * where other users can read them in the process list.
+ *
+ * `AzureCredentialResolver` is the seam for stored credentials (`objmount creds`): a resolver
+ * that looks in the store first and falls back to `AzureEnvironmentResolver` plugs in here.
+ */
+
+import type { AzureCredential } from '../storage/azure-store.js';
+import { CredentialError } from './resolver.js';
+
+/** Azurite's and the storage emulator's development account, documented by Microsoft; not a secret. */
+export const DEVELOPMENT_ACCOUNT = 'devstoreaccount1';
+export const DEVELOPMENT_ACCOUNT_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+
+export interface ResolvedAzureCredential {
+  credential: AzureCredential;
+  /** The blob endpoint the credential names (a connection string's), if any; `--endpoint` wins. */
+  endpoint?: string;
+  /** For messages, never holding a secret: "the account key of ACCOUNT from AZURE_STORAGE_KEY". */
+  description: string;
+}
+
+export interface AzureCredentialResolver {
+  resolveAzure(account: string, container: string): Promise<ResolvedAzureCredential>;
+}
+
+export class AzureEnvironmentResolver implements AzureCredentialResolver {
+  constructor(private readonly env: NodeJS.ProcessEnv) {}
+
+  async resolveAzure(account: string, container: string): Promise<ResolvedAzureCredential> {
+    const env = this.env;
+    if (env.AZURE_STORAGE_CONNECTION_STRING) {
+      const parsed = parseConnectionString(env.AZURE_STORAGE_CONNECTION_STRING);
+      if (parsed.account && parsed.account !== account) {
+        throw new CredentialError(`AZURE_STORAGE_CONNECTION_STRING is for account '${parsed.account}', not '${account}' of az://${account}/${container}`);
+      }
+      const what = parsed.credential.kind === 'sas' ? 'the SAS' : parsed.credential.kind === 'sharedKey' ? 'the account key' : 'no key';
+      return { ...parsed, description: `${what} in AZURE_STORAGE_CONNECTION_STRING` };
+    }
+    const named = env.AZURE_STORAGE_ACCOUNT;
+    if (named && named !== account && (env.AZURE_STORAGE_KEY || env.AZURE_STORAGE_ACCESS_KEY || env.AZURE_STORAGE_SAS_TOKEN)) {
+      throw new CredentialError(`AZURE_STORAGE_ACCOUNT is '${named}', but the source names account '${account}': the key in the environment is for another account`);
+    }
+    const keyVariable = env.AZURE_STORAGE_KEY ? 'AZURE_STORAGE_KEY' : env.AZURE_STORAGE_ACCESS_KEY ? 'AZURE_STORAGE_ACCESS_KEY' : undefined;
+    if (keyVariable) {
+      return { credential: { kind: 'sharedKey', accountKey: env[keyVariable]!.trim() }, description: `the account key of ${account} from ${keyVariable}` };
+    }
+    if (env.AZURE_STORAGE_SAS_TOKEN) {
+      return { credential: { kind: 'sas', token: env.AZURE_STORAGE_SAS_TOKEN.trim().replace(/^\?/, '') }, description: 'the SAS token from AZURE_STORAGE_SAS_TOKEN' };
+    }
+    throw new CredentialError(
+      `no credentials found for az://${account}/${container}: set AZURE_STORAGE_KEY (the account key), ` +
+        `AZURE_STORAGE_SAS_TOKEN (an account or container SAS) or AZURE_STORAGE_CONNECTION_STRING`,
+    );
+  }
+}
+
+/** The parts of a storage connection string that objmount uses. */
+export function parseConnectionString(text: string): { account?: string; endpoint?: string; credential: AzureCredential } {
+  const fields = new Map<string, string>();
+  for (const part of text.split(';')) {
+    const cut = part.indexOf('=');
+    if (cut <= 0) continue;
+    // Values (keys, SAS) may contain '=': only the first one separates.
+    fields.set(part.slice(0, cut).trim().toLowerCase(), part.slice(cut + 1).trim());
+  }
+  if (fields.get('usedevelopmentstorage')?.toLowerCase() === 'true') {
+    return {
+      account: DEVELOPMENT_ACCOUNT,
+      endpoint: `http://127.0.0.1:10000/${DEVELOPMENT_ACCOUNT}`,
+      credential: { kind: 'sharedKey', accountKey: DEVELOPMENT_ACCOUNT_KEY },
+    };
+  }
+  const account = fields.get('accountname');
+  const protocol = fields.get('defaultendpointsprotocol') ?? 'https';
+  const suffix = fields.get('endpointsuffix') ?? 'core.windows.net';
+  const endpoint = fields.get('blobendpoint') ?? (account ? `${protocol}://${account}.blob.${suffix}` : undefined);
+  const key = fields.get('accountkey');
+  const sas = fields.get('sharedaccesssignature');
+  if (!key && !sas) {
+    throw new CredentialError('AZURE_STORAGE_CONNECTION_STRING has neither AccountKey nor SharedAccessSignature');
+  }
+  if (key && !account) throw new CredentialError('AZURE_STORAGE_CONNECTION_STRING has an AccountKey but no AccountName');
+  if (!endpoint) throw new CredentialError('AZURE_STORAGE_CONNECTION_STRING names neither AccountName nor BlobEndpoint');
+  const credential: AzureCredential = key ? { kind: 'sharedKey', accountKey: key } : { kind: 'sas', token: sas!.replace(/^\?/, '') };
+  return { account, endpoint, credential };
+}

@@ -1,0 +1,266 @@
+/**
+ * The one conformance suite every `ObjectStore` runs: what the layers above rely on, asserted on
+ * the store's answers alone (bytes, listings, error codes). A test file per backend calls
+ * `describeObjectStore` with a target that builds its stores.
+ *
+ * Where backends genuinely differ, the target says so in `features` and the suite asserts the
+ * other behaviour (a store without part copy must refuse it with `InvalidRequest`); a behaviour
+ * a backend cannot show at all (a wrong key on a store without keys) appears as a skipped test
+ * whose name says why, never silently.
+ */
+
+import { randomBytes } from 'node:crypto';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { type ListPage, type ObjectStore, listAll } from '../../src/storage/object-store.js';
+
+export interface ConformanceTarget {
+  /** The store under test; keys of each test live under a prefix of their own. */
+  store: ObjectStore;
+  /** The same bucket reached with a wrong secret, or undefined for a store without credentials. */
+  withWrongCredentials?: () => ObjectStore;
+  /** A store on a bucket that does not exist, or undefined when the store has no buckets. */
+  withMissingBucket?: () => ObjectStore;
+  /** The secret that `withWrongCredentials` used, which no message may contain. */
+  wrongSecret?: string;
+  close(): Promise<void>;
+}
+
+export interface ConformanceFeatures {
+  /** Why a store cannot be given wrong credentials, if it cannot (the test is then skipped with this reason). */
+  noCredentials?: string;
+}
+
+let run = 0;
+
+export function describeObjectStore(name: string, open: () => Promise<ConformanceTarget>, features: ConformanceFeatures = {}): void {
+  describe(`ObjectStore conformance: ${name}`, () => {
+    let target: ConformanceTarget;
+    let store: ObjectStore;
+    /** A fresh prefix per test, so tests never see each other's keys. */
+    let prefix = '';
+    const fresh = () => (prefix = `conformance-${process.pid}-${++run}/`);
+
+    beforeAll(async () => {
+      target = await open();
+      store = target.store;
+    });
+    afterAll(async () => {
+      await target?.close();
+    });
+
+    it('round-trips bytes, size, content type and metadata (names with dashes too)', async () => {
+      fresh();
+      const body = randomBytes(1000);
+      const metadata = { mode: '33188', uid: '1000', gid: '1000', mtime: '1700000000.250000000', 'x-custom-name': 'v' };
+      const { etag } = await store.put(`${prefix}obj`, body, { metadata, contentType: 'text/plain' });
+      expect(etag).not.toBe('');
+      const head = await store.head(`${prefix}obj`);
+      expect(head).toMatchObject({ key: `${prefix}obj`, size: 1000, etag, metadata, contentType: 'text/plain' });
+      expect(head.lastModified).toBeInstanceOf(Date);
+      const got = await store.get(`${prefix}obj`);
+      expect(got.body.equals(body)).toBe(true);
+      expect(got.info).toMatchObject({ size: 1000, etag, metadata });
+      await store.put(`${prefix}empty`, Buffer.alloc(0));
+      expect((await store.get(`${prefix}empty`)).body.length).toBe(0);
+      expect((await store.head(`${prefix}empty`)).size).toBe(0);
+    });
+
+    it('reads ranges, clipped at the end of the object, and reports the whole size', async () => {
+      fresh();
+      const body = Buffer.from('0123456789');
+      await store.put(`${prefix}r`, body);
+      const middle = await store.get(`${prefix}r`, { range: { start: 2, end: 5 } });
+      expect(middle.body.toString()).toBe('2345');
+      expect(middle.info.size).toBe(10);
+      const clipped = await store.get(`${prefix}r`, { range: { start: 7, end: 1000 } });
+      expect(clipped.body.toString()).toBe('789');
+      expect(clipped.info.size).toBe(10);
+      expect((await store.get(`${prefix}r`, { range: { start: 9, end: 9 } })).body.toString()).toBe('9');
+      // A range that starts past the end is refused (HTTP 416 on S3 and Azure), not an empty read.
+      await expect(store.get(`${prefix}r`, { range: { start: 10, end: 20 } })).rejects.toMatchObject({ code: 'InvalidRequest' });
+      const stream = await store.getStream(`${prefix}r`, { range: { start: 1, end: 3 } });
+      const chunks: Buffer[] = [];
+      for await (const chunk of stream.body) chunks.push(chunk as Buffer);
+      expect(Buffer.concat(chunks).toString()).toBe('123');
+    });
+
+    it('reads pinned to an ETag: the same version is served, a replaced one fails with PreconditionFailed', async () => {
+      fresh();
+      const { etag } = await store.put(`${prefix}v`, Buffer.from('version 1'));
+      expect((await store.get(`${prefix}v`, { ifMatch: etag, range: { start: 0, end: 6 } })).body.toString()).toBe('version');
+      const second = await store.put(`${prefix}v`, Buffer.from('version 2'));
+      expect(second.etag).not.toBe(etag);
+      await expect(store.get(`${prefix}v`, { ifMatch: etag })).rejects.toMatchObject({ code: 'PreconditionFailed' });
+      await expect(store.get(`${prefix}v`, { ifMatch: etag, range: { start: 0, end: 3 } })).rejects.toMatchObject({ code: 'PreconditionFailed' });
+      await expect(store.getStream(`${prefix}v`, { ifMatch: etag })).rejects.toMatchObject({ code: 'PreconditionFailed' });
+      expect((await store.get(`${prefix}v`, { ifMatch: second.etag })).body.toString()).toBe('version 2');
+    });
+
+    it('fails with NotFound for a missing key', async () => {
+      fresh();
+      await expect(store.head(`${prefix}missing`)).rejects.toMatchObject({ code: 'NotFound' });
+      await expect(store.get(`${prefix}missing`)).rejects.toMatchObject({ code: 'NotFound' });
+      await expect(store.get(`${prefix}missing`, { range: { start: 0, end: 9 } })).rejects.toMatchObject({ code: 'NotFound' });
+      await expect(store.copy(`${prefix}missing`, `${prefix}copy`)).rejects.toMatchObject({ code: 'NotFound' });
+    });
+
+    it('pages listings by maxKeys and tokens, with prefixes and delimiters, in key order', async () => {
+      fresh();
+      const files = Array.from({ length: 23 }, (_, i) => `${prefix}k${String(i).padStart(2, '0')}`);
+      const deep = [`${prefix}sub/deep/x`, `${prefix}sub/y`, `${prefix}sub2/z`, `${prefix}dir/`];
+      await Promise.all([...files, ...deep].map((key) => store.put(key, Buffer.from(key))));
+      await store.put(`${prefix.slice(0, -1)}-outside`, Buffer.from('not under the prefix'));
+
+      const pages: ListPage[] = [];
+      for await (const page of listAll(store, { prefix, delimiter: '/', maxKeys: 5 })) pages.push(page);
+      for (const page of pages) expect(page.objects.length + page.prefixes.length).toBeLessThanOrEqual(5);
+      expect(pages.length).toBeGreaterThanOrEqual(6);
+      expect(pages.flatMap((p) => p.objects.map((o) => o.key))).toEqual(files);
+      expect(pages.flatMap((p) => p.prefixes)).toEqual([`${prefix}dir/`, `${prefix}sub/`, `${prefix}sub2/`]);
+      const first = pages[0]!.objects[0]!;
+      expect(first).toMatchObject({ key: files[0], size: files[0]!.length });
+      // The same version has the same ETag in a listing as in a HEAD (caches and If-Match rely on it).
+      expect(first.etag).toBe((await store.head(files[0]!)).etag);
+      expect(first.lastModified).toBeInstanceOf(Date);
+
+      // One level down, and flat (no delimiter): everything under the prefix, markers included.
+      const sub = await store.list({ prefix: `${prefix}sub/`, delimiter: '/' });
+      expect(sub.objects.map((o) => o.key)).toEqual([`${prefix}sub/y`]);
+      expect(sub.prefixes).toEqual([`${prefix}sub/deep/`]);
+      const flat: string[] = [];
+      for await (const page of listAll(store, { prefix, maxKeys: 10 })) flat.push(...page.objects.map((o) => o.key));
+      expect(flat).toEqual([...files, ...deep].sort());
+
+      // A page of exactly the rest has no token, and an empty prefix lists nothing.
+      const all = await store.list({ prefix: `${prefix}sub/`, maxKeys: 2 });
+      expect(all.objects.map((o) => o.key)).toEqual([`${prefix}sub/deep/x`, `${prefix}sub/y`]);
+      expect(all.nextToken).toBeUndefined();
+      expect(await store.list({ prefix: `${prefix}nothing/`, delimiter: '/' })).toEqual({ objects: [], prefixes: [], nextToken: undefined });
+    });
+
+    it('completes a multipart upload from parts sent out of order, with the metadata given at its creation', async () => {
+      fresh();
+      const partSize = store.capabilities.minPartSize;
+      const part1 = randomBytes(partSize);
+      const part2 = randomBytes(partSize);
+      const part3 = Buffer.from('tail');
+      const key = `${prefix}multi`;
+      const id = await store.createMultipartUpload(key, { metadata: { mode: '33188', mtime: '1700000000' }, contentType: 'application/x-test' });
+      const etag3 = await store.uploadPart(key, id, 3, part3);
+      const etag1 = await store.uploadPart(key, id, 1, part1);
+      const etag2 = await store.uploadPart(key, id, 2, part2);
+      // Not visible before completion.
+      await expect(store.head(key)).rejects.toMatchObject({ code: 'NotFound' });
+      const { etag } = await store.completeMultipartUpload(key, id, [
+        { partNumber: 1, etag: etag1 },
+        { partNumber: 2, etag: etag2 },
+        { partNumber: 3, etag: etag3 },
+      ]);
+      const got = await store.get(key);
+      expect(got.body.equals(Buffer.concat([part1, part2, part3]))).toBe(true);
+      expect(got.info).toMatchObject({ etag, size: 2 * partSize + 4, metadata: { mode: '33188', mtime: '1700000000' }, contentType: 'application/x-test' });
+      // The completed object's ETag pins reads like any other.
+      expect((await store.get(key, { ifMatch: etag, range: { start: 0, end: 0 } })).body[0]).toBe(part1[0]);
+    });
+
+    it('aborts a multipart upload: nothing appears, and the upload cannot be completed afterwards', async () => {
+      fresh();
+      const key = `${prefix}aborted`;
+      const id = await store.createMultipartUpload(key);
+      const etag = await store.uploadPart(key, id, 1, Buffer.from('never'));
+      await store.abortMultipartUpload(key, id);
+      await expect(store.completeMultipartUpload(key, id, [{ partNumber: 1, etag }])).rejects.toMatchObject({ code: 'NotFound' });
+      await expect(store.uploadPart(key, id, 2, Buffer.from('late'))).rejects.toMatchObject({ code: 'NotFound' });
+      await expect(store.head(key)).rejects.toMatchObject({ code: 'NotFound' });
+      // Aborting again (a journal's recovery may) is not an error.
+      await store.abortMultipartUpload(key, id);
+    });
+
+    it('copies part of an object into a multipart upload pinned to its ETag, or refuses when it cannot', async () => {
+      fresh();
+      const partSize = store.capabilities.minPartSize;
+      const source = randomBytes(partSize + 10);
+      const { etag: sourceEtag } = await store.put(`${prefix}source`, source);
+      const key = `${prefix}assembled`;
+      const id = await store.createMultipartUpload(key);
+      const range = { start: 0, end: partSize - 1 };
+      if (!store.capabilities.partCopy) {
+        await expect(store.uploadPartCopy(key, id, 1, { key: `${prefix}source`, range, ifMatch: sourceEtag })).rejects.toMatchObject({ code: 'InvalidRequest' });
+        await store.abortMultipartUpload(key, id);
+        return;
+      }
+      const etag1 = await store.uploadPartCopy(key, id, 1, { key: `${prefix}source`, range, ifMatch: sourceEtag });
+      const etag2 = await store.uploadPart(key, id, 2, Buffer.from('new end'));
+      await store.completeMultipartUpload(key, id, [
+        { partNumber: 1, etag: etag1 },
+        { partNumber: 2, etag: etag2 },
+      ]);
+      expect((await store.get(key)).body.equals(Buffer.concat([source.subarray(0, partSize), Buffer.from('new end')]))).toBe(true);
+      await store.put(`${prefix}source`, Buffer.from('changed'));
+      const stale = await store.createMultipartUpload(`${prefix}stale`);
+      await expect(store.uploadPartCopy(`${prefix}stale`, stale, 1, { key: `${prefix}source`, range: { start: 0, end: 3 }, ifMatch: sourceEtag })).rejects.toMatchObject({
+        code: 'PreconditionFailed',
+      });
+      await store.abortMultipartUpload(`${prefix}stale`, stale);
+    });
+
+    it('copies with the metadata kept, or replaced, also onto the object itself', async () => {
+      fresh();
+      const body = Buffer.from('copy me');
+      await store.put(`${prefix}src`, body, { metadata: { mode: '33188', uid: '7' }, contentType: 'text/plain' });
+      await store.copy(`${prefix}src`, `${prefix}kept`);
+      const kept = await store.get(`${prefix}kept`);
+      expect(kept.body.equals(body)).toBe(true);
+      expect(kept.info).toMatchObject({ metadata: { mode: '33188', uid: '7' }, contentType: 'text/plain' });
+      await store.copy(`${prefix}src`, `${prefix}replaced`, { metadata: { mode: '33261' }, contentType: 'text/plain' });
+      expect((await store.head(`${prefix}replaced`)).metadata).toEqual({ mode: '33261' });
+      const { etag } = await store.copy(`${prefix}src`, `${prefix}src`, { metadata: { mode: '33152', mtime: '1700000001' }, contentType: 'text/plain' });
+      const self = await store.get(`${prefix}src`);
+      expect(self.body.equals(body)).toBe(true);
+      expect(self.info).toMatchObject({ etag, metadata: { mode: '33152', mtime: '1700000001' } });
+    });
+
+    it('deletes many keys at once; keys that do not exist are not an error', async () => {
+      fresh();
+      const keys = Array.from({ length: 40 }, (_, i) => `${prefix}d${i}`);
+      await Promise.all(keys.map((key) => store.put(key, Buffer.from('x'))));
+      await store.put(`${prefix}keep`, Buffer.from('kept'));
+      await store.deleteMany([...keys, `${prefix}never-existed`, `${prefix}d0`]);
+      const left = await store.list({ prefix, delimiter: '/' });
+      expect(left.objects.map((o) => o.key)).toEqual([`${prefix}keep`]);
+      await store.deleteMany([]);
+    });
+
+    it('keeps keys with spaces, unicode and special characters intact', async () => {
+      fresh();
+      const keys = [`${prefix}a b`, `${prefix}ünï©ødé`, `${prefix}q?x=1&y#z`, `${prefix}per%20cent+plus`];
+      for (const key of keys) await store.put(key, Buffer.from(key));
+      for (const key of keys) expect((await store.get(key)).body.toString()).toBe(key);
+      const listed = (await store.list({ prefix, delimiter: '/' })).objects.map((o) => o.key);
+      expect([...listed].sort()).toEqual([...keys].sort());
+      await store.copy(keys[1]!, `${prefix}copied ü`);
+      expect((await store.get(`${prefix}copied ü`)).body.toString()).toBe(keys[1]);
+      await store.deleteMany(keys);
+      await expect(store.head(keys[2]!)).rejects.toMatchObject({ code: 'NotFound' });
+    });
+
+    const credentialsTest = features.noCredentials ? it.skip : it;
+    credentialsTest(`rejects a wrong secret with InvalidCredentials, naming no secret${features.noCredentials ? ` (skipped: ${features.noCredentials})` : ''}`, async () => {
+      const wrong = target.withWrongCredentials!();
+      const error = await wrong.list({ prefix: '', maxKeys: 1 }).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'InvalidCredentials' });
+      expect((error as Error).message).not.toContain(target.wrongSecret!);
+      const read = await wrong.get('any-key').catch((e: unknown) => e);
+      expect(read).toMatchObject({ name: 'StoreError' });
+      expect((read as Error).message).not.toContain(target.wrongSecret!);
+    });
+
+    const bucketTest = features.noCredentials ? it.skip : it;
+    bucketTest(`fails with NoSuchBucket for a bucket that does not exist${features.noCredentials ? ` (skipped: ${features.noCredentials})` : ''}`, async () => {
+      const missing = target.withMissingBucket!();
+      await expect(missing.list({ prefix: '', maxKeys: 1 })).rejects.toMatchObject({ code: 'NoSuchBucket' });
+    });
+  });
+}

@@ -1,0 +1,244 @@
+/**
+ * A real FUSE mount of an Azurite container (az://), written and read through ordinary file
+ * calls and checked through the SDK; and the bad inputs of an Azure mount, each one clear line.
+ */
+
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, renameSync, rmSync, rmdirSync, symlinkSync, unlinkSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { BlobServiceClient, type ContainerClient, ContainerSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } from '@azure/storage-blob';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY, type LocalAzurite, startLocalAzurite } from '../../src/demo/local-azurite.js';
+import { type CliResult, type TestMount, azureTestEnv, forceUnmount, isMounted, mountBucket, objmount } from '../helpers/objmount.js';
+
+const CONTAINER = 'mounted';
+const MiB = 1024 * 1024;
+const SOURCE = `az://${AZURITE_ACCOUNT}/${CONTAINER}`;
+
+let azurite: LocalAzurite;
+let container: ContainerClient;
+let scratch: string;
+
+const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+async function blobNames(prefix = ''): Promise<string[]> {
+  const names: string[] = [];
+  for await (const blob of container.listBlobsFlat({ prefix })) names.push(blob.name);
+  return names.sort();
+}
+
+beforeAll(async () => {
+  azurite = await startLocalAzurite({ containers: [CONTAINER] });
+  const service = new BlobServiceClient(azurite.endpoint, new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY));
+  container = service.getContainerClient(CONTAINER);
+  scratch = mkdtempSync(join(tmpdir(), 'objmount-azure-'));
+});
+
+afterAll(async () => {
+  await azurite?.close();
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
+});
+
+describe('a mounted Azurite container', () => {
+  let mount: TestMount;
+  let mnt: string;
+
+  beforeAll(async () => {
+    mount = await mountBucket(azurite.endpoint, SOURCE, ['--part-size', '4M'], azureTestEnv());
+    mnt = mount.mountpoint;
+  });
+
+  afterAll(async () => {
+    await mount?.unmount();
+  });
+
+  it('writes a small file and reads it back, and the blob holds the same bytes with its mode', async () => {
+    writeFileSync(join(mnt, 'hello.txt'), 'hello azure\n', { mode: 0o640 });
+    expect(readFileSync(join(mnt, 'hello.txt'), 'utf8')).toBe('hello azure\n');
+    const blob = container.getBlobClient('hello.txt');
+    expect((await blob.downloadToBuffer()).toString()).toBe('hello azure\n');
+    const properties = await blob.getProperties();
+    expect(Number(properties.metadata?.mode) & 0o777).toBe(0o640);
+    expect(statSync(join(mnt, 'hello.txt')).mode & 0o777).toBe(0o640);
+    writeFileSync(join(mnt, 'empty'), '');
+    expect(readFileSync(join(mnt, 'empty')).length).toBe(0);
+    symlinkSync('hello.txt', join(mnt, 'link'));
+    expect(readlinkSync(join(mnt, 'link'))).toBe('hello.txt');
+    expect(readFileSync(join(mnt, 'link'), 'utf8')).toBe('hello azure\n');
+    unlinkSync(join(mnt, 'link'));
+    unlinkSync(join(mnt, 'empty'));
+    expect(await blobNames()).toEqual(['hello.txt']);
+  });
+
+  it('writes a 20 MiB file in blocks and reads it back byte-identical, through the mount and the SDK', async () => {
+    const data = randomBytes(20 * MiB);
+    const local = join(scratch, 'big.bin');
+    writeFileSync(local, data);
+    execFileSync('cp', [local, join(mnt, 'big.bin')]);
+    const blob = container.getBlockBlobClient('big.bin');
+    const blocks = await blob.getBlockList('committed');
+    expect(blocks.committedBlocks?.length ?? 0).toBeGreaterThan(1); // a block list, not one Put Blob
+    expect(sha(await blob.downloadToBuffer())).toBe(sha(data));
+    expect(statSync(join(mnt, 'big.bin')).size).toBe(data.length);
+    expect(sha(readFileSync(join(mnt, 'big.bin')))).toBe(sha(data));
+    // A read from the middle, as a seek makes it.
+    const middle = Buffer.alloc(2 * MiB);
+    const fd = openSync(join(mnt, 'big.bin'), 'r');
+    try {
+      expect(readSync(fd, middle, 0, middle.length, 13 * MiB + 5)).toBe(middle.length);
+    } finally {
+      closeSync(fd);
+    }
+    expect(sha(middle)).toBe(sha(data.subarray(13 * MiB + 5, 15 * MiB + 5)));
+  });
+
+  it('appends to a large file by copying its unchanged start inside the store', async () => {
+    const start = randomBytes(6 * MiB);
+    writeFileSync(join(mnt, 'log.bin'), start);
+    const before = await container.getBlobClient('log.bin').getProperties();
+    appendFileSync(join(mnt, 'log.bin'), 'one more line\n');
+    const expected = Buffer.concat([start, Buffer.from('one more line\n')]);
+    expect(sha(await container.getBlobClient('log.bin').downloadToBuffer())).toBe(sha(expected));
+    expect((await container.getBlobClient('log.bin').getProperties()).etag).not.toBe(before.etag);
+    expect(sha(readFileSync(join(mnt, 'log.bin')))).toBe(sha(expected));
+    // The unchanged start was copied inside the store (Put Block From URL), not sent again.
+    const status = await objmount(['status', mnt, '--json'], azureTestEnv());
+    expect(status.code, status.stderr).toBe(0);
+    expect(JSON.stringify(JSON.parse(status.stdout))).toMatch(/"copy part":[1-9]/);
+    // The snapshot the copied parts came from is gone.
+    const snapshots: string[] = [];
+    for await (const blob of container.listBlobsFlat({ prefix: 'log.bin', includeSnapshots: true })) if (blob.snapshot) snapshots.push(blob.name);
+    expect(snapshots).toEqual([]);
+  });
+
+  it('makes directories, lists them, and renames files and directories', async () => {
+    mkdirSync(join(mnt, 'dir/sub'), { recursive: true });
+    writeFileSync(join(mnt, 'dir/sub/a.txt'), 'a');
+    writeFileSync(join(mnt, 'dir/b.txt'), 'b');
+    expect(readdirSync(join(mnt, 'dir')).sort()).toEqual(['b.txt', 'sub']);
+    expect(statSync(join(mnt, 'dir/sub')).isDirectory()).toBe(true);
+    expect(await blobNames('dir/')).toEqual(['dir/', 'dir/b.txt', 'dir/sub/', 'dir/sub/a.txt']);
+
+    renameSync(join(mnt, 'dir/b.txt'), join(mnt, 'dir/c.txt'));
+    renameSync(join(mnt, 'dir'), join(mnt, 'moved'));
+    expect(readdirSync(mnt).sort()).toEqual(['big.bin', 'hello.txt', 'log.bin', 'moved']);
+    expect(readFileSync(join(mnt, 'moved/c.txt'), 'utf8')).toBe('b');
+    expect(readFileSync(join(mnt, 'moved/sub/a.txt'), 'utf8')).toBe('a');
+    expect(await blobNames('dir/')).toEqual([]);
+    expect(await blobNames('moved/')).toEqual(['moved/', 'moved/c.txt', 'moved/sub/', 'moved/sub/a.txt']);
+    expect(execFileSync('ls', ['-l', join(mnt, 'moved')], { encoding: 'utf8' })).toMatch(/c\.txt/);
+  });
+
+  it('shows blobs written by other tools, with implicit directories', async () => {
+    await container.getBlockBlobClient('other/tool/file.txt').upload('from the SDK', 12);
+    expect(readdirSync(join(mnt, 'other'))).toEqual(['tool']);
+    expect(readFileSync(join(mnt, 'other/tool/file.txt'), 'utf8')).toBe('from the SDK');
+  });
+
+  it("shows blobfuse's directories (blobs marked hdi_isfolder=true) as directories, empty ones too", async () => {
+    const marker = { metadata: { hdi_isfolder: 'true' } };
+    await container.getBlockBlobClient('blobfuse').upload('', 0, marker);
+    await container.getBlockBlobClient('blobfuse/empty').upload('', 0, marker);
+    await container.getBlockBlobClient('blobfuse/full').upload('', 0, marker);
+    await container.getBlockBlobClient('blobfuse/full/f.txt').upload('f', 1);
+    // Looked up directly first (no listing of its parent yet), then listed.
+    expect(statSync(join(mnt, 'blobfuse/empty')).isDirectory()).toBe(true);
+    expect(readdirSync(join(mnt, 'blobfuse')).sort()).toEqual(['empty', 'full']);
+    expect(statSync(join(mnt, 'blobfuse/full')).isDirectory()).toBe(true);
+    expect(readdirSync(join(mnt, 'blobfuse/empty'))).toEqual([]);
+    expect(readFileSync(join(mnt, 'blobfuse/full/f.txt'), 'utf8')).toBe('f');
+
+    // Renamed and removed like any directory: the hdi_isfolder blobs go with them.
+    renameSync(join(mnt, 'blobfuse/full'), join(mnt, 'blobfuse/renamed'));
+    expect(readFileSync(join(mnt, 'blobfuse/renamed/f.txt'), 'utf8')).toBe('f');
+    rmdirSync(join(mnt, 'blobfuse/empty'));
+    expect(readdirSync(join(mnt, 'blobfuse'))).toEqual(['renamed']);
+    expect(await blobNames('blobfuse/')).toEqual(['blobfuse/renamed/', 'blobfuse/renamed/f.txt']);
+  });
+});
+
+describe('other Azure credentials', () => {
+  it('mounts with a connection string alone (its BlobEndpoint, no --endpoint) and with a container SAS', async () => {
+    const connection = `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_ACCOUNT_KEY};BlobEndpoint=${azurite.endpoint};`;
+    await container.getBlockBlobClient('credentials.txt').upload('seen', 4);
+    const viaString = await mountBucket('', SOURCE, [], azureTestEnv({ AZURE_STORAGE_KEY: undefined, AZURE_STORAGE_CONNECTION_STRING: connection }));
+    try {
+      expect(readFileSync(join(viaString.mountpoint, 'credentials.txt'), 'utf8')).toBe('seen');
+    } finally {
+      await viaString.unmount();
+    }
+    const sas = generateBlobSASQueryParameters(
+      { containerName: CONTAINER, permissions: ContainerSASPermissions.parse('racwdl'), expiresOn: new Date(Date.now() + 3600_000) },
+      new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY),
+    ).toString();
+    const viaSas = await mountBucket(azurite.endpoint, SOURCE, [], azureTestEnv({ AZURE_STORAGE_KEY: undefined, AZURE_STORAGE_SAS_TOKEN: sas }));
+    try {
+      writeFileSync(join(viaSas.mountpoint, 'via-sas.txt'), 'sas');
+      expect((await container.getBlobClient('via-sas.txt').downloadToBuffer()).toString()).toBe('sas');
+      const log = readFileSync(viaSas.logFile, 'utf8');
+      expect(log).toContain('the SAS token from AZURE_STORAGE_SAS_TOKEN');
+      expect(log).not.toContain(/sig=([^&]*)/.exec(sas)![1]!);
+    } finally {
+      await viaSas.unmount();
+    }
+  });
+});
+
+describe('bad input for an Azure mount', () => {
+  function emptyDir(name: string): string {
+    const dir = join(scratch, name);
+    mkdirSync(dir, { recursive: true });
+    return dir;
+  }
+
+  /** One line on stderr, no stack trace, non-zero exit, nothing mounted, no secret shown. */
+  function expectCleanFailure(result: CliResult, mountpoint: string, pattern: RegExp, secret?: string): void {
+    const wasMounted = isMounted(mountpoint);
+    forceUnmount(mountpoint);
+    expect(wasMounted, `${mountpoint} must not be mounted`).toBe(false);
+    expect(result.code, result.stderr).not.toBe(0);
+    const lines = result.stderr.trim().split('\n');
+    expect(lines, result.stderr).toHaveLength(1);
+    expect(lines[0]).toMatch(/^objmount: /);
+    expect(lines[0]).toMatch(pattern);
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+    if (secret) expect(result.stderr + result.stdout).not.toContain(secret);
+  }
+
+  it('a wrong account key', async () => {
+    const mnt = emptyDir('wrong-key');
+    const wrongKey = Buffer.from('this is not the key of the development account').toString('base64');
+    const result = await objmount(['mount', SOURCE, mnt, '--endpoint', azurite.endpoint], azureTestEnv({ AZURE_STORAGE_KEY: wrongKey }));
+    expectCleanFailure(result, mnt, /rejected the account key of devstoreaccount1 from AZURE_STORAGE_KEY.*check the account key/, wrongKey);
+  });
+
+  it('a container that does not exist', async () => {
+    const mnt = emptyDir('no-container');
+    const result = await objmount(['mount', `az://${AZURITE_ACCOUNT}/no-such-container`, mnt, '--endpoint', azurite.endpoint], azureTestEnv());
+    expectCleanFailure(result, mnt, /container 'no-such-container' does not exist in account 'devstoreaccount1'.*check the container name/);
+  });
+
+  it('no credentials, or a key for another account', async () => {
+    const mnt = emptyDir('no-creds');
+    const none = await objmount(['mount', SOURCE, mnt, '--endpoint', azurite.endpoint], azureTestEnv({ AZURE_STORAGE_KEY: undefined }));
+    expectCleanFailure(none, mnt, /no credentials found for az:\/\/devstoreaccount1\/mounted: set AZURE_STORAGE_KEY/);
+    const other = await objmount(['mount', SOURCE, mnt, '--endpoint', azurite.endpoint], azureTestEnv({ AZURE_STORAGE_ACCOUNT: 'someoneelse' }));
+    expectCleanFailure(other, mnt, /AZURE_STORAGE_ACCOUNT is 'someoneelse'/, AZURITE_ACCOUNT_KEY);
+  });
+
+  it('a stored credential named for an Azure source', async () => {
+    const mnt = emptyDir('creds-flag');
+    const result = await objmount(['mount', SOURCE, mnt, '--endpoint', azurite.endpoint, '--creds', 'work'], azureTestEnv());
+    expectCleanFailure(result, mnt, /--creds does not apply to az:\/\/ sources yet/);
+  });
+
+  it('an endpoint where nothing listens', async () => {
+    const mnt = emptyDir('unreachable');
+    const result = await objmount(['mount', SOURCE, mnt, '--endpoint', 'http://127.0.0.1:9/devstoreaccount1'], azureTestEnv());
+    expectCleanFailure(result, mnt, /cannot reach http:\/\/127\.0\.0\.1:9\/devstoreaccount1.*check --endpoint/);
+  });
+});
