@@ -25,7 +25,7 @@ const DAEMON_CHILD = 'OBJMOUNT_DAEMON_CHILD';
 
 function mountFlags(y: Argv) {
   return y
-    .positional('source', { type: 'string', demandOption: true, describe: 's3://bucket or s3://bucket/prefix' })
+    .positional('source', { type: 'string', demandOption: true, describe: 's3://bucket[/prefix] or gs://bucket[/prefix]' })
     .positional('mountpoint', { type: 'string', demandOption: true, describe: 'an empty directory' })
     .option('endpoint', { type: 'string', describe: "endpoint URL of an S3-compatible store (default: the bucket's stored credential's, else AWS)" })
     .option('region', { type: 'string', describe: `region (default: the stored credential's, else $AWS_REGION, else ${DEFAULTS.region})` })
@@ -33,6 +33,7 @@ function mountFlags(y: Argv) {
       type: 'boolean',
       describe: "path-style addressing (endpoint/bucket/key); default: the stored credential's, else on with a custom endpoint, off for AWS",
     })
+    .option('key-file', { type: 'string', describe: 'gs:// only: a service-account JSON key (default: $GOOGLE_APPLICATION_CREDENTIALS, else none with --endpoint, else the Application Default Credentials)' })
     .option('creds', { type: 'string', describe: "use this stored credential (see 'objmount creds list') instead of the bucket's pairing" })
     .option('foreground', { alias: 'f', type: 'boolean', default: false, describe: 'stay in the foreground, log to stderr' })
     .option('uid', { type: 'number', describe: 'owner of objects without POSIX metadata (default: yours)' })
@@ -99,6 +100,7 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     source: parseSource(args.source),
     mountpoint: args.mountpoint,
     endpoint: args.endpoint,
+    keyFile: gcsKeyFile(args['key-file'], env),
     region: args.region,
     defaultRegion: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? DEFAULTS.region,
     pathStyle: args['path-style'],
@@ -127,11 +129,20 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     debugFuse: args['debug-fuse'],
   };
   checkReadOptions(options);
+  if (args['key-file'] !== undefined && options.source.provider !== 'gs') throw new OptionError('--key-file is for gs:// sources only');
+  if (args.creds !== undefined && options.source.provider === 'gs') throw new OptionError('--creds: stored credentials are for s3:// sources; for gs:// give --key-file');
   if (options.metricsPort !== undefined && !(Number.isInteger(options.metricsPort) && options.metricsPort > 0 && options.metricsPort < 65536)) {
     throw new OptionError(`--metrics-port ${options.metricsPort} is not a TCP port (1 to 65535)`);
   }
   if (!options.stagingDir) options.defaultStagingDir = defaultStagingDir(options, env);
   return options;
+}
+
+/** The service-account key of a gs:// mount: --key-file, else $GOOGLE_APPLICATION_CREDENTIALS. */
+function gcsKeyFile(flag: string | undefined, env: NodeJS.ProcessEnv): MountOptions['keyFile'] {
+  if (flag !== undefined) return { path: resolve(flag), from: '--key-file' };
+  const fromEnv = env.GOOGLE_APPLICATION_CREDENTIALS;
+  return fromEnv ? { path: resolve(fromEnv), from: 'GOOGLE_APPLICATION_CREDENTIALS' } : undefined;
 }
 
 /**

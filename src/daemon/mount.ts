@@ -19,8 +19,8 @@ import { UploadTracker, recover, removeUnjournaled } from '../fs/write/journal.j
 import { FuseSession, hasUtimensFix } from '../fuse/binding.js';
 import { createOperations } from '../fuse/operations.js';
 import type { Logger } from '../log/logger.js';
-import { isStoreError } from '../storage/object-store.js';
-import { S3Store } from '../storage/s3-store.js';
+import { type ObjectStore, isStoreError } from '../storage/object-store.js';
+import { S3Store, type StoreStats } from '../storage/s3-store.js';
 import { detach, findMount, prepareMountpoint, setKernelReadAhead } from './mountpoint.js';
 import { type MountStatus, serveMetrics } from './status.js';
 import { UserError } from './user-error.js';
@@ -48,29 +48,11 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
   const source = formatSource(options.source);
   const mountpoint = await prepareMountpoint(options.mountpoint);
 
-  let credential;
-  try {
-    credential = await deps.resolver.resolveS3(options.source.bucket);
-  } catch (error) {
-    if (error instanceof CredentialError) throw new UserError(error.message);
-    throw error;
-  }
-  const credentialDescription = `access key ${credential.accessKeyId} from ${credential.source}`;
-  // The command line first, then what the stored credential says about its store.
-  const endpoint = options.endpoint ?? credential.endpoint;
-  const region = options.region ?? credential.region ?? options.defaultRegion;
-  const pathStyle = options.pathStyle ?? credential.pathStyle ?? endpoint !== undefined;
-  const store = new S3Store({
-    bucket: options.source.bucket,
-    endpoint,
-    region,
-    pathStyle,
-    credentials: credential.provider,
-    credentialDescription,
-    maxConnections: options.maxConnections,
-    maxParts: options.maxUploadParts,
-    logger,
-  });
+  const { store, credentialDescription, endpoint, location, probeHints } =
+    options.source.provider === 'gs'
+      ? // Loaded only for gs:// mounts: the GCS SDK is large.
+        { ...(await (await import('./gcs-store-factory.js')).openGcsStore(options, logger)), endpoint: options.endpoint, location: options.endpoint ?? 'storage.googleapis.com' }
+      : await openS3Store(options, deps);
 
   const cleanups: Array<() => Promise<unknown> | unknown> = [() => store.destroy()];
   const cleanUp = async () => {
@@ -80,7 +62,10 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     try {
       await store.probe(options.source.prefix);
     } catch (error) {
-      if (isStoreError(error)) throw new UserError(`cannot mount ${source}: ${describeProbeFailure(error.code, error.message, endpoint)}`);
+      if (isStoreError(error)) {
+        const hint = probeHints?.[error.code];
+        throw new UserError(`cannot mount ${source}: ${hint ? `${error.message}: ${hint}` : describeProbeFailure(error.code, error.message, endpoint)}`);
+      }
       throw error;
     }
 
@@ -101,7 +86,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     let disk: DiskCache | undefined;
     if (options.cacheDir) {
       try {
-        disk = await DiskCache.open({ directory: options.cacheDir, maxBytes: options.cacheSize, store: `${source} at ${endpoint ?? region}`, logger });
+        disk = await DiskCache.open({ directory: options.cacheDir, maxBytes: options.cacheSize, store: `${source} at ${location}`, logger });
       } catch (error) {
         throw new UserError(`cannot use --cache-dir ${options.cacheDir}: ${(error as NodeJS.ErrnoException).message}`);
       }
@@ -230,11 +215,52 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
   }
 }
 
+/** What a mount needs of its store beyond `ObjectStore`: a probe, request counts, and teardown. */
+type MountedStore = ObjectStore & { readonly stats: StoreStats; probe(prefix: string): Promise<void>; destroy(): void };
+
+interface OpenedStore {
+  store: MountedStore;
+  credentialDescription: string;
+  endpoint: string | undefined;
+  /** Names the store in the disk cache's identity: the endpoint, or the region. */
+  location: string;
+  /** What a failed probe should suggest, by StoreError code (else `describeProbeFailure`). */
+  probeHints?: Record<string, string>;
+}
+
+/** The S3 store of an `s3://` mount, with the credential the resolver finds for the bucket. */
+async function openS3Store(options: MountOptions, deps: MountDependencies): Promise<OpenedStore> {
+  let credential;
+  try {
+    credential = await deps.resolver.resolveS3(options.source.bucket);
+  } catch (error) {
+    if (error instanceof CredentialError) throw new UserError(error.message);
+    throw error;
+  }
+  const credentialDescription = `access key ${credential.accessKeyId} from ${credential.source}`;
+  // The command line first, then what the stored credential says about its store.
+  const endpoint = options.endpoint ?? credential.endpoint;
+  const region = options.region ?? credential.region ?? options.defaultRegion;
+  const pathStyle = options.pathStyle ?? credential.pathStyle ?? endpoint !== undefined;
+  const store = new S3Store({
+    bucket: options.source.bucket,
+    endpoint,
+    region,
+    pathStyle,
+    credentials: credential.provider,
+    credentialDescription,
+    maxConnections: options.maxConnections,
+    maxParts: options.maxUploadParts,
+    logger: deps.logger,
+  });
+  return { store, credentialDescription, endpoint, location: endpoint ?? region };
+}
+
 /**
  * Uploads what a previous daemon journaled (async mode) and did not upload, and aborts the
  * multipart uploads it left unfinished; fails the mount if it cannot.
  */
-async function finishPendingUploads(store: S3Store, stagingDir: string, options: MountOptions, logger: Logger): Promise<void> {
+async function finishPendingUploads(store: ObjectStore, stagingDir: string, options: MountOptions, logger: Logger): Promise<void> {
   const tracker = new UploadTracker(stagingDir);
   const uploader = new FileUploader(store, { partSize: options.partSize, concurrency: options.uploadConcurrency, tracker });
   const { uploaded, failed, aborted } = await recover(stagingDir, uploader, Math.max(4, options.uploadConcurrency));

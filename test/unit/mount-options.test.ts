@@ -13,7 +13,7 @@ describe('parseSource', () => {
 
   it('explains what is wrong with a malformed source', () => {
     expect(() => parseSource('bucket')).toThrow(new OptionError(`'bucket' is not a source: write it as s3://bucket or s3://bucket/prefix`));
-    expect(() => parseSource('gs://bucket')).toThrow(/gs:\/\/ scheme is not supported yet/);
+    expect(() => parseSource('ftp://bucket')).toThrow(/ftp:\/\/ scheme is not supported yet/);
     expect(() => parseSource('s3://')).toThrow(/'' is not a valid bucket name/);
     expect(() => parseSource('s3://bad bucket')).toThrow(/not a valid bucket name/);
     expect(() => parseSource('s3://b/a//c')).toThrow(/empty path components/);
