@@ -320,6 +320,9 @@ export class GcsStore implements ObjectStore {
       return await new Promise<MediaResponse>((resolve, reject) => {
         const request = this.file(key).requestStream({ uri: '', qs, headers });
         request.on('error', reject);
+        // The bytes are read from the raw response below; the SDK's stream carries a second copy
+        // that must flow too, or its back-pressure stalls the response after a few KiB.
+        request.resume();
         request.on('response', (response: IncomingMessage) => {
           const status = response.statusCode ?? 0;
           if (status >= 200 && status < 300) {

@@ -6,11 +6,10 @@
  * talks to the emulator, which would deadlock if the emulator shared the test's event loop.
  */
 
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { type ChildProcess, fork } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 
 const EMULATOR_DIR = resolve(__dirname, '../emulators/gcs');
 
@@ -26,19 +25,23 @@ export async function startGcsEmulator(): Promise<GcsEmulator> {
     throw new Error(`the GCS emulator is not installed in ${EMULATOR_DIR}: run scripts/setup`);
   }
   const directory = mkdtempSync(join(tmpdir(), 'gcs-emulator-'));
-  const child: ChildProcess = spawn(process.execPath, [join(EMULATOR_DIR, 'server.cjs')], {
+  // Its output goes to a file, never to a pipe this process reads: the tests block their event
+  // loop in file calls on a mount, and an emulator blocked on a full pipe would never answer.
+  const log = openSync(join(directory, 'emulator.log'), 'a');
+  const child: ChildProcess = fork(join(EMULATOR_DIR, 'server.cjs'), [], {
     cwd: directory,
     // The emulator keeps objects under $TMPDIR/firebase; HOME keeps firebase-tools' config files
     // out of the user's.
     env: { ...process.env, TMPDIR: directory, HOME: directory, NODE_ENV: 'test' },
-    stdio: ['pipe', 'pipe', 'inherit'],
+    stdio: ['pipe', log, log, 'ipc'],
   });
+  closeSync(log);
   const port = await new Promise<number>((resolvePort, reject) => {
-    const lines = createInterface({ input: child.stdout! });
-    lines.once('line', (line) => resolvePort((JSON.parse(line) as { port: number }).port));
-    child.once('exit', (code) => reject(new Error(`the GCS emulator exited with code ${code} before listening`)));
+    child.once('message', (message) => resolvePort((message as { port: number }).port));
+    child.once('exit', (code) => reject(new Error(`the GCS emulator exited with code ${code} before listening; see ${join(directory, 'emulator.log')}`)));
     child.once('error', reject);
   });
+  child.disconnect();
   return {
     endpoint: `http://127.0.0.1:${port}`,
     port,

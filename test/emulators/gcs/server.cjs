@@ -11,7 +11,7 @@
  * objmount addresses any --endpoint as a real GCS endpoint (`/storage/v1/...`), so that prefix is
  * removed here. Everything else is the emulator's behaviour, gaps included (test/emulators/README.md).
  *
- * Usage: node server.cjs [port]. Prints one JSON line {"port": N} on stdout once listening, and
+ * Usage: forked with an IPC channel, `server.cjs [port]`; sends {port: N} once listening, and
  * exits when its stdin closes (so a test runner that dies takes it along) or on SIGTERM.
  */
 'use strict';
@@ -34,7 +34,7 @@ async function main() {
   // The emulator builds some URLs (bucket self links) from its registry entry.
   emulator.args.port = server.address().port;
   EmulatorRegistry.set('storage', emulator);
-  process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`);
+  process.send({ port: server.address().port });
 
   const stop = () => {
     server.close();
