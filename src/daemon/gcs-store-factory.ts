@@ -19,6 +19,9 @@ import { UserError } from './user-error.js';
 export interface OpenedGcsStore {
   store: GcsStore;
   credentialDescription: string;
+  endpoint: string | undefined;
+  /** Names the store in the disk cache's identity. */
+  location: string;
   /** What a failed probe should suggest, by StoreError code. */
   probeHints: Record<string, string>;
 }
@@ -56,6 +59,8 @@ export async function openGcsStore(options: MountOptions, logger: Logger): Promi
   return {
     store,
     credentialDescription,
+    endpoint: options.endpoint,
+    location: options.endpoint ?? 'storage.googleapis.com',
     probeHints: {
       NoSuchBucket: 'check the bucket name',
       InvalidCredentials: keyHint,

@@ -48,11 +48,9 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
   const source = formatSource(options.source);
   const mountpoint = await prepareMountpoint(options.mountpoint);
 
+  // The GCS SDK is large: it is loaded only for gs:// mounts.
   const { store, credentialDescription, endpoint, location, probeHints } =
-    options.source.provider === 'gs'
-      ? // Loaded only for gs:// mounts: the GCS SDK is large.
-        { ...(await (await import('./gcs-store-factory.js')).openGcsStore(options, logger)), endpoint: options.endpoint, location: options.endpoint ?? 'storage.googleapis.com' }
-      : await openS3Store(options, deps);
+    options.source.provider === 'gs' ? await (await import('./gcs-store-factory.js')).openGcsStore(options, logger) : await openS3Store(options, deps);
 
   const cleanups: Array<() => Promise<unknown> | unknown> = [() => store.destroy()];
   const cleanUp = async () => {
