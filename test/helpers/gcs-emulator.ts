@@ -57,3 +57,24 @@ export async function startGcsEmulator(): Promise<GcsEmulator> {
       }),
   };
 }
+
+/**
+ * The compose shim (gcs-compose-shim.mjs) in front of an emulator, in a process of its own, for
+ * FUSE tests of composite uploads. Not GCS's compose: see the shim.
+ */
+export async function startComposeShimProcess(emulatorEndpoint: string): Promise<{ endpoint: string; close(): Promise<void> }> {
+  const child = fork(resolve(__dirname, 'gcs-compose-shim.mjs'), [emulatorEndpoint], { stdio: ['pipe', 'inherit', 'inherit', 'ipc'] });
+  const port = await new Promise<number>((resolvePort, reject) => {
+    child.once('message', (message) => resolvePort((message as { port: number }).port));
+    child.once('exit', (code) => reject(new Error(`the compose shim exited with code ${code} before listening`)));
+  });
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((done) => {
+        if (child.exitCode !== null || child.signalCode !== null) return done();
+        child.once('exit', () => done());
+        child.kill('SIGTERM');
+      }),
+  };
+}

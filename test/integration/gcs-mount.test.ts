@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { Storage } from '@google-cloud/storage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { type GcsEmulator, startGcsEmulator } from '../helpers/gcs-emulator.js';
+import { type GcsEmulator, startComposeShimProcess, startGcsEmulator } from '../helpers/gcs-emulator.js';
 import { type TestMount, isMounted, mountBucket, objmount, testEnv } from '../helpers/objmount.js';
 
 const BUCKET = 'gcs-mount-test';
@@ -126,6 +126,34 @@ describe('a gs:// mount on the emulator', () => {
     expect((await keys('parts.bin')).filter((k) => k.includes('.objmount-part-'))).toEqual([]);
     const log = readFileSync(mount!.logFile, 'utf8');
     expect(log).toMatch(/compose refused: HTTP 501: not supported by http:\/\/127\.0\.0\.1:\d+/);
+  });
+});
+
+describe('a gs:// mount whose large files are composite uploads (compose shim over the emulator)', () => {
+  // Default --part-size (8 MiB): a 20 MiB file streams as parts while it is written and is
+  // composed at close. The emulator has no compose; test/helpers/gcs-compose-shim.mjs adds one, so
+  // this checks objmount's whole write path for large files, not GCS's compose.
+  it('writes 20 MiB files as parts, composes them, and leaves no part object', async () => {
+    const shim = await startComposeShimProcess(emulator.endpoint);
+    let composed: TestMount | undefined;
+    try {
+      composed = await mountBucket(shim.endpoint, `gs://${BUCKET}/composed`, [], gcsEnv());
+      const data = randomBytes(20 * MiB + 12345);
+      writeFileSync(join(local, 'composite.bin'), data);
+      sh(`cp ${join(local, 'composite.bin')} composite.bin`, composed.mountpoint);
+      sh(`dd if=${join(local, 'composite.bin')} of=streamed.bin bs=128k status=none`, composed.mountpoint);
+      for (const name of ['composite.bin', 'streamed.bin']) {
+        expect(sha(await download(`composed/${name}`))).toBe(sha(data));
+        expect(sha(readFileSync(join(composed.mountpoint, name)))).toBe(sha(data));
+      }
+      expect(await keys('composed/')).toEqual(['composed/composite.bin', 'composed/streamed.bin']);
+      const [metadata] = await storage.bucket(BUCKET).file('composed/composite.bin').getMetadata();
+      expect(metadata.metadata).toMatchObject({ mode: String(0o100644) });
+      expect(readFileSync(composed.logFile, 'utf8')).not.toMatch(/"level":"(warn|error)"/);
+    } finally {
+      await composed?.unmount();
+      await shim.close();
+    }
   });
 });
 

@@ -15,7 +15,7 @@ import { Storage } from '@google-cloud/storage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { GcsStore } from '../../src/storage/gcs-store.js';
-import { type ComposeShim, startComposeShim } from '../helpers/gcs-compose-shim.js';
+import { type ComposeShim, startComposeShim } from '../helpers/gcs-compose-shim.mjs';
 import { type GcsEmulator, startGcsEmulator } from '../helpers/gcs-emulator.js';
 import { describeObjectStoreBehaviour } from '../helpers/object-store-behaviour.js';
 

@@ -9,48 +9,43 @@
  * the sources (read from the emulator) into the destination (written to the emulator) and answers
  * 412 when a source's generation is not the one named, as GCS documents.
  *
- * In-process: use it only from tests that make no blocking file calls (no FUSE mount).
+ * Plain JavaScript, so that it also runs as a process of its own (`node gcs-compose-shim.mjs
+ * EMULATOR_ENDPOINT`, forked with an IPC channel: it sends {port}), for FUSE tests, whose blocking
+ * file calls would deadlock a shim in their own event loop.
  */
 
-import { type IncomingMessage, type ServerResponse, createServer, request } from 'node:http';
+import { createServer, request } from 'node:http';
+import { fileURLToPath } from 'node:url';
 
 import { Storage } from '@google-cloud/storage';
 
-export interface ComposeRequest {
-  bucket: string;
-  destination: string;
-  body: {
-    destination?: { contentType?: string; metadata?: Record<string, string> };
-    sourceObjects: Array<{ name: string; generation?: string | number }>;
-  };
-}
-
-export interface ComposeShim {
-  endpoint: string;
-  requests: ComposeRequest[];
-  close(): Promise<void>;
-}
+/**
+ * @typedef {{ bucket: string, destination: string, body: { destination?: { contentType?: string, metadata?: Record<string, string> }, sourceObjects: Array<{ name: string, generation?: string | number }> } }} ComposeRequest
+ * @typedef {{ endpoint: string, requests: ComposeRequest[], close(): Promise<void> }} ComposeShim
+ */
 
 const COMPOSE = /^\/storage\/v1\/b\/([^/]+)\/o\/([^/?]+)\/compose$/;
 
-export async function startComposeShim(emulatorEndpoint: string): Promise<ComposeShim> {
+/** @param {string} emulatorEndpoint @returns {Promise<ComposeShim>} */
+export async function startComposeShim(emulatorEndpoint) {
   const target = new URL(emulatorEndpoint);
   const storage = new Storage({ apiEndpoint: emulatorEndpoint, projectId: 'test' });
-  const requests: ComposeRequest[] = [];
+  /** @type {ComposeRequest[]} */
+  const requests = [];
 
-  const compose = async (req: IncomingMessage, res: ServerResponse, bucket: string, destination: string) => {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as ComposeRequest['body'];
+  const compose = async (req, res, bucket, destination) => {
+    const chunks = [];
+    for await (const chunk of req) chunks.push(chunk);
+    const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
     requests.push({ bucket, destination, body });
-    const answer = (status: number, json: unknown) => {
+    const answer = (status, json) => {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(json));
     };
     if (!Array.isArray(body.sourceObjects) || body.sourceObjects.length < 1 || body.sourceObjects.length > 32) {
       return answer(400, { error: { code: 400, message: 'The number of source components provided must be between 1 and 32.', errors: [{ reason: 'invalid' }] } });
     }
-    const parts: Buffer[] = [];
+    const parts = [];
     for (const source of body.sourceObjects) {
       const file = storage.bucket(bucket).file(source.name);
       const [exists] = await file.exists();
@@ -70,7 +65,7 @@ export async function startComposeShim(emulatorEndpoint: string): Promise<Compos
     return answer(200, resource);
   };
 
-  const proxy = (req: IncomingMessage, res: ServerResponse) => {
+  const proxy = (req, res) => {
     const upstream = request(
       { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host } },
       (response) => {
@@ -88,20 +83,30 @@ export async function startComposeShim(emulatorEndpoint: string): Promise<Compos
   const server = createServer((req, res) => {
     const match = req.method === 'POST' ? COMPOSE.exec(new URL(req.url ?? '/', 'http://shim').pathname) : null;
     if (!match) return proxy(req, res);
-    compose(req, res, decodeURIComponent(match[1]!), decodeURIComponent(match[2]!)).catch((error: unknown) => {
+    compose(req, res, decodeURIComponent(match[1]), decodeURIComponent(match[2])).catch((error) => {
       res.writeHead(500);
       res.end(String(error));
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
   return {
     endpoint: `http://127.0.0.1:${port}`,
     requests,
     close: () =>
-      new Promise<void>((resolve) => {
+      new Promise((resolve) => {
         server.closeAllConnections();
         server.close(() => resolve());
       }),
   };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const shim = await startComposeShim(process.argv[2]);
+  process.send?.({ port: Number(new URL(shim.endpoint).port) });
+  process.disconnect?.();
+  const stop = () => shim.close().then(() => process.exit(0));
+  process.on('SIGTERM', stop);
+  process.stdin.on('end', stop);
+  process.stdin.resume();
 }
