@@ -17,6 +17,11 @@
  * one request, `complete` composes them (in a tree above 32) into the key with the metadata given
  * at `create`, and deletes them; `abort` deletes whatever objects of that upload exist. Parts have
  * no minimum size. There is no part copy (compose takes whole objects, not ranges).
+ * Why compose and not GCS's XML multipart API (S3-like): compose goes through the same JSON API,
+ * credentials and SDK calls as every other request, while the XML API is another endpoint and
+ * protocol, which @google-cloud/storage 7 exposes only inside its TransferManager (whole local
+ * files, not part-by-part calls); and neither could be measured here (no emulator serves either).
+ * The costs of compose (temporary objects in cold storage classes, no MD5) are in SEMANTICS.md.
  *
  * Retries: the SDK's own (exponential backoff with jitter) for every request, idempotent or not:
  * objmount's writes are whole objects, so repeating one is harmless. What outlasts them becomes
