@@ -67,6 +67,16 @@ export function translateGcsError(error: unknown, context: GcsErrorContext): Sto
 
   const code = (error as { code?: unknown } | null)?.code;
   const codeText = typeof code === 'string' ? code : undefined;
+  const tokenHost = tokenEndpointHost(error);
+  if (codeText && NETWORK_CODES.includes(codeText) && tokenHost) {
+    // Getting a token failed, not the request to the store: say so, or --endpoint gets the blame.
+    return new StoreError(
+      'Unreachable',
+      `cannot reach Google's token endpoint ${tokenHost} (${codeText}) to authenticate ${context.credentialDescription} for ${where}`,
+      codeText,
+      { cause: error },
+    );
+  }
   if (codeText && NETWORK_CODES.includes(codeText)) {
     return new StoreError('Unreachable', `cannot reach ${context.endpointDescription} (${codeText}) for ${where}`, codeText, { cause: error });
   }
@@ -91,6 +101,19 @@ function httpStatusOf(error: unknown): number | undefined {
   for (const value of [e.code, e.status, e.response?.status, e.response?.statusCode]) {
     if (typeof value === 'number' && value >= 100 && value < 600) return value;
     if (typeof value === 'string' && /^[1-5]\d\d$/.test(value)) return Number(value);
+  }
+  return undefined;
+}
+
+/** The host of Google's OAuth token endpoint, when the failed request was the token request. */
+function tokenEndpointHost(error: unknown): string | undefined {
+  const e = error as { config?: { url?: unknown } } | null;
+  // gaxios keeps the URL as a string or a URL object, depending on its version.
+  const url = e?.config?.url;
+  const candidates = [url === undefined || url === null ? '' : String(url), error instanceof Error ? error.message : ''];
+  for (const text of candidates) {
+    const match = /https?:\/\/([^/\s]*oauth2[^/\s]*)\/token/.exec(text) ?? /https?:\/\/([^/\s]+)\/token\b/.exec(text);
+    if (match) return match[1];
   }
   return undefined;
 }

@@ -83,6 +83,18 @@ describe('translateGcsError', () => {
     expect(translateGcsError(Object.assign(new Error('network timeout at: http://x'), { type: 'request-timeout' }), context('get'))).toMatchObject({ code: 'Transient' });
   });
 
+  it("blames Google's token endpoint, not the store's, when getting a token fails", () => {
+    const gaxios = Object.assign(new Error('request to https://oauth2.googleapis.com/token failed, reason: getaddrinfo ENOTFOUND oauth2.googleapis.com'), {
+      code: 'ENOTFOUND',
+      config: { url: 'https://oauth2.googleapis.com/token', body: 'grant_type=…&assertion=SECRET' },
+    });
+    const error = translateGcsError(gaxios, context('list', ''));
+    expect(error).toMatchObject({ code: 'Unreachable' });
+    expect(error.message).toBe(
+      "cannot reach Google's token endpoint oauth2.googleapis.com (ENOTFOUND) to authenticate service account sa@p.iam.gserviceaccount.com from /k.json for gs://bucket",
+    );
+  });
+
   it('maps a missing default credential to NoCredentials with what to do', () => {
     const error = translateGcsError(new Error('Could not load the default credentials. Browse to https://cloud.google.com/docs/authentication/getting-started for more information.'), context('list', ''));
     expect(error).toMatchObject({ code: 'NoCredentials' });
