@@ -117,15 +117,21 @@ describe('a gs:// mount on the emulator', () => {
   });
 
   it('fails the close of a file of more than one part (the emulator has no compose), leaving no part behind', async () => {
-    const data = randomBytes(33 * MiB);
-    writeFileSync(join(local, 'parts.bin'), data);
-    const result = spawnSync('cp', [join(local, 'parts.bin'), join(mnt, 'parts.bin')], { encoding: 'utf8', timeout: 60_000 });
-    expect(result.status).not.toBe(0);
-    // The store refused the request (InvalidRequest), which the one errno table makes EINVAL.
-    expect(result.stderr).toMatch(/failed to close .*parts\.bin': Invalid argument/);
-    expect((await keys('parts.bin')).filter((k) => k.includes('.objmount-part-'))).toEqual([]);
-    const log = readFileSync(mount!.logFile, 'utf8');
-    expect(log).toMatch(/compose refused: HTTP 501: not supported by http:\/\/127\.0\.0\.1:\d+/);
+    // A mount of its own: after the failed close, the release tries the upload once more in the
+    // background; the unmount waits for that, and only then is the bucket checked.
+    const own = await mountBucket(emulator.endpoint, `gs://${BUCKET}/noparts`, ['--part-size', '32M'], gcsEnv());
+    try {
+      const data = randomBytes(33 * MiB);
+      writeFileSync(join(local, 'parts.bin'), data);
+      const result = spawnSync('cp', [join(local, 'parts.bin'), join(own.mountpoint, 'parts.bin')], { encoding: 'utf8', timeout: 60_000 });
+      expect(result.status).not.toBe(0);
+      // The store refused the request (InvalidRequest), which the one errno table makes EINVAL.
+      expect(result.stderr).toMatch(/failed to close .*parts\.bin': Invalid argument/);
+    } finally {
+      await own.unmount();
+    }
+    expect(await keys('noparts/')).toEqual([]);
+    expect(readFileSync(own.logFile, 'utf8')).toMatch(/compose refused: HTTP 501: not supported by http:\/\/127\.0\.0\.1:\d+/);
   });
 });
 
@@ -179,6 +185,13 @@ describe('gs:// mounts that cannot start', () => {
       expect(isMounted(mountpoint)).toBe(false);
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('refuses options that are for the other kind of source', async () => {
+    const onS3 = await objmount(['mount', 's3://bucket', '/nonexistent/mnt', '--key-file', '/k.json'], gcsEnv());
+    expect(onS3).toMatchObject({ code: 2, stderr: 'objmount: --key-file is for gs:// sources only\n' });
+    const onGs = await objmount(['mount', 'gs://bucket', '/nonexistent/mnt', '--creds', 'partner'], gcsEnv());
+    expect(onGs).toMatchObject({ code: 2, stderr: 'objmount: --creds: stored credentials are for s3:// sources; for gs:// give --key-file\n' });
   });
 
   it('says the endpoint cannot be reached', async () => {
