@@ -81,6 +81,10 @@ describe('a gs:// mount on the emulator', () => {
     const [metadata] = await storage.bucket(BUCKET).file('hello.txt').getMetadata();
     expect(metadata.metadata).toMatchObject({ mode: String(0o100600) });
     expect(statSync(join(mnt, 'hello.txt')).mode & 0o777).toBe(0o600);
+    // Changing an existing object: its bytes come down to a staging file, and go up whole.
+    sh('echo again >> hello.txt && sed -i s/gcs/GCS/ hello.txt');
+    expect((await download('hello.txt')).toString()).toBe('hello, GCS\nagain\n');
+    expect(readFileSync(join(mnt, 'hello.txt'), 'utf8')).toBe('hello, GCS\nagain\n');
   });
 
   it('writes a 20 MiB file with cp and reads it back byte for byte, through the mount and the API', async () => {
