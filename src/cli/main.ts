@@ -25,7 +25,7 @@ const DAEMON_CHILD = 'OBJMOUNT_DAEMON_CHILD';
 
 function mountFlags(y: Argv) {
   return y
-    .positional('source', { type: 'string', demandOption: true, describe: 's3://bucket[/prefix] or az://account/container[/prefix]' })
+    .positional('source', { type: 'string', demandOption: true, describe: 's3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix]' })
     .positional('mountpoint', { type: 'string', demandOption: true, describe: 'an empty directory' })
     .option('endpoint', { type: 'string', describe: "endpoint URL of an S3-compatible store (default: the bucket's stored credential's, else AWS), or an Azure blob service URL (default https://ACCOUNT.blob.core.windows.net; Azure credentials come from AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_CONNECTION_STRING)" })
     .option('region', { type: 'string', describe: `region (default: the stored credential's, else $AWS_REGION, else ${DEFAULTS.region})` })
@@ -36,6 +36,7 @@ function mountFlags(y: Argv) {
     .option('signature', { choices: ['v2', 'v4'] as const, describe: "request signing: v2 for old stores that need it (default: the stored credential's, else v4)" })
     .option('ca-bundle', { type: 'string', describe: "PEM file of CA certificates to trust besides the system's (default: the stored credential's, else $AWS_CA_BUNDLE)" })
     .option('insecure', { type: 'boolean', default: false, describe: "do not verify the store's TLS certificate (a self-signed test gateway)" })
+    .option('key-file', { type: 'string', describe: 'gs:// only: a service-account JSON key (default: $GOOGLE_APPLICATION_CREDENTIALS, else none with --endpoint, else the Application Default Credentials)' })
     .option('creds', { type: 'string', describe: "use this stored credential (see 'objmount creds list') instead of the bucket's pairing" })
     .option('foreground', { alias: 'f', type: 'boolean', default: false, describe: 'stay in the foreground, log to stderr' })
     .option('uid', { type: 'number', describe: 'owner of objects without POSIX metadata (default: yours)' })
@@ -102,6 +103,7 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     source: parseSource(args.source),
     mountpoint: args.mountpoint,
     endpoint: args.endpoint,
+    keyFile: gcsKeyFile(args['key-file'], env),
     region: args.region,
     defaultRegion: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? DEFAULTS.region,
     pathStyle: args['path-style'],
@@ -141,11 +143,20 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
       `--creds does not apply to az:// sources yet: Azure credentials come from AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_CONNECTION_STRING`,
     );
   }
+  if (args['key-file'] !== undefined && options.source.provider !== 'gs') throw new OptionError('--key-file is for gs:// sources only');
+  if (args.creds !== undefined && options.source.provider === 'gs') throw new OptionError('--creds: stored credentials are for s3:// sources; for gs:// give --key-file');
   if (options.metricsPort !== undefined && !(Number.isInteger(options.metricsPort) && options.metricsPort > 0 && options.metricsPort < 65536)) {
     throw new OptionError(`--metrics-port ${options.metricsPort} is not a TCP port (1 to 65535)`);
   }
   if (!options.stagingDir) options.defaultStagingDir = defaultStagingDir(options, env);
   return options;
+}
+
+/** The service-account key of a gs:// mount: --key-file, else $GOOGLE_APPLICATION_CREDENTIALS. */
+function gcsKeyFile(flag: string | undefined, env: NodeJS.ProcessEnv): MountOptions['keyFile'] {
+  if (flag !== undefined) return { path: resolve(flag), from: '--key-file' };
+  const fromEnv = env.GOOGLE_APPLICATION_CREDENTIALS;
+  return fromEnv ? { path: resolve(fromEnv), from: 'GOOGLE_APPLICATION_CREDENTIALS' } : undefined;
 }
 
 /**

@@ -4,8 +4,9 @@
  */
 
 export interface MountSource {
-  provider: 's3' | 'az';
-  /** The storage account of an `az://` source; absent for S3. */
+  /** s3://, az:// or gs://: which kind of store, and so which backend serves the mount. */
+  provider: 's3' | 'az' | 'gs';
+  /** The storage account of an `az://` source; absent otherwise. */
   account?: string;
   /** The bucket, or an Azure container. */
   bucket: string;
@@ -16,8 +17,10 @@ export interface MountSource {
 export interface MountOptions {
   source: MountSource;
   mountpoint: string;
-  /** Custom endpoint URL for S3-compatible stores. */
+  /** Custom endpoint URL for S3-compatible stores (gs://: a custom JSON API endpoint, e.g. an emulator). */
   endpoint?: string;
+  /** gs:// only: the service-account JSON key, and where its path came from (for messages). */
+  keyFile?: { path: string; from: '--key-file' | 'GOOGLE_APPLICATION_CREDENTIALS' };
   /** Given on the command line; else the stored credential's, else `defaultRegion`. */
   region?: string;
   /** The region when neither the command line nor a stored credential names one. */
@@ -121,21 +124,26 @@ export class OptionError extends Error {
   override readonly name = 'OptionError';
 }
 
-/** Parses `s3://bucket[/prefix]` and `az://account/container[/prefix]`. */
+/** Parses `s3://bucket[/prefix]`, `gs://bucket[/prefix]` and `az://account/container[/prefix]`. */
 export function parseSource(text: string): MountSource {
   const match = /^([a-z0-9]+):\/\/([^/]*)(?:\/(.*))?$/.exec(text);
   if (!match) {
-    throw new OptionError(`'${text}' is not a source: write it as s3://bucket[/prefix] or az://account/container[/prefix]`);
+    throw new OptionError(`'${text}' is not a source: write it as s3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix]`);
   }
   const [, scheme, first = '', rest = ''] = match;
   if (scheme === 'az') return parseAzureSource(text, first, rest);
-  if (scheme !== 's3') {
-    throw new OptionError(`'${text}': the ${scheme}:// scheme is not supported yet; use s3://bucket[/prefix] or az://account/container[/prefix]`);
+  if (scheme !== 's3' && scheme !== 'gs') {
+    throw new OptionError(`'${text}': the ${scheme}:// scheme is not supported; use s3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix]`);
+  }
+  if (scheme === 'gs' && !isGcsBucketName(first)) {
+    throw new OptionError(
+      `'${text}': '${first}' is not a valid GCS bucket name (3 to 63 lower-case letters, digits, '-', '_' and '.', starting and ending with a letter or digit)`,
+    );
   }
   if (!/^[a-zA-Z0-9._-]{1,255}$/.test(first)) {
     throw new OptionError(`'${text}': '${first}' is not a valid bucket name`);
   }
-  return { provider: 's3', bucket: first, prefix: parsePrefix(text, rest) };
+  return { provider: scheme, bucket: first, prefix: parsePrefix(text, rest) };
 }
 
 /** Azure's naming rules, checked here so a typo fails before any request. */
@@ -160,6 +168,12 @@ function parsePrefix(text: string, rawPrefix: string): string {
     throw new OptionError(`'${text}': the prefix must not contain empty path components ('//')`);
   }
   return trimmed ? `${trimmed}/` : '';
+}
+
+/** GCS's naming rules: names with dots may be up to 222 characters, each dot-separated part up to 63. */
+function isGcsBucketName(name: string): boolean {
+  if (!/^[a-z0-9][a-z0-9._-]*[a-z0-9]$/.test(name) || name.length < 3) return false;
+  return name.includes('.') ? name.length <= 222 && name.split('.').every((part) => part.length > 0 && part.length <= 63) : name.length <= 63;
 }
 
 export function formatSource(source: MountSource): string {

@@ -53,7 +53,9 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
   const source = formatSource(options.source);
   const mountpoint = await prepareMountpoint(options.mountpoint);
 
-  const { store, credentialDescription, endpoint, where } = await openStore(options, deps);
+  // The GCS SDK is large: it is loaded only for gs:// mounts.
+  const { store, credentialDescription, endpoint, location, probeHints } =
+    options.source.provider === 'gs' ? await (await import('./gcs-store-factory.js')).openGcsStore(options, logger) : await openStore(options, deps);
   const cleanups: Array<() => Promise<unknown> | unknown> = [() => store.destroy()];
   const cleanUp = async () => {
     for (const cleanup of cleanups.reverse()) await Promise.resolve().then(cleanup).catch(() => undefined);
@@ -62,7 +64,10 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     try {
       await store.probe(options.source.prefix);
     } catch (error) {
-      if (isStoreError(error)) throw new UserError(`cannot mount ${source}: ${describeProbeFailure(options.source.provider, error.code, error.message, endpoint)}`);
+      if (isStoreError(error)) {
+        const hint = probeHints?.[error.code];
+        throw new UserError(`cannot mount ${source}: ${hint ? `${error.message}: ${hint}` : describeProbeFailure(options.source.provider, error.code, error.message, endpoint)}`);
+      }
       throw error;
     }
 
@@ -83,7 +88,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     let disk: DiskCache | undefined;
     if (options.cacheDir) {
       try {
-        disk = await DiskCache.open({ directory: options.cacheDir, maxBytes: options.cacheSize, store: `${source} at ${where}`, logger });
+        disk = await DiskCache.open({ directory: options.cacheDir, maxBytes: options.cacheSize, store: `${source} at ${location}`, logger });
       } catch (error) {
         throw new UserError(`cannot use --cache-dir ${options.cacheDir}: ${(error as NodeJS.ErrnoException).message}`);
       }
@@ -271,7 +276,9 @@ interface OpenedStore {
   /** The custom endpoint, if any. */
   endpoint?: string;
   /** Where the store is, for the disk cache's identity: the endpoint, or the AWS region. */
-  where: string;
+  location: string;
+  /** What a failed probe should suggest, by StoreError code (else `describeProbeFailure`). */
+  probeHints?: Record<string, string>;
 }
 
 /** Resolves the source's credential and builds its provider's store; a missing credential is a `UserError`. */
@@ -319,7 +326,7 @@ async function openStore(options: MountOptions, deps: MountDependencies): Promis
         maxParts: maxUploadParts === DEFAULTS.maxUploadParts ? undefined : maxUploadParts,
         logger: deps.logger,
       });
-      return { store, credentialDescription: resolved.description, endpoint, where: store.endpoint };
+      return { store, credentialDescription: resolved.description, endpoint, location: store.endpoint };
     }
     const credential = await deps.resolver.resolveS3(source.bucket);
     const credentialDescription = `access key ${credential.accessKeyId} from ${credential.source}`;
@@ -343,7 +350,7 @@ async function openStore(options: MountOptions, deps: MountDependencies): Promis
       caCertificates,
       insecure,
     });
-    return { store, credentialDescription, endpoint, where: endpoint ?? region };
+    return { store, credentialDescription, endpoint, location: endpoint ?? region };
   } catch (error) {
     if (error instanceof CredentialError) throw new UserError(error.message);
     throw error;

@@ -12,8 +12,10 @@ describe('parseSource', () => {
   });
 
   it('explains what is wrong with a malformed source', () => {
-    expect(() => parseSource('bucket')).toThrow(new OptionError(`'bucket' is not a source: write it as s3://bucket[/prefix] or az://account/container[/prefix]`));
-    expect(() => parseSource('gs://bucket')).toThrow(/gs:\/\/ scheme is not supported yet/);
+    expect(() => parseSource('bucket')).toThrow(
+      new OptionError(`'bucket' is not a source: write it as s3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix]`),
+    );
+    expect(() => parseSource('ftp://bucket')).toThrow(/ftp:\/\/ scheme is not supported/);
     expect(() => parseSource('s3://')).toThrow(/'' is not a valid bucket name/);
     expect(() => parseSource('s3://bad bucket')).toThrow(/not a valid bucket name/);
     expect(() => parseSource('s3://b/a//c')).toThrow(/empty path components/);
