@@ -10,6 +10,7 @@
 
 import type { AzureCredential } from '../storage/azure-store.js';
 import { CredentialError } from './resolver.js';
+import type { CredentialStore, StoredAzureCredential } from './store.js';
 
 /** Azurite's and the storage emulator's development account, documented by Microsoft; not a secret. */
 export const DEVELOPMENT_ACCOUNT = 'devstoreaccount1';
@@ -87,4 +88,44 @@ export function parseConnectionString(text: string): { account?: string; endpoin
   if (!endpoint) throw new CredentialError('AZURE_STORAGE_CONNECTION_STRING names neither AccountName nor BlobEndpoint');
   const credential: AzureCredential = key ? { kind: 'sharedKey', accountKey: key } : { kind: 'sas', token: sas!.replace(/^\?/, '') };
   return { account, endpoint, credential };
+}
+
+/**
+ * Stored credentials first (`objmount creds`): the container's pairing, else the one stored
+ * credential of that account; then the fallback (the environment).
+ */
+export class StoredAzureResolver implements AzureCredentialResolver {
+  constructor(
+    private readonly store: CredentialStore,
+    private readonly fallback: AzureCredentialResolver,
+    /** A credential named on the command line (`--creds`): it wins over pairings. */
+    private readonly named?: string,
+  ) {}
+
+  async resolveAzure(account: string, container: string): Promise<ResolvedAzureCredential> {
+    let contents;
+    try {
+      contents = await this.store.read();
+    } catch (error) {
+      throw new CredentialError((error as Error).message, { cause: error });
+    }
+    const uri = `az://${account}/${container}`;
+    const name = this.named ?? contents.pairings[uri];
+    if (name !== undefined && !contents.credentials[name]) throw new CredentialError(`no stored credential named '${name}' (see 'objmount creds list')`);
+    const paired = name === undefined ? undefined : contents.credentials[name];
+    if (paired && (paired.provider !== 'az' || paired.account !== account)) {
+      throw new CredentialError(`the stored credential '${paired.name}' is not for the Azure account '${account}' of ${uri}`);
+    }
+    const forAccount = Object.values(contents.credentials).filter((c): c is StoredAzureCredential => c.provider === 'az' && c.account === account);
+    if (!paired && forAccount.length > 1) {
+      throw new CredentialError(`${uri}: several stored credentials are for account '${account}' (${forAccount.map((c) => c.name).join(', ')}): choose one with 'objmount creds pair ${uri} NAME'`);
+    }
+    const credential = (paired as StoredAzureCredential | undefined) ?? forAccount[0];
+    if (!credential) return this.fallback.resolveAzure(account, container);
+    return {
+      credential: credential.accountKey ? { kind: 'sharedKey', accountKey: credential.accountKey } : { kind: 'sas', token: credential.sas! },
+      endpoint: credential.endpoint,
+      description: `the ${credential.accountKey ? 'account key' : 'SAS'} of the stored credential '${credential.name}'`,
+    };
+  }
 }

@@ -6,6 +6,9 @@
  * quote a secret.
  */
 
+import { parseServiceAccountKey as checkServiceAccountKey } from './gcs-key-file.js';
+import { CredentialError } from './resolver.js';
+
 /** An Azure storage account and one way to authenticate to it. */
 export interface ImportedAzureCredential {
   provider: 'az';
@@ -135,36 +138,21 @@ export function isServiceAccountKey(json: unknown): boolean {
   return typeof json === 'object' && json !== null && (json as Record<string, unknown>).type === 'service_account';
 }
 
-/** A Google service-account JSON key file. */
+/** A Google service-account JSON key file (checked by gcs-key-file.ts, which mounts use too). */
 export function parseServiceAccountKey(where: string, text: string): ImportedGcsCredential {
-  let json: unknown;
+  let key;
   try {
-    json = JSON.parse(text);
+    key = checkServiceAccountKey(text, where);
   } catch (error) {
-    const at = /position (\d+)/.exec((error as Error).message)?.[1];
-    throw new CloudCredentialError(`${where}: not valid JSON${at === undefined ? '' : ` (at character ${at})`}; expected a service-account key file`);
+    if (error instanceof CredentialError) throw new CloudCredentialError(error.message);
+    throw error;
   }
-  if (typeof json !== 'object' || json === null) throw new CloudCredentialError(`${where}: expected a JSON object (a service-account key file)`);
-  const key = json as Record<string, unknown>;
-  if (key.type !== 'service_account') {
-    const type = typeof key.type === 'string' ? `'${key.type}'` : 'none';
-    throw new CloudCredentialError(`${where}: "type" is ${type}, expected "service_account" (create a key for a service account in the Google Cloud console)`);
-  }
-  const field = (name: string): string => {
-    const value = key[name];
-    if (typeof value !== 'string' || value === '') throw new CloudCredentialError(`${where}: the service-account key has no "${name}"`);
-    return value;
-  };
-  const privateKey = field('private_key');
-  if (!privateKey.includes('PRIVATE KEY-----')) throw new CloudCredentialError(`${where}: "private_key" is not a PEM private key`);
-  const optional = (name: string) => (typeof key[name] === 'string' && key[name] !== '' ? (key[name] as string) : undefined);
   return {
     provider: 'gs',
-    clientEmail: field('client_email'),
-    privateKey,
-    ...(optional('project_id') ? { projectId: optional('project_id') } : {}),
-    ...(optional('token_uri') ? { tokenUri: optional('token_uri') } : {}),
-    suggestedName: optional('project_id'),
+    clientEmail: key.clientEmail,
+    privateKey: key.privateKey,
+    ...(key.projectId ? { projectId: key.projectId, suggestedName: key.projectId } : {}),
+    ...(key.tokenUri ? { tokenUri: key.tokenUri } : {}),
   };
 }
 

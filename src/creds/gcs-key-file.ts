@@ -19,6 +19,8 @@ export interface ServiceAccountKey {
   projectId?: string;
   /** The key's id (not a secret), for messages. */
   privateKeyId?: string;
+  /** Where the key is exchanged for tokens; Google's own unless the file says otherwise. */
+  tokenUri?: string;
 }
 
 /** Reads and checks a key file; throws `CredentialError` with one line naming the file. */
@@ -43,8 +45,9 @@ export function parseServiceAccountKey(text: string, path: string): ServiceAccou
   try {
     json = JSON.parse(text);
   } catch (error) {
-    // JSON.parse's message says where ("... at position 17"); it never quotes much of the text.
-    fail(`is not valid JSON: ${(error as Error).message.split('\n')[0]}`);
+    // Only the position: JSON.parse's own message quotes the text around it, which may be the key.
+    const at = /position (\d+)/.exec((error as Error).message)?.[1];
+    fail(`is not valid JSON${at === undefined ? '' : ` (at character ${at})`}`);
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) fail('is not a JSON object: expected a service-account key');
   const key = json as Record<string, unknown>;
@@ -67,5 +70,6 @@ export function parseServiceAccountKey(text: string, path: string): ServiceAccou
   }
   const projectId = typeof key.project_id === 'string' && key.project_id ? key.project_id : undefined;
   const privateKeyId = typeof key.private_key_id === 'string' && key.private_key_id ? key.private_key_id : undefined;
-  return { clientEmail: clientEmail as string, privateKey: privateKey as string, projectId, privateKeyId };
+  const tokenUri = typeof key.token_uri === 'string' && key.token_uri ? key.token_uri : undefined;
+  return { clientEmail: clientEmail as string, privateKey: privateKey as string, projectId, privateKeyId, ...(tokenUri ? { tokenUri } : {}) };
 }

@@ -104,6 +104,7 @@ export class AzureStore implements ObjectStore {
   readonly stats: StoreStats = { requests: 0, retries: 0, failures: 0, byOperation: {} };
   readonly endpoint: string;
   private readonly container: ContainerClient;
+  private readonly service: BlobServiceClient;
   /** Open block-list uploads: their metadata, committed with the list. */
   private readonly uploads = new Map<string, PendingUpload>();
 
@@ -137,7 +138,17 @@ export class AzureStore implements ObjectStore {
       keepAliveOptions: { enable: true },
     });
     const sas = options.credential.kind === 'sas' ? `?${options.credential.token.replace(/^\?/, '')}` : '';
-    this.container = new BlobServiceClient(`${this.endpoint}${sas}`, pipeline).getContainerClient(options.container);
+    this.service = new BlobServiceClient(`${this.endpoint}${sas}`, pipeline);
+    this.container = this.service.getContainerClient(options.container);
+  }
+
+  /** The account's containers, for `objmount creds` (an account key, or an account SAS that may list). */
+  async listContainers(): Promise<string[]> {
+    return this.call('list containers', '', async () => {
+      const names: string[] = [];
+      for await (const container of this.service.listContainers()) names.push(container.name);
+      return names;
+    });
   }
 
   /** Checks that the container exists and that the credential may list it. */

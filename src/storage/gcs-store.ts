@@ -129,6 +129,12 @@ export class GcsStore implements ObjectStore {
     });
   }
 
+  /** The project's buckets, for `objmount creds` (a service account's key names its project). */
+  async listBuckets(): Promise<string[]> {
+    const [buckets] = await this.call('list buckets', '', () => this.storage.getBuckets({ autoPaginate: true }));
+    return buckets.map((bucket) => bucket.name);
+  }
+
   /** Checks that the bucket exists and the credential may list it. */
   async probe(prefix: string): Promise<void> {
     await this.call('probe', prefix, () => this.bucket().getFiles({ prefix, maxResults: 1, autoPaginate: false }));

@@ -1,5 +1,7 @@
 /** The credential files providers hand out, read into one shape (src/creds/formats.ts). Keys are fake. */
 
+import { generateKeyPairSync } from 'node:crypto';
+
 import { describe, expect, it } from 'vitest';
 
 import { CredentialFormatError, detectFormat, parseCredentials, parseEnvironment } from '../../src/creds/formats.js';
@@ -173,14 +175,17 @@ describe('detecting and reading each format', () => {
   });
 });
 
-/** A service-account key file as the Google Cloud console writes it (the key is a dummy). */
+/** A throwaway RSA key, so that key files in these tests hold a real (if useless) key. */
+const PEM = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+
+/** A service-account key file as the Google Cloud console writes it. */
 function serviceAccountKey(overrides: Record<string, unknown> = {}): string {
   return JSON.stringify(
     {
       type: 'service_account',
       project_id: 'my-project-123',
       private_key_id: '0123456789abcdef0123456789abcdef01234567',
-      private_key: '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDummyDummyDummy\n-----END PRIVATE KEY-----\n',
+      private_key: PEM,
       client_email: 'objmount-test@my-project-123.iam.gserviceaccount.com',
       client_id: '123456789012345678901',
       auth_uri: 'https://accounts.google.com/o/oauth2/auth',
@@ -276,17 +281,17 @@ describe('Google Cloud credentials', () => {
   });
 
   it('fails a malformed key file on one line naming what is wrong, never quoting the key', () => {
-    expect(() => parseCredentials('sa.json', serviceAccountKey({ client_email: undefined }))).toThrow(/^sa.json: the service-account key has no "client_email"$/);
-    expect(() => parseCredentials('sa.json', serviceAccountKey({ private_key: 'not a key' }))).toThrow(/"private_key" is not a PEM private key/);
-    expect(() => parseCredentials('sa.json', serviceAccountKey({ type: 'authorized_user' }), 'gcs')).toThrow(/"type" is 'authorized_user', expected "service_account"/);
+    expect(() => parseCredentials('sa.json', serviceAccountKey({ client_email: undefined }))).toThrow(/^the GCS key file sa.json has no "client_email"/);
+    expect(() => parseCredentials('sa.json', serviceAccountKey({ private_key: 'not a key' }))).toThrow(/"private_key" that is not a PEM key/);
+    expect(() => parseCredentials('sa.json', serviceAccountKey({ type: 'authorized_user' }), 'gcs')).toThrow(/holds a user's gcloud login/);
     const broken = serviceAccountKey().slice(0, 200);
     expect(detectFormat('sa.json', broken)).toBe('gcs');
     try {
       parseCredentials('sa.json', broken);
       expect.unreachable();
     } catch (error) {
-      expect((error as Error).message).toMatch(/^sa.json: not valid JSON/);
-      expect((error as Error).message).not.toContain('MIIEvQ');
+      expect((error as Error).message).toMatch(/^the GCS key file sa.json is not valid JSON/);
+      expect((error as Error).message).not.toContain('MII');
     }
   });
 

@@ -35,11 +35,12 @@ describe('parseServiceAccountKey', () => {
       privateKey: pem,
       projectId: 'my-project',
       privateKeyId: 'abc123',
+      tokenUri: 'https://oauth2.googleapis.com/token',
     });
   });
 
   it.each([
-    ['{"type": "service_account",', /^the GCS key file \/etc\/objmount\/key\.json is not valid JSON: /],
+    ['{"type": "service_account",', /^the GCS key file \/etc\/objmount\/key\.json is not valid JSON/],
     [[1, 2], /is not a JSON object: expected a service-account key$/],
     [key({ type: 'authorized_user' }), /holds a user's gcloud login \(type authorized_user\), not a service-account key/],
     [key({ type: 'external_account' }), /workload identity federation/],
