@@ -9,12 +9,11 @@
  */
 
 import type { AzureCredential } from '../storage/azure-store.js';
+import { CloudCredentialError, parseConnectionString as parseAzureConnectionString } from './cloud-formats.js';
 import { CredentialError } from './resolver.js';
 import type { CredentialStore, StoredAzureCredential } from './store.js';
 
-/** Azurite's and the storage emulator's development account, documented by Microsoft; not a secret. */
-export const DEVELOPMENT_ACCOUNT = 'devstoreaccount1';
-export const DEVELOPMENT_ACCOUNT_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+export { DEVELOPMENT_ACCOUNT, DEVELOPMENT_ACCOUNT_KEY } from './cloud-formats.js';
 
 export interface ResolvedAzureCredential {
   credential: AzureCredential;
@@ -59,35 +58,17 @@ export class AzureEnvironmentResolver implements AzureCredentialResolver {
   }
 }
 
-/** The parts of a storage connection string that objmount uses. */
+/** The parts of a storage connection string that objmount uses (parsed by cloud-formats.ts). */
 export function parseConnectionString(text: string): { account?: string; endpoint?: string; credential: AzureCredential } {
-  const fields = new Map<string, string>();
-  for (const part of text.split(';')) {
-    const cut = part.indexOf('=');
-    if (cut <= 0) continue;
-    // Values (keys, SAS) may contain '=': only the first one separates.
-    fields.set(part.slice(0, cut).trim().toLowerCase(), part.slice(cut + 1).trim());
+  let parsed;
+  try {
+    parsed = parseAzureConnectionString('AZURE_STORAGE_CONNECTION_STRING', text);
+  } catch (error) {
+    if (error instanceof CloudCredentialError) throw new CredentialError(error.message);
+    throw error;
   }
-  if (fields.get('usedevelopmentstorage')?.toLowerCase() === 'true') {
-    return {
-      account: DEVELOPMENT_ACCOUNT,
-      endpoint: `http://127.0.0.1:10000/${DEVELOPMENT_ACCOUNT}`,
-      credential: { kind: 'sharedKey', accountKey: DEVELOPMENT_ACCOUNT_KEY },
-    };
-  }
-  const account = fields.get('accountname');
-  const protocol = fields.get('defaultendpointsprotocol') ?? 'https';
-  const suffix = fields.get('endpointsuffix') ?? 'core.windows.net';
-  const endpoint = fields.get('blobendpoint') ?? (account ? `${protocol}://${account}.blob.${suffix}` : undefined);
-  const key = fields.get('accountkey');
-  const sas = fields.get('sharedaccesssignature');
-  if (!key && !sas) {
-    throw new CredentialError('AZURE_STORAGE_CONNECTION_STRING has neither AccountKey nor SharedAccessSignature');
-  }
-  if (key && !account) throw new CredentialError('AZURE_STORAGE_CONNECTION_STRING has an AccountKey but no AccountName');
-  if (!endpoint) throw new CredentialError('AZURE_STORAGE_CONNECTION_STRING names neither AccountName nor BlobEndpoint');
-  const credential: AzureCredential = key ? { kind: 'sharedKey', accountKey: key } : { kind: 'sas', token: sas!.replace(/^\?/, '') };
-  return { account, endpoint, credential };
+  const credential: AzureCredential = parsed.accountKey ? { kind: 'sharedKey', accountKey: parsed.accountKey } : { kind: 'sas', token: parsed.sas! };
+  return { account: parsed.account, endpoint: parsed.endpoint, credential };
 }
 
 /**

@@ -38,11 +38,15 @@ export class CloudCredentialError extends Error {
   override readonly name = 'CloudCredentialError';
 }
 
-/** Azurite's well-known development account, which connection strings name by a shortcut. */
+/** Azurite's and the storage emulator's development account, documented by Microsoft; not a secret. */
+export const DEVELOPMENT_ACCOUNT = 'devstoreaccount1';
+export const DEVELOPMENT_ACCOUNT_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+
+/** What `UseDevelopmentStorage=true` (and rclone's use_emulator) stands for. */
 const DEVELOPMENT_STORAGE = {
-  account: 'devstoreaccount1',
-  accountKey: 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==',
-  endpoint: 'http://127.0.0.1:10000/devstoreaccount1',
+  account: DEVELOPMENT_ACCOUNT,
+  accountKey: DEVELOPMENT_ACCOUNT_KEY,
+  endpoint: `http://127.0.0.1:10000/${DEVELOPMENT_ACCOUNT}`,
 };
 
 /** `Key=value;Key=value` (a connection string), keys case-insensitive. */

@@ -79,8 +79,8 @@ describe('Azure credentials from the environment', () => {
       credential: { kind: 'sharedKey', accountKey: DEVELOPMENT_ACCOUNT_KEY },
     });
     expect(parseConnectionString('BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=sv=2022&sig=a%3D')).toEqual({
-      account: undefined,
-      endpoint: 'https://acct.blob.core.windows.net/',
+      account: 'acct', // from the endpoint's host
+      endpoint: 'https://acct.blob.core.windows.net',
       credential: { kind: 'sas', token: 'sv=2022&sig=a%3D' },
     });
     expect(() => parseConnectionString('AccountName=acct')).toThrow(/neither AccountKey nor SharedAccessSignature/);
