@@ -136,15 +136,7 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     debugFuse: args['debug-fuse'],
   };
   checkReadOptions(options);
-  if (options.source.provider === 'az' && args.creds !== undefined) {
-    // Stored credentials are not wired for Azure yet: ignoring the flag would use another key.
-    // (--region and --path-style are ignored: a config file may set them for S3 mounts.)
-    throw new OptionError(
-      `--creds does not apply to az:// sources yet: Azure credentials come from AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_CONNECTION_STRING`,
-    );
-  }
   if (args['key-file'] !== undefined && options.source.provider !== 'gs') throw new OptionError('--key-file is for gs:// sources only');
-  if (args.creds !== undefined && options.source.provider === 'gs') throw new OptionError('--creds: stored credentials are for s3:// sources; for gs:// give --key-file');
   if (options.metricsPort !== undefined && !(Number.isInteger(options.metricsPort) && options.metricsPort > 0 && options.metricsPort < 65536)) {
     throw new OptionError(`--metrics-port ${options.metricsPort} is not a TCP port (1 to 65535)`);
   }
@@ -188,7 +180,7 @@ async function mountCommand(args: MountArgs, env: NodeJS.ProcessEnv): Promise<vo
     // Lines for a person at a terminal; JSON lines for the log file or the journal.
     const logger: Logger = process.stderr.isTTY ? createLogger((line) => process.stderr.write(line), level) : createJsonLogger(2, level);
     // The SDK and the FUSE binding load only for commands that mount.
-    const [{ startMount }, { DefaultChainResolver, StoreResolver }, { CredentialStore }, { AzureEnvironmentResolver }] = await Promise.all([
+    const [{ startMount }, { DefaultChainResolver, StoreResolver }, { CredentialStore }, { AzureEnvironmentResolver, StoredAzureResolver }] = await Promise.all([
       import('../daemon/mount.js'),
       import('../creds/resolver.js'),
       import('../creds/store.js'),
@@ -198,7 +190,21 @@ async function mountCommand(args: MountArgs, env: NodeJS.ProcessEnv): Promise<vo
     const resolver = new StoreResolver(credentials, new DefaultChainResolver(env), args.creds);
     try {
       await runForeground({
-        start: () => startMount(options, { resolver, azureResolver: new AzureEnvironmentResolver(env), logger }),
+        start: () =>
+          startMount(options, {
+            resolver,
+            azureResolver: new StoredAzureResolver(credentials, new AzureEnvironmentResolver(env), args.creds),
+            gcsKeys: async (bucket) => {
+              const contents = await credentials.read();
+              const name = args.creds ?? contents.pairings[`gs://${bucket}`];
+              const stored = name === undefined ? undefined : contents.credentials[name];
+              if (args.creds !== undefined && stored?.provider !== 'gs') {
+                throw new UserError(`no stored Google Cloud credential named '${args.creds}' (see 'objmount creds list')`);
+              }
+              return stored?.provider === 'gs' ? { ...stored } : undefined;
+            },
+            logger,
+          }),
         logger,
         registry,
         logFile: options.logFile,
@@ -328,8 +334,12 @@ function credsCommands(y: Argv, env: NodeJS.ProcessEnv): Argv {
     .command(
       'pair <uri> <name>',
       'use credential NAME for bucket URI (s3://bucket, az://account/container, gs://bucket), for keys that may not list buckets; NAME public: unsigned requests to a public s3:// bucket',
-      (c) => c.positional('uri', { type: 'string', demandOption: true }).positional('name', { type: 'string', demandOption: true }),
-      async (args) => (await commands()).pairBucket(await context(), args.uri, args.name),
+      (c) =>
+        c
+          .positional('uri', { type: 'string', demandOption: true })
+          .positional('name', { type: 'string', demandOption: true, describe: 'a stored credential, public, or "?SAS" (an Azure container SAS)' })
+          .option('endpoint', { type: 'string', describe: "with a SAS: the blob service URL (default: a stored credential's of the account, else Azure's)" }),
+      async (args) => (await commands()).pairBucket(await context(), args.uri, args.name, args.endpoint),
     )
     .command(
       'unpair <uri>',

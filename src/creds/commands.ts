@@ -10,6 +10,7 @@ import { resolve as resolvePath } from 'node:path';
 
 import { UserError } from '../daemon/user-error.js';
 import { isStoreError } from '../storage/object-store.js';
+import { AzureStore } from '../storage/azure-store.js';
 import { S3Store } from '../storage/s3-store.js';
 import { type CredentialFormat, CredentialFormatError, type ImportedCredential, parseCredentials, parseEnvironment } from './formats.js';
 import {
@@ -101,13 +102,63 @@ function clientFor(credential: AnyCredential, name: string): AccountClient {
           }
         },
       };
-    case 'az':
-    case 'gs': {
-      const which = credential.provider === 'az' ? 'Azure Blob Storage' : 'Google Cloud Storage';
-      const refuse = async (): Promise<never> => {
-        throw new UserError(`'${name}' is a ${which} credential; this build of objmount cannot reach ${which} yet`);
+    case 'az': {
+      const azure = (container: string) =>
+        new AzureStore({
+          account: credential.account,
+          container,
+          endpoint: credential.endpoint,
+          credential: credential.accountKey ? { kind: 'sharedKey', accountKey: credential.accountKey } : { kind: 'sas', token: credential.sas! },
+          credentialDescription: `credential '${name}' (Azure account ${credential.account})`,
+          maxAttempts: 2,
+          tryTimeoutMs: 10_000,
+        });
+      return {
+        async listBuckets() {
+          try {
+            // Listing is account-wide; the store still wants a container name ($root is Azure's own).
+            return await azure('$root').listContainers();
+          } catch (error) {
+            if (isStoreError(error, 'AccessDenied')) return 'denied'; // a SAS without list permission on the account
+            throw error;
+          }
+        },
+        probe: (container) => azure(container).probe(''),
       };
-      return { listBuckets: refuse, probe: refuse };
+    }
+    case 'gs': {
+      const gcs = async (bucket: string) => {
+        const { GcsStore } = await import('../storage/gcs-store.js'); // large: loaded only for GCS
+        return new GcsStore({
+          bucket,
+          endpoint: credential.endpoint,
+          auth: { kind: 'key', clientEmail: credential.clientEmail, privateKey: credential.privateKey, projectId: credential.projectId },
+          credentialDescription: `credential '${name}' (service account ${credential.clientEmail})`,
+          maxRetries: 1,
+          requestTimeoutMs: 15_000,
+        });
+      };
+      return {
+        async listBuckets() {
+          const store = await gcs('');
+          try {
+            return await store.listBuckets();
+          } catch (error) {
+            if (isStoreError(error, 'AccessDenied')) return 'denied';
+            throw error;
+          } finally {
+            store.destroy();
+          }
+        },
+        async probe(bucket) {
+          const store = await gcs(bucket);
+          try {
+            await store.probe('');
+          } finally {
+            store.destroy();
+          }
+        },
+      };
     }
   }
 }
@@ -357,8 +408,9 @@ export async function detectAndPair(ctx: CredsContext, name: string | undefined)
  * Pairs a bucket with a stored credential (after checking it can reach the bucket), or with
  * 'public' for a bucket anyone may read (requests then go unsigned).
  */
-export async function pairBucket(ctx: CredsContext, uri: string, name: string): Promise<void> {
+export async function pairBucket(ctx: CredsContext, uri: string, name: string, endpoint?: string): Promise<void> {
   const target = parseBucketUri(uri);
+  if (name.startsWith('?') || /(^|&)sig=/.test(name)) return pairWithSas(ctx, target, name.replace(/^\?/, ''), endpoint);
   if (name === 'public') {
     if (target.provider !== 's3') throw new UserError(`public pairing is for s3:// buckets; ${uri} needs a credential`);
     // The endpoint is the mount's (--endpoint, or AWS): a public bucket is checked when mounted.
@@ -384,6 +436,32 @@ export async function pairBucket(ctx: CredsContext, uri: string, name: string): 
     latest.pairings[target.uri] = name;
   });
   ctx.print(`paired ${target.uri} with '${name}'`);
+}
+
+/**
+ * A container SAS (`pair az://account/container "?sv=…&sig=…"`): stored as a credential of its
+ * own, named after the container, checked against the container, and paired with it. The blob
+ * endpoint is `--endpoint`, else that of a stored credential of the same account, else Azure's.
+ */
+async function pairWithSas(ctx: CredsContext, target: ReturnType<typeof parseBucketUri>, sas: string, endpointOption: string | undefined): Promise<void> {
+  if (target.provider !== 'az') throw new UserError(`a SAS is for az:// containers; ${target.uri} needs a credential`);
+  const account = target.uri.slice('az://'.length).split('/')[0]!;
+  const contents = await ctx.store.read();
+  const sibling = Object.values(contents.credentials).find((c): c is StoredAzureCredential => c.provider === 'az' && c.account === account && c.endpoint !== undefined);
+  const endpoint = endpointOption ?? sibling?.endpoint;
+  const name = `${account}-${target.bucket}`;
+  const credential = { provider: 'az' as const, account, sas, ...(endpoint ? { endpoint } : {}), name };
+  try {
+    await clientFor(credential, name).probe(target.bucket);
+  } catch (error) {
+    if (isStoreError(error)) throw new UserError(`cannot pair ${target.uri} with the SAS: ${error.message}`);
+    throw error;
+  }
+  await ctx.store.update((latest) => {
+    latest.credentials[name] = { ...credential, origin: `a container SAS for ${target.uri}`, importedAt: new Date().toISOString() };
+    latest.pairings[target.uri] = name;
+  });
+  ctx.print(`paired ${target.uri} with its SAS, stored as '${name}'`);
 }
 
 export async function unpairBucket(ctx: CredsContext, uri: string): Promise<void> {

@@ -26,10 +26,24 @@ export interface OpenedGcsStore {
   probeHints: Record<string, string>;
 }
 
-export async function openGcsStore(options: MountOptions, logger: Logger): Promise<OpenedGcsStore> {
+/** A service account's key from the credential store (`objmount creds`), found by the bucket's pairing. */
+export interface StoredGcsKey {
+  name: string;
+  clientEmail: string;
+  privateKey: string;
+  projectId?: string;
+  endpoint?: string;
+}
+
+export async function openGcsStore(options: MountOptions, logger: Logger, stored?: StoredGcsKey): Promise<OpenedGcsStore> {
   let auth: GcsStoreOptions['auth'];
   let credentialDescription: string;
-  if (options.keyFile) {
+  let endpoint = options.endpoint;
+  if (!options.keyFile && stored) {
+    auth = { kind: 'key', clientEmail: stored.clientEmail, privateKey: stored.privateKey, projectId: stored.projectId };
+    credentialDescription = `service account ${stored.clientEmail} of the stored credential '${stored.name}'`;
+    endpoint ??= stored.endpoint;
+  } else if (options.keyFile) {
     const { path, from } = options.keyFile;
     try {
       const key = await readServiceAccountKey(path);
@@ -48,7 +62,7 @@ export async function openGcsStore(options: MountOptions, logger: Logger): Promi
   }
   const store = new GcsStore({
     bucket: options.source.bucket,
-    endpoint: options.endpoint,
+    endpoint,
     auth,
     credentialDescription,
     maxParts: options.maxUploadParts,
@@ -59,8 +73,8 @@ export async function openGcsStore(options: MountOptions, logger: Logger): Promi
   return {
     store,
     credentialDescription,
-    endpoint: options.endpoint,
-    location: options.endpoint ?? 'storage.googleapis.com',
+    endpoint,
+    location: endpoint ?? 'storage.googleapis.com',
     probeHints: {
       NoSuchBucket: 'check the bucket name',
       InvalidCredentials: keyHint,

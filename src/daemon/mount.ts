@@ -10,6 +10,7 @@ import { join } from 'node:path';
 
 import { DEFAULTS, MiB, type MountOptions, formatSource } from '../config/mount-options.js';
 import type { AzureCredentialResolver } from '../creds/azure-credentials.js';
+import type { StoredGcsKey } from './gcs-store-factory.js';
 import { CredentialError, type CredentialResolver } from '../creds/resolver.js';
 import { readCaBundle } from '../creds/ca-bundle.js';
 import { FileSystem } from '../fs/file-system.js';
@@ -45,6 +46,8 @@ export interface MountDependencies {
   resolver: CredentialResolver;
   /** Where az:// sources get their credential (the environment today; stored credentials later). */
   azureResolver?: AzureCredentialResolver;
+  /** The stored service-account key paired with a gs:// bucket, if any (`objmount creds`). */
+  gcsKeys?: (bucket: string) => Promise<StoredGcsKey | undefined>;
   logger: Logger;
 }
 
@@ -55,7 +58,9 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
 
   // The GCS SDK is large: it is loaded only for gs:// mounts.
   const { store, credentialDescription, endpoint, location, probeHints } =
-    options.source.provider === 'gs' ? await (await import('./gcs-store-factory.js')).openGcsStore(options, logger) : await openStore(options, deps);
+    options.source.provider === 'gs'
+      ? await (await import('./gcs-store-factory.js')).openGcsStore(options, logger, await deps.gcsKeys?.(options.source.bucket))
+      : await openStore(options, deps);
   const cleanups: Array<() => Promise<unknown> | unknown> = [() => store.destroy()];
   const cleanUp = async () => {
     for (const cleanup of cleanups.reverse()) await Promise.resolve().then(cleanup).catch(() => undefined);

@@ -230,15 +230,67 @@ describe('bad input for an Azure mount', () => {
     expectCleanFailure(other, mnt, /AZURE_STORAGE_ACCOUNT is 'someoneelse'/, AZURITE_ACCOUNT_KEY);
   });
 
-  it('a stored credential named for an Azure source', async () => {
+  it('a stored credential named for an Azure source that is not stored, or is for another account', async () => {
     const mnt = emptyDir('creds-flag');
-    const result = await objmount(['mount', SOURCE, mnt, '--endpoint', azurite.endpoint, '--creds', 'work'], azureTestEnv());
-    expectCleanFailure(result, mnt, /--creds does not apply to az:\/\/ sources yet/);
+    const env = azureTestEnv({ OBJMOUNT_CONFIG_DIR: join(scratch, 'creds-flag-store') });
+    const result = await objmount(['mount', SOURCE, mnt, '--endpoint', azurite.endpoint, '--creds', 'work'], env);
+    expectCleanFailure(result, mnt, /no stored credential named 'work'/);
   });
 
   it('an endpoint where nothing listens', async () => {
     const mnt = emptyDir('unreachable');
     const result = await objmount(['mount', SOURCE, mnt, '--endpoint', 'http://127.0.0.1:9/devstoreaccount1'], azureTestEnv());
     expectCleanFailure(result, mnt, /cannot reach http:\/\/127\.0\.0\.1:9\/devstoreaccount1.*check --endpoint/);
+  });
+});
+
+describe('stored Azure credentials (objmount creds)', () => {
+  const storeEnv = (name: string) => azureTestEnv({ OBJMOUNT_CONFIG_DIR: join(scratch, name), AZURE_STORAGE_KEY: undefined });
+
+  it('imports a connection string, pairs the containers it lists, and mounts by pairing alone', async () => {
+    const env = storeEnv('azure-store-1');
+    const file = join(scratch, 'azurite-connection.txt');
+    writeFileSync(file, `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_ACCOUNT_KEY};BlobEndpoint=${azurite.endpoint};\n`);
+    const imported = await objmount(['creds', 'import', file, '--name', 'azurite'], env);
+    expect(imported.stderr).toBe('');
+    expect(imported.stdout).toMatch(new RegExp(`Imported 'azurite' \\(Azure account ${AZURITE_ACCOUNT} with its account key at .*\\)\\. Detected \\d+ buckets?, paired \\d+: .*${CONTAINER}`));
+    const list = await objmount(['creds', 'list'], env);
+    expect(list.stdout).toContain(`${SOURCE} -> azurite`);
+    expect(list.stdout + (await objmount(['creds', 'show', 'azurite', '--json'], env)).stdout).not.toContain(AZURITE_ACCOUNT_KEY);
+    expect((await objmount(['creds', 'verify', 'azurite'], env)).stdout).toMatch(/azurite: authenticates, lists \d+ bucket\(s\); mounted ok/);
+
+    // No --endpoint, no AZURE_* variables: the pairing says which key and which endpoint.
+    const mount = await mountBucket('', SOURCE, [], env);
+    try {
+      writeFileSync(join(mount.mountpoint, 'via-stored-credential'), 'stored');
+      expect(await blobNames('via-stored-credential')).toEqual(['via-stored-credential']);
+    } finally {
+      await mount.unmount();
+    }
+  });
+
+  it('pairs a container with its own SAS, and mounts with nothing but the SAS', async () => {
+    const env = storeEnv('azure-store-2');
+    const sas = generateBlobSASQueryParameters(
+      { containerName: CONTAINER, permissions: ContainerSASPermissions.parse('racwdl'), expiresOn: new Date(Date.now() + 3_600_000) },
+      new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY),
+    ).toString();
+    const paired = await objmount(['creds', 'pair', SOURCE, `?${sas}`, '--endpoint', azurite.endpoint], env);
+    expect(paired.stderr).toBe('');
+    expect(paired.stdout).toMatch(new RegExp(`paired ${SOURCE} with its SAS, stored as '${AZURITE_ACCOUNT}-${CONTAINER}'`));
+    const shown = await objmount(['creds', 'show', `${AZURITE_ACCOUNT}-${CONTAINER}`, '--json'], env);
+    expect(JSON.parse(shown.stdout)).toMatchObject({ provider: 'az', auth: 'SAS', secret: '********' });
+    expect(shown.stdout).not.toContain(sas.slice(sas.indexOf('sig=')));
+    const mount = await mountBucket('', SOURCE, [], env);
+    try {
+      writeFileSync(join(mount.mountpoint, 'via-sas'), 'sas');
+      expect(readFileSync(join(mount.mountpoint, 'via-sas'), 'utf8')).toBe('sas');
+    } finally {
+      await mount.unmount();
+    }
+    const wrong = await objmount(['creds', 'pair', `az://${AZURITE_ACCOUNT}/nosuchcontainer`, `?${sas}`, '--endpoint', azurite.endpoint], env);
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.stderr.trim().split('\n')).toHaveLength(1);
+    expect(wrong.stderr).toMatch(/cannot pair az:\/\/devstoreaccount1\/nosuchcontainer with the SAS/);
   });
 });

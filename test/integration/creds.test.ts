@@ -3,6 +3,7 @@
  * pairing a key that may not list buckets, mounting by pairing alone, and bad input.
  */
 
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -216,5 +217,20 @@ describe('public buckets', () => {
     }
     const refused = await objmount(['creds', 'pair', 'az://acct/container', 'public'], env);
     expect(refused.stderr).toMatch(/public pairing is for s3:\/\/ buckets/);
+  });
+});
+
+describe('Google Cloud credentials', () => {
+  it('verify a service-account key against Google before storing it: unreachable here, so one line and nothing stored', async () => {
+    const env = freshEnv('store-gcs');
+    const key = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const file = join(scratch, 'sa.json');
+    writeFileSync(file, JSON.stringify({ type: 'service_account', project_id: 'p-1', private_key: key, client_email: 'sa@p-1.iam.gserviceaccount.com', token_uri: 'https://oauth2.googleapis.com/token' }));
+    const imported = await objmount(['creds', 'import', file], env, 120_000);
+    expect(imported.code).not.toBe(0);
+    expect(imported.stderr.trim().split('\n')).toHaveLength(1);
+    expect(imported.stderr).toMatch(/^objmount: cannot import p-1: /);
+    expect(imported.stderr).not.toContain('PRIVATE KEY');
+    expect((await objmount(['creds', 'list'], env)).stdout).toMatch(/no credentials in/);
   });
 });

@@ -13,7 +13,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 import { Storage } from '@google-cloud/storage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -194,8 +194,10 @@ describe('gs:// mounts that cannot start', () => {
   it('refuses options that are for the other kind of source', async () => {
     const onS3 = await objmount(['mount', 's3://bucket', '/nonexistent/mnt', '--key-file', '/k.json'], gcsEnv());
     expect(onS3).toMatchObject({ code: 2, stderr: 'objmount: --key-file is for gs:// sources only\n' });
-    const onGs = await objmount(['mount', 'gs://bucket', '/nonexistent/mnt', '--creds', 'partner'], gcsEnv());
-    expect(onGs).toMatchObject({ code: 2, stderr: 'objmount: --creds: stored credentials are for s3:// sources; for gs:// give --key-file\n' });
+    const mountpoint = mkdtempSync(join(tmpdir(), 'objmount-gcs-creds-'));
+    const onGs = await objmount(['mount', 'gs://bucket', mountpoint, '--creds', 'partner'], { ...gcsEnv(), OBJMOUNT_CONFIG_DIR: join(mountpoint, '..', `${basename(mountpoint)}-store`) });
+    expect(onGs).toMatchObject({ code: 1, stderr: "objmount: no stored Google Cloud credential named 'partner' (see 'objmount creds list')\n" });
+    expect(isMounted(mountpoint)).toBe(false);
   });
 
   it('says the endpoint cannot be reached', async () => {
