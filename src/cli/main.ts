@@ -14,7 +14,7 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 
 import { configFilePath, readConfigFile } from '../config/config-file.js';
-import { DEFAULTS, type MountOptions, OptionError, checkReadOptions, defaultMemoryLimit, formatSource, parseSize, parseSource } from '../config/mount-options.js';
+import { DEFAULTS, type MountOptions, type MountSource, OptionError, checkReadOptions, defaultMemoryLimit, formatSource, parseSize, parseSource } from '../config/mount-options.js';
 import { MountRegistry } from '../daemon/registry.js';
 import { unmount } from '../daemon/unmount.js';
 import { UserError } from '../daemon/user-error.js';
@@ -25,8 +25,8 @@ const DAEMON_CHILD = 'OBJMOUNT_DAEMON_CHILD';
 
 function mountFlags(y: Argv) {
   return y
-    .positional('source', { type: 'string', demandOption: true, describe: 's3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix]' })
-    .positional('mountpoint', { type: 'string', demandOption: true, describe: 'an empty directory' })
+    .positional('source', { type: 'string', demandOption: true, describe: 's3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix] (or, alone, the mountpoint of the root view)' })
+    .positional('mountpoint', { type: 'string', describe: 'an empty directory' })
     .option('endpoint', { type: 'string', describe: "endpoint URL of an S3-compatible store (default: the bucket's stored credential's, else AWS), or an Azure blob service URL (default https://ACCOUNT.blob.core.windows.net; Azure credentials come from AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_CONNECTION_STRING)" })
     .option('region', { type: 'string', describe: `region (default: the stored credential's, else $AWS_REGION, else ${DEFAULTS.region})` })
     .option('path-style', {
@@ -99,9 +99,13 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     if (!Number.isFinite(value) || value < 0) throw new OptionError(`--${name} must be a number of 0 or more`);
     return value;
   };
+  // `mount DIR` alone is the root view: the buckets of the stored credentials, all under DIR.
+  const rootView = args.mountpoint === undefined && !args.source.includes('://');
+  if (args.mountpoint === undefined && !rootView) throw new OptionError(`name the mountpoint: objmount mount ${args.source} DIRECTORY`);
   const options: MountOptions = {
-    source: parseSource(args.source),
-    mountpoint: args.mountpoint,
+    source: rootView ? ROOT_VIEW_SOURCE : parseSource(args.source),
+    rootView,
+    mountpoint: rootView ? args.source : args.mountpoint!,
     endpoint: args.endpoint,
     keyFile: gcsKeyFile(args['key-file'], env),
     region: args.region,
@@ -151,6 +155,9 @@ function gcsKeyFile(flag: string | undefined, env: NodeJS.ProcessEnv): MountOpti
   return fromEnv ? { path: resolve(fromEnv), from: 'GOOGLE_APPLICATION_CREDENTIALS' } : undefined;
 }
 
+/** The root view mounts no one source; this stands in where a source names the mount (staging, logs). */
+const ROOT_VIEW_SOURCE: MountSource = { provider: 's3', bucket: 'root-view', prefix: '' };
+
 /**
  * The staging directory when --staging-dir is not given: one per source, endpoint and mountpoint,
  * so the next mount of the same thing finds what a killed daemon left (async mode's journal,
@@ -194,6 +201,7 @@ async function mountCommand(args: MountArgs, env: NodeJS.ProcessEnv): Promise<vo
           startMount(options, {
             resolver,
             azureResolver: new StoredAzureResolver(credentials, new AzureEnvironmentResolver(env), args.creds),
+            pairings: async () => (await credentials.read()).pairings,
             gcsKeys: async (bucket) => {
               const contents = await credentials.read();
               const name = args.creds ?? contents.pairings[`gs://${bucket}`];
@@ -246,7 +254,8 @@ async function daemonize(options: MountOptions, env: NodeJS.ProcessEnv): Promise
   child.disconnect();
   child.unref();
   // A container name alone does not say which account: Azure sources are shown whole.
-  process.stdout.write(`mounted ${options.source.account ? formatSource(options.source) : options.source.bucket} on ${resolve(options.mountpoint)} (log: ${logFile})\n`);
+  const what = options.rootView ? 'the root view' : options.source.account ? formatSource(options.source) : options.source.bucket;
+  process.stdout.write(`mounted ${what} on ${resolve(options.mountpoint)} (log: ${logFile})\n`);
 }
 
 /** `objmount creds …`; the commands load the SDK only when they run. */
@@ -365,8 +374,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     .scriptName('objmount')
     .usage('$0 <command> [options]\n\nMount S3 buckets (and S3-compatible stores) as directories.')
     .command(
-      'mount <source> <mountpoint>',
-      'mount s3://bucket[/prefix] on an empty directory',
+      'mount <source> [mountpoint]',
+      'mount s3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix] on an empty directory; with the directory alone, the root view: every paired bucket as s3/<bucket>, az/<account>/<container>, gs/<bucket>',
       (y) => withConfigFile(mountFlags(y), env),
       (args) => mountCommand(args as MountArgs, env),
     )

@@ -15,7 +15,10 @@ export interface MountSource {
 }
 
 export interface MountOptions {
+  /** What to mount; unused in the root view. */
   source: MountSource;
+  /** The root view: every paired bucket of the stored credentials under one mountpoint. */
+  rootView?: boolean;
   mountpoint: string;
   /** Custom endpoint URL for S3-compatible stores (gs://: a custom JSON API endpoint, e.g. an emulator). */
   endpoint?: string;

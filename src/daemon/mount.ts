@@ -8,13 +8,14 @@ import { mkdir, mkdtemp, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { DEFAULTS, MiB, type MountOptions, formatSource } from '../config/mount-options.js';
+import { DEFAULTS, MiB, type MountOptions, formatSource, parseSource } from '../config/mount-options.js';
 import type { AzureCredentialResolver } from '../creds/azure-credentials.js';
 import type { StoredGcsKey } from './gcs-store-factory.js';
 import { CredentialError, type CredentialResolver } from '../creds/resolver.js';
 import { readCaBundle } from '../creds/ca-bundle.js';
 import { FileSystem } from '../fs/file-system.js';
 import { MemoryBudget } from '../fs/memory-budget.js';
+import { type MountedFileSystem, RootView, type Space } from '../fs/root-view.js';
 import { BlockCache } from '../fs/read/block-cache.js';
 import { DiskCache } from '../fs/read/disk-cache.js';
 import { FileUploader } from '../fs/write/file-uploader.js';
@@ -48,14 +49,29 @@ export interface MountDependencies {
   azureResolver?: AzureCredentialResolver;
   /** The stored service-account key paired with a gs:// bucket, if any (`objmount creds`). */
   gcsKeys?: (bucket: string) => Promise<StoredGcsKey | undefined>;
+  /** The stored pairings (`s3://b`, `az://a/c`, `gs://b` → credential name or 'public'), for the root view. */
+  pairings?: () => Promise<Record<string, string>>;
   logger: Logger;
 }
 
-export async function startMount(options: MountOptions, deps: MountDependencies): Promise<RunningMount> {
+/** One bucket's stack under the FUSE session: its store, caches and file system. */
+interface BucketStack {
+  source: string;
+  fs: FileSystem;
+  store: MountedStore;
+  blockCache: BlockCache;
+  memoryBudget: MemoryBudget;
+  disk?: DiskCache;
+  stagingDir: string;
+  credentialDescription: string;
+  /** Releases what the stack holds (after its uploads are drained). */
+  cleanUp(): Promise<void>;
+}
+
+/** Opens `options.source`: its credential and store (probed), staging (recovered), caches, file system. */
+async function openBucket(options: MountOptions, deps: MountDependencies, memoryLimit = options.memoryLimit): Promise<BucketStack> {
   const { logger } = deps;
   const source = formatSource(options.source);
-  const mountpoint = await prepareMountpoint(options.mountpoint);
-
   // The GCS SDK is large: it is loaded only for gs:// mounts.
   const { store, credentialDescription, endpoint, location, probeHints } =
     options.source.provider === 'gs'
@@ -99,10 +115,10 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
       }
       cleanups.push(() => disk?.settled());
     }
-    const memoryBudget = new MemoryBudget(options.memoryLimit);
+    const memoryBudget = new MemoryBudget(memoryLimit);
     const blockCache = new BlockCache(store, {
       blockSize: options.blockSize,
-      memoryLimit: options.memoryLimit,
+      memoryLimit,
       maxConnections: options.maxConnections,
       disk,
       budget: memoryBudget,
@@ -125,6 +141,88 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
       readAhead: { minReadAhead: Math.min(MiB, options.readAhead), maxReadAhead: options.readAhead },
       logger,
     });
+    return { source, fs, store, blockCache, memoryBudget, disk, stagingDir, credentialDescription, cleanUp };
+  } catch (error) {
+    await cleanUp();
+    throw error;
+  }
+}
+
+/**
+ * The root view (`objmount mount MOUNTPOINT`): every bucket the stored credentials are paired
+ * with, as s3/<bucket>, az/<account>/<container> and gs/<bucket>, each opened on first use.
+ */
+function openRootView(options: MountOptions, deps: MountDependencies, stacks: Map<string, BucketStack>): RootView {
+  const catalog = async (): Promise<Space[]> => {
+    const pairings = (await deps.pairings?.()) ?? {};
+    return Object.entries(pairings).map(([uri, name]) => {
+      const source = parseSource(uri);
+      const path = source.provider === 'az' ? ['az', source.account!, source.bucket] : [source.provider, source.bucket];
+      return {
+        path,
+        open: async () => {
+          const key = path.join('/');
+          const staging = options.stagingDir ?? options.defaultStagingDir;
+          const stack = await openBucket(
+            {
+              ...options,
+              source,
+              // The stored credential says where its store is; --endpoint is for public buckets.
+              endpoint: name === 'public' ? options.endpoint : undefined,
+              stagingDir: options.stagingDir ? join(options.stagingDir, key.replace(/\//g, '_')) : undefined,
+              defaultStagingDir: !options.stagingDir && staging ? join(staging, key.replace(/\//g, '_')) : undefined,
+            },
+            deps,
+            // Each open bucket gets a share of the budget (see the note in SEMANTICS.md).
+            Math.max(4 * options.blockSize, Math.floor(options.memoryLimit / 4)),
+          );
+          stacks.set(key, stack);
+          deps.logger.info(`opened ${stack.source} at ${options.mountpoint}/${key} (${stack.credentialDescription})`);
+          return stack.fs;
+        },
+      };
+    });
+  };
+  return new RootView({
+    catalog,
+    catalogTtlMs: 60_000,
+    uid: options.uid,
+    gid: options.gid,
+    statfs: { blockSize: 4096, blocks: 2 ** 40, blocksFree: 2 ** 40, files: 2 ** 32, filesFree: 2 ** 32, nameMax: 255 },
+  });
+}
+
+export async function startMount(options: MountOptions, deps: MountDependencies): Promise<RunningMount> {
+  const { logger } = deps;
+  const mountpoint = await prepareMountpoint(options.mountpoint);
+  const stacks = new Map<string, BucketStack>();
+  let fs: MountedFileSystem;
+  let source: string;
+  let credentialDescription: string;
+  if (options.rootView) {
+    source = 'objmount';
+    const pairings = (await deps.pairings?.()) ?? {};
+    if (Object.keys(pairings).length === 0) {
+      throw new UserError("the root view shows the buckets of stored credentials, and none is paired: import one with 'objmount creds import FILE'");
+    }
+    fs = openRootView(options, deps, stacks);
+    credentialDescription = `${Object.keys(pairings).length} paired bucket(s)`;
+  } else {
+    const stack = await openBucket(options, deps);
+    stacks.set('', stack);
+    fs = stack.fs;
+    source = stack.source;
+    credentialDescription = stack.credentialDescription;
+  }
+  const cleanUpAll = async () => {
+    for (const stack of stacks.values()) await stack.cleanUp();
+  };
+  const cleanups: Array<() => Promise<unknown> | unknown> = [];
+  const cleanUp = async () => {
+    for (const cleanup of cleanups.reverse()) await Promise.resolve().then(cleanup).catch(() => undefined);
+    await cleanUpAll();
+  };
+  try {
     const session = new FuseSession(mountpoint, createOperations(fs, logger), {
       fsName: source,
       allowOther: options.allowOther,
@@ -139,8 +237,18 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     }
     const readAheadKib = Math.min(1024, Math.max(128, options.readAhead / 1024));
     if (!(await setKernelReadAhead(mountpoint, readAheadKib))) logger.debug(`kernel read-ahead left at its default (needs root)`);
-    logger.info(`mounted ${source} on ${mountpoint} (${credentialDescription})`);
+    logger.info(`mounted ${options.rootView ? 'the root view' : source} on ${mountpoint} (${credentialDescription})`);
 
+    const storeTotals = () => {
+      const totals = { requests: 0, retries: 0, failures: 0, byOperation: {} as Record<string, number> };
+      for (const { store, blockCache } of stacks.values()) {
+        totals.requests += store.stats.requests;
+        totals.retries += store.stats.retries + blockCache.stats.retries;
+        totals.failures += store.stats.failures;
+        for (const [op, n] of Object.entries(store.stats.byOperation)) totals.byOperation[op] = (totals.byOperation[op] ?? 0) + n;
+      }
+      return totals;
+    };
     let stopping: Promise<void> | undefined;
     let watcher: NodeJS.Timeout | undefined;
     let signalGone!: () => void;
@@ -160,7 +268,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
           await session.unmount().catch(() => detach(mountpoint, true).catch(() => undefined));
         }
         await cleanUp();
-        const { requests, retries, failures } = store.stats;
+        const { requests, retries, failures } = storeTotals();
         logger.info(`unmounted ${mountpoint} (${requests} store requests, ${retries} retries, ${failures} failed)`);
       })();
       return stopping;
@@ -177,9 +285,14 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     }, 1000);
     watcher.unref();
     const startedAt = new Date();
+    const journal = options.writeMode === 'async' ? (options.rootView ? (options.stagingDir ?? options.defaultStagingDir) : stacks.get('')?.stagingDir) : undefined;
     const status = (): MountStatus => {
-      const cache = blockCache.stats;
-      const lookups = cache.hits + cache.misses;
+      const all = [...stacks.values()];
+      const sum = (value: (stack: BucketStack) => number) => all.reduce((total, stack) => total + value(stack), 0);
+      const hits = sum((s) => s.blockCache.stats.hits);
+      const misses = sum((s) => s.blockCache.stats.misses);
+      const totals = storeTotals();
+      const usage = process.memoryUsage();
       return {
         source,
         mountpoint,
@@ -188,32 +301,29 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
         uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
         bytesRead: fs.stats.bytesRead,
         bytesWritten: fs.stats.bytesWritten,
-        requests: store.stats.requests,
-        requestsByOperation: { ...store.stats.byOperation },
-        retries: store.stats.retries + cache.retries,
-        failedRequests: store.stats.failures,
+        requests: totals.requests,
+        requestsByOperation: totals.byOperation,
+        retries: totals.retries,
+        failedRequests: totals.failures,
         failedOperations: fs.stats.failedOperations,
         cache: {
-          hits: cache.hits,
-          misses: cache.misses,
-          diskHits: cache.diskHits,
-          hitRate: lookups === 0 ? 0 : cache.hits / lookups,
-          memoryBytes: blockCache.memoryUsed,
-          diskBytes: disk?.size ?? 0,
+          hits,
+          misses,
+          diskHits: sum((s) => s.blockCache.stats.diskHits),
+          hitRate: hits + misses === 0 ? 0 : hits / (hits + misses),
+          memoryBytes: sum((s) => s.blockCache.memoryUsed),
+          diskBytes: sum((s) => s.disk?.size ?? 0),
         },
-        memory: (() => {
-          const usage = process.memoryUsage();
-          return {
-            limit: options.memoryLimit,
-            cacheBytes: blockCache.memoryUsed,
-            uploadBytes: memoryBudget.uploadBytes,
-            rss: usage.rss,
-            heapUsed: usage.heapUsed,
-            external: usage.external,
-          };
-        })(),
+        memory: {
+          limit: options.memoryLimit,
+          cacheBytes: sum((s) => s.blockCache.memoryUsed),
+          uploadBytes: sum((s) => s.memoryBudget.uploadBytes),
+          rss: usage.rss,
+          heapUsed: usage.heapUsed,
+          external: usage.external,
+        },
         pendingUploads: fs.pendingFiles.length,
-        journal: options.writeMode === 'async' ? stagingDir : undefined,
+        journal,
       };
     };
     if (options.metricsPort !== undefined) {
@@ -224,7 +334,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
         throw new UserError(`cannot serve metrics on 127.0.0.1:${options.metricsPort}: ${(error as Error).message}`);
       }
     }
-    return { mountpoint, source, gone, stop, status, journal: options.writeMode === 'async' ? stagingDir : undefined };
+    return { mountpoint, source, gone, stop, status, journal };
   } catch (error) {
     await cleanUp();
     throw error;

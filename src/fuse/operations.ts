@@ -7,7 +7,7 @@ import { constants } from 'node:os';
 
 import type { Attributes } from '../fs/attributes.js';
 import { FsError, type FsErrorCode } from '../fs/errors.js';
-import type { FileSystem } from '../fs/file-system.js';
+import type { MountedFileSystem } from '../fs/root-view.js';
 import type { Logger } from '../log/logger.js';
 import type { FuseOperations } from './binding.js';
 
@@ -24,7 +24,7 @@ const QUIET: ReadonlySet<FsErrorCode> = new Set(['ENOENT', 'EEXIST', 'ENOTEMPTY'
 
 type Callback = (code: number, ...results: unknown[]) => void;
 
-export function createOperations(fs: FileSystem, logger: Logger): FuseOperations {
+export function createOperations(fs: MountedFileSystem, logger: Logger): FuseOperations {
   /** Runs `work`, answering FUSE with its result or the errno of its failure. */
   const answer = <T>(op: string, path: string, cb: Callback, work: () => Promise<T> | T, reply?: (value: T) => unknown[]) => {
     let promise: Promise<T>;

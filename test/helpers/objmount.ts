@@ -81,7 +81,7 @@ export interface TestMount {
   unmount(): Promise<void>;
 }
 
-/** Mounts `source` from `endpoint` (or wherever its stored credential says, with '') in daemon mode; returns once live. */
+/** Mounts `source` (with '', the root view) from `endpoint` (or wherever its stored credential says, with '') in daemon mode; returns once live. */
 export async function mountBucket(
   endpoint: string,
   source: string,
@@ -95,7 +95,7 @@ export async function mountBucket(
   if (!at) mkdirSync(mountpoint);
   const logFile = join(dir, 'daemon.log');
   const endpointArgs = endpoint ? ['--endpoint', endpoint] : []; // '': the credential store says
-  const result = await objmount(['mount', source, mountpoint, ...endpointArgs, '--log-file', logFile, ...extraArgs], env);
+  const result = await objmount(['mount', ...(source ? [source] : []), mountpoint, ...endpointArgs, '--log-file', logFile, ...extraArgs], env);
   if (result.code !== 0) {
     forceUnmount(mountpoint);
     const log = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
