@@ -184,17 +184,29 @@ export class AzureStore implements ObjectStore {
   }
 
   async get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
-    const { info, body } = await this.getStream(key, options);
+    const { info, body, length } = await this.getStream(key, options);
+    // Into one buffer of the announced length as the chunks arrive (no second copy of a block
+    // while it is joined); a body that ends short is a transient failure, never a short answer.
+    const into = length !== undefined ? Buffer.allocUnsafe(length) : undefined;
     const chunks: Buffer[] = [];
+    let received = 0;
     try {
-      for await (const chunk of body) chunks.push(chunk as Buffer);
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        if (into && received + chunk.length <= into.length) chunk.copy(into, received);
+        else chunks.push(chunk);
+        received += chunk.length;
+      }
     } catch (error) {
       throw this.translate(error, 'get', key);
     }
-    return { info, body: Buffer.concat(chunks) };
+    if (length !== undefined && received !== length) {
+      throw new StoreError('Transient', `${this.description}/${key}: get returned ${received} of ${length} bytes`);
+    }
+    return { info, body: into ?? Buffer.concat(chunks) };
   }
 
-  async getStream(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Readable }> {
+  /** `length` is the body's Content-Length, when the service sent one. */
+  async getStream(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
     const offset = options.range?.start ?? 0;
     const count = options.range ? options.range.end - options.range.start + 1 : undefined;
     const out = await this.call('get', key, () =>
@@ -222,6 +234,7 @@ export class AzureStore implements ObjectStore {
         contentType: out.contentType,
       },
       body: out.readableStreamBody as Readable,
+      length: out.contentLength,
     };
   }
 
