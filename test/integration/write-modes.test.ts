@@ -134,7 +134,7 @@ describe('--write-mode async', () => {
     const staging = mkdtempSync(join(tmpdir(), 'objmount-journal-'));
     const env = testEnv();
     const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--write-mode', 'async', '--staging-dir', staging], env);
-    const files = Array.from({ length: 10 }, (_, i) => ({ key: `slow/drain-${i}`, data: randomBytes(50_000 + i) }));
+    const files = Array.from({ length: 40 }, (_, i) => ({ key: `slow/drain-${i}`, data: randomBytes(50_000 + i) }));
     try {
       mkdirSync(join(mount.mountpoint, 'slow'), { recursive: true });
       for (const { key, data } of files) writeFileSync(join(mount.mountpoint, key), data);
@@ -151,7 +151,7 @@ describe('--write-mode async', () => {
     const staging = mkdtempSync(join(tmpdir(), 'objmount-journal-'));
     const env = testEnv();
     const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--write-mode', 'async', '--staging-dir', staging], env);
-    const files = Array.from({ length: 8 }, (_, i) => ({ key: `slow/forced-${i}`, data: randomBytes(30_000 + i) }));
+    const files = Array.from({ length: 32 }, (_, i) => ({ key: `slow/forced-${i}`, data: randomBytes(30_000 + i) }));
     try {
       mkdirSync(join(mount.mountpoint, 'slow'), { recursive: true });
       for (const { key, data } of files) writeFileSync(join(mount.mountpoint, key), data);
@@ -177,7 +177,7 @@ describe('--write-mode async', () => {
     const staging = mkdtempSync(join(tmpdir(), 'objmount-journal-'));
     const env = testEnv();
     const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--write-mode', 'async', '--staging-dir', staging], env);
-    const files = Array.from({ length: 12 }, (_, i) => ({ key: `slow/forced-unmount-${i}`, data: randomBytes(20_000 + i) }));
+    const files = Array.from({ length: 40 }, (_, i) => ({ key: `slow/forced-unmount-${i}`, data: randomBytes(20_000 + i) }));
     try {
       mkdirSync(join(mount.mountpoint, 'slow'), { recursive: true });
       for (const { key, data } of files) writeFileSync(join(mount.mountpoint, key), data);
