@@ -9,8 +9,8 @@
  * Passes when no operation failed, every read matched, every file is in the store with its bytes,
  * what the daemon holds by its own count (cached blocks and upload part buffers, sampled through
  * `objmount status`) never exceeded the limit, and its peak RSS stayed within its size at start
- * plus 1.5 x the limit (freed Buffers stay resident until V8 collects them). Prints one
- * summary; record it in bench/RESULTS.md.
+ * plus 1.25 x the limit (the budget follows the resident size four times a second; a peak
+ * between two readings may overshoot). Prints one summary; record it in bench/RESULTS.md.
  *
  *   node bench/load.mjs                     # after ./scripts/setup, as root
  *   LOAD_SECONDS=600 LOAD_WRITERS=8 LOAD_READERS=8 node bench/load.mjs
@@ -106,6 +106,9 @@ function worker(script, args, totals) {
   return new Promise((resolve) => child.on('exit', resolve));
 }
 
+// The daemon runs with two malloc arenas (the CLI's daemon mode and the systemd units set it);
+// the bench mounts in the foreground, so it sets the same here.
+process.env.MALLOC_ARENA_MAX ??= '2';
 const { server, sdk } = await startServer([BUCKET]);
 const [objmount] = tools(server, BUCKET, ['--memory-limit', memoryLimit]);
 const mount = await objmount.mount();
@@ -148,9 +151,11 @@ try {
   }
 
   const errors = Object.values(totals).flatMap((t) => t.errors);
-  // What objmount holds (blocks and part buffers, by its own count) must stay within the limit;
-  // the process's resident size runs ahead of that by what the GC has not collected yet.
-  const allowed = baseline + 1.5 * limitMiB;
+  // What objmount holds (blocks and part buffers, by its own count) must stay within the limit,
+  // and so must the process's growth: the budget reads the resident size four times a second and
+  // gives the cache less room by what is held uncounted; a peak between two reads may pass the
+  // limit by a little, hence the quarter.
+  const allowed = baseline + 1.25 * limitMiB;
   failed = errors.length > 0 || wrong > 0 || held > limitMiB || peak > allowed || (totals.write?.ops ?? 0) !== names.length;
   const rate = (t) => ((t?.bytes ?? 0) / MiB / elapsed).toFixed(1);
   console.log(`objmount load run: ${writers} writers, ${readers} readers, ${elapsed.toFixed(0)} s, --memory-limit ${memoryLimit}`);
@@ -159,7 +164,7 @@ try {
   console.log(`  store:  ${names.length} files, ${wrong} with wrong bytes`);
   console.log(`  errors: ${errors.length}${errors.length ? `: ${[...new Set(errors)].slice(0, 5).join('; ')}` : ''}`);
   console.log(`  held by objmount (cache + upload buffers): peak ${held.toFixed(0)} MiB (allowed: the limit, ${limitMiB} MiB)`);
-  console.log(`  daemon RSS: ${baseline.toFixed(0)} MiB at start, peak ${peak.toFixed(0)} MiB (allowed: start + 1.5 x limit = ${allowed.toFixed(0)} MiB)`);
+  console.log(`  daemon RSS: ${baseline.toFixed(0)} MiB at start, peak ${peak.toFixed(0)} MiB (allowed: start + 1.25 x limit = ${allowed.toFixed(0)} MiB)`);
   if (worst) {
     const m = (bytes) => `${(bytes / MiB).toFixed(0)} MiB`;
     console.log(`  at the peak: cache ${m(worst.cacheBytes)}, upload buffers ${m(worst.uploadBytes)}, V8 heap ${m(worst.heapUsed)}, Buffers ${m(worst.external)}, resident ${m(worst.rss)}`);

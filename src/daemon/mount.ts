@@ -116,6 +116,8 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
       cleanups.push(() => disk?.settled());
     }
     const memoryBudget = new MemoryBudget(memoryLimit);
+    memoryBudget.followRss(); // the limit is for the process, not only what objmount counts
+    cleanups.push(() => memoryBudget.stop());
     const blockCache = new BlockCache(store, {
       blockSize: options.blockSize,
       memoryLimit,

@@ -8,6 +8,13 @@
  * slowed down instead of the daemon growing. One part is always let through, so a part larger
  * than the whole budget cannot wait forever. The block cache, in turn, counts the upload bytes
  * when it decides what to keep and whether read-ahead fits.
+ *
+ * The process holds more than what is counted here: Buffers dropped but not yet collected,
+ * memory the allocator keeps after frees (FUSE threads' arenas among them). With `followRss`,
+ * the budget measures the process four times a second and gives that overhead to no one: the room for
+ * cached blocks shrinks by what the resident size has grown beyond its size at start plus the
+ * counted bytes, so that the whole process stays near its start + the limit. The overhead takes
+ * at most three quarters of the limit, so blocks keep room when nothing is uploading.
  */
 
 export interface ShrinkableCache {
@@ -17,16 +24,44 @@ export interface ShrinkableCache {
   shrinkTo(bytes: number): void;
 }
 
+/** How often the resident size is read (a cheap read of /proc/self/statm): peaks between reads overshoot. */
+const RSS_SAMPLE_MS = 250;
+
 export class MemoryBudget {
   private uploads = 0;
   private readonly waiting: Array<{ bytes: number; grant: () => void }> = [];
   private cache?: ShrinkableCache;
+
+  /** Resident bytes neither the cache nor the uploads account for, beyond the process's start. */
+  private overhead = 0;
+  private timer?: NodeJS.Timeout;
 
   constructor(readonly limit: number) {}
 
   /** Bytes held by upload part buffers. */
   get uploadBytes(): number {
     return this.uploads;
+  }
+
+  /** What the block cache may hold now: the limit, less upload buffers and uncounted overhead. */
+  get cacheRoom(): number {
+    return Math.max(0, this.limit - this.uploads - Math.min(this.overhead, Math.floor((this.limit * 3) / 4)));
+  }
+
+  /** Starts measuring the process's resident size (see above); `stop` ends it. */
+  followRss(residentBytes: () => number = () => process.memoryUsage.rss()): void {
+    const baseline = residentBytes();
+    this.timer = setInterval(() => {
+      const counted = this.uploads + (this.cache?.memoryUsed ?? 0);
+      this.overhead = Math.max(0, residentBytes() - baseline - counted);
+      const room = this.cacheRoom;
+      if (this.cache && this.cache.memoryUsed > room) this.cache.shrinkTo(room);
+    }, RSS_SAMPLE_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
   }
 
   attachCache(cache: ShrinkableCache): void {

@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 
 import { FileSystem } from '../../src/fs/file-system.js';
 import { MemoryBudget } from '../../src/fs/memory-budget.js';
@@ -19,6 +19,35 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 
 describe('MemoryBudget', () => {
+  it('following the resident size, gives the cache less room by what the process holds uncounted, at most three quarters', () => {
+    vi.useFakeTimers();
+    try {
+      const budget = new MemoryBudget(100 * MiB);
+      let resident = 80 * MiB; // the process at start
+      const shrunk: number[] = [];
+      const cache = { memoryUsed: 90 * MiB, shrinkTo: (bytes: number) => shrunk.push(bytes) };
+      budget.attachCache(cache);
+      budget.followRss(() => resident);
+      expect(budget.cacheRoom).toBe(100 * MiB);
+
+      resident = 80 * MiB + 90 * MiB + 30 * MiB; // 30 MiB beyond start + what the cache holds
+      vi.advanceTimersByTime(250);
+      expect(budget.cacheRoom).toBe(70 * MiB);
+      expect(shrunk).toEqual([70 * MiB]);
+
+      resident = 80 * MiB + 90 * MiB + 500 * MiB; // never below a quarter of the limit
+      vi.advanceTimersByTime(250);
+      expect(budget.cacheRoom).toBe(25 * MiB);
+
+      resident = 80 * MiB + 90 * MiB; // collected: the room comes back
+      vi.advanceTimersByTime(250);
+      expect(budget.cacheRoom).toBe(100 * MiB);
+      budget.stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('grants what fits at once and makes the rest wait, in order', async () => {
     const budget = new MemoryBudget(10);
     await budget.acquire(6);

@@ -167,7 +167,7 @@ export class BlockCache {
 
   /** Makes room for `bytes` by evicting cached blocks; read-ahead gives up if that is not enough. */
   private reserve(bytes: number, demand: boolean): boolean {
-    const limit = this.options.memoryLimit - (this.options.budget?.uploadBytes ?? 0);
+    const limit = this.options.budget ? this.options.budget.cacheRoom : this.options.memoryLimit;
     this.shrinkTo(Math.max(0, limit - bytes));
     return demand || this.memoryUsed + bytes <= limit;
   }
