@@ -60,6 +60,7 @@ import {
   type StoreErrorCode,
   type StoreStats,
   StoreError,
+  readBody,
 } from './object-store.js';
 
 /** How a request to the account is authorized. */
@@ -185,24 +186,11 @@ export class AzureStore implements ObjectStore {
 
   async get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
     const { info, body, length } = await this.getStream(key, options);
-    // Into one buffer of the announced length as the chunks arrive (no second copy of a block
-    // while it is joined); a body that ends short is a transient failure, never a short answer.
-    const into = length !== undefined ? Buffer.allocUnsafe(length) : undefined;
-    const chunks: Buffer[] = [];
-    let received = 0;
     try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        if (into && received + chunk.length <= into.length) chunk.copy(into, received);
-        else chunks.push(chunk);
-        received += chunk.length;
-      }
+      return { info, body: await readBody(body as AsyncIterable<Buffer>, length, `${this.description}/${key}`) };
     } catch (error) {
-      throw this.translate(error, 'get', key);
+      throw error instanceof StoreError ? error : this.translate(error, 'get', key);
     }
-    if (length !== undefined && received !== length) {
-      throw new StoreError('Transient', `${this.description}/${key}: get returned ${received} of ${length} bytes`);
-    }
-    return { info, body: into ?? Buffer.concat(chunks) };
   }
 
   /** `length` is the body's Content-Length, when the service sent one. */

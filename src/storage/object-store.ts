@@ -169,3 +169,22 @@ export async function* listAll(store: ObjectStore, options: ListOptions): AsyncG
     token = page.nextToken;
   } while (token);
 }
+
+/**
+ * A GET's body in one buffer of its announced length, filled as the chunks arrive (no second
+ * copy of a block while it is joined). A body that ends short of `length` is a transient
+ * failure, never a short answer; a failing stream's error is thrown as it is, for the store to
+ * translate.
+ */
+export async function readBody(body: AsyncIterable<Buffer>, length: number | undefined, where: string): Promise<Buffer> {
+  const into = length !== undefined ? Buffer.allocUnsafe(length) : undefined;
+  const chunks: Buffer[] = [];
+  let received = 0;
+  for await (const chunk of body) {
+    if (into && received + chunk.length <= into.length) chunk.copy(into, received);
+    else chunks.push(chunk);
+    received += chunk.length;
+  }
+  if (length !== undefined && received !== length) throw new StoreError('Transient', `${where}: get returned ${received} of ${length} bytes`);
+  return into ?? Buffer.concat(chunks);
+}

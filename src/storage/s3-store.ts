@@ -47,6 +47,7 @@ import {
   type StoreCapabilities,
   type StoreStats,
   StoreError,
+  readBody,
 } from './object-store.js';
 
 export type { StoreStats } from './object-store.js';
@@ -174,29 +175,16 @@ export class S3Store implements ObjectStore {
 
   async get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
     const { info, body, length } = await this.getStream(key, options);
-    // Into one buffer of the announced length as the chunks arrive: no second copy of a block
-    // in memory while it is joined (a cut or overlong body is caught below either way).
-    const chunks: Buffer[] = [];
-    const into = length !== undefined ? Buffer.allocUnsafe(length) : undefined;
-    let received = 0;
     try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        if (into && received + chunk.length <= into.length) chunk.copy(into, received);
-        else chunks.push(chunk);
-        received += chunk.length;
-      }
+      return { info, body: await readBody(body as AsyncIterable<Buffer>, length, `${this.description}/${key}`) };
     } catch (error) {
       // The SDK retries until the headers arrive; a body cut off after them surfaces here, as a
       // transient failure the caller may retry (never as a short, wrong answer).
       this.stats.failures += 1;
+      if (error instanceof StoreError) throw error;
       const detail = error instanceof Error ? error.message : String(error);
       throw new StoreError('Transient', `${this.description}/${key}: get failed while reading the body: ${detail}`, undefined, { cause: error });
     }
-    if (length !== undefined && received !== length) {
-      this.stats.failures += 1;
-      throw new StoreError('Transient', `${this.description}/${key}: get returned ${received} of ${length} bytes`);
-    }
-    return { info, body: into ?? Buffer.concat(chunks) };
   }
 
   /** `length` is the body's Content-Length, when the store sent one. */
