@@ -16,9 +16,9 @@
  *   LOAD_SECONDS=600 LOAD_WRITERS=8 LOAD_READERS=8 node bench/load.mjs
  */
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -75,8 +75,7 @@ while (Date.now() < Number(until)) {
 }
 `;
 
-async function status(dir) {
-  const { execFile } = await import('node:child_process');
+function status(dir) {
   return new Promise((resolve) =>
     execFile(process.execPath, [join(root, 'bin/objmount.js'), 'status', dir, '--json'], (error, stdout) => resolve(error ? undefined : JSON.parse(stdout)[0])),
   );
@@ -142,7 +141,7 @@ try {
   const elapsed = (Date.now() - started) / 1000;
 
   // Every file a writer finished is in the store with the bytes its name promises.
-  const names = (await import('node:fs')).readdirSync(join(mount.dir, 'done'));
+  const names = readdirSync(join(mount.dir, 'done'));
   let wrong = 0;
   for (const name of names) {
     const { Body } = await sdk.send(new GetObjectCommand({ Bucket: BUCKET, Key: `done/${name}` }));

@@ -71,14 +71,14 @@ export function storeFor(credential: Omit<StoredS3Credential, 'name' | 'origin' 
 type AnyCredential = ImportedCredential | StoredCredential;
 
 /** What `creds` asks of the store behind a credential, whatever the provider. */
-interface AccountClient {
+export interface AccountClient {
   /** The buckets (containers) the credential may list, or 'denied' when it may not list them. */
   listBuckets(): Promise<string[] | 'denied'>;
   /** Checks that `bucket` exists and may be used with the credential. */
   probe(bucket: string): Promise<void>;
 }
 
-function clientFor(credential: AnyCredential, name: string): AccountClient {
+export function clientFor(credential: AnyCredential, name: string): AccountClient {
   switch (credential.provider) {
     case 's3':
       return {

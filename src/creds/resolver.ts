@@ -133,17 +133,13 @@ export class StoreResolver implements CredentialResolver {
   /** Without a pairing: the stored credential whose bucket listing shows `bucket`, if exactly one does. */
   private async oneThatLists(bucket: string, credentials: StoredS3Credential[]): Promise<StoredS3Credential | undefined> {
     if (credentials.length === 0) return undefined;
-    const { storeFor } = await import('./commands.js');
+    const { clientFor } = await import('./commands.js');
     const seen = await Promise.all(
       credentials.map(async (credential) => {
-        const s3 = storeFor(credential, '', credential.name);
-        try {
-          return (await s3.listBuckets()).includes(bucket) ? credential : undefined;
-        } catch {
-          return undefined; // may not list, or unreachable: not this one
-        } finally {
-          s3.destroy();
-        }
+        const buckets = await clientFor(credential, credential.name)
+          .listBuckets()
+          .catch(() => 'denied' as const); // unreachable: not this one either
+        return buckets !== 'denied' && buckets.includes(bucket) ? credential : undefined;
       }),
     );
     const candidates = seen.filter((credential) => credential !== undefined);

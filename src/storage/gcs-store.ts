@@ -49,9 +49,10 @@ import {
   type PartCopySource,
   type PutOptions,
   type StoreCapabilities,
+  type StoreStats,
   StoreError,
+  readBody,
 } from './object-store.js';
-import type { StoreStats } from './object-store.js';
 
 export interface GcsStoreOptions {
   bucket: string;
@@ -146,21 +147,20 @@ export class GcsStore implements ObjectStore {
   }
 
   async get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
-    const { info, body } = await this.getStream(key, options);
-    const chunks: Buffer[] = [];
+    const { info, body, length } = await this.getStream(key, options);
     try {
-      for await (const chunk of body) chunks.push(chunk as Buffer);
+      return { info, body: await readBody(body as AsyncIterable<Buffer>, length, `${this.description}/${key}`) };
     } catch (error) {
-      throw translateGcsError(error, this.context('get', key));
+      throw error instanceof StoreError ? error : translateGcsError(error, this.context('get', key));
     }
-    return { info, body: Buffer.concat(chunks) };
   }
 
-  async getStream(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Readable }> {
+  /** `length` is the body's Content-Length, when the service sent one. */
+  async getStream(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
     if (options.range) {
       // The hot path: one request; what the layers above need of `info` is in the headers.
       const response = await this.media(key, options.ifMatch, options.range);
-      return { info: infoFromMediaHeaders(key, response), body: response };
+      return { info: infoFromMediaHeaders(key, response), body: response, length: contentLength(response) };
     }
     // The whole object comes with its metadata: read it first and pin the bytes to it.
     const info = await this.head(key);
@@ -168,7 +168,7 @@ export class GcsStore implements ObjectStore {
       throw new StoreError('PreconditionFailed', `${this.description}/${key}: changed in the store while open`, 'conditionNotMet');
     }
     const body = await this.media(key, info.etag);
-    return { info, body };
+    return { info, body, length: contentLength(body) };
   }
 
   async put(key: string, body: Buffer, options: PutOptions = {}): Promise<{ etag: string }> {
@@ -446,6 +446,13 @@ function customMetadata(metadata: GcsObjectResource['metadata']): ObjectMetadata
     if (value !== null && value !== undefined) result[name.toLowerCase()] = String(value);
   }
   return result;
+}
+
+/** The body's announced length in bytes, if the response has one. */
+function contentLength(response: MediaResponse): number | undefined {
+  const value = response.headers['content-length'];
+  const length = Number(Array.isArray(value) ? value[0] : value);
+  return value !== undefined && Number.isFinite(length) ? length : undefined;
 }
 
 function infoFromMediaHeaders(key: string, response: MediaResponse): ObjectInfo {
