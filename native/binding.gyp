@@ -5,10 +5,10 @@
       "sources": [
         "src/addon.cc",
         "src/session.cc",
-        "src/fuse_ops.cc",
+        "src/ll_ops.cc",
         "src/js_calls.cc",
-        "src/connection.cc",
-        "src/write_memory.cc"
+        "src/nodes.cc",
+        "src/block_pool.cc"
       ],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers", "<!@(pkg-config --cflags fuse3)"],
       "cflags": ["<!@(pkg-config --cflags fuse3)"],

@@ -6,8 +6,7 @@
 //       each request, op an index into opNames
 //   reply(handle, id, code, result?)  answers request `id`
 //   mount(handle, onMounted(error|null), onEnded(), onOpError?(op, error))
-//   unmount(handle)                  answers pending ops ENOTCONN and ends the loop (onEnded)
-//   unref(handle)                    lets the process exit before onEnded
+//   unmount(handle)                  answers pending ops ENOTCONN, closes the connection, onEnded()
 //   invalidatePath(handle, path, callback(errno))   drops the kernel's cache of a path
 #include <errno.h>
 
@@ -117,7 +116,7 @@ napi_value Create(napi_env env, napi_callback_info info) {
   o.fsName = "objmount";
   o.subtype = "objmount";
   double attr = o.attrTimeout, entry = o.entryTimeout, negative = o.negativeTimeout;
-  double maxWrite = o.maxWrite, maxRead = o.maxRead, maxThreads = o.maxThreads;
+  double maxWrite = o.maxWrite, maxRead = o.maxRead;
   if (!OptionName(env, options, "fsName", &o.fsName) || !OptionName(env, options, "subtype", &o.subtype) ||
       !OptionBool(env, options, "allowOther", &o.allowOther) ||
       !OptionBool(env, options, "defaultPermissions", &o.defaultPermissions) ||
@@ -127,8 +126,7 @@ napi_value Create(napi_env env, napi_callback_info info) {
       !OptionNumber(env, options, "negativeTimeout", 0, 1e9, &negative) ||
       // libfuse's request buffer holds 256 pages: 1 MiB is the most a write can carry.
       !OptionNumber(env, options, "maxWrite", 4096, 1 << 20, &maxWrite) ||
-      !OptionNumber(env, options, "maxRead", 4096, 1 << 20, &maxRead) ||
-      !OptionNumber(env, options, "maxThreads", 1, 256, &maxThreads)) {
+      !OptionNumber(env, options, "maxRead", 4096, 1 << 20, &maxRead)) {
     return nullptr;
   }
   o.attrTimeout = attr;
@@ -136,7 +134,6 @@ napi_value Create(napi_env env, napi_callback_info info) {
   o.negativeTimeout = negative;
   o.maxWrite = static_cast<unsigned>(maxWrite);
   o.maxRead = static_cast<unsigned>(maxRead);
-  o.maxThreads = static_cast<unsigned>(maxThreads);
 
   for (int i = 0; i < static_cast<int>(Op::Count); i++) {
     napi_value fn;
@@ -168,8 +165,12 @@ napi_value Mount(napi_env env, napi_callback_info info) {
   if (errorType != napi_undefined && errorType != napi_function) return ThrowType(env, "onOpError must be a function");
   std::string error;
   if (!session->Start(env, argv[1], argv[2], errorType == napi_function ? argv[3] : nullptr, &error)) {
-    napi_throw_error(env, nullptr, error.c_str());
-    return nullptr;
+    // Told through onMounted, as a mount that fails later would be.
+    napi_value message, arg, global;
+    napi_create_string_utf8(env, error.c_str(), NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, nullptr, message, &arg);
+    napi_get_global(env, &global);
+    napi_call_function(env, global, argv[1], 1, &arg, nullptr);
   }
   return Undefined(env);
 }
@@ -198,65 +199,18 @@ napi_value Reply(napi_env env, napi_callback_info info) {
   return Undefined(env);
 }
 
-napi_value Unref(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1] = {};
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  Session* session = GetSession(env, argv[0]);
-  if (session == nullptr) return nullptr;
-  session->Unref(env);
-  return Undefined(env);
-}
-
-// Kernel notifications may wait for FUSE requests in flight, which may wait for the JS thread:
-// they are sent from a libuv worker thread, never from the JS thread.
-struct Invalidation {
-  Session* session;
-  std::string path;
-  int result = 0;
-  napi_ref callback = nullptr;
-  napi_async_work work = nullptr;
-};
-
 napi_value InvalidatePath(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3] = {};
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   Session* session = GetSession(env, argv[0]);
   if (session == nullptr) return nullptr;
-  auto* job = new Invalidation{session, ""};
-  if (!ReadString(env, argv[1], &job->path) || job->path.empty() || job->path[0] != '/') {
-    delete job;
+  std::string path;
+  if (!ReadString(env, argv[1], &path) || path.empty() || path[0] != '/') {
     return ThrowType(env, "path must be an absolute path inside the mount");
   }
-  if (TypeOf(env, argv[2]) != napi_function) {
-    delete job;
-    return ThrowType(env, "callback must be a function");
-  }
-  napi_create_reference(env, argv[2], 1, &job->callback);
-  napi_value name;
-  napi_create_string_utf8(env, "objmount-invalidate", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(
-      env, nullptr, name,
-      [](napi_env, void* data) {
-        auto* job = static_cast<Invalidation*>(data);
-        job->result = job->session->Invalidate(job->path);
-      },
-      [](napi_env env, napi_status, void* data) {
-        auto* job = static_cast<Invalidation*>(data);
-        napi_value fn, global, arg;
-        napi_get_reference_value(env, job->callback, &fn);
-        napi_get_global(env, &global);
-        napi_create_int32(env, job->result, &arg);
-        napi_delete_reference(env, job->callback);
-        napi_delete_async_work(env, job->work);
-        job->session->Release();
-        delete job;
-        napi_call_function(env, global, fn, 1, &arg, nullptr);
-      },
-      job, &job->work);
-  session->Hold();  // released when the job completes
-  napi_queue_async_work(env, job->work);
+  if (TypeOf(env, argv[2]) != napi_function) return ThrowType(env, "callback must be a function");
+  session->Invalidate(env, path, argv[2]);
   return Undefined(env);
 }
 
@@ -266,7 +220,6 @@ napi_value Init(napi_env env, napi_value exports) {
       {"reply", nullptr, Reply, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"mount", nullptr, Mount, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"unmount", nullptr, Unmount, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"unref", nullptr, Unref, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"invalidatePath", nullptr, InvalidatePath, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);

@@ -1,5 +1,5 @@
-// The JS side of a request: calling the JS operation and turning its answer into what libfuse
-// expects. Runs only on the JS thread.
+// The JS side of a request: calling the JS operation and turning its answer into the request's
+// outputs, for Session::Continue (ll_ops.cc) to reply with. Runs only on the JS thread.
 //
 // Each call gets an id; the JS wrapper (src/fuse/binding.ts) answers through reply(id, code,
 // result). A code that is not a number, a result of the wrong type, or an operation that throws
@@ -11,8 +11,8 @@
 #include <cmath>
 #include <string>
 
+#include "block_pool.h"
 #include "session.h"
-#include "write_memory.h"
 
 namespace objmount {
 
@@ -24,7 +24,7 @@ const char* const kOpNames[static_cast<int>(Op::Count)] = {
 
 void ReadBlock::Release(ReadBlock* block) {
   if (!block->settled || !block->bufferGone) return;
-  if (!block->handed) free(block->mem);
+  if (!block->returned) FreeBlock(block->mem);
   delete block;
 }
 
@@ -177,29 +177,21 @@ bool GetStrings(napi_env env, napi_value v, std::vector<std::string>* out) {
   return true;
 }
 
-// getxattr/listxattr: size 0 asks for the length; a short buffer is ERANGE.
-int CopySized(Request* r, const char* data, size_t length) {
-  if (r->size == 0) return static_cast<int>(length);
-  if (length > r->size) return -ERANGE;
-  memcpy(r->output, data, length);
-  return static_cast<int>(length);
-}
-
-// Converts the JS answer (code, result) for `r`: the value the FUSE thread returns.
+// Converts the JS answer (code, result) of r->op into r's outputs: 0 or a count, or -errno.
 int Convert(napi_env env, Request* r, double code, napi_value result) {
   if (code < 0) return static_cast<int>(code);
   switch (r->op) {
-    case Op::Read:  // the op filled r->output itself, through the Buffer
-      return static_cast<int>(std::min(static_cast<size_t>(code), r->size));
+    case Op::Read:  // the op filled the block itself, through the Buffer
     case Op::Write:
       return static_cast<int>(std::min(static_cast<size_t>(code), r->size));
     case Op::Getattr:
     case Op::Fgetattr:
-      return FillStat(env, result, r->stat) ? 0 : -EIO;
+      memset(&r->attrOut, 0, sizeof(r->attrOut));
+      return FillStat(env, result, &r->attrOut) ? 0 : -EIO;
     case Op::Statfs:
-      return FillStatvfs(env, result, r->statvfs) ? 0 : -EIO;
+      return FillStatvfs(env, result, &r->statvfsOut) ? 0 : -EIO;
     case Op::Readdir:
-      return GetStrings(env, result, r->names) ? 0 : -EIO;
+      return GetStrings(env, result, &r->dir->names) ? 0 : -EIO;
     case Op::Open:
     case Op::Create:
     case Op::Opendir: {
@@ -207,17 +199,11 @@ int Convert(napi_env env, Request* r, double code, napi_value result) {
       napi_valuetype type;
       napi_typeof(env, result, &type);
       if (type != napi_undefined && (!GetNumber(env, result, &fh) || fh < 0)) return -EIO;
-      *reinterpret_cast<uint64_t*>(r->output) = static_cast<uint64_t>(fh);
+      r->outFh = static_cast<uint64_t>(fh);
       return 0;
     }
-    case Op::Readlink: {
-      std::string target;
-      if (!GetString(env, result, &target) || r->size == 0) return -EIO;
-      size_t n = std::min(target.size(), r->size - 1);
-      memcpy(r->output, target.data(), n);
-      r->output[n] = '\0';
-      return 0;
-    }
+    case Op::Readlink:
+      return GetString(env, result, &r->text) ? 0 : -EIO;
     case Op::Getxattr: {
       bool isBuffer = false;
       napi_is_buffer(env, result, &isBuffer);
@@ -225,14 +211,15 @@ int Convert(napi_env env, Request* r, double code, napi_value result) {
       void* data;
       size_t length;
       napi_get_buffer_info(env, result, &data, &length);
-      return CopySized(r, static_cast<const char*>(data), length);
+      r->text.assign(static_cast<const char*>(data), length);
+      return 0;
     }
     case Op::Listxattr: {
       std::vector<std::string> names;
       if (!GetStrings(env, result, &names)) return -EIO;
-      std::string list;
-      for (const std::string& name : names) list.append(name).push_back('\0');
-      return CopySized(r, list.data(), list.size());
+      r->text.clear();
+      for (const std::string& name : names) r->text.append(name).push_back('\0');
+      return 0;
     }
     default:
       return 0;
@@ -245,11 +232,11 @@ void ReadBufferGone(napi_env /*env*/, void* /*data*/, void* hint) {
   ReadBlock::Release(block);
 }
 
-void FreeWriteData(napi_env env, void* data, void* hint) {
-  size_t size = reinterpret_cast<uintptr_t>(hint);
-  FreeWriteMemory(static_cast<char*>(data), size);
+// A write's data: the rest of the block the request was read into, which the Buffer now owns.
+void WriteBufferGone(napi_env env, void* /*data*/, void* hint) {
+  FreeBlock(static_cast<char*>(hint));
   int64_t ignored;
-  napi_adjust_external_memory(env, -static_cast<int64_t>(size), &ignored);
+  napi_adjust_external_memory(env, -static_cast<int64_t>(kBlockSize), &ignored);
 }
 
 napi_value CopyBuffer(napi_env env, const char* bytes, size_t size) {
@@ -259,8 +246,10 @@ napi_value CopyBuffer(napi_env env, const char* bytes, size_t size) {
   return buffer;
 }
 
-// The JS arguments of `r`, before the reply callback.
-size_t Arguments(napi_env env, Request* r, napi_value* args) {
+}  // namespace
+
+// The JS arguments of r->op, before the reply callback.
+size_t Session::Arguments(napi_env env, Request* r, napi_value* args) {
   size_t n = 0;
   if (r->op != Op::Init) args[n++] = String(env, r->path);
   switch (r->op) {
@@ -291,8 +280,7 @@ size_t Arguments(napi_env env, Request* r, napi_value* args) {
       break;
     case Op::Read: {
       napi_value buffer;
-      r->readBlock = new ReadBlock{r->output};
-      napi_create_external_buffer(env, r->size, r->output, ReadBufferGone, r->readBlock, &buffer);
+      napi_create_external_buffer(env, r->size, r->readBlock->mem, ReadBufferGone, r->readBlock, &buffer);
       napi_create_reference(env, buffer, 1, &r->readBuffer);
       args[n++] = Number(env, static_cast<double>(r->fh));
       args[n++] = buffer;
@@ -301,14 +289,14 @@ size_t Arguments(napi_env env, Request* r, napi_value* args) {
       break;
     }
     case Op::Write: {
-      // The FUSE thread's copy of the data (see Write in fuse_ops.cc), now JS's to keep.
+      // The data stays where the kernel put it: the receive block becomes the Buffer's own.
+      r->inputBlock = TakeReceiveBlock();
       napi_value buffer;
-      napi_create_external_buffer(env, r->size, const_cast<char*>(r->input), FreeWriteData,
-                                  reinterpret_cast<void*>(static_cast<uintptr_t>(r->capacity)), &buffer);
+      napi_create_external_buffer(env, r->size, const_cast<char*>(r->input), WriteBufferGone, r->inputBlock, &buffer);
       // V8 does not see memory outside its heap: tell it, so kept-then-dropped write Buffers
       // are collected as promptly as ordinary ones.
       int64_t ignored;
-      napi_adjust_external_memory(env, static_cast<int64_t>(r->capacity), &ignored);
+      napi_adjust_external_memory(env, static_cast<int64_t>(kBlockSize), &ignored);
       args[n++] = Number(env, static_cast<double>(r->fh));
       args[n++] = buffer;
       args[n++] = Number(env, static_cast<double>(r->size));
@@ -361,58 +349,69 @@ size_t Arguments(napi_env env, Request* r, napi_value* args) {
   return n;
 }
 
-}  // namespace
+void Session::Run(Request* r, Op op) {
+  if (!Has(op) || ended_) return Continue(r, ended_ ? -ENOTCONN : -ENOSYS);
+  r->op = op;
+  if (op == Op::Read) {
+    char* mem = r->size <= kBlockSize ? AllocBlock() : nullptr;
+    if (mem == nullptr) return Continue(r, -ENOMEM);
+    r->readBlock = new ReadBlock{mem};
+  }
+  // dispatch(op, id, ...arguments): the JS wrapper calls the op with a reply closure that ends
+  // in reply(id, ...). Closures made in JS cost far less than a native function per call.
+  napi_value args[10];
+  uint32_t id = nextId_++;
+  if (nextId_ == 0) nextId_ = 1;
+  napi_create_uint32(env_, static_cast<uint32_t>(op), &args[0]);
+  napi_create_uint32(env_, id, &args[1]);
+  size_t n = 2 + Arguments(env_, r, args + 2);
+  inJs_[id] = r;
+  napi_value dispatch, global;
+  napi_get_reference_value(env_, dispatch_, &dispatch);
+  napi_get_global(env_, &global);
+  if (napi_call_function(env_, global, dispatch, n, args, nullptr) != napi_ok) {
+    napi_value error = nullptr;
+    bool pending = false;
+    napi_is_exception_pending(env_, &pending);
+    if (pending) napi_get_and_clear_last_exception(env_, &error);
+    Settle(env_, id, -EIO, nullptr);
+    if (error != nullptr) ReportOpError(env_, op, error);
+  }
+}
 
 void Session::Settle(napi_env env, uint32_t id, double code, napi_value result) {
   auto it = inJs_.find(id);
-  if (it == inJs_.end()) return;  // answered already, or aborted by stop()
+  if (it == inJs_.end()) return;  // answered already, or abandoned by stop()
   Request* r = it->second;
   inJs_.erase(it);
-  bool finished = false;
-  {
-    std::lock_guard<std::mutex> lock(r->mu);
-    if (!r->done) {
-      if (result == nullptr) napi_get_undefined(env, &result);
-      int value = std::isfinite(code) ? Convert(env, r, std::trunc(code), result) : -EIO;
-      if (r->readBlock != nullptr) r->readBlock->handed = value >= 0;  // before the FUSE thread may go on
-      finished = r->finishLocked(value);
-    }
-  }
-  if (finished) r->Wake();
-  ReleaseJs(env, r);
+  if (result == nullptr) napi_get_undefined(env, &result);
+  int value = std::isfinite(code) ? Convert(env, r, std::trunc(code), result) : -EIO;
+  Continue(r, value);
 }
 
-void Session::ReleaseJs(napi_env env, Request* r) {
-  if (r->readBuffer != nullptr) {
-    ReadBlock* block = r->readBlock;
-    block->settled = true;
-    napi_value buffer;
-    napi_get_reference_value(env, r->readBuffer, &buffer);
-    napi_delete_reference(env, r->readBuffer);
-    r->readBuffer = nullptr;
-    r->readBlock = nullptr;
-    if (block->handed) {
-      // libfuse frees the memory once the FUSE thread returns: cut JS off from it. The Buffer's
-      // finalizer (now or later) then deletes the block; it is not ours to touch any more.
-      napi_value arraybuffer;
-      napi_typedarray_type type;
-      size_t length, offset;
-      void* data;
-      napi_get_typedarray_info(env, buffer, &type, &length, &data, &arraybuffer, &offset);
-      napi_detach_arraybuffer(env, arraybuffer);
-    } else {
-      ReadBlock::Release(block);
-    }
+void Session::ReleaseRead(Request* r, bool replied) {
+  ReadBlock* block = r->readBlock;
+  if (block == nullptr) return;
+  r->readBlock = nullptr;
+  block->settled = true;
+  napi_value buffer;
+  napi_get_reference_value(env_, r->readBuffer, &buffer);
+  napi_delete_reference(env_, r->readBuffer);
+  r->readBuffer = nullptr;
+  if (!replied) {
+    ReadBlock::Release(block);  // freed once the Buffer is collected (it was referenced until now)
+    return;
   }
-  r->unref();
-}
-
-void Session::AbortInJs(napi_env env) {
-  for (auto& entry : inJs_) {
-    entry.second->abort(-ENOTCONN);
-    ReleaseJs(env, entry.second);
-  }
-  inJs_.clear();
+  // The kernel has the bytes: reuse the memory and cut JS off from it. The Buffer's finalizer
+  // (during the detach or later) deletes the record; it is not ours to touch after the detach.
+  block->returned = true;
+  FreeBlock(block->mem);
+  napi_value arraybuffer;
+  napi_typedarray_type type;
+  size_t length, offset;
+  void* data;
+  napi_get_typedarray_info(env_, buffer, &type, &length, &data, &arraybuffer, &offset);
+  napi_detach_arraybuffer(env_, arraybuffer);
 }
 
 void Session::ReportOpError(napi_env env, Op op, napi_value error) {
@@ -424,68 +423,6 @@ void Session::ReportOpError(napi_env env, Op op, napi_value error) {
     napi_value ignored;
     napi_get_and_clear_last_exception(env, &ignored);  // a failing error reporter must not crash us
   }
-}
-
-void Session::Deliver(napi_env env, Message* message) {
-  napi_handle_scope scope;
-  napi_open_handle_scope(env, &scope);
-  napi_value global;
-  napi_get_global(env, &global);
-  if (message->kind != Message::Kind::Call) {
-    auto* event = static_cast<Event*>(message);
-    napi_value fn, arg;
-    bool mounted = message->kind == Message::Kind::Mounted;
-    napi_get_reference_value(env, mounted ? onMounted_ : onEnded_, &fn);
-    if (mounted && !event->error.empty()) {
-      napi_create_error(env, nullptr, String(env, event->error), &arg);
-    } else {
-      arg = Null(env);
-    }
-    // Once ended (or never mounted), nothing more comes from this session: let the process exit.
-    bool last = !mounted || !event->error.empty();
-    if (last) napi_unref_threadsafe_function(env, tsfn_);
-    delete event;
-    if (fn != nullptr && napi_call_function(env, global, fn, 1, &arg, nullptr) == napi_pending_exception) {
-      napi_value error;
-      napi_get_and_clear_last_exception(env, &error);
-      napi_throw(env, error);  // a throwing lifecycle callback is the caller's bug: surface it
-    }
-    if (last) DropReferences(env);
-    napi_close_handle_scope(env, scope);
-    return;
-  }
-
-  auto* r = static_cast<Request*>(message);
-  bool answered;
-  {
-    std::lock_guard<std::mutex> lock(r->mu);
-    answered = r->done;
-    if (!answered && r->op == Op::Read) r->readShared = true;
-    if (!answered && r->op == Op::Write) r->inputTaken = true;
-  }
-  if (!answered) {
-    // dispatch(op, id, ...arguments): the JS wrapper calls the op with a reply closure that ends
-    // in Reply(id, ...). Closures made in JS cost far less than a native function per call.
-    napi_value args[10];
-    uint32_t id = nextId_++;
-    napi_create_uint32(env, static_cast<uint32_t>(r->op), &args[0]);
-    napi_create_uint32(env, id, &args[1]);
-    size_t n = 2 + Arguments(env, r, args + 2);
-    r->ref();
-    inJs_[id] = r;
-    napi_value dispatch;
-    napi_get_reference_value(env, dispatch_, &dispatch);
-    if (napi_call_function(env, global, dispatch, n, args, nullptr) != napi_ok) {
-      napi_value error = nullptr;
-      bool pending = false;
-      napi_is_exception_pending(env, &pending);
-      if (pending) napi_get_and_clear_last_exception(env, &error);
-      Settle(env, id, -EIO, nullptr);
-      if (error != nullptr) ReportOpError(env, r->op, error);
-    }
-  }
-  r->unref();  // the queued message's reference
-  napi_close_handle_scope(env, scope);
 }
 
 }  // namespace objmount

@@ -1,53 +1,16 @@
-// The session's lifecycle: setup, the loop thread, calls from FUSE threads, stop.
+// The session's lifecycle: setup, mount, serving /dev/fuse on the event loop, stop.
 #include "session.h"
 
 #include <errno.h>
-#include <fuse_lowlevel.h>
-#include <signal.h>
-#include <stdlib.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <vector>
 
+#include "block_pool.h"
+
 namespace objmount {
-
-namespace {
-
-// Wakes the loop thread from its wait for workers (see session.h). Real-time, so neither Node
-// nor libuv has a use for it; installed only if nobody else handles it.
-const int kWakeSignal = SIGRTMIN + 3;
-
-void Nothing(int) {}
-
-void InstallWakeHandler() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    struct sigaction current;
-    if (sigaction(kWakeSignal, nullptr, &current) != 0 || current.sa_handler != SIG_DFL) return;
-    struct sigaction action = {};
-    action.sa_handler = Nothing;  // no SA_RESTART: the point is to interrupt the wait
-    sigemptyset(&action.sa_mask);
-    sigaction(kWakeSignal, &action, nullptr);
-  });
-}
-
-void CallJs(napi_env env, napi_value /*js_cb*/, void* context, void* data) {
-  auto* session = static_cast<Session*>(context);
-  auto* message = static_cast<Message*>(data);
-  if (env == nullptr) {
-    // The threadsafe function is being torn down (process exit): answer, never call JS.
-    if (message->kind == Message::Kind::Call) {
-      auto* request = static_cast<Request*>(message);
-      request->abort(-ENOTCONN);
-      request->unref();
-    } else {
-      delete static_cast<Event*>(message);
-    }
-    return;
-  }
-  session->Deliver(env, message);
-}
-
-}  // namespace
 
 napi_status Session::Setup(napi_env env, napi_value ops, napi_value dispatch) {
   napi_create_reference(env, dispatch, 1, &dispatch_);
@@ -58,12 +21,13 @@ napi_status Session::Setup(napi_env env, napi_value ops, napi_value dispatch) {
     napi_typeof(env, fn, &type);
     if (type == napi_function) napi_create_reference(env, fn, 1, &ops_[i]);
   }
-  napi_value name;
+  // JS is called from the poll callback, outside any JS frame: a callback scope runs the promise
+  // jobs and ticks that JS queues there, as for any other I/O callback.
+  napi_value resource, name;
+  napi_create_object(env, &resource);
+  napi_create_reference(env, resource, 1, &resource_);
   napi_create_string_utf8(env, "objmount-fuse3", NAPI_AUTO_LENGTH, &name);
-  napi_status status = napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, this, Finalize, this, CallJs, &tsfn_);
-  if (status != napi_ok) return status;
-  // An unmounted session must not keep the process alive.
-  return napi_unref_threadsafe_function(env, tsfn_);
+  return napi_async_init(env, resource, name, &context_);
 }
 
 bool Session::Start(napi_env env, napi_value onMounted, napi_value onEnded, napi_value onOpError, std::string* error) {
@@ -71,95 +35,6 @@ bool Session::Start(napi_env env, napi_value onMounted, napi_value onEnded, napi
     *error = "this session was already mounted";
     return false;
   }
-  napi_create_reference(env, onMounted, 1, &onMounted_);
-  napi_create_reference(env, onEnded, 1, &onEnded_);
-  if (onOpError != nullptr) napi_create_reference(env, onOpError, 1, &onOpError_);
-  napi_acquire_threadsafe_function(tsfn_);  // the loop thread's share, released when it ends
-  Ref();
-  napi_ref_threadsafe_function(env, tsfn_);  // a mounted file system keeps the process alive
-
-  InstallWakeHandler();
-  // Threads inherit the signal mask: block everything so signals reach Node's handlers.
-  sigset_t all, previous;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &previous);
-  int res = pthread_create(&thread_, nullptr, LoopMain, this);
-  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-  if (res != 0) {
-    napi_release_threadsafe_function(tsfn_, napi_tsfn_release);
-    Unref();
-    napi_unref_threadsafe_function(env, tsfn_);
-    *error = "cannot start the FUSE thread";
-    return false;
-  }
-  pthread_detach(thread_);
-  started_ = true;
-  return true;
-}
-
-void Session::Stop(napi_env env) {
-  if (env != nullptr) AbortInJs(env);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping_ = true;
-    for (Request* request : pending_) request->abort(-ENOTCONN);
-  }
-  {
-    std::lock_guard<std::mutex> lock(fuseMu_);
-    if (fuse_ != nullptr) fuse_session_exit(fuse_get_session(fuse_));
-  }
-  unsigned connection = connection_.load();
-  if (connection != 0) AbortConnection(connection);
-  std::lock_guard<std::mutex> lock(mu_);
-  stopCalled_ = true;
-  if (env != nullptr && started_ && !loopEnded_) pthread_kill(thread_, kWakeSignal);
-}
-
-void Session::Unref(napi_env env) { napi_unref_threadsafe_function(env, tsfn_); }
-
-int Session::Invalidate(const std::string& path) {
-  std::lock_guard<std::mutex> lock(fuseMu_);
-  if (fuse_ == nullptr) return -ENOTCONN;
-  return fuse_invalidate_path(fuse_, path.c_str());
-}
-
-int Session::Call(Request* request) {
-  {
-    // Under mu_, because Finalize (Node tearing down) clears tsfn_ under it.
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_ || tsfn_ == nullptr) return -ENOTCONN;
-    pending_.insert(request);
-    request->ref();  // the queued message's reference, dropped by Deliver
-    if (napi_call_threadsafe_function(tsfn_, static_cast<Message*>(request), napi_tsfn_nonblocking) != napi_ok) {
-      request->unref();
-      request->abort(-ENOTCONN);
-    }
-  }
-  int result = request->wait();
-  std::lock_guard<std::mutex> lock(mu_);
-  pending_.erase(request);
-  return result;
-}
-
-void Session::Post(Message* message) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (tsfn_ == nullptr || napi_call_threadsafe_function(tsfn_, message, napi_tsfn_nonblocking) != napi_ok) {
-    delete static_cast<Event*>(message);
-  }
-}
-
-void Session::PostMounted(const std::string& error) { Post(new Event(Message::Kind::Mounted, error)); }
-
-void* Session::LoopMain(void* arg) {
-  static_cast<Session*>(arg)->Loop();
-  return nullptr;
-}
-
-void Session::Loop() {
-  sigset_t wake;
-  sigemptyset(&wake);
-  sigaddset(&wake, kWakeSignal);
-  pthread_sigmask(SIG_UNBLOCK, &wake, nullptr);
   std::string opts = "fsname=" + options_.fsName + ",subtype=" + options_.subtype + ",max_read=" + std::to_string(options_.maxRead);
   if (options_.allowOther) opts += ",allow_other";
   if (options_.defaultPermissions) opts += ",default_permissions";
@@ -167,70 +42,169 @@ void Session::Loop() {
   if (options_.debug) argv.push_back("-d");
   struct fuse_args args = FUSE_ARGS_INIT(0, nullptr);
   for (const std::string& a : argv) fuse_opt_add_arg(&args, a.c_str());
-
-  struct fuse_operations ops = {};
+  struct fuse_lowlevel_ops ops = {};
   FillOperations(*this, &ops);
-  struct fuse* fuse = fuse_new(&args, &ops, sizeof(ops), this);
+  struct fuse_session* se = fuse_session_new(&args, &ops, sizeof(ops), this);
   fuse_opt_free_args(&args);
-  if (fuse == nullptr) {
-    PostMounted("libfuse rejected the mount options " + opts);
-  } else if (fuse_mount(fuse, options_.mountpoint.c_str()) != 0) {
-    PostMounted("the kernel refused to mount " + options_.mountpoint + " (libfuse's reason is on stderr)");
-    fuse_destroy(fuse);
-  } else {
-    connection_ = FindConnection(options_.mountpoint);
-    {
-      std::lock_guard<std::mutex> lock(fuseMu_);
-      fuse_ = fuse;
-    }
-    if (stopping()) Stop(nullptr);  // stopped while mounting: abort what we just made
-    struct fuse_loop_config* config = fuse_loop_cfg_create();
-    fuse_loop_cfg_set_max_threads(config, options_.maxThreads);
-    fuse_loop_cfg_set_clone_fd(config, 0);
-    fuse_loop_mt(fuse, config);
-    fuse_loop_cfg_destroy(config);
-    {
-      // No new requests can come now; anything still waiting is answered.
-      std::lock_guard<std::mutex> lock(fuseMu_);
-      fuse_ = nullptr;
-    }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-      for (Request* request : pending_) request->abort(-ENOTCONN);
-    }
-    bool detached;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      detached = stopCalled_;
-    }
-    // After stop() the caller has detached the mount: fuse_unmount would unmount whatever is
-    // at that path now. Otherwise (an outside unmount, or the loop failed) it detaches what is
-    // left. Either way, destroying closes /dev/fuse, which ends the kernel connection.
-    if (!detached) fuse_unmount(fuse);
-    fuse_destroy(fuse);
-    Post(new Event(Message::Kind::Ended));
+  if (se == nullptr) {
+    *error = "libfuse rejected the mount options " + opts;
+    return false;
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    loopEnded_ = true;
-    if (tsfn_ != nullptr) napi_release_threadsafe_function(tsfn_, napi_tsfn_release);
+  if (fuse_session_mount(se, options_.mountpoint.c_str()) != 0) {
+    fuse_session_destroy(se);
+    *error = "the kernel refused to mount " + options_.mountpoint + " (libfuse's reason is on stderr)";
+    return false;
   }
-  Unref();
+  int fd = fuse_session_fd(se);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  poll_ = new uv_poll_t;
+  if (loop == nullptr || uv_poll_init(loop, poll_, fd) != 0) {
+    delete poll_;
+    poll_ = nullptr;
+    fuse_session_unmount(se);
+    fuse_session_destroy(se);
+    *error = "cannot watch the FUSE device on the event loop";
+    return false;
+  }
+  poll_->data = this;
+  uv_poll_start(poll_, UV_READABLE, OnReadable);  // an active handle keeps the process alive
+  se_ = se;
+  fd_ = fd;
+  napi_create_reference(env, onMounted, 1, &onMounted_);
+  napi_create_reference(env, onEnded, 1, &onEnded_);
+  if (onOpError != nullptr) napi_create_reference(env, onOpError, 1, &onOpError_);
+  napi_add_env_cleanup_hook(env, Cleanup, this);
+  cleanupHook_ = true;
+  started_ = true;
+  Hold();  // until the session ends
+  return true;
 }
 
-void Session::Finalize(napi_env /*env*/, void* data, void* /*hint*/) {
-  // No napi calls here: at exit Node runs this after it has freed the references itself.
-  auto* session = static_cast<Session*>(data);
-  {
-    // Node may finalize while FUSE threads still run (exit while mounted): they must neither
-    // wait for JS nor touch the threadsafe function from now on.
-    std::lock_guard<std::mutex> lock(session->mu_);
-    session->tsfn_ = nullptr;
-    session->stopping_ = true;
-    for (Request* request : session->pending_) request->abort(-ENOTCONN);
+void Session::OnReadable(uv_poll_t* handle, int status, int /*events*/) {
+  static_cast<Session*>(handle->data)->Serve(status);
+}
+
+// Reads and handles what the kernel has queued (a bounded batch, so timers and sockets get their
+// turn; the poll is level-triggered and calls again while more wait).
+void Session::Serve(int status) {
+  napi_handle_scope handles;
+  napi_open_handle_scope(env_, &handles);
+  napi_value resource;
+  napi_get_reference_value(env_, resource_, &resource);
+  napi_callback_scope scope;
+  napi_open_callback_scope(env_, resource, context_, &scope);
+  Hold();
+  if (status < 0) Stop(env_);
+  for (int i = 0; i < 64 && !ended_; i++) {
+    if (receive_ == nullptr) receive_ = AllocBlock();
+    if (receive_ == nullptr) break;  // out of memory: try again on the next callback
+    ssize_t n = read(fd_, receive_, kBlockSize);
+    if (n < 0) {
+      int error = errno;
+      if (error == EINTR || error == ENOENT) continue;  // ENOENT: the request was interrupted
+      if (error == EAGAIN) break;
+      Stop(env_);  // ENODEV: unmounted, or the connection was aborted
+      break;
+    }
+    struct fuse_buf buf = {};
+    buf.mem = receive_;
+    buf.size = static_cast<size_t>(n);
+    fuse_session_process_buf(se_, &buf);
+    if (initialized_ && !mountReported_) ReportMounted();
   }
-  session->Unref();
+  napi_close_callback_scope(env_, scope);
+  napi_close_handle_scope(env_, handles);
+  Drop();
+}
+
+char* Session::TakeReceiveBlock() {
+  char* block = receive_;
+  receive_ = nullptr;
+  return block;
+}
+
+double Session::now() const {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
+}
+
+void Session::ReportMounted() {
+  mountReported_ = true;
+  if (Has(Op::Init)) Run(new Request(nullptr, Kind::Detached), Op::Init);
+  napi_value arg;
+  napi_get_null(env_, &arg);
+  CallLifecycle(onMounted_, arg);
+}
+
+void Session::CallLifecycle(napi_ref ref, napi_value arg) {
+  if (ref == nullptr) return;
+  napi_value fn, global;
+  napi_get_reference_value(env_, ref, &fn);
+  napi_get_global(env_, &global);
+  if (napi_call_function(env_, global, fn, 1, &arg, nullptr) == napi_pending_exception) {
+    napi_value error;
+    napi_get_and_clear_last_exception(env_, &error);
+    napi_fatal_exception(env_, error);  // a throwing lifecycle callback is the caller's bug: surface it
+  }
+}
+
+void Session::Stop(napi_env env) {
+  if (!started_ || ended_) return;
+  ended_ = true;
+  if (poll_ != nullptr) {
+    uv_poll_stop(poll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    poll_ = nullptr;
+  }
+  // Answer everything JS still holds; a late answer finds no request and is ignored.
+  std::unordered_map<uint32_t, Request*> pending;
+  pending.swap(inJs_);
+  for (auto& entry : pending) {
+    Request* r = entry.second;
+    if (r->kind == Kind::Opendir || r->kind == Kind::Releasedir) delete r->dir;
+    if (r->readBlock != nullptr) ReleaseRead(r, false);
+    Fail(r, ENOTCONN);
+  }
+  FreeBlock(receive_);
+  receive_ = nullptr;
+  CloseConnection();
+  if (cleanupHook_) napi_remove_env_cleanup_hook(env, Cleanup, this);
+  cleanupHook_ = false;
+  napi_value arg;
+  napi_get_null(env, &arg);
+  CallLifecycle(onEnded_, arg);
+  DropReferences(env);
+  Drop();  // the started session's reference
+}
+
+// Closing /dev/fuse ends the kernel connection: whatever still uses the mount gets ENOTCONN.
+void Session::CloseConnection() {
+  if (notifying_ > 0 || se_ == nullptr) return;  // the last notification closes it
+  fuse_session_destroy(se_);
+  se_ = nullptr;
+  fd_ = -1;
+}
+
+// Node is tearing the environment down with the session still mounted: no JS any more.
+void Session::Cleanup(void* arg) {
+  auto* session = static_cast<Session*>(arg);
+  session->cleanupHook_ = false;
+  if (session->ended_) return;
+  session->ended_ = true;
+  if (session->poll_ != nullptr) uv_poll_stop(session->poll_);
+  for (auto& entry : session->inJs_) {
+    if (entry.second->req != nullptr) fuse_reply_err(entry.second->req, ENOTCONN);
+  }
+  session->inJs_.clear();  // (their memory goes with the process)
+  session->CloseConnection();
+}
+
+void Session::HandleGone(napi_env env) {
+  if (!started_ || ended_) DropReferences(env);
+  Drop();
 }
 
 void Session::DropReferences(napi_env env) {
@@ -238,10 +212,63 @@ void Session::DropReferences(napi_env env) {
     if (ref != nullptr) napi_delete_reference(env, ref);
     ref = nullptr;
   }
-  for (napi_ref* ref : {&onMounted_, &onEnded_, &onOpError_, &dispatch_}) {
+  for (napi_ref* ref : {&onMounted_, &onEnded_, &onOpError_, &dispatch_, &resource_}) {
     if (*ref != nullptr) napi_delete_reference(env, *ref);
     *ref = nullptr;
   }
+  if (context_ != nullptr) napi_async_destroy(env, context_);
+  context_ = nullptr;
+}
+
+// Kernel notifications may wait for FUSE requests in flight, which wait for the JS thread: they
+// are sent from a libuv worker thread.
+struct Invalidation {
+  Session* session;
+  struct fuse_session* se = nullptr;
+  fuse_ino_t ino = 0;
+  int result = 0;
+  napi_ref callback = nullptr;
+  napi_async_work work = nullptr;
+};
+
+void Session::Invalidate(napi_env env, const std::string& path, napi_value done) {
+  auto* job = new Invalidation{this};
+  if (!started_ || ended_) {
+    job->result = -ENOTCONN;
+  } else {
+    job->ino = nodes_.Resolve(path);
+    job->result = -ENOENT;  // the kernel holds nothing there, so has nothing to drop
+  }
+  if (job->ino != 0) {
+    job->se = se_;
+    notifying_++;
+  }
+  Hold();
+  napi_create_reference(env, done, 1, &job->callback);
+  napi_value name;
+  napi_create_string_utf8(env, "objmount-invalidate", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(
+      env, nullptr, name,
+      [](napi_env, void* data) {
+        auto* job = static_cast<Invalidation*>(data);
+        if (job->ino != 0) job->result = fuse_lowlevel_notify_inval_inode(job->se, job->ino, 0, 0);
+      },
+      [](napi_env env, napi_status, void* data) {
+        auto* job = static_cast<Invalidation*>(data);
+        Session* session = job->session;
+        if (job->ino != 0 && --session->notifying_ == 0 && session->ended_) session->CloseConnection();
+        napi_value fn, global, arg;
+        napi_get_reference_value(env, job->callback, &fn);
+        napi_get_global(env, &global);
+        napi_create_int32(env, job->result, &arg);
+        napi_delete_reference(env, job->callback);
+        napi_delete_async_work(env, job->work);
+        delete job;
+        napi_call_function(env, global, fn, 1, &arg, nullptr);
+        session->Drop();
+      },
+      job, &job->work);
+  napi_queue_async_work(env, job->work);
 }
 
 }  // namespace objmount

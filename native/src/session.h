@@ -1,35 +1,37 @@
-// A FUSE 3 session served by JavaScript.
+// A FUSE 3 session served by JavaScript on the JS thread, with libfuse's low-level API.
 //
-// How it works: mount() starts a "loop thread" (signals blocked, so SIGINT/SIGTERM keep going to
-// Node) that mounts with libfuse's high-level API and runs fuse_loop_mt(). Its worker threads
-// call the handlers in fuse_ops.cc, which build a Request, queue it on one napi threadsafe
-// function and wait for the JS answer (js_calls.cc). Everything JS-facing (ops, callbacks) is
-// touched only on the JS thread.
+// How it works: mount() mounts with fuse_session_mount and watches /dev/fuse with a libuv poll
+// handle on Node's own event loop. When the kernel has requests, the JS thread reads them
+// (non-blocking, straight into pool blocks) and hands each to libfuse's fuse_session_process_buf,
+// which calls the handlers in ll_ops.cc. A handler starts the JS operation; its answer, whenever
+// it comes, is sent to the kernel from the JS thread with fuse_reply_*. No thread waits for JS and
+// no request crosses threads: an operation costs one wake-up of the event loop, as it costs one
+// of a C file system's threads. Operations that wait on the network run concurrently, because
+// replies are asynchronous and the loop reads the next request at once.
 //
-// Stopping never leaves a FUSE thread waiting: stop() marks the session stopping (new requests
-// are answered ENOTCONN without reaching JS), answers every pending request ENOTCONN and asks
-// libfuse to exit. libfuse's loop only notices between requests, and a detached mount that some
-// process still uses sends none, so stop() also aborts the kernel connection through fusectl
-// when /sys/fs/fuse/connections is mounted, and signals the loop thread (kWakeSignal, a no-op
-// handler), whose wait for its workers then returns; libfuse cancels the workers blocked in
-// read(). The loop thread closes /dev/fuse (which ends the kernel connection) and posts Ended.
+// libfuse's high-level API kept the inode table before; the session keeps it now (nodes.h), so
+// JS still sees paths.
 //
-// Lifetime: the threadsafe function is shared by the JS handle and the loop thread (one thread
-// count each) and closes once both let go, or when Node tears the environment down. The session
-// itself is counted apart (handle, threadsafe function, loop thread), since at exit Node may
-// finalize the threadsafe function before the handle, while the loop thread still runs.
+// Kernel notifications (invalidate) may wait for requests in flight, so they are sent from a
+// libuv worker thread, never from the JS thread that must answer those requests.
+//
+// Stopping (unmount(), the kernel ending the connection, or Node exiting) answers every request
+// still waiting for JS with ENOTCONN and closes /dev/fuse, which ends the kernel connection even
+// while a lazily detached mount is still in use; a late JS answer is ignored.
+//
+// Lifetime: the JS handle holds one reference, a started session another until it ends, and each
+// notification in flight one; /dev/fuse is closed once the session has ended and no
+// notification uses it.
 #pragma once
 
-#include <fuse.h>
+#include <fuse_lowlevel.h>
 #include <node_api.h>
-#include <pthread.h>
+#include <uv.h>
 
-#include <atomic>
-#include <mutex>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 
+#include "nodes.h"
 #include "request.h"
 
 namespace objmount {
@@ -48,68 +50,63 @@ struct SessionOptions {
   double negativeTimeout = 0;
   unsigned maxWrite = 1 << 20;
   unsigned maxRead = 1 << 20;
-  unsigned maxThreads = 16;
 };
 
 class Session {
  public:
   Session(napi_env env, SessionOptions options) : env_(env), options_(std::move(options)) {}
 
-  // JS thread. Stores the ops and creates the threadsafe function (unreferenced until mount).
+  // Stores the ops and the dispatch function.
   napi_status Setup(napi_env env, napi_value ops, napi_value dispatch);
-  // JS thread. Starts the loop thread; false (with a message) if it cannot.
+  // Mounts and starts serving; false (with a message) if it cannot. onMounted(null) is called
+  // once the kernel's INIT is answered; onEnded() once the session has ended.
   bool Start(napi_env env, napi_value onMounted, napi_value onEnded, napi_value onOpError, std::string* error);
-  // JS thread (or the loop thread, with env null). See the header comment; safe to call more
-  // than once.
+  // Answers what waits with ENOTCONN and closes the connection; safe to call more than once.
   void Stop(napi_env env);
-  // JS thread. Lets the process exit even if the loop has not ended yet.
-  void Unref(napi_env env);
-  // Keep the session alive across asynchronous work (the handle holds one share, too).
-  void Hold() {
-    if (tsfn_ != nullptr) napi_acquire_threadsafe_function(tsfn_);
-  }
-  void Release() {
-    if (tsfn_ != nullptr) napi_release_threadsafe_function(tsfn_, napi_tsfn_release);
-  }
   // JS thread: the JS handle was garbage-collected.
-  void HandleGone(napi_env env) {
-    if (!started_) DropReferences(env);
-    Release();
-    Unref();
-  }
-  // JS thread: the JS functions are no longer needed (ended, or never mounted).
-  void DropReferences(napi_env env);
-  // Any thread but the JS thread: fuse_invalidate_path, or -ENOTCONN when not mounted.
-  int Invalidate(const std::string& path);
+  void HandleGone(napi_env env);
+  // Drops the kernel's cache of `path` from a worker thread; `done(result)` on the JS thread.
+  void Invalidate(napi_env env, const std::string& path, napi_value done);
 
-  // FUSE threads. Queues the request and waits for its answer (negative errno or a result).
-  int Call(Request* request);
   bool Has(Op op) const { return ops_[static_cast<int>(op)] != nullptr; }
   const SessionOptions& options() const { return options_; }
-  bool stopping() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return stopping_;
-  }
-  void PostMounted(const std::string& error);
+  NodeTable& nodes() { return nodes_; }
 
-  // JS thread (js_calls.cc).
-  void Deliver(napi_env env, Message* message);
-  // The JS answer to request `id` (code: negative errno, or a result such as a byte count).
+  // ll_ops.cc: the JS thread, inside fuse_session_process_buf.
+  // Starts JS operation `op` of `r` (or answers ENOSYS when JS has none).
+  void Run(Request* r, Op op);
+  // The rest of a request once its JS operation answered (code: negative errno or a result).
+  void Continue(Request* r, int code);
+  // Replies and frees.
+  void Fail(Request* r, int error);
+  void Done(Request* r);
+  // A read's block after its request settled (replied: the kernel has the bytes).
+  void ReleaseRead(Request* r, bool replied);
+  // INIT arrived: report the mount once libfuse has answered it.
+  void Initialized() { initialized_ = true; }
+  // A write's data stays in the block it was read into: read the next request elsewhere.
+  char* TakeReceiveBlock();
+  double now() const;
+
+  // js_calls.cc
   void Settle(napi_env env, uint32_t id, double code, napi_value result);
   void ReportOpError(napi_env env, Op op, napi_value error);
 
  private:
-  static void* LoopMain(void* arg);
-  void Loop();
-  void Post(Message* message);
-  static void Finalize(napi_env env, void* data, void* hint);
-  void ReleaseJs(napi_env env, Request* request);
-  void AbortInJs(napi_env env);
-  void Ref() { refs_.fetch_add(1); }
-  void Unref() {
-    if (refs_.fetch_sub(1) == 1) delete this;
+  size_t Arguments(napi_env env, Request* r, napi_value* args);
+  static void OnReadable(uv_poll_t* handle, int status, int events);
+  void Serve(int status);
+  void ReportMounted();
+  void End();
+  void CloseConnection();
+  static void Cleanup(void* arg);
+  void DropReferences(napi_env env);
+  void CallLifecycle(napi_ref fn, napi_value arg);
+  void Hold() { refs_++; }
+  void Drop() {
+    if (--refs_ == 0) delete this;
   }
-  std::atomic<int> refs_{2};  // the JS handle and the threadsafe function
+  int refs_ = 1;  // the JS handle
 
   napi_env env_;
   SessionOptions options_;
@@ -118,27 +115,28 @@ class Session {
   napi_ref onEnded_ = nullptr;
   napi_ref onOpError_ = nullptr;
   napi_ref dispatch_ = nullptr;
-  // Requests handed to JS and not answered yet, by id. JS thread only.
+  napi_ref resource_ = nullptr;
+  napi_async_context context_ = nullptr;
+
+  struct fuse_session* se_ = nullptr;
+  int fd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  char* receive_ = nullptr;  // the block the next request is read into
+  NodeTable nodes_;
+  // Requests whose JS operation has not answered yet, by id.
   std::unordered_map<uint32_t, Request*> inJs_;
   uint32_t nextId_ = 1;
-  napi_threadsafe_function tsfn_ = nullptr;
-  std::mutex fuseMu_;  // guards fuse_, which the loop thread clears before destroying it
-  struct fuse* fuse_ = nullptr;
-  pthread_t thread_{};
   bool started_ = false;
-  bool stopCalled_ = false;  // under mu_
-  bool loopEnded_ = false;   // under mu_: thread_ may no longer exist
-  std::atomic<unsigned> connection_{0};  // the fusectl connection id (device minor), 0 if unknown
+  bool ended_ = false;
+  bool initialized_ = false;
+  bool mountReported_ = false;
+  bool cleanupHook_ = false;
+  int notifying_ = 0;  // notifications in flight on worker threads
 
-  std::mutex mu_;
-  bool stopping_ = false;
-  std::unordered_set<Request*> pending_;
+  friend struct Invalidation;
 };
 
-// fuse_ops.cc: the libfuse operation table, filled for the ops JS implements.
-void FillOperations(const Session& session, struct fuse_operations* ops);
-// connection.cc
-unsigned FindConnection(const std::string& mountpoint);
-bool AbortConnection(unsigned connection);
+// ll_ops.cc: the low-level operation table, filled for the ops JS implements.
+void FillOperations(const Session& session, struct fuse_lowlevel_ops* ops);
 
 }  // namespace objmount

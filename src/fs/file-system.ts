@@ -166,6 +166,11 @@ export class FileSystem {
     return (await this.resolve(path)).attrs;
   }
 
+  /** The attributes of an open file, also once it was unlinked or renamed over (fstat). */
+  async fgetattr(fh: number): Promise<Attributes> {
+    return this.handle(fh).file.attrs;
+  }
+
   async readdir(path: string): Promise<string[]> {
     const dir = path === '/' ? undefined : await this.resolve(path);
     if (dir && dir.attrs.kind !== 'directory') throw new FsError('ENOTDIR', `${path}: not a directory`);
@@ -510,8 +515,7 @@ export class FileSystem {
         open.unlinked = true;
         await this.stopStream(open);
         if (open.pending && open.stagingFile) await removeRecord(open.stagingFile);
-        // Handles still open read the whole file from the staging copy once the object is gone.
-        if (open.staged) await this.guard(path, () => open.fill(this.store, 0));
+        await this.keepForHandles(open);
         await remove();
       });
       this.openFiles.delete(path);
@@ -580,10 +584,23 @@ export class FileSystem {
     await this.keepParent(from);
   }
 
+  /**
+   * Before a file's object goes (unlink, or a rename over it): handles still open go on reading
+   * the whole file from its staging copy, as POSIX keeps it readable; a file only read so far is
+   * downloaded now. Call inside the file's `exclusive`.
+   */
+  private async keepForHandles(file: OpenFile): Promise<void> {
+    if (!file.staged && !(file.refs > 0 && file.existsInStore)) return;
+    await this.guard(file.path, () => file.stage(this.store, file.attrs.size, 0));
+    await this.guard(file.path, () => file.fill(this.store, 0));
+  }
+
   private async renameFile(from: string, to: string): Promise<void> {
     const open = this.openFiles.get(from);
     const fromKey = this.key(from);
     const toKey = this.key(to);
+    const replaced = this.openFiles.get(to);
+    if (replaced && replaced !== open) await replaced.exclusive(() => this.keepForHandles(replaced));
     const move = async () => {
       if (open) await this.commitNow(open);
       const { etag } = await this.guard(from, () => this.store.copy(fromKey, toKey));
@@ -593,7 +610,6 @@ export class FileSystem {
     };
     if (open) await open.exclusive(move);
     else await move();
-    const replaced = this.openFiles.get(to);
     if (replaced) {
       // The replaced file lives on only in its handles; the name now belongs to the moved file.
       replaced.unlinked = true;

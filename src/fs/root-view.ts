@@ -19,6 +19,7 @@ import type { FileSystem, FileSystemStats, StatFs } from './file-system.js';
 export type MountedFileSystem = Pick<
   FileSystem,
   | 'getattr'
+  | 'fgetattr'
   | 'readdir'
   | 'mkdir'
   | 'rmdir'
@@ -249,6 +250,11 @@ export class RootView implements MountedFileSystem {
   async ftruncate(fh: number, size: number): Promise<void> {
     const h = this.handle(fh);
     return h.fs.ftruncate(h.fh, size);
+  }
+
+  async fgetattr(fh: number): Promise<Attributes> {
+    const h = this.handle(fh);
+    return h.fs.fgetattr(h.fh);
   }
 
   async mkdir(path: string, permissions: number): Promise<void> {

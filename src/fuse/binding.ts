@@ -2,15 +2,16 @@
  * The only module that loads the FUSE binding: our Node-API addon on libfuse 3 (native/, built by
  * scripts/build-native; native/src/session.h says how it works).
  *
- * - FUSE is served on native threads by libfuse's multithreaded loop; each operation is handed
- *   to the JS thread and its FUSE thread waits for the answer, so one slow operation (a flush
- *   uploading a large file) does not hold up the others.
+ * - FUSE is served on this thread, by libfuse's low-level API on Node's event loop; no thread
+ *   waits for an answer, so one slow operation (a flush uploading a large file) does not hold up
+ *   the others. Never make a synchronous file call on the mount from this process: only this
+ *   thread can answer it.
  * - Reads and writes carry up to 1 MiB (`MAX_WRITE`); large directories are sent in pages.
  * - `read` fills a Buffer over the very memory sent to the kernel; it is detached once answered,
  *   so it must not be used after the callback. `write` gets a Buffer of its own, to keep.
  * - `utimens` gets both times, null for one left as it is (UTIME_OMIT).
- * - unmount answers every operation still waiting for JS with ENOTCONN and ends the loop even
- *   while the mount is busy, so neither the kernel nor the process is left hanging.
+ * - unmount answers every operation still waiting for JS with ENOTCONN and closes the connection
+ *   even while the mount is busy, so neither the kernel nor the process is left hanging.
  */
 
 import { execFile } from 'node:child_process';
@@ -41,9 +42,6 @@ export interface FuseMountOptions {
 /** The most one FUSE write (and read) carries: libfuse 3's request buffer holds 1 MiB of data. */
 export const MAX_WRITE = 1024 * 1024;
 
-/** How long unmount waits for the FUSE loop to end before letting it go. */
-const LOOP_END_TIMEOUT_MS = 5000;
-
 type Dispatch = (op: number, id: number, ...args: unknown[]) => void;
 
 interface Fuse3Addon {
@@ -53,7 +51,6 @@ interface Fuse3Addon {
   reply(handle: unknown, id: number, code: unknown, result?: unknown): void;
   mount(handle: unknown, onMounted: (error: Error | null) => void, onEnded: () => void, onOpError?: (op: string, error: unknown) => void): void;
   unmount(handle: unknown): void;
-  unref(handle: unknown): void;
   invalidatePath(handle: unknown, path: string, callback: (errno: number) => void): void;
 }
 
@@ -139,19 +136,11 @@ export class FuseSession {
     if (!this.mounting) return; // never mounted
     // A mount still being made would appear after the detach below, and outlive the session.
     await this.mounting.catch(() => undefined);
-    // Detach first, so nothing new arrives; then answer what is in flight and end the loop.
+    // Detach first, so nothing new arrives; then answer what is in flight with ENOTCONN and close
+    // the connection, which ends the session at once (onEnded) even while the mount is in use.
     await detachLazily(this.mountpoint);
     this.addon.unmount(this.handle);
-    // Stopping wakes the FUSE loop with a signal, which can slip in just before the loop waits:
-    // repeat it (it is idempotent) until the loop has ended.
-    const kick = setInterval(() => this.addon.unmount(this.handle), 100);
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), LOOP_END_TIMEOUT_MS)));
-    const late = await Promise.race([this.ended.then(() => false), timedOut]);
-    clearInterval(kick);
-    clearTimeout(timer);
-    // Should the loop still not end, it must not hold the process.
-    if (late) this.addon.unref(this.handle);
+    await this.ended;
   }
 
   /** Drops the kernel's cached attributes and pages of `path`; resolves with 0 or -errno. */

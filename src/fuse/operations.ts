@@ -66,8 +66,9 @@ export function createOperations(fs: MountedFileSystem, logger: Logger): FuseOpe
         },
       ]),
     getattr: (path: string, cb: Callback) => answer('getattr', path, cb, () => fs.getattr(path), (a) => [toStat(a)]),
-    fgetattr: (path: string, _fh: number, cb: Callback) =>
-      answer('getattr', path, cb, () => fs.getattr(path), (a) => [toStat(a)]),
+    // With a handle (fstat): the open file's attributes, also once it was unlinked.
+    fgetattr: (path: string, fh: number, cb: Callback) =>
+      answer('getattr', path, cb, () => fs.fgetattr(fh), (a) => [toStat(a)]),
     readdir: (path: string, cb: Callback) => answer('readdir', path, cb, () => fs.readdir(path), (names) => [names]),
     opendir: (_path: string, _flags: number, cb: Callback) => cb(0, 0),
     releasedir: (_path: string, _fh: number, cb: Callback) => cb(0),

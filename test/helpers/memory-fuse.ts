@@ -83,6 +83,17 @@ export class MemoryTree {
         cb(0);
       },
       unlink: (path: string, cb: Callback) => (nodes.delete(path) ? cb(0) : cb(ENOENT)),
+      // Moves a file or a whole directory; whatever was at the target is replaced.
+      rename: (from: string, to: string, cb: Callback) => {
+        if (!nodes.has(from)) return cb(ENOENT);
+        for (const [path, node] of [...nodes]) {
+          if (path === from || path.startsWith(`${from}/`)) {
+            nodes.delete(path);
+            nodes.set(to + path.slice(from.length), node);
+          }
+        }
+        cb(0);
+      },
       utimens: (path: string, atime: number | null, mtime: number | null, cb: Callback) => {
         const n = nodes.get(path);
         if (!n) return cb(ENOENT);

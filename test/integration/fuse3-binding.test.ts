@@ -210,6 +210,66 @@ describe('the kernel interface', () => {
   });
 });
 
+describe('the inode table', () => {
+  it('gives JS the path each cached inode has now, across directory renames, replacing renames and unlinks', async () => {
+    const tree = new MemoryTree();
+    tree.nodes.set('/d', { mode: 0o40755, data: Buffer.alloc(0), mtimeMs: Date.now(), atimeMs: Date.now() });
+    tree.nodes.set('/d/sub', { mode: 0o40755, data: Buffer.alloc(0), mtimeMs: Date.now(), atimeMs: Date.now() });
+    tree.file('/d/sub/f', 'hello');
+    tree.file('/a', 'from a');
+    tree.file('/b', 'from b');
+    tree.file('/c', 'see');
+    const fstatPaths: string[] = [];
+    // Entries and attributes cached for 600 s: the kernel keeps using the inodes it looked up.
+    const m = await mount(
+      tree.operations({
+        fgetattr: (path: string, _fh: number, cb: (code: number) => void) => {
+          fstatPaths.push(path);
+          cb(-2);
+        },
+      }),
+      { attrTimeoutSeconds: 600 },
+    );
+    const at = (p: string) => join(m.mountpoint, p);
+    expect((await sh(`cat ${at('d/sub/f')}`)).stdout).toBe('hello');
+    expect((await sh(`mv ${at('d')} ${at('e')}`)).code).toBe(0);
+    expect((await sh(`cat ${at('e/sub/f')}`)).stdout).toBe('hello');
+    expect((await sh(`echo again >> ${at('e/sub/f')}`)).code).toBe(0);
+    expect(tree.nodes.get('/e/sub/f')?.data.toString()).toBe('helloagain\n');
+    expect((await sh(`stat ${at('d')}`)).code).not.toBe(0);
+
+    // The kernel held both inodes; the one renamed over is detached, the other now named b.
+    expect((await sh(`cat ${at('a')} ${at('b')} > /dev/null && mv ${at('a')} ${at('b')} && cat ${at('b')}`)).stdout).toBe('from a');
+    expect((await sh(`echo more >> ${at('b')}`)).code).toBe(0);
+    expect(tree.nodes.get('/b')?.data.toString()).toBe('from amore\n');
+    expect((await sh(`ls ${at('')}`)).stdout.split('\n').filter(Boolean).sort()).toEqual(['b', 'c', 'e']);
+
+    // A file unlinked while open: the kernel goes on using its inode, and JS gets the path it had.
+    const unlinked = await sh(`exec 3< ${at('c')}; rm ${at('c')}; cat <&3`);
+    expect(unlinked.code).not.toBe(0); // this tree forgets the file with its name...
+    expect(fstatPaths).toEqual(['/c']); // ...but JS was asked about it, by the path it had
+    expect((await sh(`ls ${at('')}`)).stdout.split('\n').filter(Boolean).sort()).toEqual(['b', 'e']);
+  });
+
+  it("keeps a file's pages across opens while its mtime and size are unchanged (auto_cache), and drops them when they change", async () => {
+    const tree = new MemoryTree();
+    tree.file('/f', 'first');
+    let reads = 0;
+    const read = tree.operations().read as unknown as (...args: unknown[]) => void;
+    const m = await mount(tree.operations({ read: (...args: unknown[]) => (reads++, read(...args)) }));
+    const file = join(m.mountpoint, 'f');
+    expect((await sh(`cat ${file}`)).stdout).toBe('first');
+    const afterFirst = reads;
+    expect(afterFirst).toBeGreaterThan(0);
+    expect((await sh(`cat ${file}`)).stdout).toBe('first');
+    expect(reads).toBe(afterFirst); // served from the kernel's pages
+    tree.file('/f', 'second, longer');
+    tree.nodes.get('/f')!.mtimeMs += 5000;
+    expect((await sh(`cat ${file}`)).stdout).toBe('second, longer');
+    expect(reads).toBeGreaterThan(afterFirst);
+  });
+});
+
 describe('unmounting', () => {
   it('right after asking to mount leaves nothing mounted', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'objmount-fuse3-early-'));

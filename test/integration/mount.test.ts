@@ -376,6 +376,19 @@ describe('file operations', () => {
     expect(await sdkKeys('doomed')).toEqual([]);
   });
 
+  it('keeps an unlinked file readable, and fstat-able, through a handle still open (no hidden renames)', async () => {
+    writeFileSync(join(mnt, 'open-doomed'), 'still here');
+    // cat fstats and reads its stdin after the name is gone.
+    expect(sh(`exec 3< open-doomed; rm open-doomed; stat -L -c %s /dev/stdin <&3; cat <&3`)).toBe('10\nstill here');
+    expect(existsSync(join(mnt, 'open-doomed'))).toBe(false);
+    expect(await sdkKeys('open-doomed')).toEqual([]);
+    expect((await sdkKeys('')).filter((k) => k.includes('.fuse_hidden'))).toEqual([]);
+    // Likewise a file that a rename replaces while it is open.
+    writeFileSync(join(mnt, 'open-replaced'), 'old bytes');
+    writeFileSync(join(mnt, 'replacement'), 'new');
+    expect(sh(`exec 3< open-replaced; mv replacement open-replaced; cat <&3; cat open-replaced`)).toBe('old bytesnew');
+  });
+
   it('makes and reads symlinks, stored s3fs-style', async () => {
     writeFileSync(join(mnt, 'target.txt'), 'pointed at');
     sh('ln -s target.txt sym');

@@ -40,7 +40,7 @@ describe('the libfuse 3 addon rejects bad arguments', () => {
     expectTypeError(() => create('/mnt', { maxWrite: 2 * 1024 * 1024 }, {}), 'options.maxWrite must be a number from 4096 to 1048576');
     expectTypeError(() => create('/mnt', { attrTimeout: -1 }, {}), /options.attrTimeout must be a number/);
     expectTypeError(() => create('/mnt', { attrTimeout: Number.NaN }, {}), /options.attrTimeout/);
-    expectTypeError(() => create('/mnt', { maxThreads: 0 }, {}), /options.maxThreads/);
+    expectTypeError(() => create('/mnt', { negativeTimeout: -1 }, {}), /options.negativeTimeout/);
   });
 
   it('an fsName that would break the mount option string', () => {
@@ -57,7 +57,6 @@ describe('the libfuse 3 addon rejects bad arguments', () => {
     const message = 'the first argument must be a session handle from create()';
     expectTypeError(() => addon.mount({}, noop, noop), message);
     expectTypeError(() => addon.unmount(undefined), message);
-    expectTypeError(() => addon.unref(1), message);
     expectTypeError(() => addon.reply(null, 1, 0), message);
     expectTypeError(() => addon.invalidatePath('x', '/a', noop), message);
   });

@@ -1,4 +1,4 @@
-#include "write_memory.h"
+#include "block_pool.h"
 
 #include <stdlib.h>
 
@@ -9,19 +9,18 @@ namespace objmount {
 
 namespace {
 
-constexpr size_t kPooledFrom = kWriteBlockSize / 2;
 constexpr size_t kMaxFreeBlocks = 32;  // at most 32 MiB kept for reuse
 
+// Blocks are freed by Buffer finalizers, which may run while Node exits: guarded, never destroyed.
 std::mutex poolMu;
 std::vector<char*>& FreeBlocks() {
-  static auto* blocks = new std::vector<char*>();  // never destroyed: finalizers may run at exit
+  static auto* blocks = new std::vector<char*>();
   return *blocks;
 }
 
 }  // namespace
 
-char* AllocWriteMemory(size_t size) {
-  if (size < kPooledFrom || size > kWriteBlockSize) return static_cast<char*>(malloc(size > 0 ? size : 1));
+char* AllocBlock() {
   {
     std::lock_guard<std::mutex> lock(poolMu);
     if (!FreeBlocks().empty()) {
@@ -30,18 +29,19 @@ char* AllocWriteMemory(size_t size) {
       return block;
     }
   }
-  return static_cast<char*>(malloc(kWriteBlockSize));
+  return static_cast<char*>(malloc(kBlockSize));
 }
 
-void FreeWriteMemory(char* memory, size_t size) {
-  if (size >= kPooledFrom && size <= kWriteBlockSize) {
+void FreeBlock(char* block) {
+  if (block == nullptr) return;
+  {
     std::lock_guard<std::mutex> lock(poolMu);
     if (FreeBlocks().size() < kMaxFreeBlocks) {
-      FreeBlocks().push_back(memory);
+      FreeBlocks().push_back(block);
       return;
     }
   }
-  free(memory);
+  free(block);
 }
 
 }  // namespace objmount
