@@ -96,6 +96,7 @@ void Session::Serve(int status) {
   napi_callback_scope scope;
   napi_open_callback_scope(env_, resource, context_, &scope);
   Hold();
+  serving_ = true;
   if (status < 0) Stop(env_);
   for (int i = 0; i < 64 && !ended_; i++) {
     if (receive_ == nullptr) receive_ = AllocBlock();
@@ -114,6 +115,8 @@ void Session::Serve(int status) {
     fuse_session_process_buf(se_, &buf);
     if (initialized_ && !mountReported_) ReportMounted();
   }
+  serving_ = false;
+  if (ended_) CloseConnection();  // stopped by an op JS ran from inside libfuse
   napi_close_callback_scope(env_, scope);
   napi_close_handle_scope(env_, handles);
   Drop();
@@ -182,7 +185,7 @@ void Session::Stop(napi_env env) {
 
 // Closing /dev/fuse ends the kernel connection: whatever still uses the mount gets ENOTCONN.
 void Session::CloseConnection() {
-  if (notifying_ > 0 || se_ == nullptr) return;  // the last notification closes it
+  if (notifying_ > 0 || serving_ || se_ == nullptr) return;  // the last notification, or Serve, closes it
   fuse_session_destroy(se_);
   se_ = nullptr;
   fd_ = -1;

@@ -132,6 +132,7 @@ class Session {
   bool mountReported_ = false;
   bool cleanupHook_ = false;
   int notifying_ = 0;  // notifications in flight on worker threads
+  bool serving_ = false;  // inside Serve: libfuse is running, so the session must not be destroyed yet
 
   friend struct Invalidation;
 };

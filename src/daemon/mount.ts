@@ -286,6 +286,13 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
       });
     }, 1000);
     watcher.unref();
+    // The kernel ended the connection (umount, or an abort through fusectl): stop at once.
+    void session.ended.then(() => {
+      if (!stopping) {
+        logger.info(`${mountpoint}: the kernel ended the FUSE connection`);
+        void stop().then(signalGone);
+      }
+    });
     const startedAt = new Date();
     const journal = options.writeMode === 'async' ? (options.rootView ? (options.stagingDir ?? options.defaultStagingDir) : stacks.get('')?.stagingDir) : undefined;
     const status = (): MountStatus => {

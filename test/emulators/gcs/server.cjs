@@ -30,6 +30,10 @@ async function main() {
     if (req.url.startsWith('/storage/v1/')) req.url = req.url.slice('/storage/v1'.length);
     app(req, res);
   });
+  // Node closes an idle keep-alive connection after 5 s, and a client that sends its next request
+  // on it at that moment gets "socket hang up": tests pause about that long between requests
+  // (mounting, copying), so idle connections are kept far longer than any test.
+  server.keepAliveTimeout = 10 * 60_000;
   await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
   // The emulator builds some URLs (bucket self links) from its registry entry.
   emulator.args.port = server.address().port;
