@@ -187,30 +187,25 @@ async function mountCommand(args: MountArgs, env: NodeJS.ProcessEnv): Promise<vo
     // Lines for a person at a terminal; JSON lines for the log file or the journal.
     const logger: Logger = process.stderr.isTTY ? createLogger((line) => process.stderr.write(line), level) : createJsonLogger(2, level);
     // The SDK and the FUSE binding load only for commands that mount.
-    const [{ startMount }, { DefaultChainResolver, StoreResolver }, { CredentialStore }, { AzureEnvironmentResolver, StoredAzureResolver }] = await Promise.all([
-      import('../daemon/mount.js'),
-      import('../creds/resolver.js'),
-      import('../creds/store.js'),
-      import('../creds/azure-credentials.js'),
-    ]);
-    const credentials = new CredentialStore(CredentialStore.defaultDirectory(env, process.getuid?.() ?? 0));
-    const resolver = new StoreResolver(credentials, new DefaultChainResolver(env), args.creds);
+    const [{ startMount }, { DefaultChainResolver, StoreResolver }, { CredentialStore, LoadedCredentialStore }, { AzureEnvironmentResolver, StoredAzureResolver }, { StoredGcsResolver }] =
+      await Promise.all([
+        import('../daemon/mount.js'),
+        import('../creds/resolver.js'),
+        import('../creds/store.js'),
+        import('../creds/azure-credentials.js'),
+        import('../creds/gcs-credentials.js'),
+      ]);
+    // One read of credentials.json serves every resolver (and the root view's list of buckets).
+    const credentials = new LoadedCredentialStore(new CredentialStore(CredentialStore.defaultDirectory(env, process.getuid?.() ?? 0)));
     try {
       await runForeground({
         start: () =>
           startMount(options, {
-            resolver,
+            resolver: new StoreResolver(credentials, new DefaultChainResolver(env), args.creds),
             azureResolver: new StoredAzureResolver(credentials, new AzureEnvironmentResolver(env), args.creds),
+            gcsResolver: new StoredGcsResolver(credentials, args.creds),
             pairings: async () => (await credentials.read()).pairings,
-            gcsKeys: async (bucket) => {
-              const contents = await credentials.read();
-              const name = args.creds ?? contents.pairings[`gs://${bucket}`];
-              const stored = name === undefined ? undefined : contents.credentials[name];
-              if (args.creds !== undefined && stored?.provider !== 'gs') {
-                throw new UserError(`no stored Google Cloud credential named '${args.creds}' (see 'objmount creds list')`);
-              }
-              return stored?.provider === 'gs' ? { ...stored } : undefined;
-            },
+            reloadCredentials: () => credentials.forget(),
             logger,
           }),
         logger,

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 
 import { DEFAULTS, MiB, type MountOptions, formatSource, parseSource } from '../config/mount-options.js';
 import type { AzureCredentialResolver } from '../creds/azure-credentials.js';
-import type { StoredGcsKey } from './gcs-store-factory.js';
+import type { GcsCredentialResolver } from '../creds/gcs-credentials.js';
 import { CredentialError, type CredentialResolver } from '../creds/resolver.js';
 import { readCaBundle } from '../creds/ca-bundle.js';
 import { FileSystem } from '../fs/file-system.js';
@@ -45,12 +45,18 @@ export interface RunningMount {
 
 export interface MountDependencies {
   resolver: CredentialResolver;
-  /** Where az:// sources get their credential (the environment today; stored credentials later). */
+  /** Where az:// sources get their credential (stored credentials, then the environment). */
   azureResolver?: AzureCredentialResolver;
-  /** The stored service-account key paired with a gs:// bucket, if any (`objmount creds`). */
-  gcsKeys?: (bucket: string) => Promise<StoredGcsKey | undefined>;
+  /** The stored service-account key of a gs:// bucket, if any (`objmount creds`). */
+  gcsResolver?: GcsCredentialResolver;
   /** The stored pairings (`s3://b`, `az://a/c`, `gs://b` → credential name or 'public'), for the root view. */
   pairings?: () => Promise<Record<string, string>>;
+  /**
+   * The resolvers and `pairings` share one read of the credential store; this drops it, so the
+   * next of them reads the store again. The root view calls it before it looks for new pairings
+   * and after a bucket failed to open.
+   */
+  reloadCredentials?: () => void;
   logger: Logger;
 }
 
@@ -75,7 +81,7 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
   // The GCS SDK is large: it is loaded only for gs:// mounts.
   const { store, credentialDescription, endpoint, location, probeHints } =
     options.source.provider === 'gs'
-      ? await (await import('./gcs-store-factory.js')).openGcsStore(options, logger, await deps.gcsKeys?.(options.source.bucket))
+      ? await (await import('./gcs-store-factory.js')).openGcsStore(options, logger, await resolveGcs(options, deps))
       : await openStore(options, deps);
   const cleanups: Array<() => Promise<unknown> | unknown> = [() => store.destroy()];
   const cleanUp = async () => {
@@ -150,13 +156,28 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
   }
 }
 
+/** The stored key of a gs:// source, if any; a credential problem is a `UserError`. */
+async function resolveGcs(options: MountOptions, deps: MountDependencies) {
+  try {
+    return await deps.gcsResolver?.resolveGcs(options.source.bucket);
+  } catch (error) {
+    if (error instanceof CredentialError) throw new UserError(error.message);
+    throw error;
+  }
+}
+
 /**
  * The root view (`objmount mount MOUNTPOINT`): every bucket the stored credentials are paired
  * with, as s3/<bucket>, az/<account>/<container> and gs/<bucket>, each opened on first use.
+ * `initial`: the pairings read at start, the first catalog's.
  */
-function openRootView(options: MountOptions, deps: MountDependencies, stacks: Map<string, BucketStack>): RootView {
+function openRootView(options: MountOptions, deps: MountDependencies, stacks: Map<string, BucketStack>, initial: Record<string, string>): RootView {
+  let first: Record<string, string> | undefined = initial;
   const catalog = async (): Promise<Space[]> => {
-    const pairings = (await deps.pairings?.()) ?? {};
+    // The first catalog is the store read at start; later ones read it again, for new pairings.
+    if (!first) deps.reloadCredentials?.();
+    const pairings = first ?? (await deps.pairings?.()) ?? {};
+    first = undefined;
     return Object.entries(pairings).map(([uri, name]) => {
       const source = parseSource(uri);
       const path = source.provider === 'az' ? ['az', source.account!, source.bucket] : [source.provider, source.bucket];
@@ -165,19 +186,26 @@ function openRootView(options: MountOptions, deps: MountDependencies, stacks: Ma
         open: async () => {
           const key = path.join('/');
           const staging = options.stagingDir ?? options.defaultStagingDir;
-          const stack = await openBucket(
-            {
-              ...options,
-              source,
-              // The stored credential says where its store is; --endpoint is for public buckets.
-              endpoint: name === 'public' ? options.endpoint : undefined,
-              stagingDir: options.stagingDir ? join(options.stagingDir, key.replace(/\//g, '_')) : undefined,
-              defaultStagingDir: !options.stagingDir && staging ? join(staging, key.replace(/\//g, '_')) : undefined,
-            },
-            deps,
-            // Each open bucket gets a share of the budget (see the note in SEMANTICS.md).
-            Math.max(4 * options.blockSize, Math.floor(options.memoryLimit / 4)),
-          );
+          let stack: BucketStack;
+          try {
+            stack = await openBucket(
+              {
+                ...options,
+                source,
+                // The stored credential says where its store is; --endpoint is for public buckets.
+                endpoint: name === 'public' ? options.endpoint : undefined,
+                stagingDir: options.stagingDir ? join(options.stagingDir, key.replace(/\//g, '_')) : undefined,
+                defaultStagingDir: !options.stagingDir && staging ? join(staging, key.replace(/\//g, '_')) : undefined,
+              },
+              deps,
+              // Each open bucket gets a share of the budget (see the note in SEMANTICS.md).
+              Math.max(4 * options.blockSize, Math.floor(options.memoryLimit / 4)),
+            );
+          } catch (error) {
+            // When the bucket is tried again, a credential fixed meanwhile is found.
+            deps.reloadCredentials?.();
+            throw error;
+          }
           stacks.set(key, stack);
           deps.logger.info(`opened ${stack.source} at ${options.mountpoint}/${key} (${stack.credentialDescription})`);
           return stack.fs;
@@ -207,7 +235,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     if (Object.keys(pairings).length === 0) {
       throw new UserError("the root view shows the buckets of stored credentials, and none is paired: import one with 'objmount creds import FILE'");
     }
-    fs = openRootView(options, deps, stacks);
+    fs = openRootView(options, deps, stacks, pairings);
     credentialDescription = `${Object.keys(pairings).length} paired bucket(s)`;
   } else {
     const stack = await openBucket(options, deps);
