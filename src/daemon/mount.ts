@@ -66,7 +66,6 @@ interface BucketStack {
   fs: FileSystem;
   store: MountedStore;
   blockCache: BlockCache;
-  memoryBudget: MemoryBudget;
   disk?: DiskCache;
   stagingDir: string;
   credentialDescription: string;
@@ -74,8 +73,11 @@ interface BucketStack {
   cleanUp(): Promise<void>;
 }
 
-/** Opens `options.source`: its credential and store (probed), staging (recovered), caches, file system. */
-async function openBucket(options: MountOptions, deps: MountDependencies, memoryLimit = options.memoryLimit): Promise<BucketStack> {
+/**
+ * Opens `options.source`: its credential and store (probed), staging (recovered), caches, file
+ * system. Its block cache and upload buffers live in `memoryBudget`, the mount's one budget.
+ */
+async function openBucket(options: MountOptions, deps: MountDependencies, memoryBudget: MemoryBudget): Promise<BucketStack> {
   const { logger } = deps;
   const source = formatSource(options.source);
   // The GCS SDK is large: it is loaded only for gs:// mounts.
@@ -121,16 +123,14 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
       }
       cleanups.push(() => disk?.settled());
     }
-    const memoryBudget = new MemoryBudget(memoryLimit);
-    memoryBudget.followRss(); // the limit is for the process, not only what objmount counts
-    cleanups.push(() => memoryBudget.stop());
     const blockCache = new BlockCache(store, {
       blockSize: options.blockSize,
-      memoryLimit,
+      memoryLimit: options.memoryLimit,
       maxConnections: options.maxConnections,
       disk,
       budget: memoryBudget,
     });
+    cleanups.push(() => memoryBudget.detachCache(blockCache));
     const fs = new FileSystem(store, {
       prefix: options.source.prefix,
       defaults: { uid: options.uid, gid: options.gid, fileMode: options.fileMode, dirMode: options.dirMode },
@@ -149,7 +149,7 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
       readAhead: { minReadAhead: Math.min(MiB, options.readAhead), maxReadAhead: options.readAhead },
       logger,
     });
-    return { source, fs, store, blockCache, memoryBudget, disk, stagingDir, credentialDescription, cleanUp };
+    return { source, fs, store, blockCache, disk, stagingDir, credentialDescription, cleanUp };
   } catch (error) {
     await cleanUp();
     throw error;
@@ -168,10 +168,16 @@ async function resolveGcs(options: MountOptions, deps: MountDependencies) {
 
 /**
  * The root view (`objmount mount MOUNTPOINT`): every bucket the stored credentials are paired
- * with, as s3/<bucket>, az/<account>/<container> and gs/<bucket>, each opened on first use.
- * `initial`: the pairings read at start, the first catalog's.
+ * with, as s3/<bucket>, az/<account>/<container> and gs/<bucket>, each opened on first use. All
+ * of them share `memoryBudget`. `initial`: the pairings read at start, the first catalog's.
  */
-function openRootView(options: MountOptions, deps: MountDependencies, stacks: Map<string, BucketStack>, initial: Record<string, string>): RootView {
+function openRootView(
+  options: MountOptions,
+  deps: MountDependencies,
+  stacks: Map<string, BucketStack>,
+  memoryBudget: MemoryBudget,
+  initial: Record<string, string>,
+): RootView {
   let first: Record<string, string> | undefined = initial;
   const catalog = async (): Promise<Space[]> => {
     // The first catalog is the store read at start; later ones read it again, for new pairings.
@@ -198,8 +204,7 @@ function openRootView(options: MountOptions, deps: MountDependencies, stacks: Ma
                 defaultStagingDir: !options.stagingDir && staging ? join(staging, key.replace(/\//g, '_')) : undefined,
               },
               deps,
-              // Each open bucket gets a share of the budget (see the note in SEMANTICS.md).
-              Math.max(4 * options.blockSize, Math.floor(options.memoryLimit / 4)),
+              memoryBudget,
             );
           } catch (error) {
             // When the bucket is tried again, a credential fixed meanwhile is found.
@@ -226,6 +231,9 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
   const { logger } = deps;
   const mountpoint = await prepareMountpoint(options.mountpoint);
   const stacks = new Map<string, BucketStack>();
+  // One budget for the whole mount: every bucket's cached blocks and upload buffers (the root
+  // view's included) together stay within --memory-limit.
+  const memoryBudget = new MemoryBudget(options.memoryLimit);
   let fs: MountedFileSystem;
   let source: string;
   let credentialDescription: string;
@@ -235,17 +243,19 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     if (Object.keys(pairings).length === 0) {
       throw new UserError("the root view shows the buckets of stored credentials, and none is paired: import one with 'objmount creds import FILE'");
     }
-    fs = openRootView(options, deps, stacks, pairings);
+    fs = openRootView(options, deps, stacks, memoryBudget, pairings);
     credentialDescription = `${Object.keys(pairings).length} paired bucket(s)`;
   } else {
-    const stack = await openBucket(options, deps);
+    const stack = await openBucket(options, deps, memoryBudget);
     stacks.set('', stack);
     fs = stack.fs;
     source = stack.source;
     credentialDescription = stack.credentialDescription;
   }
+  memoryBudget.followRss(); // the limit is for the process, not only what objmount counts
   const cleanUpAll = async () => {
     for (const stack of stacks.values()) await stack.cleanUp();
+    memoryBudget.stop();
   };
   const cleanups: Array<() => Promise<unknown> | unknown> = [];
   const cleanUp = async () => {
@@ -347,7 +357,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
         memory: {
           limit: options.memoryLimit,
           cacheBytes: sum((s) => s.blockCache.memoryUsed),
-          uploadBytes: sum((s) => s.memoryBudget.uploadBytes),
+          uploadBytes: memoryBudget.uploadBytes,
           rss: usage.rss,
           heapUsed: usage.heapUsed,
           external: usage.external,
