@@ -14,7 +14,7 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 
 import { configFilePath, readConfigFile } from '../config/config-file.js';
-import { DEFAULTS, type MountOptions, type MountSource, OptionError, checkReadOptions, defaultMemoryLimit, formatSource, parseSize, parseSource } from '../config/mount-options.js';
+import { DEFAULTS, type MountOptions, type MountSource, OptionError, ROOT_VIEW_WORD, checkReadOptions, defaultMemoryLimit, formatSource, parseSize, parseSource } from '../config/mount-options.js';
 import { MountRegistry } from '../daemon/registry.js';
 import { unmount } from '../daemon/unmount.js';
 import { UserError } from '../daemon/user-error.js';
@@ -25,7 +25,11 @@ const DAEMON_CHILD = 'OBJMOUNT_DAEMON_CHILD';
 
 function mountFlags(y: Argv) {
   return y
-    .positional('source', { type: 'string', demandOption: true, describe: 's3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix] (or, alone, the mountpoint of the root view)' })
+    .positional('source', {
+      type: 'string',
+      demandOption: true,
+      describe: `s3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix]; ${ROOT_VIEW_WORD}: the root view, every paired bucket (or, alone, the mountpoint of the root view)`,
+    })
     .positional('mountpoint', { type: 'string', describe: 'an empty directory' })
     .option('endpoint', { type: 'string', describe: "endpoint URL of an S3-compatible store (default: the bucket's stored credential's, else AWS), or an Azure blob service URL (default https://ACCOUNT.blob.core.windows.net; Azure credentials come from AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_CONNECTION_STRING)" })
     .option('region', { type: 'string', describe: `region (default: the stored credential's, else $AWS_REGION, else ${DEFAULTS.region})` })
@@ -99,13 +103,14 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     if (!Number.isFinite(value) || value < 0) throw new OptionError(`--${name} must be a number of 0 or more`);
     return value;
   };
-  // `mount DIR` alone is the root view: the buckets of the stored credentials, all under DIR.
-  const rootView = args.mountpoint === undefined && !args.source.includes('://');
+  // `mount DIR` alone, or `mount objmount DIR` (as fstab must write it), is the root view: the
+  // buckets of the stored credentials, all under DIR.
+  const rootView = args.mountpoint === undefined ? !args.source.includes('://') : args.source === ROOT_VIEW_WORD;
   if (args.mountpoint === undefined && !rootView) throw new OptionError(`name the mountpoint: objmount mount ${args.source} DIRECTORY`);
   const options: MountOptions = {
     source: rootView ? ROOT_VIEW_SOURCE : parseSource(args.source),
     rootView,
-    mountpoint: rootView ? args.source : args.mountpoint!,
+    mountpoint: args.mountpoint ?? args.source,
     endpoint: args.endpoint,
     keyFile: gcsKeyFile(args['key-file'], env),
     region: args.region,
@@ -372,7 +377,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     .usage('$0 <command> [options]\n\nMount S3 buckets (and S3-compatible stores) as directories.')
     .command(
       'mount <source> [mountpoint]',
-      'mount s3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix] on an empty directory; with the directory alone, the root view: every paired bucket as s3/<bucket>, az/<account>/<container>, gs/<bucket>',
+      `mount s3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix] on an empty directory; with the directory alone (or the source ${ROOT_VIEW_WORD}, as in fstab), the root view: every paired bucket as s3/<bucket>, az/<account>/<container>, gs/<bucket>`,
       (y) => withConfigFile(mountFlags(y), env),
       (args) => mountCommand(args as MountArgs, env),
     )
