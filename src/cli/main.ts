@@ -349,7 +349,10 @@ function credsCommands(y: Argv, env: NodeJS.ProcessEnv): Argv {
         c
           .positional('uri', { type: 'string', demandOption: true })
           .positional('name', { type: 'string', demandOption: true, describe: 'a stored credential, public, or "?SAS" (an Azure container SAS)' })
-          .option('endpoint', { type: 'string', describe: "with a SAS: the blob service URL (default: a stored credential's of the account, else Azure's)" }),
+          .option('endpoint', {
+            type: 'string',
+            describe: "with a SAS: the blob service URL (default: a stored credential's of the account, else Azure's); with public: the S3-compatible store where the bucket is checked (default AWS)",
+          }),
       async (args) => (await commands()).pairBucket(await context(), args.uri, args.name, args.endpoint),
     )
     .command(
