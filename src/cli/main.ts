@@ -14,7 +14,7 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 
 import { configFilePath, readConfigFile } from '../config/config-file.js';
-import { DEFAULTS, type MountOptions, type MountSource, OptionError, checkReadOptions, defaultMemoryLimit, formatSource, parseSize, parseSource } from '../config/mount-options.js';
+import { DEFAULTS, type MountOptions, type MountSource, OptionError, ROOT_VIEW_WORD, checkReadOptions, defaultMemoryLimit, formatSource, parseSize, parseSource } from '../config/mount-options.js';
 import { MountRegistry } from '../daemon/registry.js';
 import { unmount } from '../daemon/unmount.js';
 import { UserError } from '../daemon/user-error.js';
@@ -25,7 +25,11 @@ const DAEMON_CHILD = 'OBJMOUNT_DAEMON_CHILD';
 
 function mountFlags(y: Argv) {
   return y
-    .positional('source', { type: 'string', demandOption: true, describe: 's3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix] (or, alone, the mountpoint of the root view)' })
+    .positional('source', {
+      type: 'string',
+      demandOption: true,
+      describe: `s3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix]; ${ROOT_VIEW_WORD}: the root view, every paired bucket (or, alone, the mountpoint of the root view)`,
+    })
     .positional('mountpoint', { type: 'string', describe: 'an empty directory' })
     .option('endpoint', { type: 'string', describe: "endpoint URL of an S3-compatible store (default: the bucket's stored credential's, else AWS), or an Azure blob service URL (default https://ACCOUNT.blob.core.windows.net; Azure credentials come from AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_CONNECTION_STRING)" })
     .option('region', { type: 'string', describe: `region (default: the stored credential's, else $AWS_REGION, else ${DEFAULTS.region})` })
@@ -99,13 +103,14 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     if (!Number.isFinite(value) || value < 0) throw new OptionError(`--${name} must be a number of 0 or more`);
     return value;
   };
-  // `mount DIR` alone is the root view: the buckets of the stored credentials, all under DIR.
-  const rootView = args.mountpoint === undefined && !args.source.includes('://');
+  // `mount DIR` alone, or `mount objmount DIR` (as fstab must write it), is the root view: the
+  // buckets of the stored credentials, all under DIR.
+  const rootView = args.mountpoint === undefined ? !args.source.includes('://') : args.source === ROOT_VIEW_WORD;
   if (args.mountpoint === undefined && !rootView) throw new OptionError(`name the mountpoint: objmount mount ${args.source} DIRECTORY`);
   const options: MountOptions = {
     source: rootView ? ROOT_VIEW_SOURCE : parseSource(args.source),
     rootView,
-    mountpoint: rootView ? args.source : args.mountpoint!,
+    mountpoint: args.mountpoint ?? args.source,
     endpoint: args.endpoint,
     keyFile: gcsKeyFile(args['key-file'], env),
     region: args.region,
@@ -187,30 +192,25 @@ async function mountCommand(args: MountArgs, env: NodeJS.ProcessEnv): Promise<vo
     // Lines for a person at a terminal; JSON lines for the log file or the journal.
     const logger: Logger = process.stderr.isTTY ? createLogger((line) => process.stderr.write(line), level) : createJsonLogger(2, level);
     // The SDK and the FUSE binding load only for commands that mount.
-    const [{ startMount }, { DefaultChainResolver, StoreResolver }, { CredentialStore }, { AzureEnvironmentResolver, StoredAzureResolver }] = await Promise.all([
-      import('../daemon/mount.js'),
-      import('../creds/resolver.js'),
-      import('../creds/store.js'),
-      import('../creds/azure-credentials.js'),
-    ]);
-    const credentials = new CredentialStore(CredentialStore.defaultDirectory(env, process.getuid?.() ?? 0));
-    const resolver = new StoreResolver(credentials, new DefaultChainResolver(env), args.creds);
+    const [{ startMount }, { DefaultChainResolver, StoreResolver }, { CredentialStore, LoadedCredentialStore }, { AzureEnvironmentResolver, StoredAzureResolver }, { StoredGcsResolver }] =
+      await Promise.all([
+        import('../daemon/mount.js'),
+        import('../creds/resolver.js'),
+        import('../creds/store.js'),
+        import('../creds/azure-credentials.js'),
+        import('../creds/gcs-credentials.js'),
+      ]);
+    // One read of credentials.json serves every resolver (and the root view's list of buckets).
+    const credentials = new LoadedCredentialStore(new CredentialStore(CredentialStore.defaultDirectory(env, process.getuid?.() ?? 0)));
     try {
       await runForeground({
         start: () =>
           startMount(options, {
-            resolver,
+            resolver: new StoreResolver(credentials, new DefaultChainResolver(env), args.creds),
             azureResolver: new StoredAzureResolver(credentials, new AzureEnvironmentResolver(env), args.creds),
+            gcsResolver: new StoredGcsResolver(credentials, args.creds),
             pairings: async () => (await credentials.read()).pairings,
-            gcsKeys: async (bucket) => {
-              const contents = await credentials.read();
-              const name = args.creds ?? contents.pairings[`gs://${bucket}`];
-              const stored = name === undefined ? undefined : contents.credentials[name];
-              if (args.creds !== undefined && stored?.provider !== 'gs') {
-                throw new UserError(`no stored Google Cloud credential named '${args.creds}' (see 'objmount creds list')`);
-              }
-              return stored?.provider === 'gs' ? { ...stored } : undefined;
-            },
+            reloadCredentials: () => credentials.forget(),
             logger,
           }),
         logger,
@@ -349,7 +349,10 @@ function credsCommands(y: Argv, env: NodeJS.ProcessEnv): Argv {
         c
           .positional('uri', { type: 'string', demandOption: true })
           .positional('name', { type: 'string', demandOption: true, describe: 'a stored credential, public, or "?SAS" (an Azure container SAS)' })
-          .option('endpoint', { type: 'string', describe: "with a SAS: the blob service URL (default: a stored credential's of the account, else Azure's)" }),
+          .option('endpoint', {
+            type: 'string',
+            describe: "with a SAS: the blob service URL (default: a stored credential's of the account, else Azure's); with public: the S3-compatible store where the bucket is checked (default AWS)",
+          }),
       async (args) => (await commands()).pairBucket(await context(), args.uri, args.name, args.endpoint),
     )
     .command(
@@ -377,7 +380,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     .usage('$0 <command> [options]\n\nMount S3 buckets (and S3-compatible stores) as directories.')
     .command(
       'mount <source> [mountpoint]',
-      'mount s3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix] on an empty directory; with the directory alone, the root view: every paired bucket as s3/<bucket>, az/<account>/<container>, gs/<bucket>',
+      `mount s3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix] on an empty directory; with the directory alone (or the source ${ROOT_VIEW_WORD}, as in fstab), the root view: every paired bucket as s3/<bucket>, az/<account>/<container>, gs/<bucket>`,
       (y) => withConfigFile(mountFlags(y), env),
       (args) => mountCommand(args as MountArgs, env),
     )

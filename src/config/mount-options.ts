@@ -86,6 +86,13 @@ export interface MountOptions {
 
 export const MiB = 1024 * 1024;
 
+/**
+ * The source that stands for the root view (every paired bucket under one mountpoint), for where
+ * a source must be written: `objmount mount objmount DIR`, fstab's first field (as `tmpfs` for
+ * tmpfs), a service's SOURCE. The mount table shows the root view under this name too.
+ */
+export const ROOT_VIEW_WORD = 'objmount';
+
 export const DEFAULTS = {
   region: 'us-east-1',
   fileMode: 0o644,
@@ -131,7 +138,9 @@ export class OptionError extends Error {
 export function parseSource(text: string): MountSource {
   const match = /^([a-z0-9]+):\/\/([^/]*)(?:\/(.*))?$/.exec(text);
   if (!match) {
-    throw new OptionError(`'${text}' is not a source: write it as s3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix]`);
+    throw new OptionError(
+      `'${text}' is not a source: write it as s3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix] (or ${ROOT_VIEW_WORD} for every paired bucket)`,
+    );
   }
   const [, scheme, first = '', rest = ''] = match;
   if (scheme === 'az') return parseAzureSource(text, first, rest);

@@ -4,14 +4,14 @@
  * AZURE_STORAGE_ACCOUNT, AZURE_STORAGE_SAS_TOKEN). Secrets are never taken from the command line,
  * where other users can read them in the process list.
  *
- * `AzureCredentialResolver` is the seam for stored credentials (`objmount creds`): a resolver
- * that looks in the store first and falls back to `AzureEnvironmentResolver` plugs in here.
+ * `StoredAzureResolver` looks in the credential store (`objmount creds`) first and falls back to
+ * `AzureEnvironmentResolver`.
  */
 
 import type { AzureCredential } from '../storage/azure-store.js';
 import { CloudCredentialError, parseConnectionString as parseAzureConnectionString } from './cloud-formats.js';
 import { CredentialError } from './resolver.js';
-import type { CredentialStore, StoredAzureCredential } from './store.js';
+import type { CredentialSource, StoredAzureCredential } from './store.js';
 
 export { DEVELOPMENT_ACCOUNT, DEVELOPMENT_ACCOUNT_KEY } from './cloud-formats.js';
 
@@ -77,7 +77,8 @@ export function parseConnectionString(text: string): { account?: string; endpoin
  */
 export class StoredAzureResolver implements AzureCredentialResolver {
   constructor(
-    private readonly store: CredentialStore,
+    /** The credential store, or the store loaded once for a whole mount (`LoadedCredentialStore`). */
+    private readonly store: CredentialSource,
     private readonly fallback: AzureCredentialResolver,
     /** A credential named on the command line (`--creds`): it wins over pairings. */
     private readonly named?: string,

@@ -406,18 +406,19 @@ export async function detectAndPair(ctx: CredsContext, name: string | undefined)
 
 /**
  * Pairs a bucket with a stored credential (after checking it can reach the bucket), or with
- * 'public' for a bucket anyone may read (requests then go unsigned).
+ * 'public' for a bucket anyone may read (requests then go unsigned; checked at `endpoint`, or AWS).
  */
 export async function pairBucket(ctx: CredsContext, uri: string, name: string, endpoint?: string): Promise<void> {
   const target = parseBucketUri(uri);
   if (name.startsWith('?') || /(^|&)sig=/.test(name)) return pairWithSas(ctx, target, name.replace(/^\?/, ''), endpoint);
   if (name === 'public') {
     if (target.provider !== 's3') throw new UserError(`public pairing is for s3:// buckets; ${uri} needs a credential`);
-    // The endpoint is the mount's (--endpoint, or AWS): a public bucket is checked when mounted.
+    await checkPublic(ctx, target.uri, target.bucket, endpoint);
+    // The pairing holds no endpoint: the mount's --endpoint (or AWS) says where the bucket is.
     await ctx.store.update((latest) => {
       latest.pairings[target.uri] = 'public';
     });
-    ctx.print(`paired ${target.uri} with public (unsigned) access`);
+    ctx.print(`paired ${target.uri} with public (unsigned) access${endpoint ? `; mount it with --endpoint ${endpoint}` : ''}`);
     return;
   }
   const contents = await ctx.store.read();
@@ -436,6 +437,46 @@ export async function pairBucket(ctx: CredsContext, uri: string, name: string, e
     latest.pairings[target.uri] = name;
   });
   ctx.print(`paired ${target.uri} with '${name}'`);
+}
+
+/**
+ * Checks with one unsigned request (ListObjectsV2, max-keys 1: what a mount's probe sends) that
+ * the bucket exists at `endpoint` (else AWS) and lists for anyone; else one line saying what to do.
+ */
+async function checkPublic(ctx: CredsContext, uri: string, bucket: string, endpoint: string | undefined): Promise<void> {
+  const s3 = new S3Store({
+    bucket,
+    endpoint,
+    region: ctx.env.AWS_REGION ?? ctx.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    pathStyle: endpoint !== undefined,
+    credentials: async () => ({ accessKeyId: '', secretAccessKey: '' }),
+    credentialDescription: 'anonymous requests',
+    signatureVersion: 'none',
+    maxAttempts: 2,
+    connectTimeoutMs: 3_000,
+  });
+  const where = endpoint ?? 'AWS';
+  try {
+    await s3.probe('');
+  } catch (error) {
+    if (!isStoreError(error)) throw error;
+    const failed = `cannot pair ${uri} with public access`;
+    switch (error.code) {
+      case 'NoSuchBucket':
+        throw new UserError(`${failed}: there is no bucket '${bucket}' at ${where}: check the name${endpoint ? '' : ' (and name its store with --endpoint URL if it is not on AWS)'}`);
+      case 'AccessDenied':
+      case 'InvalidCredentials':
+        throw new UserError(
+          `${failed}: ${where} does not let anyone list it without a key (${error.storeCode ?? 'AccessDenied'}): import a key for it ('objmount creds import FILE') and pair it with that`,
+        );
+      case 'Unreachable':
+        throw new UserError(`${failed}: ${error.message}: check --endpoint and the network`);
+      default:
+        throw new UserError(`${failed}: ${error.message}`);
+    }
+  } finally {
+    s3.destroy();
+  }
 }
 
 /**

@@ -7,7 +7,7 @@
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 
-import type { CredentialStore, StoredS3Credential } from './store.js';
+import type { CredentialSource, StoredS3Credential } from './store.js';
 
 /** No usable credential was found; the message says where we looked and what to do. */
 export class CredentialError extends Error {
@@ -90,7 +90,8 @@ export class StaticResolver implements CredentialResolver {
 /** The bucket's pairing in the credential store first, then `fallback`. */
 export class StoreResolver implements CredentialResolver {
   constructor(
-    private readonly store: CredentialStore,
+    /** The credential store, or the store loaded once for a whole mount (`LoadedCredentialStore`). */
+    private readonly store: CredentialSource,
     private readonly fallback: CredentialResolver,
     /** A credential named on the command line (`--creds`, fstab's `creds=`): it wins over pairings. */
     private readonly named?: string,

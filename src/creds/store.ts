@@ -32,6 +32,11 @@ export interface StoreContents {
   pairings: Record<string, string>;
 }
 
+/** What resolvers read credentials from: the store itself, or the store loaded once (`LoadedCredentialStore`). */
+export interface CredentialSource {
+  read(): Promise<StoreContents>;
+}
+
 const FILE = 'credentials.json';
 const LOCK = 'credentials.lock';
 
@@ -101,6 +106,34 @@ export class CredentialStore {
       if (Date.now() > deadline) throw new Error(`${this.directory} is locked by process ${holder || 'unknown'}; try again when it is done`);
       await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 30));
     }
+  }
+}
+
+/**
+ * The credential store read once and kept, so that one read of credentials.json serves every
+ * resolver of a mount (S3, Azure, GCS) and the root view's list of buckets. A failed read is not
+ * kept (the next `read` tries again); `forget` drops what was read, so the next `read` reads the
+ * file again (the root view does, when it looks for new pairings). The contents are shared: callers
+ * must not change them.
+ */
+export class LoadedCredentialStore implements CredentialSource {
+  private loaded?: Promise<StoreContents>;
+
+  constructor(private readonly store: CredentialSource) {}
+
+  read(): Promise<StoreContents> {
+    if (!this.loaded) {
+      const loading = this.store.read();
+      this.loaded = loading;
+      loading.catch(() => {
+        if (this.loaded === loading) this.loaded = undefined;
+      });
+    }
+    return this.loaded;
+  }
+
+  forget(): void {
+    this.loaded = undefined;
   }
 }
 

@@ -10,6 +10,7 @@
  */
 
 import type { MountOptions } from '../config/mount-options.js';
+import type { StoredGcsKey } from '../creds/gcs-credentials.js';
 import { readServiceAccountKey } from '../creds/gcs-key-file.js';
 import { CredentialError } from '../creds/resolver.js';
 import type { Logger } from '../log/logger.js';
@@ -26,15 +27,7 @@ export interface OpenedGcsStore {
   probeHints: Record<string, string>;
 }
 
-/** A service account's key from the credential store (`objmount creds`), found by the bucket's pairing. */
-export interface StoredGcsKey {
-  name: string;
-  clientEmail: string;
-  privateKey: string;
-  projectId?: string;
-  endpoint?: string;
-}
-
+/** `stored`: the key the credential store has for the bucket (creds/gcs-credentials.ts); `--key-file` wins over it. */
 export async function openGcsStore(options: MountOptions, logger: Logger, stored?: StoredGcsKey): Promise<OpenedGcsStore> {
   let auth: GcsStoreOptions['auth'];
   let credentialDescription: string;

@@ -8,7 +8,7 @@ import { copyFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { parseSource } from '../config/mount-options.js';
+import { ROOT_VIEW_WORD, parseSource } from '../config/mount-options.js';
 import { UserError } from './user-error.js';
 
 export interface InstallServiceOptions {
@@ -29,7 +29,7 @@ export const UNIT_TEMPLATE = join(dirname(fileURLToPath(import.meta.url)), '..',
 
 export async function installService(o: InstallServiceOptions): Promise<void> {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(o.name)) throw new UserError(`'${o.name}' cannot name a service: use letters, digits, '.', '_' and '-'`);
-  parseSource(o.source); // a bad source fails here, not at boot
+  if (o.source !== ROOT_VIEW_WORD) parseSource(o.source); // a bad source fails here, not at boot
   if (!isAbsolute(o.mountpoint)) throw new UserError(`the mountpoint must be an absolute path, not '${o.mountpoint}'`);
   for (const value of [o.source, o.mountpoint, ...o.options]) {
     if (/[\s"'\\$]/.test(value)) throw new UserError(`'${value}' has a space, quote, '$' or backslash, which the unit's configuration cannot carry`);

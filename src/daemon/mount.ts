@@ -8,9 +8,9 @@ import { mkdir, mkdtemp, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { DEFAULTS, MiB, type MountOptions, formatSource, parseSource } from '../config/mount-options.js';
+import { DEFAULTS, MiB, type MountOptions, ROOT_VIEW_WORD, formatSource, parseSource } from '../config/mount-options.js';
 import type { AzureCredentialResolver } from '../creds/azure-credentials.js';
-import type { StoredGcsKey } from './gcs-store-factory.js';
+import type { GcsCredentialResolver } from '../creds/gcs-credentials.js';
 import { CredentialError, type CredentialResolver } from '../creds/resolver.js';
 import { readCaBundle } from '../creds/ca-bundle.js';
 import { FileSystem } from '../fs/file-system.js';
@@ -45,12 +45,18 @@ export interface RunningMount {
 
 export interface MountDependencies {
   resolver: CredentialResolver;
-  /** Where az:// sources get their credential (the environment today; stored credentials later). */
+  /** Where az:// sources get their credential (stored credentials, then the environment). */
   azureResolver?: AzureCredentialResolver;
-  /** The stored service-account key paired with a gs:// bucket, if any (`objmount creds`). */
-  gcsKeys?: (bucket: string) => Promise<StoredGcsKey | undefined>;
+  /** The stored service-account key of a gs:// bucket, if any (`objmount creds`). */
+  gcsResolver?: GcsCredentialResolver;
   /** The stored pairings (`s3://b`, `az://a/c`, `gs://b` → credential name or 'public'), for the root view. */
   pairings?: () => Promise<Record<string, string>>;
+  /**
+   * The resolvers and `pairings` share one read of the credential store; this drops it, so the
+   * next of them reads the store again. The root view calls it before it looks for new pairings
+   * and after a bucket failed to open.
+   */
+  reloadCredentials?: () => void;
   logger: Logger;
 }
 
@@ -60,7 +66,6 @@ interface BucketStack {
   fs: FileSystem;
   store: MountedStore;
   blockCache: BlockCache;
-  memoryBudget: MemoryBudget;
   disk?: DiskCache;
   stagingDir: string;
   credentialDescription: string;
@@ -68,14 +73,17 @@ interface BucketStack {
   cleanUp(): Promise<void>;
 }
 
-/** Opens `options.source`: its credential and store (probed), staging (recovered), caches, file system. */
-async function openBucket(options: MountOptions, deps: MountDependencies, memoryLimit = options.memoryLimit): Promise<BucketStack> {
+/**
+ * Opens `options.source`: its credential and store (probed), staging (recovered), caches, file
+ * system. Its block cache and upload buffers live in `memoryBudget`, the mount's one budget.
+ */
+async function openBucket(options: MountOptions, deps: MountDependencies, memoryBudget: MemoryBudget): Promise<BucketStack> {
   const { logger } = deps;
   const source = formatSource(options.source);
   // The GCS SDK is large: it is loaded only for gs:// mounts.
   const { store, credentialDescription, endpoint, location, probeHints } =
     options.source.provider === 'gs'
-      ? await (await import('./gcs-store-factory.js')).openGcsStore(options, logger, await deps.gcsKeys?.(options.source.bucket))
+      ? await (await import('./gcs-store-factory.js')).openGcsStore(options, logger, await resolveGcs(options, deps))
       : await openStore(options, deps);
   const cleanups: Array<() => Promise<unknown> | unknown> = [() => store.destroy()];
   const cleanUp = async () => {
@@ -115,16 +123,14 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
       }
       cleanups.push(() => disk?.settled());
     }
-    const memoryBudget = new MemoryBudget(memoryLimit);
-    memoryBudget.followRss(); // the limit is for the process, not only what objmount counts
-    cleanups.push(() => memoryBudget.stop());
     const blockCache = new BlockCache(store, {
       blockSize: options.blockSize,
-      memoryLimit,
+      memoryLimit: options.memoryLimit,
       maxConnections: options.maxConnections,
       disk,
       budget: memoryBudget,
     });
+    cleanups.push(() => memoryBudget.detachCache(blockCache));
     const fs = new FileSystem(store, {
       prefix: options.source.prefix,
       defaults: { uid: options.uid, gid: options.gid, fileMode: options.fileMode, dirMode: options.dirMode },
@@ -143,20 +149,41 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
       readAhead: { minReadAhead: Math.min(MiB, options.readAhead), maxReadAhead: options.readAhead },
       logger,
     });
-    return { source, fs, store, blockCache, memoryBudget, disk, stagingDir, credentialDescription, cleanUp };
+    return { source, fs, store, blockCache, disk, stagingDir, credentialDescription, cleanUp };
   } catch (error) {
     await cleanUp();
     throw error;
   }
 }
 
+/** The stored key of a gs:// source, if any; a credential problem is a `UserError`. */
+async function resolveGcs(options: MountOptions, deps: MountDependencies) {
+  try {
+    return await deps.gcsResolver?.resolveGcs(options.source.bucket);
+  } catch (error) {
+    if (error instanceof CredentialError) throw new UserError(error.message);
+    throw error;
+  }
+}
+
 /**
  * The root view (`objmount mount MOUNTPOINT`): every bucket the stored credentials are paired
- * with, as s3/<bucket>, az/<account>/<container> and gs/<bucket>, each opened on first use.
+ * with, as s3/<bucket>, az/<account>/<container> and gs/<bucket>, each opened on first use. All
+ * of them share `memoryBudget`. `initial`: the pairings read at start, the first catalog's.
  */
-function openRootView(options: MountOptions, deps: MountDependencies, stacks: Map<string, BucketStack>): RootView {
+function openRootView(
+  options: MountOptions,
+  deps: MountDependencies,
+  stacks: Map<string, BucketStack>,
+  memoryBudget: MemoryBudget,
+  initial: Record<string, string>,
+): RootView {
+  let first: Record<string, string> | undefined = initial;
   const catalog = async (): Promise<Space[]> => {
-    const pairings = (await deps.pairings?.()) ?? {};
+    // The first catalog is the store read at start; later ones read it again, for new pairings.
+    if (!first) deps.reloadCredentials?.();
+    const pairings = first ?? (await deps.pairings?.()) ?? {};
+    first = undefined;
     return Object.entries(pairings).map(([uri, name]) => {
       const source = parseSource(uri);
       const path = source.provider === 'az' ? ['az', source.account!, source.bucket] : [source.provider, source.bucket];
@@ -165,19 +192,25 @@ function openRootView(options: MountOptions, deps: MountDependencies, stacks: Ma
         open: async () => {
           const key = path.join('/');
           const staging = options.stagingDir ?? options.defaultStagingDir;
-          const stack = await openBucket(
-            {
-              ...options,
-              source,
-              // The stored credential says where its store is; --endpoint is for public buckets.
-              endpoint: name === 'public' ? options.endpoint : undefined,
-              stagingDir: options.stagingDir ? join(options.stagingDir, key.replace(/\//g, '_')) : undefined,
-              defaultStagingDir: !options.stagingDir && staging ? join(staging, key.replace(/\//g, '_')) : undefined,
-            },
-            deps,
-            // Each open bucket gets a share of the budget (see the note in SEMANTICS.md).
-            Math.max(4 * options.blockSize, Math.floor(options.memoryLimit / 4)),
-          );
+          let stack: BucketStack;
+          try {
+            stack = await openBucket(
+              {
+                ...options,
+                source,
+                // The stored credential says where its store is; --endpoint is for public buckets.
+                endpoint: name === 'public' ? options.endpoint : undefined,
+                stagingDir: options.stagingDir ? join(options.stagingDir, key.replace(/\//g, '_')) : undefined,
+                defaultStagingDir: !options.stagingDir && staging ? join(staging, key.replace(/\//g, '_')) : undefined,
+              },
+              deps,
+              memoryBudget,
+            );
+          } catch (error) {
+            // When the bucket is tried again, a credential fixed meanwhile is found.
+            deps.reloadCredentials?.();
+            throw error;
+          }
           stacks.set(key, stack);
           deps.logger.info(`opened ${stack.source} at ${options.mountpoint}/${key} (${stack.credentialDescription})`);
           return stack.fs;
@@ -198,6 +231,9 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
   const { logger } = deps;
   const mountpoint = await prepareMountpoint(options.mountpoint);
   const stacks = new Map<string, BucketStack>();
+  // One budget for the whole mount: every bucket's cached blocks and upload buffers (the root
+  // view's included) together stay within --memory-limit.
+  const memoryBudget = new MemoryBudget(options.memoryLimit);
   let fs: MountedFileSystem;
   let source: string;
   let credentialDescription: string;
@@ -207,17 +243,19 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     if (Object.keys(pairings).length === 0) {
       throw new UserError("the root view shows the buckets of stored credentials, and none is paired: import one with 'objmount creds import FILE'");
     }
-    fs = openRootView(options, deps, stacks);
+    fs = openRootView(options, deps, stacks, memoryBudget, pairings);
     credentialDescription = `${Object.keys(pairings).length} paired bucket(s)`;
   } else {
-    const stack = await openBucket(options, deps);
+    const stack = await openBucket(options, deps, memoryBudget);
     stacks.set('', stack);
     fs = stack.fs;
     source = stack.source;
     credentialDescription = stack.credentialDescription;
   }
+  memoryBudget.followRss(); // the limit is for the process, not only what objmount counts
   const cleanUpAll = async () => {
     for (const stack of stacks.values()) await stack.cleanUp();
+    memoryBudget.stop();
   };
   const cleanups: Array<() => Promise<unknown> | unknown> = [];
   const cleanUp = async () => {
@@ -326,7 +364,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
         memory: {
           limit: options.memoryLimit,
           cacheBytes: sum((s) => s.blockCache.memoryUsed),
-          uploadBytes: sum((s) => s.memoryBudget.uploadBytes),
+          uploadBytes: memoryBudget.uploadBytes,
           rss: usage.rss,
           heapUsed: usage.heapUsed,
           external: usage.external,

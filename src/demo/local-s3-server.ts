@@ -71,6 +71,12 @@ export interface LocalS3ServerOptions {
    * 403 AccessDenied), like a key granted access by another account's bucket policy.
    */
   restrictedKey?: { accessKeyId: string; secretAccessKey: string };
+  /**
+   * For tests: when given, unsigned (anonymous) requests are answered 403 AccessDenied except on
+   * these buckets, as S3 answers them on a bucket without a public policy (a missing bucket is
+   * still NoSuchBucket). Without it every bucket takes anonymous requests.
+   */
+  publicBuckets?: string[];
   /** For tests: refuse Signature Version 4 (403), like an old store that only knows V2. */
   signatureV2Only?: boolean;
   /** For tests: faults injected into object writes (PUT object, upload part) whose key matches. */
@@ -279,6 +285,7 @@ export async function startLocalS3Server(options: LocalS3ServerOptions = {}): Pr
       return next();
     });
   }
+  if (options.publicBuckets) server.middleware.splice(server.middleware.length - 1, 0, onlyPublicAnonymous(new Set(options.publicBuckets)));
   server.middleware.splice(server.middleware.length - 1, 0, s3Semantics);
   if (options.writeFaults) server.middleware.splice(server.middleware.length - 1, 0, writeFaults(options.writeFaults));
   if (options.restrictedKey) {
@@ -330,6 +337,17 @@ export async function startLocalS3ServerProcess(options: LocalS3ServerOptions = 
         child.once('exit', () => resolve());
         child.kill('SIGTERM');
       }),
+  };
+}
+
+/** Anonymous requests only on `open` buckets (the `publicBuckets` option). */
+function onlyPublicAnonymous(open: Set<string>) {
+  return async (ctx: Context, next: Next): Promise<void> => {
+    const signed = ctx.get('authorization') !== '' || ['X-Amz-Signature', 'Signature', 'AWSAccessKeyId'].some((name) => name in ctx.query);
+    const slash = ctx.path.indexOf('/', 1);
+    const bucket = decodeURIComponent(slash < 0 ? ctx.path.slice(1) : ctx.path.slice(1, slash));
+    if (!signed && !open.has(bucket) && (bucket === '' || (await ctx.store.getBucket(bucket)))) throw new S3Error('AccessDenied', 'Access Denied');
+    return next();
   };
 }
 

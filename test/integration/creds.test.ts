@@ -4,7 +4,7 @@
  */
 
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -21,7 +21,8 @@ let sdk: S3Client;
 let scratch: string;
 
 beforeAll(async () => {
-  server = await startLocalS3ServerProcess({ buckets: ['creds-a', 'creds-b'], restrictedKey: RESTRICTED });
+  // creds-b takes anonymous requests, as a bucket with a public policy does; creds-a does not.
+  server = await startLocalS3ServerProcess({ buckets: ['creds-a', 'creds-b'], restrictedKey: RESTRICTED, publicBuckets: ['creds-b'] });
   sdk = s3Client(server.endpoint);
   scratch = mkdtempSync(join(tmpdir(), 'objmount-creds-'));
 });
@@ -205,8 +206,8 @@ describe('public buckets', () => {
   it('pairs a bucket with public access: the mount sends unsigned requests and needs no key', async () => {
     const env = freshEnv('store-public');
     await sdk.send(new PutObjectCommand({ Bucket: 'creds-b', Key: 'published.txt', Body: 'for everyone' }));
-    const paired = await objmount(['creds', 'pair', 's3://creds-b', 'public'], env);
-    expect(paired.stdout).toMatch(/paired s3:\/\/creds-b with public \(unsigned\) access/);
+    const paired = await objmount(['creds', 'pair', 's3://creds-b', 'public', '--endpoint', server.endpoint], env);
+    expect(paired.stdout.trim()).toBe(`paired s3://creds-b with public (unsigned) access; mount it with --endpoint ${server.endpoint}`);
     expect((await objmount(['creds', 'list'], env)).stdout).toMatch(/s3:\/\/creds-b -> public/);
     const mount = await mountBucket(server.endpoint, 's3://creds-b', [], env);
     try {
@@ -217,6 +218,27 @@ describe('public buckets', () => {
     }
     const refused = await objmount(['creds', 'pair', 'az://acct/container', 'public'], env);
     expect(refused.stderr).toMatch(/public pairing is for s3:\/\/ buckets/);
+  });
+
+  it('checks a public pairing with one unsigned request first: a private or missing bucket fails in one line, storing nothing', async () => {
+    const env = freshEnv('store-not-public');
+    const oneLine = (result: { code: number; stdout: string; stderr: string }) => {
+      expect(result.code).not.toBe(0);
+      expect(result.stdout).toBe('');
+      expect(result.stderr.trim().split('\n')).toHaveLength(1);
+      expect(result.stderr).not.toMatch(/\n\s+at /); // no stack trace
+      return result.stderr.trim();
+    };
+    const private_ = await objmount(['creds', 'pair', 's3://creds-a', 'public', '--endpoint', server.endpoint], env);
+    expect(oneLine(private_)).toBe(
+      `objmount: cannot pair s3://creds-a with public access: ${server.endpoint} does not let anyone list it without a key (AccessDenied): import a key for it ('objmount creds import FILE') and pair it with that`,
+    );
+    const missing = await objmount(['creds', 'pair', 's3://no-such-bucket', 'public', '--endpoint', server.endpoint], env);
+    expect(oneLine(missing)).toBe(`objmount: cannot pair s3://no-such-bucket with public access: there is no bucket 'no-such-bucket' at ${server.endpoint}: check the name`);
+    const unreachable = await objmount(['creds', 'pair', 's3://creds-b', 'public', '--endpoint', 'http://127.0.0.1:1'], env);
+    expect(oneLine(unreachable)).toMatch(/^objmount: cannot pair s3:\/\/creds-b with public access: cannot reach http:\/\/127.0.0.1:1 .*: check --endpoint and the network$/);
+    expect((await objmount(['creds', 'list'], env)).stdout).toMatch(/no credentials in/); // nothing paired
+    expect(existsSync(join(env.OBJMOUNT_CONFIG_DIR!, 'credentials.json'))).toBe(false);
   });
 });
 

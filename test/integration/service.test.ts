@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
+import { LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
 import { CLI, forceUnmount, isMounted, mountBucket, objmount, testEnv } from '../helpers/objmount.js';
 import { s3Client } from '../helpers/s3-client.js';
 
@@ -204,6 +204,54 @@ describe('fstab', () => {
       forceUnmount(mountpoint);
       if (ours) rmSync(helper, { force: true });
     }
+  });
+
+  it('mounts the root view from an fstab entry whose source is objmount, and mount -a sees it mounted', async () => {
+    const helper = '/sbin/mount.objmount';
+    const ours = !existsSync(helper);
+    if (ours) symlinkSync(join(ROOT, 'bin', 'mount.objmount.js'), helper);
+    // A credential store of its own, with the server's key imported and its bucket paired.
+    const rootEnv = { ...env, OBJMOUNT_CONFIG_DIR: join(scratch, 'root-view-config'), AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined };
+    const keys = join(scratch, 'root-view-keys.txt');
+    writeFileSync(keys, `aws_access_key_id=${LOCAL_S3_ACCESS_KEY}\naws_secret_access_key=${LOCAL_S3_SECRET_KEY}\nendpoint=${server.endpoint}\n`);
+    const imported = await objmount(['creds', 'import', keys, '--name', 'local'], rootEnv);
+    expect(imported.stderr).toBe('');
+    const mountpoint = mkdtempSync(join(scratch, 'fstab-all-'));
+    const log = join(scratch, 'fstab-all.log');
+    const fstab = join(scratch, 'fstab-all');
+    writeFileSync(fstab, `objmount  ${mountpoint}  objmount  _netdev,nofail,log_file=${log}  0 0\n`);
+    try {
+      await run('mount', ['-T', fstab, mountpoint], { env: rootEnv });
+      expect(isMounted(mountpoint)).toBe(true);
+      await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'for-the-root-view', Body: 'all' }));
+      expect(readFileSync(join(mountpoint, 's3', BUCKET, 'for-the-root-view'), 'utf8')).toBe('all');
+      writeFileSync(join(mountpoint, 's3', BUCKET, 'via-root-view-fstab'), 'r');
+      // The mount table names the source as fstab does, so mount -a leaves the entry alone.
+      const source = readFileSync('/proc/self/mountinfo', 'utf8')
+        .split('\n')
+        .find((line) => line.split(' ')[4] === mountpoint)!
+        .split(' - ')[1]!
+        .split(' ');
+      expect(source.slice(0, 2)).toEqual(['fuse.objmount', 'objmount']);
+      await run('mount', ['-a', '-T', fstab], { env: rootEnv });
+      expect(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((line) => line.split(' ')[4] === mountpoint)).toHaveLength(1);
+      await run('umount', [mountpoint]);
+      await until(() => readFileSync(log, 'utf8').includes('unmounted'), 'the daemon to stop');
+      expect((await sdk.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'via-root-view-fstab' }))).ContentLength).toBe(1);
+    } finally {
+      forceUnmount(mountpoint);
+      if (ours) rmSync(helper, { force: true });
+    }
+  });
+
+  it('install-service takes the source objmount for the root view', async () => {
+    const unitDir = join(scratch, 'units-all');
+    const installed = await objmount(['install-service', 'all', 'objmount', '/mnt/all', '--unit-dir', unitDir], env);
+    expect(installed.code).toBe(0);
+    expect(readFileSync(join(scratch, 'config', 'mounts', 'all.conf'), 'utf8')).toContain('SOURCE=objmount\nMOUNTPOINT=/mnt/all\n');
+    const bad = await objmount(['install-service', 'bad', 'everything', '/mnt/all', '--unit-dir', unitDir], env);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr.trim()).toMatch(/^objmount: 'everything' is not a source: .* \(or objmount for every paired bucket\)$/);
   });
 });
 

@@ -145,3 +145,104 @@ describe('the budget shared by reads and writes', () => {
     }
   });
 });
+
+describe('one budget shared by several block caches (the root view)', () => {
+  /** Two buckets' caches on one budget, each with an object of `size` bytes. */
+  async function twoCaches(limit: number, size: number) {
+    const budget = new MemoryBudget(limit);
+    const buckets = await Promise.all(
+      ['one', 'two'].map(async () => {
+        const memory = new MemoryStore();
+        const data = randomBytes(size);
+        const { etag } = await memory.put('obj', data);
+        const cache = new BlockCache(memory, { blockSize: MiB, memoryLimit: limit, maxConnections: 4, budget });
+        const reader = new FileReader(cache, () => ({ key: 'obj', etag, size }), { minReadAhead: MiB, maxReadAhead: 4 * MiB });
+        return { cache, reader, data };
+      }),
+    );
+    return { budget, one: buckets[0]!, two: buckets[1]! };
+  }
+
+  async function readThrough(bucket: { reader: FileReader; data: Buffer }, from: number, to: number, check: () => void): Promise<void> {
+    const into = Buffer.alloc(128 * KiB);
+    for (let at = from; at < to; at += into.length) {
+      const n = await bucket.reader.read(into, into.length, at);
+      expect(into.subarray(0, n).equals(bucket.data.subarray(at, at + n))).toBe(true);
+      check();
+    }
+  }
+
+  it('keeps both caches together within the limit, and either gives way to the other', async () => {
+    const limit = 12 * MiB;
+    const { budget, one, two } = await twoCaches(limit, 24 * MiB);
+    const within = () => expect(one.cache.memoryUsed + two.cache.memoryUsed + budget.uploadBytes).toBeLessThanOrEqual(limit);
+
+    await readThrough(one, 0, 12 * MiB, within);
+    expect(one.cache.memoryUsed).toBeGreaterThan(8 * MiB); // alone, the first holds (nearly) all of it
+    expect(budget.cacheBytes).toBe(one.cache.memoryUsed);
+
+    await readThrough(two, 0, 12 * MiB, within); // the second reads: the first gives way
+    expect(two.cache.memoryUsed).toBeGreaterThan(4 * MiB);
+    expect(one.cache.memoryUsed).toBeLessThan(8 * MiB);
+
+    await readThrough(one, 12 * MiB, 24 * MiB, within); // and the other way round
+    expect(one.cache.memoryUsed).toBeGreaterThan(4 * MiB);
+    expect(two.cache.memoryUsed).toBeLessThan(8 * MiB);
+  });
+
+  it('takes an upload part from whichever cache holds the memory', async () => {
+    const limit = 12 * MiB;
+    const { budget, one, two } = await twoCaches(limit, 24 * MiB);
+    await readThrough(one, 0, 6 * MiB, () => undefined);
+    await readThrough(two, 0, 6 * MiB, () => undefined);
+    await budget.acquire(8 * MiB);
+    expect(one.cache.memoryUsed + two.cache.memoryUsed + budget.uploadBytes).toBeLessThanOrEqual(limit);
+    budget.release(8 * MiB);
+  });
+
+  it('evicts from the cache that holds the most first, evening the largest out', () => {
+    const budget = new MemoryBudget(100);
+    const fake = (held: number) => ({
+      held,
+      get memoryUsed() {
+        return this.held;
+      },
+      shrinkTo(bytes: number) {
+        this.held = Math.min(this.held, bytes);
+      },
+    });
+    const [big, middle, small] = [fake(50), fake(30), fake(10)];
+    for (const cache of [big, middle, small]) budget.attachCache(cache);
+    budget.shrinkCachesTo(80); // 10 to give: the largest alone
+    expect([big.held, middle.held, small.held]).toEqual([40, 30, 10]);
+    budget.shrinkCachesTo(50); // 30 more: the two largest, down to one level
+    expect([big.held, middle.held, small.held]).toEqual([20, 20, 10]);
+    budget.shrinkCachesTo(0);
+    expect([big.held, middle.held, small.held]).toEqual([0, 0, 0]);
+
+    budget.detachCache(big);
+    big.held = 90;
+    expect(budget.cacheBytes).toBe(0); // a closed bucket's cache no longer counts
+  });
+
+  it('following the resident size, shrinks the caches together to their room', () => {
+    vi.useFakeTimers();
+    try {
+      const budget = new MemoryBudget(100 * MiB);
+      let resident = 50 * MiB;
+      const caches = [40, 40].map((mib) => {
+        const cache = { memoryUsed: mib * MiB, shrinkTo: (bytes: number) => (cache.memoryUsed = Math.min(cache.memoryUsed, bytes)) };
+        budget.attachCache(cache);
+        return cache;
+      });
+      budget.followRss(() => resident);
+      resident = 50 * MiB + 80 * MiB + 40 * MiB; // 40 MiB held beyond start and what the caches count
+      vi.advanceTimersByTime(250);
+      expect(budget.cacheRoom).toBe(60 * MiB);
+      expect(caches.map((cache) => cache.memoryUsed)).toEqual([30 * MiB, 30 * MiB]);
+      budget.stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});

@@ -13,7 +13,7 @@ describe('parseSource', () => {
 
   it('explains what is wrong with a malformed source', () => {
     expect(() => parseSource('bucket')).toThrow(
-      new OptionError(`'bucket' is not a source: write it as s3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix]`),
+      new OptionError(`'bucket' is not a source: write it as s3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix] (or objmount for every paired bucket)`),
     );
     expect(() => parseSource('ftp://bucket')).toThrow(/ftp:\/\/ scheme is not supported/);
     expect(() => parseSource('s3://')).toThrow(/'' is not a valid bucket name/);
@@ -71,6 +71,19 @@ describe('fstab options (mount.objmount)', () => {
       'async',
     ]);
     expect(mountArguments(['s3://b', '/mnt', '-odefaults'])).toEqual(['mount', 's3://b', '/mnt']);
+  });
+
+  it('passes the source objmount (the root view: every paired bucket) on as it is', () => {
+    expect(mountArguments(['objmount', '/mnt/all', '-o', '_netdev,nofail,allow_other,memory_limit=1G'])).toEqual([
+      'mount',
+      'objmount',
+      '/mnt/all',
+      '--allow-other',
+      '--memory-limit',
+      '1G',
+    ]);
+    expect(mountArguments(['objmount', '/mnt/all'])).toEqual(['mount', 'objmount', '/mnt/all']);
+    expect(() => mountArguments(['/mnt/all'])).toThrow(/usage: mount.objmount SOURCE MOUNTPOINT \[-o OPTIONS\] \(SOURCE objmount: every paired bucket\)/);
   });
 
   it('refuses what it cannot honour', () => {

@@ -10,7 +10,8 @@
  *
  * Memory: one budget covers the blocks held and the blocks being fetched. Read-ahead that does
  * not fit after evicting cached blocks is skipped; a read a program waits for always proceeds
- * (FUSE bounds how many of those run at once).
+ * (FUSE bounds how many of those run at once). Several caches (the root view's buckets) may share
+ * one `MemoryBudget`: room is then made by evicting from whichever of them holds the most.
  */
 
 import PQueue from 'p-queue';
@@ -29,7 +30,7 @@ export interface ObjectVersion {
 
 export interface BlockCacheOptions {
   blockSize: number;
-  /** Bytes of blocks held in memory plus blocks being fetched. */
+  /** Bytes of blocks held in memory plus blocks being fetched (with `budget`, what all its caches share). */
   memoryLimit: number;
   /** GETs in flight at once. */
   maxConnections: number;
@@ -165,11 +166,15 @@ export class BlockCache {
     while (this.memoryUsed > bytes && this.memory.size > 0) this.memory.pop();
   }
 
-  /** Makes room for `bytes` by evicting cached blocks; read-ahead gives up if that is not enough. */
+  /**
+   * Makes room for `bytes` by evicting cached blocks (with a budget, from whichever of its caches
+   * holds the most); read-ahead gives up if that is not enough.
+   */
   private reserve(bytes: number, demand: boolean): boolean {
-    const limit = this.options.budget ? this.options.budget.cacheRoom : this.options.memoryLimit;
-    this.shrinkTo(Math.max(0, limit - bytes));
-    return demand || this.memoryUsed + bytes <= limit;
+    const budget = this.options.budget;
+    if (budget) return budget.reserveForCache(bytes) || demand;
+    this.shrinkTo(Math.max(0, this.options.memoryLimit - bytes));
+    return demand || this.memoryUsed + bytes <= this.options.memoryLimit;
   }
 
   private async fetch(version: ObjectVersion, start: number, end: number, demand: boolean): Promise<Buffer> {
