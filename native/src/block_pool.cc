@@ -9,7 +9,7 @@ namespace objmount {
 
 namespace {
 
-constexpr size_t kMaxFreeBlocks = 32;  // at most 32 MiB kept for reuse
+constexpr size_t kMaxFreeBlocks = 128;  // at most 128 MiB kept for reuse
 
 // Blocks are freed by Buffer finalizers, which may run while Node exits: guarded, never destroyed.
 std::mutex poolMu;

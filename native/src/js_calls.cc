@@ -22,7 +22,7 @@ const char* const kOpNames[static_cast<int>(Op::Count)] = {
     "ftruncate", "unlink",   "rename",   "symlink",     "readlink", "link",    "mknod",      "chmod",   "chown",
     "utimens",   "setxattr", "getxattr", "listxattr",   "removexattr", "access"};
 
-void ReadBlock::Release(ReadBlock* block) {
+void LentBlock::Release(LentBlock* block) {
   if (!block->settled || !block->bufferGone) return;
   if (!block->returned) FreeBlock(block->mem);
   delete block;
@@ -226,17 +226,18 @@ int Convert(napi_env env, Request* r, double code, napi_value result) {
   }
 }
 
-void ReadBufferGone(napi_env /*env*/, void* /*data*/, void* hint) {
-  auto* block = static_cast<ReadBlock*>(hint);
+void LentBufferGone(napi_env /*env*/, void* /*data*/, void* hint) {
+  auto* block = static_cast<LentBlock*>(hint);
   block->bufferGone = true;
-  ReadBlock::Release(block);
+  LentBlock::Release(block);
 }
 
-// A write's data: the rest of the block the request was read into, which the Buffer now owns.
-void WriteBufferGone(napi_env env, void* /*data*/, void* hint) {
-  FreeBlock(static_cast<char*>(hint));
-  int64_t ignored;
-  napi_adjust_external_memory(env, -static_cast<int64_t>(kBlockSize), &ignored);
+// Lends r's block to JS as a Buffer of `size` bytes at `data` (inside the block).
+napi_value Lend(napi_env env, Request* r, char* data, size_t size) {
+  napi_value buffer;
+  napi_create_external_buffer(env, size, data, LentBufferGone, r->lent, &buffer);
+  napi_create_reference(env, buffer, 1, &r->lentBuffer);
+  return buffer;
 }
 
 napi_value CopyBuffer(napi_env env, const char* bytes, size_t size) {
@@ -279,9 +280,7 @@ size_t Session::Arguments(napi_env env, Request* r, napi_value* args) {
       args[n++] = Number(env, r->mode);
       break;
     case Op::Read: {
-      napi_value buffer;
-      napi_create_external_buffer(env, r->size, r->readBlock->mem, ReadBufferGone, r->readBlock, &buffer);
-      napi_create_reference(env, buffer, 1, &r->readBuffer);
+      napi_value buffer = Lend(env, r, r->lent->mem, r->size);
       args[n++] = Number(env, static_cast<double>(r->fh));
       args[n++] = buffer;
       args[n++] = Number(env, static_cast<double>(r->size));
@@ -289,14 +288,10 @@ size_t Session::Arguments(napi_env env, Request* r, napi_value* args) {
       break;
     }
     case Op::Write: {
-      // The data stays where the kernel put it: the receive block becomes the Buffer's own.
-      r->inputBlock = TakeReceiveBlock();
-      napi_value buffer;
-      napi_create_external_buffer(env, r->size, const_cast<char*>(r->input), WriteBufferGone, r->inputBlock, &buffer);
-      // V8 does not see memory outside its heap: tell it, so kept-then-dropped write Buffers
-      // are collected as promptly as ordinary ones.
-      int64_t ignored;
-      napi_adjust_external_memory(env, static_cast<int64_t>(kBlockSize), &ignored);
+      // The data stays where the kernel put it: the receive block is lent to JS, and the next
+      // request is read into another.
+      r->lent = new LentBlock{TakeReceiveBlock()};
+      napi_value buffer = Lend(env, r, const_cast<char*>(r->input), r->size);
       args[n++] = Number(env, static_cast<double>(r->fh));
       args[n++] = buffer;
       args[n++] = Number(env, static_cast<double>(r->size));
@@ -355,7 +350,7 @@ void Session::Run(Request* r, Op op) {
   if (op == Op::Read) {
     char* mem = r->size <= kBlockSize ? AllocBlock() : nullptr;
     if (mem == nullptr) return Continue(r, -ENOMEM);
-    r->readBlock = new ReadBlock{mem};
+    r->lent = new LentBlock{mem};
   }
   // dispatch(op, id, ...arguments): the JS wrapper calls the op with a reply closure that ends
   // in reply(id, ...). Closures made in JS cost far less than a native function per call.
@@ -389,21 +384,21 @@ void Session::Settle(napi_env env, uint32_t id, double code, napi_value result) 
   Continue(r, value);
 }
 
-void Session::ReleaseRead(Request* r, bool replied) {
-  ReadBlock* block = r->readBlock;
+void Session::ReleaseLent(Request* r, bool succeeded) {
+  LentBlock* block = r->lent;
   if (block == nullptr) return;
-  r->readBlock = nullptr;
+  r->lent = nullptr;
   block->settled = true;
   napi_value buffer;
-  napi_get_reference_value(env_, r->readBuffer, &buffer);
-  napi_delete_reference(env_, r->readBuffer);
-  r->readBuffer = nullptr;
-  if (!replied) {
-    ReadBlock::Release(block);  // freed once the Buffer is collected (it was referenced until now)
+  napi_get_reference_value(env_, r->lentBuffer, &buffer);
+  napi_delete_reference(env_, r->lentBuffer);
+  r->lentBuffer = nullptr;
+  if (!succeeded) {
+    LentBlock::Release(block);  // freed once the Buffer is collected (it was referenced until now)
     return;
   }
-  // The kernel has the bytes: reuse the memory and cut JS off from it. The Buffer's finalizer
-  // (during the detach or later) deletes the record; it is not ours to touch after the detach.
+  // JS is done with it: reuse the memory and cut JS off from it. The Buffer's finalizer (during
+  // the detach or later) deletes the record; it is not ours to touch after the detach.
   block->returned = true;
   FreeBlock(block->mem);
   napi_value arraybuffer;

@@ -495,12 +495,12 @@ void Session::Continue(Request* r, int code) {
   if (r->kind == Kind::Detached) return Done(r);
   if (r->kind == Kind::Read) {
     if (code < 0) {
-      ReleaseRead(r, false);
+      ReleaseLent(r, false);
       return Fail(r, -code);
     }
-    fuse_reply_buf(r->req, r->readBlock->mem, static_cast<size_t>(code));
+    fuse_reply_buf(r->req, r->lent->mem, static_cast<size_t>(code));
     r->req = nullptr;
-    ReleaseRead(r, true);
+    ReleaseLent(r, true);
     return Done(r);
   }
   bool failed = code < 0;
@@ -569,6 +569,7 @@ void Session::Continue(Request* r, int code) {
       return Done(r);
     }
     case Kind::Write:
+      ReleaseLent(r, !failed);
       if (failed) return Fail(r, -code);
       fuse_reply_write(r->req, static_cast<size_t>(code));
       r->req = nullptr;

@@ -45,18 +45,20 @@ struct DirHandle {
   std::vector<std::string> names;
 };
 
-// Who frees a read's block. The op fills it through an external Buffer. A successful reply sends
-// it to the kernel, detaches the Buffer (JS can no longer reach it) and returns the block to the
-// pool. Otherwise (an error, or the session stopped while the op may still hold the Buffer, or an
-// fs.read on libuv's thread pool may still be writing into it) the block goes back once both the
-// request is settled and the Buffer is garbage-collected.
-struct ReadBlock {
+// A block lent to JS as an external Buffer for one operation: a read's, which the op fills, or
+// a write's, holding the data as the kernel sent it. Once the op has answered successfully (a
+// read's bytes are then with the kernel), the Buffer is detached, so JS can no longer reach the
+// memory, and the block goes back to the pool at once: no copy, and no garbage for V8. Otherwise
+// (an error, or the session stopped while the op may still hold the Buffer, or a file call on
+// libuv's thread pool may still be using the memory) the block goes back once both the request
+// is settled and the Buffer is garbage-collected.
+struct LentBlock {
   char* mem;
   bool settled = false;     // answered, or abandoned
   bool returned = false;    // back in the pool already
   bool bufferGone = false;  // the JS Buffer was collected
   // Call when one of the conditions becomes true; frees what nobody needs any more.
-  static void Release(ReadBlock* block);
+  static void Release(LentBlock* block);
 };
 
 struct Request {
@@ -87,8 +89,7 @@ struct Request {
   gid_t gid = 0;
   dev_t dev = 0;
   bool datasync = false;
-  const char* input = nullptr;  // write data (in `inputBlock`), xattr value
-  char* inputBlock = nullptr;   // the receive block holding a write's data, handed to JS
+  const char* input = nullptr;  // write data (in the receive block, lent to JS), xattr value
   struct timespec times[2] = {};
   int toSet = 0;                // setattr: which attributes (FUSE_SET_ATTR_*)
   struct stat attrIn = {};      // setattr: their new values
@@ -102,9 +103,9 @@ struct Request {
   uint64_t outFh = 0;
   std::string text;  // readlink's target, an xattr value, the xattr name list
 
-  // A read's block, wrapped as the JS Buffer the op fills (no copy).
-  napi_ref readBuffer = nullptr;
-  ReadBlock* readBlock = nullptr;
+  // A read's or a write's block, lent to JS as a Buffer (no copy).
+  napi_ref lentBuffer = nullptr;
+  LentBlock* lent = nullptr;
 };
 
 }  // namespace objmount

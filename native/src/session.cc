@@ -168,7 +168,7 @@ void Session::Stop(napi_env env) {
   for (auto& entry : pending) {
     Request* r = entry.second;
     if (r->kind == Kind::Opendir || r->kind == Kind::Releasedir) delete r->dir;
-    if (r->readBlock != nullptr) ReleaseRead(r, false);
+    if (r->lent != nullptr) ReleaseLent(r, false);
     Fail(r, ENOTCONN);
   }
   FreeBlock(receive_);

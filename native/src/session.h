@@ -80,8 +80,8 @@ class Session {
   // Replies and frees.
   void Fail(Request* r, int error);
   void Done(Request* r);
-  // A read's block after its request settled (replied: the kernel has the bytes).
-  void ReleaseRead(Request* r, bool replied);
+  // A lent block after its request settled (succeeded: JS is done with it).
+  void ReleaseLent(Request* r, bool succeeded);
   // INIT arrived: report the mount once libfuse has answered it.
   void Initialized() { initialized_ = true; }
   // A write's data stays in the block it was read into: read the next request elsewhere.

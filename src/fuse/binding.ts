@@ -7,8 +7,10 @@
  *   the others. Never make a synchronous file call on the mount from this process: only this
  *   thread can answer it.
  * - Reads and writes carry up to 1 MiB (`MAX_WRITE`); large directories are sent in pages.
- * - `read` fills a Buffer over the very memory sent to the kernel; it is detached once answered,
- *   so it must not be used after the callback. `write` gets a Buffer of its own, to keep.
+ * - `read` fills a Buffer over the very memory sent to the kernel, and `write` gets one over the
+ *   memory the kernel wrote the data into. Both are lent for the operation only: once answered,
+ *   the Buffer is detached (its memory serves the next request), so an op must not use it after
+ *   its callback, and must copy what it keeps.
  * - `utimens` gets both times, null for one left as it is (UTIME_OMIT).
  * - unmount answers every operation still waiting for JS with ENOTCONN and closes the connection
  *   even while the mount is busy, so neither the kernel nor the process is left hanging.

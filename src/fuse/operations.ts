@@ -86,7 +86,8 @@ export function createOperations(fs: MountedFileSystem, logger: Logger): FuseOpe
         cb(errnoOf(fsError.code));
       });
     },
-    // The binding gives each write a Buffer of its own, so the file system may keep it.
+    // The Buffer is lent for this call only (binding.ts): FileSystem.write has written it to the
+    // staging file by the time it resolves, and keeps no reference to it.
     write: (path: string, fh: number, buffer: Buffer, length: number, position: number, cb: (n: number) => void) => {
       fs.write(fh, buffer.subarray(0, length), position).then(cb, (error: unknown) => {
         const fsError = error instanceof FsError ? error : new FsError('EIO', String(error));

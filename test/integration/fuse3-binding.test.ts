@@ -110,9 +110,10 @@ describe('answers from JS', () => {
 });
 
 describe('read buffers', () => {
-  it('are cut off from JS once answered, and a failed or malformed read is an error', async () => {
+  it('are cut off from JS once answered (reads and writes), and a failed or malformed read is an error', async () => {
     const tree = new MemoryTree();
     tree.file('/f', 'hello');
+    tree.file('/w', '');
     tree.file('/fails', 'x');
     tree.file('/bad', 'x');
     const ops = tree.operations();
@@ -126,11 +127,17 @@ describe('read buffers', () => {
         // Claims more than it was asked for: the kernel gets no more than `length`.
         (ops.read as (...a: unknown[]) => void)(path, fh, buffer, length, position, (n: number) => cb(n < 0 ? n : length + 10));
       },
+      write: (path: string, fh: number, buffer: Buffer, length: number, position: number, cb: (n: number) => void) => {
+        kept.push(buffer);
+        (ops.write as (...a: unknown[]) => void)(path, fh, buffer, length, position, cb);
+      },
     });
     const read = await sh(`head -c 5 ${join(m.mountpoint, 'f')}`);
     expect(read.stdout).toBe('hello');
-    expect(kept.length).toBeGreaterThan(0);
-    // The memory now belongs to libfuse (and is freed): the Buffer no longer reaches it.
+    expect((await sh(`printf written > ${join(m.mountpoint, 'w')}`)).code).toBe(0);
+    expect(tree.nodes.get('/w')?.data.toString()).toBe('written');
+    expect(kept.length).toBeGreaterThan(1);
+    // The memory went back to the addon's pool for the next request: the Buffers no longer reach it.
     for (const buffer of kept) expect(buffer.length).toBe(0);
     expect((await sh(`cat ${join(m.mountpoint, 'fails')}`)).stderr).toMatch(/Input\/output error/);
     expect((await sh(`cat ${join(m.mountpoint, 'bad')}`)).stderr).toMatch(/Input\/output error/);
