@@ -228,7 +228,9 @@ void Session::DropReferences(napi_env env) {
 struct Invalidation {
   Session* session;
   struct fuse_session* se = nullptr;
-  fuse_ino_t ino = 0;
+  fuse_ino_t ino = 0;     // the inode whose attributes and pages go
+  fuse_ino_t parent = 0;  // the directory whose entry `name` goes
+  std::string name;
   int result = 0;
   napi_ref callback = nullptr;
   napi_async_work work = nullptr;
@@ -240,9 +242,15 @@ void Session::Invalidate(napi_env env, const std::string& path, napi_value done)
     job->result = -ENOTCONN;
   } else {
     job->ino = nodes_.Resolve(path);
+    size_t slash = path.find_last_of('/');
+    if (path.size() > 1 && slash + 1 < path.size()) {
+      job->parent = nodes_.Resolve(slash == 0 ? "/" : path.substr(0, slash));
+      job->name = path.substr(slash + 1);
+    }
     job->result = -ENOENT;  // the kernel holds nothing there, so has nothing to drop
   }
-  if (job->ino != 0) {
+  bool notify = job->ino != 0 || job->parent != 0;
+  if (notify) {
     job->se = se_;
     notifying_++;
   }
@@ -254,12 +262,17 @@ void Session::Invalidate(napi_env env, const std::string& path, napi_value done)
       env, nullptr, name,
       [](napi_env, void* data) {
         auto* job = static_cast<Invalidation*>(data);
-        if (job->ino != 0) job->result = fuse_lowlevel_notify_inval_inode(job->se, job->ino, 0, 0);
+        // The name first (a file deleted elsewhere is looked up again), then the inode's
+        // attributes and pages (a file changed elsewhere is read again).
+        int entry = -ENOENT, inode = -ENOENT;
+        if (job->parent != 0) entry = fuse_lowlevel_notify_inval_entry(job->se, job->parent, job->name.c_str(), job->name.size());
+        if (job->ino != 0) inode = fuse_lowlevel_notify_inval_inode(job->se, job->ino, 0, 0);
+        job->result = entry == 0 || inode == 0 ? 0 : (job->ino != 0 ? inode : entry);
       },
       [](napi_env env, napi_status, void* data) {
         auto* job = static_cast<Invalidation*>(data);
         Session* session = job->session;
-        if (job->ino != 0 && --session->notifying_ == 0 && session->ended_) session->CloseConnection();
+        if (job->se != nullptr && --session->notifying_ == 0 && session->ended_) session->CloseConnection();
         napi_value fn, global, arg;
         napi_get_reference_value(env, job->callback, &fn);
         napi_get_global(env, &global);

@@ -65,7 +65,8 @@ class Session {
   void Stop(napi_env env);
   // JS thread: the JS handle was garbage-collected.
   void HandleGone(napi_env env);
-  // Drops the kernel's cache of `path` from a worker thread; `done(result)` on the JS thread.
+  // Drops the kernel's cache of `path` (its name in its directory, its attributes and pages) from
+  // a worker thread; `done(0 or -errno)` on the JS thread.
   void Invalidate(napi_env env, const std::string& path, napi_value done);
 
   bool Has(Op op) const { return ops_[static_cast<int>(op)] != nullptr; }

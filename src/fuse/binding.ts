@@ -145,7 +145,11 @@ export class FuseSession {
     await this.ended;
   }
 
-  /** Drops the kernel's cached attributes and pages of `path`; resolves with 0 or -errno. */
+  /**
+   * Drops what the kernel caches of `path`: its name (a file deleted elsewhere is looked up again)
+   * and its attributes and pages (a changed one is read again). Resolves with 0, or -ENOENT when
+   * the kernel holds nothing there.
+   */
   invalidate(path: string): Promise<number> {
     return new Promise((resolve) => this.addon.invalidatePath(this.handle, path, resolve));
   }

@@ -214,6 +214,12 @@ describe('the kernel interface', () => {
     expect(await size()).toBe('3'); // cached by the kernel for 600 s
     expect(await m.session.invalidate('/f')).toBe(0);
     expect(await size()).toBe('6');
+    // A file removed elsewhere: its cached name goes too.
+    tree.nodes.delete('/f');
+    expect(await size()).toBe('6');
+    expect(await m.session.invalidate('/f')).toBe(0);
+    expect((await sh(`stat ${join(m.mountpoint, 'f')}`)).code).not.toBe(0);
+    expect(await m.session.invalidate('/never-looked-up')).toBe(-2);
   });
 });
 
