@@ -161,6 +161,13 @@ void SetattrNext(Session* s, Request* r) {
   }
 }
 
+// Without a JS open, opening succeeds with handle 0 (as libfuse's high-level API did).
+void RunOpen(Session* s, Request* r) {
+  if (s->Has(Op::Open)) return s->Run(r, Op::Open);
+  r->outFh = 0;
+  s->Continue(r, 0);
+}
+
 // ---- the handlers ----
 
 void Init(void* userdata, struct fuse_conn_info* conn) {
@@ -305,7 +312,7 @@ void Open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
     return s->Run(r, Op::Getattr);
   }
   r->step = 1;
-  s->Run(r, Op::Open);
+  RunOpen(s, r);
 }
 
 void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct fuse_file_info* fi) {
@@ -552,7 +559,7 @@ void Session::Continue(Request* r, int code) {
             UpdateStat(this, node, r->attrOut);
           }
         }
-        return Run(r, Op::Open);
+        return RunOpen(this, r);
       }
       if (failed) return Fail(r, -code);
       r->fi.fh = r->outFh;
