@@ -113,7 +113,8 @@ describe('systemd units', () => {
     const daemon = spawn(command!, args, { env: { ...env, NOTIFY_SOCKET: socketPath }, stdio: 'ignore' });
     try {
       await until(() => notify.messages.includes('listening'), 'the fake socket');
-      await until(() => notify.messages.some((m) => m.includes('READY=1')), 'READY=1');
+      // (Bounded generously: a mount takes seconds on a loaded 2-core machine.)
+      await until(() => notify.messages.some((m) => m.includes('READY=1')), 'READY=1', 60_000);
       expect(isMounted(mountpoint)).toBe(true); // READY only once the mount is live
       writeFileSync(join(mountpoint, 'from-service'), 'served');
 

@@ -177,7 +177,9 @@ describe('--write-mode async', () => {
     const staging = mkdtempSync(join(tmpdir(), 'objmount-journal-'));
     const env = testEnv();
     const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--write-mode', 'async', '--staging-dir', staging], env);
-    const files = Array.from({ length: 40 }, (_, i) => ({ key: `slow/forced-unmount-${i}`, data: randomBytes(20_000 + i) }));
+    // Enough slow uploads (300 ms each, a few at once) that some are still pending when the
+    // unmount starts, however fast the writes themselves go.
+    const files = Array.from({ length: 120 }, (_, i) => ({ key: `slow/forced-unmount-${i}`, data: randomBytes(2_000 + i) }));
     try {
       mkdirSync(join(mount.mountpoint, 'slow'), { recursive: true });
       for (const { key, data } of files) writeFileSync(join(mount.mountpoint, key), data);
