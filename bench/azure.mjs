@@ -11,10 +11,13 @@
  * SDK read: the faster of one streamed GET and downloadToBuffer in 8 MiB ranges, 8 at once.
  * Mount write: dd bs=1M into a new file; the time until dd exits (sync mode: the blob is
  * committed). Mount read: dd bs=1M to /dev/null on a fresh mount, page cache dropped.
- * objmount runs with --memory-limit 1G. Azurite keeps blobs in memory, in its own process.
+ * objmount runs with --memory-limit 1G. Azurite keeps blobs in memory, in its own process. The
+ * daemon's CPU seconds per GiB read (utime + stime from /proc) are printed too: on a shared
+ * machine they vary far less than the rates. bench/azure-read.mjs looks at the read alone.
  */
 
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -47,6 +50,12 @@ const sdkWrite = [];
 const sdkRead = [];
 const mountWrite = [];
 const mountRead = [];
+/** CPU seconds (user + system) the daemon spent on each read. */
+const mountReadCpu = [];
+const cpuSeconds = (pid) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in USER_HZ ticks
+};
 for (let run = 0; run < RUNS; run++) {
   const blob = container.getBlockBlobClient(`sdk-${run}.bin`);
   sdkWrite.push(await timed(() => blob.uploadFile(source, { blockSize: 8 * MiB, concurrency: 8 })));
@@ -65,7 +74,9 @@ for (let run = 0; run < RUNS; run++) {
   await writer.unmount();
   dropCaches();
   const reader = await mount();
+  const cpu0 = cpuSeconds(reader.pid);
   mountRead.push(await timed(() => sh(`dd if=mount-${run}.bin of=/dev/null bs=1M status=none`, reader.dir)));
+  mountReadCpu.push(cpuSeconds(reader.pid) - cpu0);
   await reader.unmount();
   await container.getBlobClient(`mount-${run}.bin`).delete();
 }
@@ -77,4 +88,5 @@ console.log('| --- | ---: | ---: |');
 console.log(row('@azure/storage-blob 12.34 (8 MiB blocks, 8 at once)', sdkWrite, sdkRead));
 console.log(row('objmount (dd bs=1M)', mountWrite, mountRead));
 console.log(`| ratio objmount / SDK | ${(median(sdkWrite) / median(mountWrite)).toFixed(2)} | ${(median(sdkRead) / median(mountRead)).toFixed(2)} |`);
+console.log(`\nobjmount's daemon during the read: ${((median(mountReadCpu) * 1024) / SIZE_MIB).toFixed(2)} CPU s/GiB (median); load average at the end ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 await azurite.close();

@@ -187,7 +187,7 @@ export class AzureStore implements ObjectStore {
   async get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
     const { info, body, length } = await this.getStream(key, options);
     try {
-      return { info, body: await readBody(body as AsyncIterable<Buffer>, length, `${this.description}/${key}`) };
+      return { info, body: await readBody(body as AsyncIterable<Buffer>, length, `${this.description}/${key}`, options.into) };
     } catch (error) {
       throw error instanceof StoreError ? error : this.translate(error, 'get', key);
     }

@@ -149,7 +149,7 @@ export class GcsStore implements ObjectStore {
   async get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
     const { info, body, length } = await this.getStream(key, options);
     try {
-      return { info, body: await readBody(body as AsyncIterable<Buffer>, length, `${this.description}/${key}`) };
+      return { info, body: await readBody(body as AsyncIterable<Buffer>, length, `${this.description}/${key}`, options.into) };
     } catch (error) {
       throw error instanceof StoreError ? error : translateGcsError(error, this.context('get', key));
     }

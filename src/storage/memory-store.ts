@@ -71,7 +71,9 @@ export class MemoryStore implements ObjectStore {
     const body = options.range
       ? object.body.subarray(options.range.start, Math.min(options.range.end + 1, object.body.length))
       : object.body;
-    return { info: this.info(key, object), body: Buffer.from(body) };
+    const copy = options.into?.length === body.length ? options.into : Buffer.allocUnsafe(body.length);
+    body.copy(copy);
+    return { info: this.info(key, object), body: copy };
   }
 
   async getStream(key: string, options?: GetOptions): Promise<{ info: ObjectInfo; body: Readable }> {

@@ -49,6 +49,12 @@ export interface GetOptions {
   range?: ByteRange;
   /** Fail with `PreconditionFailed` unless the object still has this ETag. */
   ifMatch?: string;
+  /**
+   * Memory for the body (a block buffer the caller recycles): when the body is exactly this long,
+   * it is read into `into` and the returned body is `into` itself, so no fresh buffer is touched.
+   * Otherwise it is ignored. Its bytes are undefined after a failed get.
+   */
+  into?: Buffer;
 }
 
 export interface PutOptions {
@@ -172,12 +178,13 @@ export async function* listAll(store: ObjectStore, options: ListOptions): AsyncG
 
 /**
  * A GET's body in one buffer of its announced length, filled as the chunks arrive (no second
- * copy of a block while it is joined). A body that ends short of `length` is a transient
+ * copy of a block while it is joined): `target` when it is exactly that long (see
+ * `GetOptions.into`), else a new buffer. A body that ends short of `length` is a transient
  * failure, never a short answer; a failing stream's error is thrown as it is, for the store to
  * translate.
  */
-export async function readBody(body: AsyncIterable<Buffer>, length: number | undefined, where: string): Promise<Buffer> {
-  const into = length !== undefined ? Buffer.allocUnsafe(length) : undefined;
+export async function readBody(body: AsyncIterable<Buffer>, length: number | undefined, where: string, target?: Buffer): Promise<Buffer> {
+  const into = length === undefined ? undefined : target?.length === length ? target : Buffer.allocUnsafe(length);
   const chunks: Buffer[] = [];
   let received = 0;
   for await (const chunk of body) {

@@ -176,7 +176,7 @@ export class S3Store implements ObjectStore {
   async get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
     const { info, body, length } = await this.getStream(key, options);
     try {
-      return { info, body: await readBody(body as AsyncIterable<Buffer>, length, `${this.description}/${key}`) };
+      return { info, body: await readBody(body as AsyncIterable<Buffer>, length, `${this.description}/${key}`, options.into) };
     } catch (error) {
       // The SDK retries until the headers arrive; a body cut off after them surfaces here, as a
       // transient failure the caller may retry (never as a short, wrong answer).

@@ -86,6 +86,21 @@ export function describeObjectStore(name: string, open: () => Promise<Conformanc
       expect(Buffer.concat(chunks).toString()).toBe('123');
     });
 
+    it('reads a body into the buffer given when it is exactly as long as the body, else into its own', async () => {
+      fresh();
+      const body = randomBytes(300_000); // several chunks of a socket
+      await store.put(`${prefix}into`, body);
+      const into = Buffer.alloc(100_000, 0xaa);
+      const got = await store.get(`${prefix}into`, { range: { start: 1000, end: 100_999 }, into });
+      expect(got.body).toBe(into);
+      expect(into.equals(body.subarray(1000, 101_000))).toBe(true);
+      const other = Buffer.alloc(100_001, 0xaa);
+      const clipped = await store.get(`${prefix}into`, { range: { start: 200_000, end: 300_000 }, into: other }); // 100,000 bytes: not other's length
+      expect(clipped.body).not.toBe(other);
+      expect(clipped.body.equals(body.subarray(200_000))).toBe(true);
+      expect(other.every((byte) => byte === 0xaa)).toBe(true);
+    });
+
     it('reads pinned to an ETag: the same version is served, a replaced one fails with PreconditionFailed', async () => {
       fresh();
       const { etag } = await store.put(`${prefix}v`, Buffer.from('version 1'));

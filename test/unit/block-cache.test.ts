@@ -184,6 +184,41 @@ describe('the block cache', () => {
     expect(gets.length).toBe(before + 1);
   });
 
+  it('never fetches a block twice when the budget is smaller than the read-ahead window', async () => {
+    const size = 40 * MiB;
+    for (const memoryLimit of [2 * BLOCK, 3 * BLOCK]) {
+      const { data, gets, cache, reader: make } = await setup(size, { memoryLimit }); // window: 16 MiB = 4 blocks
+      expect((await readAll(make(), size)).equals(data)).toBe(true);
+      const starts = gets.map((get) => get.start).sort((a, b) => a - b);
+      expect(starts).toEqual(Array.from({ length: size / BLOCK }, (_, index) => index * BLOCK));
+      expect(cache.stats.bytesFetched).toBe(size);
+    }
+  });
+
+  it('reads new blocks into the buffers of evicted ones', async () => {
+    const size = 40 * MiB;
+    const { data, cache, reader: make } = await setup(size, { memoryLimit: 4 * BLOCK });
+    expect((await readAll(make(), size)).equals(data)).toBe(true);
+    expect(cache.stats.recycled).toBeGreaterThanOrEqual(size / BLOCK - 5);
+    expect((await readAll(make(), size)).equals(data)).toBe(true); // and again, through recycled buffers
+  });
+
+  it('lets a reader that got a block before its eviction copy the bytes it held', async () => {
+    const { data, version, cache } = await setup(3 * BLOCK, { memoryLimit: BLOCK });
+    const first = await cache.block(version, 0);
+    expect(first.equals(data.subarray(0, BLOCK))).toBe(true);
+    // Block 0 is in hand (a resolved promise) when block 1 evicts it and takes its buffer; the
+    // store here fills buffers synchronously, so only the turn of the event loop protects it.
+    const inHand = cache.block(version, 0);
+    const next = cache.block(version, 1);
+    const block0 = await inHand;
+    expect(block0.equals(data.subarray(0, BLOCK))).toBe(true);
+    const block1 = await next;
+    expect(block1.equals(data.subarray(BLOCK, 2 * BLOCK))).toBe(true);
+    expect(block1).toBe(block0); // the same memory, recycled
+    expect(cache.stats.recycled).toBe(1);
+  });
+
   it('fails with PreconditionFailed when the object changed, never mixing versions', async () => {
     const { memory, reader: make } = await setup(8 * MiB);
     const reader = make();
@@ -242,6 +277,21 @@ describe('the disk tier', () => {
     expect(out.equals(data)).toBe(true);
     expect(gets.length).toBe(0);
     expect(cache.stats.diskHits).toBe(3);
+  });
+
+  it('writes what a block held, even when its buffer is recycled before the write ends', async () => {
+    const directory = tempDir();
+    const disk = await openDisk(directory);
+    const { memory, data, version, reader, cache } = await setup(40 * MiB, { disk, memoryLimit: 2 * BLOCK });
+    expect((await readAll(reader(), 40 * MiB)).equals(data)).toBe(true);
+    expect(cache.stats.recycled).toBeGreaterThan(0);
+    await disk.settled();
+
+    const { store, gets } = counting(memory);
+    const remounted = new BlockCache(store, { blockSize: BLOCK, memoryLimit: 64 * MiB, maxConnections: 4, disk: await openDisk(directory) });
+    const out = await readAll(new FileReader(remounted, () => version, { minReadAhead: MiB, maxReadAhead: 16 * MiB }), 40 * MiB);
+    expect(out.equals(data)).toBe(true);
+    expect(gets).toHaveLength(0);
   });
 
   it('rejects a block whose data or header does not match, and fetches it again', async () => {

@@ -10,9 +10,23 @@
  *
  * Memory: one budget covers the blocks held and the blocks being fetched. Read-ahead that does
  * not fit after evicting cached blocks is skipped; a read a program waits for always proceeds
- * (FUSE bounds how many of those run at once). Several caches (the root view's buckets) may share
- * one `MemoryBudget`: room is then made by evicting from whichever of them holds the most.
+ * (FUSE bounds how many of those run at once). Read-ahead never evicts a block that read-ahead
+ * fetched and no read has used yet, nor the block read last: with a budget smaller than the
+ * read-ahead window, that would fetch the same block twice (once ahead, once again when the
+ * program gets there). Several caches (the root view's buckets) may share one `MemoryBudget`: a
+ * cache that needs room gives up its own least recently used blocks first, then the others give
+ * way, the one holding the most first (so a newly busy bucket takes room from idle ones).
+ *
+ * Recycling: when a whole block needs room and the least recently used block is one this cache
+ * filled, its buffer becomes the new block's (the store reads the body straight into it), instead
+ * of being left to the garbage collector while a new 8 MiB buffer is allocated. Fresh memory is
+ * what a cold read costs most (every page faulted in, then zeroed by the kernel), and dropped
+ * block buffers make V8 run major GCs for their external memory. A recycled buffer is handed to
+ * the store only after a turn of the event loop: a reader that got the evicted block before the
+ * eviction copies from it in its continuation (a microtask), which has run by then.
  */
+
+import { setImmediate as nextTurn } from 'node:timers/promises';
 
 import PQueue from 'p-queue';
 import { LRUCache } from 'lru-cache';
@@ -49,15 +63,25 @@ export interface BlockCacheStats {
   bytesFetched: number;
   retries: number;
   skippedReadAhead: number;
+  /** Blocks fetched into the buffer of an evicted block instead of fresh memory. */
+  recycled: number;
 }
 
 const TRANSIENT = new Set(['Transient', 'Throttled', 'Unreachable']);
 
 export class BlockCache {
   readonly blockSize: number;
-  readonly stats: BlockCacheStats = { hits: 0, diskHits: 0, misses: 0, gets: 0, bytesFetched: 0, retries: 0, skippedReadAhead: 0 };
+  readonly stats: BlockCacheStats = { hits: 0, diskHits: 0, misses: 0, gets: 0, bytesFetched: 0, retries: 0, skippedReadAhead: 0, recycled: 0 };
   private readonly memory: LRUCache<string, Buffer>;
+  /** Block buffers this cache allocated and the store filled: only these are ever recycled. */
+  private readonly own = new WeakSet<Buffer>();
   private readonly inflight = new Map<string, Promise<Buffer>>();
+  /** Blocks read ahead that no read has asked for yet; read-ahead does not evict them. */
+  private readonly unread = new Set<string>();
+  /** Blocks being read ahead that a read has since asked for. */
+  private readonly wanted = new Set<string>();
+  /** The block a read asked for last. */
+  private lastRead?: string;
   private inflightBytes = 0;
   private readonly queue: PQueue;
 
@@ -66,7 +90,11 @@ export class BlockCache {
     private readonly options: BlockCacheOptions,
   ) {
     this.blockSize = options.blockSize;
-    this.memory = new LRUCache<string, Buffer>({ maxSize: options.memoryLimit, sizeCalculation: (block) => Math.max(1, block.length) });
+    this.memory = new LRUCache<string, Buffer>({
+      maxSize: options.memoryLimit,
+      sizeCalculation: (block) => Math.max(1, block.length),
+      dispose: (_block, id) => this.unread.delete(id),
+    });
     this.queue = new PQueue({ concurrency: options.maxConnections });
     options.budget?.attachCache(this);
   }
@@ -117,20 +145,28 @@ export class BlockCache {
 
   private load(version: ObjectVersion, index: number, demand: boolean): Promise<Buffer> | undefined {
     const id = blockId(version, index);
+    if (demand) this.lastRead = id;
     const cached = this.memory.get(id);
     if (cached) {
-      if (demand) this.stats.hits += 1;
+      if (demand) {
+        this.stats.hits += 1;
+        this.unread.delete(id);
+      }
       return Promise.resolve(cached);
     }
     const pending = this.inflight.get(id);
     if (pending) {
-      if (demand) this.stats.hits += 1;
+      if (demand) {
+        this.stats.hits += 1;
+        this.wanted.add(id);
+      }
       return pending;
     }
     const start = index * this.blockSize;
     const length = Math.min(this.blockSize, version.size - start);
     if (length <= 0) return Promise.resolve(Buffer.alloc(0));
-    if (!this.reserve(length, demand)) {
+    const room = this.reserve(length, demand);
+    if (!room) {
       this.stats.skippedReadAhead += 1;
       return undefined;
     }
@@ -143,7 +179,15 @@ export class BlockCache {
           this.stats.diskHits += 1;
           return fromDisk;
         }
-        const data = await this.fetch(version, start, start + length, demand);
+        let into = room.recycled;
+        if (into) {
+          await nextTurn(); // readers of the evicted block have copied from it by now (see above)
+          this.stats.recycled += 1;
+        } else if (length === this.blockSize) {
+          into = Buffer.allocUnsafe(length);
+        }
+        const data = await this.fetch(version, start, start + length, demand, into);
+        if (data === into) this.own.add(data);
         this.options.disk?.put(version, index, data);
         return data;
       } finally {
@@ -155,8 +199,13 @@ export class BlockCache {
       (data) => {
         this.inflight.delete(id);
         this.memory.set(id, data);
+        if (!demand && !this.wanted.has(id)) this.unread.add(id);
+        this.wanted.delete(id);
       },
-      () => this.inflight.delete(id), // a failure is not cached: the next read tries again
+      () => {
+        this.inflight.delete(id); // a failure is not cached: the next read tries again
+        this.wanted.delete(id);
+      },
     );
     return loading;
   }
@@ -167,24 +216,41 @@ export class BlockCache {
   }
 
   /**
-   * Makes room for `bytes` by evicting cached blocks (with a budget, from whichever of its caches
-   * holds the most); read-ahead gives up if that is not enough.
+   * Makes room for `bytes` by evicting cached blocks, least recently used first; read-ahead gives
+   * up if that is not enough. This cache gives up its own blocks first: for a whole block, the
+   * first evicted buffer of that size that it filled is returned as `recycled`, for the new block
+   * to be read into. With a shared budget, the other caches then give way, the largest first.
    */
-  private reserve(bytes: number, demand: boolean): boolean {
+  private reserve(bytes: number, demand: boolean): { recycled?: Buffer } | undefined {
     const budget = this.options.budget;
-    if (budget) return budget.reserveForCache(bytes) || demand;
-    this.shrinkTo(Math.max(0, this.options.memoryLimit - bytes));
-    return demand || this.memoryUsed + bytes <= this.options.memoryLimit;
+    const room = () => (budget ? budget.cacheRoom - budget.cacheBytes : this.options.memoryLimit - this.memoryUsed);
+    let recycled: Buffer | undefined;
+    while (room() < bytes && this.memory.size > 0) {
+      if (!demand && this.keptFromReadAhead()) break;
+      const evicted = this.memory.pop();
+      if (!recycled && bytes === this.blockSize && evicted?.length === bytes && this.own.has(evicted)) recycled = evicted;
+    }
+    if (budget && room() < bytes) budget.shrinkCachesTo(Math.max(0, budget.cacheRoom - bytes));
+    return demand || room() >= bytes ? { recycled } : undefined;
   }
 
-  private async fetch(version: ObjectVersion, start: number, end: number, demand: boolean): Promise<Buffer> {
+  /**
+   * Whether read-ahead must leave the least recently used block alone: a block read ahead that no
+   * read has used yet, or the block read last (most likely the one a program is in the middle of).
+   */
+  private keptFromReadAhead(): boolean {
+    const oldest = this.memory.rkeys().next().value!;
+    return this.unread.has(oldest) || oldest === this.lastRead;
+  }
+
+  private async fetch(version: ObjectVersion, start: number, end: number, demand: boolean, into?: Buffer): Promise<Buffer> {
     const attempts = 1 + (this.options.retries ?? 1);
     for (let attempt = 1; ; attempt++) {
       try {
         const body = await this.queue.add(
           async () => {
             this.stats.gets += 1;
-            const { body } = await this.store.get(version.key, { range: { start, end: end - 1 }, ifMatch: version.etag });
+            const { body } = await this.store.get(version.key, { range: { start, end: end - 1 }, ifMatch: version.etag, into });
             this.stats.bytesFetched += body.length;
             return body;
           },

@@ -118,7 +118,10 @@ export class DiskCache {
     return data;
   }
 
-  /** Writes the block in the background; a failure only costs the cache entry. */
+  /**
+   * Writes the block in the background; a failure only costs the cache entry. `data` is copied
+   * before this returns (the block cache may recycle its buffer once it is evicted).
+   */
   put(version: ObjectVersion, index: number, data: Buffer): void {
     if (data.length > this.options.maxBytes) return;
     const name = this.nameOf(version, index);
@@ -128,9 +131,10 @@ export class DiskCache {
     length.writeUInt32BE(headerBytes.length);
     const path = this.pathOf(name);
     const temporary = `${path}.tmp${process.pid}-${Math.random().toString(36).slice(2)}`;
+    const file = Buffer.concat([MAGIC, length, headerBytes, data]);
     const write = (async () => {
       await mkdir(join(this.blocksDir, name.slice(0, 2)), { recursive: true, mode: 0o700 });
-      await writeFile(temporary, Buffer.concat([MAGIC, length, headerBytes, data]), { mode: 0o600 });
+      await writeFile(temporary, file, { mode: 0o600 });
       await rename(temporary, path);
       this.index.set(name, MAGIC.length + 4 + headerBytes.length + data.length);
     })()
