@@ -99,6 +99,9 @@ export async function startServer(buckets) {
 }
 
 const env = { ...process.env, AWS_ACCESS_KEY_ID: KEY, AWS_SECRET_ACCESS_KEY: SECRET, AWS_EC2_METADATA_DISABLED: 'true' };
+// objmount mounts here in the foreground: it gets the malloc settings its daemon mode gives itself.
+const { DAEMON_MALLOC_ENV } = await import(join(root, 'dist/daemon/malloc-env.js'));
+export const withDaemonMalloc = (e) => ({ ...DAEMON_MALLOC_ENV, ...e });
 
 /**
  * The tools, each mounting `bucket` of `server` on a fresh directory in the foreground as a child
@@ -108,7 +111,7 @@ export function tools(server, bucket, objmountArgs = []) {
   const objmount = {
     name: 'objmount',
     available: true,
-    command: (dir) => [process.execPath, [join(root, 'bin/objmount.js'), 'mount', `s3://${bucket}`, dir, '--endpoint', server.endpoint, '--foreground', '--log-level', 'warn', ...objmountArgs], env],
+    command: (dir) => [process.execPath, [join(root, 'bin/objmount.js'), 'mount', `s3://${bucket}`, dir, '--endpoint', server.endpoint, '--foreground', '--log-level', 'warn', ...objmountArgs], withDaemonMalloc(env)],
   };
   const passwd = join(work, 's3fs.passwd');
   writeFileSync(passwd, `${KEY}:${SECRET}\n`, { mode: 0o600 });
@@ -168,15 +171,15 @@ export function listDir(dir) {
 }
 
 /**
- * Runs `command args` (a FUSE tool in the foreground) on a fresh directory, as a child of this
- * script, and returns once it is mounted; `unmount()` waits until the tool has exited. Every
+ * Runs `command args` (objmount in the foreground, with its daemon's malloc settings) on a fresh
+ * directory, as a child of this script, and returns once it is mounted; `unmount()` waits until the tool has exited. Every
  * mount is also unmounted on exit.
  */
 export async function mountForeground(command, args, env) {
   const dir = join(work, `mnt-${mounts.size}`);
   mkdirSync(dir);
   mounts.add(dir);
-  const child = spawn(command, [...args, dir], { env, stdio: 'ignore' });
+  const child = spawn(command, [...args, dir], { env: withDaemonMalloc(env), stdio: 'ignore' });
   children.add(child);
   await waitMounted(dir, child);
   return {

@@ -105,9 +105,6 @@ function worker(script, args, totals) {
   return new Promise((resolve) => child.on('exit', resolve));
 }
 
-// The daemon runs with two malloc arenas (the CLI's daemon mode and the systemd units set it);
-// the bench mounts in the foreground, so it sets the same here.
-process.env.MALLOC_ARENA_MAX ??= '2';
 const { server, sdk } = await startServer([BUCKET]);
 const [objmount] = tools(server, BUCKET, ['--memory-limit', memoryLimit]);
 const mount = await objmount.mount();

@@ -20,6 +20,7 @@ import { unmount } from '../daemon/unmount.js';
 import { UserError } from '../daemon/user-error.js';
 import { type LogLevel, type Logger, createJsonLogger, createLogger } from '../log/logger.js';
 import { runForeground } from '../daemon/serve.js';
+import { DAEMON_MALLOC_ENV } from '../daemon/malloc-env.js';
 
 const DAEMON_CHILD = 'OBJMOUNT_DAEMON_CHILD';
 
@@ -241,9 +242,8 @@ async function daemonize(options: MountOptions, env: NodeJS.ProcessEnv): Promise
   const child = fork(script, args, {
     detached: true,
     stdio: ['ignore', log, log, 'ipc'],
-    // Two malloc arenas instead of one per FUSE thread: freed write buffers are reused instead of
-    // kept resident in many arenas (measured in bench/load.mjs: RSS 593 -> 521 MiB at 256M).
-    env: { MALLOC_ARENA_MAX: '2', ...env, [DAEMON_CHILD]: '1' },
+    // Malloc settings that only take effect at process start (daemon/malloc-env.ts).
+    env: { ...DAEMON_MALLOC_ENV, ...env, [DAEMON_CHILD]: '1' },
   });
   const outcome = await new Promise<{ ready: boolean; message?: string }>((resolveOutcome) => {
     child.on('message', (message: { type?: string; message?: string }) => {
