@@ -7,12 +7,12 @@
  * - `MALLOC_ARENA_MAX=2`: two arenas instead of one per thread (libuv's thread pool), so freed
  *   buffers are reused instead of kept resident in many arenas (bench/load.mjs: peak RSS
  *   593 -> 521 MiB at --memory-limit 256M).
- * - `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`: large allocations (8 MiB block buffers, 1 MiB FUSE
- *   blocks) are backed by transparent huge pages where the kernel allows them on request
- *   (`madvise`, Debian's default): a cold read fills fresh buffers, which otherwise costs a page
- *   fault per 4 KiB (bench/azure-read.mjs: 12.6 -> 9.2 daemon CPU s per GiB read).
+ *
+ * Not set: `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (large buffers in transparent huge pages). It
+ * cut the daemon's CPU for one cold sequential read (bench/azure-read.mjs: 12.6 -> 9.2 s per
+ * GiB), but under bench/load.mjs it raised the peak RSS from 389 to 440 MiB (over the bound) and
+ * lowered reads from 42 to 25 MiB/s (bench/RESULTS.md, Azure and Load sections).
  */
 export const DAEMON_MALLOC_ENV: Readonly<Record<string, string>> = {
   MALLOC_ARENA_MAX: '2',
-  GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1',
 };
