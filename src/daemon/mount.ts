@@ -37,6 +37,8 @@ export interface RunningMount {
   readonly gone: Promise<void>;
   /** Uploads what is pending, detaches the mount and releases everything. Idempotent. */
   stop(): Promise<void>;
+  /** Whether `stop` has begun (asked for, or because the mount went away from outside). */
+  readonly stopping: boolean;
   /** What the mount has done so far. */
   status(): MountStatus;
   /** Where async closes are journaled (async write mode), for the message of a forced stop. */
@@ -381,7 +383,17 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
         throw new UserError(`cannot serve metrics on 127.0.0.1:${options.metricsPort}: ${(error as Error).message}`);
       }
     }
-    return { mountpoint, source, gone, stop, status, journal };
+    return {
+      mountpoint,
+      source,
+      gone,
+      stop,
+      status,
+      journal,
+      get stopping() {
+        return stopping !== undefined;
+      },
+    };
   } catch (error) {
     await cleanUp();
     throw error;

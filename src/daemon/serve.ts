@@ -32,7 +32,8 @@ export async function serveUntilStopped(mount: RunningMount, logger: Logger): Pr
         void detach(mount.mountpoint, true).finally(() => process.exit(130));
         return;
       }
-      logger.info(`${signal}: unmounting ${mount.mountpoint}`);
+      // (Already stopping when the unmount came from outside, as `objmount unmount` does first.)
+      if (!mount.stopping) logger.info(`${signal}: unmounting ${mount.mountpoint}`);
       // (systemd-notify 252, Debian 12's, has no --stopping: the assignment form works everywhere.)
       void notifySystemd(['STOPPING=1', 'STATUS=uploading what is pending, then unmounting'], logger)
         .then(() => mount.stop())
@@ -40,7 +41,9 @@ export async function serveUntilStopped(mount: RunningMount, logger: Logger): Pr
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
-    void mount.gone.then(resolve);
+    // Unmounted from outside (umount, or `objmount unmount`, whose signal may then come too late
+    // to matter): systemd is told the service is stopping all the same.
+    void mount.gone.then(() => (signals === 0 ? notifySystemd(['STOPPING=1', 'STATUS=unmounted'], logger) : undefined)).then(resolve);
   });
   await stopped;
 }
