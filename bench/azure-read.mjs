@@ -13,16 +13,13 @@
  *   BENCH_SDK=0 node bench/azure-read.mjs   # the mount only
  */
 
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 
-import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
-
-import { MiB, dropCaches, median, mountForeground, peakRssMiB, root, sh, timed, work } from './lib.mjs';
+import { MiB, cpuSeconds, dropCaches, median, mountForeground, peakRssMiB, root, sh, startAzuriteBench, timed } from './lib.mjs';
 
 const SIZE_MIB = Number(process.env.BENCH_MIB ?? 256);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -32,23 +29,12 @@ const CONTAINER = 'bench';
 const SIZE = SIZE_MIB * MiB;
 const GiB = 1024 * MiB;
 
-const { startLocalAzurite, AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY } = await import(join(root, 'dist/demo/local-azurite.js'));
-const azurite = await startLocalAzurite({ containers: [CONTAINER], memoryLimitMiB: 2 * SIZE_MIB + 1024 });
-process.on('exit', () => void azurite.close());
-const container = new BlobServiceClient(azurite.endpoint, new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY)).getContainerClient(CONTAINER);
-
-const source = join(work, 'source.bin');
-writeFileSync(source, randomBytes(SIZE));
+const { azurite, account: AZURITE_ACCOUNT, container, source, env } = await startAzuriteBench({ containerName: CONTAINER, sizeMiB: SIZE_MIB, memoryLimitMiB: 2 * SIZE_MIB + 1024 });
 await container.getBlockBlobClient('file.bin').uploadFile(source, { blockSize: 8 * MiB, concurrency: 8 });
-const env = { ...process.env, AZURE_STORAGE_KEY: AZURITE_ACCOUNT_KEY };
 // BENCH_DAEMON_ENV='NAME=value …': more environment for the daemon only.
 for (const pair of (process.env.BENCH_DAEMON_ENV ?? '').split(' ').filter(Boolean)) env[pair.split('=')[0]] = pair.slice(pair.indexOf('=') + 1);
 
 const ticks = 100; // USER_HZ
-function cpuSeconds(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / ticks; // utime, stime (fields 14, 15)
-}
 /** CPU seconds (user, system) of each thread of `pid`, by thread name. */
 function threads(pid) {
   const out = {};

@@ -17,28 +17,18 @@
  * machine they vary far less than the rates. bench/azure-read.mjs looks at the read alone.
  */
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 
-import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
-
-import { MiB, dropCaches, median, mountForeground, root, sh, timed, work } from './lib.mjs';
+import { MiB, cpuSeconds, dropCaches, median, mountForeground, root, sh, startAzuriteBench, timed } from './lib.mjs';
 
 const SIZE_MIB = Number(process.env.BENCH_MIB ?? 1024);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const CONTAINER = 'bench';
 const SIZE = SIZE_MIB * MiB;
 
-const { startLocalAzurite, AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY } = await import(join(root, 'dist/demo/local-azurite.js'));
-const azurite = await startLocalAzurite({ containers: [CONTAINER], memoryLimitMiB: 8 * SIZE_MIB + 1024 });
-process.on('exit', () => void azurite.close());
-const container = new BlobServiceClient(azurite.endpoint, new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY)).getContainerClient(CONTAINER);
-
-const source = join(work, 'source.bin');
-writeFileSync(source, randomBytes(SIZE));
-const env = { ...process.env, AZURE_STORAGE_KEY: AZURITE_ACCOUNT_KEY };
+const { azurite, account: AZURITE_ACCOUNT, container, source, env } = await startAzuriteBench({ containerName: CONTAINER, sizeMiB: SIZE_MIB, memoryLimitMiB: 8 * SIZE_MIB + 1024 });
 const mount = () =>
   mountForeground(
     process.execPath,
@@ -55,10 +45,6 @@ const mountWrite = [];
 const mountRead = [];
 /** CPU seconds (user + system) the daemon spent on each read. */
 const mountReadCpu = [];
-const cpuSeconds = (pid) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in USER_HZ ticks
-};
 for (let run = 0; run < RUNS; run++) {
   const blob = container.getBlockBlobClient(`sdk-${run}.bin`);
   sdkWrite.push(await timed(() => blob.uploadFile(source, { blockSize: 8 * MiB, concurrency: 8 })));

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -191,4 +192,28 @@ export async function mountForeground(command, args, env) {
       children.delete(child);
     },
   };
+}
+
+/** CPU seconds (user + system) that process `pid` has used so far. */
+export function cpuSeconds(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime (fields 14, 15), in USER_HZ ticks
+}
+
+/**
+ * Azurite's blob service in memory (closed on exit), its container `containerName` through the
+ * SDK, a random file of `sizeMiB` in the work directory, and the environment that gives objmount
+ * Azurite's account key.
+ */
+export async function startAzuriteBench({ containerName, sizeMiB, memoryLimitMiB }) {
+  const { BlobServiceClient, StorageSharedKeyCredential } = await import('@azure/storage-blob');
+  const { startLocalAzurite, AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY } = await import(join(root, 'dist/demo/local-azurite.js'));
+  const azurite = await startLocalAzurite({ containers: [containerName], memoryLimitMiB });
+  process.on('exit', () => void azurite.close());
+  const credential = new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY);
+  const container = new BlobServiceClient(azurite.endpoint, credential).getContainerClient(containerName);
+  const source = join(work, 'source.bin');
+  writeFileSync(source, randomBytes(sizeMiB * MiB));
+  const env = { ...process.env, AZURE_STORAGE_KEY: AZURITE_ACCOUNT_KEY };
+  return { azurite, account: AZURITE_ACCOUNT, container, source, env };
 }
