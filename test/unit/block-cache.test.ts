@@ -139,8 +139,9 @@ describe('random and strided reads', () => {
   });
 
   it('serve a random read from a cached block without a GET', async () => {
-    const { data, gets, reader: make } = await setup(16 * MiB);
+    const { data, gets, cache, reader: make } = await setup(16 * MiB);
     await readAll(make(), 16 * MiB);
+    expect(cache.stats.passed).toBe(0); // a quarter of the limit: kept whole
     const before = gets.length;
     const into = Buffer.alloc(4 * KiB);
     await make().read(into, 4 * KiB, 5 * MiB + 3);
@@ -201,6 +202,43 @@ describe('the block cache', () => {
     expect((await readAll(make(), size)).equals(data)).toBe(true);
     expect(cache.stats.recycled).toBeGreaterThanOrEqual(size / BLOCK - 5);
     expect((await readAll(make(), size)).equals(data)).toBe(true); // and again, through recycled buffers
+  });
+
+  it('passes a large object read sequentially through a few recycled buffers, keeping other files\' blocks', async () => {
+    const size = 80 * MiB; // more than a quarter of the limit
+    const { memory, data, gets, cache, reader: make } = await setup(size, { memoryLimit: 256 * MiB });
+    const small = randomBytes(2 * BLOCK);
+    const smallVersion: ObjectVersion = { key: 'small', etag: (await memory.put('small', small)).etag, size: small.length };
+    const smallReader = () => new FileReader(cache, () => smallVersion, { minReadAhead: MiB, maxReadAhead: 16 * MiB });
+    expect((await readAll(smallReader(), small.length)).equals(small)).toBe(true);
+
+    for (let pass = 1; pass <= 2; pass++) {
+      const reader = make();
+      const out = Buffer.alloc(size);
+      let peak = 0;
+      for (let at = 0; at < size; at += 128 * KiB) {
+        const into = Buffer.alloc(128 * KiB);
+        into.subarray(0, await reader.read(into, into.length, at)).copy(out, at);
+        peak = Math.max(peak, cache.memoryUsed);
+      }
+      expect(out.equals(data)).toBe(true);
+      // The small file, the 16 MiB window ahead (and the block it ends in), the block being read,
+      // the one behind it and a spare: not the whole object, which the limit has room for.
+      expect(peak).toBeLessThanOrEqual(small.length + 16 * MiB + 4 * BLOCK);
+      expect(cache.stats.passed).toBe(pass * (size / BLOCK - 2));
+    }
+    // Each block fetched once per pass but the last two, which the first pass was never past (a
+    // second pass fetches again: the kernel's page cache is what serves a second read of a large
+    // file), all but the first few of each pass (read ahead before the reader is past any block)
+    // into recycled buffers.
+    expect(gets.filter((get) => get.length === BLOCK).length).toBe(2 + (2 * size) / BLOCK - 2);
+    expect(cache.stats.recycled).toBeGreaterThanOrEqual(2 * (size / BLOCK - 6));
+    const before = gets.length;
+    expect((await readAll(smallReader(), small.length)).equals(small)).toBe(true);
+    expect(gets.length).toBe(before); // still cached
+
+    cache.shrinkTo(0); // spare buffers count, and go first
+    expect(cache.memoryUsed).toBe(0);
   });
 
   it('lets a reader that got a block before its eviction copy the bytes it held', async () => {

@@ -92,7 +92,8 @@ describe('the budget shared by reads and writes', () => {
     const data = randomBytes(32 * MiB);
     const { etag } = await memory.put('obj', data);
     const budget = new MemoryBudget(16 * MiB);
-    const cache = new BlockCache(memory, { blockSize: 2 * MiB, memoryLimit: 16 * MiB, maxConnections: 4, budget });
+    // The object is read sequentially to fill the cache: it must not pass through.
+    const cache = new BlockCache(memory, { blockSize: 2 * MiB, memoryLimit: 16 * MiB, maxConnections: 4, budget, passThroughAbove: Infinity });
     const reader = new FileReader(cache, () => ({ key: 'obj', etag, size: data.length }), { minReadAhead: MiB, maxReadAhead: 4 * MiB });
     const into = Buffer.alloc(128 * KiB);
     for (let at = 0; at < 16 * MiB; at += into.length) await reader.read(into, into.length, at);
@@ -155,7 +156,8 @@ describe('one budget shared by several block caches (the root view)', () => {
         const memory = new MemoryStore();
         const data = randomBytes(size);
         const { etag } = await memory.put('obj', data);
-        const cache = new BlockCache(memory, { blockSize: MiB, memoryLimit: limit, maxConnections: 4, budget });
+        // Objects read sequentially to fill the caches: they must not pass through.
+        const cache = new BlockCache(memory, { blockSize: MiB, memoryLimit: limit, maxConnections: 4, budget, passThroughAbove: Infinity });
         const reader = new FileReader(cache, () => ({ key: 'obj', etag, size }), { minReadAhead: MiB, maxReadAhead: 4 * MiB });
         return { cache, reader, data };
       }),

@@ -24,6 +24,14 @@
  * block buffers make V8 run major GCs for their external memory. A recycled buffer is handed to
  * the store only after a turn of the event loop: a reader that got the evicted block before the
  * eviction copies from it in its continuation (a microtask), which has run by then.
+ *
+ * Large sequential reads pass through: once a sequential reader is past a block of an object
+ * larger than a quarter of the memory limit, the block is dropped and its buffer kept as a spare
+ * for the next block fetched (`passed`). Such a read then cycles through a few warm buffers
+ * instead of filling the whole cache with fresh memory, and does not push out the blocks of
+ * smaller, hotter files (PostgreSQL reads tables larger than a quarter of its buffer pool through a
+ * small ring of buffers for the same two reasons). The kernel's page cache keeps the file's pages
+ * for a second read (`auto_cache`), and the disk tier, when there is one, keeps its blocks.
  */
 
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -53,6 +61,11 @@ export interface BlockCacheOptions {
   budget?: MemoryBudget;
   /** Extra attempts of a GET that failed transiently, on top of the store's own retries. */
   retries?: number;
+  /**
+   * Objects larger than this that are read sequentially pass through (see `passed`); default: a
+   * quarter of the memory limit (of the budget's, when shared).
+   */
+  passThroughAbove?: number;
 }
 
 export interface BlockCacheStats {
@@ -65,13 +78,18 @@ export interface BlockCacheStats {
   skippedReadAhead: number;
   /** Blocks fetched into the buffer of an evicted block instead of fresh memory. */
   recycled: number;
+  /** Blocks of large objects dropped once a sequential reader was past them (see `passed`). */
+  passed: number;
 }
 
 const TRANSIENT = new Set(['Transient', 'Throttled', 'Unreachable']);
 
+/** Buffers of passed blocks kept for the next blocks fetched; more are left to the collector. */
+const MAX_SPARES = 4;
+
 export class BlockCache {
   readonly blockSize: number;
-  readonly stats: BlockCacheStats = { hits: 0, diskHits: 0, misses: 0, gets: 0, bytesFetched: 0, retries: 0, skippedReadAhead: 0, recycled: 0 };
+  readonly stats: BlockCacheStats = { hits: 0, diskHits: 0, misses: 0, gets: 0, bytesFetched: 0, retries: 0, skippedReadAhead: 0, recycled: 0, passed: 0 };
   private readonly memory: LRUCache<string, Buffer>;
   /** Block buffers this cache allocated and the store filled: only these are ever recycled. */
   private readonly own = new WeakSet<Buffer>();
@@ -83,6 +101,8 @@ export class BlockCache {
   /** The block a read asked for last. */
   private lastRead?: string;
   private inflightBytes = 0;
+  /** Buffers of passed blocks (block-sized, filled by this cache), for the next blocks fetched. */
+  private readonly spares: Buffer[] = [];
   private readonly queue: PQueue;
 
   constructor(
@@ -99,9 +119,9 @@ export class BlockCache {
     options.budget?.attachCache(this);
   }
 
-  /** Bytes of blocks held in memory and being fetched. */
+  /** Bytes of blocks held in memory and being fetched, and of spare buffers. */
   get memoryUsed(): number {
-    return this.memory.calculatedSize + this.inflightBytes;
+    return this.memory.calculatedSize + this.inflightBytes + this.spares.length * this.blockSize;
   }
 
   /** How many blocks the object has. */
@@ -138,9 +158,29 @@ export class BlockCache {
     if (this.reserve(data.length, false)) this.memory.set(blockId(version, index), data);
   }
 
+  /**
+   * A sequential reader is past block `index`. Of an object larger than a quarter of the memory
+   * limit, the block is dropped, and its buffer is kept for the next block fetched (see above).
+   */
+  passed(version: ObjectVersion, index: number): void {
+    if (version.size <= (this.options.passThroughAbove ?? this.limit / 4)) return;
+    const id = blockId(version, index);
+    const block = this.memory.peek(id);
+    if (!block) return;
+    this.memory.delete(id);
+    this.stats.passed += 1;
+    if (block.length === this.blockSize && this.own.has(block) && this.spares.length < MAX_SPARES) this.spares.push(block);
+  }
+
   /** Drops every block from memory (the disk tier keeps its own). */
   clear(): void {
     this.memory.clear();
+    this.spares.length = 0;
+  }
+
+  /** The memory limit of this cache, or of all the caches sharing its budget. */
+  private get limit(): number {
+    return this.options.budget?.limit ?? this.options.memoryLimit;
   }
 
   private load(version: ObjectVersion, index: number, demand: boolean): Promise<Buffer> | undefined {
@@ -165,7 +205,11 @@ export class BlockCache {
     const start = index * this.blockSize;
     const length = Math.min(this.blockSize, version.size - start);
     if (length <= 0) return Promise.resolve(Buffer.alloc(0));
-    const room = this.reserve(length, demand);
+    // A spare buffer is counted already: it becomes the new block's without asking for room,
+    // unless the room has shrunk below what the caches hold since (then spares go first).
+    if (this.spares.length > 0 && this.room() < 0) this.spares.length = 0;
+    const spare = length === this.blockSize ? this.spares.pop() : undefined;
+    const room = spare ? { recycled: spare } : this.reserve(length, demand);
     if (!room) {
       this.stats.skippedReadAhead += 1;
       return undefined;
@@ -210,28 +254,35 @@ export class BlockCache {
     return loading;
   }
 
-  /** Evicts least recently used blocks until at most `bytes` are held (blocks being fetched stay). */
+  /** Drops spare buffers, then evicts least recently used blocks, until at most `bytes` are held (blocks being fetched stay). */
   shrinkTo(bytes: number): void {
+    while (this.memoryUsed > bytes && this.spares.length > 0) this.spares.pop();
     while (this.memoryUsed > bytes && this.memory.size > 0) this.memory.pop();
   }
 
   /**
-   * Makes room for `bytes` by evicting cached blocks, least recently used first; read-ahead gives
+   * Makes room for `bytes` by dropping spare buffers, then evicting cached blocks, least recently used first; read-ahead gives
    * up if that is not enough. This cache gives up its own blocks first: for a whole block, the
    * first evicted buffer of that size that it filled is returned as `recycled`, for the new block
    * to be read into. With a shared budget, the other caches then give way, the largest first.
    */
   private reserve(bytes: number, demand: boolean): { recycled?: Buffer } | undefined {
     const budget = this.options.budget;
-    const room = () => (budget ? budget.cacheRoom - budget.cacheBytes : this.options.memoryLimit - this.memoryUsed);
     let recycled: Buffer | undefined;
-    while (room() < bytes && this.memory.size > 0) {
+    while (this.room() < bytes && this.spares.length > 0) this.spares.pop(); // they hold no data
+    while (this.room() < bytes && this.memory.size > 0) {
       if (!demand && this.keptFromReadAhead()) break;
       const evicted = this.memory.pop();
       if (!recycled && bytes === this.blockSize && evicted?.length === bytes && this.own.has(evicted)) recycled = evicted;
     }
-    if (budget && room() < bytes) budget.shrinkCachesTo(Math.max(0, budget.cacheRoom - bytes));
-    return demand || room() >= bytes ? { recycled } : undefined;
+    if (budget && this.room() < bytes) budget.shrinkCachesTo(Math.max(0, budget.cacheRoom - bytes));
+    return demand || this.room() >= bytes ? { recycled } : undefined;
+  }
+
+  /** Bytes this cache may still take: of its limit, or of its budget's room for all caches (negative when over). */
+  private room(): number {
+    const budget = this.options.budget;
+    return budget ? budget.cacheRoom - budget.cacheBytes : this.options.memoryLimit - this.memoryUsed;
   }
 
   /**

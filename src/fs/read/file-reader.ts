@@ -12,6 +12,10 @@
  * (in memory or on disk) or on their way, exactly the bytes asked for are fetched with one ranged
  * GET (a 4 KiB random read costs a 4 KiB GET, not a block).
  *
+ * A sequential stream tells the cache which blocks it is past (all but the one just behind the
+ * block it reads, which a read arriving out of order may still want): the cache drops those of a
+ * large object and reuses their memory (`BlockCache.passed`).
+ *
  * Every GET is pinned to the ETag the file was opened at, so a changed object fails with
  * PreconditionFailed (ESTALE above) and never mixes versions.
  */
@@ -28,6 +32,8 @@ export class FileReader {
   private nextSequential = 0;
   /** The last read was sequential: reads near `nextSequential` continue the stream. */
   private streaming = false;
+  /** The first block this stream read that it has not told the cache it is past. */
+  private notPassed = 0;
 
   constructor(
     private readonly cache: BlockCache,
@@ -57,6 +63,7 @@ export class FileReader {
 
     if (!sequential) {
       this.window = this.options.minReadAhead;
+      this.notPassed = first;
       let cached = true;
       for (let index = first; index <= last; index++) cached &&= this.cache.isAvailable(version, index);
       if (!cached) {
@@ -68,6 +75,8 @@ export class FileReader {
       this.window = Math.min(this.window * 2, this.options.maxReadAhead);
       const aheadEnd = Math.min(version.size, end + this.window);
       const lastAhead = Math.floor((aheadEnd - 1) / blockSize);
+      // Past blocks first: their buffers are then there for the blocks read ahead.
+      for (; this.notPassed < first - 1; this.notPassed++) this.cache.passed(version, this.notPassed);
       for (let index = last + 1; index <= lastAhead; index++) this.cache.prefetch(version, index);
     }
 
