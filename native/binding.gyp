@@ -8,7 +8,8 @@
         "src/ll_ops.cc",
         "src/js_calls.cc",
         "src/nodes.cc",
-        "src/block_pool.cc"
+        "src/block_pool.cc",
+        "src/large_buffer.cc"
       ],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers", "<!@(pkg-config --cflags fuse3)"],
       "cflags": ["<!@(pkg-config --cflags fuse3)"],

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <string>
 
+#include "large_buffer.h"
 #include "session.h"
 
 namespace objmount {
@@ -221,6 +222,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"mount", nullptr, Mount, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"unmount", nullptr, Unmount, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"invalidatePath", nullptr, InvalidatePath, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"allocLargeBuffer", nullptr, AllocLargeBuffer, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   napi_value names;

@@ -20,7 +20,7 @@ import { BlockCache } from '../fs/read/block-cache.js';
 import { DiskCache } from '../fs/read/disk-cache.js';
 import { FileUploader } from '../fs/write/file-uploader.js';
 import { UploadTracker, recover, removeUnjournaled } from '../fs/write/journal.js';
-import { FuseSession } from '../fuse/binding.js';
+import { FuseSession, largeBuffer } from '../fuse/binding.js';
 import { createOperations } from '../fuse/operations.js';
 import type { Logger } from '../log/logger.js';
 import { AzureStore } from '../storage/azure-store.js';
@@ -131,6 +131,7 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
       maxConnections: options.maxConnections,
       disk,
       budget: memoryBudget,
+      allocate: largeBuffer, // huge pages: a cold read's cost is mostly fresh memory
     });
     cleanups.push(() => memoryBudget.detachCache(blockCache));
     const fs = new FileSystem(store, {

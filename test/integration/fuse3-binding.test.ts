@@ -3,7 +3,7 @@
 // paged directories, both times of utimens, unmounting with operations in flight, a clean exit,
 // and many concurrent operations from several processes.
 import { execFile, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { isMounted } from '../helpers/objmount.js';
-import { FuseSession } from '../../src/fuse/binding.js';
+import { FuseSession, largeBuffer } from '../../src/fuse/binding.js';
 import { MemoryTree, mountMemory, type MemoryMount } from '../helpers/memory-fuse.js';
 
 const execFileAsync = promisify(execFile);
@@ -280,6 +280,25 @@ describe('the inode table', () => {
     tree.nodes.get('/f')!.mtimeMs += 5000;
     expect((await sh(`cat ${file}`)).stdout).toBe('second, longer');
     expect(reads).toBeGreaterThan(afterFirst);
+  });
+});
+
+describe('large buffers (the block cache\'s memory)', () => {
+  it('hold what is written to them, in huge pages where the kernel offers them; other sizes are left to Node', () => {
+    const MiB = 1024 * 1024;
+    const hugeKiB = () => Number(/AnonHugePages:\s+(\d+) kB/.exec(readFileSync('/proc/self/smaps_rollup', 'utf8'))?.[1] ?? 0);
+    const before = hugeKiB();
+    const buffers = Array.from({ length: 4 }, (_, n) => {
+      const buffer = largeBuffer(8 * MiB)!;
+      expect(buffer.length).toBe(8 * MiB);
+      buffer.fill(n + 1);
+      return buffer;
+    });
+    buffers.forEach((buffer, n) => expect(buffer.every((byte) => byte === n + 1)).toBe(true));
+    const thp = readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8');
+    if (!thp.includes('[never]')) expect(hugeKiB() - before).toBeGreaterThanOrEqual(16 * 1024); // most of the 32 MiB
+    expect(largeBuffer(8 * MiB + 4096)).toBeUndefined();
+    expect(largeBuffer(0)).toBeUndefined();
   });
 });
 

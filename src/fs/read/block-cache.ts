@@ -66,6 +66,8 @@ export interface BlockCacheOptions {
    * quarter of the memory limit (of the budget's, when shared).
    */
   passThroughAbove?: number;
+  /** Memory for a new block's buffer (undefined from it, or no function: `Buffer.allocUnsafe`). */
+  allocate?: (bytes: number) => Buffer | undefined;
 }
 
 export interface BlockCacheStats {
@@ -228,7 +230,7 @@ export class BlockCache {
           await nextTurn(); // readers of the evicted block have copied from it by now (see above)
           this.stats.recycled += 1;
         } else if (length === this.blockSize) {
-          into = Buffer.allocUnsafe(length);
+          into = this.options.allocate?.(length) ?? Buffer.allocUnsafe(length);
         }
         const data = await this.fetch(version, start, start + length, demand, into);
         if (data === into) this.own.add(data);
