@@ -17,6 +17,7 @@ import { FileSystem } from '../fs/file-system.js';
 import { MemoryBudget } from '../fs/memory-budget.js';
 import { type MountedFileSystem, RootView, type Space } from '../fs/root-view.js';
 import { BlockCache } from '../fs/read/block-cache.js';
+import { PartBuffers } from '../fs/write/part-buffers.js';
 import { DiskCache } from '../fs/read/disk-cache.js';
 import { FileUploader } from '../fs/write/file-uploader.js';
 import { UploadTracker, recover, removeUnjournaled } from '../fs/write/journal.js';
@@ -134,6 +135,8 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
       allocate: largeBuffer, // huge pages: a cold read's cost is mostly fresh memory
     });
     cleanups.push(() => memoryBudget.detachCache(blockCache));
+    const partBuffers = new PartBuffers(options.uploadConcurrency * options.partSize, largeBuffer, memoryBudget);
+    cleanups.push(() => partBuffers.close());
     const fs = new FileSystem(store, {
       prefix: options.source.prefix,
       defaults: { uid: options.uid, gid: options.gid, fileMode: options.fileMode, dirMode: options.dirMode },
@@ -148,6 +151,7 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
       uploadConcurrency: options.uploadConcurrency,
       writeMode: options.writeMode,
       memoryBudget,
+      partBuffers,
       blockCache,
       readAhead: { minReadAhead: Math.min(MiB, options.readAhead), maxReadAhead: options.readAhead },
       logger,

@@ -39,6 +39,7 @@ import type { MemoryBudget } from './memory-budget.js';
 import { BlockCache } from './read/block-cache.js';
 import { FileReader, type ReadAheadOptions } from './read/file-reader.js';
 import { FileUploader } from './write/file-uploader.js';
+import { PartBuffers } from './write/part-buffers.js';
 import { UploadTracker, removeRecord, writeRecord } from './write/journal.js';
 import { StreamingUpload } from './write/streaming-upload.js';
 
@@ -58,6 +59,8 @@ export interface FileSystemOptions {
   writeMode?: 'sync' | 'async';
   /** Shared by the block cache and upload buffers; default: no limit on uploads. */
   memoryBudget?: MemoryBudget;
+  /** Buffers for upload parts, used again from one part to the next; default: a pool of this file system's own. */
+  partBuffers?: PartBuffers;
   /** The mount's block cache; default: an 8 MiB-block cache of 64 MiB in memory. */
   blockCache?: BlockCache;
   readAhead?: ReadAheadOptions;
@@ -113,6 +116,7 @@ export class FileSystem {
   private writesStopped = false;
   private readonly cache: MetadataCache;
   private readonly uploader: FileUploader;
+  private readonly partBuffers: PartBuffers;
   private readonly tracker: UploadTracker;
   private readonly blocks: BlockCache;
   private readonly now: () => number;
@@ -145,11 +149,13 @@ export class FileSystem {
   ) {
     this.cache = new MetadataCache(options.cache);
     this.tracker = new UploadTracker(options.stagingDir);
+    this.partBuffers = options.partBuffers ?? new PartBuffers(options.uploadConcurrency * options.partSize);
     this.uploader = new FileUploader(store, {
       partSize: options.partSize,
       concurrency: options.uploadConcurrency,
       budget: options.memoryBudget,
       tracker: this.tracker,
+      buffers: this.partBuffers,
     });
     this.backgroundUploads = new PQueue({ concurrency: Math.max(4, options.uploadConcurrency) });
     this.blocks = options.blockCache ?? new BlockCache(store, { blockSize: 8 * MiB, memoryLimit: 64 * MiB, maxConnections: 16 });
@@ -397,6 +403,7 @@ export class FileSystem {
           concurrency: this.options.uploadConcurrency,
           budget: this.options.memoryBudget,
           tracker: this.tracker,
+          buffers: this.partBuffers,
         });
       }
       let done = 0;

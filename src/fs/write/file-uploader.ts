@@ -20,6 +20,7 @@ import PQueue from 'p-queue';
 import type { CompletedPart, ObjectStore, PutOptions } from '../../storage/object-store.js';
 import type { MemoryBudget } from '../memory-budget.js';
 import type { UploadTracker } from './journal.js';
+import type { PartBuffers } from './part-buffers.js';
 
 const MiB = 1024 * 1024;
 
@@ -32,6 +33,8 @@ export interface FileUploaderOptions {
   budget?: MemoryBudget;
   /** Records each multipart upload while it runs, for the next mount after a crash. */
   tracker?: UploadTracker;
+  /** Where part buffers come from and go back to; default: new memory for each part. */
+  buffers?: PartBuffers;
 }
 
 export class FileUploader {
@@ -60,9 +63,10 @@ export class FileUploader {
       if (size <= partSize) {
         await this.options.budget?.acquire(size);
         try {
-          const body = Buffer.alloc(size);
-          await readFully(file, body, 0);
-          return await this.store.put(key, body, putOptions);
+          const body = await readPart(file, 0, size, this.options.buffers);
+          const result = await this.store.put(key, body, putOptions);
+          this.options.buffers?.give(body);
+          return result;
         } finally {
           this.options.budget?.release(size);
         }
@@ -129,9 +133,9 @@ export class FileUploader {
             const length = end - start;
             await this.options.budget?.acquire(length);
             try {
-              const body = Buffer.alloc(length);
-              await readFully(file, body, start);
+              const body = await readPart(file, start, length, this.options.buffers);
               parts[index] = { partNumber, etag: await this.store.uploadPart(key, uploadId, partNumber, body) };
+              this.options.buffers?.give(body);
             } finally {
               this.options.budget?.release(length);
             }
@@ -183,11 +187,17 @@ function splitRange(start: number, end: number, partSize: number, minPartSize = 
   return parts;
 }
 
-async function readFully(file: FileHandle, into: Buffer, position: number): Promise<void> {
+/**
+ * Bytes [position, position + length) of a staged file, in a buffer of their own (from `buffers`:
+ * give it back once the store has the part).
+ */
+export async function readPart(file: FileHandle, position: number, length: number, buffers?: PartBuffers): Promise<Buffer> {
+  const into = buffers?.take(length) ?? Buffer.allocUnsafe(length); // every byte is read into it, or it is dropped
   let done = 0;
-  while (done < into.length) {
-    const { bytesRead } = await file.read(into, done, into.length - done, position + done);
-    if (bytesRead === 0) throw new Error(`staging file ended ${into.length - done} bytes early`);
+  while (done < length) {
+    const { bytesRead } = await file.read(into, done, length - done, position + done);
+    if (bytesRead === 0) throw new Error(`the staging file ended ${length - done} bytes early`);
     done += bytesRead;
   }
+  return into;
 }

@@ -19,7 +19,9 @@ import type { FileHandle } from 'node:fs/promises';
 
 import type { CompletedPart, ObjectStore, PutOptions, StoreCapabilities } from '../../storage/object-store.js';
 import type { MemoryBudget } from '../memory-budget.js';
+import { readPart } from './file-uploader.js';
 import type { UploadTracker } from './journal.js';
+import type { PartBuffers } from './part-buffers.js';
 
 export interface StreamingUploadOptions {
   /** Size of the first parts, bytes (at least the store's minimum part size). */
@@ -30,6 +32,8 @@ export interface StreamingUploadOptions {
   budget?: MemoryBudget;
   /** Records the upload while it runs, for the next mount after a crash. */
   tracker?: UploadTracker;
+  /** Where part buffers come from and go back to; default: new memory for each part. */
+  buffers?: PartBuffers;
 }
 
 /** How many tiers of part sizes: each tier has maxParts / TIERS parts, each tier's twice the last. */
@@ -130,15 +134,10 @@ export class StreamingUpload {
       return id;
     });
     const part = (async () => {
-      const body = Buffer.alloc(size);
-      let done = 0;
-      while (done < size) {
-        const { bytesRead } = await staging.read(body, done, size - done, offset + done);
-        if (bytesRead === 0) throw new Error(`${this.key}: the staging file ended ${size - done} bytes early`);
-        done += bytesRead;
-      }
+      const body = await readPart(staging, offset, size, this.options.buffers);
       const uploadId = await this.uploadId!;
       const etag = await this.store.uploadPart(this.key, uploadId, number, body);
+      this.options.buffers?.give(body);
       this.parts.push({ partNumber: number, etag });
     })()
       .catch((error: unknown) => {
