@@ -924,9 +924,24 @@ export class FileSystem {
     const pending = this.lookups.get(path);
     if (pending) return pending;
     if (cached?.exists) this.completeSiblings(path);
-    const lookup = this.lookup(path, cached?.exists ? cached.node : undefined).finally(() => this.lookups.delete(path));
+    const lookup = (cached?.exists ? this.lookup(path, cached.node) : this.lookupAgain(path)).finally(() => this.lookups.delete(path));
     this.lookups.set(path, lookup);
     return lookup;
+  }
+
+  /**
+   * A lookup of a path not known now. If it was a file when last known (an expired entry: `ls -l`
+   * or `cat *` of a large directory outlasting the TTL), its object is asked for alone, one
+   * request instead of three; only if that is gone is it looked up as anything.
+   */
+  private async lookupAgain(path: string): Promise<CachedNode | undefined> {
+    const was = this.cache.expired(path);
+    if (was?.exists && was.node.attrs.kind !== 'directory') {
+      const hint: CachedNode = { ...was.node, complete: false };
+      const found = await this.lookup(path, hint);
+      if (found) return found;
+    }
+    return this.lookup(path, undefined);
   }
 
   private async lookup(path: string, partial: CachedNode | undefined): Promise<CachedNode | undefined> {
@@ -942,7 +957,7 @@ export class FileSystem {
     const wantDir = partial === undefined || partial.attrs.kind === 'directory';
     // A small file is read whole instead: the same one request brings its metadata and the
     // bytes that `cat`, `grep` or a build will ask for next.
-    const small = partial?.attrs.kind === 'file' && partial.attrs.size <= SMALL_OBJECT_BYTES && partial.attrs.size <= this.blocks.blockSize;
+    const small = partial?.attrs.kind === 'file' && partial.attrs.size > 0 && partial.attrs.size <= SMALL_OBJECT_BYTES && partial.attrs.size <= this.blocks.blockSize;
     const [file, marker, children] = await this.guard(path, () =>
       Promise.all([
         wantFile ? notFound(small ? this.readSmall(key) : this.store.head(key)) : undefined,
@@ -977,8 +992,9 @@ export class FileSystem {
   }
 
   /** HEAD's answer for a small object, from a GET of all of it; its bytes go to the block cache. */
+  /** HEAD's answer through a GET that also brings the bytes of a small object (at most SMALL_OBJECT_BYTES, if it has grown since it was listed). */
   private async readSmall(key: string): Promise<ObjectInfo> {
-    const { info, body } = await this.store.get(key);
+    const { info, body } = await this.store.get(key, { range: { start: 0, end: SMALL_OBJECT_BYTES - 1 } });
     if (body.length === info.size) this.blocks.offer({ key, etag: info.etag, size: info.size }, 0, body);
     return info;
   }

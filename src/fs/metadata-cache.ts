@@ -5,6 +5,10 @@
  * show up; a negative entry ("no such path") has its own TTL. The cache is bounded in entries.
  * An entry learned from a listing has no POSIX metadata (`complete: false`): `getattr` then
  * fetches it with one HEAD, while `readdir` itself never issues a HEAD per entry.
+ *
+ * An expired entry is not trusted, but it is kept (until the LRU bound pushes it out) as a hint
+ * of what the path was (`expired`): a lookup of a path that was a file then asks the store for
+ * that one object first, instead of for a file, a directory marker and a listing at once.
  */
 
 import { LRUCache } from 'lru-cache';
@@ -46,6 +50,7 @@ export class MetadataCache {
     this.cache = new LRUCache<string, CacheEntry>({
       max: options.maxEntries,
       ttlAutopurge: false,
+      noDeleteOnStaleGet: true, // expired entries stay as hints (see above)
       perf: options.clock,
       // lru-cache otherwise reuses one reading of the clock until a 1 ms real-time timer fires,
       // so an injected clock that jumps would not expire entries until the event loop turns.
@@ -55,6 +60,12 @@ export class MetadataCache {
 
   get(path: string): CacheEntry | undefined {
     return this.cache.get(path);
+  }
+
+  /** What `path` was when last known, if that has expired (a hint, never an answer). */
+  expired(path: string): CacheEntry | undefined {
+    if (this.cache.has(path)) return undefined; // still fresh
+    return this.cache.get(path, { allowStale: true });
   }
 
   setNode(path: string, node: CachedNode): void {

@@ -1125,6 +1125,37 @@ describe('metadata cache TTL', () => {
     expect(calls('list')).toBe(1);
   });
 
+  it('looks up a file whose entry expired with one request, and finds what replaced it all the same', async () => {
+    await put('big', Buffer.alloc(100 * KiB));
+    await put('gone', 'x');
+    await put('now-dir', 'x');
+    for (const path of ['/big', '/gone', '/now-dir']) await fs.getattr(path);
+    clock.advance(FILE_TTL + 1);
+    memory.calls.clear();
+    expect((await fs.getattr('/big')).size).toBe(100 * KiB);
+    expect(calls('head') + calls('get') + calls('list')).toBe(1); // not HEAD key, HEAD key/ and LIST
+
+    await memory.deleteMany(['gone', 'now-dir']);
+    await put('now-dir/inner', 'x');
+    await expect(fs.getattr('/gone')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect((await fs.getattr('/now-dir')).kind).toBe('directory');
+  });
+
+  it('reads at most 64 KiB of a file listed as small, even if it has grown since', async () => {
+    await put('grows/f', 'small');
+    await fs.readdir('/grows');
+    await put('grows/f', Buffer.alloc(5 * 1024 * KiB, 1));
+    const read: number[] = [];
+    const get = memory.get.bind(memory);
+    memory.get = async (key, options) => {
+      const result = await get(key, options);
+      read.push(result.body.length);
+      return result;
+    };
+    expect((await fs.getattr('/grows/f')).size).toBe(5 * 1024 * KiB);
+    expect(read).toEqual([64 * KiB]);
+  });
+
   it('serves repeated lookups from the cache', async () => {
     await put('f', 'x');
     await fs.getattr('/f');
