@@ -992,7 +992,10 @@ export class FileSystem {
   }
 
   /** HEAD's answer for a small object, from a GET of all of it; its bytes go to the block cache. */
-  /** HEAD's answer through a GET that also brings the bytes of a small object (at most SMALL_OBJECT_BYTES, if it has grown since it was listed). */
+  /**
+   * HEAD's answer through a GET that also brings the bytes of a small object (at most
+   * SMALL_OBJECT_BYTES of it, should it have grown since it was listed).
+   */
   private async readSmall(key: string): Promise<ObjectInfo> {
     const { info, body } = await this.store.get(key, { range: { start: 0, end: SMALL_OBJECT_BYTES - 1 } });
     if (body.length === info.size) this.blocks.offer({ key, etag: info.etag, size: info.size }, 0, body);

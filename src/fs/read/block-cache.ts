@@ -256,17 +256,21 @@ export class BlockCache {
     return loading;
   }
 
-  /** Drops spare buffers, then evicts least recently used blocks, until at most `bytes` are held (blocks being fetched stay). */
+  /**
+   * Drops spare buffers, then evicts least recently used blocks, until at most `bytes` are held
+   * (blocks being fetched stay).
+   */
   shrinkTo(bytes: number): void {
     while (this.memoryUsed > bytes && this.spares.length > 0) this.spares.pop();
     while (this.memoryUsed > bytes && this.memory.size > 0) this.memory.pop();
   }
 
   /**
-   * Makes room for `bytes` by dropping spare buffers, then evicting cached blocks, least recently used first; read-ahead gives
-   * up if that is not enough. This cache gives up its own blocks first: for a whole block, the
-   * first evicted buffer of that size that it filled is returned as `recycled`, for the new block
-   * to be read into. With a shared budget, the other caches then give way, the largest first.
+   * Makes room for `bytes` by dropping spare buffers, then evicting cached blocks, least recently
+   * used first; read-ahead gives up if that is not enough. This cache gives up its own blocks
+   * first: for a whole block, the first evicted buffer of that size that it filled is returned as
+   * `recycled`, for the new block to be read into. With a shared budget, the other caches then
+   * give way, the largest first.
    */
   private reserve(bytes: number, demand: boolean): { recycled?: Buffer } | undefined {
     const budget = this.options.budget;
