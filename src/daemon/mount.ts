@@ -17,9 +17,9 @@ import { FileSystem } from '../fs/file-system.js';
 import { MemoryBudget } from '../fs/memory-budget.js';
 import { type MountedFileSystem, RootView, type Space } from '../fs/root-view.js';
 import { BlockCache } from '../fs/read/block-cache.js';
-import { PartBuffers } from '../fs/write/part-buffers.js';
 import { DiskCache } from '../fs/read/disk-cache.js';
 import { FileUploader } from '../fs/write/file-uploader.js';
+import { PartBuffers } from '../fs/write/part-buffers.js';
 import { UploadTracker, recover, removeUnjournaled } from '../fs/write/journal.js';
 import { FuseSession, largeBuffer } from '../fuse/binding.js';
 import { createOperations } from '../fuse/operations.js';
@@ -135,7 +135,7 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
       allocate: largeBuffer, // huge pages: a cold read's cost is mostly fresh memory
     });
     cleanups.push(() => memoryBudget.detachCache(blockCache));
-    const partBuffers = new PartBuffers(options.uploadConcurrency * options.partSize, largeBuffer, memoryBudget);
+    const partBuffers = new PartBuffers(options.partSize, options.uploadConcurrency, largeBuffer, memoryBudget);
     cleanups.push(() => partBuffers.close());
     const fs = new FileSystem(store, {
       prefix: options.source.prefix,

@@ -149,7 +149,7 @@ export class FileSystem {
   ) {
     this.cache = new MetadataCache(options.cache);
     this.tracker = new UploadTracker(options.stagingDir);
-    this.partBuffers = options.partBuffers ?? new PartBuffers(options.uploadConcurrency * options.partSize);
+    this.partBuffers = options.partBuffers ?? new PartBuffers(options.partSize, options.uploadConcurrency);
     this.uploader = new FileUploader(store, {
       partSize: options.partSize,
       concurrency: options.uploadConcurrency,
@@ -937,8 +937,7 @@ export class FileSystem {
   private async lookupAgain(path: string): Promise<CachedNode | undefined> {
     const was = this.cache.expired(path);
     if (was?.exists && was.node.attrs.kind !== 'directory') {
-      const hint: CachedNode = { ...was.node, complete: false };
-      const found = await this.lookup(path, hint);
+      const found = await this.lookup(path, was.node);
       if (found) return found;
     }
     return this.lookup(path, undefined);
@@ -991,10 +990,9 @@ export class FileSystem {
     return node;
   }
 
-  /** HEAD's answer for a small object, from a GET of all of it; its bytes go to the block cache. */
   /**
-   * HEAD's answer through a GET that also brings the bytes of a small object (at most
-   * SMALL_OBJECT_BYTES of it, should it have grown since it was listed).
+   * HEAD's answer through a GET that also brings the bytes of a small object to the block cache
+   * (at most SMALL_OBJECT_BYTES of it, should it have grown since it was listed).
    */
   private async readSmall(key: string): Promise<ObjectInfo> {
     const { info, body } = await this.store.get(key, { range: { start: 0, end: SMALL_OBJECT_BYTES - 1 } });

@@ -20,20 +20,25 @@ const PART = 16 * KiB;
 describe('PartBuffers', () => {
   it('gives a buffer given back to the next part of its size, and new memory otherwise', () => {
     const allocated: number[] = [];
-    const buffers = new PartBuffers(4 * PART, (bytes) => (allocated.push(bytes), undefined));
+    const buffers = new PartBuffers(PART, 4, (bytes) => (allocated.push(bytes), undefined));
     const first = buffers.take(PART);
     expect(first.length).toBe(PART);
     buffers.give(first);
     expect(buffers.memoryUsed).toBe(PART);
     expect(buffers.take(PART)).toBe(first);
     expect(buffers.memoryUsed).toBe(0);
-    expect(buffers.take(PART + 1).length).toBe(PART + 1);
+    const tail = buffers.take(PART + 1);
+    expect(tail.length).toBe(PART + 1);
     expect(allocated).toEqual([PART, PART + 1]); // asked the allocator, which left it to Node
+    buffers.give(tail); // not a whole number of parts: not kept
+    expect(buffers.memoryUsed).toBe(0);
+    buffers.give(buffers.take(2 * PART)); // a part of a later tier: kept
+    expect(buffers.memoryUsed).toBe(2 * PART);
   });
 
   it('keeps at most its idle bytes, counts them in the budget, and gives them up to whoever needs room', () => {
     const budget = new MemoryBudget(10 * PART);
-    const buffers = new PartBuffers(3 * PART, undefined, budget);
+    const buffers = new PartBuffers(PART, 3, undefined, budget);
     for (const buffer of Array.from({ length: 5 }, () => buffers.take(PART))) buffers.give(buffer);
     expect(buffers.memoryUsed).toBe(3 * PART);
     expect(budget.cacheBytes).toBe(3 * PART);
@@ -47,7 +52,7 @@ describe('PartBuffers', () => {
   it('drops idle buffers after ten seconds without a part', () => {
     vi.useFakeTimers();
     try {
-      const buffers = new PartBuffers(4 * PART);
+      const buffers = new PartBuffers(PART, 4);
       buffers.give(buffers.take(PART));
       vi.advanceTimersByTime(9_000);
       buffers.give(buffers.take(PART)); // a part: the ten seconds start again
@@ -86,7 +91,7 @@ describe('uploads through PartBuffers', () => {
       return memory.uploadPart(key, uploadId, partNumber, body);
     };
     let fresh = 0;
-    const buffers = new PartBuffers(2 * PART, () => (fresh++, undefined));
+    const buffers = new PartBuffers(PART, 2, () => (fresh++, undefined));
     const fs = new FileSystem(store, {
       prefix: '',
       defaults: { uid: 0, gid: 0, fileMode: 0o644, dirMode: 0o755 },

@@ -208,9 +208,8 @@ export class BlockCache {
     const length = Math.min(this.blockSize, version.size - start);
     if (length <= 0) return Promise.resolve(Buffer.alloc(0));
     // A spare buffer is counted already: it becomes the new block's without asking for room,
-    // unless the room has shrunk below what the caches hold since (then spares go first).
-    if (this.spares.length > 0 && this.room() < 0) this.spares.length = 0;
-    const spare = length === this.blockSize ? this.spares.pop() : undefined;
+    // unless the room has shrunk below what the caches hold since (`reserve` then drops spares).
+    const spare = length === this.blockSize && this.room() >= 0 ? this.spares.pop() : undefined;
     const room = spare ? { recycled: spare } : this.reserve(length, demand);
     if (!room) {
       this.stats.skippedReadAhead += 1;

@@ -7,6 +7,10 @@
  * the daemon zeroing pages, 30 % in V8's marking and sweeping). A part uploaded successfully gives
  * its buffer back, and the next part of that size takes it.
  *
+ * Only buffers of whole multiples of the part size are kept (the parts of a long write; the part
+ * sizes of a growing upload double): the tail of a file or a small file's body would rarely be
+ * asked for again at its exact size, and would only hold room.
+ *
  * Idle buffers count in the mount's memory budget as a cache does (`ShrinkableCache`): whoever
  * needs the room gets it, idle buffers going first when they are the largest holder. They are
  * also dropped after `IDLE_MS` without a write, so a mount that wrote once does not keep them.
@@ -25,12 +29,16 @@ export class PartBuffers implements ShrinkableCache {
   private idleBytes = 0;
   private timer?: NodeJS.Timeout;
 
+  /** At most this many bytes are kept idle (the parts in flight of one upload); more given back are dropped. */
+  private readonly maxIdleBytes: number;
+
   constructor(
-    /** At most this many bytes are kept idle; more given back are dropped. */
-    private readonly maxIdleBytes: number,
+    private readonly partSize: number,
+    concurrency: number,
     private readonly allocate?: Allocate,
     private readonly budget?: MemoryBudget,
   ) {
+    this.maxIdleBytes = partSize * concurrency;
     budget?.attachCache(this);
   }
 
@@ -50,7 +58,7 @@ export class PartBuffers implements ShrinkableCache {
 
   /** `buffer` is no longer used (its part is in the store): kept for the next part of its size. */
   give(buffer: Buffer): void {
-    if (this.idleBytes + buffer.length > this.maxIdleBytes) return;
+    if (buffer.length % this.partSize !== 0 || this.idleBytes + buffer.length > this.maxIdleBytes) return;
     const list = this.idle.get(buffer.length) ?? [];
     list.push(buffer);
     this.idle.set(buffer.length, list);
