@@ -1,0 +1,376 @@
+/**
+ * The namespace: which paths exist, what they are, and what their attributes are — answered
+ * from the metadata cache where it can, from the store where it must.
+ *
+ * Paths are those FUSE hands us ("/a/b"); the key of "/a/b" is `prefix + "a/b"`, and a directory
+ * "/a" may exist implicitly (some key starts with "a/") or explicitly (a zero-byte "a/" marker,
+ * which mkdir writes). When a file and a directory share a name, the directory wins.
+ *
+ * A lookup of an unknown path asks the store three things at once (HEAD key, HEAD key/, one key
+ * under key/); one of a path known from a listing or an expired entry asks only for what it was.
+ * Answers are cached for a TTL, negatives included, and concurrent lookups of a path share one.
+ * Listings are paged and never HEAD each entry; the first lookup in a fresh listing fetches the
+ * metadata of the rest in the background (`ls -l`, `find`). Directories made here remember the
+ * names made in them, so a lookup of any other name needs no request.
+ */
+
+import { posix } from 'node:path';
+
+import { LRUCache } from 'lru-cache';
+import PQueue from 'p-queue';
+
+import type { Logger } from '../log/logger.js';
+import { type ListPage, type ObjectInfo, type ObjectStore, isStoreError, listAll } from '../storage/object-store.js';
+import {
+  type AttributeDefaults,
+  type Attributes,
+  attributesOfObject,
+  contentTypeOf,
+  implicitDirectory,
+  metadataOf,
+} from './attributes.js';
+import { FsError, toFsError } from './errors.js';
+import { type CachedNode, MetadataCache, type MetadataCacheOptions } from './metadata-cache.js';
+import type { OpenFileTable } from './open-files.js';
+import type { BlockCache } from './read/block-cache.js';
+
+export interface NamespaceOptions {
+  /** Key prefix the mount shows ('' for the whole bucket, else ending in '/'). */
+  prefix: string;
+  defaults: AttributeDefaults;
+  cache: MetadataCacheOptions;
+  logger: Logger;
+  /** Wall clock for timestamps. */
+  now: () => number;
+}
+
+export const MAX_KEY_BYTES = 1024;
+export const MAX_NAME_BYTES = 255;
+/** Files up to this size are read whole where a lookup would HEAD them. */
+const SMALL_OBJECT_BYTES = 64 * 1024;
+/** Entries of one listing whose metadata is fetched ahead of their lookups. */
+const MAX_BACKGROUND_LOOKUPS = 10_000;
+/** Most directories (and names in one) remembered as made here; keys remembered as unshowable. */
+const MAX_REMEMBERED = 10_000;
+
+export class Namespace {
+  readonly cache: MetadataCache;
+  /** The mount's root: it has no object, so its attributes live as long as the mount. */
+  readonly rootAttrs: Attributes;
+  private readonly lookups = new Map<string, Promise<CachedNode | undefined>>();
+  /**
+   * Directories this mount created, until the directory TTL: every name that can exist in them
+   * was made here, so a lookup of any other name is answered "missing" without asking the store
+   * (three requests saved per new file in `cp -r`, `tar x`, `mkdir -p`).
+   */
+  private readonly madeHere = new Map<string, { until: number; names: Set<string> }>();
+  /** Keys a listing could not show, each logged once (at most MAX_REMEMBERED remembered). */
+  private readonly unshowable = new Set<string>();
+  /** Directories just listed → their entries still lacking POSIX metadata (the latest few). */
+  private readonly listed = new LRUCache<string, string[]>({ max: 64 });
+  /** HEADs that complete the entries of a listing, a bounded number at a time. */
+  private readonly metadataQueue = new PQueue({ concurrency: 32 });
+
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly blocks: BlockCache,
+    private readonly openFiles: OpenFileTable,
+    private readonly options: NamespaceOptions,
+  ) {
+    this.cache = new MetadataCache(options.cache);
+    this.rootAttrs = implicitDirectory(options.defaults, options.now());
+  }
+
+  // ---- lookup ----
+
+  /** The node at `path`, complete with metadata; ENOENT when nothing is there. */
+  async resolve(path: string): Promise<CachedNode> {
+    const node = await this.tryResolve(path);
+    if (!node) throw new FsError('ENOENT', `${path}: no such file or directory`);
+    return node;
+  }
+
+  /** The node at `path`, complete with metadata, or undefined when nothing is there. */
+  async tryResolve(path: string): Promise<CachedNode | undefined> {
+    if (path === '/') return { attrs: this.rootAttrs, etag: '', explicit: true, complete: true };
+    const open = this.openFiles.get(path);
+    if (open) return { attrs: open.attrs, etag: open.etag, explicit: false, complete: true };
+    const cached = this.cache.get(path);
+    if (cached && !cached.exists) return undefined;
+    if (cached?.exists && cached.node.complete) return cached.node;
+    if (!cached && this.knownMissing(path)) return undefined;
+    const pending = this.lookups.get(path);
+    if (pending) return pending;
+    if (cached?.exists) this.completeSiblings(path);
+    const lookup = (cached?.exists ? this.lookup(path, cached.node) : this.lookupAgain(path)).finally(() => this.lookups.delete(path));
+    this.lookups.set(path, lookup);
+    return lookup;
+  }
+
+  /**
+   * A lookup of a path not known now. If it was a file when last known (an expired entry: `ls -l`
+   * or `cat *` of a large directory outlasting the TTL), its object is asked for alone, one
+   * request instead of three; only if that is gone is it looked up as anything.
+   */
+  private async lookupAgain(path: string): Promise<CachedNode | undefined> {
+    const was = this.cache.expired(path);
+    if (was?.exists && was.node.attrs.kind !== 'directory') {
+      const found = await this.lookup(path, was.node);
+      if (found) return found;
+    }
+    return this.lookup(path, undefined);
+  }
+
+  private async lookup(path: string, partial: CachedNode | undefined): Promise<CachedNode | undefined> {
+    const key = this.checkedKey(path);
+    const dirKey = `${key}/`;
+    const notFound = <T>(promise: Promise<T>) =>
+      promise.catch((error: unknown) => {
+        if (isStoreError(error, 'NotFound')) return undefined;
+        throw error;
+      });
+    // A partial node from a listing already says which kind it is: ask only what is missing.
+    const wantFile = partial?.attrs.kind !== 'directory';
+    const wantDir = partial === undefined || partial.attrs.kind === 'directory';
+    // A small file is read whole instead: the same one request brings its metadata and the
+    // bytes that `cat`, `grep` or a build will ask for next.
+    const small =
+      partial?.attrs.kind === 'file' &&
+      partial.attrs.size > 0 &&
+      partial.attrs.size <= SMALL_OBJECT_BYTES &&
+      partial.attrs.size <= this.blocks.blockSize;
+    const [file, marker, children] = await this.callStore(path, () =>
+      Promise.all([
+        wantFile ? notFound(small ? this.readSmall(key) : this.store.head(key)) : undefined,
+        wantDir ? notFound(this.store.head(dirKey)) : undefined,
+        wantDir && !partial ? this.store.list({ prefix: dirKey, maxKeys: 1 }) : undefined,
+      ]),
+    );
+    let node: CachedNode | undefined;
+    const isDirectory = marker !== undefined || (children && children.objects.length + children.prefixes.length > 0);
+    if (marker) {
+      node = {
+        attrs: attributesOfObject(marker, 'directory', this.options.defaults),
+        etag: marker.etag,
+        explicit: true,
+        complete: true,
+        contentType: marker.contentType,
+      };
+    } else if (isDirectory || (partial?.attrs.kind === 'directory' && !file)) {
+      node = { attrs: partial?.attrs ?? implicitDirectory(this.options.defaults, this.options.now()), etag: '', explicit: false, complete: true };
+    } else if (file) {
+      node = {
+        attrs: attributesOfObject(file, 'file', this.options.defaults),
+        etag: file.etag,
+        explicit: false,
+        complete: true,
+        contentType: file.contentType,
+      };
+    }
+    if (node) this.cache.setNode(path, node);
+    else this.cache.setMissing(path);
+    return node;
+  }
+
+  /**
+   * HEAD's answer through a GET that also brings the bytes of a small object to the block cache
+   * (at most SMALL_OBJECT_BYTES of it, should it have grown since it was listed).
+   */
+  private async readSmall(key: string): Promise<ObjectInfo> {
+    const { info, body } = await this.store.get(key, { range: { start: 0, end: SMALL_OBJECT_BYTES - 1 } });
+    if (body.length === info.size) this.blocks.offer({ key, etag: info.etag, size: info.size }, 0, body);
+    return info;
+  }
+
+  // ---- listing ----
+
+  /** The names in directory `path` (with '.' and '..'), caching what the listing tells of each. */
+  async list(path: string): Promise<string[]> {
+    const dir = path === '/' ? undefined : await this.resolve(path);
+    if (dir && dir.attrs.kind !== 'directory') throw new FsError('ENOTDIR', `${path}: not a directory`);
+    const dirKey = this.dirKey(path);
+    const names = new Set<string>();
+    const incomplete: string[] = [];
+    for await (const page of this.pages(path, { prefix: dirKey, delimiter: '/' })) {
+      for (const prefix of page.prefixes) {
+        const name = prefix.slice(dirKey.length, -1);
+        if (!isShowableName(name)) {
+          this.notShown(prefix, unshowableReason(name));
+          continue;
+        }
+        names.add(name);
+        const childPath = posix.join(path, name);
+        const known = this.cache.get(childPath);
+        if (!(known?.exists && known.node.attrs.kind === 'directory')) {
+          this.cache.setNode(childPath, {
+            attrs: implicitDirectory(this.options.defaults, this.options.now()),
+            etag: '',
+            explicit: false,
+            complete: false,
+          });
+        }
+        if (!(known?.exists && known.node.complete)) incomplete.push(childPath);
+      }
+      for (const object of page.objects) {
+        const name = object.key.slice(dirKey.length);
+        if (name === '') continue; // the directory's own marker
+        if (!isShowableName(name) || names.has(name)) {
+          this.notShown(object.key, names.has(name) ? `a directory '${name}' of the same name hides it` : unshowableReason(name));
+          continue;
+        }
+        names.add(name);
+        const childPath = posix.join(path, name);
+        const known = this.cache.get(childPath);
+        if (known?.exists && known.node.etag === object.etag && known.node.complete) continue;
+        this.cache.setNode(childPath, {
+          attrs: attributesOfObject(object, 'file', this.options.defaults),
+          etag: object.etag,
+          explicit: false,
+          complete: false,
+        });
+        incomplete.push(childPath);
+      }
+    }
+    if (incomplete.length > 0) this.listed.set(path, incomplete);
+    else this.listed.delete(path);
+    for (const [openPath, file] of this.openFiles.entries()) {
+      if (posix.dirname(openPath) === path && !file.existsInStore) names.add(posix.basename(openPath));
+    }
+    return ['.', '..', ...names];
+  }
+
+  /**
+   * A listing gives size and mtime but not the POSIX metadata (mode, owner) kept in each object's
+   * headers. A program that looks up one entry of a fresh listing (`ls -l`, `find`, `stat *`) is
+   * about to look up all of them, one at a time: fetch the rest in parallel now, so each lookup
+   * finds its answer cached or on its way. A plain `ls` costs no HEAD at all.
+   */
+  private completeSiblings(path: string): void {
+    const siblings = this.listed.get(posix.dirname(path));
+    if (!siblings) return;
+    this.listed.delete(posix.dirname(path));
+    for (const sibling of siblings.slice(0, MAX_BACKGROUND_LOOKUPS)) {
+      if (sibling === path) continue;
+      void this.metadataQueue.add(() => this.tryResolve(sibling)).catch(() => undefined); // its own lookup reports errors
+    }
+  }
+
+  /** The pages of a listing, its failures as FsErrors for `path`. */
+  async *pages(path: string, options: { prefix: string; delimiter?: string }): AsyncGenerator<ListPage> {
+    try {
+      yield* listAll(this.store, options);
+    } catch (error) {
+      throw toFsError(error, path);
+    }
+  }
+
+  /** Logs, once per key, that a listing skipped it and why. */
+  private notShown(key: string, why: string): void {
+    if (this.unshowable.has(key) || this.unshowable.size >= MAX_REMEMBERED) return;
+    this.unshowable.add(key);
+    this.options.logger.warn(`key '${key}' is not shown in the mount: ${why}`);
+  }
+
+  // ---- names made here ----
+
+  /** Notes a directory mkdir just made: until its TTL, only names made here exist in it. */
+  madeDirectory(path: string): void {
+    if (this.madeHere.size >= MAX_REMEMBERED) {
+      // Keep the map small in a long-lived mount: drop what has expired.
+      const now = this.options.now();
+      for (const [dir, entry] of this.madeHere) if (entry.until < now) this.madeHere.delete(dir);
+    }
+    this.madeHere.set(path, { until: this.options.now() + this.options.cache.dirTtlMs, names: new Set() });
+  }
+
+  /** Notes a name that now exists (or may) in its directory, for `madeHere`. */
+  appeared(path: string): void {
+    const dir = this.madeHere.get(posix.dirname(path));
+    if (!dir) return;
+    dir.names.add(posix.basename(path));
+    if (dir.names.size > MAX_REMEMBERED) this.madeHere.delete(posix.dirname(path)); // ask the store again
+  }
+
+  /** Forgets what was made in `path` and below it: a removed or moved tree is asked for again. */
+  forgetMadeBelow(path: string): void {
+    for (const dir of this.madeHere.keys()) {
+      if (dir === path || dir.startsWith(`${path}/`)) this.madeHere.delete(dir);
+    }
+  }
+
+  /** Whether `path` is certainly missing: its directory was made here and the name never was. */
+  private knownMissing(path: string): boolean {
+    const parent = posix.dirname(path);
+    const dir = this.madeHere.get(parent);
+    if (!dir) return false;
+    if (dir.until < this.options.now()) {
+      this.madeHere.delete(parent);
+      return false;
+    }
+    return !dir.names.has(posix.basename(path));
+  }
+
+  /**
+   * After the last entry of a directory goes away, the directory would vanish with it if it was
+   * only implicit; write its marker so it stays, as it would on a local disk.
+   */
+  async keepParent(path: string): Promise<void> {
+    const parent = posix.dirname(path);
+    if (parent === '/') return;
+    const cached = this.cache.get(parent);
+    if (cached?.exists && cached.node.explicit) return;
+    const dirKey = this.dirKey(parent);
+    const page = await this.callStore(parent, () => this.store.list({ prefix: dirKey, maxKeys: 1 }));
+    if (page.objects.length + page.prefixes.length > 0) return;
+    const attrs = cached?.exists ? cached.node.attrs : implicitDirectory(this.options.defaults, this.options.now());
+    const { etag } = await this.callStore(parent, () =>
+      this.store.put(dirKey, Buffer.alloc(0), { metadata: metadataOf(attrs), contentType: contentTypeOf('directory') }),
+    );
+    this.cache.setNode(parent, { attrs, etag, explicit: true, complete: true });
+  }
+
+  // ---- keys ----
+
+  key(path: string): string {
+    return this.options.prefix + path.slice(1);
+  }
+
+  dirKey(path: string): string {
+    return path === '/' ? this.options.prefix : `${this.key(path)}/`;
+  }
+
+  /** The key for a new entry at `path`, or ENAMETOOLONG. */
+  checkedKey(path: string): string {
+    const key = this.key(path);
+    if (Buffer.byteLength(posix.basename(path)) > MAX_NAME_BYTES || Buffer.byteLength(key) + 1 > MAX_KEY_BYTES) {
+      throw new FsError('ENAMETOOLONG', `${path}: name too long for the store (keys hold at most ${MAX_KEY_BYTES} bytes)`);
+    }
+    return key;
+  }
+
+  /**
+   * Runs a store call for `path`, turning its failure into an FsError; a stale answer (the store
+   * holds a newer object than the one cached) also drops the cached one, so the next open sees it.
+   */
+  async callStore<T>(path: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      const fsError = toFsError(error, path);
+      if (fsError.code === 'ESTALE') this.cache.delete(path);
+      throw fsError;
+    }
+  }
+}
+
+/** Why a key component cannot be a POSIX name (for the log). */
+function unshowableReason(name: string): string {
+  if (name === '') return 'it has an empty path component (//)';
+  if (name === '.' || name === '..') return `'${name}' cannot be a file name`;
+  return `a path component is longer than ${MAX_NAME_BYTES} bytes`;
+}
+
+/** A key component that POSIX can show as a name. */
+function isShowableName(name: string): boolean {
+  return name !== '' && name !== '.' && name !== '..' && !name.includes('/') && Buffer.byteLength(name) <= MAX_NAME_BYTES;
+}

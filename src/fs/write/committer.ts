@@ -1,0 +1,291 @@
+/**
+ * Saving open files to the store: when and how a file's content and metadata are committed.
+ *
+ * - While a new file is written from its first byte, its parts stream into a multipart upload
+ *   (`StreamingUpload`), so close has only the last part left; a write that goes back over bytes
+ *   already sent gives the stream up, and close uploads the whole file instead.
+ * - `commit` (sync close, fsync, rename, drain) uploads now and returns once the object is
+ *   durable: the stream's end, else a whole-file upload (copying untouched leading bytes inside
+ *   the store where it can), else a copy onto itself for metadata alone.
+ * - `commitLater` (async close) makes the staged file durable on local disk with a journal
+ *   record and queues the upload; a failed background upload is tried again, less and less often,
+ *   while the journal keeps the data.
+ *
+ * Every commit of a file runs inside the file's `exclusive` queue, so it never races a write.
+ */
+
+import type { FileHandle } from 'node:fs/promises';
+
+import PQueue from 'p-queue';
+
+import type { Logger } from '../../log/logger.js';
+import type { ObjectStore, PutOptions } from '../../storage/object-store.js';
+import { contentTypeOf, metadataOf, metadataWithoutTimes } from '../attributes.js';
+import { FsError, toFsError } from '../errors.js';
+import type { MemoryBudget } from '../memory-budget.js';
+import type { Namespace } from '../namespace.js';
+import type { OpenFile } from '../open-file.js';
+import type { OpenFileTable } from '../open-files.js';
+import { FileUploader } from './file-uploader.js';
+import { UploadTracker, removeRecord, writeRecord } from './journal.js';
+import { PartBuffers } from './part-buffers.js';
+import { StreamingUpload } from './streaming-upload.js';
+
+export interface CommitterOptions {
+  /** Directory for staging files, journal records and records of uploads in progress. */
+  stagingDir: string;
+  partSize: number;
+  uploadConcurrency: number;
+  /** 'sync': close returns once the object is in the store; 'async': once it is journaled. */
+  writeMode: 'sync' | 'async';
+  /** Shared by the block cache and upload buffers; default: no limit on uploads. */
+  memoryBudget?: MemoryBudget;
+  /** Buffers for upload parts, used again from one part to the next; default: a pool of its own. */
+  partBuffers?: PartBuffers;
+  logger: Logger;
+}
+
+export class Committer {
+  private readonly uploader: FileUploader;
+  private readonly partBuffers: PartBuffers;
+  private readonly tracker: UploadTracker;
+  /** Async mode: uploads of closed files, a few at a time. */
+  private readonly backgroundUploads: PQueue;
+
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly namespace: Namespace,
+    private readonly openFiles: OpenFileTable,
+    private readonly options: CommitterOptions,
+  ) {
+    this.tracker = new UploadTracker(options.stagingDir);
+    this.partBuffers = options.partBuffers ?? new PartBuffers(options.partSize, options.uploadConcurrency);
+    this.uploader = new FileUploader(store, {
+      partSize: options.partSize,
+      concurrency: options.uploadConcurrency,
+      budget: options.memoryBudget,
+      tracker: this.tracker,
+      buffers: this.partBuffers,
+    });
+    this.backgroundUploads = new PQueue({ concurrency: Math.max(4, options.uploadConcurrency) });
+  }
+
+  // ---- while the file is written ----
+
+  /**
+   * Starts streaming `file` into a multipart upload if this write, at `at`, begins a file written
+   * from its start. Call inside the file's `exclusive`, before the bytes are staged.
+   */
+  streamIfFromStart(file: OpenFile, at: number): void {
+    if (file.stream || file.streamStopped || at !== 0 || file.attrs.size !== 0 || file.unlinked) return;
+    const createdWith = { metadata: metadataWithoutTimes(file.attrs), contentType: file.contentType ?? contentTypeOf('file') };
+    file.stream = new StreamingUpload(this.store, file.key, createdWith, {
+      partSize: this.options.partSize,
+      concurrency: this.options.uploadConcurrency,
+      budget: this.options.memoryBudget,
+      tracker: this.tracker,
+      buffers: this.partBuffers,
+    });
+  }
+
+  /** Sends the parts a write completed (waiting while the part queue is full); a failure gives the stream up. */
+  async advanceStream(file: OpenFile, staging: FileHandle): Promise<void> {
+    if (!file.stream) return;
+    try {
+      await file.stream.advance(staging, file.attrs.size);
+    } catch (error) {
+      this.options.logger.warn(`${file.path}: streaming upload failed, the whole file is uploaded at close: ${toFsError(error, file.path).message}`);
+      await this.stopStream(file);
+    }
+  }
+
+  /** Gives up the file's streaming upload (aborting it in the store); close uploads the whole file. */
+  async stopStream(file: OpenFile): Promise<void> {
+    const stream = file.stream;
+    if (!stream) return;
+    file.stream = undefined;
+    file.streamStopped = true;
+    await stream.abort().catch((error: unknown) => {
+      this.options.logger.warn(`${file.path}: could not abort its multipart upload: ${toFsError(error, file.path).message}`);
+    });
+  }
+
+  // ---- saving ----
+
+  /** A writer's close: commits now (sync mode) or journals and commits later (async mode). */
+  close(file: OpenFile): Promise<void> {
+    return this.options.writeMode === 'async' ? this.commitLater(file) : this.commit(file);
+  }
+
+  /** Uploads `file` if it has unsaved content or metadata, after any queued write. */
+  commit(file: OpenFile): Promise<void> {
+    return file.exclusive(() => this.commitNow(file));
+  }
+
+  /**
+   * Async mode's close: makes the staged content durable on local disk with a journal record,
+   * and queues the upload. Metadata-only changes are uploaded at once (one small copy).
+   */
+  commitLater(file: OpenFile): Promise<void> {
+    return file.exclusive(async () => {
+      if (file.unlinked || (!file.dirty && !file.metadataDirty)) return;
+      if (!file.dirty || !file.stagingFile) return this.commitNow(file);
+      const record = {
+        key: file.key,
+        size: file.attrs.size,
+        metadata: metadataOf(file.attrs),
+        contentType: file.contentType ?? contentTypeOf('file'),
+      };
+      try {
+        // The journal must hold the whole file: a crash could outlive the object it came from.
+        await this.namespace.callStore(file.path, () => file.fill(this.store, 0));
+        await writeRecord(file.stagingFile, record);
+      } catch (error) {
+        throw new FsError('EIO', `${file.path}: could not journal the file in ${this.options.stagingDir}: ${(error as Error).message}`, { cause: error });
+      }
+      file.pending = true;
+      this.uploadInBackground(file);
+    });
+  }
+
+  private uploadInBackground(file: OpenFile, attempt = 1): void {
+    void this.backgroundUploads.add(async () => {
+      try {
+        await this.commit(file);
+      } catch {
+        // commitNow logged it. The journal keeps the data; try again, less and less often.
+        if (!file.pending) return;
+        const delay = Math.min(60_000, 1000 * 2 ** Math.min(attempt, 6));
+        setTimeout(() => this.uploadInBackground(file, attempt + 1), delay).unref();
+        return;
+      }
+      if (file.refs === 0) await this.forgetIfDone(file);
+    });
+  }
+
+  /** Uploads queued by async closes that have not finished yet. */
+  get backgroundUploadCount(): number {
+    return this.backgroundUploads.size + this.backgroundUploads.pending;
+  }
+
+  /** The upload itself. Call inside the file's `exclusive` (as `commit` does). */
+  async commitNow(file: OpenFile): Promise<void> {
+    if (file.unlinked || (!file.dirty && !file.metadataDirty)) return;
+    const options = { metadata: metadataOf(file.attrs), contentType: file.contentType ?? contentTypeOf('file') };
+    let etag: string;
+    try {
+      const streamed = file.dirty ? await this.finishStream(file, options) : undefined;
+      if (streamed) {
+        etag = streamed;
+      } else if (file.dirty) {
+        const staged = file.stagingFile;
+        if (!staged) {
+          ({ etag } = await this.store.put(file.key, Buffer.alloc(0), options));
+        } else if (file.stagedFrom > 0 && this.uploader.canReuse(file.stagedFrom)) {
+          const source = { key: file.key, etag: file.etag, bytes: file.stagedFrom };
+          ({ etag } = await this.uploader.uploadReusing(file.key, staged, file.attrs.size, source, options));
+        } else {
+          await file.fill(this.store, 0);
+          ({ etag } = await this.uploader.upload(file.key, staged, file.attrs.size, options));
+        }
+      } else {
+        ({ etag } = await this.store.copy(file.key, file.key, options));
+      }
+    } catch (error) {
+      const fsError = toFsError(error, file.path);
+      this.options.logger.error(`upload of ${file.path} failed: ${fsError.message}`);
+      throw fsError;
+    }
+    file.etag = etag;
+    file.dirty = false;
+    file.metadataDirty = false;
+    file.streamStopped = false;
+    file.timesSet = false;
+    if (file.pending) {
+      file.pending = false;
+      if (file.stagingFile) await removeRecord(file.stagingFile);
+    }
+    this.namespace.cache.setNode(file.path, {
+      attrs: { ...file.attrs },
+      etag,
+      explicit: false,
+      complete: true,
+      contentType: file.contentType,
+    });
+  }
+
+  /**
+   * Completes the file's streaming upload, if it has one; returns the new ETag, or undefined when
+   * the whole file must be uploaded instead (no stream, or it failed and was aborted).
+   *
+   * A streamed object was created before its last write, so it carries no times: its mtime is
+   * the store's LastModified, read back here. If times were set explicitly (utimens) or the
+   * mode or owner changed meanwhile, the object is copied onto itself with the final metadata.
+   */
+  private async finishStream(file: OpenFile, options: PutOptions): Promise<string | undefined> {
+    const stream = file.stream;
+    if (!stream || !stream.started) {
+      file.stream = undefined;
+      return undefined;
+    }
+    file.stream = undefined;
+    const staged = await file.stage(this.store, file.attrs.size);
+    let etag: string;
+    try {
+      ({ etag } = await stream.finish(staged, file.attrs.size));
+    } catch (error) {
+      this.options.logger.warn(`${file.path}: streaming upload failed, uploading the whole file: ${toFsError(error, file.path).message}`);
+      await stream.abort().catch(() => undefined);
+      return undefined;
+    }
+    const created = stream.createdWith.metadata ?? {};
+    const final = options.metadata ?? {};
+    const changed = file.timesSet || ['mode', 'uid', 'gid'].some((name) => created[name] !== final[name]);
+    if (changed && file.attrs.size <= this.store.capabilities.maxPutSize) {
+      ({ etag } = await this.store.copy(file.key, file.key, options));
+    } else {
+      if (changed) this.options.logger.warn(`${file.path}: too large to copy onto itself; its new mode, owner or times are not saved`);
+      const head = await this.store.head(file.key);
+      file.attrs.mtimeMs = file.attrs.ctimeMs = head.lastModified.getTime();
+      etag = head.etag;
+    }
+    return etag;
+  }
+
+  /** An unlinked file's pending upload is dropped with its journal record. Call inside `exclusive`. */
+  async dropPending(file: OpenFile): Promise<void> {
+    await this.stopStream(file);
+    if (file.pending && file.stagingFile) await removeRecord(file.stagingFile);
+  }
+
+  // ---- forgetting ----
+
+  /** Drops a file nobody has open and nothing is pending for (its staging copy too). */
+  async forgetIfDone(file: OpenFile): Promise<void> {
+    const busy = () => file.refs > 0 || (file.pending && !file.unlinked);
+    if (busy()) return; // the background upload forgets it when done
+    // Only if nobody reopened it, and no upload is waiting, by the time the queue gets here.
+    await file.exclusive(async () => {
+      if (busy()) return;
+      // Out of the table before the first await: an open arriving meanwhile must not pick up a
+      // file whose staging copy is going away (it would then write to a discarded copy).
+      this.openFiles.delete(file.path, file);
+      await this.stopStream(file); // only left when the upload failed or the file was unlinked
+      await file.discard();
+    });
+  }
+
+  // ---- the whole mount ----
+
+  /** Uploads everything still dirty; for a clean unmount. */
+  async drain(): Promise<void> {
+    const results = await Promise.allSettled([...this.openFiles.files()].map((f) => this.commit(f)));
+    const failed = results.filter((r) => r.status === 'rejected');
+    if (failed.length > 0) throw (failed[0] as PromiseRejectedResult).reason;
+  }
+
+  /** Files with unsaved changes, for the unmount message. */
+  get pendingFiles(): string[] {
+    return [...this.openFiles.files()].filter((f) => (f.dirty || f.metadataDirty) && !f.unlinked).map((f) => f.path);
+  }
+}
