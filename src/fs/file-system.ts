@@ -159,7 +159,7 @@ export class FileSystem {
 
   async rmdir(path: string): Promise<void> {
     this.checkWritable(path);
-    this.namespace.forgetMadeBelow(path);
+    this.namespace.forgetNamesBelow(path);
     if (path === '/') throw new FsError('EPERM', `/: the mount's root cannot be removed`);
     const node = await this.namespace.resolve(path);
     if (node.attrs.kind !== 'directory') throw new FsError('ENOTDIR', `${path}: not a directory`);
@@ -403,8 +403,8 @@ export class FileSystem {
     const target = this.openFiles.get(to)?.attrs ?? (await this.namespace.tryResolve(to))?.attrs;
     this.namespace.appeared(to);
     // A moved tree is looked up in the store again (its names are not tracked where it lands).
-    this.namespace.forgetMadeBelow(from);
-    this.namespace.forgetMadeBelow(to);
+    this.namespace.forgetNamesBelow(from);
+    this.namespace.forgetNamesBelow(to);
     if (source.kind === 'directory') {
       if (to.startsWith(`${from}/`)) throw new FsError('EINVAL', `${to}: cannot move a directory into itself`);
       if (target && target.kind !== 'directory') throw new FsError('ENOTDIR', `${to}: not a directory`);

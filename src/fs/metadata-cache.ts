@@ -23,9 +23,21 @@ export interface CachedNode {
   explicit: boolean;
   /** False when learned from a listing: metadata (mode, uid, ...) still to be fetched. */
   complete: boolean;
+  /**
+   * The version of the object the metadata was read from: its ETag and Last-Modified, to the
+   * second (see `versionOf`). A listing that shows the same version revalidates the whole node;
+   * the ETag alone would not do, since copying an object onto itself with new metadata (a chmod
+   * by s3fs or objmount) keeps a single-part object's ETag on S3.
+   */
+  version?: string;
   /** Symlink target, once read. */
   target?: string;
   contentType?: string;
+}
+
+/** An object's version as a listing and a HEAD both tell it (listings give ms, HEAD seconds). */
+export function versionOf(info: { etag: string; lastModified: Date }): string {
+  return `${info.etag}@${Math.floor(info.lastModified.getTime() / 1000)}`;
 }
 
 export type CacheEntry = { exists: true; node: CachedNode } | { exists: false };

@@ -6,12 +6,19 @@
  * "/a" may exist implicitly (some key starts with "a/") or explicitly (a zero-byte "a/" marker,
  * which mkdir writes). When a file and a directory share a name, the directory wins.
  *
- * A lookup of an unknown path asks the store three things at once (HEAD key, HEAD key/, one key
- * under key/); one of a path known from a listing or an expired entry asks only for what it was.
- * Answers are cached for a TTL, negatives included, and concurrent lookups of a path share one.
- * Listings are paged and never HEAD each entry; the first lookup in a fresh listing fetches the
- * metadata of the rest in the background (`ls -l`, `find`). Directories made here remember the
- * names made in them, so a lookup of any other name needs no request.
+ * Request budget, which is what a store bills and what its latency multiplies:
+ * - A lookup of an unknown path asks for the object (HEAD key): one request for a file that
+ *   exists. Only if that is missing does it ask for a directory (HEAD key/ and one key under
+ *   key/, at once). A path known from a listing or an expired entry asks only for what it was.
+ * - Answers are cached for a TTL, negatives included; concurrent lookups of a path share one.
+ * - Listings are paged and never HEAD each entry. The first lookup in a fresh listing fetches
+ *   the metadata of the rest in the background (`ls -l`, `find`, `stat *`). Metadata read once
+ *   stays true for the object's version (ETag and Last-Modified): a listing that shows the same
+ *   version revalidates an expired entry without a request of its own.
+ * - A directory listed in full (or made here) knows all its names until the negative TTL (the
+ *   directory TTL for one made here): a lookup of any other name is "missing" without a request.
+ *   The second cold lookup in a directory lists it (`stat a b c …`, `tar x`, a shell loop
+ *   creating files), so the lookups after it are answered from that listing.
  */
 
 import { posix } from 'node:path';
@@ -30,7 +37,7 @@ import {
   metadataOf,
 } from './attributes.js';
 import { FsError, toFsError } from './errors.js';
-import { type CachedNode, MetadataCache, type MetadataCacheOptions } from './metadata-cache.js';
+import { type CachedNode, MetadataCache, type MetadataCacheOptions, versionOf } from './metadata-cache.js';
 import type { OpenFileTable } from './open-files.js';
 import type { BlockCache } from './read/block-cache.js';
 
@@ -50,8 +57,11 @@ export const MAX_NAME_BYTES = 255;
 const SMALL_OBJECT_BYTES = 64 * 1024;
 /** Entries of one listing whose metadata is fetched ahead of their lookups. */
 const MAX_BACKGROUND_LOOKUPS = 10_000;
-/** Most directories (and names in one) remembered as made here; keys remembered as unshowable. */
+/** Most directories (and names in one) whose names are known; keys remembered as unshowable. */
 const MAX_REMEMBERED = 10_000;
+/** Cold lookups in one directory, this close in time, after which it is listed (see `noteColdLookup`). */
+const COLD_LOOKUPS_BEFORE_LISTING = 2;
+const COLD_LOOKUP_WINDOW_MS = 1000;
 
 export class Namespace {
   readonly cache: MetadataCache;
@@ -59,11 +69,16 @@ export class Namespace {
   readonly rootAttrs: Attributes;
   private readonly lookups = new Map<string, Promise<CachedNode | undefined>>();
   /**
-   * Directories this mount created, until the directory TTL: every name that can exist in them
-   * was made here, so a lookup of any other name is answered "missing" without asking the store
-   * (three requests saved per new file in `cp -r`, `tar x`, `mkdir -p`).
+   * Directories whose every name is known, until a time: made by this mount (until the directory
+   * TTL), or listed in full (until the negative TTL), with the names made here since. A lookup of
+   * any other name is answered "missing" without asking the store (three requests saved per new
+   * file in `cp -r`, `tar x`, `mkdir -p`).
    */
-  private readonly madeHere = new Map<string, { until: number; names: Set<string> }>();
+  private readonly knownNames = new Map<string, { until: number; names: Set<string> }>();
+  /** Directories → cold lookups in them since they were last listed (see `noteColdLookup`). */
+  private readonly coldLookups = new LRUCache<string, { count: number; since: number }>({ max: 256 });
+  /** Listings started by `noteColdLookup`, one per directory at a time. */
+  private readonly listingsInFlight = new Set<string>();
   /** Keys a listing could not show, each logged once (at most MAX_REMEMBERED remembered). */
   private readonly unshowable = new Set<string>();
   /** Directories just listed → their entries still lacking POSIX metadata (the latest few). */
@@ -102,26 +117,33 @@ export class Namespace {
     const pending = this.lookups.get(path);
     if (pending) return pending;
     if (cached?.exists) this.completeSiblings(path);
+    else this.noteColdLookup(posix.dirname(path));
     const lookup = (cached?.exists ? this.lookup(path, cached.node) : this.lookupAgain(path)).finally(() => this.lookups.delete(path));
     this.lookups.set(path, lookup);
     return lookup;
   }
 
   /**
-   * A lookup of a path not known now. If it was a file when last known (an expired entry: `ls -l`
-   * or `cat *` of a large directory outlasting the TTL), its object is asked for alone, one
-   * request instead of three; only if that is gone is it looked up as anything.
+   * A lookup of a path not known now. If it was known when its entry expired (`ls -l` or `cat *`
+   * of a large directory outlasting the TTL, a directory walked again), only what it was is asked
+   * for: a file's object, one request instead of three; a directory's marker and first key, at
+   * once. Only if that is gone is it looked up as anything.
    */
   private async lookupAgain(path: string): Promise<CachedNode | undefined> {
     const was = this.cache.expired(path);
-    if (was?.exists && was.node.attrs.kind !== 'directory') {
-      const found = await this.lookup(path, was.node);
+    if (was?.exists) {
+      const found = await this.lookup(path, was.node, was.node.attrs.kind === 'directory' ? 'verify' : 'trust');
       if (found) return found;
     }
     return this.lookup(path, undefined);
   }
 
-  private async lookup(path: string, partial: CachedNode | undefined): Promise<CachedNode | undefined> {
+  /**
+   * Asks the store what `path` is. `partial` is what it was last known as (from a listing, or an
+   * expired entry): then only that kind is asked for. A directory is trusted to exist when a
+   * listing has just shown it (`trust`); an expired one is `verify`ed by its first key.
+   */
+  private async lookup(path: string, partial: CachedNode | undefined, kindIs: 'trust' | 'verify' = 'trust'): Promise<CachedNode | undefined> {
     const key = this.checkedKey(path);
     const dirKey = `${key}/`;
     const notFound = <T>(promise: Promise<T>) =>
@@ -139,13 +161,21 @@ export class Namespace {
       partial.attrs.size > 0 &&
       partial.attrs.size <= SMALL_OBJECT_BYTES &&
       partial.attrs.size <= this.blocks.blockSize;
-    const [file, marker, children] = await this.callStore(path, () =>
-      Promise.all([
-        wantFile ? notFound(small ? this.readSmall(key) : this.store.head(key)) : undefined,
-        wantDir ? notFound(this.store.head(dirKey)) : undefined,
-        wantDir && !partial ? this.store.list({ prefix: dirKey, maxKeys: 1 }) : undefined,
-      ]),
-    );
+    const [file, marker, children] = await this.callStore(path, async () => {
+      if (partial) {
+        return Promise.all([
+          wantFile ? notFound(small ? this.readSmall(key) : this.store.head(key)) : undefined,
+          wantDir ? notFound(this.store.head(dirKey)) : undefined,
+          wantDir && kindIs === 'verify' ? this.store.list({ prefix: dirKey, maxKeys: 1 }) : undefined,
+        ]);
+      }
+      // Nothing known: most names looked up are files that exist, and one HEAD settles those.
+      // (A name that is both an object and a prefix shows as the file here until its directory
+      // is listed, as s3fs shows it; a listing shows the directory.)
+      const object = await notFound(this.store.head(key));
+      if (object) return [object, undefined, undefined] as const;
+      return Promise.all([undefined, notFound(this.store.head(dirKey)), this.store.list({ prefix: dirKey, maxKeys: 1 })]);
+    });
     let node: CachedNode | undefined;
     const isDirectory = marker !== undefined || (children && children.objects.length + children.prefixes.length > 0);
     if (marker) {
@@ -155,8 +185,9 @@ export class Namespace {
         explicit: true,
         complete: true,
         contentType: marker.contentType,
+        version: versionOf(marker),
       };
-    } else if (isDirectory || (partial?.attrs.kind === 'directory' && !file)) {
+    } else if (isDirectory || (partial?.attrs.kind === 'directory' && kindIs === 'trust' && !file)) {
       node = { attrs: partial?.attrs ?? implicitDirectory(this.options.defaults, this.options.now()), etag: '', explicit: false, complete: true };
     } else if (file) {
       node = {
@@ -165,6 +196,7 @@ export class Namespace {
         explicit: false,
         complete: true,
         contentType: file.contentType,
+        version: versionOf(file),
       };
     }
     if (node) this.cache.setNode(path, node);
@@ -186,6 +218,12 @@ export class Namespace {
 
   /** The names in directory `path` (with '.' and '..'), caching what the listing tells of each. */
   async list(path: string): Promise<string[]> {
+    const names = (await this.listNames(path, Number.POSITIVE_INFINITY))!;
+    return ['.', '..', ...names];
+  }
+
+  /** Lists `path`, caching what the listing tells; stops (undefined) past `maxNames` names. */
+  private async listNames(path: string, maxNames: number): Promise<Set<string> | undefined> {
     const dir = path === '/' ? undefined : await this.resolve(path);
     if (dir && dir.attrs.kind !== 'directory') throw new FsError('ENOTDIR', `${path}: not a directory`);
     const dirKey = this.dirKey(path);
@@ -222,6 +260,11 @@ export class Namespace {
         const childPath = posix.join(path, name);
         const known = this.cache.get(childPath);
         if (known?.exists && known.node.etag === object.etag && known.node.complete) continue;
+        const was = this.cache.expired(childPath);
+        if (was?.exists && was.node.complete && was.node.version === versionOf(object)) {
+          this.cache.setNode(childPath, was.node); // the same version: its metadata still holds
+          continue;
+        }
         this.cache.setNode(childPath, {
           attrs: attributesOfObject(object, 'file', this.options.defaults),
           etag: object.etag,
@@ -230,13 +273,15 @@ export class Namespace {
         });
         incomplete.push(childPath);
       }
+      if (names.size > maxNames) return undefined;
     }
     if (incomplete.length > 0) this.listed.set(path, incomplete);
     else this.listed.delete(path);
     for (const [openPath, file] of this.openFiles.entries()) {
       if (posix.dirname(openPath) === path && !file.existsInStore) names.add(posix.basename(openPath));
     }
-    return ['.', '..', ...names];
+    this.listedInFull(path, names);
+    return names;
   }
 
   /**
@@ -275,39 +320,79 @@ export class Namespace {
 
   /** Notes a directory mkdir just made: until its TTL, only names made here exist in it. */
   madeDirectory(path: string): void {
-    if (this.madeHere.size >= MAX_REMEMBERED) {
+    this.knowNames(path, new Set(), this.options.cache.dirTtlMs);
+  }
+
+  /** Notes the names a full listing of `path` showed: until the negative TTL, no others exist. */
+  private listedInFull(path: string, names: Set<string>): void {
+    this.coldLookups.delete(path);
+    if (names.size > MAX_REMEMBERED) return;
+    // Names made here while the listing ran may be missing from it: keep them.
+    const before = this.knownNames.get(path);
+    const all = before ? new Set([...names, ...before.names]) : new Set(names);
+    this.knowNames(path, all, this.options.cache.negativeTtlMs);
+  }
+
+  private knowNames(path: string, names: Set<string>, ttlMs: number): void {
+    if (ttlMs <= 0) return;
+    if (this.knownNames.size >= MAX_REMEMBERED) {
       // Keep the map small in a long-lived mount: drop what has expired.
       const now = this.options.now();
-      for (const [dir, entry] of this.madeHere) if (entry.until < now) this.madeHere.delete(dir);
+      for (const [dir, entry] of this.knownNames) if (entry.until < now) this.knownNames.delete(dir);
+      if (this.knownNames.size >= MAX_REMEMBERED) return;
     }
-    this.madeHere.set(path, { until: this.options.now() + this.options.cache.dirTtlMs, names: new Set() });
+    this.knownNames.set(path, { until: this.options.now() + ttlMs, names });
   }
 
-  /** Notes a name that now exists (or may) in its directory, for `madeHere`. */
+  /** Notes a name that now exists (or may) in its directory, for `knownNames`. */
   appeared(path: string): void {
-    const dir = this.madeHere.get(posix.dirname(path));
+    const dir = this.knownNames.get(posix.dirname(path));
     if (!dir) return;
     dir.names.add(posix.basename(path));
-    if (dir.names.size > MAX_REMEMBERED) this.madeHere.delete(posix.dirname(path)); // ask the store again
+    if (dir.names.size > MAX_REMEMBERED) this.knownNames.delete(posix.dirname(path)); // ask the store again
   }
 
-  /** Forgets what was made in `path` and below it: a removed or moved tree is asked for again. */
-  forgetMadeBelow(path: string): void {
-    for (const dir of this.madeHere.keys()) {
-      if (dir === path || dir.startsWith(`${path}/`)) this.madeHere.delete(dir);
+  /** Forgets the names known in `path` and below it: a removed or moved tree is asked for again. */
+  forgetNamesBelow(path: string): void {
+    for (const dir of this.knownNames.keys()) {
+      if (dir === path || dir.startsWith(`${path}/`)) this.knownNames.delete(dir);
     }
   }
 
-  /** Whether `path` is certainly missing: its directory was made here and the name never was. */
+  /** Whether `path` is certainly missing: all names of its directory are known, and not it. */
   private knownMissing(path: string): boolean {
     const parent = posix.dirname(path);
-    const dir = this.madeHere.get(parent);
+    const dir = this.knownNames.get(parent);
     if (!dir) return false;
     if (dir.until < this.options.now()) {
-      this.madeHere.delete(parent);
+      this.knownNames.delete(parent);
       return false;
     }
-    return !dir.names.has(posix.basename(path));
+    if (dir.names.has(posix.basename(path))) return false;
+    // What this mount saved there since (an expired entry of it is kept as a hint) exists.
+    return !this.cache.expired(path)?.exists;
+  }
+
+  /**
+   * A lookup of a name nothing is known of, in directory `dir`. A program that looks up several
+   * names in one directory (`stat` of many files, `tar x`, a loop creating files) will look up
+   * more: from the second on, list the directory in the background, so that later lookups are
+   * answered by the listing (and what it lacks, the metadata of files, is fetched in parallel).
+   */
+  private noteColdLookup(dir: string): void {
+    if (this.listingsInFlight.has(dir)) return;
+    const now = this.options.now();
+    const before = this.coldLookups.get(dir);
+    const count = before && now - before.since <= COLD_LOOKUP_WINDOW_MS ? before.count + 1 : 1;
+    if (count < COLD_LOOKUPS_BEFORE_LISTING) {
+      this.coldLookups.set(dir, { count, since: before && count > 1 ? before.since : now });
+      return;
+    }
+    this.coldLookups.delete(dir);
+    this.listingsInFlight.add(dir);
+    void this.listNames(dir, MAX_REMEMBERED)
+      .catch(() => undefined) // a listing ahead of time only saves requests; lookups report errors
+      .finally(() => this.listingsInFlight.delete(dir));
   }
 
   /**

@@ -162,11 +162,15 @@ describe('getattr', () => {
     expect(await listing('/a/b')).toEqual(['c']);
   });
 
-  it('shows the directory when a file and a directory share a name', async () => {
+  it('shows the directory when a file and a directory share a name, once their directory is listed', async () => {
     await put('twin', 'file');
     await put('twin/inside', 'x');
-    expect((await fs.getattr('/twin')).kind).toBe('directory');
+    // A cold lookup asks for the object alone (one request for a file), as s3fs does: the file.
+    expect((await fs.getattr('/twin')).kind).toBe('file');
+    // The listing shows the directory, and so do lookups after it.
     expect(await listing('/')).toEqual(['twin']);
+    expect((await fs.getattr('/twin')).kind).toBe('directory');
+    expect(await listing('/twin')).toEqual(['inside']);
   });
 
   it('answers ENOENT for what does not exist', async () => {
@@ -216,8 +220,10 @@ describe('readdir', () => {
     expect(calls('head')).toBe(0);
     expect(calls('list')).toBe(3); // pages of at most 1,000
 
-    // A subdirectory the same: HEADs only to find the directory itself, none per entry.
+    // A subdirectory the same: HEADs only to find the directory itself, none per entry. (Made
+    // by another client after / was listed: the mount sees it once the negative TTL has passed.)
     for (let i = 0; i < 1_500; i++) await put(`big/${i}`, 'x');
+    clock.advance(NEGATIVE_TTL + 1);
     memory.calls.clear();
     expect(await fs.readdir('/big')).toHaveLength(1_502);
     expect(calls('head')).toBeLessThanOrEqual(2);
@@ -780,7 +786,8 @@ describe('rename', () => {
     expect(stored('empty/f')).toBe('f');
     expect(memory.objects.has('a/f')).toBe(false);
 
-    await put('b/g', 'g');
+    await put('b/g', 'g'); // another client's, after the mount listed / (see 'directories listed in full')
+    clock.advance(NEGATIVE_TTL + 1);
     await expect(fs.rename('/b', '/empty')).rejects.toMatchObject({ code: 'ENOTEMPTY' });
     expect(stored('b/g')).toBe('g');
     expect(stored('empty/f')).toBe('f');
@@ -1121,8 +1128,8 @@ describe('metadata cache TTL', () => {
     memory.calls.clear();
     const all = await Promise.all(Array.from({ length: 8 }, () => fs.getattr('/f')));
     expect(all.map((a) => a.size)).toEqual(Array(8).fill(1));
-    expect(calls('head')).toBe(2); // the key and the key + '/'
-    expect(calls('list')).toBe(1);
+    expect(calls('head')).toBe(1); // a file that exists: its HEAD alone
+    expect(calls('list')).toBe(0);
   });
 
   it('looks up a file whose entry expired with one request, and finds what replaced it all the same', async () => {
@@ -1206,5 +1213,98 @@ describe('directories made by this mount', () => {
     await expect(fs.getattr('/aging/from-elsewhere')).rejects.toMatchObject({ code: 'ENOENT' });
     clock.advance(DIR_TTL + NEGATIVE_TTL + 1);
     expect((await fs.getattr('/aging/from-elsewhere')).size).toBe(1);
+  });
+});
+
+describe('request budget of lookups', () => {
+  const total = () => calls('head') + calls('get') + calls('list');
+
+  it('a cold stat of a file that exists costs one request; of a directory or a missing name, three', async () => {
+    await put('there', 'x', { mode: String(S_IFREG | 0o600) });
+    await put('dir/inner', 'x');
+    memory.calls.clear();
+    expect(await fs.getattr('/there')).toMatchObject({ kind: 'file', mode: S_IFREG | 0o600 });
+    expect(calls('head')).toBe(1);
+    expect(total()).toBe(1);
+
+    fs = mount(faulty); // nothing known of /
+    memory.calls.clear();
+    expect((await fs.getattr('/dir')).kind).toBe('directory');
+    expect(total()).toBe(3); // HEAD dir (missing), then HEAD dir/ and LIST dir/ at once
+    fs = mount(faulty);
+    memory.calls.clear();
+    await expect(fs.getattr('/nothing')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(total()).toBe(3);
+  });
+
+  it('revalidates a directory whose entries were all looked up with its LIST, not a HEAD per entry', async () => {
+    for (let i = 0; i < 50; i++) await put(`d/f${i}`, 'x', { mode: String(S_IFREG | 0o640), uid: '7' });
+    await fs.readdir('/d');
+    for (let i = 0; i < 50; i++) await fs.getattr(`/d/f${i}`);
+    await vi.waitFor(() => expect(calls('head') + calls('get')).toBeGreaterThanOrEqual(50));
+    clock.advance(DIR_TTL + 1); // every entry has expired
+    memory.calls.clear();
+
+    await fs.readdir('/d');
+    for (let i = 0; i < 50; i++) expect(await fs.getattr(`/d/f${i}`)).toMatchObject({ mode: S_IFREG | 0o640, uid: 7 });
+    // Nothing per entry: /d itself (its entry expired too) is its marker's HEAD and first key.
+    expect(calls('head') + calls('get')).toBe(1);
+    expect(calls('list')).toBe(2);
+  });
+
+  it('still sees another client change metadata: a new version is asked for again', async () => {
+    await put('d/f', 'x', { mode: String(S_IFREG | 0o600) });
+    await fs.readdir('/d');
+    expect((await fs.getattr('/d/f')).mode).toBe(S_IFREG | 0o600);
+    // A chmod by s3fs copies the object onto itself: same ETag (same body), new Last-Modified.
+    await memory.copy('d/f', 'd/f', { metadata: { mode: String(S_IFREG | 0o644) } });
+    memory.objects.get('d/f')!.lastModified = new Date(Date.now() + 5_000);
+    clock.advance(DIR_TTL + 1);
+    await fs.readdir('/d');
+    expect((await fs.getattr('/d/f')).mode).toBe(S_IFREG | 0o644);
+  });
+
+  it('answers the stat of many named files in one directory from one listing and parallel HEADs', async () => {
+    for (let i = 0; i < 200; i++) await put(`many/f${i}`, 'x');
+    await fs.getattr('/many');
+    memory.calls.clear();
+    for (let i = 0; i < 200; i++) expect((await fs.getattr(`/many/f${i}`)).size).toBe(1);
+    // Two cold lookups, then a listing of the directory; the rest one request each at most,
+    // most of them sent in parallel ahead of the stat that asks.
+    expect(calls('list')).toBe(1);
+    expect(total()).toBeLessThanOrEqual(200 + 1);
+  });
+
+  it('answers a name missing from a directory listed in full without a request, until the negative TTL', async () => {
+    await put('listed/a', 'x');
+    await fs.readdir('/listed');
+    memory.calls.clear();
+    await expect(fs.getattr('/listed/b')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(total()).toBe(0);
+    // Made here since: it exists, with no request either.
+    const fh = await fs.create('/listed/new', 0o644);
+    await fs.release(fh);
+    expect((await fs.getattr('/listed/new')).size).toBe(0);
+    expect(total()).toBe(0);
+    // Another client's object shows once the negative TTL has passed.
+    await put('listed/b', 'y');
+    clock.advance(NEGATIVE_TTL + 1);
+    expect((await fs.getattr('/listed/b')).size).toBe(1);
+  });
+
+  it('lists a directory after two cold lookups in it, so a loop creating files asks nothing more', async () => {
+    await put('loop/existing', 'x');
+    await fs.getattr('/loop');
+    memory.calls.clear();
+    for (let i = 0; i < 20; i++) {
+      await expect(fs.getattr(`/loop/new${i}`)).rejects.toMatchObject({ code: 'ENOENT' });
+      const fh = await fs.create(`/loop/new${i}`, 0o644);
+      await fs.write(fh, Buffer.from('data'), 0);
+      await fs.release(fh);
+    }
+    expect(calls('put')).toBe(20);
+    // Two cold lookups (three requests each at most), one listing; nothing per file after that.
+    expect(total()).toBeLessThanOrEqual(2 * 3 + 1);
+    expect(await listing('/loop')).toEqual(['existing', ...Array.from({ length: 20 }, (_, i) => `new${i}`)].sort());
   });
 });
