@@ -420,6 +420,22 @@ describe('file operations', () => {
   });
 });
 
+/**
+ * The stat of an object another client just put: the mount may have listed its directory less
+ * than --negative-ttl (1 s) ago, and then answers "missing" until that has passed (SEMANTICS.md).
+ */
+async function statNew(path: string): Promise<ReturnType<typeof statSync>> {
+  const start = Date.now();
+  for (;;) {
+    try {
+      return statSync(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || Date.now() - start > 3000) throw error;
+      await sleep(100);
+    }
+  }
+}
+
 describe('other clients and other tools', () => {
   it('reads objects written by s3fs (POSIX metadata in x-amz-meta headers)', async () => {
     await sdk.send(
@@ -430,14 +446,14 @@ describe('other clients and other tools', () => {
         Metadata: { mode: String(0o100755), uid: '1001', gid: '1002', mtime: '1600000000' },
       }),
     );
-    const st = statSync(join(mnt, 's3fs-made.sh'));
+    const st = await statNew(join(mnt, 's3fs-made.sh'));
     expect([st.mode, st.uid, st.gid, st.mtimeMs]).toEqual([0o100755, 1001, 1002, 1600000000_000]);
     expect(sh(`'${mnt}/s3fs-made.sh'`)).toBe('hi\n');
   });
 
   it('gives objects without metadata the defaults', async () => {
     await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'plain.txt', Body: 'plain' }));
-    const st = statSync(join(mnt, 'plain.txt'));
+    const st = await statNew(join(mnt, 'plain.txt'));
     expect(st.mode).toBe(0o100644);
     expect(st.uid).toBe(process.getuid!());
   });
