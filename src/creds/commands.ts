@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 
-import { UserError } from '../daemon/user-error.js';
+import { UserError } from '../errors/user-error.js';
 import { isStoreError } from '../storage/object-store.js';
 import { AzureStore } from '../storage/azure-store.js';
 import { S3Store } from '../storage/s3-store.js';

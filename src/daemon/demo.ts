@@ -8,6 +8,7 @@ import { mkdir, mkdtemp, readdir, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 
+import { UserError } from '../errors/user-error.js';
 import { serveUntilStopped } from './serve.js';
 import { defaultMemoryLimit, DEFAULTS } from '../config/mount-options.js';
 import { StaticResolver } from '../creds/resolver.js';
@@ -16,7 +17,6 @@ import { S_IFDIR, S_IFREG, metadataOf, newAttributes } from '../fs/attributes.js
 import { createLogger } from '../log/logger.js';
 import { S3Store } from '../storage/s3-store.js';
 import { startMount } from './mount.js';
-import { UserError } from './user-error.js';
 
 const BUCKET = 'demo';
 

@@ -13,9 +13,9 @@ import type { MountOptions } from '../config/mount-options.js';
 import type { StoredGcsKey } from '../creds/gcs-credentials.js';
 import { readServiceAccountKey } from '../creds/gcs-key-file.js';
 import { CredentialError } from '../creds/resolver.js';
+import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
 import { GcsStore, type GcsStoreOptions } from '../storage/gcs-store.js';
-import { UserError } from './user-error.js';
 
 export interface OpenedGcsStore {
   store: GcsStore;

@@ -13,6 +13,7 @@ import type { AzureCredentialResolver } from '../creds/azure-credentials.js';
 import type { GcsCredentialResolver } from '../creds/gcs-credentials.js';
 import { CredentialError, type CredentialResolver } from '../creds/resolver.js';
 import { readCaBundle } from '../creds/ca-bundle.js';
+import { UserError } from '../errors/user-error.js';
 import { FileSystem } from '../fs/file-system.js';
 import { MemoryBudget } from '../fs/memory-budget.js';
 import { type MountedFileSystem, RootView, type Space } from '../fs/root-view.js';
@@ -29,7 +30,6 @@ import { type ObjectStore, type StoreStats, isStoreError } from '../storage/obje
 import { S3Store } from '../storage/s3-store.js';
 import { detach, findMount, prepareMountpoint, setKernelReadAhead } from './mountpoint.js';
 import { type MountStatus, serveMetrics } from './status.js';
-import { UserError } from './user-error.js';
 
 export interface RunningMount {
   readonly mountpoint: string;
