@@ -152,6 +152,11 @@ export class AzureStore implements ObjectStore {
     });
   }
 
+  /** The account's containers (Azure's buckets), under the name every store's listing has (store-factory.ts). */
+  listBuckets(): Promise<string[]> {
+    return this.listContainers();
+  }
+
   /** Checks that the container exists and that the credential may list it. */
   async probe(prefix: string): Promise<void> {
     await this.call('list', prefix, () => this.container.listBlobsFlat({ prefix }).byPage({ maxPageSize: 1 }).next());
