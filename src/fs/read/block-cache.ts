@@ -42,13 +42,9 @@ import { LRUCache } from 'lru-cache';
 import { type ObjectStore, isStoreError } from '../../storage/object-store.js';
 import type { MemoryBudget } from '../memory-budget.js';
 import type { DiskCache } from './disk-cache.js';
+import type { ObjectVersion } from './object-version.js';
 
-/** The version of an object that blocks are read from. */
-export interface ObjectVersion {
-  key: string;
-  etag: string;
-  size: number;
-}
+export type { ObjectVersion };
 
 export interface BlockCacheOptions {
   blockSize: number;
