@@ -274,9 +274,9 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
 
     const storeTotals = () => {
       const totals = { requests: 0, retries: 0, failures: 0, byOperation: {} as Record<string, number> };
-      for (const { store, blockCache } of stacks.values()) {
+      for (const { store } of stacks.values()) {
         totals.requests += store.stats.requests;
-        totals.retries += store.stats.retries + blockCache.stats.retries;
+        totals.retries += store.stats.retries;
         totals.failures += store.stats.failures;
         for (const [op, n] of Object.entries(store.stats.byOperation)) totals.byOperation[op] = (totals.byOperation[op] ?? 0) + n;
       }
