@@ -17,7 +17,7 @@ import { configFilePath, readConfigFile } from '../config/config-file.js';
 import { DEFAULTS, type MountOptions, type MountSource, OptionError, ROOT_VIEW_WORD, checkReadOptions, defaultMemoryLimit, formatSource, parseSize, parseSource } from '../config/mount-options.js';
 import { MountRegistry } from '../daemon/registry.js';
 import { unmount } from '../daemon/unmount.js';
-import { UserError } from '../daemon/user-error.js';
+import { UserError } from '../errors/user-error.js';
 import { type LogLevel, type Logger, createJsonLogger, createLogger } from '../log/logger.js';
 import { runForeground } from '../daemon/serve.js';
 import { DAEMON_MALLOC_ENV } from '../daemon/malloc-env.js';

@@ -10,7 +10,7 @@
 
 import type { AzureCredential } from '../storage/azure-store.js';
 import { CloudCredentialError, parseConnectionString as parseAzureConnectionString } from './cloud-formats.js';
-import { CredentialError } from './resolver.js';
+import { CredentialError } from './credential-error.js';
 import type { CredentialSource, StoredAzureCredential } from './store.js';
 
 export { DEVELOPMENT_ACCOUNT, DEVELOPMENT_ACCOUNT_KEY } from './cloud-formats.js';

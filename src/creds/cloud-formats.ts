@@ -7,7 +7,7 @@
  */
 
 import { parseServiceAccountKey as checkServiceAccountKey } from './gcs-key-file.js';
-import { CredentialError } from './resolver.js';
+import { CredentialError } from './credential-error.js';
 
 /** An Azure storage account and one way to authenticate to it. */
 export interface ImportedAzureCredential {

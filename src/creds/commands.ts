@@ -8,10 +8,10 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 
-import { UserError } from '../daemon/user-error.js';
+import { UserError } from '../errors/user-error.js';
 import { isStoreError } from '../storage/object-store.js';
-import { AzureStore } from '../storage/azure-store.js';
-import { S3Store } from '../storage/s3-store.js';
+import { createStore } from '../storage/store-factory.js';
+import { type AnyCredential, clientFor } from './account-client.js';
 import { type CredentialFormat, CredentialFormatError, type ImportedCredential, parseCredentials, parseEnvironment } from './formats.js';
 import {
   CredentialStore,
@@ -21,7 +21,6 @@ import {
   type StoredS3Credential,
   maskKey,
 } from './store.js';
-import { readCaBundle } from './ca-bundle.js';
 
 export interface CredsContext {
   store: CredentialStore;
@@ -45,122 +44,6 @@ export interface ImportOptions {
   caBundle?: string;
   insecure?: boolean;
   force?: boolean;
-}
-
-/** An S3 client for a stored or imported S3 credential (bucket '' for account-level calls). */
-export function storeFor(credential: Omit<StoredS3Credential, 'name' | 'origin' | 'importedAt'>, bucket: string, name: string): S3Store {
-  return new S3Store({
-    bucket,
-    endpoint: credential.endpoint,
-    region: credential.region ?? 'us-east-1',
-    pathStyle: credential.pathStyle ?? credential.endpoint !== undefined,
-    credentials: async () => ({
-      accessKeyId: credential.accessKeyId,
-      secretAccessKey: credential.secretAccessKey,
-      sessionToken: credential.sessionToken,
-    }),
-    credentialDescription: `credential '${name}' (access key ${maskKey(credential.accessKeyId)})`,
-    maxAttempts: 2,
-    connectTimeoutMs: 3_000,
-    signatureVersion: credential.signatureVersion,
-    caCertificates: credential.caBundle ? readCaBundle(credential.caBundle, `credential '${name}'`) : undefined,
-    insecure: credential.insecure,
-  });
-}
-
-type AnyCredential = ImportedCredential | StoredCredential;
-
-/** What `creds` asks of the store behind a credential, whatever the provider. */
-export interface AccountClient {
-  /** The buckets (containers) the credential may list, or 'denied' when it may not list them. */
-  listBuckets(): Promise<string[] | 'denied'>;
-  /** Checks that `bucket` exists and may be used with the credential. */
-  probe(bucket: string): Promise<void>;
-}
-
-export function clientFor(credential: AnyCredential, name: string): AccountClient {
-  switch (credential.provider) {
-    case 's3':
-      return {
-        async listBuckets() {
-          const s3 = storeFor(credential, '', name);
-          try {
-            return await s3.listBuckets();
-          } catch (error) {
-            if (isStoreError(error, 'AccessDenied')) return 'denied';
-            throw error;
-          } finally {
-            s3.destroy();
-          }
-        },
-        async probe(bucket) {
-          const s3 = storeFor(credential, bucket, name);
-          try {
-            await s3.probe('');
-          } finally {
-            s3.destroy();
-          }
-        },
-      };
-    case 'az': {
-      const azure = (container: string) =>
-        new AzureStore({
-          account: credential.account,
-          container,
-          endpoint: credential.endpoint,
-          credential: credential.accountKey ? { kind: 'sharedKey', accountKey: credential.accountKey } : { kind: 'sas', token: credential.sas! },
-          credentialDescription: `credential '${name}' (Azure account ${credential.account})`,
-          maxAttempts: 2,
-          tryTimeoutMs: 10_000,
-        });
-      return {
-        async listBuckets() {
-          try {
-            // Listing is account-wide; the store still wants a container name ($root is Azure's own).
-            return await azure('$root').listContainers();
-          } catch (error) {
-            if (isStoreError(error, 'AccessDenied')) return 'denied'; // a SAS without list permission on the account
-            throw error;
-          }
-        },
-        probe: (container) => azure(container).probe(''),
-      };
-    }
-    case 'gs': {
-      const gcs = async (bucket: string) => {
-        const { GcsStore } = await import('../storage/gcs-store.js'); // large: loaded only for GCS
-        return new GcsStore({
-          bucket,
-          endpoint: credential.endpoint,
-          auth: { kind: 'key', clientEmail: credential.clientEmail, privateKey: credential.privateKey, projectId: credential.projectId },
-          credentialDescription: `credential '${name}' (service account ${credential.clientEmail})`,
-          maxRetries: 1,
-          requestTimeoutMs: 15_000,
-        });
-      };
-      return {
-        async listBuckets() {
-          const store = await gcs('');
-          try {
-            return await store.listBuckets();
-          } catch (error) {
-            if (isStoreError(error, 'AccessDenied')) return 'denied';
-            throw error;
-          } finally {
-            store.destroy();
-          }
-        },
-        async probe(bucket) {
-          const store = await gcs(bucket);
-          try {
-            await store.probe('');
-          } finally {
-            store.destroy();
-          }
-        },
-      };
-    }
-  }
 }
 
 /** The pairing key of `bucket` (a container, for Azure) under a credential. */
@@ -444,17 +327,18 @@ export async function pairBucket(ctx: CredsContext, uri: string, name: string, e
  * the bucket exists at `endpoint` (else AWS) and lists for anyone; else one line saying what to do.
  */
 async function checkPublic(ctx: CredsContext, uri: string, bucket: string, endpoint: string | undefined): Promise<void> {
-  const s3 = new S3Store({
-    bucket,
-    endpoint,
-    region: ctx.env.AWS_REGION ?? ctx.env.AWS_DEFAULT_REGION ?? 'us-east-1',
-    pathStyle: endpoint !== undefined,
-    credentials: async () => ({ accessKeyId: '', secretAccessKey: '' }),
-    credentialDescription: 'anonymous requests',
-    signatureVersion: 'none',
-    maxAttempts: 2,
-    connectTimeoutMs: 3_000,
-  });
+  const s3 = await createStore(
+    {
+      provider: 's3',
+      bucket,
+      endpoint,
+      region: ctx.env.AWS_REGION ?? ctx.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+      pathStyle: endpoint !== undefined,
+      credentials: async () => ({ accessKeyId: '', secretAccessKey: '' }),
+      signatureVersion: 'none',
+    },
+    { credentialDescription: 'anonymous requests', purpose: 'check' },
+  );
   const where = endpoint ?? 'AWS';
   try {
     await s3.probe('');

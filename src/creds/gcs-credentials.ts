@@ -6,7 +6,7 @@
  * (`public`, or an S3 one).
  */
 
-import { CredentialError } from './resolver.js';
+import { CredentialError } from './credential-error.js';
 import type { CredentialSource } from './store.js';
 
 /** A service account's key from the credential store, found by the bucket's pairing. */

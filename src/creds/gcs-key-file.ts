@@ -10,7 +10,7 @@
 import { createPrivateKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 
-import { CredentialError } from './resolver.js';
+import { CredentialError } from './credential-error.js';
 
 export interface ServiceAccountKey {
   clientEmail: string;

@@ -7,12 +7,10 @@
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 
+import { clientFor } from './account-client.js';
+import { CredentialError } from './credential-error.js';
 import type { CredentialSource, StoredS3Credential } from './store.js';
 
-/** No usable credential was found; the message says where we looked and what to do. */
-export class CredentialError extends Error {
-  override readonly name = 'CredentialError';
-}
 
 export interface ResolvedS3Credential {
   /** Handed to the SDK; refreshes itself before expiry. */
@@ -134,7 +132,6 @@ export class StoreResolver implements CredentialResolver {
   /** Without a pairing: the stored credential whose bucket listing shows `bucket`, if exactly one does. */
   private async oneThatLists(bucket: string, credentials: StoredS3Credential[]): Promise<StoredS3Credential | undefined> {
     if (credentials.length === 0) return undefined;
-    const { clientFor } = await import('./commands.js');
     const seen = await Promise.all(
       credentials.map(async (credential) => {
         const buckets = await clientFor(credential, credential.name)

@@ -8,15 +8,15 @@ import { mkdir, mkdtemp, readdir, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 
+import { UserError } from '../errors/user-error.js';
 import { serveUntilStopped } from './serve.js';
 import { defaultMemoryLimit, DEFAULTS } from '../config/mount-options.js';
 import { StaticResolver } from '../creds/resolver.js';
 import { LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, startLocalS3Server } from '../demo/local-s3-server.js';
 import { S_IFDIR, S_IFREG, metadataOf, newAttributes } from '../fs/attributes.js';
 import { createLogger } from '../log/logger.js';
-import { S3Store } from '../storage/s3-store.js';
+import { createStore } from '../storage/store-factory.js';
 import { startMount } from './mount.js';
-import { UserError } from './user-error.js';
 
 const BUCKET = 'demo';
 
@@ -117,14 +117,10 @@ export async function runDemo(options: DemoOptions): Promise<void> {
 
 async function seed(endpoint: string): Promise<void> {
   const credentials = async () => ({ accessKeyId: LOCAL_S3_ACCESS_KEY, secretAccessKey: LOCAL_S3_SECRET_KEY });
-  const store = new S3Store({
-    bucket: BUCKET,
-    endpoint,
-    region: DEFAULTS.region,
-    pathStyle: true,
-    credentials,
-    credentialDescription: 'the demo key',
-  });
+  const store = await createStore(
+    { provider: 's3', bucket: BUCKET, endpoint, region: DEFAULTS.region, pathStyle: true, credentials },
+    { credentialDescription: 'the demo key', purpose: 'mount' },
+  );
   const defaults = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, fileMode: 0o644, dirMode: 0o755 };
   try {
     const now = Date.now();

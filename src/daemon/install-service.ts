@@ -9,7 +9,7 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { ROOT_VIEW_WORD, parseSource } from '../config/mount-options.js';
-import { UserError } from './user-error.js';
+import { UserError } from '../errors/user-error.js';
 
 export interface InstallServiceOptions {
   name: string;

@@ -8,11 +8,11 @@ import { mkdir, mkdtemp, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { DEFAULTS, MiB, type MountOptions, ROOT_VIEW_WORD, formatSource, parseSource } from '../config/mount-options.js';
+import { MiB, type MountOptions, formatSource, parseSource } from '../config/mount-options.js';
 import type { AzureCredentialResolver } from '../creds/azure-credentials.js';
 import type { GcsCredentialResolver } from '../creds/gcs-credentials.js';
-import { CredentialError, type CredentialResolver } from '../creds/resolver.js';
-import { readCaBundle } from '../creds/ca-bundle.js';
+import type { CredentialResolver } from '../creds/resolver.js';
+import { UserError } from '../errors/user-error.js';
 import { FileSystem } from '../fs/file-system.js';
 import { MemoryBudget } from '../fs/memory-budget.js';
 import { type MountedFileSystem, RootView, type Space } from '../fs/root-view.js';
@@ -24,12 +24,11 @@ import { UploadTracker, recover, removeUnjournaled } from '../fs/write/journal.j
 import { FuseSession, largeBuffer } from '../fuse/binding.js';
 import { createOperations } from '../fuse/operations.js';
 import type { Logger } from '../log/logger.js';
-import { AzureStore } from '../storage/azure-store.js';
-import { type ObjectStore, type StoreStats, isStoreError } from '../storage/object-store.js';
-import { S3Store } from '../storage/s3-store.js';
+import { type ObjectStore, isStoreError } from '../storage/object-store.js';
+import { type BuiltStore, createStore } from '../storage/store-factory.js';
 import { detach, findMount, prepareMountpoint, setKernelReadAhead } from './mountpoint.js';
 import { type MountStatus, serveMetrics } from './status.js';
-import { UserError } from './user-error.js';
+import { storeSpecOf } from './store-spec.js';
 
 export interface RunningMount {
   readonly mountpoint: string;
@@ -67,7 +66,7 @@ export interface MountDependencies {
 interface BucketStack {
   source: string;
   fs: FileSystem;
-  store: MountedStore;
+  store: BuiltStore;
   blockCache: BlockCache;
   disk?: DiskCache;
   stagingDir: string;
@@ -83,11 +82,8 @@ interface BucketStack {
 async function openBucket(options: MountOptions, deps: MountDependencies, memoryBudget: MemoryBudget): Promise<BucketStack> {
   const { logger } = deps;
   const source = formatSource(options.source);
-  // The GCS SDK is large: it is loaded only for gs:// mounts.
-  const { store, credentialDescription, endpoint, location, probeHints } =
-    options.source.provider === 'gs'
-      ? await (await import('./gcs-store-factory.js')).openGcsStore(options, logger, await resolveGcs(options, deps))
-      : await openStore(options, deps);
+  const { spec, credentialDescription, endpoint, location, probeHints, maxParts } = await storeSpecOf(options, deps);
+  const store = await createStore(spec, { credentialDescription, purpose: 'mount', maxConnections: options.maxConnections, maxParts, logger });
   const cleanups: Array<() => Promise<unknown> | unknown> = [() => store.destroy()];
   const cleanUp = async () => {
     for (const cleanup of cleanups.reverse()) await Promise.resolve().then(cleanup).catch(() => undefined);
@@ -159,16 +155,6 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
     return { source, fs, store, blockCache, disk, stagingDir, credentialDescription, cleanUp };
   } catch (error) {
     await cleanUp();
-    throw error;
-  }
-}
-
-/** The stored key of a gs:// source, if any; a credential problem is a `UserError`. */
-async function resolveGcs(options: MountOptions, deps: MountDependencies) {
-  try {
-    return await deps.gcsResolver?.resolveGcs(options.source.bucket);
-  } catch (error) {
-    if (error instanceof CredentialError) throw new UserError(error.message);
     throw error;
   }
 }
@@ -288,9 +274,9 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
 
     const storeTotals = () => {
       const totals = { requests: 0, retries: 0, failures: 0, byOperation: {} as Record<string, number> };
-      for (const { store, blockCache } of stacks.values()) {
+      for (const { store } of stacks.values()) {
         totals.requests += store.stats.requests;
-        totals.retries += store.stats.retries + blockCache.stats.retries;
+        totals.retries += store.stats.retries;
         totals.failures += store.stats.failures;
         for (const [op, n] of Object.entries(store.stats.byOperation)) totals.byOperation[op] = (totals.byOperation[op] ?? 0) + n;
       }
@@ -442,96 +428,5 @@ function describeProbeFailure(provider: MountOptions['source']['provider'], code
       return `${message}: check --endpoint and the network`;
     default:
       return message;
-  }
-}
-
-/** A store as a mount uses it: the interface, plus its probe, request counts and teardown. */
-type MountedStore = ObjectStore & { readonly stats: StoreStats; probe(prefix: string): Promise<void>; destroy(): void };
-
-interface OpenedStore {
-  store: MountedStore;
-  /** Names the credential (never a secret) for messages. */
-  credentialDescription: string;
-  /** The custom endpoint, if any. */
-  endpoint?: string;
-  /** Where the store is, for the disk cache's identity: the endpoint, or the AWS region. */
-  location: string;
-  /** What a failed probe should suggest, by StoreError code (else `describeProbeFailure`). */
-  probeHints?: Record<string, string>;
-}
-
-/** Resolves the source's credential and builds its provider's store; a missing credential is a `UserError`. */
-/** The CA certificates to trust and whether to verify at all: the command line, the stored credential, AWS_CA_BUNDLE. */
-function tlsOptions(
-  options: MountOptions,
-  credential: { caBundle?: string; insecure?: boolean },
-  endpoint: string | undefined,
-  logger: Logger,
-): { caCertificates?: string; insecure: boolean } {
-  const [caBundle, caFrom] =
-    options.caBundle !== undefined
-      ? [options.caBundle, '--ca-bundle']
-      : credential.caBundle !== undefined
-        ? [credential.caBundle, 'the stored credential']
-        : [options.environmentCaBundle, 'AWS_CA_BUNDLE'];
-  let caCertificates: string | undefined;
-  try {
-    caCertificates = caBundle ? readCaBundle(caBundle, caFrom) : undefined;
-  } catch (error) {
-    // A bundle named on purpose must work; one inherited from the environment may be stale.
-    if (caFrom !== 'AWS_CA_BUNDLE') throw error;
-    logger.warn(`${(error as Error).message}; going on with the system's certificates`);
-  }
-  const insecure = options.insecure || credential.insecure === true;
-  if (insecure) logger.warn(`TLS certificates of ${endpoint ?? 'the store'} are not verified (--insecure)`);
-  return { caCertificates, insecure };
-}
-
-async function openStore(options: MountOptions, deps: MountDependencies): Promise<OpenedStore> {
-  const { source, maxConnections, maxUploadParts } = options;
-  try {
-    if (source.provider === 'az') {
-      if (!deps.azureResolver) throw new UserError(`az:// sources are not available here`);
-      const account = source.account!;
-      const resolved = await deps.azureResolver.resolveAzure(account, source.bucket);
-      const endpoint = options.endpoint ?? resolved.endpoint;
-      const store = new AzureStore({
-        account,
-        container: source.bucket,
-        endpoint,
-        credential: resolved.credential,
-        credentialDescription: resolved.description,
-        // --max-upload-parts defaults to S3's 10,000: left at that, Azure's own 50,000 applies.
-        maxParts: maxUploadParts === DEFAULTS.maxUploadParts ? undefined : maxUploadParts,
-        logger: deps.logger,
-      });
-      return { store, credentialDescription: resolved.description, endpoint, location: store.endpoint };
-    }
-    const credential = await deps.resolver.resolveS3(source.bucket);
-    const credentialDescription = `access key ${credential.accessKeyId} from ${credential.source}`;
-    // The command line first, then what the stored credential says about its store.
-    const endpoint = options.endpoint ?? credential.endpoint;
-    const region = options.region ?? credential.region ?? options.defaultRegion;
-    const pathStyle = options.pathStyle ?? credential.pathStyle ?? endpoint !== undefined;
-    const signatureVersion = options.signatureVersion ?? credential.signatureVersion;
-    const { caCertificates, insecure } = tlsOptions(options, credential, endpoint, deps.logger);
-    const store = new S3Store({
-      bucket: source.bucket,
-      endpoint,
-      region,
-      pathStyle,
-      credentials: credential.provider,
-      credentialDescription,
-      maxConnections,
-      maxParts: maxUploadParts,
-      logger: deps.logger,
-      signatureVersion,
-      caCertificates,
-      insecure,
-    });
-    return { store, credentialDescription, endpoint, location: endpoint ?? region };
-  } catch (error) {
-    if (error instanceof CredentialError) throw new UserError(error.message);
-    throw error;
   }
 }

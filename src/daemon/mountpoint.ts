@@ -6,8 +6,8 @@ import { execFile } from 'node:child_process';
 import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { UserError } from '../errors/user-error.js';
 
-import { UserError } from './user-error.js';
 
 const run = promisify(execFile);
 

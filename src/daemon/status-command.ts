@@ -1,8 +1,8 @@
 /** `objmount status [MOUNTPOINT] [--json]`: asks each running mount's control socket. */
 
+import { UserError } from '../errors/user-error.js';
 import type { MountRegistry } from './registry.js';
 import { type MountStatus, queryStatus } from './status.js';
-import { UserError } from './user-error.js';
 
 export async function showStatus(registry: MountRegistry, mountpoint: string | undefined, json: boolean, print: (line: string) => void): Promise<void> {
   const records = (await registry.all()).filter((record) => mountpoint === undefined || record.mountpoint === mountpoint);

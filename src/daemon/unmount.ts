@@ -8,10 +8,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Presets, SingleBar } from 'cli-progress';
 
+import { UserError } from '../errors/user-error.js';
 import { detach, findMount, isFuseType } from './mountpoint.js';
 import { MountRegistry, isAlive } from './registry.js';
 import { queryStatus } from './status.js';
-import { UserError } from './user-error.js';
 
 export async function unmount(
   path: string,

@@ -27,7 +27,7 @@
  *
  * Retries: the SDK's exponential retry policy (retryable: 5xx, 429, network failures, try
  * timeouts); what outlasts it becomes a `StoreError`. The SDK does not report how many retries a
- * request took, so `stats.retries` stays 0 on Azure. Messages never hold a key or a SAS
+ * request took, so `stats.retries` counts only GETs sent again (get-retry.ts) on Azure. Messages never hold a key or a SAS
  * signature: the SDK's own text is only used after `redact`.
  */
 
@@ -46,6 +46,7 @@ import {
 
 import type { Logger } from '../log/logger.js';
 import { decodeMetadata, encodeMetadata } from './azure-metadata.js';
+import { withGetRetry } from './get-retry.js';
 import {
   type CompletedPart,
   type GetOptions,
@@ -152,6 +153,11 @@ export class AzureStore implements ObjectStore {
     });
   }
 
+  /** The account's containers (Azure's buckets), under the name every store's listing has (store-factory.ts). */
+  listBuckets(): Promise<string[]> {
+    return this.listContainers();
+  }
+
   /** Checks that the container exists and that the credential may list it. */
   async probe(prefix: string): Promise<void> {
     await this.call('list', prefix, () => this.container.listBlobsFlat({ prefix }).byPage({ maxPageSize: 1 }).next());
@@ -184,7 +190,12 @@ export class AzureStore implements ObjectStore {
     };
   }
 
-  async get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
+  /** A whole GET: sent once more after a transient failure (get-retry.ts). */
+  get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
+    return withGetRetry(this.stats, () => this.getOnce(key, options));
+  }
+
+  private async getOnce(key: string, options: GetOptions): Promise<{ info: ObjectInfo; body: Buffer }> {
     const { info, body, length } = await this.getStream(key, options);
     try {
       return { info, body: await readBody(body as AsyncIterable<Buffer>, length, `${this.description}/${key}`, options.into) };

@@ -38,6 +38,7 @@ import { type File, IdempotencyStrategy, Storage } from '@google-cloud/storage';
 import type { Logger } from '../log/logger.js';
 import { type ComposeSource, isTemporaryPartObject, partName, partPrefix, planCompose } from './gcs-compose.js';
 import { translateGcsError } from './gcs-errors.js';
+import { withGetRetry } from './get-retry.js';
 import {
   type CompletedPart,
   type GetOptions,
@@ -146,7 +147,12 @@ export class GcsStore implements ObjectStore {
     return objectInfo(key, metadata as GcsObjectResource);
   }
 
-  async get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
+  /** A whole GET: sent once more after a transient failure (get-retry.ts). */
+  get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
+    return withGetRetry(this.stats, () => this.getOnce(key, options));
+  }
+
+  private async getOnce(key: string, options: GetOptions): Promise<{ info: ObjectInfo; body: Buffer }> {
     const { info, body, length } = await this.getStream(key, options);
     try {
       return { info, body: await readBody(body as AsyncIterable<Buffer>, length, `${this.description}/${key}`, options.into) };

@@ -35,6 +35,7 @@ import type { AwsCredentialIdentityProvider } from '@smithy/types';
 
 import type { Logger } from '../log/logger.js';
 import { SignatureV2Signer } from './signature-v2.js';
+import { withGetRetry } from './get-retry.js';
 import {
   type CompletedPart,
   type PartCopySource,
@@ -173,7 +174,12 @@ export class S3Store implements ObjectStore {
     };
   }
 
-  async get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
+  /** A whole GET: sent once more after a transient failure (get-retry.ts). */
+  get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
+    return withGetRetry(this.stats, () => this.getOnce(key, options));
+  }
+
+  private async getOnce(key: string, options: GetOptions): Promise<{ info: ObjectInfo; body: Buffer }> {
     const { info, body, length } = await this.getStream(key, options);
     try {
       return { info, body: await readBody(body as AsyncIterable<Buffer>, length, `${this.description}/${key}`, options.into) };

@@ -24,7 +24,7 @@ import { s3Client } from '../helpers/s3-client.js';
 const run = promisify(execFile);
 const BUCKET = 'faults';
 const MiB = 1024 * 1024;
-/** The SDK's attempts per request (S3Store's default) times the block cache's own second try. */
+/** The SDK's attempts per request (S3Store's default) times storage's one more try of a GET (get-retry.ts). */
 const ATTEMPTS_PER_GET = 4 * 2;
 const BLOCK = MiB;
 

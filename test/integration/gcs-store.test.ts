@@ -1,9 +1,9 @@
 /**
  * `GcsStore` against the Cloud Storage emulator of firebase-tools (test/helpers/gcs-emulator.ts):
- * the shared ObjectStore behaviour, then what is GCS's own (temporary part objects, the failure
+ * the conformance suite every backend runs, then what is GCS's own (temporary part objects, the failure
  * path of a compose, an unreachable endpoint).
  *
- * The emulator's gaps (test/emulators/README.md) skip tests here rather than pass them: it ignores
+ * The emulator's gaps (test/emulators/README.md) skip tests there rather than pass them: it ignores
  * ifGenerationMatch (no 412), has no compose (501), creates any bucket it is asked about, and
  * repeats common prefixes on every page. Composite uploads are checked last through a compose
  * shim over the emulator, which tests objmount's requests, not GCS's compose.
@@ -15,9 +15,9 @@ import { Storage } from '@google-cloud/storage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { GcsStore } from '../../src/storage/gcs-store.js';
+import { describeObjectStore } from '../conformance/object-store.conformance.js';
 import { type ComposeShim, startComposeShim } from '../helpers/gcs-compose-shim.mjs';
 import { type GcsEmulator, startGcsEmulator } from '../helpers/gcs-emulator.js';
-import { describeObjectStoreBehaviour } from '../helpers/object-store-behaviour.js';
 
 const BUCKET = 'gcs-store-test';
 let emulator: GcsEmulator | undefined;
@@ -33,22 +33,32 @@ async function rawKeys(prefix: string): Promise<string[]> {
   return files.map((f) => f.name).sort();
 }
 
-describeObjectStoreBehaviour('GcsStore', {
-  async start() {
+describeObjectStore(
+  'GcsStore on the Cloud Storage emulator',
+  async () => {
     emulator = await startGcsEmulator();
-    return makeStore();
+    const store = makeStore();
+    return {
+      store,
+      rawKeys,
+      async close() {
+        store.destroy();
+        await emulator?.close();
+        emulator = undefined;
+      },
+    };
   },
-  async stop() {
-    await emulator?.close();
-    emulator = undefined;
+  {
+    noCredentials: 'the emulator takes every request without a credential',
+    noMissingBuckets: 'the emulator makes any bucket it is asked about',
+    noConditionalReads: 'the emulator ignores ifGenerationMatch (no 412)',
+    noMultipartComplete: 'the emulator has no compose (501); the compose shim below covers it',
+    repeatsPrefixes: true,
   },
-  storeOnMissingBucket: () => makeStore('no-such-bucket'),
-  rawKeys,
-  server: { conditionalReads: false, completeMultipart: false, missingBuckets: false, pagedPrefixes: false },
-});
+);
 
 describe('GcsStore on the emulator: what is GCS-specific', () => {
-  // The behaviour suite's server stops after its own tests; these get one of their own.
+  // The conformance suite's server stops after its own tests; these get one of their own.
   let own: GcsEmulator;
   const store = () => makeStore(BUCKET, own.endpoint);
   const raw = async (prefix: string) => {

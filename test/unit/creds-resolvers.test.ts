@@ -10,8 +10,9 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { type AzureCredentialResolver, StoredAzureResolver } from '../../src/creds/azure-credentials.js';
+import { CredentialError } from '../../src/creds/credential-error.js';
 import { StoredGcsResolver } from '../../src/creds/gcs-credentials.js';
-import { CredentialError, type CredentialResolver, StoreResolver } from '../../src/creds/resolver.js';
+import { type CredentialResolver, StoreResolver } from '../../src/creds/resolver.js';
 import { type CredentialSource, CredentialStore, LoadedCredentialStore, type StoreContents } from '../../src/creds/store.js';
 
 const GCS_KEY = '-----BEGIN PRIVATE KEY-----\nnot-a-real-key-but-secret\n-----END PRIVATE KEY-----\n';

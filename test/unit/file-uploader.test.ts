@@ -125,25 +125,6 @@ describe('FileUploader', () => {
     expect(calls(memory, 'uploadPart')).toBeGreaterThan(1);
   });
 
-  it('chooses part sizes within the store limits for any file size', () => {
-    const s3Like = new MemoryStore(); // 10,000 parts, 5 MiB minimum, 5 GiB maximum
-    const uploader = new FileUploader(s3Like, { partSize: 8 * MiB, concurrency: 4 });
-    const sizes = [0, 1, 8 * MiB, 8 * MiB + 1, 10_000 * 8 * MiB, 10_000 * 8 * MiB + 1, 200 * 1024 ** 3, 5 * 1024 ** 4];
-    for (const size of sizes) {
-      const partSize = uploader.partSizeFor(size);
-      expect(partSize).toBeGreaterThanOrEqual(8 * MiB);
-      expect(partSize).toBeLessThanOrEqual(5 * 1024 ** 3);
-      expect(Math.ceil(size / partSize)).toBeLessThanOrEqual(10_000);
-    }
-    expect(uploader.partSizeFor(10_000 * 8 * MiB)).toBe(8 * MiB);
-    expect(uploader.partSizeFor(10_000 * 8 * MiB + 1)).toBe(9 * MiB);
-
-    const small = new FileUploader(new MemoryStore({ minPartSize: 5 * MiB }), { partSize: 1 * MiB, concurrency: 1 });
-    expect(small.partSizeFor(1)).toBe(5 * MiB); // never below the store's minimum
-
-    expect(() => uploader.partSizeFor(10_000 * 5 * 1024 ** 3 + 1)).toThrow(RangeError);
-  });
-
   describe('aborts the multipart upload on every failure exit', () => {
     async function failingUpload(
       setup: (faulty: FaultyStore) => void,

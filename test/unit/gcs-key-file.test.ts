@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { parseServiceAccountKey, readServiceAccountKey } from '../../src/creds/gcs-key-file.js';
-import { CredentialError } from '../../src/creds/resolver.js';
+import { CredentialError } from '../../src/creds/credential-error.js';
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();

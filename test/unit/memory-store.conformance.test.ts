@@ -4,5 +4,6 @@ import { MemoryStore } from '../../src/storage/memory-store.js';
 import { describeObjectStore } from '../conformance/object-store.conformance.js';
 
 describeObjectStore('MemoryStore', async () => ({ store: new MemoryStore(), close: async () => {} }), {
-  noCredentials: 'MemoryStore has neither credentials nor buckets',
+  noCredentials: 'MemoryStore has no credentials',
+  noMissingBuckets: 'MemoryStore has no buckets',
 });

@@ -9,11 +9,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 import { S_IFREG } from '../../src/fs/attributes.js';
 import { FileSystem, O_RDWR } from '../../src/fs/file-system.js';
-import { partSizeOf } from '../../src/fs/write/streaming-upload.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { FaultyStore } from '../../src/storage/faulty-store.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
-import type { ObjectStore, StoreCapabilities } from '../../src/storage/object-store.js';
+import type { ObjectStore } from '../../src/storage/object-store.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -190,39 +189,5 @@ describe('streaming upload', () => {
     faulty.clear();
     await fs.release(fh);
     expect(memory.uploads.size).toBe(0);
-  });
-});
-
-describe('part sizes', () => {
-  const aws: StoreCapabilities = {
-    maxParts: 10_000,
-    minPartSize: 5 * MiB,
-    maxPartSize: 5 * 1024 * MiB,
-    maxPutSize: 5 * 1024 * MiB,
-    serverSideCopy: true,
-    partCopy: true,
-  };
-  const capacity = (caps: StoreCapabilities, partSize: number) => {
-    let total = 0;
-    for (let n = 1; n <= caps.maxParts; n++) {
-      const size = partSizeOf(n, partSize, caps);
-      expect(size).toBeGreaterThanOrEqual(caps.minPartSize);
-      expect(size).toBeLessThanOrEqual(caps.maxPartSize);
-      total += size;
-    }
-    return total;
-  };
-
-  it('grow with the part number, so 10,000 parts hold the largest S3 object (5 TiB)', () => {
-    expect(partSizeOf(1, 8 * MiB, aws)).toBe(8 * MiB);
-    expect(partSizeOf(1000, 8 * MiB, aws)).toBe(8 * MiB);
-    expect(partSizeOf(1001, 8 * MiB, aws)).toBe(16 * MiB);
-    expect(capacity(aws, 8 * MiB)).toBeGreaterThanOrEqual(5 * 1024 ** 4);
-  });
-
-  it('respect a store with fewer parts allowed and the minimum part size', () => {
-    const few = { ...aws, maxParts: 1_000 };
-    expect(capacity(few, 8 * MiB)).toBeGreaterThan(500 * 1024 ** 3);
-    expect(partSizeOf(1, 1 * MiB, aws)).toBe(5 * MiB);
   });
 });

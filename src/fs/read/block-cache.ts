@@ -39,16 +39,12 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import PQueue from 'p-queue';
 import { LRUCache } from 'lru-cache';
 
-import { type ObjectStore, isStoreError } from '../../storage/object-store.js';
+import type { ObjectStore } from '../../storage/object-store.js';
 import type { MemoryBudget } from '../memory-budget.js';
 import type { DiskCache } from './disk-cache.js';
+import type { ObjectVersion } from './object-version.js';
 
-/** The version of an object that blocks are read from. */
-export interface ObjectVersion {
-  key: string;
-  etag: string;
-  size: number;
-}
+export type { ObjectVersion };
 
 export interface BlockCacheOptions {
   blockSize: number;
@@ -59,8 +55,6 @@ export interface BlockCacheOptions {
   disk?: DiskCache;
   /** Shared with uploads: their part buffers leave less room for blocks. */
   budget?: MemoryBudget;
-  /** Extra attempts of a GET that failed transiently, on top of the store's own retries. */
-  retries?: number;
   /**
    * Objects larger than this that are read sequentially pass through (see `passed`); default: a
    * quarter of the memory limit (of the budget's, when shared).
@@ -76,7 +70,6 @@ export interface BlockCacheStats {
   misses: number;
   gets: number;
   bytesFetched: number;
-  retries: number;
   skippedReadAhead: number;
   /** Blocks fetched into the buffer of an evicted block instead of fresh memory. */
   recycled: number;
@@ -84,14 +77,12 @@ export interface BlockCacheStats {
   passed: number;
 }
 
-const TRANSIENT = new Set(['Transient', 'Throttled', 'Unreachable']);
-
 /** Buffers of passed blocks kept for the next blocks fetched; more are left to the collector. */
 const MAX_SPARES = 4;
 
 export class BlockCache {
   readonly blockSize: number;
-  readonly stats: BlockCacheStats = { hits: 0, diskHits: 0, misses: 0, gets: 0, bytesFetched: 0, retries: 0, skippedReadAhead: 0, recycled: 0, passed: 0 };
+  readonly stats: BlockCacheStats = { hits: 0, diskHits: 0, misses: 0, gets: 0, bytesFetched: 0, skippedReadAhead: 0, recycled: 0, passed: 0 };
   private readonly memory: LRUCache<string, Buffer>;
   /** Block buffers this cache allocated and the store filled: only these are ever recycled. */
   private readonly own = new WeakSet<Buffer>();
@@ -299,29 +290,24 @@ export class BlockCache {
     return this.unread.has(oldest) || oldest === this.lastRead;
   }
 
+  /**
+   * One GET of bytes [start, end) through the queue. No retry here: the store has retried what
+   * another try can cure (storage/get-retry.ts), so a failure is final for this read.
+   */
   private async fetch(version: ObjectVersion, start: number, end: number, demand: boolean, into?: Buffer): Promise<Buffer> {
-    const attempts = 1 + (this.options.retries ?? 1);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const body = await this.queue.add(
-          async () => {
-            this.stats.gets += 1;
-            const { body } = await this.store.get(version.key, { range: { start, end: end - 1 }, ifMatch: version.etag, into });
-            this.stats.bytesFetched += body.length;
-            return body;
-          },
-          { priority: demand ? 1 : 0 },
-        );
-        if (body.length !== end - start) {
-          throw new Error(`${version.key}: the store returned ${body.length} bytes for a range of ${end - start}`);
-        }
+    const body = await this.queue.add(
+      async () => {
+        this.stats.gets += 1;
+        const { body } = await this.store.get(version.key, { range: { start, end: end - 1 }, ifMatch: version.etag, into });
+        this.stats.bytesFetched += body.length;
         return body;
-      } catch (error) {
-        if (attempt >= attempts || !isStoreError(error) || !TRANSIENT.has(error.code)) throw error;
-        this.stats.retries += 1;
-        await new Promise((resolve) => setTimeout(resolve, 50 * attempt + Math.random() * 50));
-      }
+      },
+      { priority: demand ? 1 : 0 },
+    );
+    if (body.length !== end - start) {
+      throw new Error(`${version.key}: the store returned ${body.length} bytes for a range of ${end - start}`);
     }
+    return body;
   }
 }
 

@@ -19,7 +19,7 @@ import { crc32 } from 'node:zlib';
 import { LRUCache } from 'lru-cache';
 
 import type { Logger } from '../../log/logger.js';
-import type { ObjectVersion } from './block-cache.js';
+import type { ObjectVersion } from './object-version.js';
 
 const MAGIC = Buffer.from('OBJMOUNT-BLOCK-1\n');
 

@@ -1,31 +1,27 @@
 /**
  * Uploads a local staging file as one object, at close.
  *
- * A file up to one part is a single PUT. A larger one is a multipart upload: the part size starts
- * at `partSize` and grows (in whole MiB) so the file never needs more than the store's maximum
- * part count; up to `concurrency` parts are read and in flight at once, so memory use is bounded
- * by `concurrency × part size` and by the mount's memory budget. When the start of the file is
- * unchanged from the object in the store, that start is copied inside the store instead of sent
- * (`uploadReusing`). Every failure exit aborts the multipart upload before the error is
- * rethrown, so no incomplete upload is left behind in the store.
+ * A file that fits in its first part is a single PUT. A larger one is a multipart upload through
+ * the one engine (multipart-upload.ts: parts in flight under the memory budget, an abort on every
+ * failure exit), in the part sizes of the one policy (part-sizes.ts), its base raised only when
+ * the store allows too few parts for the file. When the start of the file is unchanged from the
+ * object in the store, that start is copied inside the store instead of sent (`uploadReusing`).
  *
  * Files written from their start stream their parts while they are written instead
- * (streaming-upload.ts).
+ * (streaming-upload.ts), through the same engine.
  */
 
-import { type FileHandle, open } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 
-import PQueue from 'p-queue';
-
-import type { CompletedPart, ObjectStore, PutOptions } from '../../storage/object-store.js';
+import type { ObjectStore, PutOptions } from '../../storage/object-store.js';
 import type { MemoryBudget } from '../memory-budget.js';
 import type { UploadTracker } from './journal.js';
+import { type CopySource, MultipartUpload, readPart } from './multipart-upload.js';
 import type { PartBuffers } from './part-buffers.js';
-
-const MiB = 1024 * 1024;
+import { PartSizes } from './part-sizes.js';
 
 export interface FileUploaderOptions {
-  /** Preferred part size in bytes (grown when a file would need too many parts). */
+  /** Preferred part size in bytes (the base of the growing part sizes: part-sizes.ts). */
   partSize: number;
   /** Parts in flight at once per file. */
   concurrency: number;
@@ -37,44 +33,23 @@ export interface FileUploaderOptions {
   buffers?: PartBuffers;
 }
 
+/** A range of the new object: bytes [start, end), copied from `copyFrom` or sent from the staging file. */
+interface PartPlan {
+  start: number;
+  end: number;
+  copyFrom?: CopySource;
+}
+
 export class FileUploader {
   constructor(
     private readonly store: ObjectStore,
     private readonly options: FileUploaderOptions,
   ) {}
 
-  /** The part size used for a file of `size` bytes. */
-  partSizeFor(size: number): number {
-    const { maxParts, minPartSize, maxPartSize } = this.store.capabilities;
-    const needed = Math.ceil(size / maxParts);
-    const preferred = Math.max(this.options.partSize, minPartSize);
-    // Grow in whole MiB only when the preferred size would need too many parts.
-    const partSize = needed > preferred ? Math.ceil(needed / MiB) * MiB : preferred;
-    if (partSize > maxPartSize) {
-      throw new RangeError(`a ${size}-byte file needs parts larger than the store's ${maxPartSize}-byte maximum`);
-    }
-    return partSize;
-  }
-
   async upload(key: string, localPath: string, size: number, putOptions: PutOptions): Promise<{ etag: string }> {
-    const partSize = this.partSizeFor(size);
-    const file = await open(localPath, 'r');
-    try {
-      if (size <= partSize) {
-        await this.options.budget?.acquire(size);
-        try {
-          const body = await readPart(file, 0, size, this.options.buffers);
-          const result = await this.store.put(key, body, putOptions);
-          this.options.buffers?.give(body);
-          return result;
-        } finally {
-          this.options.budget?.release(size);
-        }
-      }
-      return await this.uploadMultipart(key, file, splitRange(0, size, partSize), putOptions);
-    } finally {
-      await file.close();
-    }
+    const sizes = new PartSizes(this.store.capabilities, this.options.partSize, size);
+    if (size <= sizes.sizeOf(1)) return this.put(key, localPath, size, putOptions);
+    return this.uploadMultipart(key, localPath, planParts(sizes, 0, 0, size), putOptions);
   }
 
   /**
@@ -91,113 +66,83 @@ export class FileUploader {
    * the rest is read from the staging file and sent. Appending 1 MiB to a 1 GiB object sends
    * about 1 MiB.
    */
-  async uploadReusing(
-    key: string,
-    localPath: string,
-    size: number,
-    source: { key: string; etag: string; bytes: number },
-    putOptions: PutOptions,
-  ): Promise<{ etag: string }> {
-    const partSize = this.partSizeFor(size);
-    const { minPartSize, maxPartSize } = this.store.capabilities;
+  async uploadReusing(key: string, localPath: string, size: number, source: CopySource & { bytes: number }, putOptions: PutOptions): Promise<{ etag: string }> {
+    const sizes = new PartSizes(this.store.capabilities, this.options.partSize, size);
+    const copyFrom = { key: source.key, etag: source.etag };
     // Copied parts are never last unless nothing follows: each must reach the minimum size.
-    const copied = splitRange(0, source.bytes, Math.min(maxPartSize, Math.max(partSize, minPartSize)), minPartSize).map(
-      (part) => ({ ...part, copyFrom: source }),
-    );
-    const sent = splitRange(source.bytes, size, partSize);
-    const file = await open(localPath, 'r');
-    try {
-      return await this.uploadMultipart(key, file, [...copied, ...sent], putOptions);
-    } finally {
-      await file.close();
-    }
+    const copied = planParts(sizes, 0, 0, source.bytes, this.store.capabilities).map((part) => ({ ...part, copyFrom }));
+    const sent = planParts(sizes, copied.length, source.bytes, size);
+    return this.uploadMultipart(key, localPath, [...copied, ...sent], putOptions);
   }
 
-  private async uploadMultipart(key: string, file: FileHandle, plan: PartPlan[], putOptions: PutOptions): Promise<{ etag: string }> {
-    const uploadId = await this.store.createMultipartUpload(key, putOptions);
-    await this.options.tracker?.begun(key, uploadId).catch(() => undefined); // only crash recovery needs it
-    try {
-      const parts: CompletedPart[] = new Array(plan.length);
-      const queue = new PQueue({ concurrency: this.options.concurrency });
-      let failure: unknown;
-      for (const [index, { start, end, copyFrom }] of plan.entries()) {
-        void queue.add(async () => {
-          if (failure) return;
-          const partNumber = index + 1;
-          try {
-            if (copyFrom) {
-              const range = { start, end: end - 1 };
-              parts[index] = { partNumber, etag: await this.store.uploadPartCopy(key, uploadId, partNumber, { key: copyFrom.key, range, ifMatch: copyFrom.etag }) };
-              return;
-            }
-            const length = end - start;
-            await this.options.budget?.acquire(length);
-            try {
-              const body = await readPart(file, start, length, this.options.buffers);
-              parts[index] = { partNumber, etag: await this.store.uploadPart(key, uploadId, partNumber, body) };
-              this.options.buffers?.give(body);
-            } finally {
-              this.options.budget?.release(length);
-            }
-          } catch (error) {
-            failure ??= error;
-          }
-        });
-      }
-      await queue.onIdle();
-      if (failure) throw failure;
-      const result = await this.store.completeMultipartUpload(key, uploadId, parts);
-      await this.options.tracker?.ended(uploadId).catch(() => undefined);
-      return result;
-    } catch (error) {
-      // The upload error is what the writer must see; a failed abort keeps its record, so the
-      // next mount tries again.
-      await this.abandon(key, uploadId).catch(() => undefined);
-      throw error;
-    }
-  }
-
-  /** Aborts a multipart upload and forgets its record. */
+  /** Aborts a multipart upload a previous daemon left, and forgets its record. */
   async abandon(key: string, uploadId: string): Promise<void> {
     await this.store.abortMultipartUpload(key, uploadId);
     await this.options.tracker?.ended(uploadId).catch(() => undefined);
   }
-}
 
-interface PartPlan {
-  start: number;
-  /** Exclusive. */
-  end: number;
-  copyFrom?: { key: string; etag: string };
+  private async put(key: string, localPath: string, size: number, putOptions: PutOptions): Promise<{ etag: string }> {
+    const file = await open(localPath, 'r');
+    await this.options.budget?.acquire(size);
+    try {
+      const body = await readPart(file, 0, size, this.options.buffers);
+      const result = await this.store.put(key, body, putOptions);
+      this.options.buffers?.give(body);
+      return result;
+    } finally {
+      this.options.budget?.release(size);
+      await file.close();
+    }
+  }
+
+  private async uploadMultipart(key: string, localPath: string, plan: PartPlan[], putOptions: PutOptions): Promise<{ etag: string }> {
+    const file = await open(localPath, 'r');
+    const upload = new MultipartUpload(this.store, key, putOptions, this.options);
+    try {
+      for (const { start, end, copyFrom } of plan) {
+        if (copyFrom) await upload.copy(copyFrom, start, end);
+        else await upload.send(file, start, end);
+      }
+      return await upload.complete();
+    } catch (error) {
+      // The engine has aborted after a part's failure; this covers any other exit. The upload
+      // error is what the writer must see; a failed abort keeps its record for the next mount.
+      await upload.abort().catch(() => undefined);
+      throw error;
+    } finally {
+      await file.close();
+    }
+  }
 }
 
 /**
- * [start, end) in parts of `partSize`. With `minPartSize`, a last piece smaller than that is
- * merged into the one before it: for ranges that other parts follow, since every part but the
- * last of an upload must reach the store's minimum.
+ * Bytes [start, end) cut into parts numbered from `after + 1`, in the sizes `sizes` gives them.
+ * With `limits`, a last piece below the store's minimum part size is joined to the one before
+ * (or, where that would pass the maximum, takes the bytes it lacks from it): for ranges that
+ * other parts follow, since every part but the last of an upload must reach the minimum.
  */
-function splitRange(start: number, end: number, partSize: number, minPartSize = 0): PartPlan[] {
+function planParts(
+  sizes: PartSizes,
+  after: number,
+  start: number,
+  end: number,
+  limits?: { minPartSize: number; maxPartSize: number },
+): PartPlan[] {
   const parts: PartPlan[] = [];
-  for (let at = start; at < end; at += partSize) parts.push({ start: at, end: Math.min(end, at + partSize) });
+  for (let at = start, number = after + 1; at < end; number++) {
+    const next = Math.min(end, at + sizes.sizeOf(number));
+    parts.push({ start: at, end: next });
+    at = next;
+  }
   const last = parts[parts.length - 1];
-  if (parts.length > 1 && last && last.end - last.start < minPartSize) {
-    parts.pop();
-    parts[parts.length - 1]!.end = last.end;
+  const before = parts[parts.length - 2];
+  if (limits && last && before && last.end - last.start < limits.minPartSize) {
+    if (last.end - before.start <= limits.maxPartSize) {
+      parts.pop();
+      before.end = last.end;
+    } else {
+      before.end = last.start = last.end - limits.minPartSize;
+    }
   }
   return parts;
-}
-
-/**
- * Bytes [position, position + length) of a staged file, in a buffer of their own (from `buffers`:
- * give it back once the store has the part).
- */
-export async function readPart(file: FileHandle, position: number, length: number, buffers?: PartBuffers): Promise<Buffer> {
-  const into = buffers?.take(length) ?? Buffer.allocUnsafe(length); // every byte is read into it, or it is dropped
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await file.read(into, done, length - done, position + done);
-    if (bytesRead === 0) throw new Error(`the staging file ended ${length - done} bytes early`);
-    done += bytesRead;
-  }
-  return into;
 }

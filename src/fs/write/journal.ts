@@ -20,8 +20,7 @@ import { join } from 'node:path';
 
 import PQueue from 'p-queue';
 
-import { type ObjectMetadata, isStoreError } from '../../storage/object-store.js';
-import type { FileUploader } from './file-uploader.js';
+import { type ObjectMetadata, type PutOptions, isStoreError } from '../../storage/object-store.js';
 
 const SUFFIX = '.pending.json';
 const UPLOAD_SUFFIX = '.upload.json';
@@ -78,6 +77,13 @@ export class UploadTracker {
   }
 }
 
+/** What recovery asks of the uploader (file-uploader.ts's `FileUploader`). */
+export interface RecoveryUploader {
+  upload(key: string, localPath: string, size: number, putOptions: PutOptions): Promise<unknown>;
+  /** Aborts a multipart upload a previous daemon left. */
+  abandon(key: string, uploadId: string): Promise<void>;
+}
+
 export interface RecoveryResult {
   uploaded: string[];
   failed: Array<{ key: string; error: unknown }>;
@@ -90,7 +96,7 @@ export interface RecoveryResult {
  * removes each record (and its staging file) once its object is in the store. Records whose
  * staging file is missing or short are reported as failed and kept, for a person to look at.
  */
-export async function recover(stagingDir: string, uploader: FileUploader, concurrency: number): Promise<RecoveryResult> {
+export async function recover(stagingDir: string, uploader: RecoveryUploader, concurrency: number): Promise<RecoveryResult> {
   const all = await readdir(stagingDir).catch((): string[] => []);
   const names = all.filter((name) => name.endsWith(SUFFIX));
   const result: RecoveryResult = { uploaded: [], failed: [], aborted: [] };
