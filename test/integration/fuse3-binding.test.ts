@@ -326,7 +326,8 @@ describe('unmounting', () => {
 
   it('of a session never mounted does nothing', async () => {
     const session = new FuseSession(tmpdir(), new MemoryTree().operations(), { fsName: 'never', allowOther: false, attrTimeoutSeconds: 0, debug: false });
-    await session.unmount();
+    await expect(session.unmount()).resolves.toBeUndefined();
+    expect(isMounted(tmpdir())).toBe(false);
   });
 });
 
