@@ -460,7 +460,6 @@ interface OpenedStore {
   probeHints?: Record<string, string>;
 }
 
-/** Resolves the source's credential and builds its provider's store; a missing credential is a `UserError`. */
 /** The CA certificates to trust and whether to verify at all: the command line, the stored credential, AWS_CA_BUNDLE. */
 function tlsOptions(
   options: MountOptions,
@@ -487,6 +486,7 @@ function tlsOptions(
   return { caCertificates, insecure };
 }
 
+/** Resolves the source's credential and builds its provider's store; a missing credential is a `UserError`. */
 async function openStore(options: MountOptions, deps: MountDependencies): Promise<OpenedStore> {
   const { source, maxConnections, maxUploadParts } = options;
   try {
