@@ -14,7 +14,7 @@ import { AzureStore } from '../storage/azure-store.js';
 import { S3Store } from '../storage/s3-store.js';
 import { type CredentialFormat, CredentialFormatError, type ImportedCredential, parseCredentials, parseEnvironment } from './formats.js';
 import {
-  CredentialStore,
+  type CredentialStore,
   type StoredAzureCredential,
   type StoredCredential,
   type StoredGcsCredential,

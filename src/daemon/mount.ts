@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { DEFAULTS, MiB, type MountOptions, ROOT_VIEW_WORD, formatSource, parseSource } from '../config/mount-options.js';
+import { DEFAULTS, MiB, type MountOptions, formatSource, parseSource } from '../config/mount-options.js';
 import type { AzureCredentialResolver } from '../creds/azure-credentials.js';
 import type { GcsCredentialResolver } from '../creds/gcs-credentials.js';
 import { CredentialError, type CredentialResolver } from '../creds/resolver.js';

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Presets, SingleBar } from 'cli-progress';
 
 import { detach, findMount, isFuseType } from './mountpoint.js';
-import { MountRegistry, isAlive } from './registry.js';
+import { type MountRegistry, isAlive } from './registry.js';
 import { queryStatus } from './status.js';
 import { UserError } from './user-error.js';
 
