@@ -149,10 +149,10 @@ for (let run = 0; run < RUNS; run++) {
 console.log(`\nAzure read, ${SIZE_MIB} MiB, ${RUNS} runs, ${new Date().toISOString()} ${EXTRA.join(' ')}`);
 console.log('| run | SDK MB/s | mount MB/s | ratio | daemon CPU s/GiB | Azurite CPU s/GiB | socket bytes / file | requests | page faults / MiB | peak RSS MiB | load 1m |');
 console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
-rows.forEach((r, i) =>
+for (const [i, r] of rows.entries()) {
   console.log(
     `| ${i + 1} | ${sdk[i].toFixed(0)} | ${r.mbps.toFixed(0)} | ${(r.mbps / sdk[i]).toFixed(2)} | ${r.cpuPerGiB.toFixed(2)} | ${r.azuritePerGiB.toFixed(2)} | ${r.fetched.toFixed(3)} | ${r.requests} | ${r.faultsPerMiB.toFixed(0)} | ${r.peakRss.toFixed(0)} | ${r.load.toFixed(2)} |`,
-  ),
-);
+  );
+}
 console.log(`median: SDK ${median(sdk).toFixed(0)} MB/s (${median(sdkCpuPerGiB).toFixed(2)} CPU s/GiB), mount ${median(mount).toFixed(0)} MB/s, ratio ${(median(mount) / median(sdk)).toFixed(2)}, daemon ${median(rows.map((r) => r.cpuPerGiB)).toFixed(2)} CPU s/GiB`);
 await azurite.close();

@@ -17,7 +17,6 @@
  * machine they vary far less than the rates. bench/azure-read.mjs looks at the read alone.
  */
 
-import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 

@@ -14,7 +14,7 @@
  */
 
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -141,7 +141,7 @@ const results = variants.map((variant, i) => {
 console.log(`load average at the end: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
 
 // Each column against the faster of the two C file systems.
-const cs = results.filter((r, i) => variants[i].c);
+const cs = results.filter((_r, i) => variants[i].c);
 const c = { read: Math.max(...cs.map((r) => r.read)), write: Math.max(...cs.map((r) => r.write)), stats: Math.max(...cs.map((r) => r.stats)) };
 console.log('\nRatios are to the faster C variant of each column.');
 console.log('\n| binding | read MB/s | read vs C | write MB/s | write vs C | stat ops/s | stat vs C |');

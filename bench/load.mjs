@@ -123,11 +123,14 @@ try {
     peak = Math.max(peak, rssMiB(mount.pid));
     // What the daemon says it holds, at the largest resident size seen, to tell cache and
     // buffers from the runtime's own.
-    status(mount.dir).then((s) => {
-      if (!s?.memory) return;
-      held = Math.max(held, (s.memory.cacheBytes + s.memory.uploadBytes) / MiB);
-      if (s.memory.rss > (worst?.rss ?? 0)) worst = s.memory;
-    });
+    status(mount.dir).then(
+      (s) => {
+        if (!s?.memory) return;
+        held = Math.max(held, (s.memory.cacheBytes + s.memory.uploadBytes) / MiB);
+        if (s.memory.rss > (worst?.rss ?? 0)) worst = s.memory;
+      },
+      () => undefined, // a sample the busy daemon did not answer is only a sample missed
+    );
   }, 1000);
   const started = Date.now();
   await Promise.all([

@@ -113,7 +113,7 @@ for (const tool of [objmountSync, objmountAsync, s3fs, rclone].filter((t) => t.n
   try {
     for (let run = 0; run < RUNS; run++) {
       const id = `${tool.name.split(' ')[0]}-${tool.name.includes('async') ? 'a' : 's'}-${run}`;
-      let m = await tool.mount();
+      const m = await tool.mount();
       let start = process.hrtime.bigint();
       row.close.push(await timed(() => sh(`dd if=${source} of=big-${id} bs=1M status=none`, m.dir)));
       row.durable.push(await waitFor(async () => (await sizeInStore(`big-${id}`)) === SIZE, start));

@@ -21,14 +21,14 @@ const ops = {
     if (path === '/null' || (path[1] === 'e' && Number(path.slice(2)) < 1_000_000)) return cb(0, { mode: 0o100644, size: 0, ...times });
     cb(ENOENT);
   },
-  open: (path, flags, cb) => cb(0, 0),
-  truncate: (path, size, cb) => cb(0),
-  read(path, fh, buffer, length, position, cb) {
+  open: (_path, _flags, cb) => cb(0, 0),
+  truncate: (_path, _size, cb) => cb(0),
+  read(_path, _fh, buffer, length, position, cb) {
     const n = Math.max(0, Math.min(length, ZERO_SIZE - position));
     buffer.fill(0, 0, n);
     cb(n);
   },
-  write: (path, fh, buffer, length, position, cb) => cb(length),
+  write: (_path, _fh, _buffer, length, _position, cb) => cb(length),
 };
 
 let session;

@@ -14,7 +14,7 @@ import { createStore } from '../storage/store-factory.js';
 import { type AnyCredential, clientFor } from './account-client.js';
 import { type CredentialFormat, CredentialFormatError, type ImportedCredential, parseCredentials, parseEnvironment } from './formats.js';
 import {
-  CredentialStore,
+  type CredentialStore,
   type StoredAzureCredential,
   type StoredCredential,
   type StoredGcsCredential,

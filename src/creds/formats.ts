@@ -397,7 +397,7 @@ function parseOpenStackTable(file: string, text: string): ImportedS3Credential[]
     .map((line) => ({ line, cells: line.text.split('|').slice(1, -1).map((cell) => cell.trim()) }));
   const credentials: ImportedS3Credential[] = [];
   const header = rows[0]?.cells.map((cell) => cell.toLowerCase());
-  if (header && header.includes('access') && header.includes('secret')) {
+  if (header?.includes('access') && header.includes('secret')) {
     // `list`: one credential per row.
     const access = header.indexOf('access');
     const secret = header.indexOf('secret');

@@ -61,7 +61,7 @@ export class DefaultChainResolver implements CredentialResolver {
 function memoize(provider: AwsCredentialIdentityProvider): AwsCredentialIdentityProvider {
   let current: Promise<AwsCredentialIdentity> | undefined;
   return async () => {
-    if (current) {
+    if (current !== undefined) {
       const identity = await current.catch(() => undefined);
       const expiresAt = identity?.expiration?.getTime();
       if (identity && (expiresAt === undefined || expiresAt - Date.now() > 5 * 60_000)) return identity;

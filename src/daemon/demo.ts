@@ -27,7 +27,7 @@ const SAMPLE_FILES: Record<string, string> = {
   'hello.txt': 'Hello from object storage!\n',
   'notes/ideas.md': '# Ideas\n\n- mount every bucket\n- make it fast\n',
   'notes/2026/november.md': 'Implicit directories (notes/2026/) come from key prefixes.\n',
-  'data/numbers.csv': ['n,square', ...Array.from({ length: 100 }, (_, i) => `${i},${i * i}`)].join('\n') + '\n',
+  'data/numbers.csv': `${['n,square', ...Array.from({ length: 100 }, (_, i) => `${i},${i * i}`)].join('\n')}\n`,
 };
 
 export interface DemoOptions {

@@ -10,7 +10,7 @@ import { Presets, SingleBar } from 'cli-progress';
 
 import { UserError } from '../errors/user-error.js';
 import { detach, findMount, isFuseType } from './mountpoint.js';
-import { MountRegistry, isAlive } from './registry.js';
+import { type MountRegistry, isAlive } from './registry.js';
 import { queryStatus } from './status.js';
 
 export async function unmount(

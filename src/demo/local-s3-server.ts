@@ -410,7 +410,7 @@ async function s3Semantics(ctx: Context, next: Next): Promise<void> {
       const size = Number(metadata['content-length']);
       const length = Math.min(Number(suffixRange[1]), size);
       if (length === 0) throw new S3Error('InvalidRange', 'The requested range is not satisfiable', { ActualObjectSize: size });
-      ctx.headers['range'] = `bytes=${size - length}-${size - 1}`;
+      ctx.headers.range = `bytes=${size - length}-${size - 1}`;
     }
   }
   return next();
@@ -542,7 +542,7 @@ async function verifySignatureV4(ctx: Context): Promise<void> {
       signableHeaders: new Set(signedHeaders),
     },
   );
-  const expected = /Signature=([0-9a-f]+)/.exec(String(signed.headers['authorization']))?.[1];
+  const expected = /Signature=([0-9a-f]+)/.exec(String(signed.headers.authorization))?.[1];
   if (expected !== signature) {
     throw new S3Error(
       'SignatureDoesNotMatch',
@@ -775,7 +775,7 @@ async function listMultipartUploads(ctx: Context, bucket: string): Promise<void>
       MaxUploads: 1000,
       IsTruncated: false,
       Upload: uploads
-        .filter((upload) => upload !== undefined && upload.key.startsWith(prefix))
+        .filter((upload) => upload?.key.startsWith(prefix))
         .map((upload) => upload!)
         .sort((a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)) || a.initiated.getTime() - b.initiated.getTime())
         .map((upload) => ({

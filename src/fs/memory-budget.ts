@@ -7,16 +7,16 @@
  * the block caches are asked to shrink first (cached blocks are only a speed-up); if it still
  * does not fit, the upload waits for another part to finish, so a writer faster than the store is
  * slowed down instead of the daemon growing. One part is always let through, so a part larger
- * than the whole budget cannot wait forever. A block cache, in turn, asks the budget for room
- * (`reserveForCache`) before it keeps or fetches a block: the room is the limit less the upload
- * bytes and every cache's blocks together.
+ * than the whole budget cannot wait forever. A block cache, in turn, makes room in the budget
+ * (`shrinkCachesTo`, down to `cacheRoom` less the block) before it keeps or fetches a block: the
+ * room is the limit less the upload bytes and every cache's blocks together.
  *
  * Whichever asks, eviction takes from the cache that holds the most first (each evicts its least
  * recently used blocks), so one bucket read at full speed does not push out another bucket's few
  * hot blocks, and an idle bucket's cache gives way to a busy one.
  *
  * The process holds more than what is counted here: Buffers dropped but not yet collected,
- * memory the allocator keeps after frees (FUSE threads' arenas among them). With `followRss`,
+ * memory the allocator keeps after frees (libuv's worker threads' arenas among them). With `followRss`,
  * the budget measures the process four times a second and gives that overhead to no one: the room for
  * cached blocks shrinks by what the resident size has grown beyond its size at start plus the
  * counted bytes, so that the whole process stays near its start + the limit. The overhead takes
@@ -84,16 +84,6 @@ export class MemoryBudget {
   /** Stops counting `cache` (its bucket is closed). */
   detachCache(cache: ShrinkableCache): void {
     this.caches.delete(cache);
-  }
-
-  /**
-   * Makes room for `bytes` more of cached blocks, evicting from the caches (the one holding the
-   * most first); whether they fit now. A read a program waits for proceeds even when they do not.
-   */
-  reserveForCache(bytes: number): boolean {
-    const room = this.cacheRoom;
-    this.shrinkCachesTo(Math.max(0, room - bytes));
-    return this.cacheBytes + bytes <= room;
   }
 
   /**

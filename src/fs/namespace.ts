@@ -115,7 +115,7 @@ export class Namespace {
     if (cached?.exists && cached.node.complete) return cached.node;
     if (!cached && this.knownMissing(path)) return undefined;
     const pending = this.lookups.get(path);
-    if (pending) return pending;
+    if (pending !== undefined) return pending;
     if (cached?.exists) this.completeSiblings(path);
     else this.noteColdLookup(posix.dirname(path));
     const lookup = (cached?.exists ? this.lookup(path, cached.node) : this.lookupAgain(path)).finally(() => this.lookups.delete(path));

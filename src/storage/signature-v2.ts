@@ -52,10 +52,10 @@ export class SignatureV2Signer {
     for (const [name, value] of Object.entries(request.headers)) {
       if (!V4_ONLY.includes(name.toLowerCase())) headers[name.toLowerCase()] = value;
     }
-    headers['date'] = new Date().toUTCString();
+    headers.date = new Date().toUTCString();
     if (identity.sessionToken) headers['x-amz-security-token'] = identity.sessionToken;
     request.headers = headers;
-    headers['authorization'] = `AWS ${identity.accessKeyId}:${signatureV2(request, identity.secretAccessKey, this.bucket)}`;
+    headers.authorization = `AWS ${identity.accessKeyId}:${signatureV2(request, identity.secretAccessKey, this.bucket)}`;
     return request;
   }
 }
@@ -78,7 +78,7 @@ export function stringToSignV2(request: HttpRequest, bucket: string): string {
     })
     .sort();
   if (subresources.length > 0) resource += `?${subresources.join('&')}`;
-  return [request.method, headers['content-md5'] ?? '', headers['content-type'] ?? '', headers['date'] ?? '', ...amzHeaders, resource].join('\n');
+  return [request.method, headers['content-md5'] ?? '', headers['content-type'] ?? '', headers.date ?? '', ...amzHeaders, resource].join('\n');
 }
 
 function signatureV2(request: HttpRequest, secretAccessKey: string, bucket: string): string {

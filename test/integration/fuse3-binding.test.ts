@@ -269,7 +269,14 @@ describe('the inode table', () => {
     tree.file('/f', 'first');
     let reads = 0;
     const read = tree.operations().read as unknown as (...args: unknown[]) => void;
-    const m = await mount(tree.operations({ read: (...args: unknown[]) => (reads++, read(...args)) }));
+    const m = await mount(
+      tree.operations({
+        read: (...args: unknown[]) => {
+          reads++;
+          read(...args);
+        },
+      }),
+    );
     const file = join(m.mountpoint, 'f');
     expect((await sh(`cat ${file}`)).stdout).toBe('first');
     const afterFirst = reads;
@@ -294,7 +301,7 @@ describe('large buffers (the block cache\'s memory)', () => {
       buffer.fill(n + 1);
       return buffer;
     });
-    buffers.forEach((buffer, n) => expect(buffer.every((byte) => byte === n + 1)).toBe(true));
+    for (const [n, buffer] of buffers.entries()) expect(buffer.every((byte) => byte === n + 1)).toBe(true);
     const thp = readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8');
     if (!thp.includes('[never]')) expect(hugeKiB() - before).toBeGreaterThanOrEqual(16 * 1024); // most of the 32 MiB
     expect(largeBuffer(8 * MiB + 4096)).toBeUndefined();
@@ -326,7 +333,8 @@ describe('unmounting', () => {
 
   it('of a session never mounted does nothing', async () => {
     const session = new FuseSession(tmpdir(), new MemoryTree().operations(), { fsName: 'never', allowOther: false, attrTimeoutSeconds: 0, debug: false });
-    await session.unmount();
+    await expect(session.unmount()).resolves.toBeUndefined();
+    expect(isMounted(tmpdir())).toBe(false);
   });
 });
 

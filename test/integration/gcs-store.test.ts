@@ -81,7 +81,7 @@ describe('GcsStore on the emulator: what is GCS-specific', () => {
     expect(id).toMatch(/^[0-9a-f]{16}$/);
     await gcs.uploadPart('dir/file', id, 1, Buffer.alloc(100, 1));
     await gcs.uploadPart('dir/file', id, 2, Buffer.alloc(100, 2));
-    expect(await raw('dir/')).toEqual(['dir/file.objmount-part-' + id + '-1', 'dir/file.objmount-part-' + id + '-2', 'dir/other']);
+    expect(await raw('dir/')).toEqual([`dir/file.objmount-part-${id}-1`, `dir/file.objmount-part-${id}-2`, 'dir/other']);
     const page = await gcs.list({ prefix: 'dir/', delimiter: '/' });
     expect(page.objects.map((o) => o.key)).toEqual(['dir/other']);
     await gcs.abortMultipartUpload('dir/file', id);

@@ -164,7 +164,7 @@ describe('1-4. listings', () => {
 });
 
 describe('5-6. long keys', () => {
-  const component255 = 'n'.repeat(250) + 'ééé'.slice(0, 2) + 'x'; // 255 bytes: 250 + 2 × 2 + 1
+  const component255 = `${'n'.repeat(250)}${'ééé'.slice(0, 2)}x`; // 255 bytes: 250 + 2 × 2 + 1
   const key1024 = `long/${'k'.repeat(200)}/${'é'.repeat(300)}/${'z'.repeat(1024 - 5 - 201 - 601)}`;
 
   it('stores, lists and deletes 255-byte components and 1,024-byte keys', async () => {

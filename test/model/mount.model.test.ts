@@ -5,7 +5,9 @@
  * behind the mount's back (another client's put or delete), and some unmount and mount again, so
  * what was acknowledged must come back from the store. A failure shrinks to a small sequence,
  * kept as a named regression test (mount.test.ts, "writes a file again while its last handle is
- * being released"). The suite runs it briefly; `scripts/test-model` runs it for longer.
+ * being released"). The suite runs it briefly; `scripts/test-model` runs it for longer. The same
+ * model runs in process on FileSystem, thousands of sequences a run, with store failures and
+ * files held open: test/unit/file-system.model.test.ts.
  */
 
 import {

@@ -151,7 +151,12 @@ describe('one read of the credential store for every resolver of a mount', () =>
     const real = new CredentialStore(dir);
     writeFileSync(real.file, JSON.stringify(contents()), { mode: 0o600 });
     let reads = 0;
-    const counted: CredentialSource = { read: () => (reads++, real.read()) };
+    const counted: CredentialSource = {
+      read: () => {
+        reads++;
+        return real.read();
+      },
+    };
     const loaded = new LoadedCredentialStore(counted);
     await Promise.all([
       new StoreResolver(loaded, noS3Fallback).resolveS3('data'),

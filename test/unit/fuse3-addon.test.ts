@@ -25,12 +25,12 @@ function expectTypeError(call: () => unknown, message: string | RegExp): void {
 describe('the libfuse 3 addon rejects bad arguments', () => {
   it('a mountpoint that is not an absolute path string', () => {
     expectTypeError(() => create(42 as unknown as string, {}, {}), 'mountpoint must be an absolute path');
-    expectTypeError(() => create('relative/dir', {}, {}), /./);
-    expectTypeError(() => create('', {}, {}), /./);
+    expectTypeError(() => create('relative/dir', {}, {}), 'mountpoint must be an absolute path');
+    expectTypeError(() => create('', {}, {}), 'mountpoint must be an absolute path');
   });
 
   it('options and ops that are not objects', () => {
-    expect(() => create('/mnt', null as unknown as object, {}), 'options must be an object');
+    expectTypeError(() => create('/mnt', null as unknown as object, {}), 'options must be an object');
     expectTypeError(() => create('/mnt', {}, 'ops' as unknown as object), 'ops must be an object of functions');
     expectTypeError(() => create('/mnt', {}, {}, 'dispatch'), 'dispatch must be a function');
   });
@@ -44,12 +44,12 @@ describe('the libfuse 3 addon rejects bad arguments', () => {
   });
 
   it('an fsName that would break the mount option string', () => {
-    expect(() => create('/mnt', { fsName: 's3://a,b' }, {}), "options.fsName must be a non-empty string without ',' or '\\'");
+    expectTypeError(() => create('/mnt', { fsName: 's3://a,b' }, {}), "options.fsName must be a non-empty string without ',' or '\\'");
     expectTypeError(() => create('/mnt', { subtype: 7 }, {}), /options.subtype/);
   });
 
   it('an operation that is not a function', () => {
-    expect(() => create('/mnt', {}, { getattr: 'nope' } as never), 'ops.getattr must be a function');
+    expectTypeError(() => create('/mnt', {}, { getattr: 'nope' } as never), 'ops.getattr must be a function');
     expectTypeError(() => create('/mnt', {}, { read: {} } as never), 'ops.read must be a function');
   });
 
@@ -74,12 +74,13 @@ describe('the libfuse 3 addon rejects bad arguments', () => {
     const handle = create('/mnt', {}, {});
     expectTypeError(() => addon.reply(handle, -1, 0), 'id must be a request id from dispatch');
     expectTypeError(() => addon.reply(handle, '7' as never, 0), 'id must be a request id from dispatch');
-    addon.reply(handle, 12345, 0); // no such request (answered, or aborted by unmount): ignored
+    // No such request (answered, or aborted by unmount): ignored.
+    expect(() => addon.reply(handle, 12345, 0)).not.toThrow();
   });
 
   it('accepts well-formed arguments, and an unmounted session does not keep the process alive', () => {
     const handle = create('/mnt', { fsName: 's3://bucket/prefix', allowOther: false, attrTimeout: 1.5, maxWrite: 1 << 20 }, { getattr: noop });
     expect(typeof handle).toBe('object');
-    addon.unmount(handle); // stopping a session that never mounted is harmless
+    expect(() => addon.unmount(handle)).not.toThrow(); // stopping a session that never mounted is harmless
   });
 });

@@ -20,7 +20,10 @@ const PART = 16 * KiB;
 describe('PartBuffers', () => {
   it('gives a buffer given back to the next part of its size, and new memory otherwise', () => {
     const allocated: number[] = [];
-    const buffers = new PartBuffers(PART, 4, (bytes) => (allocated.push(bytes), undefined));
+    const buffers = new PartBuffers(PART, 4, (bytes) => {
+      allocated.push(bytes);
+      return undefined;
+    });
     const first = buffers.take(PART);
     expect(first.length).toBe(PART);
     buffers.give(first);
@@ -91,7 +94,10 @@ describe('uploads through PartBuffers', () => {
       return memory.uploadPart(key, uploadId, partNumber, body);
     };
     let fresh = 0;
-    const buffers = new PartBuffers(PART, 2, () => (fresh++, undefined));
+    const buffers = new PartBuffers(PART, 2, () => {
+      fresh++;
+      return undefined;
+    });
     const fs = new FileSystem(store, {
       prefix: '',
       defaults: { uid: 0, gid: 0, fileMode: 0o644, dirMode: 0o755 },

@@ -15,7 +15,6 @@ import { MemoryStore } from '../../src/storage/memory-store.js';
 import type { ObjectStore } from '../../src/storage/object-store.js';
 
 const KiB = 1024;
-const MiB = 1024 * KiB;
 const PART = 16 * KiB;
 const CHUNK = 4 * KiB; // one kernel write
 

@@ -188,7 +188,7 @@ export class BlockCache {
       return Promise.resolve(cached);
     }
     const pending = this.inflight.get(id);
-    if (pending) {
+    if (pending !== undefined) {
       if (demand) {
         this.stats.hits += 1;
         this.wanted.add(id);

@@ -2,9 +2,9 @@
  * Reads of one open handle, served from the block cache, with read-ahead.
  *
  * A read that starts where the previous one ended (or at 0 on a fresh handle) is sequential, and
- * so is one that starts within the window of where a sequential stream stands: FUSE serves
- * requests on several threads, so the kernel's read-ahead (several consecutive ranges in flight
- * at once) can reach us slightly out of order. Otherwise a read is a seek. Sequential reads:
+ * so is one that starts within the window of where a sequential stream stands: the kernel keeps
+ * several consecutive ranges in flight at once (its read-ahead), and a program reading with
+ * several threads asks for them slightly out of order. Otherwise a read is a seek. Sequential reads:
  * their blocks are read through the cache, and the read-ahead window, which starts at
  * `minReadAhead` and doubles with every sequential read up to `maxReadAhead`, asks the cache
  * for the blocks after it, so they are on their way before the program gets there. A read

@@ -224,7 +224,7 @@ export class Committer {
    */
   private async finishStream(file: OpenFile, options: PutOptions): Promise<string | undefined> {
     const stream = file.stream;
-    if (!stream || !stream.started) {
+    if (!stream?.started) {
       file.stream = undefined;
       return undefined;
     }
