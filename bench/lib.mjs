@@ -18,6 +18,7 @@ const server$ = await import(join(root, 'dist/demo/local-s3-server.js'));
 export const { LOCAL_S3_ACCESS_KEY: KEY, LOCAL_S3_SECRET_KEY: SECRET } = server$;
 const sdk$ = await import('@aws-sdk/client-s3');
 export const { S3Client, GetObjectCommand, PutObjectCommand } = sdk$;
+const { CompleteMultipartUploadCommand, CreateMultipartUploadCommand, HeadObjectCommand, ListObjectsV2Command, UploadPartCommand } = sdk$;
 
 export const MiB = 1024 * 1024;
 export const work = mkdtempSync(join(tmpdir(), 'objmount-bench-'));
@@ -99,6 +100,11 @@ export async function startServer(buckets) {
   return { server, sdk };
 }
 
+// The bench's objmount mounts record themselves (and their control sockets) in a directory of
+// their own, so `status()` finds each by its mountpoint and nothing is left behind.
+process.env.OBJMOUNT_RUNTIME_DIR = join(work, 'run');
+const registry = new (await import(join(root, 'dist/daemon/registry.js'))).MountRegistry(process.env.OBJMOUNT_RUNTIME_DIR);
+const { queryStatus } = await import(join(root, 'dist/daemon/status.js'));
 const env = { ...process.env, AWS_ACCESS_KEY_ID: KEY, AWS_SECRET_ACCESS_KEY: SECRET, AWS_EC2_METADATA_DISABLED: 'true' };
 // objmount mounts here in the foreground: it gets the malloc settings its daemon mode gives itself.
 const { DAEMON_MALLOC_ENV } = await import(join(root, 'dist/daemon/malloc-env.js'));
@@ -112,23 +118,23 @@ export function tools(server, bucket, objmountArgs = []) {
   const objmount = {
     name: 'objmount',
     available: true,
-    command: (dir) => [process.execPath, [join(root, 'bin/objmount.js'), 'mount', `s3://${bucket}`, dir, '--endpoint', server.endpoint, '--foreground', '--log-level', 'warn', ...objmountArgs], withDaemonMalloc(env)],
+    command: () => [process.execPath, [join(root, 'bin/objmount.js'), 'mount', `s3://${bucket}`, '--endpoint', server.endpoint, '--foreground', '--log-level', 'warn', ...objmountArgs], withDaemonMalloc(env), { counters: true }],
   };
   const passwd = join(work, 's3fs.passwd');
   writeFileSync(passwd, `${KEY}:${SECRET}\n`, { mode: 0o600 });
   const s3fs = {
     name: 's3fs 1.90 (Debian)',
     available: have('s3fs'),
-    command: (dir) => ['s3fs', [bucket, dir, '-f', '-o', `url=${server.endpoint},use_path_request_style,passwd_file=${passwd}`], env],
+    command: () => ['s3fs', ['-f', '-o', `url=${server.endpoint},use_path_request_style,passwd_file=${passwd}`, bucket], env],
   };
   // rclone's AWS SDK refuses to start with AWS_CA_BUNDLE set; the server is plain http.
   const { AWS_CA_BUNDLE: _ignored, ...rcloneEnv } = env;
   const rclone = {
     name: 'rclone mount (Debian, --vfs-cache-mode off)',
     available: have('rclone'),
-    command: (dir) => [
+    command: () => [
       'rclone',
-      ['mount', `bench:${bucket}`, dir, '--vfs-cache-mode', 'off'],
+      ['mount', '--vfs-cache-mode', 'off', `bench:${bucket}`],
       {
         ...rcloneEnv,
         RCLONE_CONFIG_BENCH_TYPE: 's3',
@@ -142,26 +148,120 @@ export function tools(server, bucket, objmountArgs = []) {
   };
   return [objmount, s3fs, rclone].map((tool) => ({
     ...tool,
-    async mount() {
-      const dir = join(work, `mnt-${mounts.size}`);
-      mkdirSync(dir);
-      mounts.add(dir);
-      const [command, args, toolEnv] = tool.command(dir);
-      const child = spawn(command, args, { env: toolEnv, stdio: 'ignore' });
-      children.add(child);
-      await waitMounted(dir, child);
-      return {
-        dir,
-        pid: child.pid,
-        async unmount() {
-          if (mounted(dir)) execFileSync('fusermount3', ['-u', dir]);
-          for (let i = 0; i < 600 && child.exitCode === null && child.signalCode === null; i++) await sleep(50);
-          children.delete(child);
-        },
-      };
-    },
+    mount: () => spawnMount(...tool.command()),
   }));
 }
+
+// ---- the store through the SDK: what the mounts are measured against -------------------------------
+
+/** Every object under `prefix`, as { Key, Size }, through ListObjectsV2 pages. */
+export async function listObjects(sdk, bucket, prefix) {
+  const objects = [];
+  let ContinuationToken;
+  do {
+    const page = await sdk.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken }));
+    objects.push(...(page.Contents ?? []));
+    ContinuationToken = page.NextContinuationToken;
+  } while (ContinuationToken);
+  return objects;
+}
+
+/** The object's size in the store, or -1 if it is not there. */
+export async function sizeInStore(sdk, bucket, key) {
+  try {
+    return (await sdk.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).ContentLength;
+  } catch {
+    return -1;
+  }
+}
+
+/**
+ * Polls `check` every 50 ms; resolves with the seconds from `start` (a process.hrtime.bigint())
+ * until it held, or with undefined if it did not within `timeoutSeconds` of the call.
+ */
+export async function waitFor(check, start, timeoutSeconds = Infinity) {
+  const deadline = Date.now() + timeoutSeconds * 1000;
+  for (;;) {
+    if (await check()) return Number(process.hrtime.bigint() - start) / 1e9;
+    if (Date.now() > deadline) return undefined;
+    await sleep(50);
+  }
+}
+
+/** Puts `count` objects (`body(i)`, under `key(i)`), `parallel` at a time. */
+export async function putMany(sdk, bucket, count, key, body, parallel = 32) {
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      const i = next++;
+      await sdk.send(new PutObjectCommand({ Bucket: bucket, Key: key(i), Body: body(i) }));
+    }
+  };
+  await Promise.all(Array.from({ length: parallel }, worker));
+}
+
+/** Uploads `bytes` to `key` as one multipart upload of `partSize` parts, `concurrency` at once. */
+export async function directUpload(sdk, bucket, key, bytes, partSize, concurrency) {
+  const { UploadId } = await sdk.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
+  const parts = [];
+  let next = 0;
+  const worker = async () => {
+    while (next * partSize < bytes.length) {
+      const index = next++;
+      const body = bytes.subarray(index * partSize, Math.min(bytes.length, (index + 1) * partSize));
+      const { ETag } = await sdk.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: index + 1, Body: body }));
+      parts[index] = { PartNumber: index + 1, ETag };
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  await sdk.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: parts } }));
+}
+
+/**
+ * The write limit: the fastest direct multipart upload of `bytes` (median of `runs` for each part
+ * size and concurrency tried), as { seconds, how }. Uploads to keys `limit-*`.
+ */
+export async function fastestUpload(sdk, bucket, bytes, runs) {
+  const limit = { seconds: Infinity, how: '' };
+  for (const partMiB of [8, 16]) {
+    for (const concurrency of [4, 8, 16]) {
+      const times = [];
+      for (let i = 0; i < runs; i++) times.push(await timed(() => directUpload(sdk, bucket, `limit-${partMiB}-${concurrency}-${i}`, bytes, partMiB * MiB, concurrency)));
+      if (median(times) < limit.seconds) Object.assign(limit, { seconds: median(times), how: `${partMiB} MiB parts, ${concurrency} at once` });
+    }
+  }
+  return limit;
+}
+
+/** Seconds to download `size` bytes of `key` as ranged GETs of 8 MiB, `parallel` at once. */
+export function rangedDownload(sdk, bucket, key, size, parallel) {
+  const part = 8 * MiB;
+  let next = 0;
+  const worker = async () => {
+    for (let start = next; start < size; start = next) {
+      next += part;
+      const out = await sdk.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${start}-${Math.min(size, start + part) - 1}` }));
+      for await (const _chunk of out.Body) {
+        // drain
+      }
+    }
+  };
+  return timed(() => Promise.all(Array.from({ length: parallel }, worker)));
+}
+
+/** The read limit: the fastest direct download of `key` (median of `runs` each), as { best: MB/s, parallel }. */
+export async function fastestDownload(sdk, bucket, key, size, runs) {
+  const limit = { best: 0, parallel: 0 };
+  for (const parallel of [1, 4, 8, 16]) {
+    const times = [];
+    for (let i = 0; i < runs; i++) times.push(await rangedDownload(sdk, bucket, key, size, parallel));
+    const speed = size / 1e6 / median(times);
+    if (speed > limit.best) Object.assign(limit, { best: speed, parallel });
+  }
+  return limit;
+}
+
+// ---- running things on a mount --------------------------------------------------------------------
 
 export function sh(command, cwd) {
   execFileSync('sh', ['-c', command], { cwd, stdio: 'ignore' });
@@ -173,22 +273,59 @@ export function listDir(dir) {
 
 /**
  * Runs `command args` (objmount in the foreground, with its daemon's malloc settings) on a fresh
- * directory, as a child of this script, and returns once it is mounted; `unmount()` waits until the tool has exited. Every
- * mount is also unmounted on exit.
+ * directory, as a child of this script, and returns once it is mounted (see `spawnMount`).
  */
-export async function mountForeground(command, args, env) {
+export function mountForeground(command, args, env) {
+  return spawnMount(command, args, withDaemonMalloc(env), { counters: true });
+}
+
+/**
+ * Runs `command args DIR` on a fresh directory DIR as a child of this script and resolves once
+ * DIR is mounted (and, for objmount, once its control socket answers). The handle's `unmount()`
+ * unmounts (lazily, `fusermount3 -uz`, if the plain unmount keeps failing) and waits until the
+ * tool has exited, so what it uploads at unmount is in the store when it resolves; `status()`
+ * (objmount only) is the daemon's own `objmount status --json` record. Every mount is also
+ * unmounted when this script exits, however it exits.
+ */
+export async function spawnMount(command, args, env, { counters = false } = {}) {
   const dir = join(work, `mnt-${mounts.size}`);
   mkdirSync(dir);
   mounts.add(dir);
-  const child = spawn(command, [...args, dir], { env: withDaemonMalloc(env), stdio: 'ignore' });
+  const child = spawn(command, [...args, dir], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   children.add(child);
-  await waitMounted(dir, child);
+  let stderr = '';
+  child.stderr.on('data', (chunk) => (stderr = (stderr + chunk).slice(-4000)));
+  try {
+    await waitMounted(dir, child);
+  } catch (error) {
+    throw new Error(`${command} did not mount: ${error.message}${stderr ? `: ${stderr.trim().split('\n').pop()}` : ''}`);
+  }
+  const status = counters ? () => queryStatus(registry.socketPath(dir)) : undefined;
+  if (status) {
+    for (let i = 0; ; i++) {
+      try {
+        await status();
+        break;
+      } catch (error) {
+        if (i === 200) throw new Error(`objmount's control socket for ${dir} does not answer: ${error.message}`);
+        await sleep(50);
+      }
+    }
+  }
   return {
     dir,
     pid: child.pid,
+    status,
     async unmount() {
-      if (mounted(dir)) execFileSync('fusermount3', ['-u', dir]);
-      for (let i = 0; i < 600 && child.exitCode === null && child.signalCode === null; i++) await sleep(50);
+      for (let attempt = 0; mounted(dir); attempt++) {
+        try {
+          execFileSync('fusermount3', [attempt < 20 ? '-u' : '-uz', dir], { stdio: 'ignore' });
+        } catch (error) {
+          if (attempt >= 30) throw new Error(`cannot unmount ${dir}: ${error.message}`);
+          await sleep(100); // busy: a process of ours is still leaving it
+        }
+      }
+      for (let i = 0; i < 6000 && child.exitCode === null && child.signalCode === null; i++) await sleep(50);
       children.delete(child);
     },
   };
@@ -214,6 +351,11 @@ export async function startAzuriteBench({ containerName, sizeMiB, memoryLimitMiB
   const container = new BlobServiceClient(azurite.endpoint, credential).getContainerClient(containerName);
   const source = join(work, 'source.bin');
   writeFileSync(source, randomBytes(sizeMiB * MiB));
-  const env = { ...process.env, AZURE_STORAGE_KEY: AZURITE_ACCOUNT_KEY };
+  // The bench's objmount mounts record themselves (and their control sockets) in a directory of
+// their own, so `status()` finds each by its mountpoint and nothing is left behind.
+process.env.OBJMOUNT_RUNTIME_DIR = join(work, 'run');
+const registry = new (await import(join(root, 'dist/daemon/registry.js'))).MountRegistry(process.env.OBJMOUNT_RUNTIME_DIR);
+const { queryStatus } = await import(join(root, 'dist/daemon/status.js'));
+const env = { ...process.env, AZURE_STORAGE_KEY: AZURITE_ACCOUNT_KEY };
   return { azurite, account: AZURITE_ACCOUNT, container, source, env };
 }

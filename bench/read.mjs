@@ -22,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { GetObjectCommand, MiB, PutObjectCommand, dropCaches, have, median, peakRssMiB, sh, startServer, timed, tools } from './lib.mjs';
+import { MiB, PutObjectCommand, dropCaches, fastestDownload, have, median, peakRssMiB, sh, startServer, timed, tools } from './lib.mjs';
 
 const SIZE_MIB = Number(process.env.BENCH_MIB ?? 1024);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -44,27 +44,7 @@ for (let i = 0; i < small.length; i += 50) {
 }
 
 // ---- the server limit: N parallel ranged GETs of 8 MiB -------------------------------------------
-async function parallelDownload(parallel) {
-  const part = 8 * MiB;
-  let next = 0;
-  const worker = async () => {
-    for (let start = next; start < SIZE; start = next) {
-      next += part;
-      const out = await sdk.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'big.bin', Range: `bytes=${start}-${Math.min(SIZE, start + part) - 1}` }));
-      for await (const _chunk of out.Body) {
-        // drain
-      }
-    }
-  };
-  return timed(() => Promise.all(Array.from({ length: parallel }, worker)));
-}
-const limit = { best: 0, parallel: 0 };
-for (const parallel of [1, 4, 8, 16]) {
-  const runs = [];
-  for (let i = 0; i < RUNS; i++) runs.push(await parallelDownload(parallel));
-  const speed = SIZE / 1e6 / median(runs);
-  if (speed > limit.best) Object.assign(limit, { best: speed, parallel });
-}
+const limit = await fastestDownload(sdk, BUCKET, 'big.bin', SIZE, RUNS);
 
 // ---- each tool -----------------------------------------------------------------------------------
 const cpuSeconds = (pid) => {

@@ -20,17 +20,8 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 
-import {
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  UploadPartCommand,
-} from '@aws-sdk/client-s3';
-
-import { MiB, median, peakRssMiB, sh, startServer, timed, tools, work } from './lib.mjs';
+import { MiB, fastestUpload, listObjects, median, peakRssMiB, sh, sizeInStore as storedSize, startServer, timed, tools, waitFor, work } from './lib.mjs';
 
 const SIZE_MIB = Number(process.env.BENCH_MIB ?? 1024);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -43,58 +34,15 @@ const source = join(work, 'source.bin');
 writeFileSync(source, randomBytes(SIZE));
 const sourceBytes = readFileSync(source);
 
-async function sizeInStore(key) {
-  try {
-    return (await sdk.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }))).ContentLength;
-  } catch {
-    return -1;
-  }
-}
-async function waitFor(check, start) {
-  for (;;) {
-    if (await check()) return Number(process.hrtime.bigint() - start) / 1e9;
-    await sleep(50);
-  }
-}
-async function listedCount(prefix) {
-  let count = 0;
-  let ContinuationToken;
-  do {
-    const page = await sdk.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix, ContinuationToken }));
-    count += page.KeyCount ?? 0;
-    ContinuationToken = page.NextContinuationToken;
-  } while (ContinuationToken);
-  return count;
-}
+const sizeInStore = (key) => storedSize(sdk, BUCKET, key);
+const listedCount = async (prefix) => (await listObjects(sdk, BUCKET, prefix)).length;
 const loopbackBytes = () => {
   const line = readFileSync('/proc/net/dev', 'utf8').split('\n').find((l) => l.trim().startsWith('lo:'));
   return Number(line.split(':')[1].trim().split(/\s+/)[0]);
 };
 
 // ---- the server limit: a direct multipart upload ------------------------------------------------
-async function directUpload(key, partSize, concurrency) {
-  const { UploadId } = await sdk.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: key }));
-  const parts = [];
-  let next = 0;
-  const worker = async () => {
-    while (next * partSize < SIZE) {
-      const index = next++;
-      const body = sourceBytes.subarray(index * partSize, Math.min(SIZE, (index + 1) * partSize));
-      const { ETag } = await sdk.send(new UploadPartCommand({ Bucket: BUCKET, Key: key, UploadId, PartNumber: index + 1, Body: body }));
-      parts[index] = { PartNumber: index + 1, ETag };
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  await sdk.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: key, UploadId, MultipartUpload: { Parts: parts } }));
-}
-const limit = { seconds: Infinity, how: '' };
-for (const partMiB of [8, 16]) {
-  for (const concurrency of [4, 8, 16]) {
-    const runs = [];
-    for (let i = 0; i < RUNS; i++) runs.push(await timed(() => directUpload(`limit-${partMiB}-${concurrency}-${i}`, partMiB * MiB, concurrency)));
-    if (median(runs) < limit.seconds) Object.assign(limit, { seconds: median(runs), how: `${partMiB} MiB parts, ${concurrency} at once` });
-  }
-}
+const limit = await fastestUpload(sdk, BUCKET, sourceBytes, RUNS);
 
 // ---- each tool -----------------------------------------------------------------------------------
 const [objmountSync, s3fs, rclone] = tools(server, BUCKET, ['--memory-limit', '1G']);
