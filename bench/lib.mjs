@@ -351,11 +351,6 @@ export async function startAzuriteBench({ containerName, sizeMiB, memoryLimitMiB
   const container = new BlobServiceClient(azurite.endpoint, credential).getContainerClient(containerName);
   const source = join(work, 'source.bin');
   writeFileSync(source, randomBytes(sizeMiB * MiB));
-  // The bench's objmount mounts record themselves (and their control sockets) in a directory of
-// their own, so `status()` finds each by its mountpoint and nothing is left behind.
-process.env.OBJMOUNT_RUNTIME_DIR = join(work, 'run');
-const registry = new (await import(join(root, 'dist/daemon/registry.js'))).MountRegistry(process.env.OBJMOUNT_RUNTIME_DIR);
-const { queryStatus } = await import(join(root, 'dist/daemon/status.js'));
-const env = { ...process.env, AZURE_STORAGE_KEY: AZURITE_ACCOUNT_KEY };
+  const env = { ...process.env, AZURE_STORAGE_KEY: AZURITE_ACCOUNT_KEY };
   return { azurite, account: AZURITE_ACCOUNT, container, source, env };
 }

@@ -281,7 +281,7 @@ const TOOLS = [
   { key: 'rclone', tool: rclone },
 ].filter((t) => (env.BENCH_TOOLS ? env.BENCH_TOOLS.split(',').includes(t.key) : true));
 const skipped = [];
-for (const { key, tool } of TOOLS) if (!tool.available) skipped.push(`${tool.name}: not installed, skipped (scripts/setup installs it)`);
+for (const { tool } of TOOLS) if (!tool.available) skipped.push(`${tool.name}: not installed, skipped (scripts/setup installs it)`);
 if (!hasFio) skipped.push('fio: not installed, random-read IOPS skipped (apt-get install fio)');
 
 /** Runs one workload and records it; a failure is recorded as a note, and the run goes on. */
