@@ -958,26 +958,39 @@ function isDirectory(path: string): boolean {
 
 // ---- generators ----
 
-const names = fc.constantFrom('a', 'b', 'c', 'd/a', 'd/b', 'e/f/g', 'd', 'e', 'e/f');
+/** A few names come up most, so that operations meet the same files (held open, renamed, unlinked). */
+const names = fc.oneof(
+  { weight: 3, arbitrary: fc.constantFrom('a', 'b', 'd/a') },
+  { weight: 2, arbitrary: fc.constantFrom('c', 'd/b', 'e/f/g', 'd', 'e', 'e/f') },
+);
 const content = fc.uint8Array({ maxLength: 3000 }).map((bytes) => Buffer.from(bytes));
 
 /** Each operation with how often it comes: mostly what makes files and reads them back. */
-const operations: fc.WeightedArbitrary<Operation>[] = [
-  { weight: 5, arbitrary: fc.tuple(names, content, fc.boolean()).map(([p, d, s]) => new Write(p, d, s)) },
-  { weight: 2, arbitrary: fc.tuple(names, content).map(([p, d]) => new Append(p, d)) },
-  { weight: 2, arbitrary: fc.tuple(names, fc.nat({ max: 5000 }), fc.boolean()).map(([p, n, h]) => new Truncate(p, n, h)) },
-  { weight: 4, arbitrary: fc.tuple(names, fc.constantFrom(1, 7, 1000, 4096)).map(([p, c]) => new Read(p, c)) },
-  { weight: 2, arbitrary: names.map((p) => new StatPath(p)) },
-  { weight: 3, arbitrary: names.map((p) => new Mkdir(p)) },
-  { weight: 1, arbitrary: names.map((p) => new Rmdir(p)) },
-  { weight: 2, arbitrary: names.map((p) => new Unlink(p)) },
-  { weight: 4, arbitrary: fc.tuple(names, names).map(([a, b]) => new Rename(a, b)) },
-  { weight: 2, arbitrary: fc.constantFrom('.', 'd', 'e', 'e/f').map((p) => new List(p)) },
-  { weight: 3, arbitrary: fc.tuple(names, fc.nat({ max: 4000 }), content).map(([p, o, d]) => new WriteAt(p, o, d)) },
-  { weight: 1, arbitrary: fc.tuple(fc.constantFrom('a', '../x', 'd/a', 'nowhere', 'b'), names).map(([t, p]) => new Symlink(t, p)) },
-  { weight: 2, arbitrary: fc.tuple(names, fc.constantFrom(0o600, 0o640, 0o755, 0o700, 0o444)).map(([p, m]) => new Chmod(p, m)) },
-  { weight: 2, arbitrary: fc.tuple(names, fc.integer({ min: 1_000_000_000, max: 1_900_000_000 })).map(([p, t]) => new Utimens(p, t)) },
-];
+/**
+ * `truncateByPath`: also truncate(2) by path, not only as node's truncateSync does it (open,
+ * ftruncate, close). The property with files held open leaves it out until the bug kept below
+ * ("keeps a truncate by path of a file held open read-only") is fixed.
+ */
+function operationsOn(names: fc.Arbitrary<string>, truncateByPath = true): fc.WeightedArbitrary<Operation>[] {
+  const byHandle = truncateByPath ? fc.boolean() : fc.constant(true);
+  return [
+    { weight: 5, arbitrary: fc.tuple(names, content, fc.boolean()).map(([p, d, s]) => new Write(p, d, s)) },
+    { weight: 2, arbitrary: fc.tuple(names, content).map(([p, d]) => new Append(p, d)) },
+    { weight: 2, arbitrary: fc.tuple(names, fc.nat({ max: 5000 }), byHandle).map(([p, n, h]) => new Truncate(p, n, h)) },
+    { weight: 4, arbitrary: fc.tuple(names, fc.constantFrom(1, 7, 1000, 4096)).map(([p, c]) => new Read(p, c)) },
+    { weight: 2, arbitrary: names.map((p) => new StatPath(p)) },
+    { weight: 3, arbitrary: names.map((p) => new Mkdir(p)) },
+    { weight: 1, arbitrary: names.map((p) => new Rmdir(p)) },
+    { weight: 2, arbitrary: names.map((p) => new Unlink(p)) },
+    { weight: 4, arbitrary: fc.tuple(names, names).map(([a, b]) => new Rename(a, b)) },
+    { weight: 2, arbitrary: fc.constantFrom('.', 'd', 'e', 'e/f').map((p) => new List(p)) },
+    { weight: 3, arbitrary: fc.tuple(names, fc.nat({ max: 4000 }), content).map(([p, o, d]) => new WriteAt(p, o, d)) },
+    { weight: 1, arbitrary: fc.tuple(fc.constantFrom('a', '../x', 'd/a', 'nowhere', 'b'), names).map(([t, p]) => new Symlink(t, p)) },
+    { weight: 2, arbitrary: fc.tuple(names, fc.constantFrom(0o600, 0o640, 0o755, 0o700, 0o444)).map(([p, m]) => new Chmod(p, m)) },
+    { weight: 2, arbitrary: fc.tuple(names, fc.integer({ min: 1_000_000_000, max: 1_900_000_000 })).map(([p, t]) => new Utimens(p, t)) },
+  ];
+}
+const operations = operationsOn(names);
 const operation = fc.oneof(...operations);
 
 const world: fc.WeightedArbitrary<fc.AsyncCommand<object, World>>[] = [
@@ -1000,14 +1013,16 @@ const failingCalls: FailingCall[] = [
   'uploadPartCopy',
   'completeMultipartUpload',
 ];
-const held: fc.WeightedArbitrary<fc.AsyncCommand<object, World>>[] = [
-  { weight: 3, arbitrary: fc.tuple(names, fc.constantFrom<'r' | 'r+' | 'a' | 'w'>('r', 'r+', 'a', 'w')).map(([p, m]) => new OpenHeld(p, m)) },
-  { weight: 3, arbitrary: fc.tuple(fc.nat(), fc.nat({ max: 4000 }), fc.integer({ min: 1, max: 3000 })).map(([i, p, n]) => new ReadHeld(i, p, n)) },
-  { weight: 3, arbitrary: fc.tuple(fc.nat(), fc.nat({ max: 4000 }), content).map(([i, p, d]) => new WriteHeld(i, p, d)) },
-  { weight: 1, arbitrary: fc.nat().map((i) => new FstatHeld(i)) },
-  { weight: 1, arbitrary: fc.nat().map((i) => new FsyncHeld(i)) },
-  { weight: 2, arbitrary: fc.nat().map((i) => new CloseHeld(i)) },
-];
+function heldOn(names: fc.Arbitrary<string>): fc.WeightedArbitrary<fc.AsyncCommand<object, World>>[] {
+  return [
+    { weight: 3, arbitrary: fc.tuple(names, fc.constantFrom<'r' | 'r+' | 'a' | 'w'>('r', 'r+', 'a', 'w')).map(([p, m]) => new OpenHeld(p, m)) },
+    { weight: 3, arbitrary: fc.tuple(fc.nat(), fc.nat({ max: 4000 }), fc.integer({ min: 1, max: 3000 })).map(([i, p, n]) => new ReadHeld(i, p, n)) },
+    { weight: 3, arbitrary: fc.tuple(fc.nat(), fc.nat({ max: 4000 }), content).map(([i, p, d]) => new WriteHeld(i, p, d)) },
+    { weight: 1, arbitrary: fc.nat().map((i) => new FstatHeld(i)) },
+    { weight: 1, arbitrary: fc.nat().map((i) => new FsyncHeld(i)) },
+    { weight: 2, arbitrary: fc.nat().map((i) => new CloseHeld(i)) },
+  ];
+}
 
 const faulty = fc
   .tuple(
@@ -1024,7 +1039,7 @@ const setups = fc.record({
   writeMode: fc.oneof({ weight: 3, arbitrary: fc.constant<'sync' | 'async'>('sync') }, { weight: 1, arbitrary: fc.constant<'sync' | 'async'>('async') }),
   partSize: fc.constantFrom(KiB, 8 * 1024 * KiB),
   prefix: fc.constantFrom('', 'mount/'),
-  seeded: fc.boolean(),
+  seeded: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
 });
 
 async function runSequence(setup: Setup, commands: Iterable<fc.AsyncCommand<object, World>>): Promise<void> {
@@ -1048,7 +1063,10 @@ describe('FileSystem behaves like a local directory', () => {
   });
 
   it(`with files held open across operations (${RUNS} runs)`, async () => {
-    await fc.assert(property([...operations, ...held]), { numRuns: RUNS });
+    // Fewer names, so that a file held open is often the one renamed, unlinked or written over.
+    const few = fc.constantFrom('a', 'b', 'd/a', 'd');
+    const held = heldOn(few).map(({ weight, arbitrary }) => ({ weight: weight * 2, arbitrary }));
+    await fc.assert(property([...operationsOn(few, false), ...held]), { numRuns: RUNS });
   });
 
   it(`while store calls fail (${RUNS} runs)`, async () => {
@@ -1057,6 +1075,21 @@ describe('FileSystem behaves like a local directory', () => {
 });
 
 // ---- named sequences: found failures, shrunk, and paths worth keeping whatever the seed ----
+
+// ---- bugs found, not fixed yet (src/fs/file-system.ts is being split; fix them there) ----
+
+describe('FileSystem bugs the model found', () => {
+  // truncate(2) by path while the file is open only for reading: FileSystem.truncate changes the
+  // open file (getattr says 0 bytes) but uploads nothing, and the release of a read-only handle
+  // commits nothing, so at the last close the truncate is dropped: the size is back, the store
+  // never changed. (Found as: open(d/a, 'r'), truncate(d/a, 0), close, remount.) When it is
+  // fixed, this fails: make it an ordinary `it`, and give the held-open property truncate by
+  // path again (operationsOn(few, true)).
+  it.fails('keeps a truncate by path of a file held open read-only', async () => {
+    const seeded: Setup = { writeMode: 'sync', partSize: KiB, prefix: '', seeded: true };
+    await runSequence(seeded, [new OpenHeld('d/a', 'r'), new Truncate('d/a', 0), new CloseHeld(0), new StatPath('d/a'), new Remount()]);
+  });
+});
 
 describe('FileSystem model sequences', () => {
   const seeded: Setup = { writeMode: 'sync', partSize: KiB, prefix: '', seeded: true };
