@@ -63,6 +63,8 @@ import { MemoryStore } from '../../src/storage/memory-store.js';
 import type { StoreErrorCode } from '../../src/storage/object-store.js';
 
 const RUNS = Number(process.env.OBJMOUNT_FS_MODEL_RUNS ?? 200);
+/** A few seconds on an idle machine; far longer on a loaded one, which is no failure. */
+const PROPERTY_TIMEOUT = Math.max(120_000, RUNS * 1_500);
 const KiB = 1024;
 const O_RDONLY = 0;
 const UMASK = process.umask();
@@ -994,7 +996,8 @@ const operations = operationsOn(names);
 const operation = fc.oneof(...operations);
 
 const world: fc.WeightedArbitrary<fc.AsyncCommand<object, World>>[] = [
-  { weight: 2, arbitrary: fc.tuple(names, content).map(([p, d]) => new ExternalPut(p, d)) },
+  // Not empty while the bug kept below ("looks up a file another client emptied") stands.
+  { weight: 2, arbitrary: fc.tuple(names, content.filter((d) => d.length > 0)).map(([p, d]) => new ExternalPut(p, d)) },
   { weight: 2, arbitrary: names.map((p) => new ExternalDelete(p)) },
   { weight: 3, arbitrary: fc.nat({ max: 3000 }).map((ms) => new Tick(ms)) },
   { weight: 1, arbitrary: fc.constant(new Remount()) },
@@ -1056,22 +1059,22 @@ function property(commands: fc.WeightedArbitrary<fc.AsyncCommand<object, World>>
 describe('FileSystem behaves like a local directory', () => {
   it(`under random sequences of file operations (${RUNS} runs)`, async () => {
     await fc.assert(property(operations), { numRuns: RUNS });
-  });
+  }, PROPERTY_TIMEOUT);
 
   it(`while other clients change the store, time passes and it is remounted (${RUNS} runs)`, async () => {
     await fc.assert(property([...operations, ...world]), { numRuns: RUNS });
-  });
+  }, PROPERTY_TIMEOUT);
 
   it(`with files held open across operations (${RUNS} runs)`, async () => {
     // Fewer names, so that a file held open is often the one renamed, unlinked or written over.
     const few = fc.constantFrom('a', 'b', 'd/a', 'd');
     const held = heldOn(few).map(({ weight, arbitrary }) => ({ weight: weight * 2, arbitrary }));
     await fc.assert(property([...operationsOn(few, false), ...held]), { numRuns: RUNS });
-  });
+  }, PROPERTY_TIMEOUT);
 
   it(`while store calls fail (${RUNS} runs)`, async () => {
     await fc.assert(property([...operations, ...world, { weight: 8, arbitrary: faulty }]), { numRuns: RUNS });
-  });
+  }, PROPERTY_TIMEOUT);
 });
 
 // ---- named sequences: found failures, shrunk, and paths worth keeping whatever the seed ----
@@ -1088,6 +1091,17 @@ describe('FileSystem bugs the model found', () => {
   it.fails('keeps a truncate by path of a file held open read-only', async () => {
     const seeded: Setup = { writeMode: 'sync', partSize: KiB, prefix: '', seeded: true };
     await runSequence(seeded, [new OpenHeld('d/a', 'r'), new Truncate('d/a', 0), new CloseHeld(0), new StatPath('d/a'), new Remount()]);
+  });
+
+  // A file known as small (1 byte to 64 KiB) whose entry expired is looked up with a ranged GET of
+  // its first 64 KiB (lookup -> readSmall). If another client replaced it with an empty object,
+  // that range is past the end: the store answers InvalidRequest (S3's and Azure's 416), and
+  // getattr fails with EINVAL, again at every lookup, since the expired entry stays as the hint.
+  // (Found as: externalDelete(d/a), externalPut(d/a, 0 bytes), stat(d/a).) When it is fixed, this
+  // fails: make it an ordinary `it`, and let ExternalPut put empty objects again.
+  it.fails('looks up a file another client emptied after its entry expired', async () => {
+    const seeded: Setup = { writeMode: 'sync', partSize: KiB, prefix: '', seeded: true };
+    await runSequence(seeded, [new StatPath('a'), new ExternalDelete('a'), new ExternalPut('a', Buffer.alloc(0)), new StatPath('a')]);
   });
 });
 
