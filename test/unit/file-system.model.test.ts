@@ -18,7 +18,7 @@
  * leave the store as it was before or as it would be after, never anything else, with no
  * multipart upload left behind. Runs are sync or async write mode, with 1 KiB parts (so files of
  * a few KiB stream and use multipart uploads and part copies) or 8 MiB ones, with and without a
- * key prefix.
+ * key prefix, with short metadata TTLs or none.
  *
  * Failures shrink to a short sequence; keep each as a named regression case at the end.
  * OBJMOUNT_FS_MODEL_RUNS sets the number of random runs per property (default 200; the four take about 20 s of CPU).
@@ -94,6 +94,8 @@ interface Setup {
   prefix: string;
   /** Start with directories d, e and e/f and files a and d/a, so that more operations find something. */
   seeded: boolean;
+  /** The metadata cache's TTLs: short ones (expired by the clock), or none (`--metadata-ttl 0`). */
+  caching: boolean;
 }
 
 class Clock {
@@ -129,7 +131,9 @@ class World {
     return new FileSystem(this.store, {
       prefix: this.setup.prefix,
       defaults: { uid: 1000, gid: 1000, fileMode: 0o666 & ~UMASK, dirMode: 0o777 & ~UMASK },
-      cache: { fileTtlMs: FILE_TTL, dirTtlMs: DIR_TTL, negativeTtlMs: NEGATIVE_TTL, maxEntries: 10_000, clock: this.clock },
+      cache: this.setup.caching
+        ? { fileTtlMs: FILE_TTL, dirTtlMs: DIR_TTL, negativeTtlMs: NEGATIVE_TTL, maxEntries: 10_000, clock: this.clock }
+        : { fileTtlMs: 0, dirTtlMs: 0, negativeTtlMs: 0, maxEntries: 10_000, clock: this.clock },
       stagingDir: this.stagingDir,
       partSize: this.setup.partSize,
       uploadConcurrency: 2,
@@ -1043,6 +1047,7 @@ const setups = fc.record({
   partSize: fc.constantFrom(KiB, 8 * 1024 * KiB),
   prefix: fc.constantFrom('', 'mount/'),
   seeded: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
+  caching: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
 });
 
 async function runSequence(setup: Setup, commands: Iterable<fc.AsyncCommand<object, World>>): Promise<void> {
@@ -1069,7 +1074,8 @@ describe('FileSystem behaves like a local directory', () => {
     // Fewer names, so that a file held open is often the one renamed, unlinked or written over.
     const few = fc.constantFrom('a', 'b', 'd/a', 'd');
     const held = heldOn(few).map(({ weight, arbitrary }) => ({ weight: weight * 2, arbitrary }));
-    await fc.assert(property([...operationsOn(few, false), ...held]), { numRuns: RUNS });
+    const tick = { weight: 2, arbitrary: fc.nat({ max: 3000 }).map((ms) => new Tick(ms)) };
+    await fc.assert(property([...operationsOn(few, false), ...held, tick]), { numRuns: RUNS });
   }, PROPERTY_TIMEOUT);
 
   it(`while store calls fail (${RUNS} runs)`, async () => {
@@ -1089,7 +1095,7 @@ describe('FileSystem bugs the model found', () => {
   // fixed, this fails: make it an ordinary `it`, and give the held-open property truncate by
   // path again (operationsOn(few, true)).
   it.fails('keeps a truncate by path of a file held open read-only', async () => {
-    const seeded: Setup = { writeMode: 'sync', partSize: KiB, prefix: '', seeded: true };
+    const seeded: Setup = { writeMode: 'sync', partSize: KiB, prefix: '', seeded: true, caching: true };
     await runSequence(seeded, [new OpenHeld('d/a', 'r'), new Truncate('d/a', 0), new CloseHeld(0), new StatPath('d/a'), new Remount()]);
   });
 
@@ -1100,13 +1106,13 @@ describe('FileSystem bugs the model found', () => {
   // (Found as: externalDelete(d/a), externalPut(d/a, 0 bytes), stat(d/a).) When it is fixed, this
   // fails: make it an ordinary `it`, and let ExternalPut put empty objects again.
   it.fails('looks up a file another client emptied after its entry expired', async () => {
-    const seeded: Setup = { writeMode: 'sync', partSize: KiB, prefix: '', seeded: true };
+    const seeded: Setup = { writeMode: 'sync', partSize: KiB, prefix: '', seeded: true, caching: true };
     await runSequence(seeded, [new StatPath('a'), new ExternalDelete('a'), new ExternalPut('a', Buffer.alloc(0)), new StatPath('a')]);
   });
 });
 
 describe('FileSystem model sequences', () => {
-  const seeded: Setup = { writeMode: 'sync', partSize: KiB, prefix: '', seeded: true };
+  const seeded: Setup = { writeMode: 'sync', partSize: KiB, prefix: '', seeded: true, caching: true };
   const bytes = (n: number, fill = 'x') => Buffer.alloc(n, fill);
 
   // The shrunk case of a deliberate mutation (write() setting the size to the end of its last
