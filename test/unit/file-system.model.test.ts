@@ -16,12 +16,15 @@
  * new FileSystem over the same store, after a drain, whose whole tree must equal the local one),
  * and store calls fail (FaultyStore): an operation that fails must say so with EIO or EACCES and
  * leave the store as it was before or as it would be after, never anything else, with no
- * multipart upload left behind. Runs are sync or async write mode, with 1 KiB parts (so files of
- * a few KiB stream and use multipart uploads and part copies) or 8 MiB ones, with and without a
- * key prefix, with short metadata TTLs or none.
+ * multipart upload left behind. Files are also held open across operations (read, written,
+ * fstat'ed and fsynced through their handles while they are renamed, unlinked or written over).
+ * Runs are sync or async write mode, with 1 KiB parts (so files of a few KiB stream and use
+ * multipart uploads and part copies) or 8 MiB ones, with and without a key prefix, with short
+ * metadata TTLs or none.
  *
- * Failures shrink to a short sequence; keep each as a named regression case at the end.
- * OBJMOUNT_FS_MODEL_RUNS sets the number of random runs per property (default 200; the four take about 20 s of CPU).
+ * Failures shrink to a short sequence; keep each as a named case at the end (a bug not fixed yet
+ * as `it.fails`, with what it is). OBJMOUNT_FS_MODEL_RUNS sets the number of random runs per
+ * property (default 200; the four take about 20 s of CPU).
  */
 
 import {
