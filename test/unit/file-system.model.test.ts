@@ -16,12 +16,15 @@
  * new FileSystem over the same store, after a drain, whose whole tree must equal the local one),
  * and store calls fail (FaultyStore): an operation that fails must say so with EIO or EACCES and
  * leave the store as it was before or as it would be after, never anything else, with no
- * multipart upload left behind. Runs are sync or async write mode, with 1 KiB parts (so files of
- * a few KiB stream and use multipart uploads and part copies) or 8 MiB ones, with and without a
- * key prefix.
+ * multipart upload left behind. Files are also held open across operations (read, written,
+ * fstat'ed and fsynced through their handles while they are renamed, unlinked or written over).
+ * Runs are sync or async write mode, with 1 KiB parts (so files of a few KiB stream and use
+ * multipart uploads and part copies) or 8 MiB ones, with and without a key prefix, with short
+ * metadata TTLs or none.
  *
- * Failures shrink to a short sequence; keep each as a named regression case at the end.
- * OBJMOUNT_FS_MODEL_RUNS sets the number of random runs per property (default 200; the four take about 20 s of CPU).
+ * Failures shrink to a short sequence; keep each as a named case at the end (a bug not fixed yet
+ * as `it.fails`, with what it is). OBJMOUNT_FS_MODEL_RUNS sets the number of random runs per
+ * property (default 200; the four take about 20 s of CPU).
  */
 
 import {
@@ -63,6 +66,8 @@ import { MemoryStore } from '../../src/storage/memory-store.js';
 import type { StoreErrorCode } from '../../src/storage/object-store.js';
 
 const RUNS = Number(process.env.OBJMOUNT_FS_MODEL_RUNS ?? 200);
+/** A few seconds on an idle machine; far longer on a loaded one, which is no failure. */
+const PROPERTY_TIMEOUT = Math.max(120_000, RUNS * 1_500);
 const KiB = 1024;
 const O_RDONLY = 0;
 const UMASK = process.umask();
@@ -92,6 +97,8 @@ interface Setup {
   prefix: string;
   /** Start with directories d, e and e/f and files a and d/a, so that more operations find something. */
   seeded: boolean;
+  /** The metadata cache's TTLs: short ones (expired by the clock), or none (`--metadata-ttl 0`). */
+  caching: boolean;
 }
 
 class Clock {
@@ -127,7 +134,9 @@ class World {
     return new FileSystem(this.store, {
       prefix: this.setup.prefix,
       defaults: { uid: 1000, gid: 1000, fileMode: 0o666 & ~UMASK, dirMode: 0o777 & ~UMASK },
-      cache: { fileTtlMs: FILE_TTL, dirTtlMs: DIR_TTL, negativeTtlMs: NEGATIVE_TTL, maxEntries: 10_000, clock: this.clock },
+      cache: this.setup.caching
+        ? { fileTtlMs: FILE_TTL, dirTtlMs: DIR_TTL, negativeTtlMs: NEGATIVE_TTL, maxEntries: 10_000, clock: this.clock }
+        : { fileTtlMs: 0, dirTtlMs: 0, negativeTtlMs: 0, maxEntries: 10_000, clock: this.clock },
       stagingDir: this.stagingDir,
       partSize: this.setup.partSize,
       uploadConcurrency: 2,
@@ -958,30 +967,44 @@ function isDirectory(path: string): boolean {
 
 // ---- generators ----
 
-const names = fc.constantFrom('a', 'b', 'c', 'd/a', 'd/b', 'e/f/g', 'd', 'e', 'e/f');
+/** A few names come up most, so that operations meet the same files (held open, renamed, unlinked). */
+const names = fc.oneof(
+  { weight: 3, arbitrary: fc.constantFrom('a', 'b', 'd/a') },
+  { weight: 2, arbitrary: fc.constantFrom('c', 'd/b', 'e/f/g', 'd', 'e', 'e/f') },
+);
 const content = fc.uint8Array({ maxLength: 3000 }).map((bytes) => Buffer.from(bytes));
 
 /** Each operation with how often it comes: mostly what makes files and reads them back. */
-const operations: fc.WeightedArbitrary<Operation>[] = [
-  { weight: 5, arbitrary: fc.tuple(names, content, fc.boolean()).map(([p, d, s]) => new Write(p, d, s)) },
-  { weight: 2, arbitrary: fc.tuple(names, content).map(([p, d]) => new Append(p, d)) },
-  { weight: 2, arbitrary: fc.tuple(names, fc.nat({ max: 5000 }), fc.boolean()).map(([p, n, h]) => new Truncate(p, n, h)) },
-  { weight: 4, arbitrary: fc.tuple(names, fc.constantFrom(1, 7, 1000, 4096)).map(([p, c]) => new Read(p, c)) },
-  { weight: 2, arbitrary: names.map((p) => new StatPath(p)) },
-  { weight: 3, arbitrary: names.map((p) => new Mkdir(p)) },
-  { weight: 1, arbitrary: names.map((p) => new Rmdir(p)) },
-  { weight: 2, arbitrary: names.map((p) => new Unlink(p)) },
-  { weight: 4, arbitrary: fc.tuple(names, names).map(([a, b]) => new Rename(a, b)) },
-  { weight: 2, arbitrary: fc.constantFrom('.', 'd', 'e', 'e/f').map((p) => new List(p)) },
-  { weight: 3, arbitrary: fc.tuple(names, fc.nat({ max: 4000 }), content).map(([p, o, d]) => new WriteAt(p, o, d)) },
-  { weight: 1, arbitrary: fc.tuple(fc.constantFrom('a', '../x', 'd/a', 'nowhere', 'b'), names).map(([t, p]) => new Symlink(t, p)) },
-  { weight: 2, arbitrary: fc.tuple(names, fc.constantFrom(0o600, 0o640, 0o755, 0o700, 0o444)).map(([p, m]) => new Chmod(p, m)) },
-  { weight: 2, arbitrary: fc.tuple(names, fc.integer({ min: 1_000_000_000, max: 1_900_000_000 })).map(([p, t]) => new Utimens(p, t)) },
-];
+/**
+ * `truncateByPath`: also truncate(2) by path, not only as node's truncateSync does it (open,
+ * ftruncate, close). The property with files held open leaves it out until the bug kept below
+ * ("keeps a truncate by path of a file held open read-only") is fixed.
+ */
+function operationsOn(names: fc.Arbitrary<string>, truncateByPath = true): fc.WeightedArbitrary<Operation>[] {
+  const byHandle = truncateByPath ? fc.boolean() : fc.constant(true);
+  return [
+    { weight: 5, arbitrary: fc.tuple(names, content, fc.boolean()).map(([p, d, s]) => new Write(p, d, s)) },
+    { weight: 2, arbitrary: fc.tuple(names, content).map(([p, d]) => new Append(p, d)) },
+    { weight: 2, arbitrary: fc.tuple(names, fc.nat({ max: 5000 }), byHandle).map(([p, n, h]) => new Truncate(p, n, h)) },
+    { weight: 4, arbitrary: fc.tuple(names, fc.constantFrom(1, 7, 1000, 4096)).map(([p, c]) => new Read(p, c)) },
+    { weight: 2, arbitrary: names.map((p) => new StatPath(p)) },
+    { weight: 3, arbitrary: names.map((p) => new Mkdir(p)) },
+    { weight: 1, arbitrary: names.map((p) => new Rmdir(p)) },
+    { weight: 2, arbitrary: names.map((p) => new Unlink(p)) },
+    { weight: 4, arbitrary: fc.tuple(names, names).map(([a, b]) => new Rename(a, b)) },
+    { weight: 2, arbitrary: fc.constantFrom('.', 'd', 'e', 'e/f').map((p) => new List(p)) },
+    { weight: 3, arbitrary: fc.tuple(names, fc.nat({ max: 4000 }), content).map(([p, o, d]) => new WriteAt(p, o, d)) },
+    { weight: 1, arbitrary: fc.tuple(fc.constantFrom('a', '../x', 'd/a', 'nowhere', 'b'), names).map(([t, p]) => new Symlink(t, p)) },
+    { weight: 2, arbitrary: fc.tuple(names, fc.constantFrom(0o600, 0o640, 0o755, 0o700, 0o444)).map(([p, m]) => new Chmod(p, m)) },
+    { weight: 2, arbitrary: fc.tuple(names, fc.integer({ min: 1_000_000_000, max: 1_900_000_000 })).map(([p, t]) => new Utimens(p, t)) },
+  ];
+}
+const operations = operationsOn(names);
 const operation = fc.oneof(...operations);
 
 const world: fc.WeightedArbitrary<fc.AsyncCommand<object, World>>[] = [
-  { weight: 2, arbitrary: fc.tuple(names, content).map(([p, d]) => new ExternalPut(p, d)) },
+  // Not empty while the bug kept below ("looks up a file another client emptied") stands.
+  { weight: 2, arbitrary: fc.tuple(names, content.filter((d) => d.length > 0)).map(([p, d]) => new ExternalPut(p, d)) },
   { weight: 2, arbitrary: names.map((p) => new ExternalDelete(p)) },
   { weight: 3, arbitrary: fc.nat({ max: 3000 }).map((ms) => new Tick(ms)) },
   { weight: 1, arbitrary: fc.constant(new Remount()) },
@@ -1000,14 +1023,16 @@ const failingCalls: FailingCall[] = [
   'uploadPartCopy',
   'completeMultipartUpload',
 ];
-const held: fc.WeightedArbitrary<fc.AsyncCommand<object, World>>[] = [
-  { weight: 3, arbitrary: fc.tuple(names, fc.constantFrom<'r' | 'r+' | 'a' | 'w'>('r', 'r+', 'a', 'w')).map(([p, m]) => new OpenHeld(p, m)) },
-  { weight: 3, arbitrary: fc.tuple(fc.nat(), fc.nat({ max: 4000 }), fc.integer({ min: 1, max: 3000 })).map(([i, p, n]) => new ReadHeld(i, p, n)) },
-  { weight: 3, arbitrary: fc.tuple(fc.nat(), fc.nat({ max: 4000 }), content).map(([i, p, d]) => new WriteHeld(i, p, d)) },
-  { weight: 1, arbitrary: fc.nat().map((i) => new FstatHeld(i)) },
-  { weight: 1, arbitrary: fc.nat().map((i) => new FsyncHeld(i)) },
-  { weight: 2, arbitrary: fc.nat().map((i) => new CloseHeld(i)) },
-];
+function heldOn(names: fc.Arbitrary<string>): fc.WeightedArbitrary<fc.AsyncCommand<object, World>>[] {
+  return [
+    { weight: 3, arbitrary: fc.tuple(names, fc.constantFrom<'r' | 'r+' | 'a' | 'w'>('r', 'r+', 'a', 'w')).map(([p, m]) => new OpenHeld(p, m)) },
+    { weight: 3, arbitrary: fc.tuple(fc.nat(), fc.nat({ max: 4000 }), fc.integer({ min: 1, max: 3000 })).map(([i, p, n]) => new ReadHeld(i, p, n)) },
+    { weight: 3, arbitrary: fc.tuple(fc.nat(), fc.nat({ max: 4000 }), content).map(([i, p, d]) => new WriteHeld(i, p, d)) },
+    { weight: 1, arbitrary: fc.nat().map((i) => new FstatHeld(i)) },
+    { weight: 1, arbitrary: fc.nat().map((i) => new FsyncHeld(i)) },
+    { weight: 2, arbitrary: fc.nat().map((i) => new CloseHeld(i)) },
+  ];
+}
 
 const faulty = fc
   .tuple(
@@ -1024,7 +1049,8 @@ const setups = fc.record({
   writeMode: fc.oneof({ weight: 3, arbitrary: fc.constant<'sync' | 'async'>('sync') }, { weight: 1, arbitrary: fc.constant<'sync' | 'async'>('async') }),
   partSize: fc.constantFrom(KiB, 8 * 1024 * KiB),
   prefix: fc.constantFrom('', 'mount/'),
-  seeded: fc.boolean(),
+  seeded: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
+  caching: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
 });
 
 async function runSequence(setup: Setup, commands: Iterable<fc.AsyncCommand<object, World>>): Promise<void> {
@@ -1041,25 +1067,55 @@ function property(commands: fc.WeightedArbitrary<fc.AsyncCommand<object, World>>
 describe('FileSystem behaves like a local directory', () => {
   it(`under random sequences of file operations (${RUNS} runs)`, async () => {
     await fc.assert(property(operations), { numRuns: RUNS });
-  });
+  }, PROPERTY_TIMEOUT);
 
   it(`while other clients change the store, time passes and it is remounted (${RUNS} runs)`, async () => {
     await fc.assert(property([...operations, ...world]), { numRuns: RUNS });
-  });
+  }, PROPERTY_TIMEOUT);
 
   it(`with files held open across operations (${RUNS} runs)`, async () => {
-    await fc.assert(property([...operations, ...held]), { numRuns: RUNS });
-  });
+    // Fewer names, so that a file held open is often the one renamed, unlinked or written over.
+    const few = fc.constantFrom('a', 'b', 'd/a', 'd');
+    const held = heldOn(few).map(({ weight, arbitrary }) => ({ weight: weight * 2, arbitrary }));
+    const tick = { weight: 2, arbitrary: fc.nat({ max: 3000 }).map((ms) => new Tick(ms)) };
+    await fc.assert(property([...operationsOn(few, false), ...held, tick]), { numRuns: RUNS });
+  }, PROPERTY_TIMEOUT);
 
   it(`while store calls fail (${RUNS} runs)`, async () => {
     await fc.assert(property([...operations, ...world, { weight: 8, arbitrary: faulty }]), { numRuns: RUNS });
-  });
+  }, PROPERTY_TIMEOUT);
 });
 
 // ---- named sequences: found failures, shrunk, and paths worth keeping whatever the seed ----
 
+// ---- bugs found, not fixed yet (src/fs/file-system.ts is being split; fix them there) ----
+
+describe('FileSystem bugs the model found', () => {
+  // truncate(2) by path while the file is open only for reading: FileSystem.truncate changes the
+  // open file (getattr says 0 bytes) but uploads nothing, and the release of a read-only handle
+  // commits nothing, so at the last close the truncate is dropped: the size is back, the store
+  // never changed. (Found as: open(d/a, 'r'), truncate(d/a, 0), close, remount.) When it is
+  // fixed, this fails: make it an ordinary `it`, and give the held-open property truncate by
+  // path again (operationsOn(few, true)).
+  it.fails('keeps a truncate by path of a file held open read-only', async () => {
+    const seeded: Setup = { writeMode: 'sync', partSize: KiB, prefix: '', seeded: true, caching: true };
+    await runSequence(seeded, [new OpenHeld('d/a', 'r'), new Truncate('d/a', 0), new CloseHeld(0), new StatPath('d/a'), new Remount()]);
+  });
+
+  // A file known as small (1 byte to 64 KiB) whose entry expired is looked up with a ranged GET of
+  // its first 64 KiB (lookup -> readSmall). If another client replaced it with an empty object,
+  // that range is past the end: the store answers InvalidRequest (S3's and Azure's 416), and
+  // getattr fails with EINVAL, again at every lookup, since the expired entry stays as the hint.
+  // (Found as: externalDelete(d/a), externalPut(d/a, 0 bytes), stat(d/a).) When it is fixed, this
+  // fails: make it an ordinary `it`, and let ExternalPut put empty objects again.
+  it.fails('looks up a file another client emptied after its entry expired', async () => {
+    const seeded: Setup = { writeMode: 'sync', partSize: KiB, prefix: '', seeded: true, caching: true };
+    await runSequence(seeded, [new StatPath('a'), new ExternalDelete('a'), new ExternalPut('a', Buffer.alloc(0)), new StatPath('a')]);
+  });
+});
+
 describe('FileSystem model sequences', () => {
-  const seeded: Setup = { writeMode: 'sync', partSize: KiB, prefix: '', seeded: true };
+  const seeded: Setup = { writeMode: 'sync', partSize: KiB, prefix: '', seeded: true, caching: true };
   const bytes = (n: number, fill = 'x') => Buffer.alloc(n, fill);
 
   // The shrunk case of a deliberate mutation (write() setting the size to the end of its last

@@ -3,9 +3,9 @@
  *
  * A long write uploads one part-sized buffer after another. Allocated fresh each time, every part
  * costs zeroed pages from the kernel, and its buffer, left to the garbage collector, makes V8 run
- * major collections for the external memory (a profile of an 8 MiB-part write on Azurite: 15 % of
- * the daemon zeroing pages, 30 % in V8's marking and sweeping). A part uploaded successfully gives
- * its buffer back, and the next part of that size takes it.
+ * major collections for the external memory (in a profile of a long write, zeroing pages and V8's
+ * marking and sweeping took a large share of the daemon's CPU: bench/RESULTS.md, Azure). A part
+ * uploaded successfully gives its buffer back, and the next part of that size takes it.
  *
  * Only buffers of whole multiples of the part size are kept (the parts of a long write; the part
  * sizes of a growing upload double): the tail of a file or a small file's body would rarely be
