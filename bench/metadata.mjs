@@ -24,7 +24,7 @@
  *   largeWrite  LARGE_MIB `dd bs=1M` write until the object is complete in the store, against the
  *               fastest direct multipart upload
  *   largeRead   LARGE_MIB cold `dd bs=1M` read, against the fastest direct ranged download
- * Beside each: objmount's store requests per file (per IO for fio, per MiB for dd), by type, from
+ * Beside each: objmount's store requests per file (per IO for fio, in all for dd), by type, from
  * the daemon's own counters (its control socket, as `objmount status --json` shows them); the
  * ratio to s3fs, the issue's goal for the row, and whether it is met.
  *
@@ -128,7 +128,7 @@ function describeRequests(requests) {
   if (!requests) return '';
   const entries = Object.entries(requests).sort((a, b) => b[1] - a[1]);
   if (entries.length === 0) return 'none';
-  return entries.map(([op, n]) => `${OPERATION_NAMES[op] ?? op} ${n < 10 ? n.toFixed(2) : n.toFixed(0)}`).join(', ');
+  return entries.map(([op, n]) => `${OPERATION_NAMES[op] ?? op} ${Number.isInteger(n) ? n : n < 10 ? n.toFixed(2) : n.toFixed(0)}`).join(', ');
 }
 // ---- running on a mount ---------------------------------------------------------------------------
 const run = promisify(execFile);
@@ -224,13 +224,18 @@ async function largeWrite(tool, key) {
     const start = process.hrtime.bigint();
     await shell(`dd if=${largeSource} of=${key} bs=1M status=none`, m.dir);
     const value = await waitFor(async () => (await sizeInStore(sdk, BUCKET, key)) === LARGE, start, 600);
-    const requests = perOperation(before, await counters(m), LARGE_MIB);
+    const requests = perOperation(before, await counters(m), 1);
     return value === undefined ? { value: since(start), requests, note: 'not complete in the store after 600 s' } : { value, requests };
   });
 }
 
 // ---- the SDK, one request at a time: what one request per file costs on this server ----------------
 async function sdkBaseline(runIndex) {
+  const recordSdk = (id, measurement) => {
+    record(id, 'sdk', measurement);
+    const { unit } = WORKLOADS.find((w) => w.id === id);
+    log(`${'sdk'.padEnd(8)} ${id.padEnd(10)} ${format(measurement.value, unit).padStart(9)} ${unit}${measurement.how ? ` (${measurement.how})` : ''}`);
+  };
   const dir = `sdk-${runIndex}`;
   const one = async (n, send) => timed(async () => {
     for (let i = 0; i < n; i++) await send(i);
@@ -240,14 +245,14 @@ async function sdkBaseline(runIndex) {
       // drain
     }
   };
-  if (wanted('write') || wanted('cat') || wanted('ls')) record('write', 'sdk', { value: await one(FILES, (i) => sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${dir}/f${i}`, Body: fourKiB }))) });
-  if (wanted('ls')) record('ls', 'sdk', { value: await timed(() => listObjects(sdk, BUCKET, `${dir}/`)) });
-  if (wanted('cat')) record('cat', 'sdk', { value: await one(FILES, async (i) => drain(await sdk.send(new GetObjectCommand({ Bucket: BUCKET, Key: `${dir}/f${i}` })))) });
-  if (wanted('stat')) record('stat', 'sdk', { value: await one(FILES, (i) => sdk.send(new HeadObjectCommand({ Bucket: BUCKET, Key: named[i] }))) });
-  if (wanted('find')) record('find', 'sdk', { value: await timed(() => listObjects(sdk, BUCKET, 'find/')) });
+  if (wanted('write') || wanted('cat') || wanted('ls')) recordSdk('write', { value: await one(FILES, (i) => sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${dir}/f${i}`, Body: fourKiB }))) });
+  if (wanted('ls')) recordSdk('ls', { value: await timed(() => listObjects(sdk, BUCKET, `${dir}/`)) });
+  if (wanted('cat')) recordSdk('cat', { value: await one(FILES, async (i) => drain(await sdk.send(new GetObjectCommand({ Bucket: BUCKET, Key: `${dir}/f${i}` })))) });
+  if (wanted('stat')) recordSdk('stat', { value: await one(FILES, (i) => sdk.send(new HeadObjectCommand({ Bucket: BUCKET, Key: named[i] }))) });
+  if (wanted('find')) recordSdk('find', { value: await timed(() => listObjects(sdk, BUCKET, 'find/')) });
   if (wanted('tar')) {
     const files = source.files;
-    record('tar', 'sdk', { value: await one(files.length, (i) => sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${dir}-tree/${files[i].path}`, Body: readFileSync(join(treeRoot, files[i].path)) }))) });
+    recordSdk('tar', { value: await one(files.length, (i) => sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${dir}-tree/${files[i].path}`, Body: readFileSync(join(treeRoot, files[i].path)) }))) });
   }
   if (wanted('iops') && hasFio) {
     let ios = 0;
@@ -260,15 +265,15 @@ async function sdkBaseline(runIndex) {
         ios++;
       }
     });
-    record('iops', 'sdk', { value: ios / spent });
+    recordSdk('iops', { value: ios / spent });
   }
   if (wanted('largeWrite')) {
     const limit = await fastestUpload(sdk, BUCKET, readFileSync(largeSource), 1);
-    record('largeWrite', 'sdk', { value: limit.seconds, note: `fastest direct multipart upload: ${limit.how}` });
+    recordSdk('largeWrite', { value: limit.seconds, how: `fastest direct multipart upload: ${limit.how}` });
   }
   if (wanted('largeRead')) {
     const limit = await fastestDownload(sdk, BUCKET, 'large.bin', LARGE, 1);
-    record('largeRead', 'sdk', { value: limit.best, note: `fastest direct download: ${limit.parallel} ranged GETs of 8 MiB at once` });
+    recordSdk('largeRead', { value: limit.best, how: `fastest direct download: ${limit.parallel} ranged GETs of 8 MiB at once` });
   }
 }
 
@@ -313,7 +318,7 @@ for (let runIndex = 0; runIndex < RUNS; runIndex++) {
     await measure('tar', key, () => untar(tool, `t-${key}-${runIndex}`));
     await measure('iops', key, () => fio(tool));
     await measure('largeWrite', key, () => largeWrite(tool, `large-${key}-${runIndex}`));
-    await measure('largeRead', key, () => coldStep(tool, (dir) => shell('dd if=large.bin of=/dev/null bs=1M status=none', dir), LARGE_MIB).then((r) => ({ ...r, value: LARGE / 1e6 / r.value })));
+    await measure('largeRead', key, () => coldStep(tool, (dir) => shell('dd if=large.bin of=/dev/null bs=1M status=none', dir), 1).then((r) => ({ ...r, value: LARGE / 1e6 / r.value })));
     if (key === 'objmount') {
       await measure('writeAsync', key, () => writeSmallFiles(objmountAsync, `wa-${key}-${runIndex}`));
       await measure('tarAsync', key, () => untar(objmountAsync, `ta-${key}-${runIndex}`));
@@ -374,11 +379,12 @@ for (const w of WORKLOADS) {
       else failedGoals++;
     }
   }
-  const requests = describeRequests(ours?.requests) + (w.id === 'iops' ? ' (per IO)' : w.large ? ' (per MiB)' : '');
+  const requests = describeRequests(ours?.requests) + (w.id === 'iops' ? ' (per IO)' : w.large ? ' (for the whole file)' : '');
   console.log(`| ${w.what} | ${cell(ours, w.unit)} | ${cell(w.async ? s3Reference : s3, w.unit)} | ${cell(rc, w.unit)} | ${cell(sdkRow, w.unit)} | ${versus} | ${met} | ${ours?.requests ? requests : '-'} |`);
   for (const [key, r] of [['objmount', ours], ['s3fs', s3], ['rclone', rc], ['sdk', sdkRow]]) if (r?.note) notes.push(`${w.id}, ${key}: ${r.note}`);
 }
 console.log(`\nUnits: seconds, except IOPS and MB/s where the row says so. ${passed} goals met, ${failedGoals} not.`);
+for (const w of WORKLOADS) if (summary(w.id, 'sdk')?.how) console.log(`- ${w.id}: ${summary(w.id, 'sdk').how}`);
 for (const note of notes) console.log(`- ${note}`);
 for (const line of skipped) console.log(`- ${line}`);
 log('done');
