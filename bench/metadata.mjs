@@ -89,7 +89,11 @@ const WORKLOADS = [
 ];
 const only = env.BENCH_ONLY ? new Set(env.BENCH_ONLY.split(',')) : undefined;
 const wanted = (id) => (only ? only.has(id) : true) && !(WORKLOADS.find((w) => w.id === id)?.large && LARGE_MIB === 0);
-if (only) for (const id of only) if (!WORKLOADS.some((w) => w.id === id)) throw new Error(`BENCH_ONLY: no workload ${id} (${WORKLOADS.map((w) => w.id).join(', ')})`);
+for (const id of only ?? []) {
+  if (WORKLOADS.some((w) => w.id === id)) continue;
+  console.error(`BENCH_ONLY: there is no workload ${id}; the workloads are ${WORKLOADS.map((w) => w.id).join(', ')}`);
+  process.exit(2);
+}
 // results[workload][tool] = [{ value, requests?, note? }, ...] (one per run)
 const results = Object.fromEntries(WORKLOADS.map((w) => [w.id, {}]));
 const record = (id, tool, measurement) => (results[id][tool] ??= []).push(measurement);
@@ -128,8 +132,9 @@ function describeRequests(requests) {
   if (!requests) return '';
   const entries = Object.entries(requests).sort((a, b) => b[1] - a[1]);
   if (entries.length === 0) return 'none';
-  return entries.map(([op, n]) => `${OPERATION_NAMES[op] ?? op} ${Number.isInteger(n) ? n : n < 10 ? n.toFixed(2) : n.toFixed(0)}`).join(', ');
+  return entries.map(([op, n]) => `${OPERATION_NAMES[op] ?? op} ${n < 10 ? n.toFixed(2) : n.toFixed(0)}`).join(', ');
 }
+
 // ---- running on a mount ---------------------------------------------------------------------------
 const run = promisify(execFile);
 /** Runs `command` in sh in `cwd`, killed after `timeoutSeconds`; rejects with its stderr's last line. */
@@ -343,7 +348,7 @@ const cell = (r, unit) => (r === undefined ? '-' : r.value === undefined ? 'fail
 
 const date = new Date().toISOString().slice(0, 16).replace('T', ' ');
 console.log(`\nMetadata and small files (issue 15), local S3 server on 127.0.0.1, ${date} UTC, ${RUNS === 1 ? 'one run' : `median of ${RUNS}`}; objmount with its defaults\n`);
-console.log('| workload | objmount | s3fs | rclone | SDK, one request at a time | objmount vs goal | met? | objmount store requests per file |');
+console.log('| workload | objmount | s3fs | rclone | SDK: one request at a time (dd: best direct) | objmount vs goal | met? | objmount store requests per file |');
 console.log('| --- | ---: | ---: | ---: | ---: | --- | --- | --- |');
 const notes = [];
 let passed = 0;
