@@ -1,7 +1,8 @@
 /**
- * What the benchmarks share: the local S3 server, an SDK client, the three mounting tools
- * (objmount, s3fs, rclone mount), dropping the page cache, timing, and unmounting every mount
- * the script made, whatever happens.
+ * What the benchmarks share: the local S3 server, an SDK client and what is measured through it
+ * (listings, the fastest direct upload and download), the three mounting tools (objmount, s3fs,
+ * rclone mount) with objmount's own status and request counters, dropping the page cache,
+ * timing, and unmounting every mount the script made, whatever happens.
  */
 
 import { execFileSync, spawn } from 'node:child_process';

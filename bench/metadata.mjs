@@ -272,8 +272,18 @@ async function sdkBaseline(runIndex) {
     });
     recordSdk('iops', { value: ios / spent });
   }
-  // The limits are searched among the settings that won every recorded write.mjs and read.mjs
-  // run (bench/RESULTS.md): each try moves a whole LARGE_MIB, and there the full search took minutes.
+}
+
+/**
+ * The limits of the dd rows, measured right before objmount's own dd steps (on a shared machine,
+ * minutes apart is another machine). They are searched among the settings that won every
+ * recorded write.mjs and read.mjs run (bench/RESULTS.md): each try moves a whole LARGE_MIB.
+ */
+async function sdkLimits() {
+  const recordSdk = (id, measurement) => {
+    record(id, 'sdk', measurement);
+    log(`${'sdk'.padEnd(8)} ${id.padEnd(10)} ${format(measurement.value, WORKLOADS.find((w) => w.id === id).unit).padStart(9)} (${measurement.how})`);
+  };
   if (wanted('largeWrite')) {
     const limit = await fastestUpload(sdk, BUCKET, readFileSync(largeSource), 1, { partsMiB: [16], concurrencies: [8, 16] });
     recordSdk('largeWrite', { value: limit.seconds, how: `fastest direct multipart upload: ${limit.how}` });
@@ -313,7 +323,7 @@ async function measure(id, key, fn) {
 
 for (let runIndex = 0; runIndex < RUNS; runIndex++) {
   await sdkBaseline(runIndex);
-  log(`sdk baselines done (run ${runIndex + 1} of ${RUNS})`);
+  if (!TOOLS.some((t) => t.key === 'objmount')) await sdkLimits();
   for (const { key, tool } of TOOLS.filter((t) => t.tool.available)) {
     const written = `w-${key}-${runIndex}`;
     if (wanted('write')) await measure('write', key, () => writeSmallFiles(tool, written));
@@ -324,6 +334,7 @@ for (let runIndex = 0; runIndex < RUNS; runIndex++) {
     await measure('find', key, () => coldStep(tool, (dir) => shell('find find -type f -printf %s > /dev/null', dir)));
     await measure('tar', key, () => untar(tool, `t-${key}-${runIndex}`));
     await measure('iops', key, () => fio(tool));
+    if (key === 'objmount') await sdkLimits();
     await measure('largeWrite', key, () => largeWrite(tool, `large-${key}-${runIndex}`));
     await measure('largeRead', key, () => coldStep(tool, (dir) => shell('dd if=large.bin of=/dev/null bs=1M status=none', dir), 1).then((r) => ({ ...r, value: LARGE / 1e6 / r.value })));
     if (key === 'objmount') {
@@ -390,7 +401,7 @@ for (const w of WORKLOADS) {
   console.log(`| ${w.what} | ${cell(ours, w.unit)} | ${cell(w.async ? s3Reference : s3, w.unit)} | ${cell(rc, w.unit)} | ${cell(sdkRow, w.unit)} | ${versus} | ${met} | ${ours?.requests ? requests : '-'} |`);
   for (const [key, r] of [['objmount', ours], ['s3fs', s3], ['rclone', rc], ['sdk', sdkRow]]) if (r?.note) notes.push(`${w.id}, ${key}: ${r.note}`);
 }
-console.log(`\nUnits: seconds, except IOPS and MB/s where the row says so. ${passed} goals met, ${failedGoals} not.`);
+console.log(`\nUnits: seconds, except IOPS and MB/s where the row says so. Goals met: ${passed}; not met: ${failedGoals}.`);
 for (const w of WORKLOADS) if (summary(w.id, 'sdk')?.how) console.log(`- ${w.id}: ${summary(w.id, 'sdk').how}`);
 for (const note of notes) console.log(`- ${note}`);
 for (const line of skipped) console.log(`- ${line}`);
