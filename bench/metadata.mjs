@@ -385,6 +385,7 @@ for (const w of WORKLOADS) {
       ratio = w.unit === 's' ? sdkRow.value / ours.value : ours.value / sdkRow.value;
       holds = ratio >= w.goal.direct;
       versus = `${ratio.toFixed(2)} x the best direct (goal >= ${w.goal.direct})`;
+      if (s3?.value !== undefined) versus += `; ${(ours.value / s3.value).toFixed(2)} x s3fs's ${w.unit === 's' ? 'time' : 'rate'}`;
     } else if (w.goal.direct === undefined && s3Reference?.value !== undefined) {
       ratio = ours.value / s3Reference.value;
       holds = w.goal.max !== undefined ? ratio <= w.goal.max : ratio >= w.goal.min;
