@@ -1,7 +1,8 @@
 /**
- * What the benchmarks share: the local S3 server, an SDK client, the three mounting tools
- * (objmount, s3fs, rclone mount), dropping the page cache, timing, and unmounting every mount
- * the script made, whatever happens.
+ * What the benchmarks share: the local S3 server, an SDK client and what is measured through it
+ * (listings, the fastest direct upload and download), the three mounting tools (objmount, s3fs,
+ * rclone mount) with objmount's own status and request counters, dropping the page cache,
+ * timing, and unmounting every mount the script made, whatever happens.
  */
 
 import { execFileSync, spawn } from 'node:child_process';
@@ -221,10 +222,10 @@ export async function directUpload(sdk, bucket, key, bytes, partSize, concurrenc
  * The write limit: the fastest direct multipart upload of `bytes` (median of `runs` for each part
  * size and concurrency tried), as { seconds, how }. Uploads to keys `limit-*`.
  */
-export async function fastestUpload(sdk, bucket, bytes, runs) {
+export async function fastestUpload(sdk, bucket, bytes, runs, { partsMiB = [8, 16], concurrencies = [4, 8, 16] } = {}) {
   const limit = { seconds: Infinity, how: '' };
-  for (const partMiB of [8, 16]) {
-    for (const concurrency of [4, 8, 16]) {
+  for (const partMiB of partsMiB) {
+    for (const concurrency of concurrencies) {
       const times = [];
       for (let i = 0; i < runs; i++) times.push(await timed(() => directUpload(sdk, bucket, `limit-${partMiB}-${concurrency}-${i}`, bytes, partMiB * MiB, concurrency)));
       if (median(times) < limit.seconds) Object.assign(limit, { seconds: median(times), how: `${partMiB} MiB parts, ${concurrency} at once` });
@@ -250,9 +251,9 @@ export function rangedDownload(sdk, bucket, key, size, parallel) {
 }
 
 /** The read limit: the fastest direct download of `key` (median of `runs` each), as { best: MB/s, parallel }. */
-export async function fastestDownload(sdk, bucket, key, size, runs) {
+export async function fastestDownload(sdk, bucket, key, size, runs, { parallels = [1, 4, 8, 16] } = {}) {
   const limit = { best: 0, parallel: 0 };
-  for (const parallel of [1, 4, 8, 16]) {
+  for (const parallel of parallels) {
     const times = [];
     for (let i = 0; i < runs; i++) times.push(await rangedDownload(sdk, bucket, key, size, parallel));
     const speed = size / 1e6 / median(times);

@@ -16,13 +16,13 @@
  *   LOAD_SECONDS=600 LOAD_WRITERS=8 LOAD_READERS=8 node bench/load.mjs
  */
 
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { GetObjectCommand, MiB, root, startServer, tools } from './lib.mjs';
+import { GetObjectCommand, MiB, startServer, tools } from './lib.mjs';
 
 const seconds = Number(process.env.LOAD_SECONDS ?? 180);
 const writers = Number(process.env.LOAD_WRITERS ?? 8);
@@ -75,12 +75,6 @@ while (Date.now() < Number(until)) {
 }
 `;
 
-function status(dir) {
-  return new Promise((resolve) =>
-    execFile(process.execPath, [join(root, 'bin/objmount.js'), 'status', dir, '--json'], (error, stdout) => resolve(error ? undefined : JSON.parse(stdout)[0])),
-  );
-}
-
 function rssMiB(pid) {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
   return Number(line.split(/\s+/)[1]) / 1024;
@@ -123,7 +117,7 @@ try {
     peak = Math.max(peak, rssMiB(mount.pid));
     // What the daemon says it holds, at the largest resident size seen, to tell cache and
     // buffers from the runtime's own.
-    status(mount.dir).then(
+    mount.status().then(
       (s) => {
         if (!s?.memory) return;
         held = Math.max(held, (s.memory.cacheBytes + s.memory.uploadBytes) / MiB);

@@ -24,7 +24,7 @@
  *   largeWrite  LARGE_MIB `dd bs=1M` write until the object is complete in the store, against the
  *               fastest direct multipart upload
  *   largeRead   LARGE_MIB cold `dd bs=1M` read, against the fastest direct ranged download
- * Beside each: objmount's store requests per file (per IO for fio, per MiB for dd), by type, from
+ * Beside each: objmount's store requests per file (per IO for fio, in all for dd), by type, from
  * the daemon's own counters (its control socket, as `objmount status --json` shows them); the
  * ratio to s3fs, the issue's goal for the row, and whether it is met.
  *
@@ -89,7 +89,11 @@ const WORKLOADS = [
 ];
 const only = env.BENCH_ONLY ? new Set(env.BENCH_ONLY.split(',')) : undefined;
 const wanted = (id) => (only ? only.has(id) : true) && !(WORKLOADS.find((w) => w.id === id)?.large && LARGE_MIB === 0);
-if (only) for (const id of only) if (!WORKLOADS.some((w) => w.id === id)) throw new Error(`BENCH_ONLY: no workload ${id} (${WORKLOADS.map((w) => w.id).join(', ')})`);
+for (const id of only ?? []) {
+  if (WORKLOADS.some((w) => w.id === id)) continue;
+  console.error(`BENCH_ONLY: there is no workload ${id}; the workloads are ${WORKLOADS.map((w) => w.id).join(', ')}`);
+  process.exit(2);
+}
 // results[workload][tool] = [{ value, requests?, note? }, ...] (one per run)
 const results = Object.fromEntries(WORKLOADS.map((w) => [w.id, {}]));
 const record = (id, tool, measurement) => (results[id][tool] ??= []).push(measurement);
@@ -130,6 +134,7 @@ function describeRequests(requests) {
   if (entries.length === 0) return 'none';
   return entries.map(([op, n]) => `${OPERATION_NAMES[op] ?? op} ${n < 10 ? n.toFixed(2) : n.toFixed(0)}`).join(', ');
 }
+
 // ---- running on a mount ---------------------------------------------------------------------------
 const run = promisify(execFile);
 /** Runs `command` in sh in `cwd`, killed after `timeoutSeconds`; rejects with its stderr's last line. */
@@ -224,13 +229,18 @@ async function largeWrite(tool, key) {
     const start = process.hrtime.bigint();
     await shell(`dd if=${largeSource} of=${key} bs=1M status=none`, m.dir);
     const value = await waitFor(async () => (await sizeInStore(sdk, BUCKET, key)) === LARGE, start, 600);
-    const requests = perOperation(before, await counters(m), LARGE_MIB);
+    const requests = perOperation(before, await counters(m), 1);
     return value === undefined ? { value: since(start), requests, note: 'not complete in the store after 600 s' } : { value, requests };
   });
 }
 
 // ---- the SDK, one request at a time: what one request per file costs on this server ----------------
 async function sdkBaseline(runIndex) {
+  const recordSdk = (id, measurement) => {
+    record(id, 'sdk', measurement);
+    const { unit } = WORKLOADS.find((w) => w.id === id);
+    log(`${'sdk'.padEnd(8)} ${id.padEnd(10)} ${format(measurement.value, unit).padStart(9)} ${unit}${measurement.how ? ` (${measurement.how})` : ''}`);
+  };
   const dir = `sdk-${runIndex}`;
   const one = async (n, send) => timed(async () => {
     for (let i = 0; i < n; i++) await send(i);
@@ -240,14 +250,14 @@ async function sdkBaseline(runIndex) {
       // drain
     }
   };
-  if (wanted('write') || wanted('cat') || wanted('ls')) record('write', 'sdk', { value: await one(FILES, (i) => sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${dir}/f${i}`, Body: fourKiB }))) });
-  if (wanted('ls')) record('ls', 'sdk', { value: await timed(() => listObjects(sdk, BUCKET, `${dir}/`)) });
-  if (wanted('cat')) record('cat', 'sdk', { value: await one(FILES, async (i) => drain(await sdk.send(new GetObjectCommand({ Bucket: BUCKET, Key: `${dir}/f${i}` })))) });
-  if (wanted('stat')) record('stat', 'sdk', { value: await one(FILES, (i) => sdk.send(new HeadObjectCommand({ Bucket: BUCKET, Key: named[i] }))) });
-  if (wanted('find')) record('find', 'sdk', { value: await timed(() => listObjects(sdk, BUCKET, 'find/')) });
+  if (wanted('write') || wanted('cat') || wanted('ls')) recordSdk('write', { value: await one(FILES, (i) => sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${dir}/f${i}`, Body: fourKiB }))) });
+  if (wanted('ls')) recordSdk('ls', { value: await timed(() => listObjects(sdk, BUCKET, `${dir}/`)) });
+  if (wanted('cat')) recordSdk('cat', { value: await one(FILES, async (i) => drain(await sdk.send(new GetObjectCommand({ Bucket: BUCKET, Key: `${dir}/f${i}` })))) });
+  if (wanted('stat')) recordSdk('stat', { value: await one(FILES, (i) => sdk.send(new HeadObjectCommand({ Bucket: BUCKET, Key: named[i] }))) });
+  if (wanted('find')) recordSdk('find', { value: await timed(() => listObjects(sdk, BUCKET, 'find/')) });
   if (wanted('tar')) {
     const files = source.files;
-    record('tar', 'sdk', { value: await one(files.length, (i) => sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${dir}-tree/${files[i].path}`, Body: readFileSync(join(treeRoot, files[i].path)) }))) });
+    recordSdk('tar', { value: await one(files.length, (i) => sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${dir}-tree/${files[i].path}`, Body: readFileSync(join(treeRoot, files[i].path)) }))) });
   }
   if (wanted('iops') && hasFio) {
     let ios = 0;
@@ -260,15 +270,27 @@ async function sdkBaseline(runIndex) {
         ios++;
       }
     });
-    record('iops', 'sdk', { value: ios / spent });
+    recordSdk('iops', { value: ios / spent });
   }
+}
+
+/**
+ * The limits of the dd rows, measured right before objmount's own dd steps (on a shared machine,
+ * minutes apart is another machine). They are searched among the settings that won every
+ * recorded write.mjs and read.mjs run (bench/RESULTS.md): each try moves a whole LARGE_MIB.
+ */
+async function sdkLimits() {
+  const recordSdk = (id, measurement) => {
+    record(id, 'sdk', measurement);
+    log(`${'sdk'.padEnd(8)} ${id.padEnd(10)} ${format(measurement.value, WORKLOADS.find((w) => w.id === id).unit).padStart(9)} (${measurement.how})`);
+  };
   if (wanted('largeWrite')) {
-    const limit = await fastestUpload(sdk, BUCKET, readFileSync(largeSource), 1);
-    record('largeWrite', 'sdk', { value: limit.seconds, note: `fastest direct multipart upload: ${limit.how}` });
+    const limit = await fastestUpload(sdk, BUCKET, readFileSync(largeSource), 1, { partsMiB: [16], concurrencies: [8, 16] });
+    recordSdk('largeWrite', { value: limit.seconds, how: `fastest direct multipart upload: ${limit.how}` });
   }
   if (wanted('largeRead')) {
-    const limit = await fastestDownload(sdk, BUCKET, 'large.bin', LARGE, 1);
-    record('largeRead', 'sdk', { value: limit.best, note: `fastest direct download: ${limit.parallel} ranged GETs of 8 MiB at once` });
+    const limit = await fastestDownload(sdk, BUCKET, 'large.bin', LARGE, 1, { parallels: [8, 16] });
+    recordSdk('largeRead', { value: limit.best, how: `fastest direct download: ${limit.parallel} ranged GETs of 8 MiB at once` });
   }
 }
 
@@ -301,7 +323,7 @@ async function measure(id, key, fn) {
 
 for (let runIndex = 0; runIndex < RUNS; runIndex++) {
   await sdkBaseline(runIndex);
-  log(`sdk baselines done (run ${runIndex + 1} of ${RUNS})`);
+  if (!TOOLS.some((t) => t.key === 'objmount')) await sdkLimits();
   for (const { key, tool } of TOOLS.filter((t) => t.tool.available)) {
     const written = `w-${key}-${runIndex}`;
     if (wanted('write')) await measure('write', key, () => writeSmallFiles(tool, written));
@@ -312,8 +334,9 @@ for (let runIndex = 0; runIndex < RUNS; runIndex++) {
     await measure('find', key, () => coldStep(tool, (dir) => shell('find find -type f -printf %s > /dev/null', dir)));
     await measure('tar', key, () => untar(tool, `t-${key}-${runIndex}`));
     await measure('iops', key, () => fio(tool));
+    if (key === 'objmount') await sdkLimits();
     await measure('largeWrite', key, () => largeWrite(tool, `large-${key}-${runIndex}`));
-    await measure('largeRead', key, () => coldStep(tool, (dir) => shell('dd if=large.bin of=/dev/null bs=1M status=none', dir), LARGE_MIB).then((r) => ({ ...r, value: LARGE / 1e6 / r.value })));
+    await measure('largeRead', key, () => coldStep(tool, (dir) => shell('dd if=large.bin of=/dev/null bs=1M status=none', dir), 1).then((r) => ({ ...r, value: LARGE / 1e6 / r.value })));
     if (key === 'objmount') {
       await measure('writeAsync', key, () => writeSmallFiles(objmountAsync, `wa-${key}-${runIndex}`));
       await measure('tarAsync', key, () => untar(objmountAsync, `ta-${key}-${runIndex}`));
@@ -336,7 +359,7 @@ const cell = (r, unit) => (r === undefined ? '-' : r.value === undefined ? 'fail
 
 const date = new Date().toISOString().slice(0, 16).replace('T', ' ');
 console.log(`\nMetadata and small files (issue 15), local S3 server on 127.0.0.1, ${date} UTC, ${RUNS === 1 ? 'one run' : `median of ${RUNS}`}; objmount with its defaults\n`);
-console.log('| workload | objmount | s3fs | rclone | SDK, one request at a time | objmount vs goal | met? | objmount store requests per file |');
+console.log('| workload | objmount | s3fs | rclone | SDK: one request at a time (dd: best direct) | objmount vs goal | met? | objmount store requests per file |');
 console.log('| --- | ---: | ---: | ---: | ---: | --- | --- | --- |');
 const notes = [];
 let passed = 0;
@@ -362,6 +385,7 @@ for (const w of WORKLOADS) {
       ratio = w.unit === 's' ? sdkRow.value / ours.value : ours.value / sdkRow.value;
       holds = ratio >= w.goal.direct;
       versus = `${ratio.toFixed(2)} x the best direct (goal >= ${w.goal.direct})`;
+      if (s3?.value !== undefined) versus += `; ${(ours.value / s3.value).toFixed(2)} x s3fs's ${w.unit === 's' ? 'time' : 'rate'}`;
     } else if (w.goal.direct === undefined && s3Reference?.value !== undefined) {
       ratio = ours.value / s3Reference.value;
       holds = w.goal.max !== undefined ? ratio <= w.goal.max : ratio >= w.goal.min;
@@ -374,11 +398,12 @@ for (const w of WORKLOADS) {
       else failedGoals++;
     }
   }
-  const requests = describeRequests(ours?.requests) + (w.id === 'iops' ? ' (per IO)' : w.large ? ' (per MiB)' : '');
+  const requests = describeRequests(ours?.requests) + (w.id === 'iops' ? ' (per IO)' : w.large ? ' (for the whole file)' : '');
   console.log(`| ${w.what} | ${cell(ours, w.unit)} | ${cell(w.async ? s3Reference : s3, w.unit)} | ${cell(rc, w.unit)} | ${cell(sdkRow, w.unit)} | ${versus} | ${met} | ${ours?.requests ? requests : '-'} |`);
   for (const [key, r] of [['objmount', ours], ['s3fs', s3], ['rclone', rc], ['sdk', sdkRow]]) if (r?.note) notes.push(`${w.id}, ${key}: ${r.note}`);
 }
-console.log(`\nUnits: seconds, except IOPS and MB/s where the row says so. ${passed} goals met, ${failedGoals} not.`);
+console.log(`\nUnits: seconds, except IOPS and MB/s where the row says so. Goals met: ${passed}; not met: ${failedGoals}.`);
+for (const w of WORKLOADS) if (summary(w.id, 'sdk')?.how) console.log(`- ${w.id}: ${summary(w.id, 'sdk').how}`);
 for (const note of notes) console.log(`- ${note}`);
 for (const line of skipped) console.log(`- ${line}`);
 log('done');
