@@ -1,7 +1,7 @@
 /** Async write mode and its journal (fs/write/journal.ts), on the in-memory store. */
 
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { FileSystem, O_RDWR } from '../../src/fs/file-system.js';
 import { FileUploader } from '../../src/fs/write/file-uploader.js';
-import { UploadTracker, recover, removeUnjournaled, writeRecord } from '../../src/fs/write/journal.js';
+import { Journal, UploadTracker, recover, removeUnjournaled, writeRecord } from '../../src/fs/write/journal.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { FaultyStore } from '../../src/storage/faulty-store.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
@@ -103,6 +103,87 @@ describe('async write mode', () => {
     faulty.clear();
     await fs.drain();
     expect(memory.objects.has('d')).toBe(false);
+  });
+});
+
+describe('group commit', () => {
+  /** Holds every put until `open()`, so records stay until the test has looked at them. */
+  function holdUploads(): () => void {
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const put = memory.put.bind(memory);
+    memory.put = async (...args) => {
+      await gate;
+      return put(...args);
+    };
+    return open;
+  }
+
+  it('costs one close three fsyncs in one round: its staging file, its record, the directory', async () => {
+    const release = holdUploads();
+    const fh = await fs.create('/one', 0o644);
+    await fs.write(fh, Buffer.from('one'), 0);
+    await fs.release(fh);
+    expect(fs.journalStats).toEqual({ rounds: 1, fsyncs: 3, records: 1 });
+    expect(memory.calls.get('put') ?? 0).toBe(0); // the upload follows the close
+    release();
+    await vi.waitFor(async () => expect(await readdir(stagingDir)).toEqual([]));
+    expect(memory.objects.get('one')?.body.toString()).toBe('one');
+  });
+
+  it('lets closes in flight share their rounds: one directory fsync for many records', async () => {
+    const release = holdUploads();
+    const N = 40;
+    const handles = await Promise.all(Array.from({ length: N }, (_, i) => fs.create(`/many-${i}`, 0o644)));
+    await Promise.all(handles.map((fh, i) => fs.write(fh, Buffer.from(`file ${i}`), 0)));
+    // Each close returns only once its own record is on disk.
+    await Promise.all(
+      handles.map(async (fh, i) => {
+        await fs.release(fh);
+        const name = (await readdir(stagingDir)).find((n) => n.endsWith('.pending.json') && n.includes(`-${i + 1}.`));
+        expect(name).toBeDefined();
+        expect(JSON.parse(await readFile(join(stagingDir, name!), 'utf8')).key).toBe(`many-${i}`);
+      }),
+    );
+    const { rounds, fsyncs, records } = fs.journalStats;
+    expect(records).toBe(N);
+    expect(rounds).toBeLessThanOrEqual(3); // not one per close
+    expect(fsyncs).toBe(2 * N + rounds); // each staging file and record, and the directory once a round
+    release();
+    await vi.waitFor(() => expect(memory.objects.size).toBe(N));
+    for (let i = 0; i < N; i++) expect(memory.objects.get(`many-${i}`)?.body.toString()).toBe(`file ${i}`);
+    await vi.waitFor(async () => expect(await readdir(stagingDir)).toEqual([]));
+  });
+
+  it('uploads small files of a burst of closes many at a time', async () => {
+    let inFlight = 0;
+    let most = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const put = memory.put.bind(memory);
+    memory.put = async (...args) => {
+      inFlight += 1;
+      most = Math.max(most, inFlight);
+      await gate;
+      inFlight -= 1;
+      return put(...args);
+    };
+    for (let i = 0; i < 100; i++) {
+      const fh = await fs.create(`/burst-${i}`, 0o644);
+      await fs.write(fh, Buffer.from('x'), 0);
+      await fs.release(fh);
+    }
+    await vi.waitFor(() => expect(inFlight).toBe(32)); // more than --upload-concurrency (4), and bounded
+    release();
+    await vi.waitFor(() => expect(memory.objects.size).toBe(100));
+    expect(most).toBe(32);
+  });
+
+  it('fails the close of a record it could not write, and leaves no record', async () => {
+    const journal = new Journal(join(stagingDir, 'no-such-dir'));
+    await expect(journal.write(join(stagingDir, 'no-such-dir', 'r.pending.json'), '{}')).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(journal.add(join(stagingDir, 'missing-staging'), { key: 'k', size: 1, metadata: {} })).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await readdir(stagingDir)).toEqual([]);
   });
 });
 
