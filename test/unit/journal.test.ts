@@ -220,6 +220,70 @@ describe('recovery', () => {
     expect(await readdir(stagingDir)).toEqual([]);
   });
 
+  it('sets damaged and empty records aside instead of failing, and goes on with the others', async () => {
+    const uploader = new FileUploader(memory, { partSize: PART, concurrency: 2, tracker: new UploadTracker(stagingDir) });
+    // An upload record cut short after its id: the upload it names can still be found and aborted.
+    const cut = await memory.createMultipartUpload('cut/short');
+    await new UploadTracker(stagingDir).begun('cut/short', cut);
+    const cutName = (await readdir(stagingDir)).find((n) => n.endsWith('.upload.json'))!;
+    await writeFile(join(stagingDir, cutName), JSON.stringify({ key: 'cut/short', uploadId: cut }).slice(0, -1));
+    await writeFile(join(stagingDir, 'upload-0123456789abcdef0123456789abcdef.upload.json'), ''); // empty
+    await writeFile(join(stagingDir, 'staging-old-3'), 'kept aside');
+    await writeFile(join(stagingDir, 'staging-old-3.pending.json'), '{"key": "half'); // torn by hand or disk
+    await writeFile(join(stagingDir, 'staging-old-4'), 'fine');
+    await writeRecord(join(stagingDir, 'staging-old-4'), { key: 'fine', size: 4, metadata: {} });
+
+    const result = await recover(stagingDir, uploader, 2);
+    expect(result.uploaded).toEqual(['fine']);
+    expect(result.failed).toEqual([]);
+    expect(result.aborted).toEqual(['cut/short']);
+    expect(memory.uploads.size).toBe(0);
+    expect(result.setAside.map(({ file, action }) => [file.slice(stagingDir.length + 1), action]).sort()).toEqual(
+      [
+        [cutName, `set aside as ${cutName}.damaged; its upload of cut/short aborted`],
+        ['staging-old-3.pending.json', 'set aside as staging-old-3.pending.json.damaged with its staging file (staging-old-3.damaged)'],
+        [
+          'upload-0123456789abcdef0123456789abcdef.upload.json',
+          'set aside as upload-0123456789abcdef0123456789abcdef.upload.json.damaged; no upload id could be read from it, so none was aborted',
+        ],
+      ].sort(),
+    );
+    expect(result.setAside.find((s) => s.file.endsWith('abcdef.upload.json'))?.problem).toBe('empty');
+    expect(result.setAside.find((s) => s.file.endsWith('old-3.pending.json'))?.problem).toMatch(/^not JSON: /);
+    expect((await readdir(stagingDir)).sort()).toEqual(
+      [
+        `${cutName}.damaged`,
+        'staging-old-3.damaged',
+        'staging-old-3.pending.json.damaged',
+        'upload-0123456789abcdef0123456789abcdef.upload.json.damaged',
+      ].sort(),
+    );
+    // What was set aside stops no later recovery either.
+    expect(await recover(stagingDir, uploader, 2)).toEqual({ uploaded: [], failed: [], aborted: [], setAside: [] });
+  });
+
+  it('never aborts an upload a damaged record does not name', async () => {
+    const other = await memory.createMultipartUpload('someone/else');
+    // The id is readable, but the record's name is not that id's: it was not written for it.
+    await writeFile(join(stagingDir, 'upload-ffffffffffffffffffffffffffffffff.upload.json'), `{"key":"someone/else","uploadId":"${other}"`);
+    const result = await recover(stagingDir, new FileUploader(memory, { partSize: PART, concurrency: 2 }), 2);
+    expect(result.aborted).toEqual([]);
+    expect(result.setAside).toHaveLength(1);
+    expect([...memory.uploads.keys()]).toEqual([other]);
+  });
+
+  it('writes upload records whole, through a temporary file', async () => {
+    const journal = new Journal(stagingDir);
+    const tracker = new UploadTracker(stagingDir, journal);
+    await tracker.begun('a/key', 'upload-1');
+    expect(journal.stats).toEqual({ rounds: 1, fsyncs: 2, records: 1 }); // the record, the directory
+    const names = await readdir(stagingDir);
+    expect(names).toHaveLength(1);
+    expect(JSON.parse(await readFile(join(stagingDir, names[0]!), 'utf8'))).toEqual({ key: 'a/key', uploadId: 'upload-1' });
+    await tracker.ended('upload-1');
+    expect(await readdir(stagingDir)).toEqual([]);
+  });
+
   it('removes staging files without a journal record, and keeps the journaled ones', async () => {
     await writeFile(join(stagingDir, 'staging-1234-ab-1'), 'never acknowledged');
     await writeFile(join(stagingDir, 'staging-1234-ab-2'), 'journaled');
