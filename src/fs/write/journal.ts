@@ -12,6 +12,10 @@
  * Beside them, in either write mode, each multipart upload in progress has a record from its
  * creation to its end (`UploadTracker`): the next mount aborts those a killed daemon left, so no
  * incomplete upload stays in the store.
+ *
+ * Both kinds of record are written by `Journal`, which lets writes in flight share their fsyncs
+ * (group commit). Recovery reads them tolerantly: a record that cannot be read is renamed
+ * `.damaged` and reported, never a reason to refuse the mount.
  */
 
 import { createHash } from 'node:crypto';
@@ -356,7 +360,10 @@ export async function removeUnjournaled(stagingDir: string): Promise<number> {
   const names = await readdir(stagingDir).catch((): string[] => []);
   const journaled = new Set(names.filter((name) => name.endsWith(SUFFIX)).map((name) => name.slice(0, -SUFFIX.length)));
   const orphans = names.filter(
-    (name) => (name.startsWith('staging-') && !name.includes('.') && !journaled.has(name)) || name.endsWith(`${SUFFIX}.tmp`),
+    (name) =>
+      (name.startsWith('staging-') && !name.includes('.') && !journaled.has(name)) ||
+      name.endsWith(`${SUFFIX}.tmp`) ||
+      name.endsWith(`${UPLOAD_SUFFIX}.tmp`),
   );
   await Promise.all(orphans.map((name) => rm(join(stagingDir, name), { force: true })));
   return orphans.length;
