@@ -304,7 +304,32 @@ describe('a store that refuses writes', () => {
   });
 });
 
-describe('a full staging disk', () => {
+describe('a full disk', () => {
+  it('stops writing the disk cache when its disk is full, says so once, and goes on reading', async () => {
+    const cacheDir = mkdtempSync(join(tmpdir(), 'objmount-tmpfs-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'objmount-test', cacheDir]);
+    try {
+      const data = randomBytes(40 * MiB); // five 8 MiB blocks, none of which fits
+      await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'cached/big', Body: data }));
+      const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--cache-dir', cacheDir]);
+      try {
+        expect(sha(readFileSync(join(mount.mountpoint, 'cached', 'big')))).toBe(sha(data));
+      } finally {
+        await mount.unmount();
+      }
+      const log = readFileSync(mount.logFile, 'utf8');
+      expect(log.match(/cache: the disk of .* is full \(ENOSPC\): no blocks are written to it for now/g)).toHaveLength(1);
+      expect(log).not.toMatch(/could not write a block/);
+    } finally {
+      try {
+        execFileSync('umount', [cacheDir]);
+      } catch {
+        execFileSync('umount', ['-l', cacheDir]);
+      }
+    }
+  });
+
+
   it('answers ENOSPC (not EIO) to the write that does not fit, and goes on once there is room', async () => {
     const staging = mkdtempSync(join(tmpdir(), 'objmount-tmpfs-'));
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'objmount-test', staging]);
