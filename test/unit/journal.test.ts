@@ -131,6 +131,20 @@ describe('group commit', () => {
     expect(memory.objects.get('one')?.body.toString()).toBe('one');
   });
 
+  it('journals a file once for its flush and its release (as FUSE sends both at close)', async () => {
+    const release = holdUploads();
+    const fh = await fs.create('/flushed', 0o644);
+    await fs.write(fh, Buffer.from('flushed'), 0);
+    await fs.flush(fh);
+    // The release waits for the upload the flush queued (both need the file): nothing is left
+    // to journal when it runs.
+    const released = fs.release(fh);
+    release();
+    await released;
+    expect(fs.journalStats).toEqual({ rounds: 1, fsyncs: 3, records: 1 });
+    expect(memory.objects.get('flushed')?.body.toString()).toBe('flushed');
+  });
+
   it('lets closes in flight share their rounds: one directory fsync for many records', async () => {
     const release = holdUploads();
     const N = 40;
