@@ -244,7 +244,8 @@ export class Committer {
           ({ etag } = await this.uploader.uploadReusing(file.key, staged, file.attrs.size, source, options));
         } else {
           await file.fill(this.store, 0);
-          ({ etag } = await this.uploader.upload(file.key, staged, file.attrs.size, options));
+          // Through the handle the file already has: no second open and close per small file.
+          ({ etag } = await this.uploader.upload(file.key, file.stagingHandle ?? staged, file.attrs.size, options));
         }
       } else {
         ({ etag } = await this.store.copy(file.key, file.key, options));

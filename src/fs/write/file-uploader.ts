@@ -56,9 +56,10 @@ export class FileUploader {
     return partSize;
   }
 
-  async upload(key: string, localPath: string, size: number, putOptions: PutOptions): Promise<{ etag: string }> {
+  /** Uploads bytes [0, size) of `local`: a path, or a file already open (read, never closed here). */
+  async upload(key: string, local: string | FileHandle, size: number, putOptions: PutOptions): Promise<{ etag: string }> {
     const partSize = this.partSizeFor(size);
-    const file = await open(localPath, 'r');
+    const file = typeof local === 'string' ? await open(local, 'r') : local;
     try {
       if (size <= partSize) {
         await this.options.budget?.acquire(size);
@@ -73,7 +74,7 @@ export class FileUploader {
       }
       return await this.uploadMultipart(key, file, splitRange(0, size, partSize), putOptions);
     } finally {
-      await file.close();
+      if (typeof local === 'string') await file.close();
     }
   }
 
