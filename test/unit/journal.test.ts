@@ -276,6 +276,22 @@ describe('recovery', () => {
     expect(await recover(stagingDir, uploader, 2)).toEqual({ uploaded: [], failed: [], aborted: [], setAside: [] });
   });
 
+  it('aborts the upload of a record a killed daemon was still making durable', async () => {
+    const uploader = new FileUploader(memory, { partSize: PART, concurrency: 2 });
+    const left = await memory.createMultipartUpload('mid/record');
+    await new UploadTracker(stagingDir).begun('mid/record', left);
+    const [name] = await readdir(stagingDir);
+    await writeFile(join(stagingDir, `${name}.tmp`), await readFile(join(stagingDir, name!)));
+    await rm(join(stagingDir, name!)); // killed between the write and the rename
+    await writeFile(join(stagingDir, 'upload-11111111111111111111111111111111.upload.json.tmp'), ''); // killed before the write
+
+    const result = await recover(stagingDir, uploader, 2);
+    expect(result.aborted).toEqual(['mid/record']);
+    expect(result.setAside).toEqual([]);
+    expect(memory.uploads.size).toBe(0);
+    expect(await readdir(stagingDir)).toEqual([]);
+  });
+
   it('never aborts an upload a damaged record does not name', async () => {
     const other = await memory.createMultipartUpload('someone/else');
     // The id is readable, but the record's name is not that id's: it was not written for it.

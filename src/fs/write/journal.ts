@@ -19,7 +19,7 @@
  */
 
 import { createHash } from 'node:crypto';
-import { open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { type FileHandle, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 import PQueue from 'p-queue';
@@ -56,7 +56,8 @@ export interface JournalStats {
 interface Waiting {
   /** Where the record goes. */
   path: string;
-  contents: string;
+  /** The temporary file, written at once (so a killed daemon leaves it), open for its fsync. */
+  temporary: Promise<FileHandle>;
   /** A file the record names, made durable before the record is (a staging file). */
   dataFile?: string;
   done: (error?: unknown) => void;
@@ -71,6 +72,8 @@ interface Waiting {
  * data file and temporary record are fsynced in parallel, renamed, and then the directory is
  * fsynced once for all of them. N closes in flight cost about one round of fsyncs, not 3N
  * fsyncs one after the other; each `write` still returns only once its own record is on disk.
+ * The temporary file is written at once, not when its round comes: a daemon killed meanwhile
+ * leaves it readable, and recovery aborts the upload a temporary upload record names.
  */
 export class Journal {
   readonly stats: JournalStats = { rounds: 0, fsyncs: 0, records: 0 };
@@ -86,8 +89,19 @@ export class Journal {
 
   /** Writes `contents` to `path` (in this journal's directory) durably, after `dataFile` is. */
   write(path: string, contents: string, dataFile?: string): Promise<void> {
+    const temporary = (async () => {
+      const handle = await open(`${path}.tmp`, 'w', 0o600);
+      try {
+        await handle.writeFile(contents);
+      } catch (error) {
+        await handle.close();
+        throw error;
+      }
+      return handle;
+    })();
+    temporary.catch(() => undefined); // the round reports it
     return new Promise((resolve, reject) => {
-      this.queued.push({ path, contents, dataFile, done: (error) => (error === undefined ? resolve() : reject(error)) });
+      this.queued.push({ path, temporary, dataFile, done: (error) => (error === undefined ? resolve() : reject(error)) });
       if (!this.running) void this.runRounds();
     });
   }
@@ -104,13 +118,12 @@ export class Journal {
   private async round(batch: Waiting[]): Promise<void> {
     this.stats.rounds += 1;
     const written = await Promise.allSettled(
-      batch.map(async ({ path, contents, dataFile }) => {
-        const temporary = `${path}.tmp`;
+      batch.map(async ({ path, temporary, dataFile }) => {
         try {
-          await Promise.all([dataFile === undefined ? undefined : this.sync(dataFile, 'r+'), this.writeSynced(temporary, contents)]);
-          await rename(temporary, path);
+          await Promise.all([dataFile === undefined ? undefined : this.sync(dataFile, 'r+'), this.syncAndClose(temporary)]);
+          await rename(`${path}.tmp`, path);
         } catch (error) {
-          await rm(temporary, { force: true }).catch(() => undefined);
+          await rm(`${path}.tmp`, { force: true }).catch(() => undefined);
           throw error;
         }
       }),
@@ -137,10 +150,9 @@ export class Journal {
     });
   }
 
-  private async writeSynced(path: string, contents: string): Promise<void> {
-    const handle = await open(path, 'w', 0o600);
+  private async syncAndClose(opening: Promise<FileHandle>): Promise<void> {
+    const handle = await opening;
     try {
-      await handle.writeFile(contents);
       this.stats.fsyncs += 1;
       await handle.sync();
     } finally {
@@ -233,15 +245,24 @@ export async function recover(stagingDir: string, uploader: FileUploader, concur
   const all = await readdir(stagingDir).catch((): string[] => []);
   const names = all.filter((name) => name.endsWith(SUFFIX));
   const result: RecoveryResult = { uploaded: [], failed: [], aborted: [], setAside: [] };
-  for (const name of all.filter((entry) => entry.endsWith(UPLOAD_SUFFIX))) {
+  // A temporary upload record is one a killed daemon was still making durable: its upload was
+  // created all the same, so it is aborted like any other (an unreadable one is just removed).
+  for (const name of all.filter((entry) => entry.endsWith(UPLOAD_SUFFIX) || entry.endsWith(`${UPLOAD_SUFFIX}.tmp`))) {
     const path = join(stagingDir, name);
+    const temporary = name.endsWith('.tmp');
     const read = await readRecord(path, parseUploadRecord);
     if ('problem' in read) {
-      await rename(path, `${path}${DAMAGED}`);
       // Only an id whose hash is this record's name: never abort an upload the record did not name.
       const named = salvageUploadRecord(read.text);
+      const namesIt = named !== undefined && uploadRecordName(named.uploadId) === name.replace(/\.tmp$/, '');
+      if (temporary) {
+        if (namesIt) await uploader.abandon(named.key, named.uploadId).then(() => result.aborted.push(named.key), () => undefined);
+        await rm(path, { force: true });
+        continue;
+      }
+      await rename(path, `${path}${DAMAGED}`);
       let action = `set aside as ${name}${DAMAGED}`;
-      if (named && uploadRecordName(named.uploadId) === name) {
+      if (namesIt) {
         try {
           await uploader.abandon(named.key, named.uploadId);
           result.aborted.push(named.key);
