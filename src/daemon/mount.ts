@@ -398,7 +398,8 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
 async function finishPendingUploads(store: ObjectStore, stagingDir: string, options: MountOptions, logger: Logger): Promise<void> {
   const tracker = new UploadTracker(stagingDir);
   const uploader = new FileUploader(store, { partSize: options.partSize, concurrency: options.uploadConcurrency, tracker });
-  const { uploaded, failed, aborted } = await recover(stagingDir, uploader, Math.max(4, options.uploadConcurrency));
+  const { uploaded, failed, aborted, setAside } = await recover(stagingDir, uploader, Math.max(4, options.uploadConcurrency));
+  for (const { file, problem, action } of setAside) logger.warn(`${file}: damaged record left by a previous run (${problem}); ${action}`);
   if (aborted.length > 0) logger.info(`aborted ${aborted.length} multipart upload(s) left by a previous run`);
   if (uploaded.length > 0) logger.info(`finished ${uploaded.length} upload(s) left by a previous run: ${uploaded.slice(0, 5).join(', ')}${uploaded.length > 5 ? ', …' : ''}`);
   if (!options.stagingDir) {

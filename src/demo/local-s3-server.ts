@@ -88,8 +88,13 @@ export interface LocalS3ServerOptions {
     keys: string;
     /** Wait this long before handling each matching write. */
     delayMs?: number;
+    /** Of those, the writes whose key also matches this wait `slowerDelayMs` instead. */
+    slowerKeys?: string;
+    slowerDelayMs?: number;
     /** Answer each matching write with 500 InternalError instead. */
     fail?: boolean;
+    /** A key: once it is written, the faults stop (a store that comes back). */
+    clearedBy?: string;
   };
 }
 
@@ -254,10 +259,14 @@ async function s3Semantics(ctx: Context, next: Next): Promise<void> {
 
 function writeFaults(faults: NonNullable<LocalS3ServerOptions['writeFaults']>): Middleware {
   const keys = new RegExp(faults.keys);
+  const slower = faults.slowerKeys === undefined ? undefined : new RegExp(faults.slowerKeys);
+  let cleared = false;
   return async (ctx, next) => {
     const key = ctx.params?.key ?? '';
-    if (ctx.method !== 'PUT' || !keys.test(key)) return next();
-    if (faults.delayMs) await new Promise((resolve) => setTimeout(resolve, faults.delayMs));
+    if (ctx.method === 'PUT' && faults.clearedBy !== undefined && key === faults.clearedBy) cleared = true;
+    if (cleared || ctx.method !== 'PUT' || !keys.test(key)) return next();
+    const delay = slower?.test(key) ? faults.slowerDelayMs : faults.delayMs;
+    if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
     if (faults.fail) {
       for await (const _chunk of ctx.req); // read the body, as S3 does before answering
       throw new S3Error('InternalError', 'We encountered an internal error. Please try again.');

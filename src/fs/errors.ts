@@ -24,7 +24,9 @@ export type FsErrorCode =
   | 'ENODATA'
   | 'EAGAIN'
   | 'EBUSY'
-  | 'EROFS';
+  | 'EROFS'
+  | 'ENOSPC'
+  | 'EDQUOT';
 
 export class FsError extends Error {
   override readonly name = 'FsError';
@@ -59,5 +61,8 @@ export function toFsError(error: unknown, path: string): FsError {
     }
   }
   const detail = error instanceof Error ? error.message : String(error);
+  // A full local disk (staging, journal) is the user's to fix: say so, as cp and editors do.
+  const local = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (local === 'ENOSPC' || local === 'EDQUOT') return new FsError(local, `${path}: ${detail}`, { cause: error });
   return new FsError('EIO', `${path}: ${detail}`, { cause: error });
 }

@@ -39,6 +39,7 @@ import { O_ACCMODE, O_RDWR, O_TRUNC, OpenFileTable } from './open-files.js';
 import { BlockCache } from './read/block-cache.js';
 import { FileReader, type ReadAheadOptions } from './read/file-reader.js';
 import { Committer } from './write/committer.js';
+import type { JournalStats } from './write/journal.js';
 import type { PartBuffers } from './write/part-buffers.js';
 
 export { O_ACCMODE, O_APPEND, O_RDWR, O_TRUNC, O_WRONLY } from './open-files.js';
@@ -61,6 +62,8 @@ export interface FileSystemOptions {
   memoryBudget?: MemoryBudget;
   /** Buffers for upload parts, used again from one part to the next; default: a pool of this file system's own. */
   partBuffers?: PartBuffers;
+  /** Wait before trying a failed close's upload again in the background (doubled each time); default 1 s. */
+  retryDelayMs?: number;
   /** The mount's block cache; default: an 8 MiB-block cache of 64 MiB in memory. */
   blockCache?: BlockCache;
   readAhead?: ReadAheadOptions;
@@ -122,6 +125,7 @@ export class FileSystem {
       writeMode: options.writeMode ?? 'sync',
       memoryBudget: options.memoryBudget,
       partBuffers: options.partBuffers,
+      retryDelayMs: options.retryDelayMs,
       logger: options.logger,
     });
   }
@@ -296,7 +300,12 @@ export class FileSystem {
   async truncate(path: string, size: number): Promise<void> {
     this.checkWritable(path);
     const open = this.openFiles.get(path);
-    if (open) return this.truncateOpen(open, size);
+    if (open) {
+      await this.truncateOpen(open, size);
+      // Held open only for reading: no release will save it, so save it now, as when not open.
+      if (!this.openFiles.hasWriter(open)) await this.committer.commit(open);
+      return;
+    }
     const node = await this.namespace.resolve(path);
     if (node.attrs.kind === 'directory') throw new FsError('EISDIR', `${path}: is a directory`);
     const file = new OpenFile(path, this.namespace.key(path), { ...node.attrs }, node.etag, node.contentType, this.stagingPath());
@@ -583,9 +592,14 @@ export class FileSystem {
     return this.committer.pendingFiles;
   }
 
-  /** Uploads queued by async closes that have not finished yet. */
+  /** Uploads queued by async closes (or kept after a failed close) that have not finished yet. */
   get backgroundUploadCount(): number {
     return this.committer.backgroundUploadCount;
+  }
+
+  /** What the async mode's journal has written (rounds of records sharing their fsyncs). */
+  get journalStats(): JournalStats {
+    return this.committer.journalStats;
   }
 
   // ---- internals ----

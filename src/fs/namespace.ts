@@ -209,9 +209,15 @@ export class Namespace {
    * (at most SMALL_OBJECT_BYTES of it, should it have grown since it was listed).
    */
   private async readSmall(key: string): Promise<ObjectInfo> {
-    const { info, body } = await this.store.get(key, { range: { start: 0, end: SMALL_OBJECT_BYTES - 1 } });
-    if (body.length === info.size) this.blocks.offer({ key, etag: info.etag, size: info.size }, 0, body);
-    return info;
+    try {
+      const { info, body } = await this.store.get(key, { range: { start: 0, end: SMALL_OBJECT_BYTES - 1 } });
+      if (body.length === info.size) this.blocks.offer({ key, etag: info.etag, size: info.size }, 0, body);
+      return info;
+    } catch (error) {
+      // Emptied since it was listed: a range of an empty object is refused (416); HEAD it.
+      if (isStoreError(error, 'InvalidRequest')) return this.store.head(key);
+      throw error;
+    }
   }
 
   // ---- listing ----

@@ -121,6 +121,11 @@ export class OpenFile {
     return this.staging?.path;
   }
 
+  /** The staging file's open handle (positional reads only: it is shared with the writes). */
+  get stagingHandle(): FileHandle | undefined {
+    return this.staging?.handle;
+  }
+
   async readStaged(into: Buffer, length: number, position: number): Promise<number> {
     const handle = this.staging!.handle;
     let done = 0;

@@ -61,6 +61,12 @@ export class OpenFileTable {
     return false;
   }
 
+  /** Whether some handle may still write `file` (and so will save it when released). */
+  hasWriter(file: OpenFile): boolean {
+    for (const handle of this.handles.values()) if (handle.file === file && handle.writable) return true;
+    return false;
+  }
+
   /** Opens a handle on `file` with open(2) `flags`; returns its number. */
   addHandle(file: OpenFile, flags: number): number {
     const fh = this.nextHandle++;

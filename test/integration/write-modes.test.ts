@@ -3,14 +3,15 @@
  * failing store that must surface at close with no multipart upload left behind.
  */
 
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
@@ -23,8 +24,8 @@ let server: LocalS3Server;
 let sdk: S3Client;
 
 beforeAll(async () => {
-  // Each write of a key under slow/ takes 300 ms.
-  server = await startLocalS3ServerProcess({ buckets: [BUCKET], writeFaults: { keys: '^slow/', delayMs: 300 } });
+  // Each write of a key under slow/ takes 300 ms, under held/ 3 s.
+  server = await startLocalS3ServerProcess({ buckets: [BUCKET], writeFaults: { keys: '^(slow|held)/', delayMs: 300, slowerKeys: '^held/', slowerDelayMs: 3000 } });
   sdk = s3Client(server.endpoint);
 });
 
@@ -134,9 +135,10 @@ describe('--write-mode async', () => {
     const staging = mkdtempSync(join(tmpdir(), 'objmount-journal-'));
     const env = testEnv();
     const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--write-mode', 'async', '--staging-dir', staging], env);
-    const files = Array.from({ length: 40 }, (_, i) => ({ key: `slow/drain-${i}`, data: randomBytes(50_000 + i) }));
+    // Small files upload many at a time: each write under held/ takes 3 s, so all are pending.
+    const files = Array.from({ length: 8 }, (_, i) => ({ key: `held/drain-${i}`, data: randomBytes(50_000 + i) }));
     try {
-      mkdirSync(join(mount.mountpoint, 'slow'), { recursive: true });
+      mkdirSync(join(mount.mountpoint, 'held'), { recursive: true });
       for (const { key, data } of files) writeFileSync(join(mount.mountpoint, key), data);
       const result = await objmount(['unmount', mount.mountpoint], env);
       expect(result.code).toBe(0);
@@ -177,11 +179,10 @@ describe('--write-mode async', () => {
     const staging = mkdtempSync(join(tmpdir(), 'objmount-journal-'));
     const env = testEnv();
     const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--write-mode', 'async', '--staging-dir', staging], env);
-    // Enough slow uploads (300 ms each, a few at once) that some are still pending when the
-    // unmount starts, however fast the writes themselves go.
-    const files = Array.from({ length: 120 }, (_, i) => ({ key: `slow/forced-unmount-${i}`, data: randomBytes(2_000 + i) }));
+    // Uploads under held/ take 3 s each: they are still pending when the unmount starts.
+    const files = Array.from({ length: 8 }, (_, i) => ({ key: `held/forced-unmount-${i}`, data: randomBytes(2_000 + i) }));
     try {
-      mkdirSync(join(mount.mountpoint, 'slow'), { recursive: true });
+      mkdirSync(join(mount.mountpoint, 'held'), { recursive: true });
       for (const { key, data } of files) writeFileSync(join(mount.mountpoint, key), data);
       const result = await objmount(['unmount', '--force', mount.mountpoint], env);
       expect(result.code).toBe(0);
@@ -196,6 +197,35 @@ describe('--write-mode async', () => {
     } finally {
       await again.unmount();
     }
+  });
+
+  it('sets a damaged or empty record aside, says so in one line, and mounts', async () => {
+    const staging = mkdtempSync(join(tmpdir(), 'objmount-journal-'));
+    writeFileSync(join(staging, 'upload-00000000000000000000000000000000.upload.json'), ''); // a crash mid-write, before records were atomic
+    writeFileSync(join(staging, 'staging-1-ab-1'), 'kept for a person');
+    writeFileSync(join(staging, 'staging-1-ab-1.pending.json'), '{"key":"torn","si');
+    writeFileSync(join(staging, 'staging-1-ab-2'), 'still uploaded');
+    writeFileSync(join(staging, 'staging-1-ab-2.pending.json'), JSON.stringify({ key: 'recovered-beside', size: 14, metadata: {} }));
+    const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--write-mode', 'async', '--staging-dir', staging]);
+    try {
+      expect((await storeGet('recovered-beside')).toString()).toBe('still uploaded');
+      const log = readFileSync(mount.logFile, 'utf8');
+      expect(log).toContain(
+        `${join(staging, 'upload-00000000000000000000000000000000.upload.json')}: damaged record left by a previous run (empty); set aside as upload-00000000000000000000000000000000.upload.json.damaged; no upload id could be read from it, so none was aborted`,
+      );
+      expect(log).toMatch(
+        /staging-1-ab-1\.pending\.json: damaged record left by a previous run \(not JSON: [^)]*\); set aside as staging-1-ab-1\.pending\.json\.damaged with its staging file \(staging-1-ab-1\.damaged\)/,
+      );
+      expect(readdirSync(staging).sort()).toEqual([
+        'staging-1-ab-1.damaged',
+        'staging-1-ab-1.pending.json.damaged',
+        'upload-00000000000000000000000000000000.upload.json.damaged',
+      ]);
+      writeFileSync(join(mount.mountpoint, 'after-damage'), 'mounted');
+    } finally {
+      await mount.unmount();
+    }
+    expect((await storeGet('after-damage')).toString()).toBe('mounted');
   });
 
   it('fsync waits for the store', async () => {
@@ -214,6 +244,37 @@ describe('--write-mode async', () => {
 });
 
 describe('a store that refuses writes', () => {
+  it('keeps a failed close, serves it, and uploads it once the store takes writes again', async () => {
+    const flaky = await startLocalS3ServerProcess({ buckets: [BUCKET], writeFaults: { keys: '^down/.', fail: true, clearedBy: 'store-is-back' } });
+    const flakySdk = s3Client(flaky.endpoint);
+    const staging = mkdtempSync(join(tmpdir(), 'objmount-staging-'));
+    const mount = await mountBucket(flaky.endpoint, `s3://${BUCKET}`, ['--staging-dir', staging]);
+    try {
+      mkdirSync(join(mount.mountpoint, 'down'));
+      const data = randomBytes(70_000);
+      const handle = await open(join(mount.mountpoint, 'down', 'kept'), 'w');
+      await handle.write(data);
+      await expect(handle.close()).rejects.toMatchObject({ code: 'EIO' });
+      // Not in the store, but not thrown away: the mount serves the staged copy.
+      expect(sha(readFileSync(join(mount.mountpoint, 'down', 'kept')))).toBe(sha(data));
+      expect(readdirSync(staging).filter((name) => name.startsWith('staging-'))).toHaveLength(1);
+
+      await flakySdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'store-is-back', Body: 'x' }));
+      const deadline = Date.now() + 30_000;
+      const inStore = async () => (await flakySdk.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'down/kept' }))).KeyCount === 1;
+      while (!(await inStore()) && Date.now() < deadline) await sleep(100);
+      const { Body } = await flakySdk.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'down/kept' }));
+      expect(sha(Buffer.from(await Body!.transformToByteArray()))).toBe(sha(data));
+      while (readdirSync(staging).length > 0 && Date.now() < deadline) await sleep(100);
+      expect(readdirSync(staging)).toEqual([]); // the staged copy goes once the object is in the store
+    } finally {
+      await mount.unmount();
+      flakySdk.destroy();
+      await flaky.close();
+    }
+  });
+
+
   it('fails close with EIO and leaves no multipart upload behind', async () => {
     const failing = await startLocalS3ServerProcess({ buckets: [BUCKET], writeFaults: { keys: '^broken/.', fail: true } });
     const failingSdk = s3Client(failing.endpoint);
@@ -242,3 +303,62 @@ describe('a store that refuses writes', () => {
     }
   });
 });
+
+describe('a full disk', () => {
+  it('stops writing the disk cache when its disk is full, says so once, and goes on reading', async () => {
+    const cacheDir = mkdtempSync(join(tmpdir(), 'objmount-tmpfs-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'objmount-test', cacheDir]);
+    try {
+      const data = randomBytes(40 * MiB); // five 8 MiB blocks, none of which fits
+      await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'cached/big', Body: data }));
+      const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--cache-dir', cacheDir]);
+      try {
+        expect(sha(readFileSync(join(mount.mountpoint, 'cached', 'big')))).toBe(sha(data));
+      } finally {
+        await mount.unmount();
+      }
+      const log = readFileSync(mount.logFile, 'utf8');
+      expect(log.match(/cache: the disk of .* is full \(ENOSPC\): no blocks are written to it for now/g)).toHaveLength(1);
+      expect(log).not.toMatch(/could not write a block/);
+    } finally {
+      try {
+        execFileSync('umount', [cacheDir]);
+      } catch {
+        execFileSync('umount', ['-l', cacheDir]);
+      }
+    }
+  });
+
+
+  it('answers ENOSPC (not EIO) to the write that does not fit, and goes on once there is room', async () => {
+    const staging = mkdtempSync(join(tmpdir(), 'objmount-tmpfs-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'objmount-test', staging]);
+    try {
+      const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--staging-dir', staging]);
+      try {
+        let error: NodeJS.ErrnoException | undefined;
+        try {
+          writeFileSync(join(mount.mountpoint, 'too-big'), randomBytes(3 * MiB));
+        } catch (caught) {
+          error = caught as NodeJS.ErrnoException;
+        }
+        expect(error?.code).toBe('ENOSPC');
+        expect(readFileSync(mount.logFile, 'utf8')).toMatch(/write \/too-big: ENOSPC: /);
+        // What was written before the disk filled is a file as on a local disk; deleting it makes room.
+        rmSync(join(mount.mountpoint, 'too-big'), { force: true });
+        const small = randomBytes(100_000);
+        writeFileSync(join(mount.mountpoint, 'fits'), small);
+        expect(sha(await storeGet('fits'))).toBe(sha(small));
+      } finally {
+        await mount.unmount();
+      }
+    } finally {
+      try {
+        execFileSync('umount', [staging]);
+      } catch {
+        execFileSync('umount', ['-l', staging]);
+      }
+    }
+  });
+});
+

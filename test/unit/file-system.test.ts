@@ -985,7 +985,113 @@ describe('unsupported operations', () => {
   });
 });
 
+describe('request budget of small files', () => {
+  const total = () => [...memory.calls.values()].reduce((sum, n) => sum + n, 0);
+
+  it('costs a sync close its PUT and nothing else: no HEAD after, no copy, no journal', async () => {
+    memory.calls.clear();
+    for (let i = 0; i < 10; i++) await writeNewFile(`/small-${i}`, randomBytes(4 * KiB - 1)); // under one part
+    expect(calls('put')).toBe(10);
+    expect(total()).toBe(10);
+    expect(fs.journalStats).toEqual({ rounds: 0, fsyncs: 0, records: 0 });
+    expect(await readLocalDir(stagingDir)).toEqual([]); // staging copies dropped at release
+  });
+
+  it('saves times and mode set on the open file (as tar does) in the same PUT', async () => {
+    memory.calls.clear();
+    const fh = await fs.create('/extracted', 0o600);
+    await fs.write(fh, Buffer.from('from a tarball'), 0);
+    await fs.utimens('/extracted', T0 - 86_400_000, T0 - 86_400_000);
+    await fs.chmod('/extracted', 0o644);
+    await fs.release(fh);
+    expect(total()).toBe(1);
+    expect(metadata('extracted')).toMatchObject({ mode: String(S_IFREG | 0o644), mtime: formatTime(T0 - 86_400_000) });
+  });
+
+  it('costs an async close no request, and its upload one PUT', async () => {
+    const async = mount(faulty, { writeMode: 'async' });
+    memory.calls.clear();
+    const fh = await async.create('/later', 0o644);
+    await async.write(fh, Buffer.from('journaled'), 0);
+    await async.flush(fh);
+    await async.release(fh);
+    expect(async.journalStats).toEqual({ rounds: 1, fsyncs: 3, records: 1 });
+    await vi.waitFor(() => expect(stored('later')).toBe('journaled'));
+    expect(total()).toBe(1);
+  });
+});
+
 describe('upload failures', () => {
+  it('keeps the staged copy of a failed close, serves it, and uploads it once the store takes it', async () => {
+    const retrying = mount(faulty, { retryDelayMs: 0 });
+    faulty.fail('put', { times: 2, code: 'Transient' }); // the close's upload, then the release's
+    const fh = await retrying.create('/kept', 0o644);
+    await retrying.write(fh, Buffer.from('acknowledged? no, but kept'), 0);
+    await expect(retrying.flush(fh)).rejects.toMatchObject({ code: 'EIO' });
+    await expect(retrying.release(fh)).rejects.toMatchObject({ code: 'EIO' });
+    // The third try, in the background, goes through; then the staged copy goes.
+    await vi.waitFor(() => expect(stored('kept')).toBe('acknowledged? no, but kept'));
+    await vi.waitFor(async () => expect(await readLocalDir(stagingDir)).toEqual([]));
+    expect(retrying.pendingFiles).toEqual([]);
+  });
+
+  it('serves a failed close from its staged copy until the store takes it, also at drain', async () => {
+    faulty.fail('put', { times: 1_000, code: 'Transient' });
+    const fh = await fs.create('/waiting', 0o644);
+    await fs.write(fh, Buffer.from('not lost'), 0);
+    await expect(fs.release(fh)).rejects.toMatchObject({ code: 'EIO' });
+    expect(await readLocalDir(stagingDir)).toHaveLength(1);
+    expect((await fs.getattr('/waiting')).size).toBe(8);
+    expect((await readFile('/waiting')).toString()).toBe('not lost');
+    expect(await listing('/')).toEqual(['waiting']);
+    expect(fs.pendingFiles).toEqual(['/waiting']);
+    await expect(fs.drain()).rejects.toMatchObject({ code: 'EIO' });
+    faulty.clear();
+    await fs.drain();
+    expect(stored('waiting')).toBe('not lost');
+    expect(await readLocalDir(stagingDir)).toEqual([]);
+  });
+
+  it('drops the staged copy of a failed close when the file is deleted, and never uploads it', async () => {
+    faulty.fail('put', { times: 1_000, code: 'Transient' });
+    const fh = await fs.create('/doomed', 0o644);
+    await fs.write(fh, Buffer.from('bye'), 0);
+    await expect(fs.release(fh)).rejects.toMatchObject({ code: 'EIO' });
+    await fs.unlink('/doomed');
+    expect(await readLocalDir(stagingDir)).toEqual([]);
+    faulty.clear();
+    await fs.drain();
+    expect(memory.objects.has('doomed')).toBe(false);
+    await expect(fs.getattr('/doomed')).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('lets a failed close be written again, and never uploads the rewrite half done', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout'] });
+    try {
+      faulty.fail('put', { code: 'Transient' });
+      const first = await fs.create('/again', 0o644);
+      await fs.write(first, Buffer.from('first try'), 0);
+      await expect(fs.release(first)).rejects.toMatchObject({ code: 'EIO' });
+      memory.calls.clear();
+      const second = await fs.open('/again', O_RDWR | O_TRUNC);
+      await fs.write(second, Buffer.from('half'), 0);
+      await vi.runAllTimersAsync(); // the background try comes while the rewrite is open
+      await fs.write(second, Buffer.from(' and the rest'), 4);
+      await fs.release(second);
+      expect(stored('again')).toBe('half and the rest');
+      expect(calls('put')).toBe(1); // the rewrite's close alone
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('answers a full staging disk with ENOSPC, not EIO', async () => {
+    const { toFsError } = await import('../../src/fs/errors.js');
+    const full = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    expect(toFsError(full, '/f')).toMatchObject({ code: 'ENOSPC' });
+    expect(toFsError(new Error('something else'), '/f')).toMatchObject({ code: 'EIO' });
+  });
+
   it('reports a failed flush as EIO, keeps the data, and succeeds on retry', async () => {
     faulty.fail('put', { code: 'Transient' });
     const fh = await fs.create('/f', 0o644);

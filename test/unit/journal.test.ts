@@ -1,7 +1,7 @@
 /** Async write mode and its journal (fs/write/journal.ts), on the in-memory store. */
 
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { FileSystem, O_RDWR } from '../../src/fs/file-system.js';
 import { FileUploader } from '../../src/fs/write/file-uploader.js';
-import { UploadTracker, recover, removeUnjournaled, writeRecord } from '../../src/fs/write/journal.js';
+import { Journal, UploadTracker, recover, removeUnjournaled, writeRecord } from '../../src/fs/write/journal.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { FaultyStore } from '../../src/storage/faulty-store.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
@@ -106,6 +106,101 @@ describe('async write mode', () => {
   });
 });
 
+describe('group commit', () => {
+  /** Holds every put until `open()`, so records stay until the test has looked at them. */
+  function holdUploads(): () => void {
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const put = memory.put.bind(memory);
+    memory.put = async (...args) => {
+      await gate;
+      return put(...args);
+    };
+    return open;
+  }
+
+  it('costs one close three fsyncs in one round: its staging file, its record, the directory', async () => {
+    const release = holdUploads();
+    const fh = await fs.create('/one', 0o644);
+    await fs.write(fh, Buffer.from('one'), 0);
+    await fs.release(fh);
+    expect(fs.journalStats).toEqual({ rounds: 1, fsyncs: 3, records: 1 });
+    expect(memory.calls.get('put') ?? 0).toBe(0); // the upload follows the close
+    release();
+    await vi.waitFor(async () => expect(await readdir(stagingDir)).toEqual([]));
+    expect(memory.objects.get('one')?.body.toString()).toBe('one');
+  });
+
+  it('journals a file once for its flush and its release (as FUSE sends both at close)', async () => {
+    const release = holdUploads();
+    const fh = await fs.create('/flushed', 0o644);
+    await fs.write(fh, Buffer.from('flushed'), 0);
+    await fs.flush(fh);
+    // The release waits for the upload the flush queued (both need the file): nothing is left
+    // to journal when it runs.
+    const released = fs.release(fh);
+    release();
+    await released;
+    expect(fs.journalStats).toEqual({ rounds: 1, fsyncs: 3, records: 1 });
+    expect(memory.objects.get('flushed')?.body.toString()).toBe('flushed');
+  });
+
+  it('lets closes in flight share their rounds: one directory fsync for many records', async () => {
+    const release = holdUploads();
+    const N = 40;
+    const handles = await Promise.all(Array.from({ length: N }, (_, i) => fs.create(`/many-${i}`, 0o644)));
+    await Promise.all(handles.map((fh, i) => fs.write(fh, Buffer.from(`file ${i}`), 0)));
+    // Each close returns only once its own record is on disk.
+    await Promise.all(
+      handles.map(async (fh, i) => {
+        await fs.release(fh);
+        const name = (await readdir(stagingDir)).find((n) => n.endsWith('.pending.json') && n.includes(`-${i + 1}.`));
+        expect(name).toBeDefined();
+        expect(JSON.parse(await readFile(join(stagingDir, name!), 'utf8')).key).toBe(`many-${i}`);
+      }),
+    );
+    const { rounds, fsyncs, records } = fs.journalStats;
+    expect(records).toBe(N);
+    expect(rounds).toBeLessThanOrEqual(3); // not one per close
+    expect(fsyncs).toBe(2 * N + rounds); // each staging file and record, and the directory once a round
+    release();
+    await vi.waitFor(() => expect(memory.objects.size).toBe(N));
+    for (let i = 0; i < N; i++) expect(memory.objects.get(`many-${i}`)?.body.toString()).toBe(`file ${i}`);
+    await vi.waitFor(async () => expect(await readdir(stagingDir)).toEqual([]));
+  });
+
+  it('uploads small files of a burst of closes many at a time', async () => {
+    let inFlight = 0;
+    let most = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const put = memory.put.bind(memory);
+    memory.put = async (...args) => {
+      inFlight += 1;
+      most = Math.max(most, inFlight);
+      await gate;
+      inFlight -= 1;
+      return put(...args);
+    };
+    for (let i = 0; i < 100; i++) {
+      const fh = await fs.create(`/burst-${i}`, 0o644);
+      await fs.write(fh, Buffer.from('x'), 0);
+      await fs.release(fh);
+    }
+    await vi.waitFor(() => expect(inFlight).toBe(32)); // more than --upload-concurrency (4), and bounded
+    release();
+    await vi.waitFor(() => expect(memory.objects.size).toBe(100));
+    expect(most).toBe(32);
+  });
+
+  it('fails the close of a record it could not write, and leaves no record', async () => {
+    const journal = new Journal(join(stagingDir, 'no-such-dir'));
+    await expect(journal.write(join(stagingDir, 'no-such-dir', 'r.pending.json'), '{}')).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(journal.add(join(stagingDir, 'missing-staging'), { key: 'k', size: 1, metadata: {} })).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await readdir(stagingDir)).toEqual([]);
+  });
+});
+
 describe('recovery', () => {
   it('uploads what a previous daemon journaled, and keeps what it cannot', async () => {
     const data = randomBytes(3 * PART + 5);
@@ -136,6 +231,86 @@ describe('recovery', () => {
     expect(result.aborted.sort()).toEqual(['gone/already', 'left/behind']);
     expect(result.failed).toEqual([]);
     expect([...memory.uploads.keys()]).toEqual([finished]); // ended normally: not this code's to abort
+    expect(await readdir(stagingDir)).toEqual([]);
+  });
+
+  it('sets damaged and empty records aside instead of failing, and goes on with the others', async () => {
+    const uploader = new FileUploader(memory, { partSize: PART, concurrency: 2, tracker: new UploadTracker(stagingDir) });
+    // An upload record cut short after its id: the upload it names can still be found and aborted.
+    const cut = await memory.createMultipartUpload('cut/short');
+    await new UploadTracker(stagingDir).begun('cut/short', cut);
+    const cutName = (await readdir(stagingDir)).find((n) => n.endsWith('.upload.json'))!;
+    await writeFile(join(stagingDir, cutName), JSON.stringify({ key: 'cut/short', uploadId: cut }).slice(0, -1));
+    await writeFile(join(stagingDir, 'upload-0123456789abcdef0123456789abcdef.upload.json'), ''); // empty
+    await writeFile(join(stagingDir, 'staging-old-3'), 'kept aside');
+    await writeFile(join(stagingDir, 'staging-old-3.pending.json'), '{"key": "half'); // torn by hand or disk
+    await writeFile(join(stagingDir, 'staging-old-4'), 'fine');
+    await writeRecord(join(stagingDir, 'staging-old-4'), { key: 'fine', size: 4, metadata: {} });
+
+    const result = await recover(stagingDir, uploader, 2);
+    expect(result.uploaded).toEqual(['fine']);
+    expect(result.failed).toEqual([]);
+    expect(result.aborted).toEqual(['cut/short']);
+    expect(memory.uploads.size).toBe(0);
+    expect(result.setAside.map(({ file, action }) => [file.slice(stagingDir.length + 1), action]).sort()).toEqual(
+      [
+        [cutName, `set aside as ${cutName}.damaged; its upload of cut/short aborted`],
+        ['staging-old-3.pending.json', 'set aside as staging-old-3.pending.json.damaged with its staging file (staging-old-3.damaged)'],
+        [
+          'upload-0123456789abcdef0123456789abcdef.upload.json',
+          'set aside as upload-0123456789abcdef0123456789abcdef.upload.json.damaged; no upload id could be read from it, so none was aborted',
+        ],
+      ].sort(),
+    );
+    expect(result.setAside.find((s) => s.file.endsWith('abcdef.upload.json'))?.problem).toBe('empty');
+    expect(result.setAside.find((s) => s.file.endsWith('old-3.pending.json'))?.problem).toMatch(/^not JSON: /);
+    expect((await readdir(stagingDir)).sort()).toEqual(
+      [
+        `${cutName}.damaged`,
+        'staging-old-3.damaged',
+        'staging-old-3.pending.json.damaged',
+        'upload-0123456789abcdef0123456789abcdef.upload.json.damaged',
+      ].sort(),
+    );
+    // What was set aside stops no later recovery either.
+    expect(await recover(stagingDir, uploader, 2)).toEqual({ uploaded: [], failed: [], aborted: [], setAside: [] });
+  });
+
+  it('aborts the upload of a record a killed daemon was still making durable', async () => {
+    const uploader = new FileUploader(memory, { partSize: PART, concurrency: 2 });
+    const left = await memory.createMultipartUpload('mid/record');
+    await new UploadTracker(stagingDir).begun('mid/record', left);
+    const [name] = await readdir(stagingDir);
+    await writeFile(join(stagingDir, `${name}.tmp`), await readFile(join(stagingDir, name!)));
+    await rm(join(stagingDir, name!)); // killed between the write and the rename
+    await writeFile(join(stagingDir, 'upload-11111111111111111111111111111111.upload.json.tmp'), ''); // killed before the write
+
+    const result = await recover(stagingDir, uploader, 2);
+    expect(result.aborted).toEqual(['mid/record']);
+    expect(result.setAside).toEqual([]);
+    expect(memory.uploads.size).toBe(0);
+    expect(await readdir(stagingDir)).toEqual([]);
+  });
+
+  it('never aborts an upload a damaged record does not name', async () => {
+    const other = await memory.createMultipartUpload('someone/else');
+    // The id is readable, but the record's name is not that id's: it was not written for it.
+    await writeFile(join(stagingDir, 'upload-ffffffffffffffffffffffffffffffff.upload.json'), `{"key":"someone/else","uploadId":"${other}"`);
+    const result = await recover(stagingDir, new FileUploader(memory, { partSize: PART, concurrency: 2 }), 2);
+    expect(result.aborted).toEqual([]);
+    expect(result.setAside).toHaveLength(1);
+    expect([...memory.uploads.keys()]).toEqual([other]);
+  });
+
+  it('writes upload records whole, through a temporary file', async () => {
+    const journal = new Journal(stagingDir);
+    const tracker = new UploadTracker(stagingDir, journal);
+    await tracker.begun('a/key', 'upload-1');
+    expect(journal.stats).toEqual({ rounds: 1, fsyncs: 2, records: 1 }); // the record, the directory
+    const names = await readdir(stagingDir);
+    expect(names).toHaveLength(1);
+    expect(JSON.parse(await readFile(join(stagingDir, names[0]!), 'utf8'))).toEqual({ key: 'a/key', uploadId: 'upload-1' });
+    await tracker.ended('upload-1');
     expect(await readdir(stagingDir)).toEqual([]);
   });
 

@@ -7,6 +7,9 @@
  * write, a flipped bit, a hash collision, another store's block) is a miss and the file is
  * removed, never wrong bytes. Files are written to a temporary name and renamed into place.
  *
+ * When the disk is full (ENOSPC, EDQUOT), writing stops for a while (`FULL_PAUSE_MS`) and the log
+ * says so once, not once per block; reads of the blocks already there go on.
+ *
  * Layout: DIR/blocks/<2 hex>/<sha-256 of store, key, ETag and index>. The directory is private
  * (0700): it holds object data.
  */
@@ -22,6 +25,9 @@ import type { Logger } from '../../log/logger.js';
 import type { ObjectVersion } from './object-version.js';
 
 const MAGIC = Buffer.from('OBJMOUNT-BLOCK-1\n');
+
+/** After a write found the disk full, no block is written for this long; then one tries again. */
+const FULL_PAUSE_MS = 30_000;
 
 interface Header {
   store: string;
@@ -45,6 +51,8 @@ export class DiskCache {
   private readonly index: LRUCache<string, number>;
   private readonly blocksDir: string;
   private readonly writes = new Set<Promise<void>>();
+  /** When a write last found the disk full, while it is (undefined: not full). */
+  private fullAt?: number;
   corrupt = 0;
 
   private constructor(private readonly options: DiskCacheOptions) {
@@ -124,6 +132,7 @@ export class DiskCache {
    */
   put(version: ObjectVersion, index: number, data: Buffer): void {
     if (data.length > this.options.maxBytes) return;
+    if (this.fullAt !== undefined && Date.now() - this.fullAt < FULL_PAUSE_MS) return;
     const name = this.nameOf(version, index);
     const header: Header = { store: this.options.store, key: version.key, etag: version.etag, index, length: data.length, crc32: crc32(data) };
     const headerBytes = Buffer.from(JSON.stringify(header));
@@ -137,9 +146,23 @@ export class DiskCache {
       await writeFile(temporary, file, { mode: 0o600 });
       await rename(temporary, path);
       this.index.set(name, MAGIC.length + 4 + headerBytes.length + data.length);
+      if (this.fullAt !== undefined) {
+        this.fullAt = undefined;
+        this.options.logger.info(`cache: ${this.options.directory} has room again; blocks are written to it again`);
+      }
     })()
       .catch((error: unknown) => {
         void rm(temporary, { force: true }).catch(() => undefined);
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'ENOSPC' || code === 'EDQUOT') {
+          if (this.fullAt === undefined) {
+            this.options.logger.warn(
+              `cache: the disk of ${this.options.directory} is full (${code}): no blocks are written to it for now (tried again every ${FULL_PAUSE_MS / 1000} s); free some space or lower --cache-size`,
+            );
+          }
+          this.fullAt = Date.now();
+          return;
+        }
         this.options.logger.warn(`cache: could not write a block of ${version.key}: ${(error as Error).message}`);
       })
       .finally(() => this.writes.delete(write));

@@ -9,7 +9,12 @@
  *   the store where it can), else a copy onto itself for metadata alone.
  * - `commitLater` (async close) makes the staged file durable on local disk with a journal
  *   record and queues the upload; a failed background upload is tried again, less and less often,
- *   while the journal keeps the data.
+ *   while the journal keeps the data. Closes in flight share the journal's fsyncs (group commit,
+ *   journal.ts), and small files are uploaded many at a time (`SMALL_UPLOADS`).
+ * - A close whose upload failed (either mode) keeps the file, staged copy and all, in the table
+ *   after its last handle is released, and tries again in the background the same way, until
+ *   the upload succeeds (or the unmount's drain) or the file is deleted: the error was reported,
+ *   but the bytes are not thrown away.
  *
  * Every commit of a file runs inside the file's `exclusive` queue, so it never races a write.
  */
@@ -27,7 +32,7 @@ import type { Namespace } from '../namespace.js';
 import type { OpenFile } from '../open-file.js';
 import type { OpenFileTable } from '../open-files.js';
 import { FileUploader } from './file-uploader.js';
-import { UploadTracker, removeRecord, writeRecord } from './journal.js';
+import { Journal, type JournalStats, UploadTracker, removeRecord } from './journal.js';
 import { PartBuffers } from './part-buffers.js';
 import { StreamingUpload } from './streaming-upload.js';
 
@@ -42,15 +47,30 @@ export interface CommitterOptions {
   memoryBudget?: MemoryBudget;
   /** Buffers for upload parts, used again from one part to the next; default: a pool of its own. */
   partBuffers?: PartBuffers;
+  /** Wait before the first new try of a failed upload, doubled each time up to a minute; default 1 s. */
+  retryDelayMs?: number;
   logger: Logger;
 }
+
+/**
+ * Background uploads of small files (one PUT each) at once: enough to keep a store busy that
+ * answers each in milliseconds, while the memory they hold stays small (see `SMALL_FILE`).
+ */
+const SMALL_UPLOADS = 32;
+/** Files up to this size count as small for the background queues. */
+const SMALL_FILE = 1024 * 1024;
 
 export class Committer {
   private readonly uploader: FileUploader;
   private readonly partBuffers: PartBuffers;
+  private readonly journal: Journal;
   private readonly tracker: UploadTracker;
-  /** Async mode: uploads of closed files, a few at a time. */
+  /** Uploads of closed files (async mode, or a close that failed): large files a few at a time. */
   private readonly backgroundUploads: PQueue;
+  /** The same for small files, many at a time. */
+  private readonly smallBackgroundUploads = new PQueue({ concurrency: SMALL_UPLOADS });
+  /** Files with a background upload queued or waiting for its next try. */
+  private readonly inBackground = new Set<OpenFile>();
 
   constructor(
     private readonly store: ObjectStore,
@@ -58,7 +78,8 @@ export class Committer {
     private readonly openFiles: OpenFileTable,
     private readonly options: CommitterOptions,
   ) {
-    this.tracker = new UploadTracker(options.stagingDir);
+    this.journal = new Journal(options.stagingDir);
+    this.tracker = new UploadTracker(options.stagingDir, this.journal);
     this.partBuffers = options.partBuffers ?? new PartBuffers(options.partSize, options.uploadConcurrency);
     this.uploader = new FileUploader(store, {
       partSize: options.partSize,
@@ -136,36 +157,73 @@ export class Committer {
         metadata: metadataOf(file.attrs),
         contentType: file.contentType ?? contentTypeOf('file'),
       };
+      // The journal must hold the whole file: a crash could outlive the object it came from.
+      await this.namespace.callStore(file.path, () => file.fill(this.store, 0));
       try {
-        // The journal must hold the whole file: a crash could outlive the object it came from.
-        await this.namespace.callStore(file.path, () => file.fill(this.store, 0));
-        await writeRecord(file.stagingFile, record);
+        await this.journal.add(file.stagingFile, record);
       } catch (error) {
-        throw new FsError('EIO', `${file.path}: could not journal the file in ${this.options.stagingDir}: ${(error as Error).message}`, { cause: error });
+        const { code, message } = toFsError(error, file.path);
+        throw new FsError(code, `${file.path}: could not journal the file in ${this.options.stagingDir}: ${message}`, { cause: error });
       }
       file.pending = true;
       this.uploadInBackground(file);
     });
   }
 
-  private uploadInBackground(file: OpenFile, attempt = 1): void {
-    void this.backgroundUploads.add(async () => {
+  /** Whether `file` has changes the store does not have yet, and is still to be uploaded. */
+  private unsaved(file: OpenFile): boolean {
+    return !file.unlinked && (file.dirty || file.metadataDirty);
+  }
+
+  /**
+   * Uploads `file` in the background (once per file at a time); a failure tries again later,
+   * less and less often, while the file is unsaved. With `failures` > 0 (its upload has just
+   * failed that many times) the first try waits too.
+   */
+  private uploadInBackground(file: OpenFile, failures = 0): void {
+    if (this.inBackground.has(file)) return;
+    this.inBackground.add(file);
+    this.tryInBackground(file, failures);
+  }
+
+  private tryInBackground(file: OpenFile, failures: number): void {
+    if (failures > 0) {
+      const delay = Math.min(60_000, (this.options.retryDelayMs ?? 1000) * 2 ** Math.min(failures - 1, 6));
+      setTimeout(() => this.queueUpload(file, failures), delay).unref();
+    } else {
+      this.queueUpload(file, failures);
+    }
+  }
+
+  private queueUpload(file: OpenFile, failures: number): void {
+    const queue = file.attrs.size <= SMALL_FILE ? this.smallBackgroundUploads : this.backgroundUploads;
+    void queue.add(async () => {
+      if (!file.pending && file.refs > 0) {
+        // A failed close's file opened again: its handles own it now, and their close uploads it
+        // (a try now could publish a rewrite half done).
+        this.inBackground.delete(file);
+        return;
+      }
       try {
         await this.commit(file);
       } catch {
-        // commitNow logged it. The journal keeps the data; try again, less and less often.
-        if (!file.pending) return;
-        const delay = Math.min(60_000, 1000 * 2 ** Math.min(attempt, 6));
-        setTimeout(() => this.uploadInBackground(file, attempt + 1), delay).unref();
-        return;
+        // commitNow logged it. The journal (or the kept staging copy) has the data.
+        if (this.unsaved(file)) return this.tryInBackground(file, failures + 1);
       }
+      this.inBackground.delete(file);
       if (file.refs === 0) await this.forgetIfDone(file);
     });
   }
 
-  /** Uploads queued by async closes that have not finished yet. */
+  /** Uploads queued by async closes (or kept after a failed close) that have not finished yet. */
   get backgroundUploadCount(): number {
-    return this.backgroundUploads.size + this.backgroundUploads.pending;
+    const { smallBackgroundUploads: small, backgroundUploads: large } = this;
+    return small.size + small.pending + large.size + large.pending;
+  }
+
+  /** What the journal has written: rounds, fsyncs and records. */
+  get journalStats(): JournalStats {
+    return this.journal.stats;
   }
 
   /** The upload itself. Call inside the file's `exclusive` (as `commit` does). */
@@ -186,7 +244,8 @@ export class Committer {
           ({ etag } = await this.uploader.uploadReusing(file.key, staged, file.attrs.size, source, options));
         } else {
           await file.fill(this.store, 0);
-          ({ etag } = await this.uploader.upload(file.key, staged, file.attrs.size, options));
+          // Through the handle the file already has: no second open and close per small file.
+          ({ etag } = await this.uploader.upload(file.key, file.stagingHandle ?? staged, file.attrs.size, options));
         }
       } else {
         ({ etag } = await this.store.copy(file.key, file.key, options));
@@ -260,10 +319,15 @@ export class Committer {
 
   // ---- forgetting ----
 
-  /** Drops a file nobody has open and nothing is pending for (its staging copy too). */
+  /**
+   * Drops a file nobody has open and nothing is pending for (its staging copy too). A file whose
+   * upload failed is kept, and uploaded in the background until that succeeds or it is deleted.
+   */
   async forgetIfDone(file: OpenFile): Promise<void> {
-    const busy = () => file.refs > 0 || (file.pending && !file.unlinked);
-    if (busy()) return; // the background upload forgets it when done
+    const busy = () => file.refs > 0 || this.unsaved(file);
+    // Its close failed (or is journaled): upload it later; that forgets the file when done.
+    if (file.refs === 0 && this.unsaved(file)) this.uploadInBackground(file, file.pending ? 0 : 1);
+    if (busy()) return;
     // Only if nobody reopened it, and no upload is waiting, by the time the queue gets here.
     await file.exclusive(async () => {
       if (busy()) return;
@@ -279,7 +343,9 @@ export class Committer {
 
   /** Uploads everything still dirty; for a clean unmount. */
   async drain(): Promise<void> {
-    const results = await Promise.allSettled([...this.openFiles.files()].map((f) => this.commit(f)));
+    const files = [...this.openFiles.files()];
+    const results = await Promise.allSettled(files.map((f) => this.commit(f)));
+    await Promise.all(files.filter((f) => f.refs === 0).map((f) => this.forgetIfDone(f)));
     const failed = results.filter((r) => r.status === 'rejected');
     if (failed.length > 0) throw (failed[0] as PromiseRejectedResult).reason;
   }

@@ -11,7 +11,7 @@
  * (streaming-upload.ts), through the same engine.
  */
 
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 
 import type { ObjectStore, PutOptions } from '../../storage/object-store.js';
 import type { MemoryBudget } from '../memory-budget.js';
@@ -46,10 +46,11 @@ export class FileUploader {
     private readonly options: FileUploaderOptions,
   ) {}
 
-  async upload(key: string, localPath: string, size: number, putOptions: PutOptions): Promise<{ etag: string }> {
+  /** Uploads bytes [0, size) of `local`: a path, or a file already open (read, never closed here). */
+  async upload(key: string, local: string | FileHandle, size: number, putOptions: PutOptions): Promise<{ etag: string }> {
     const sizes = new PartSizes(this.store.capabilities, this.options.partSize, size);
-    if (size <= sizes.sizeOf(1)) return this.put(key, localPath, size, putOptions);
-    return this.uploadMultipart(key, localPath, planParts(sizes, 0, 0, size), putOptions);
+    if (size <= sizes.sizeOf(1)) return this.put(key, local, size, putOptions);
+    return this.uploadMultipart(key, local, planParts(sizes, 0, 0, size), putOptions);
   }
 
   /**
@@ -81,22 +82,25 @@ export class FileUploader {
     await this.options.tracker?.ended(uploadId).catch(() => undefined);
   }
 
-  private async put(key: string, localPath: string, size: number, putOptions: PutOptions): Promise<{ etag: string }> {
-    const file = await open(localPath, 'r');
-    await this.options.budget?.acquire(size);
+  private async put(key: string, local: string | FileHandle, size: number, putOptions: PutOptions): Promise<{ etag: string }> {
+    const file = typeof local === 'string' ? await open(local, 'r') : local;
     try {
-      const body = await readPart(file, 0, size, this.options.buffers);
-      const result = await this.store.put(key, body, putOptions);
-      this.options.buffers?.give(body);
-      return result;
+      await this.options.budget?.acquire(size);
+      try {
+        const body = await readPart(file, 0, size, this.options.buffers);
+        const result = await this.store.put(key, body, putOptions);
+        this.options.buffers?.give(body);
+        return result;
+      } finally {
+        this.options.budget?.release(size);
+      }
     } finally {
-      this.options.budget?.release(size);
-      await file.close();
+      if (typeof local === 'string') await file.close();
     }
   }
 
-  private async uploadMultipart(key: string, localPath: string, plan: PartPlan[], putOptions: PutOptions): Promise<{ etag: string }> {
-    const file = await open(localPath, 'r');
+  private async uploadMultipart(key: string, local: string | FileHandle, plan: PartPlan[], putOptions: PutOptions): Promise<{ etag: string }> {
+    const file = typeof local === 'string' ? await open(local, 'r') : local;
     const upload = new MultipartUpload(this.store, key, putOptions, this.options);
     try {
       for (const { start, end, copyFrom } of plan) {
@@ -110,7 +114,7 @@ export class FileUploader {
       await upload.abort().catch(() => undefined);
       throw error;
     } finally {
-      await file.close();
+      if (typeof local === 'string') await file.close();
     }
   }
 }
