@@ -15,10 +15,11 @@
  *   the metadata of the rest in the background (`ls -l`, `find`, `stat *`). Metadata read once
  *   stays true for the object's version (ETag and Last-Modified): a listing that shows the same
  *   version revalidates an expired entry without a request of its own.
- * - A directory listed in full (or made here) knows all its names until the negative TTL (the
- *   directory TTL for one made here): a lookup of any other name is "missing" without a request.
- *   The second cold lookup in a directory lists it (`stat a b c …`, `tar x`, a shell loop
- *   creating files), so the lookups after it are answered from that listing.
+ * - A directory made here knows all its names until the directory TTL: a lookup of any other
+ *   name is "missing" without a request. One listed in full knows, until the negative TTL, that
+ *   no directory of another name is in it: a lookup of another name is its HEAD alone (a file put
+ *   since by another client is found). The second cold lookup in a directory lists it (`stat a b
+ *   c …`, `tar x`, a shell loop creating files), so the lookups after it cost one request at most.
  */
 
 import { posix } from 'node:path';
@@ -74,7 +75,7 @@ export class Namespace {
    * any other name is answered "missing" without asking the store (three requests saved per new
    * file in `cp -r`, `tar x`, `mkdir -p`).
    */
-  private readonly knownNames = new Map<string, { until: number; names: Set<string> }>();
+  private readonly knownNames = new Map<string, { until: number; names: Set<string>; source: 'made' | 'listed' }>();
   /** Directories → cold lookups in them since they were last listed (see `noteColdLookup`). */
   private readonly coldLookups = new LRUCache<string, { count: number; since: number }>({ max: 256 });
   /** Listings started by `noteColdLookup`, one per directory at a time. */
@@ -113,12 +114,15 @@ export class Namespace {
     const cached = this.cache.get(path);
     if (cached && !cached.exists) return undefined;
     if (cached?.exists && cached.node.complete) return cached.node;
-    if (!cached && this.knownMissing(path)) return undefined;
+    const absent = cached ? undefined : this.knownAbsent(path);
+    if (absent === 'missing') return undefined;
     const pending = this.lookups.get(path);
     if (pending !== undefined) return pending;
     if (cached?.exists) this.completeSiblings(path);
     else this.noteColdLookup(posix.dirname(path));
-    const lookup = (cached?.exists ? this.lookup(path, cached.node) : this.lookupAgain(path)).finally(() => this.lookups.delete(path));
+    const lookup = (cached?.exists ? this.lookup(path, cached.node) : this.lookupAgain(path, absent === 'noDirectory')).finally(() =>
+      this.lookups.delete(path),
+    );
     this.lookups.set(path, lookup);
     return lookup;
   }
@@ -127,15 +131,16 @@ export class Namespace {
    * A lookup of a path not known now. If it was known when its entry expired (`ls -l` or `cat *`
    * of a large directory outlasting the TTL, a directory walked again), only what it was is asked
    * for: a file's object, one request instead of three; a directory's marker and first key, at
-   * once. Only if that is gone is it looked up as anything.
+   * once. Only if that is gone is it looked up as anything (as a file alone when `fileOnly`: a
+   * fresh listing of its directory showed no directory of its name).
    */
-  private async lookupAgain(path: string): Promise<CachedNode | undefined> {
+  private async lookupAgain(path: string, fileOnly: boolean): Promise<CachedNode | undefined> {
     const was = this.cache.expired(path);
     if (was?.exists) {
       const found = await this.lookup(path, was.node, was.node.attrs.kind === 'directory' ? 'verify' : 'trust');
       if (found) return found;
     }
-    return this.lookup(path, undefined);
+    return this.lookup(path, undefined, 'trust', fileOnly);
   }
 
   /**
@@ -143,7 +148,12 @@ export class Namespace {
    * expired entry): then only that kind is asked for. A directory is trusted to exist when a
    * listing has just shown it (`trust`); an expired one is `verify`ed by its first key.
    */
-  private async lookup(path: string, partial: CachedNode | undefined, kindIs: 'trust' | 'verify' = 'trust'): Promise<CachedNode | undefined> {
+  private async lookup(
+    path: string,
+    partial: CachedNode | undefined,
+    kindIs: 'trust' | 'verify' = 'trust',
+    fileOnly = false,
+  ): Promise<CachedNode | undefined> {
     const key = this.checkedKey(path);
     const dirKey = `${key}/`;
     const notFound = <T>(promise: Promise<T>) =>
@@ -173,7 +183,7 @@ export class Namespace {
       // (A name that is both an object and a prefix shows as the file here until its directory
       // is listed, as s3fs shows it; a listing shows the directory.)
       const object = await notFound(this.store.head(key));
-      if (object) return [object, undefined, undefined] as const;
+      if (object || fileOnly) return [object, undefined, undefined] as const;
       return Promise.all([undefined, notFound(this.store.head(dirKey)), this.store.list({ prefix: dirKey, maxKeys: 1 })]);
     });
     let node: CachedNode | undefined;
@@ -326,20 +336,25 @@ export class Namespace {
 
   /** Notes a directory mkdir just made: until its TTL, only names made here exist in it. */
   madeDirectory(path: string): void {
-    this.knowNames(path, new Set(), this.options.cache.dirTtlMs);
+    this.knowNames(path, new Set(), this.options.cache.dirTtlMs, 'made');
   }
 
-  /** Notes the names a full listing of `path` showed: until the negative TTL, no others exist. */
+  /**
+   * Notes the names a full listing of `path` showed: until the negative TTL, no directory of
+   * another name is there. (A file of another name may have been put since: it is still asked
+   * for, so another client's new file is never answered "missing" and then overwritten.)
+   */
   private listedInFull(path: string, names: Set<string>): void {
     this.coldLookups.delete(path);
     if (names.size > MAX_REMEMBERED) return;
-    // Names made here while the listing ran may be missing from it: keep them.
     const before = this.knownNames.get(path);
+    if (before?.source === 'made' && before.until >= this.options.now()) return; // knows more already
+    // Names made here while the listing ran may be missing from it: keep them.
     const all = before ? new Set([...names, ...before.names]) : new Set(names);
-    this.knowNames(path, all, this.options.cache.negativeTtlMs);
+    this.knowNames(path, all, this.options.cache.negativeTtlMs, 'listed');
   }
 
-  private knowNames(path: string, names: Set<string>, ttlMs: number): void {
+  private knowNames(path: string, names: Set<string>, ttlMs: number, source: 'made' | 'listed'): void {
     if (ttlMs <= 0) return;
     if (this.knownNames.size >= MAX_REMEMBERED) {
       // Keep the map small in a long-lived mount: drop what has expired.
@@ -347,7 +362,7 @@ export class Namespace {
       for (const [dir, entry] of this.knownNames) if (entry.until < now) this.knownNames.delete(dir);
       if (this.knownNames.size >= MAX_REMEMBERED) return;
     }
-    this.knownNames.set(path, { until: this.options.now() + ttlMs, names });
+    this.knownNames.set(path, { until: this.options.now() + ttlMs, names, source });
   }
 
   /** Notes a name that now exists (or may) in its directory, for `knownNames`. */
@@ -365,18 +380,23 @@ export class Namespace {
     }
   }
 
-  /** Whether `path` is certainly missing: all names of its directory are known, and not it. */
-  private knownMissing(path: string): boolean {
+  /**
+   * What is known of `path`'s absence: 'missing' in a directory made here that it was never made
+   * in; 'noDirectory' when a fresh listing of its directory did not show it (only a file put
+   * since can be there); else undefined.
+   */
+  private knownAbsent(path: string): 'missing' | 'noDirectory' | undefined {
     const parent = posix.dirname(path);
     const dir = this.knownNames.get(parent);
-    if (!dir) return false;
+    if (!dir) return undefined;
     if (dir.until < this.options.now()) {
       this.knownNames.delete(parent);
-      return false;
+      return undefined;
     }
-    if (dir.names.has(posix.basename(path))) return false;
+    if (dir.names.has(posix.basename(path))) return undefined;
     // What this mount saved there since (an expired entry of it is kept as a hint) exists.
-    return !this.cache.expired(path)?.exists;
+    if (this.cache.expired(path)?.exists) return undefined;
+    return dir.source === 'made' ? 'missing' : 'noDirectory';
   }
 
   /**
@@ -388,6 +408,8 @@ export class Namespace {
   private noteColdLookup(dir: string): void {
     if (this.listingsInFlight.has(dir)) return;
     const now = this.options.now();
+    const known = this.knownNames.get(dir);
+    if (known && known.until >= now) return; // listed (or made) lately: nothing more to learn
     const before = this.coldLookups.get(dir);
     const count = before && now - before.since <= COLD_LOOKUP_WINDOW_MS ? before.count + 1 : 1;
     if (count < COLD_LOOKUPS_BEFORE_LISTING) {

@@ -1381,24 +1381,29 @@ describe('request budget of lookups', () => {
     expect(total()).toBeLessThanOrEqual(200 + 1);
   });
 
-  it('answers a name missing from a directory listed in full without a request, until the negative TTL', async () => {
+  it('looks up a name missing from a directory listed in full with its HEAD alone, and finds a new file at once', async () => {
     await put('listed/a', 'x');
     await fs.readdir('/listed');
     memory.calls.clear();
     await expect(fs.getattr('/listed/b')).rejects.toMatchObject({ code: 'ENOENT' });
-    expect(total()).toBe(0);
-    // Made here since: it exists, with no request either.
+    expect(total()).toBe(1); // no directory of that name: the listing said so
+    // Made here since: it exists, with no request.
     const fh = await fs.create('/listed/new', 0o644);
     await fs.release(fh);
+    memory.calls.clear();
     expect((await fs.getattr('/listed/new')).size).toBe(0);
     expect(total()).toBe(0);
-    // Another client's object shows once the negative TTL has passed.
-    await put('listed/b', 'y');
+    // Another client's new file is found at once (an append to it never replaces it)...
+    await put('listed/c', 'y');
+    expect((await fs.getattr('/listed/c')).size).toBe(1);
+    // ...its new directory once the negative TTL has passed.
+    await put('listed/dir/inner', 'z');
+    await expect(fs.getattr('/listed/dir')).rejects.toMatchObject({ code: 'ENOENT' });
     clock.advance(NEGATIVE_TTL + 1);
-    expect((await fs.getattr('/listed/b')).size).toBe(1);
+    expect((await fs.getattr('/listed/dir')).kind).toBe('directory');
   });
 
-  it('lists a directory after two cold lookups in it, so a loop creating files asks nothing more', async () => {
+  it('lists a directory after two cold lookups in it, so a loop creating files asks one HEAD per file', async () => {
     await put('loop/existing', 'x');
     await fs.getattr('/loop');
     memory.calls.clear();
@@ -1409,8 +1414,10 @@ describe('request budget of lookups', () => {
       await fs.release(fh);
     }
     expect(calls('put')).toBe(20);
-    // Two cold lookups (three requests each at most), one listing; nothing per file after that.
-    expect(total()).toBeLessThanOrEqual(2 * 3 + 1);
+    // Cold lookups (three requests each) until the listing the second one starts has come back,
+    // that listing, then one HEAD per new name: far from three per name.
+    expect(total()).toBeLessThanOrEqual(5 * 3 + 1 + 20);
+    expect(calls('list')).toBeLessThanOrEqual(6);
     expect(await listing('/loop')).toEqual(['existing', ...Array.from({ length: 20 }, (_, i) => `new${i}`)].sort());
   });
 });
