@@ -222,6 +222,31 @@ export class Namespace {
     return ['.', '..', ...names];
   }
 
+  /**
+   * The names in directory `path`, as `list` gives them, each with its attributes where a lookup
+   * would answer at once from what is known (a file open here, a complete entry not expired:
+   * written or looked up here, or revalidated by this listing's version), for readdirplus. With
+   * `complete`, the entries the listing left without POSIX metadata are first looked up (those
+   * `completeSiblings` would fetch, as many at once).
+   */
+  async listWithAttributes(path: string, complete = false): Promise<Array<{ name: string; attrs?: Attributes }>> {
+    const names = await this.list(path);
+    const incomplete = complete ? this.listed.get(path) : undefined;
+    if (incomplete) {
+      this.listed.delete(path);
+      const lookups = incomplete.slice(0, MAX_BACKGROUND_LOOKUPS).map((entry) => this.metadataQueue.add(() => this.tryResolve(entry)));
+      await Promise.allSettled(lookups); // a failed lookup leaves its entry without attributes
+    }
+    return names.map((name) => {
+      if (name === '.' || name === '..') return { name };
+      const entry = posix.join(path, name);
+      const open = this.openFiles.get(entry);
+      if (open) return { name, attrs: open.attrs };
+      const cached = this.cache.get(entry);
+      return cached?.exists && cached.node.complete ? { name, attrs: cached.node.attrs } : { name };
+    });
+  }
+
   /** Lists `path`, caching what the listing tells; stops (undefined) past `maxNames` names. */
   private async listNames(path: string, maxNames: number): Promise<Set<string> | undefined> {
     const dir = path === '/' ? undefined : await this.resolve(path);
