@@ -225,18 +225,12 @@ export class Namespace {
   /**
    * The names in directory `path`, as `list` gives them, each with its attributes where a lookup
    * would answer at once from what is known (a file open here, a complete entry not expired:
-   * written or looked up here, or revalidated by this listing's version), for readdirplus. With
-   * `complete`, the entries the listing left without POSIX metadata are first looked up (those
-   * `completeSiblings` would fetch, as many at once).
+   * written or looked up here, or revalidated by this listing's version), for readdirplus. The
+   * others get none and no HEAD: the listing lacks their POSIX metadata, and a plain `ls` must
+   * not pay for it (a lookup of one starts `completeSiblings`, as before).
    */
-  async listWithAttributes(path: string, complete = false): Promise<Array<{ name: string; attrs?: Attributes }>> {
+  async listWithAttributes(path: string): Promise<Array<{ name: string; attrs?: Attributes }>> {
     const names = await this.list(path);
-    const incomplete = complete ? this.listed.get(path) : undefined;
-    if (incomplete) {
-      this.listed.delete(path);
-      const lookups = incomplete.slice(0, MAX_BACKGROUND_LOOKUPS).map((entry) => this.metadataQueue.add(() => this.tryResolve(entry)));
-      await Promise.allSettled(lookups); // a failed lookup leaves its entry without attributes
-    }
     return names.map((name) => {
       if (name === '.' || name === '..') return { name };
       const entry = posix.join(path, name);
