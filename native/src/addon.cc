@@ -8,6 +8,7 @@
 //   mount(handle, onMounted(error|null), onEnded(), onOpError?(op, error))
 //   unmount(handle)                  answers pending ops ENOTCONN, closes the connection, onEnded()
 //   invalidatePath(handle, path, callback(errno))   drops the kernel's cache of a path
+//   nodeCount(handle) -> the size of the inode table: nodes the kernel holds, their directories, the root
 #include <errno.h>
 
 #include <cmath>
@@ -200,6 +201,17 @@ napi_value Reply(napi_env env, napi_callback_info info) {
   return Undefined(env);
 }
 
+napi_value NodeCount(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1] = {};
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  Session* session = GetSession(env, argv[0]);
+  if (session == nullptr) return nullptr;
+  napi_value count;
+  napi_create_double(env, static_cast<double>(session->nodes().size()), &count);
+  return count;
+}
+
 napi_value InvalidatePath(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3] = {};
@@ -222,6 +234,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"mount", nullptr, Mount, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"unmount", nullptr, Unmount, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"invalidatePath", nullptr, InvalidatePath, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"nodeCount", nullptr, NodeCount, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"allocLargeBuffer", nullptr, AllocLargeBuffer, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);

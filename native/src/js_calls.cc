@@ -20,7 +20,7 @@ const char* const kOpNames[static_cast<int>(Op::Count)] = {
     "init",      "statfs",   "getattr",  "fgetattr",    "readdir", "opendir",  "releasedir", "mkdir",   "rmdir",
     "create",    "open",     "read",     "write",       "flush",   "fsync",    "fsyncdir",   "release", "truncate",
     "ftruncate", "unlink",   "rename",   "symlink",     "readlink", "link",    "mknod",      "chmod",   "chown",
-    "utimens",   "setxattr", "getxattr", "listxattr",   "removexattr", "access"};
+    "utimens",   "setxattr", "getxattr", "listxattr",   "removexattr", "access", "readdirplus"};
 
 void LentBlock::Release(LentBlock* block) {
   if (!block->settled || !block->bufferGone) return;
@@ -177,6 +177,36 @@ bool GetStrings(napi_env env, napi_value v, std::vector<std::string>* out) {
   return true;
 }
 
+// readdirplus's answer: an array whose items are a name alone (attributes unknown: the kernel
+// looks it up when it needs them) or an object with a `name` and the fields of a stat.
+bool GetEntries(napi_env env, napi_value v, DirHandle* dir) {
+  bool isArray = false;
+  napi_is_array(env, v, &isArray);
+  if (!isArray) return false;
+  uint32_t length;
+  napi_get_array_length(env, v, &length);
+  dir->names.reserve(length);
+  dir->attrs.reserve(length);
+  dir->known.reserve(length);
+  for (uint32_t i = 0; i < length; i++) {
+    napi_value item;
+    napi_get_element(env, v, i, &item);
+    std::string name;
+    struct stat st = {};
+    bool known = false;
+    if (!GetString(env, item, &name)) {
+      napi_value field;
+      if (napi_get_named_property(env, item, "name", &field) != napi_ok || !GetString(env, field, &name)) return false;
+      if (!FillStat(env, item, &st)) return false;
+      known = true;
+    }
+    dir->names.push_back(std::move(name));
+    dir->attrs.push_back(st);
+    dir->known.push_back(known);
+  }
+  return true;
+}
+
 // Converts the JS answer (code, result) of r->op into r's outputs: 0 or a count, or -errno.
 int Convert(napi_env env, Request* r, double code, napi_value result) {
   if (code < 0) return static_cast<int>(code);
@@ -192,6 +222,8 @@ int Convert(napi_env env, Request* r, double code, napi_value result) {
       return FillStatvfs(env, result, &r->statvfsOut) ? 0 : -EIO;
     case Op::Readdir:
       return GetStrings(env, result, &r->dir->names) ? 0 : -EIO;
+    case Op::Readdirplus:
+      return GetEntries(env, result, r->dir) ? 0 : -EIO;
     case Op::Open:
     case Op::Create:
     case Op::Opendir: {
@@ -258,6 +290,7 @@ size_t Session::Arguments(napi_env env, Request* r, napi_value* args) {
     case Op::Statfs:
     case Op::Getattr:
     case Op::Readdir:
+    case Op::Readdirplus:
     case Op::Rmdir:
     case Op::Unlink:
     case Op::Readlink:

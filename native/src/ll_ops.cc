@@ -112,6 +112,45 @@ void ReplyDirectory(Session* s, Request* r) {
   s->Done(r);
 }
 
+bool IsDot(const std::string& name) { return name == "." || name == ".."; }
+
+// A page of readdirplus: each name JS gave attributes for is a full entry, which makes the kernel
+// hold the node as a lookup does (its lookup count is raised here as the kernel raises its own,
+// and FORGET lowers it later); the others go with inode number 0, for which the kernel makes no
+// entry and looks the name up when it needs it. Attributes older than the attribute timeout
+// (a reader that paged slowly) are not handed out, nor any with a timeout of 0 (they would be
+// stale at once), nor those of "." and "..", which the kernel never links.
+void ReplyDirectoryPlus(Session* s, Request* r) {
+  DirHandle* dir = r->dir;
+  const std::vector<std::string>& names = dir->names;
+  const SessionOptions& o = s->options();
+  Node* parent = s->nodes().Get(r->ino);
+  bool linkable = parent != nullptr && !parent->detached && o.attrTimeout > 0 && o.entryTimeout > 0 &&
+                  s->now() - dir->listedAt <= o.attrTimeout && dir->known.size() == names.size();
+  std::string buf(r->size, '\0');
+  size_t used = 0;
+  std::vector<fuse_ino_t> linked;
+  for (size_t i = static_cast<size_t>(r->offset); i < names.size(); i++) {
+    const std::string& name = names[i];
+    size_t room = buf.size() - used;
+    if (fuse_add_direntry_plus(r->req, nullptr, 0, name.c_str(), nullptr, 0) > room) break;
+    struct fuse_entry_param e = {};
+    e.attr.st_ino = kUnknownIno;
+    if (linkable && dir->known[i] && !IsDot(name)) {
+      if (Node* node = s->nodes().Remember(r->ino, name)) {
+        e = Entry(s, node, dir->attrs[i]);
+        linked.push_back(node->ino);
+      }
+    }
+    used += fuse_add_direntry_plus(r->req, &buf[used], room, name.c_str(), &e, static_cast<off_t>(i + 1));
+  }
+  if (fuse_reply_buf(r->req, buf.data(), used) != 0) {
+    for (fuse_ino_t ino : linked) s->nodes().Forget(ino, 1);  // the kernel did not get them
+  }
+  r->req = nullptr;
+  s->Done(r);
+}
+
 // The JS value of a time to set: UTIME_NOW and UTIME_OMIT are passed on (js_calls.cc converts).
 void SetattrNext(Session* s, Request* r) {
   const struct stat& a = r->attrIn;
@@ -179,6 +218,16 @@ void Init(void* userdata, struct fuse_conn_info* conn) {
   // Requests are read into memory that JS then owns (block_pool.h), never spliced.
   conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
   if (o.writebackCache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  // Directories are read with their entries' attributes (readdirplus), every page of them:
+  // `ls -l` and `find` read a whole directory before they stat its entries, so the kernel's
+  // "auto" mode, which asks for attributes with the first page only unless entries were looked
+  // up in between, would leave all but the first page to a LOOKUP per entry.
+  if (s->Has(Op::Readdirplus) && (conn->capable & FUSE_CAP_READDIRPLUS)) {
+    conn->want |= FUSE_CAP_READDIRPLUS;
+    conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+  } else {
+    conn->want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
+  }
   s->Initialized();
 }
 
@@ -395,9 +444,27 @@ void Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct f
   r->offset = offset;
   if (offset == 0 || !r->dir->listed) {
     r->dir->names.clear();
+    r->dir->attrs.clear();
+    r->dir->known.clear();
     return s->Run(r, Op::Readdir);
   }
   ReplyDirectory(s, r);
+}
+
+void Readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct fuse_file_info* fi) {
+  Session* s = S(req);
+  auto* r = new Request(req, Kind::Readdirplus);
+  if (!AtInode(s, r, ino)) return;
+  r->dir = reinterpret_cast<DirHandle*>(fi->fh);
+  r->size = size;
+  r->offset = offset;
+  if (offset == 0 || !r->dir->listed) {
+    r->dir->names.clear();
+    r->dir->attrs.clear();
+    r->dir->known.clear();
+    return s->Run(r, Op::Readdirplus);
+  }
+  ReplyDirectoryPlus(s, r);
 }
 
 void Releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
@@ -605,6 +672,11 @@ void Session::Continue(Request* r, int code) {
       if (failed) return Fail(r, -code);
       r->dir->listed = true;
       return ReplyDirectory(this, r);
+    case Kind::Readdirplus:
+      if (failed) return Fail(r, -code);
+      r->dir->listed = true;
+      r->dir->listedAt = now();
+      return ReplyDirectoryPlus(this, r);
     case Kind::Releasedir:
       delete r->dir;
       return Done(r);
@@ -658,6 +730,7 @@ void FillOperations(const Session& s, struct fuse_lowlevel_ops* ops) {
   ops->fsync = Fsync;
   ops->opendir = Opendir;
   ops->readdir = Readdir;
+  if (s.Has(Op::Readdirplus)) ops->readdirplus = Readdirplus;
   ops->releasedir = Releasedir;
   ops->fsyncdir = Fsyncdir;
   ops->statfs = Statfs;

@@ -23,7 +23,7 @@ enum class Op {
   Init, Statfs, Getattr, Fgetattr, Readdir, Opendir, Releasedir, Mkdir, Rmdir, Create, Open,
   Read, Write, Flush, Fsync, Fsyncdir, Release, Truncate, Ftruncate, Unlink, Rename, Symlink,
   Readlink, Link, Mknod, Chmod, Chown, Utimens, Setxattr, Getxattr, Listxattr, Removexattr,
-  Access, Count
+  Access, Readdirplus, Count
 };
 
 // The JS name of each operation, in Op order.
@@ -33,7 +33,7 @@ extern const char* const kOpNames[static_cast<int>(Op::Count)];
 enum class Kind {
   Lookup, Getattr, Setattr, Readlink, Mknod, Mkdir, Symlink, Link, Unlink, Rmdir, Rename, Open,
   Read, Write, Flush, Release, Fsync, Opendir, Readdir, Releasedir, Fsyncdir, Statfs, Setxattr,
-  Getxattr, Listxattr, Removexattr, Access, Create,
+  Getxattr, Listxattr, Removexattr, Access, Create, Readdirplus,
   Detached,  // no kernel request waits: init, or the release of a handle the kernel never got
 };
 
@@ -43,6 +43,11 @@ struct DirHandle {
   uint64_t fh = 0;  // JS's own handle, from its opendir
   bool listed = false;
   std::vector<std::string> names;
+  // readdirplus: the attributes JS gave with each name (`known` false where it gave none), and
+  // when it gave them (monotonic seconds).
+  std::vector<struct stat> attrs;
+  std::vector<bool> known;
+  double listedAt = 0;
 };
 
 // A block lent to JS as an external Buffer for one operation: a read's, which the op fills, or

@@ -363,6 +363,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
           external: usage.external,
         },
         pendingUploads: fs.pendingFiles.length,
+        kernelInodes: session.inodeCount(),
         journal,
       };
     };

@@ -37,6 +37,6 @@ export async function showStatus(registry: MountRegistry, mountpoint: string | u
     print(
       `  cache: ${(status.cache.hitRate * 100).toFixed(0)} % hits (${status.cache.hits}/${status.cache.hits + status.cache.misses}), ${mib(status.cache.memoryBytes)} in memory, ${mib(status.cache.diskBytes)} on disk`,
     );
-    print(`  pending uploads: ${status.pendingUploads}; failed operations: ${status.failedOperations}`);
+    print(`  pending uploads: ${status.pendingUploads}; failed operations: ${status.failedOperations}; inodes the kernel holds: ${status.kernelInodes}`);
   }
 }

@@ -32,6 +32,11 @@ export interface MountStatus {
   memory: { limit: number; cacheBytes: number; uploadBytes: number; rss: number; heapUsed: number; external: number };
   /** Files with changes not yet in the store (open, or waiting for an async upload). */
   pendingUploads: number;
+  /**
+   * Inodes the kernel holds of this mount (from its lookups, and from directories read with
+   * attributes), with their directories and the root: it falls as the kernel forgets them.
+   */
+  kernelInodes: number;
   /** Where async closes are journaled (async write mode only). */
   journal?: string;
 }
@@ -118,6 +123,7 @@ export async function serveMetrics(port: number, status: () => MountStatus): Pro
   gauge('objmount_resident_memory_bytes', 'Resident memory of the daemon process.', (s) => s.memory.rss);
   gauge('objmount_cache_disk_bytes', 'Bytes of blocks in the disk tier.', (s) => s.cache.diskBytes);
   gauge('objmount_pending_uploads', 'Files with changes not yet in the store.', (s) => s.pendingUploads);
+  gauge('objmount_kernel_inodes', 'Inodes of the mount the kernel holds, with their directories.', (s) => s.kernelInodes);
   gauge('objmount_uptime_seconds', 'Seconds since the mount went live.', (s) => s.uptimeSeconds);
 
   const server = createServer((request, response) => {

@@ -75,6 +75,12 @@ export interface FileSystemOptions {
 const MiB = 1024 * 1024;
 const DEFAULT_READ_AHEAD: ReadAheadOptions = { minReadAhead: MiB, maxReadAhead: 64 * MiB };
 
+/** A name in a directory, with its attributes when they are known (readdirplus). */
+export interface DirectoryEntry {
+  name: string;
+  attrs?: Attributes;
+}
+
 export interface StatFs {
   blockSize: number;
   blocks: number;
@@ -146,6 +152,14 @@ export class FileSystem {
 
   readdir(path: string): Promise<string[]> {
     return this.namespace.list(path);
+  }
+
+  /**
+   * The names in directory `path` with the attributes of those whose attributes are known now
+   * (readdirplus; see `Namespace.listWithAttributes`): a lookup of one would answer the same.
+   */
+  readdirPlus(path: string): Promise<DirectoryEntry[]> {
+    return this.namespace.listWithAttributes(path);
   }
 
   async mkdir(path: string, permissions: number): Promise<void> {

@@ -238,6 +238,25 @@ export class Namespace {
     return ['.', '..', ...names];
   }
 
+  /**
+   * The names in directory `path`, as `list` gives them, each with its attributes where a lookup
+   * would answer at once from what is known (a file open here, a complete entry not expired:
+   * written or looked up here, or revalidated by this listing's version), for readdirplus. The
+   * others get none and no HEAD: the listing lacks their POSIX metadata, and a plain `ls` must
+   * not pay for it (a lookup of one starts `completeSiblings`, as before).
+   */
+  async listWithAttributes(path: string): Promise<Array<{ name: string; attrs?: Attributes }>> {
+    const names = await this.list(path);
+    return names.map((name) => {
+      if (name === '.' || name === '..') return { name };
+      const entry = posix.join(path, name);
+      const open = this.openFiles.get(entry);
+      if (open) return { name, attrs: open.attrs };
+      const cached = this.cache.get(entry);
+      return cached?.exists && cached.node.complete ? { name, attrs: cached.node.attrs } : { name };
+    });
+  }
+
   /** Lists `path`, caching what the listing tells; stops (undefined) past `maxNames` names. */
   private async listNames(path: string, maxNames: number): Promise<Set<string> | undefined> {
     const dir = path === '/' ? undefined : await this.resolve(path);

@@ -13,7 +13,7 @@ import { posix } from 'node:path';
 
 import { type Attributes, S_IFDIR } from './attributes.js';
 import { FsError, toFsError } from './errors.js';
-import type { FileSystem, FileSystemStats, StatFs } from './file-system.js';
+import type { DirectoryEntry, FileSystem, FileSystemStats, StatFs } from './file-system.js';
 
 /** What the FUSE operations ask of a file system: a bucket's, or the root view. */
 export type MountedFileSystem = Pick<
@@ -21,6 +21,7 @@ export type MountedFileSystem = Pick<
   | 'getattr'
   | 'fgetattr'
   | 'readdir'
+  | 'readdirPlus'
   | 'mkdir'
   | 'rmdir'
   | 'create'
@@ -207,6 +208,14 @@ export class RootView implements MountedFileSystem {
     const route = await this.route(path);
     if (route.kind === 'dir') return ['.', '..', ...route.names];
     return (await this.fsOf(route.space)).readdir(route.rest);
+  }
+
+  async readdirPlus(path: string): Promise<DirectoryEntry[]> {
+    const route = await this.route(path);
+    if (route.kind === 'space') return (await this.fsOf(route.space)).readdirPlus(route.rest);
+    // The made-up directories hold a few names, some of them buckets whose attributes come from
+    // their own file systems (opened at their first lookup): names alone.
+    return ['.', '..', ...route.names].map((name) => ({ name }));
   }
 
   async open(path: string, flags: number): Promise<number> {

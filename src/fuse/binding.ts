@@ -7,6 +7,10 @@
  *   the others. Never make a synchronous file call on the mount from this process: only this
  *   thread can answer it.
  * - Reads and writes carry up to 1 MiB (`MAX_WRITE`); large directories are sent in pages.
+ * - With a `readdirplus` op, directories are read with attributes: it answers like `readdir`, but
+ *   an item may be `{ name, ...stat }` instead of a name, and the kernel then takes that entry as
+ *   looked up (no LOOKUP of it while the attribute timeout lasts). An op should give attributes
+ *   only where a lookup would answer the same at once.
  * - `read` fills a Buffer over the very memory sent to the kernel, and `write` gets one over the
  *   memory the kernel wrote the data into. Both are lent for the operation only: once answered,
  *   the Buffer is detached (its memory serves the next request), so an op must not use it after
@@ -56,6 +60,7 @@ interface Fuse3Addon {
   mount(handle: unknown, onMounted: (error: Error | null) => void, onEnded: () => void, onOpError?: (op: string, error: unknown) => void): void;
   unmount(handle: unknown): void;
   invalidatePath(handle: unknown, path: string, callback: (errno: number) => void): void;
+  nodeCount(handle: unknown): number;
   allocLargeBuffer(bytes: number): Buffer | undefined;
 }
 
@@ -172,6 +177,14 @@ export class FuseSession {
    */
   invalidate(path: string): Promise<number> {
     return new Promise((resolve) => this.addon.invalidatePath(this.handle, path, resolve));
+  }
+
+  /**
+   * The size of the addon's inode table: the inodes the kernel holds (each until it forgets the
+   * last lookup of it), the directories above them, and the root. For tests and `status`.
+   */
+  inodeCount(): number {
+    return this.addon.nodeCount(this.handle);
   }
 }
 

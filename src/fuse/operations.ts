@@ -69,6 +69,11 @@ export function createOperations(fs: MountedFileSystem, logger: Logger): FuseOpe
     fgetattr: (path: string, fh: number, cb: Callback) =>
       answer('getattr', path, cb, () => fs.fgetattr(fh), (a) => [toStat(a)]),
     readdir: (path: string, cb: Callback) => answer('readdir', path, cb, () => fs.readdir(path), (names) => [names]),
+    // The names with the attributes known now: the kernel takes those as looked up.
+    readdirplus: (path: string, cb: Callback) =>
+      answer('readdir', path, cb, () => fs.readdirPlus(path), (entries) => [
+        entries.map((entry) => (entry.attrs ? { name: entry.name, ...toStat(entry.attrs) } : entry.name)),
+      ]),
     opendir: (_path: string, _flags: number, cb: Callback) => cb(0, 0),
     releasedir: (_path: string, _fh: number, cb: Callback) => cb(0),
     mkdir: (path: string, mode: number, cb: Callback) => answer('mkdir', path, cb, () => fs.mkdir(path, mode)),

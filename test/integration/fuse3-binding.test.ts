@@ -290,6 +290,78 @@ describe('the inode table', () => {
   });
 });
 
+describe('readdirplus', () => {
+  /** Drops the kernel's unused dentries and inodes (it sends FORGETs), then waits for one answer
+   * from the mount: the kernel delivers queued FORGETs before the request that follows them. */
+  const dropKernelEntries = async (mountpoint: string) => {
+    writeFileSync('/proc/sys/vm/drop_caches', '2');
+    await sh(`stat ${join(mountpoint, 'no-such-name')}`);
+  };
+
+  it('hands the kernel the entries JS gives attributes for, with no LOOKUP of them, and the kernel forgets every one', async () => {
+    const tree = new MemoryTree();
+    tree.nodes.set('/d', { mode: 0o40755, data: Buffer.alloc(0), mtimeMs: Date.now(), atimeMs: Date.now() });
+    // Long names: a directory of several pages, so entries that did not fit one are sent in the next.
+    const name = (i: number) => `a-name-long-enough-that-the-directory-needs-several-pages-${String(i).padStart(4, '0')}`;
+    for (let i = 0; i < 500; i++) tree.file(`/d/${name(i)}`, 'x'.repeat(i));
+    const ops = tree.operations();
+    const getattr = ops.getattr as unknown as (path: string, cb: (code: number, stat?: object) => void) => void;
+    const readdir = ops.readdir as unknown as (path: string, cb: (code: number, names: string[]) => void) => void;
+    const statOf = (path: string) => {
+      let stat: object | undefined;
+      getattr(path, (_code, st) => (stat = st));
+      return stat!;
+    };
+    const lookedUp: string[] = [];
+    const m = await mount(
+      tree.operations({
+        getattr: (path: string, cb: (code: number, stat?: object) => void) => {
+          lookedUp.push(path);
+          getattr(path, cb);
+        },
+        // Attributes for the even entries, and for '.' and '..' (which the kernel never links).
+        readdirplus: (path: string, cb: (code: number, entries: unknown[]) => void) =>
+          readdir(path, (_code, names) =>
+            cb(0, [
+              { name: '.', ...statOf(path) },
+              { name: '..', ...statOf('/') },
+              ...names.map((n) => (Number(n.slice(-4)) % 2 === 0 ? { name: n, ...statOf(`${path}/${n}`) } : n)),
+            ]),
+          ),
+      }),
+      { attrTimeoutSeconds: 600 },
+    );
+    const listing = await sh(`ls -ln ${join(m.mountpoint, 'd')}`);
+    expect(listing.code, listing.stderr).toBe(0);
+    const lines = listing.stdout.split('\n').filter((line) => line.includes('a-name'));
+    expect(lines).toHaveLength(500);
+    for (const line of lines) {
+      const [mode, , uid, gid, size] = line.split(/\s+/);
+      const i = Number(line.slice(-4));
+      expect([mode, uid, gid, Number(size)]).toEqual(['-rw-r--r--', '0', '0', i]);
+    }
+    // Only the entries without attributes were looked up.
+    const children = lookedUp.filter((p) => p.startsWith('/d/'));
+    expect(new Set(children)).toEqual(new Set(Array.from({ length: 250 }, (_, k) => `/d/${name(2 * k + 1)}`)));
+    expect(m.session.inodeCount()).toBe(1 + 1 + 500); // the root, /d, its entries
+
+    // Read again: the same inodes, each held once more by the kernel, and once more here.
+    for (let i = 0; i < 3; i++) expect((await sh(`ls -l ${join(m.mountpoint, 'd')} | wc -l`)).stdout.trim()).toBe('501');
+    expect(m.session.inodeCount()).toBe(502);
+    // Every entry the kernel was given is forgotten by it in the end: nothing is left but the root.
+    await dropKernelEntries(m.mountpoint);
+    expect(m.session.inodeCount()).toBe(1);
+    // ...and the entries work as before.
+    expect((await sh(`cat ${join(m.mountpoint, 'd', name(3))} ${join(m.mountpoint, 'd', name(4))}`)).stdout).toBe('x'.repeat(7));
+  });
+
+  it('turns a malformed entry into EIO', async () => {
+    const tree = new MemoryTree();
+    const m = await mount(tree.operations({ readdirplus: (_path: string, cb: (code: number, entries: unknown[]) => void) => cb(0, [{ nameless: true }]) }));
+    expect((await sh(`ls ${m.mountpoint}`)).stderr).toMatch(/Input\/output error/);
+  });
+});
+
 describe('large buffers (the block cache\'s memory)', () => {
   it('hold what is written to them, in huge pages where the kernel offers them; other sizes are left to Node', () => {
     const MiB = 1024 * 1024;

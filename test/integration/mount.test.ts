@@ -15,7 +15,7 @@ import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectC
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
-import { type TestMount, mountBucket } from '../helpers/objmount.js';
+import { type TestMount, isMounted, mountBucket, objmount } from '../helpers/objmount.js';
 import { s3Client } from '../helpers/s3-client.js';
 
 const BUCKET = 'fs-test';
@@ -538,6 +538,93 @@ describe('mount options and failures', () => {
     } finally {
       await other.unmount();
     }
+  });
+});
+
+describe('ls -l and find (directories read with attributes)', () => {
+  /** `ls -ln` of `dir`: name -> [mode, uid, gid, size]. */
+  const longListing = (dir: string) =>
+    Object.fromEntries(
+      sh(`ls -ln '${dir}'`)
+        .split('\n')
+        .filter((line) => line && !line.startsWith('total'))
+        .map((line) => {
+          const f = line.split(/\s+/);
+          return [f.at(-1)!, [f[0], Number(f[2]), Number(f[3]), Number(f[4])]];
+        }),
+    );
+  /** Drops the kernel's unused dentries and inodes, which it FORGETs, and waits for one answer from
+   * the mount after them (the kernel sends queued FORGETs before the requests that follow). */
+  const dropKernelEntries = (at: string) => {
+    writeFileSync('/proc/sys/vm/drop_caches', '2');
+    spawnSync('stat', [join(at, 'no-such-name')]);
+  };
+  const kernelInodes = async (at: string) => {
+    const out = await objmount(['status', at, '--json']);
+    expect(out.code, out.stderr).toBe(0);
+    return (JSON.parse(out.stdout) as Array<{ kernelInodes: number }>)[0]!.kernelInodes;
+  };
+
+  it('shows the modes, sizes and owners of objects another client put and of files written here; find too; the kernel forgets every entry', async () => {
+    // A long TTL, so the daemon's answers stay fresh throughout and the directory is read with them.
+    const own = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--metadata-ttl', '60']);
+    try {
+      const dir = join(own.mountpoint, 'plus');
+      const expected: Record<string, [string, number, number, number]> = {};
+      for (let i = 0; i < 40; i++) {
+        await sdk.send(
+          new PutObjectCommand({
+            Bucket: BUCKET,
+            Key: `plus/other-${i}`,
+            Body: 'o'.repeat(i),
+            Metadata: { mode: String(0o100640), uid: '1234', gid: '5678', mtime: '1600000000' },
+          }),
+        );
+        expected[`other-${i}`] = ['-rw-r-----', 1234, 5678, i];
+      }
+      for (let i = 0; i < 5; i++) {
+        writeFileSync(join(dir, `mine-${i}`), 'm'.repeat(100 + i));
+        expected[`mine-${i}`] = ['-rw-------', process.getuid!(), process.getgid!(), 100 + i];
+      }
+      sh(`chmod 600 '${dir}'/mine-*`);
+      dropKernelEntries(own.mountpoint);
+      const base = await kernelInodes(own.mountpoint);
+
+      expect(longListing(dir)).toEqual(expected); // the entries looked up one by one
+      expect(await kernelInodes(own.mountpoint)).toBeGreaterThanOrEqual(base + 46); // plus/ and its entries
+      for (let round = 0; round < 5; round++) {
+        // The kernel forgot everything; the daemon knows it all: the directory comes with attributes.
+        dropKernelEntries(own.mountpoint);
+        expect(await kernelInodes(own.mountpoint)).toBe(base);
+        expect(longListing(dir)).toEqual(expected);
+        const found = sh(`find '${dir}' -printf '%y %M %U %G %s %P\n'`).split('\n').filter(Boolean).sort();
+        expect(found).toEqual(
+          ['d drwxr-xr-x ' + `${process.getuid!()} ${process.getgid!()} 0 `]
+            .concat(Object.entries(expected).map(([name, [mode, uid, gid, size]]) => `f ${mode} ${uid} ${gid} ${size} ${name}`))
+            .sort(),
+        );
+      }
+      dropKernelEntries(own.mountpoint);
+      expect(await kernelInodes(own.mountpoint)).toBe(base);
+      await own.unmount();
+      expect(isMounted(own.mountpoint)).toBe(false);
+    } finally {
+      await own.unmount();
+    }
+  });
+
+  it('no longer shows a file another client deleted once the TTL has passed', async () => {
+    const dir = join(mnt, 'plus-deleted');
+    for (const name of ['keep', 'gone']) {
+      await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: `plus-deleted/${name}`, Body: name, Metadata: { mode: String(0o100600) } }));
+    }
+    await statNew(dir);
+    expect(Object.keys(longListing(dir)).sort()).toEqual(['gone', 'keep']);
+    expect(longListing(dir)).toEqual({ gone: ['-rw-------', process.getuid!(), process.getgid!(), 4], keep: ['-rw-------', process.getuid!(), process.getgid!(), 4] });
+    await sdk.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'plus-deleted/gone' }));
+    await sleep(1_200); // the default --metadata-ttl (1 s) and a margin: what is cached of it has expired
+    expect(Object.keys(longListing(dir))).toEqual(['keep']);
+    expect(() => statSync(join(dir, 'gone'))).toThrow(expect.objectContaining({ code: 'ENOENT' }));
   });
 });
 

@@ -1322,6 +1322,85 @@ describe('directories made by this mount', () => {
   });
 });
 
+describe('readdirPlus: the names with the attributes known now', () => {
+  const total = () => calls('head') + calls('get') + calls('list');
+  /** The entries of `path` but '.' and '..', by name: the attributes, or null where none. */
+  async function plus(path: string, on: FileSystem = fs) {
+    const entries = await on.readdirPlus(path);
+    expect(entries.slice(0, 2)).toEqual([{ name: '.' }, { name: '..' }]);
+    return Object.fromEntries(entries.slice(2).map((e) => [e.name, e.attrs ?? null]));
+  }
+
+  it('gives a fresh listing no attributes and asks nothing per entry: it lacks the POSIX metadata', async () => {
+    for (let i = 0; i < 20; i++) await put(`d/f${i}`, 'x', { mode: String(S_IFREG | 0o600) });
+    await put('d/sub/inner', 'x');
+    await fs.getattr('/d');
+    memory.calls.clear();
+    const entries = await plus('/d');
+    expect(Object.keys(entries).sort()).toEqual([...Array.from({ length: 20 }, (_, i) => `f${i}`), 'sub'].sort());
+    expect(Object.values(entries).every((attrs) => attrs === null)).toBe(true);
+    expect(total()).toBe(1); // the LIST
+  });
+
+  it('gives the attributes a lookup would answer at once: looked up, written here, open, or revalidated by the listing', async () => {
+    await put('d/looked', 'x', { mode: String(S_IFREG | 0o600), uid: '7', gid: '8' });
+    await put('d/other', 'yy', { mode: String(S_IFREG | 0o640) });
+    await fs.readdir('/d');
+    await fs.getattr('/d/looked');
+    await vi.waitFor(() => expect(calls('head') + calls('get')).toBeGreaterThanOrEqual(2)); // other, fetched ahead
+    const written = await fs.create('/d/written', 0o604);
+    await fs.write(written, Buffer.from('abc'), 0);
+    await fs.release(written);
+    const open = await fs.create('/d/open', 0o600);
+    await fs.write(open, Buffer.from('not yet stored'), 0);
+
+    const entries = await plus('/d');
+    expect(Object.keys(entries).sort()).toEqual(['looked', 'open', 'other', 'written']);
+    for (const name of Object.keys(entries)) expect(entries[name]).toEqual(await fs.getattr(`/d/${name}`));
+    expect(entries.looked).toMatchObject({ kind: 'file', mode: S_IFREG | 0o600, uid: 7, gid: 8, size: 1 });
+    expect(entries.other).toMatchObject({ mode: S_IFREG | 0o640, size: 2 });
+    expect(entries.written).toMatchObject({ mode: S_IFREG | 0o604, size: 3 });
+    expect(entries.open).toMatchObject({ mode: S_IFREG | 0o600, size: 14 });
+    await fs.release(open);
+
+    // Expired: the listing shows the same versions, which revalidates them, with no request per entry.
+    clock.advance(DIR_TTL + 1);
+    memory.calls.clear();
+    const again = await plus('/d');
+    expect(again.looked).toMatchObject({ mode: S_IFREG | 0o600, uid: 7 });
+    expect(again.other).toMatchObject({ mode: S_IFREG | 0o640 });
+    expect(calls('head') + calls('get')).toBeLessThanOrEqual(1); // /d itself (its entry expired too)
+    // (A file written here is not revalidated so: a PUT's answer gives no Last-Modified, so its
+    // version is not known. Its lookup asks for it, and gives it its attributes again.)
+    expect(again.written).toBeNull();
+    await fs.getattr('/d/written');
+    expect((await plus('/d')).written).toMatchObject({ mode: S_IFREG | 0o604 });
+  });
+
+  it("gives no attributes for an entry another client changed, and drops one it deleted, once the TTL has passed", async () => {
+    await put('d/changed', 'x', { mode: String(S_IFREG | 0o600) });
+    await put('d/deleted', 'x');
+    await fs.readdir('/d');
+    await fs.getattr('/d/changed');
+    await fs.getattr('/d/deleted');
+    expect(Object.keys(await plus('/d')).sort()).toEqual(['changed', 'deleted']);
+    // A chmod by another client copies the object onto itself: same ETag, new Last-Modified.
+    await memory.copy('d/changed', 'd/changed', { metadata: { mode: String(S_IFREG | 0o644) } });
+    memory.objects.get('d/changed')!.lastModified = new Date(Date.now() + 5_000);
+    await memory.deleteMany(['d/deleted']);
+    clock.advance(DIR_TTL + 1);
+    expect(await plus('/d')).toEqual({ changed: null });
+    expect((await fs.getattr('/d/changed')).mode).toBe(S_IFREG | 0o644);
+    expect((await plus('/d')).changed).toMatchObject({ mode: S_IFREG | 0o644 });
+  });
+
+  it('answers ENOTDIR for a file and ENOENT for nothing, as readdir does', async () => {
+    await put('f', 'x');
+    await expect(fs.readdirPlus('/f')).rejects.toMatchObject({ code: 'ENOTDIR' });
+    await expect(fs.readdirPlus('/missing')).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
+
 describe('request budget of lookups', () => {
   const total = () => calls('head') + calls('get') + calls('list');
 

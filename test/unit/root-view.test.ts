@@ -117,6 +117,16 @@ describe('the root view', () => {
     await expect(root.read(a, Buffer.alloc(1), 1, 0)).rejects.toMatchObject({ code: 'EBADF' });
   });
 
+  it('reads directories with attributes: names alone in the made-up ones, a bucket\'s own answer inside it', async () => {
+    const root = view([space(['s3', 'one']), space(['s3', 'two'])]);
+    expect(await root.readdirPlus('/s3')).toEqual([{ name: '.' }, { name: '..' }, { name: 'one' }, { name: 'two' }]);
+    expect(opened).toEqual([]);
+    await writeFile(root, '/s3/one/f', 'written here');
+    const inside = await root.readdirPlus('/s3/one');
+    expect(inside.map((e) => e.name)).toEqual(['.', '..', 'f']);
+    expect(inside[2]!.attrs).toEqual(await root.getattr('/s3/one/f'));
+  });
+
   it('renames within a bucket, and answers EXDEV between buckets and EPERM on the made-up directories', async () => {
     const root = view([space(['s3', 'alpha']), space(['s3', 'beta'])]);
     await writeFile(root, '/s3/alpha/f', 'x');
