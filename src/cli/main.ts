@@ -62,6 +62,16 @@ function mountFlags(y: Argv) {
     })
     .option('upload-concurrency', { type: 'number', default: DEFAULTS.uploadConcurrency, describe: 'parts uploaded at once per file' })
     .option('max-connections', { type: 'number', default: DEFAULTS.maxConnections, describe: 'connections to the store (also: GETs in flight)' })
+    .option('request-timeout', {
+      type: 'number',
+      default: DEFAULTS.requestTimeoutSeconds,
+      describe: 'seconds a store request that moves no data (stat, list, delete) may take, retries included, before it fails with ETIMEDOUT',
+    })
+    .option('min-transfer-rate', {
+      type: 'string',
+      default: '256K',
+      describe: 'slowest rate (per second) a read or upload request may move its bytes: its deadline is --request-timeout plus its size at this rate',
+    })
     .option('block-size', { type: 'string', default: '8M', describe: 'objects are read and cached in blocks of this size' })
     .option('read-ahead', { type: 'string', default: '64M', describe: 'largest read-ahead window of a file read sequentially' })
     .option('memory-limit', { type: 'string', describe: 'one budget for cached blocks, read-ahead and upload buffers (default: 1/16 of RAM, 256M to 2G)' })
@@ -132,6 +142,8 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     uploadConcurrency: Math.max(1, positive('upload-concurrency', args['upload-concurrency'])),
     maxUploadParts: wholeNumber('max-upload-parts', args['max-upload-parts'], 1, 10_000),
     maxConnections: Math.max(1, positive('max-connections', args['max-connections'])),
+    requestTimeoutSeconds: args['request-timeout'],
+    minTransferRate: parseSize(args['min-transfer-rate']),
     blockSize: parseSize(args['block-size']),
     readAhead: parseSize(args['read-ahead']),
     memoryLimit: args['memory-limit'] === undefined ? defaultMemoryLimit(totalmem()) : parseSize(args['memory-limit']),

@@ -61,6 +61,7 @@ export async function openGcsStore(options: MountOptions, logger: Logger, stored
     maxParts: options.maxUploadParts,
     deleteConcurrency: Math.min(16, options.maxConnections),
     logger,
+    deadlines: { requestMs: Math.round(options.requestTimeoutSeconds * 1000), minBytesPerSecond: options.minTransferRate },
   });
   const keyHint = options.keyFile ? 'check the key file (is the key revoked, or the account deleted?)' : 'give a service-account key with --key-file';
   return {

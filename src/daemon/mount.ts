@@ -25,6 +25,7 @@ import { FuseSession, largeBuffer } from '../fuse/binding.js';
 import { createOperations } from '../fuse/operations.js';
 import type { Logger } from '../log/logger.js';
 import { AzureStore } from '../storage/azure-store.js';
+import type { StoreDeadlines } from '../storage/deadline.js';
 import { type ObjectStore, type StoreStats, isStoreError } from '../storage/object-store.js';
 import { S3Store } from '../storage/s3-store.js';
 import { detach, findMount, prepareMountpoint, setKernelReadAhead } from './mountpoint.js';
@@ -504,6 +505,7 @@ async function openStore(options: MountOptions, deps: MountDependencies): Promis
         // --max-upload-parts defaults to S3's 10,000: left at that, Azure's own 50,000 applies.
         maxParts: maxUploadParts === DEFAULTS.maxUploadParts ? undefined : maxUploadParts,
         logger: deps.logger,
+        deadlines: storeDeadlines(options),
       });
       return { store, credentialDescription: resolved.description, endpoint, location: store.endpoint };
     }
@@ -528,10 +530,16 @@ async function openStore(options: MountOptions, deps: MountDependencies): Promis
       signatureVersion,
       caCertificates,
       insecure,
+      deadlines: storeDeadlines(options),
     });
     return { store, credentialDescription, endpoint, location: endpoint ?? region };
   } catch (error) {
     if (error instanceof CredentialError) throw new UserError(error.message);
     throw error;
   }
+}
+
+/** The mount's deadlines for each store request (storage/deadline.ts). */
+export function storeDeadlines(options: Pick<MountOptions, 'requestTimeoutSeconds' | 'minTransferRate'>): StoreDeadlines {
+  return { requestMs: Math.round(options.requestTimeoutSeconds * 1000), minBytesPerSecond: options.minTransferRate };
 }

@@ -6,7 +6,7 @@
 import { constants } from 'node:os';
 
 import type { Attributes } from '../fs/attributes.js';
-import { FsError, type FsErrorCode } from '../fs/errors.js';
+import { FsError, type FsErrorCode, toFsError } from '../fs/errors.js';
 import type { MountedFileSystem } from '../fs/root-view.js';
 import type { Logger } from '../log/logger.js';
 import type { FuseOperations } from './binding.js';
@@ -36,8 +36,7 @@ export function createOperations(fs: MountedFileSystem, logger: Logger): FuseOpe
     promise.then(
       (value) => cb(0, ...(reply ? reply(value) : [])),
       (error: unknown) => {
-        const fsError =
-          error instanceof FsError ? error : new FsError('EIO', `${path}: ${error instanceof Error ? error.message : String(error)}`);
+        const fsError = toFsError(error, path);
         if (!QUIET.has(fsError.code)) {
           fs.stats.failedOperations += 1;
           logger.warn(`${op} ${path}: ${fsError.code}: ${fsError.message}`);
@@ -80,7 +79,7 @@ export function createOperations(fs: MountedFileSystem, logger: Logger): FuseOpe
       answer('open', path, cb, () => fs.open(path, flags), (fh) => [fh]),
     read: (path: string, fh: number, buffer: Buffer, length: number, position: number, cb: (n: number) => void) => {
       fs.read(fh, buffer, length, position).then(cb, (error: unknown) => {
-        const fsError = error instanceof FsError ? error : new FsError('EIO', String(error));
+        const fsError = toFsError(error, path);
         fs.stats.failedOperations += 1;
         logger.warn(`read ${path}: ${fsError.code}: ${fsError.message}`);
         cb(errnoOf(fsError.code));
@@ -90,7 +89,7 @@ export function createOperations(fs: MountedFileSystem, logger: Logger): FuseOpe
     // staging file by the time it resolves, and keeps no reference to it.
     write: (path: string, fh: number, buffer: Buffer, length: number, position: number, cb: (n: number) => void) => {
       fs.write(fh, buffer.subarray(0, length), position).then(cb, (error: unknown) => {
-        const fsError = error instanceof FsError ? error : new FsError('EIO', String(error));
+        const fsError = toFsError(error, path);
         fs.stats.failedOperations += 1;
         logger.warn(`write ${path}: ${fsError.code}: ${fsError.message}`);
         cb(errnoOf(fsError.code));
