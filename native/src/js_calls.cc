@@ -346,6 +346,15 @@ size_t Session::Arguments(napi_env env, Request* r, napi_value* args) {
 
 void Session::Run(Request* r, Op op) {
   if (!Has(op) || ended_) return Continue(r, ended_ ? -ENOTCONN : -ENOSYS);
+  if (r->req != nullptr && !r->interruptWatched && Interruptible(r->kind)) {
+    r->interruptWatched = true;
+    // Calls OnInterrupt at once when the kernel interrupted the request before we saw it.
+    fuse_req_interrupt_func(r->req, OnInterrupt, r);
+    if (r->interrupted) {
+      interruptedCount_++;
+      return Fail(r, EINTR);
+    }
+  }
   r->op = op;
   if (op == Op::Read) {
     char* mem = r->size <= kBlockSize ? AllocBlock() : nullptr;
@@ -357,6 +366,7 @@ void Session::Run(Request* r, Op op) {
   napi_value args[10];
   uint32_t id = nextId_++;
   if (nextId_ == 0) nextId_ = 1;
+  r->jsId = id;
   napi_create_uint32(env_, static_cast<uint32_t>(op), &args[0]);
   napi_create_uint32(env_, id, &args[1]);
   size_t n = 2 + Arguments(env_, r, args + 2);
@@ -381,6 +391,7 @@ void Session::Settle(napi_env env, uint32_t id, double code, napi_value result) 
   inJs_.erase(it);
   if (result == nullptr) napi_get_undefined(env, &result);
   int value = std::isfinite(code) ? Convert(env, r, std::trunc(code), result) : -EIO;
+  if (r->interrupted && r->req == nullptr) return TidyInterrupted(r, value);
   Continue(r, value);
 }
 

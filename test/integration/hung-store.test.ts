@@ -3,14 +3,16 @@
  * never answers, `stall` sends the headers and one byte, then nothing). Every store request has
  * a deadline (--request-timeout, --min-transfer-rate), so a `stat` or a read fails with
  * ETIMEDOUT instead of waiting for ever, and the mount goes on serving once the store answers
- * again.
+ * again. A program stuck on such a store (a generous deadline) is stopped by Ctrl-C: the daemon
+ * answers the kernel's INTERRUPT with EINTR at once.
  */
 
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
 
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -109,3 +111,59 @@ describe('a store that stops answering', () => {
   });
 });
 
+describe('a program stuck on a hung store', () => {
+  let patient: TestMount;
+
+  beforeAll(async () => {
+    // A deadline far beyond the test's bound: only the interrupt can end the stuck call in time.
+    patient = await mountBucket(proxy.endpoint, `s3://${BUCKET}`, ['--request-timeout', '600', '--metadata-ttl', '0', '--negative-ttl', '0']);
+    for (const name of ['stat', 'cat', 'other']) await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: `patient/${name}.txt`, Body: name }));
+    await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'listed/file.txt', Body: 'listed' }));
+  });
+
+  afterAll(async () => {
+    await proxy?.set([]);
+    await patient?.unmount();
+  });
+
+  /** Starts `command`, waits until its request hangs in the proxy, sends SIGINT: how it ended, or 'still running'. */
+  async function interruptWhileHung(rules: FaultRule[], command: string, args: string[]): Promise<string> {
+    await proxy.set(rules);
+    const hung = proxy.nextMatch();
+    const child: ChildProcess = spawn(command, args, { stdio: 'ignore' });
+    const exited = new Promise<string>((resolveExit) => child.once('exit', (code, signal) => resolveExit(signal ?? `exit ${code}`)));
+    try {
+      await hung;
+      child.kill('SIGINT');
+      // Generous: it is gone at once, but the machine may be busy.
+      return await Promise.race([exited, delay(20_000).then(() => 'still running')]);
+    } finally {
+      child.kill('SIGKILL');
+      await proxy.set([]);
+    }
+  }
+
+  // The interrupted operation's own store request hangs on until its deadline (operations take
+  // no AbortSignal yet), so what comes after checks other names.
+  const other = () => attempt('cat', [join(patient.mountpoint, 'patient', 'other.txt')]);
+
+  it('ends a stat of a cold name on SIGINT, and the mount goes on serving', async () => {
+    const path = join(patient.mountpoint, 'patient', 'stat.txt');
+    const outcome = await interruptWhileHung([{ method: 'HEAD', path: `^/${BUCKET}/patient/stat`, action: 'hang' }], 'stat', [path]);
+    expect(outcome).toBe('SIGINT');
+    expect(await other()).toMatchObject({ ok: true, stdout: 'other' });
+  });
+
+  it('ends a cat whose read hangs on SIGINT, and the mount goes on serving', async () => {
+    const path = join(patient.mountpoint, 'patient', 'cat.txt');
+    const outcome = await interruptWhileHung([{ method: 'GET', path: `^/${BUCKET}/patient/cat`, action: 'hang' }], 'cat', [path]);
+    expect(outcome).toBe('SIGINT');
+    expect(await other()).toMatchObject({ ok: true, stdout: 'other' });
+  });
+
+  it('ends an ls of a directory whose listing hangs on SIGINT, and the mount goes on serving', async () => {
+    const outcome = await interruptWhileHung([{ method: 'GET', path: 'prefix=listed', action: 'hang' }], 'ls', [join(patient.mountpoint, 'listed')]);
+    expect(outcome).toBe('SIGINT');
+    expect(await other()).toMatchObject({ ok: true, stdout: 'other' });
+  });
+});
