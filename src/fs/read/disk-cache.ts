@@ -9,6 +9,10 @@
  *
  * Layout: DIR/blocks/<2 hex>/<sha-256 of store, key, ETag and index>. The directory is private
  * (0700): it holds object data.
+ *
+ * A full disk (ENOSPC, EDQUOT: --cache-size is more than the disk holds) is said once in the log,
+ * and no block is written for a while after (FULL_PAUSE_MS), instead of failing, and logging,
+ * once per block; reads from the blocks already there go on.
  */
 
 import { createHash } from 'node:crypto';
@@ -22,6 +26,9 @@ import type { Logger } from '../../log/logger.js';
 import type { ObjectVersion } from './block-cache.js';
 
 const MAGIC = Buffer.from('OBJMOUNT-BLOCK-1\n');
+
+/** How long no block is written after the disk was found full. */
+const FULL_PAUSE_MS = 60_000;
 
 interface Header {
   store: string;
@@ -46,6 +53,11 @@ export class DiskCache {
   private readonly blocksDir: string;
   private readonly writes = new Set<Promise<void>>();
   corrupt = 0;
+  /** Blocks not written because the disk was full. */
+  skippedFull = 0;
+  /** No block is written before this time (Date.now()), after the disk was found full. */
+  private fullUntil = 0;
+  private fullLogged = false;
 
   private constructor(private readonly options: DiskCacheOptions) {
     this.blocksDir = join(options.directory, 'blocks');
@@ -124,6 +136,10 @@ export class DiskCache {
    */
   put(version: ObjectVersion, index: number, data: Buffer): void {
     if (data.length > this.options.maxBytes) return;
+    if (this.fullUntil > Date.now()) {
+      this.skippedFull += 1;
+      return;
+    }
     const name = this.nameOf(version, index);
     const header: Header = { store: this.options.store, key: version.key, etag: version.etag, index, length: data.length, crc32: crc32(data) };
     const headerBytes = Buffer.from(JSON.stringify(header));
@@ -140,6 +156,18 @@ export class DiskCache {
     })()
       .catch((error: unknown) => {
         void rm(temporary, { force: true }).catch(() => undefined);
+        const code = (error as { code?: string }).code;
+        if (code === 'ENOSPC' || code === 'EDQUOT') {
+          this.fullUntil = Date.now() + FULL_PAUSE_MS;
+          this.skippedFull += 1;
+          if (!this.fullLogged) {
+            this.fullLogged = true;
+            this.options.logger.warn(
+              `cache: ${this.options.directory} is full (${code}): blocks are not written to it while it stays full; give --cache-size less than the free space there`,
+            );
+          }
+          return;
+        }
         this.options.logger.warn(`cache: could not write a block of ${version.key}: ${(error as Error).message}`);
       })
       .finally(() => this.writes.delete(write));
