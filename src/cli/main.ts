@@ -14,7 +14,7 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 
 import { configFilePath, readConfigFile } from '../config/config-file.js';
-import { DEFAULTS, type MountOptions, type MountSource, OptionError, ROOT_VIEW_WORD, checkReadOptions, defaultMemoryLimit, formatSource, parseSize, parseSource } from '../config/mount-options.js';
+import { DEFAULTS, MiB, type MountOptions, type MountSource, OptionError, ROOT_VIEW_WORD, checkReadOptions, defaultMemoryLimit, formatSource, parseSize, parseSource } from '../config/mount-options.js';
 import { MountRegistry } from '../daemon/registry.js';
 import { unmount } from '../daemon/unmount.js';
 import { UserError } from '../daemon/user-error.js';
@@ -106,13 +106,28 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     if (!/^[0-7]{1,4}$/.test(text)) throw new OptionError(`--${name} '${text}' is not an octal mode such as 644`);
     return parseInt(text, 8);
   };
+  // yargs turns `--uid abc` into NaN: every number is checked here, and a bad one is named in
+  // one line, before anything is mounted.
   const wholeNumber = (name: string, value: number, min: number, max: number) => {
-    if (!Number.isInteger(value) || value < min || value > max) throw new OptionError(`--${name} must be a whole number from ${min} to ${max}`);
+    if (!Number.isInteger(value) || value < min || value > max) throw new OptionError(`--${name} must be a whole number from ${min} to ${max}${shown(value)}`);
     return value;
   };
-  const positive = (name: string, value: number) => {
-    if (!Number.isFinite(value) || value < 0) throw new OptionError(`--${name} must be a number of 0 or more`);
+  const size = (name: string, text: string, min: number, max: number) => {
+    let bytes: number;
+    try {
+      bytes = parseSize(String(text));
+    } catch (error) {
+      throw new OptionError(`--${name}: ${(error as Error).message}`);
+    }
+    if (bytes < min || bytes > max) throw new OptionError(`--${name} ${text} is out of range: use ${formatBytes(min)} to ${formatBytes(max)}`);
+    return bytes;
+  };
+  const between = (name: string, value: number, min: number, max: number) => {
+    if (!Number.isFinite(value) || value < min || value > max) throw new OptionError(`--${name} must be a number from ${min} to ${max}${shown(value)}`);
     return value;
+  };
+  const id = (name: 'uid' | 'gid', value: number | undefined, fallback: number) => {
+    return value === undefined ? fallback : wholeNumber(name, value, 0, 4_294_967_294);
   };
   // `mount DIR` alone, or `mount objmount DIR` (as fstab must write it), is the root view: the
   // buckets of the stored credentials, all under DIR.
@@ -132,23 +147,24 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     environmentCaBundle: env.AWS_CA_BUNDLE || undefined,
     insecure: args.insecure,
     foreground: args.foreground,
-    uid: args.uid ?? process.getuid?.() ?? 0,
-    gid: args.gid ?? process.getgid?.() ?? 0,
+    uid: id('uid', args.uid, process.getuid?.() ?? 0),
+    gid: id('gid', args.gid, process.getgid?.() ?? 0),
     fileMode: octal('file-mode', args['file-mode']),
     dirMode: octal('dir-mode', args['dir-mode']),
-    metadataTtlSeconds: positive('metadata-ttl', args['metadata-ttl']),
-    negativeTtlSeconds: positive('negative-ttl', args['negative-ttl']),
-    partSize: parseSize(args['part-size']),
-    uploadConcurrency: Math.max(1, positive('upload-concurrency', args['upload-concurrency'])),
+    metadataTtlSeconds: between('metadata-ttl', args['metadata-ttl'], 0, 86_400 * 365),
+    negativeTtlSeconds: between('negative-ttl', args['negative-ttl'], 0, 86_400 * 365),
+    // 1 MiB: Azure's and GCS's smallest; S3's 5 MiB is enforced by the uploader's growth rule.
+    partSize: size('part-size', args['part-size'], MiB, 5 * 1024 * MiB),
+    uploadConcurrency: wholeNumber('upload-concurrency', args['upload-concurrency'], 1, 256),
     maxUploadParts: wholeNumber('max-upload-parts', args['max-upload-parts'], 1, 10_000),
-    maxConnections: Math.max(1, positive('max-connections', args['max-connections'])),
-    requestTimeoutSeconds: args['request-timeout'],
-    minTransferRate: parseSize(args['min-transfer-rate']),
-    blockSize: parseSize(args['block-size']),
-    readAhead: parseSize(args['read-ahead']),
-    memoryLimit: args['memory-limit'] === undefined ? defaultMemoryLimit(totalmem()) : parseSize(args['memory-limit']),
+    maxConnections: wholeNumber('max-connections', args['max-connections'], 1, 4096),
+    requestTimeoutSeconds: between('request-timeout', args['request-timeout'], 0.1, 86_400),
+    minTransferRate: size('min-transfer-rate', args['min-transfer-rate'], 1024, 1024 * 1024 * MiB),
+    blockSize: size('block-size', args['block-size'], 0, Number.MAX_SAFE_INTEGER),
+    readAhead: size('read-ahead', args['read-ahead'], 0, Number.MAX_SAFE_INTEGER),
+    memoryLimit: args['memory-limit'] === undefined ? defaultMemoryLimit(totalmem()) : size('memory-limit', args['memory-limit'], 0, Number.MAX_SAFE_INTEGER),
     cacheDir: args['cache-dir'] === undefined ? undefined : resolve(args['cache-dir']),
-    cacheSize: parseSize(args['cache-size']),
+    cacheSize: size('cache-size', args['cache-size'], 0, Number.MAX_SAFE_INTEGER),
     allowOther: args['allow-other'],
     writeMode: args['write-mode'],
     stagingDir: args['staging-dir'] === undefined ? undefined : resolve(args['staging-dir']),
@@ -164,6 +180,21 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
   }
   if (!options.stagingDir) options.defaultStagingDir = defaultStagingDir(options, env);
   return options;
+}
+
+/** What was given, for a message about a bad number (yargs made NaN of what was not one). */
+function shown(value: number): string {
+  return Number.isNaN(value) ? ' (not a number was given)' : ` (not ${value})`;
+}
+
+function formatBytes(bytes: number): string {
+  const units = ['', 'K', 'M', 'G', 'T'];
+  let unit = 0;
+  while (bytes >= 1024 && bytes % 1024 === 0 && unit < units.length - 1) {
+    bytes /= 1024;
+    unit += 1;
+  }
+  return `${bytes}${units[unit]}`;
 }
 
 /** The service-account key of a gs:// mount: --key-file, else $GOOGLE_APPLICATION_CREDENTIALS. */
