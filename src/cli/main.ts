@@ -229,6 +229,7 @@ function defaultLogFile(mountpoint: string, env: NodeJS.ProcessEnv): string {
 async function mountCommand(args: MountArgs, env: NodeJS.ProcessEnv): Promise<void> {
   const options = toMountOptions(args, env);
   const registry = new MountRegistry(MountRegistry.defaultDirectory(env, process.getuid?.() ?? 0));
+  await registry.checkPrivate(); // before anything is mounted: a mount it could not record could not be unmounted
   const child = env[DAEMON_CHILD] === '1';
   if (options.foreground || child) {
     // The daemon child's stdout and stderr are its log file.

@@ -1,14 +1,22 @@
 /**
  * Where running mounts record themselves, so `objmount unmount` can find the daemon that serves a
  * mountpoint: one JSON file per mount in the runtime directory (/run/objmount for root,
- * $XDG_RUNTIME_DIR/objmount otherwise), removed when the daemon stops.
+ * $XDG_RUNTIME_DIR/objmount otherwise, else /run/user/UID/objmount), removed when the daemon
+ * stops. The daemon's control socket is there too.
+ *
+ * The directory must be private to this user: a record names the pid `unmount` signals, and the
+ * socket answers status. So it is never in a shared directory (/tmp), where another user could
+ * create it first; without a private runtime directory the commands refuse, in one line. Before
+ * a record or the socket is used, the directory is checked (a real directory, ours, not open to
+ * others), and `unmount` signals a recorded pid only if it is this user's objmount.
  */
 
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
+import { lstat, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+
+import { UserError } from './user-error.js';
 
 export interface MountRecord {
   pid: number;
@@ -20,19 +28,53 @@ export interface MountRecord {
 export class MountRegistry {
   constructor(private readonly directory: string) {}
 
+  /** Throws `UserError` when this user has no private runtime directory. */
   static defaultDirectory(env: NodeJS.ProcessEnv, uid: number): string {
     if (env.OBJMOUNT_RUNTIME_DIR) return env.OBJMOUNT_RUNTIME_DIR;
     if (uid === 0) return '/run/objmount';
     if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, 'objmount');
-    return join(tmpdir(), `objmount-${uid}`);
+    // What a login session makes (systemd-logind), when the variable did not come along (sudo, su).
+    const session = `/run/user/${uid}`;
+    try {
+      const info = statSync(session);
+      if (info.isDirectory() && info.uid === uid && (info.mode & 0o077) === 0) return join(session, 'objmount');
+    } catch {
+      // none
+    }
+    throw new UserError(
+      `no private runtime directory for the mount records: set XDG_RUNTIME_DIR (or OBJMOUNT_RUNTIME_DIR) to a directory only you can write, such as /run/user/${uid} of a login session`,
+    );
   }
 
   async record(entry: MountRecord): Promise<void> {
     await mkdir(this.directory, { recursive: true, mode: 0o700 });
+    await this.checkPrivate();
     await writeFile(this.file(entry.mountpoint), JSON.stringify(entry), { mode: 0o600 });
   }
 
+  /**
+   * Refuses a runtime directory that another user could have made or may write: a symlink, not
+   * ours, or open to group or others. (A missing one is fine: there is nothing in it to trust.)
+   */
+  async checkPrivate(): Promise<void> {
+    const info = await lstat(this.directory).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined;
+      throw error;
+    });
+    if (!info) return;
+    const uid = process.geteuid?.() ?? 0;
+    const problem = !info.isDirectory()
+      ? 'is not a directory (a symlink?)'
+      : info.uid !== uid
+        ? `belongs to uid ${info.uid}, not you (${uid})`
+        : (info.mode & 0o077) !== 0
+          ? `is open to other users (mode ${(info.mode & 0o777).toString(8)})`
+          : undefined;
+    if (problem) throw new UserError(`the runtime directory ${this.directory} ${problem}: remove it, or set XDG_RUNTIME_DIR to a private directory`);
+  }
+
   async find(mountpoint: string): Promise<MountRecord | undefined> {
+    await this.checkPrivate();
     try {
       return JSON.parse(await readFile(this.file(mountpoint), 'utf8')) as MountRecord;
     } catch {
@@ -42,6 +84,7 @@ export class MountRegistry {
 
   /** Every recorded mount whose daemon is alive. */
   async all(): Promise<MountRecord[]> {
+    await this.checkPrivate();
     const names = await readdir(this.directory).catch((): string[] => []);
     const records = await Promise.all(
       names.filter((name) => name.endsWith('.json')).map(async (name) => {
@@ -71,6 +114,23 @@ export class MountRegistry {
 
   private id(mountpoint: string): string {
     return createHash('sha256').update(mountpoint).digest('hex').slice(0, 24);
+  }
+}
+
+/**
+ * Whether `pid` is an objmount process of this user (so a stale record whose pid now belongs to
+ * another program, or another user's, is never signalled): its effective uid is ours and its
+ * command line runs objmount's CLI.
+ */
+export function isOwnObjmount(pid: number): boolean {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const uids = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
+    if (!uids || Number(uids[2]) !== (process.geteuid?.() ?? 0)) return false;
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return argv.some((arg) => /(^|\/)(objmount|mount\.objmount)(\.js)?$/.test(arg));
+  } catch {
+    return false; // gone, or not ours to read
   }
 }
 

@@ -59,7 +59,13 @@ export interface ForegroundOptions {
 
 export async function runForeground(options: ForegroundOptions): Promise<void> {
   const mount = await options.start();
-  await options.registry.record({ pid: process.pid, mountpoint: mount.mountpoint, source: mount.source, logFile: options.logFile });
+  try {
+    await options.registry.record({ pid: process.pid, mountpoint: mount.mountpoint, source: mount.source, logFile: options.logFile });
+  } catch (error) {
+    // Unrecorded, `objmount unmount` could not find this daemon: do not serve the mount.
+    await mount.stop().catch(() => undefined);
+    throw error;
+  }
   let closeControl: (() => Promise<void>) | undefined;
   try {
     closeControl = await serveControlSocket(options.registry.socketPath(mount.mountpoint), () => mount.status());

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Presets, SingleBar } from 'cli-progress';
 
 import { detach, findMount, isFuseType } from './mountpoint.js';
-import { MountRegistry, isAlive } from './registry.js';
+import { MountRegistry, isAlive, isOwnObjmount } from './registry.js';
 import { queryStatus } from './status.js';
 import { UserError } from './user-error.js';
 
@@ -23,7 +23,9 @@ export async function unmount(
   if (!isFuseType(mount.fsType)) throw new UserError(`${mountpoint} is not an objmount mount (${mount.fsType})`);
   const record = await options.registry.find(mountpoint);
   await detach(mountpoint, options.force);
-  if (!record || !isAlive(record.pid)) return;
+  if (!record || record.mountpoint !== mountpoint || !isAlive(record.pid)) return;
+  // Only this user's objmount is signalled: a pid reused by another program is left alone.
+  if (!isOwnObjmount(record.pid)) return;
   const output = options.output ?? process.stdout;
   if (options.force) {
     // At once: the daemon's second signal detaches without waiting; say what that leaves.
