@@ -5,6 +5,7 @@
 
 import { fork } from 'node:child_process';
 import { mkdirSync, openSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { homedir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -180,6 +181,30 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
   }
   if (!options.stagingDir) options.defaultStagingDir = defaultStagingDir(options, env);
   return options;
+}
+
+/** A container SAS's query string (`?sv=…&sig=…`), or a SAS URL. */
+function looksLikeSas(text: string): boolean {
+  return text.startsWith('?') || /(^|[?&])sig=/.test(text);
+}
+
+/** A secret from a file, or from standard input with '-': its first line, trimmed. Never echoed. */
+async function readSecret(from: string, what: string): Promise<string> {
+  let text: string;
+  try {
+    if (from === '-') {
+      const chunks: Buffer[] = [];
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+      text = Buffer.concat(chunks).toString('utf8');
+    } else {
+      text = await readFile(from, 'utf8');
+    }
+  } catch (error) {
+    throw new UserError(`cannot read ${what} from ${from === '-' ? 'standard input' : from}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  const secret = text.split('\n').map((line) => line.trim()).find((line) => line !== '');
+  if (!secret) throw new UserError(`no ${what} in ${from === '-' ? 'standard input' : from}`);
+  return secret;
 }
 
 /** What was given, for a message about a bad number (yargs made NaN of what was not one). */
@@ -387,17 +412,29 @@ function credsCommands(y: Argv, env: NodeJS.ProcessEnv): Argv {
       async (args) => (await commands()).detectAndPair(await context(), args.name),
     )
     .command(
-      'pair <uri> <name>',
-      'use credential NAME for bucket URI (s3://bucket, az://account/container, gs://bucket), for keys that may not list buckets; NAME public: unsigned requests to a public s3:// bucket',
+      'pair <uri> [name]',
+      'use credential NAME for bucket URI (s3://bucket, az://account/container, gs://bucket), for keys that may not list buckets; NAME public: unsigned requests to a public s3:// bucket; an Azure container SAS: --sas FILE, or - (or NAME -) to read it from standard input',
       (c) =>
         c
           .positional('uri', { type: 'string', demandOption: true })
-          .positional('name', { type: 'string', demandOption: true, describe: 'a stored credential, public, or "?SAS" (an Azure container SAS)' })
+          .positional('name', { type: 'string', describe: "a stored credential, public, or - (an Azure container SAS on standard input)" })
+          .option('sas', { type: 'string', describe: 'az:// only: read the container SAS (sv=…&sig=…) from this file, or from standard input with - (never give it on the command line)' })
           .option('endpoint', {
             type: 'string',
             describe: "with a SAS: the blob service URL (default: a stored credential's of the account, else Azure's); with public: the S3-compatible store where the bucket is checked (default AWS)",
           }),
-      async (args) => (await commands()).pairBucket(await context(), args.uri, args.name, args.endpoint),
+      async (args) => {
+        // yargs reads `--sas -` as an empty --sas (and a positional '-'), and a lone `-` NAME as ''.
+        const stdin = (value: string | undefined) => value === '-' || value === '';
+        const sasFrom = stdin(args.sas) ? '-' : (args.sas ?? (stdin(args.name) ? '-' : undefined));
+        if (args.name !== undefined && !stdin(args.name) && looksLikeSas(args.name)) {
+          // Said without repeating it: the token is already in the shell history and /proc.
+          throw new UserError('a SAS on the command line stays in your shell history and in /proc: give it with --sas FILE, or with --sas - on standard input (and think of it as exposed)');
+        }
+        if (sasFrom === undefined && args.name === undefined) throw new UserError('name the credential to pair with, public, or give an Azure SAS with --sas FILE (- for standard input)');
+        const sas = sasFrom === undefined ? undefined : await readSecret(sasFrom, 'the SAS');
+        return (await commands()).pairBucket(await context(), args.uri, sas === undefined ? args.name! : undefined, args.endpoint, sas);
+      },
     )
     .command(
       'unpair <uri>',
