@@ -176,6 +176,11 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
   };
   checkReadOptions(options);
   if (args['key-file'] !== undefined && options.source.provider !== 'gs') throw new OptionError('--key-file is for gs:// sources only');
+  // The Azure and GCS backends use the system's certificates, always verified: said, not ignored.
+  if (!rootView && options.source.provider !== 's3') {
+    const flag = args.insecure ? '--insecure' : args['ca-bundle'] !== undefined ? '--ca-bundle' : undefined;
+    if (flag) throw new OptionError(`${flag} is for s3:// sources: the ${options.source.provider}:// backend always verifies TLS with the system's certificates`);
+  }
   if (options.metricsPort !== undefined && !(Number.isInteger(options.metricsPort) && options.metricsPort > 0 && options.metricsPort < 65536)) {
     throw new OptionError(`--metrics-port ${options.metricsPort} is not a TCP port (1 to 65535)`);
   }
@@ -282,6 +287,9 @@ async function mountCommand(args: MountArgs, env: NodeJS.ProcessEnv): Promise<vo
             pairings: async () => (await credentials.read()).pairings,
             reloadCredentials: () => credentials.forget(),
             logger,
+            // A daemon's log is a file: its parent says these on the terminal (in the foreground
+            // the log is the terminal already).
+            warnUser: child ? (message) => process.send?.({ type: 'warning', message }) : undefined,
           }),
         logger,
         registry,
@@ -316,6 +324,7 @@ async function daemonize(options: MountOptions, env: NodeJS.ProcessEnv): Promise
   });
   const outcome = await new Promise<{ ready: boolean; message?: string }>((resolveOutcome) => {
     child.on('message', (message: { type?: string; message?: string }) => {
+      if (message?.type === 'warning') process.stderr.write(`objmount: warning: ${message.message}\n`);
       if (message?.type === 'ready') resolveOutcome({ ready: true });
       if (message?.type === 'error') resolveOutcome({ ready: false, message: message.message });
     });

@@ -62,6 +62,11 @@ export interface MountDependencies {
    */
   reloadCredentials?: () => void;
   logger: Logger;
+  /**
+   * Warnings the person who ran `mount` must see on their terminal, not only in the daemon's log
+   * (TLS not verified, credentials over plain http); also logged. Default: the log only.
+   */
+  warnUser?: (message: string) => void;
 }
 
 /** One bucket's stack under the FUSE session: its store, caches and file system. */
@@ -465,9 +470,10 @@ interface OpenedStore {
 /** The CA certificates to trust and whether to verify at all: the command line, the stored credential, AWS_CA_BUNDLE. */
 function tlsOptions(
   options: MountOptions,
-  credential: { caBundle?: string; insecure?: boolean },
+  credential: { caBundle?: string; insecure?: boolean; source?: string },
   endpoint: string | undefined,
   logger: Logger,
+  warn: (message: string) => void,
 ): { caCertificates?: string; insecure: boolean } {
   const [caBundle, caFrom] =
     options.caBundle !== undefined
@@ -484,8 +490,38 @@ function tlsOptions(
     logger.warn(`${(error as Error).message}; going on with the system's certificates`);
   }
   const insecure = options.insecure || credential.insecure === true;
-  if (insecure) logger.warn(`TLS certificates of ${endpoint ?? 'the store'} are not verified (--insecure)`);
+  if (insecure) {
+    const why = options.insecure ? '--insecure' : `the stored credential says so (imported with insecure${credential.source ? ` from ${credential.source}` : ''})`;
+    warn(`TLS certificates of ${endpoint ?? 'the store'} are not verified (${why}): anyone on the path can pose as the store`);
+  }
   return { caCertificates, insecure };
+}
+
+/** Says `message` in the log and, when the daemon has one, on the terminal of whoever mounted. */
+function warnBoth(deps: Pick<MountDependencies, 'logger' | 'warnUser'>): (message: string) => void {
+  return (message) => {
+    deps.logger.warn(message);
+    deps.warnUser?.(message);
+  };
+}
+
+/**
+ * Credentials (a signature, a SAS, a token) sent over plain http to a host that is not this
+ * machine can be read, and replayed, by anyone on the path: said, not refused (a private network
+ * may be trusted).
+ */
+export function plainHttpWarning(endpoint: string | undefined, what: string): string | undefined {
+  if (!endpoint) return undefined;
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== 'http:') return undefined;
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  if (host === 'localhost' || host === '::1' || /^127\./.test(host)) return undefined;
+  return `${what} goes to ${url.host} over plain http: anyone on the path can read it and the data; use https`;
 }
 
 async function openStore(options: MountOptions, deps: MountDependencies): Promise<OpenedStore> {
@@ -507,6 +543,8 @@ async function openStore(options: MountOptions, deps: MountDependencies): Promis
         logger: deps.logger,
         deadlines: storeDeadlines(options),
       });
+      const plain = resolved.credential.kind === 'anonymous' ? undefined : plainHttpWarning(store.endpoint, `the ${resolved.credential.kind === 'sas' ? 'SAS' : 'Shared Key signature'} of ${resolved.description}`);
+      if (plain) warnBoth(deps)(plain);
       return { store, credentialDescription: resolved.description, endpoint, location: store.endpoint };
     }
     const credential = await deps.resolver.resolveS3(source.bucket);
@@ -516,7 +554,9 @@ async function openStore(options: MountOptions, deps: MountDependencies): Promis
     const region = options.region ?? credential.region ?? options.defaultRegion;
     const pathStyle = options.pathStyle ?? credential.pathStyle ?? endpoint !== undefined;
     const signatureVersion = options.signatureVersion ?? credential.signatureVersion;
-    const { caCertificates, insecure } = tlsOptions(options, credential, endpoint, deps.logger);
+    const { caCertificates, insecure } = tlsOptions(options, credential, endpoint, deps.logger, warnBoth(deps));
+    const plain = credential.signatureVersion === 'none' ? undefined : plainHttpWarning(endpoint, `every request's signature for ${credentialDescription}`);
+    if (plain) warnBoth(deps)(plain);
     const store = new S3Store({
       bucket: source.bucket,
       endpoint,
