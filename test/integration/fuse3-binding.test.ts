@@ -55,6 +55,10 @@ describe('answers from JS', () => {
           if (path === '/throws') throw new Error('op bug');
           if (path === '/not-a-number') return cb('oops');
           if (path === '/not-a-stat') return cb(0, 'stat');
+          // Numbers their C types cannot hold (a cast would be undefined behaviour).
+          if (path === '/huge-uid') return cb(0, { mode: 0o100644, uid: 2 ** 40 });
+          if (path === '/negative-size') return cb(0, { mode: 0o100644, size: -1 });
+          if (path === '/far-mtime') return cb(0, { mode: 0o100644, mtime: 1e20 });
           if (path === '/twice') {
             cb(0, { mode: 0o100644, size: 3 });
             return cb(0, { mode: 0o100644, size: 99 }); // ignored: the first answer stands
@@ -70,6 +74,7 @@ describe('answers from JS', () => {
     expect(thrown).toEqual(['getattr: op bug']);
     expect((await stat('not-a-number')).stderr).toMatch(/Input\/output error/);
     expect((await stat('not-a-stat')).stderr).toMatch(/Input\/output error/);
+    for (const name of ['huge-uid', 'negative-size', 'far-mtime']) expect((await stat(name)).stderr, name).toMatch(/Input\/output error/);
     expect((await stat('twice')).stdout.trim()).toBe('3');
     // ...and the mount keeps serving.
     expect((await sh(`ls -a ${m.mountpoint}`)).code).toBe(0);
