@@ -54,7 +54,7 @@ export class MountRegistry {
 
   /**
    * Refuses a runtime directory that another user could have made or may write: a symlink, not
-   * ours, or open to group or others. (A missing one is fine: there is nothing in it to trust.)
+   * ours, or writable by group or others. (A missing one is fine: there is nothing in it to trust.)
    */
   async checkPrivate(): Promise<void> {
     const info = await lstat(this.directory).catch((error: NodeJS.ErrnoException) => {
@@ -67,8 +67,8 @@ export class MountRegistry {
       ? 'is not a directory (a symlink?)'
       : info.uid !== uid
         ? `belongs to uid ${info.uid}, not you (${uid})`
-        : (info.mode & 0o077) !== 0
-          ? `is open to other users (mode ${(info.mode & 0o777).toString(8)})`
+        : (info.mode & 0o022) !== 0
+          ? `may be written by other users (mode ${(info.mode & 0o777).toString(8)})`
           : undefined;
     if (problem) throw new UserError(`the runtime directory ${this.directory} ${problem}: remove it, or set XDG_RUNTIME_DIR to a private directory`);
   }

@@ -49,7 +49,7 @@ describe('the runtime directory', () => {
     ]);
   });
 
-  it("is refused when another user made it first, or others may write it; nothing is mounted", async () => {
+  it('is refused when another user made it first, or others may write it; nothing is mounted', async () => {
     const base = privateDir('taken');
     const taken = join(base, 'objmount');
     mkdirSync(taken);
@@ -66,7 +66,7 @@ describe('the runtime directory', () => {
     chmodSync(taken, 0o777);
     const status = await objmount(['status'], env);
     expect(status.code).not.toBe(0);
-    expect(status.stderr.trim()).toBe(`objmount: the runtime directory ${taken} is open to other users (mode 777): remove it, or set XDG_RUNTIME_DIR to a private directory`);
+    expect(status.stderr.trim()).toBe(`objmount: the runtime directory ${taken} may be written by other users (mode 777): remove it, or set XDG_RUNTIME_DIR to a private directory`);
   });
 });
 
