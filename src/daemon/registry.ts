@@ -20,6 +20,8 @@ import { UserError } from './user-error.js';
 
 export interface MountRecord {
   pid: number;
+  /** When that process started (/proc/PID/stat, clock ticks since boot): a reused pid has another. */
+  startTime?: string;
   mountpoint: string;
   source: string;
   logFile?: string;
@@ -49,7 +51,8 @@ export class MountRegistry {
   async record(entry: MountRecord): Promise<void> {
     await mkdir(this.directory, { recursive: true, mode: 0o700 });
     await this.checkPrivate();
-    await writeFile(this.file(entry.mountpoint), JSON.stringify(entry), { mode: 0o600 });
+    const startTime = entry.startTime ?? processStartTime(entry.pid);
+    await writeFile(this.file(entry.mountpoint), JSON.stringify({ ...entry, startTime }), { mode: 0o600 });
   }
 
   /**
@@ -118,19 +121,31 @@ export class MountRegistry {
 }
 
 /**
- * Whether `pid` is an objmount process of this user (so a stale record whose pid now belongs to
- * another program, or another user's, is never signalled): its effective uid is ours and its
- * command line runs objmount's CLI.
+ * Whether the recorded daemon is still the process with that pid, and this user's (so a stale
+ * record whose pid now belongs to another program, or to another user, is never signalled): its
+ * effective uid is ours, and it started when the record says (a record without a start time, from
+ * an older version: its command line runs node or objmount).
  */
-export function isOwnObjmount(pid: number): boolean {
+export function isRecordedDaemon(record: Pick<MountRecord, 'pid' | 'startTime'>): boolean {
   try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const status = readFileSync(`/proc/${record.pid}/status`, 'utf8');
     const uids = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
     if (!uids || Number(uids[2]) !== (process.geteuid?.() ?? 0)) return false;
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    return argv.some((arg) => /(^|\/)(objmount|mount\.objmount)(\.js)?$/.test(arg));
+    if (record.startTime !== undefined) return processStartTime(record.pid) === record.startTime;
+    const argv = readFileSync(`/proc/${record.pid}/cmdline`, 'utf8').split('\0');
+    return argv.some((arg) => /(^|\/)(node|nodejs|objmount|mount\.objmount)(\.js)?$/.test(arg));
   } catch {
     return false; // gone, or not ours to read
+  }
+}
+
+/** Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot. */
+export function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
   }
 }
 

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Presets, SingleBar } from 'cli-progress';
 
 import { detach, findMount, isFuseType } from './mountpoint.js';
-import { MountRegistry, isAlive, isOwnObjmount } from './registry.js';
+import { MountRegistry, isAlive, isRecordedDaemon } from './registry.js';
 import { queryStatus } from './status.js';
 import { UserError } from './user-error.js';
 
@@ -24,8 +24,8 @@ export async function unmount(
   const record = await options.registry.find(mountpoint);
   await detach(mountpoint, options.force);
   if (!record || record.mountpoint !== mountpoint || !isAlive(record.pid)) return;
-  // Only this user's objmount is signalled: a pid reused by another program is left alone.
-  if (!isOwnObjmount(record.pid)) return;
+  // Only this user's daemon that made the record is signalled: a pid reused since is left alone.
+  if (!isRecordedDaemon(record)) return;
   const output = options.output ?? process.stdout;
   if (options.force) {
     // At once: the daemon's second signal detaches without waiting; say what that leaves.

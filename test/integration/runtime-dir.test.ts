@@ -77,7 +77,7 @@ describe('objmount unmount', () => {
     stranger?.kill('SIGKILL');
   });
 
-  it('signals only a recorded pid that is this user\'s objmount: a reused pid is left alone', async () => {
+  it('signals only the daemon that made the record: a reused pid is left alone', async () => {
     const env = testEnv({ OBJMOUNT_RUNTIME_DIR: join(privateDir('reused'), 'objmount') });
     const mount = await mountBucket(server.endpoint, 's3://runtime', [], env);
     try {
