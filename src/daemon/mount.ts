@@ -94,6 +94,10 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
     options.source.provider === 'gs'
       ? await (await import('./gcs-store-factory.js')).openGcsStore(options, logger, await resolveGcs(options, deps))
       : await openStore(options, deps);
+  if (options.source.provider === 'gs' && !credentialDescription.startsWith('no credentials')) {
+    const plain = plainHttpWarning(endpoint, `the access token of ${credentialDescription}`);
+    if (plain) warnBoth(deps)(plain);
+  }
   const cleanups: Array<() => Promise<unknown> | unknown> = [() => store.destroy()];
   const cleanUp = async () => {
     for (const cleanup of cleanups.reverse()) await Promise.resolve().then(cleanup).catch(() => undefined);
