@@ -400,8 +400,14 @@ void Session::Settle(napi_env env, uint32_t id, double code, napi_value result) 
   Request* r = it->second;
   inJs_.erase(it);
   if (result == nullptr) napi_get_undefined(env, &result);
+  if (r->interrupted && r->req == nullptr) {
+    // The kernel has its EINTR and may have released what the outputs point at (a readdir's
+    // directory handle): only an open's new handle is taken, to be released.
+    int value = std::isfinite(code) ? static_cast<int>(std::trunc(code)) : -EIO;
+    if (r->op == Op::Open && value >= 0) value = Convert(env, r, value, result);
+    return TidyInterrupted(r, value);
+  }
   int value = std::isfinite(code) ? Convert(env, r, std::trunc(code), result) : -EIO;
-  if (r->interrupted && r->req == nullptr) return TidyInterrupted(r, value);
   Continue(r, value);
 }
 
