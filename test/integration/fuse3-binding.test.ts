@@ -421,3 +421,42 @@ console.log(ops);
     expect(isMounted(m.mountpoint)).toBe(true);
   });
 });
+
+describe('interrupts', () => {
+  it('answer an interrupted readdir with EINTR at once, and drop its late answer once the kernel let go of the directory', async () => {
+    const tree = new MemoryTree();
+    tree.nodes.set('/d', { mode: 0o40755, data: Buffer.alloc(0), mtimeMs: Date.now(), atimeMs: Date.now() });
+    tree.file('/d/a', 'a');
+    const ops = tree.operations();
+    let reached!: () => void;
+    const readdirCalled = new Promise<void>((done) => (reached = done));
+    let answer!: () => void;
+    const answerable = new Promise<void>((done) => (answer = done));
+    let released!: () => void;
+    const dirReleased = new Promise<void>((done) => (released = done));
+    let stuck = true;
+    const m = await mount({
+      ...ops,
+      // The first listing of /d hangs until the test lets it answer (a hung store).
+      readdir: (path: string, cb: (code: number, names?: string[]) => void) => {
+        if (path !== '/d' || !stuck) return (ops.readdir as (...a: unknown[]) => void)(path, cb);
+        stuck = false;
+        reached();
+        void answerable.then(() => cb(0, ['a', 'late']));
+      },
+      releasedir: (path: string, _fh: number, cb: (code: number) => void) => {
+        if (path === '/d') released();
+        cb(0);
+      },
+    });
+    const child = spawn('ls', [join(m.mountpoint, 'd')], { stdio: 'ignore' });
+    const exited = new Promise<string>((done) => child.once('exit', (code, signal) => done(signal ?? `exit ${code}`)));
+    await readdirCalled;
+    child.kill('SIGINT');
+    expect(await exited).toBe('SIGINT'); // without the EINTR, ls would wait for the answer
+    expect(m.session.interrupted).toBe(1);
+    await dirReleased; // the kernel closed the directory: its handle is gone
+    answer(); // the late answer must not reach it
+    expect((await sh(`ls ${join(m.mountpoint, 'd')}`)).stdout).toBe('a\n');
+  });
+});
