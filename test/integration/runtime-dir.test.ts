@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
-import { CLI, isMounted, mountBucket, objmount, testEnv } from '../helpers/objmount.js';
+import { CLI, forceUnmount, isMounted, mountBucket, objmount, testEnv } from '../helpers/objmount.js';
 
 const run = promisify(execFile);
 const NOBODY = 65534;
@@ -58,9 +58,11 @@ describe('the runtime directory', () => {
     mkdirSync(mnt);
     const env = testEnv({ OBJMOUNT_RUNTIME_DIR: taken });
     const mounted = await objmount(['mount', 's3://runtime', mnt, '--endpoint', server.endpoint], env);
+    const wasMounted = isMounted(mnt);
+    forceUnmount(mnt); // in every outcome
+    expect(wasMounted).toBe(false);
     expect(mounted.code).not.toBe(0);
     expect(mounted.stderr).toContain(`the runtime directory ${taken} belongs to uid ${NOBODY}, not you (0): remove it, or set XDG_RUNTIME_DIR to a private directory`);
-    expect(isMounted(mnt)).toBe(false);
     expect(readdirSync(taken)).toEqual([]); // no record, no socket
     chownSync(taken, 0, 0);
     chmodSync(taken, 0o777);
