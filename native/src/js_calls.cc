@@ -100,6 +100,8 @@ struct timespec Timespec(double ms) {
   return t;
 }
 
+bool InRange(double value, double min, double max) { return value >= min && value <= max; }
+
 bool FillStat(napi_env env, napi_value obj, struct stat* st) {
   napi_valuetype type;
   napi_typeof(env, obj, &type);
@@ -110,6 +112,14 @@ bool FillStat(napi_env env, napi_value obj, struct stat* st) {
       !Field(env, obj, "rdev", 0, &rdev) || !Field(env, obj, "blksize", 4096, &blksize) ||
       !Field(env, obj, "blocks", std::ceil(size / 512), &blocks) || !Field(env, obj, "atime", 0, &atime) ||
       !Field(env, obj, "mtime", 0, &mtime) || !Field(env, obj, "ctime", 0, &ctime)) {
+    return false;
+  }
+  // Casting a double C's type cannot hold is undefined behaviour: such an answer is EIO.
+  constexpr double kMaxId = 4294967295.0, kMaxCount = 9007199254740992.0 /* 2^53 */, kMaxTimeMs = 253402300799999.0 /* 9999 */;
+  if (!InRange(mode, 0, kMaxId) || !InRange(uid, 0, kMaxId) || !InRange(gid, 0, kMaxId) || !InRange(size, 0, kMaxCount) ||
+      !InRange(nlink, 0, kMaxId) || !InRange(ino, 0, kMaxCount) || !InRange(rdev, 0, kMaxCount) || !InRange(blksize, 0, kMaxId) ||
+      !InRange(blocks, 0, kMaxCount) || !InRange(atime, -kMaxTimeMs, kMaxTimeMs) || !InRange(mtime, -kMaxTimeMs, kMaxTimeMs) ||
+      !InRange(ctime, -kMaxTimeMs, kMaxTimeMs)) {
     return false;
   }
   st->st_mode = static_cast<mode_t>(mode);
@@ -134,7 +144,7 @@ bool FillStatvfs(napi_env env, napi_value obj, struct statvfs* st) {
   double v[11];
   const char* names[11] = {"bsize", "frsize", "blocks", "bfree", "bavail", "files", "ffree", "favail", "fsid", "flag", "namemax"};
   for (int i = 0; i < 11; i++) {
-    if (!Field(env, obj, names[i], 0, &v[i])) return false;
+    if (!Field(env, obj, names[i], 0, &v[i]) || !InRange(v[i], 0, 9007199254740992.0)) return false;
   }
   st->f_bsize = static_cast<unsigned long>(v[0]);
   st->f_frsize = static_cast<unsigned long>(v[1]);
@@ -379,6 +389,15 @@ size_t Session::Arguments(napi_env env, Request* r, napi_value* args) {
 
 void Session::Run(Request* r, Op op) {
   if (!Has(op) || ended_) return Continue(r, ended_ ? -ENOTCONN : -ENOSYS);
+  if (r->req != nullptr && !r->interruptWatched && Interruptible(r->kind)) {
+    r->interruptWatched = true;
+    // Calls OnInterrupt at once when the kernel interrupted the request before we saw it.
+    fuse_req_interrupt_func(r->req, OnInterrupt, r);
+    if (r->interrupted) {
+      interruptedCount_++;
+      return Fail(r, EINTR);
+    }
+  }
   r->op = op;
   if (op == Op::Read) {
     char* mem = r->size <= kBlockSize ? AllocBlock() : nullptr;
@@ -390,6 +409,7 @@ void Session::Run(Request* r, Op op) {
   napi_value args[10];
   uint32_t id = nextId_++;
   if (nextId_ == 0) nextId_ = 1;
+  r->jsId = id;
   napi_create_uint32(env_, static_cast<uint32_t>(op), &args[0]);
   napi_create_uint32(env_, id, &args[1]);
   size_t n = 2 + Arguments(env_, r, args + 2);
@@ -413,6 +433,13 @@ void Session::Settle(napi_env env, uint32_t id, double code, napi_value result) 
   Request* r = it->second;
   inJs_.erase(it);
   if (result == nullptr) napi_get_undefined(env, &result);
+  if (r->interrupted && r->req == nullptr) {
+    // The kernel has its EINTR and may have released what the outputs point at (a readdir's
+    // directory handle): only an open's new handle is taken, to be released.
+    int value = std::isfinite(code) ? static_cast<int>(std::trunc(code)) : -EIO;
+    if (r->op == Op::Open && value >= 0) value = Convert(env, r, value, result);
+    return TidyInterrupted(r, value);
+  }
   int value = std::isfinite(code) ? Convert(env, r, std::trunc(code), result) : -EIO;
   Continue(r, value);
 }
@@ -430,16 +457,27 @@ void Session::ReleaseLent(Request* r, bool succeeded) {
     LentBlock::Release(block);  // freed once the Buffer is collected (it was referenced until now)
     return;
   }
-  // JS is done with it: reuse the memory and cut JS off from it. The Buffer's finalizer (during
-  // the detach or later) deletes the record; it is not ours to touch after the detach.
+  // JS is done with it: cut JS off from the memory first, and only then reuse it. `returned` is
+  // set before the detach, so a finalizer that runs during it only deletes the record (which is
+  // then not ours to touch); if the detach fails, JS could still reach the memory, so it is not
+  // reused and goes with the Buffer (the record is still there: no finalizer ran).
+  char* mem = block->mem;
   block->returned = true;
-  FreeBlock(block->mem);
-  napi_value arraybuffer;
+  napi_value arraybuffer = nullptr;
   napi_typedarray_type type;
   size_t length, offset;
   void* data;
-  napi_get_typedarray_info(env_, buffer, &type, &length, &data, &arraybuffer, &offset);
-  napi_detach_arraybuffer(env_, arraybuffer);
+  bool detached = false;
+  if (napi_get_typedarray_info(env_, buffer, &type, &length, &data, &arraybuffer, &offset) == napi_ok &&
+      napi_detach_arraybuffer(env_, arraybuffer) == napi_ok) {
+    napi_is_detached_arraybuffer(env_, arraybuffer, &detached);
+  }
+  if (!detached) {
+    block->returned = false;
+    LentBlock::Release(block);
+    return;
+  }
+  FreeBlock(mem);
 }
 
 void Session::ReportOpError(napi_env env, Op op, napi_value error) {

@@ -111,6 +111,33 @@ struct Request {
   // A read's or a write's block, lent to JS as a Buffer (no copy).
   napi_ref lentBuffer = nullptr;
   LentBlock* lent = nullptr;
+
+  // INTERRUPT (session.cc): the kernel was answered EINTR while JS still ran the op, whose late
+  // answer then only tidies up (a handle opened meanwhile is released).
+  uint32_t jsId = 0;              // the id of the JS operation running now
+  bool interruptWatched = false;  // fuse_req_interrupt_func was called for it
+  bool interrupted = false;       // the kernel asked to interrupt it
 };
+
+// Requests the kernel may interrupt: they only read, so answering EINTR while JS goes on costs
+// nothing but the tidying up of an open's handle. Requests that change the store (create, write,
+// rename, flush...) run to their answer, within the store's deadlines.
+inline bool Interruptible(Kind kind) {
+  switch (kind) {
+    case Kind::Lookup:
+    case Kind::Getattr:
+    case Kind::Readlink:
+    case Kind::Open:
+    case Kind::Read:
+    case Kind::Readdir:
+    case Kind::Statfs:
+    case Kind::Getxattr:
+    case Kind::Listxattr:
+    case Kind::Access:
+      return true;
+    default:
+      return false;
+  }
+}
 
 }  // namespace objmount

@@ -113,6 +113,7 @@ void Session::Serve(int status) {
     buf.mem = receive_;
     buf.size = static_cast<size_t>(n);
     fuse_session_process_buf(se_, &buf);
+    if (!interrupts_.empty()) AnswerInterrupts();
     if (initialized_ && !mountReported_) ReportMounted();
   }
   serving_ = false;
@@ -120,6 +121,54 @@ void Session::Serve(int status) {
   napi_close_callback_scope(env_, scope);
   napi_close_handle_scope(env_, handles);
   Drop();
+}
+
+// libfuse's interrupt callback (inside fuse_session_process_buf or fuse_req_interrupt_func, with
+// the request's lock held): only notes the request, see session.h.
+void Session::OnInterrupt(fuse_req_t req, void* data) {
+  auto* session = static_cast<Session*>(fuse_req_userdata(req));
+  auto* r = static_cast<Request*>(data);  // alive: libfuse forgets the callback when we reply
+  if (r->interrupted) return;
+  r->interrupted = true;
+  // Not with JS yet (interrupted before we saw it): Run answers EINTR itself.
+  auto it = session->inJs_.find(r->jsId);
+  if (r->jsId != 0 && it != session->inJs_.end() && it->second == r) session->interrupts_.push_back(r->jsId);
+}
+
+void Session::AnswerInterrupts() {
+  std::vector<uint32_t> ids;
+  ids.swap(interrupts_);
+  for (uint32_t id : ids) {
+    auto it = inJs_.find(id);
+    if (it == inJs_.end() || it->second->req == nullptr) continue;
+    Request* r = it->second;
+    fuse_reply_err(r->req, EINTR);
+    r->req = nullptr;  // the JS op goes on; its answer is tidied up (TidyInterrupted)
+    interruptedCount_++;
+    // Tell JS, so it may cancel the op's store requests: dispatch(Op::Count, id).
+    napi_value dispatch, global, args[2];
+    napi_get_reference_value(env_, dispatch_, &dispatch);
+    napi_get_global(env_, &global);
+    napi_create_uint32(env_, static_cast<uint32_t>(Op::Count), &args[0]);
+    napi_create_uint32(env_, id, &args[1]);
+    if (napi_call_function(env_, global, dispatch, 2, args, nullptr) != napi_ok) {
+      napi_value ignored;
+      napi_get_and_clear_last_exception(env_, &ignored);  // telling JS is a courtesy; the kernel has its answer
+    }
+  }
+}
+
+void Session::TidyInterrupted(Request* r, int code) {
+  if (r->lent != nullptr) ReleaseLent(r, code >= 0);
+  // An open that succeeded after all made a handle the kernel never got.
+  if (r->kind == Kind::Open && r->op == Op::Open && code >= 0) {
+    auto* release = new Request(nullptr, Kind::Detached);
+    release->path = r->path;
+    release->fh = r->outFh;
+    delete r;
+    return Run(release, Op::Release);
+  }
+  delete r;
 }
 
 char* Session::TakeReceiveBlock() {

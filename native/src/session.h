@@ -15,6 +15,13 @@
 // Kernel notifications (invalidate) may wait for requests in flight, so they are sent from a
 // libuv worker thread, never from the JS thread that must answer those requests.
 //
+// INTERRUPT (a program stuck on a hung store got a signal): a request that only reads is answered
+// EINTR at once, and JS is told (dispatch with the op number Op::Count) so it may cancel its store
+// requests; the op's late answer is then only tidied up. libfuse calls the interrupt callback
+// inside fuse_session_process_buf (or inside fuse_req_interrupt_func, for a request interrupted
+// before it was seen), where replying is not safe: it only queues the request, and the reply is
+// sent once libfuse has returned.
+//
 // Stopping (unmount(), the kernel ending the connection, or Node exiting) answers every request
 // still waiting for JS with ENOTCONN and closes /dev/fuse, which ends the kernel connection even
 // while a lazily detached mount is still in use; a late JS answer is ignored.
@@ -30,6 +37,7 @@
 
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "nodes.h"
 #include "request.h"
@@ -91,11 +99,18 @@ class Session {
 
   // js_calls.cc
   void Settle(napi_env env, uint32_t id, double code, napi_value result);
+  // How many requests were answered EINTR because the kernel interrupted them.
+  uint64_t interruptedCount() const { return interruptedCount_; }
   void ReportOpError(napi_env env, Op op, napi_value error);
 
  private:
   size_t Arguments(napi_env env, Request* r, napi_value* args);
   static void OnReadable(uv_poll_t* handle, int status, int events);
+  static void OnInterrupt(fuse_req_t req, void* data);
+  // Answers EINTR to the requests interrupted while libfuse ran, and tells JS.
+  void AnswerInterrupts();
+  // A JS answer to an interrupted request (the kernel has its EINTR): releases what it made.
+  void TidyInterrupted(Request* r, int code);
   void Serve(int status);
   void ReportMounted();
   void End();
@@ -126,6 +141,9 @@ class Session {
   NodeTable nodes_;
   // Requests whose JS operation has not answered yet, by id.
   std::unordered_map<uint32_t, Request*> inJs_;
+  // Ids of requests interrupted inside libfuse, to answer once it returns.
+  std::vector<uint32_t> interrupts_;
+  uint64_t interruptedCount_ = 0;
   uint32_t nextId_ = 1;
   bool started_ = false;
   bool ended_ = false;

@@ -5,6 +5,7 @@
 
 import { fork } from 'node:child_process';
 import { mkdirSync, openSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { homedir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -14,7 +15,7 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 
 import { configFilePath, readConfigFile } from '../config/config-file.js';
-import { DEFAULTS, type MountOptions, type MountSource, OptionError, ROOT_VIEW_WORD, checkReadOptions, defaultMemoryLimit, formatSource, parseSize, parseSource } from '../config/mount-options.js';
+import { DEFAULTS, MiB, type MountOptions, type MountSource, OptionError, ROOT_VIEW_WORD, checkReadOptions, defaultMemoryLimit, formatSource, parseSize, parseSource } from '../config/mount-options.js';
 import { MountRegistry } from '../daemon/registry.js';
 import { unmount } from '../daemon/unmount.js';
 import { UserError } from '../errors/user-error.js';
@@ -62,6 +63,16 @@ function mountFlags(y: Argv) {
     })
     .option('upload-concurrency', { type: 'number', default: DEFAULTS.uploadConcurrency, describe: 'parts uploaded at once per file' })
     .option('max-connections', { type: 'number', default: DEFAULTS.maxConnections, describe: 'connections to the store (also: GETs in flight)' })
+    .option('request-timeout', {
+      type: 'number',
+      default: DEFAULTS.requestTimeoutSeconds,
+      describe: 'seconds a store request that moves no data (stat, list, delete) may take, retries included, before it fails with ETIMEDOUT',
+    })
+    .option('min-transfer-rate', {
+      type: 'string',
+      default: '256K',
+      describe: 'slowest rate (per second) a read or upload request may move its bytes: its deadline is --request-timeout plus its size at this rate',
+    })
     .option('block-size', { type: 'string', default: '8M', describe: 'objects are read and cached in blocks of this size' })
     .option('read-ahead', { type: 'string', default: '64M', describe: 'largest read-ahead window of a file read sequentially' })
     .option('memory-limit', { type: 'string', describe: 'one budget for cached blocks, read-ahead and upload buffers (default: 1/16 of RAM, 256M to 2G)' })
@@ -96,13 +107,28 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     if (!/^[0-7]{1,4}$/.test(text)) throw new OptionError(`--${name} '${text}' is not an octal mode such as 644`);
     return parseInt(text, 8);
   };
+  // yargs turns `--uid abc` into NaN: every number is checked here, and a bad one is named in
+  // one line, before anything is mounted.
   const wholeNumber = (name: string, value: number, min: number, max: number) => {
-    if (!Number.isInteger(value) || value < min || value > max) throw new OptionError(`--${name} must be a whole number from ${min} to ${max}`);
+    if (!Number.isInteger(value) || value < min || value > max) throw new OptionError(`--${name} must be a whole number from ${min} to ${max}${shown(value)}`);
     return value;
   };
-  const positive = (name: string, value: number) => {
-    if (!Number.isFinite(value) || value < 0) throw new OptionError(`--${name} must be a number of 0 or more`);
+  const size = (name: string, text: string, min: number, max: number) => {
+    let bytes: number;
+    try {
+      bytes = parseSize(String(text));
+    } catch (error) {
+      throw new OptionError(`--${name}: ${(error as Error).message}`);
+    }
+    if (bytes < min || bytes > max) throw new OptionError(`--${name} ${text} is out of range: use ${formatBytes(min)} to ${formatBytes(max)}`);
+    return bytes;
+  };
+  const between = (name: string, value: number, min: number, max: number) => {
+    if (!Number.isFinite(value) || value < min || value > max) throw new OptionError(`--${name} must be a number from ${min} to ${max}${shown(value)}`);
     return value;
+  };
+  const id = (name: 'uid' | 'gid', value: number | undefined, fallback: number) => {
+    return value === undefined ? fallback : wholeNumber(name, value, 0, 4_294_967_294);
   };
   // `mount DIR` alone, or `mount objmount DIR` (as fstab must write it), is the root view: the
   // buckets of the stored credentials, all under DIR.
@@ -122,21 +148,24 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     environmentCaBundle: env.AWS_CA_BUNDLE || undefined,
     insecure: args.insecure,
     foreground: args.foreground,
-    uid: args.uid ?? process.getuid?.() ?? 0,
-    gid: args.gid ?? process.getgid?.() ?? 0,
+    uid: id('uid', args.uid, process.getuid?.() ?? 0),
+    gid: id('gid', args.gid, process.getgid?.() ?? 0),
     fileMode: octal('file-mode', args['file-mode']),
     dirMode: octal('dir-mode', args['dir-mode']),
-    metadataTtlSeconds: positive('metadata-ttl', args['metadata-ttl']),
-    negativeTtlSeconds: positive('negative-ttl', args['negative-ttl']),
-    partSize: parseSize(args['part-size']),
-    uploadConcurrency: Math.max(1, positive('upload-concurrency', args['upload-concurrency'])),
+    metadataTtlSeconds: between('metadata-ttl', args['metadata-ttl'], 0, 86_400 * 365),
+    negativeTtlSeconds: between('negative-ttl', args['negative-ttl'], 0, 86_400 * 365),
+    // 1 MiB: Azure's and GCS's smallest; S3's 5 MiB is enforced by the uploader's growth rule.
+    partSize: size('part-size', args['part-size'], MiB, 5 * 1024 * MiB),
+    uploadConcurrency: wholeNumber('upload-concurrency', args['upload-concurrency'], 1, 256),
     maxUploadParts: wholeNumber('max-upload-parts', args['max-upload-parts'], 1, 10_000),
-    maxConnections: Math.max(1, positive('max-connections', args['max-connections'])),
-    blockSize: parseSize(args['block-size']),
-    readAhead: parseSize(args['read-ahead']),
-    memoryLimit: args['memory-limit'] === undefined ? defaultMemoryLimit(totalmem()) : parseSize(args['memory-limit']),
+    maxConnections: wholeNumber('max-connections', args['max-connections'], 1, 4096),
+    requestTimeoutSeconds: between('request-timeout', args['request-timeout'], 0.1, 86_400),
+    minTransferRate: size('min-transfer-rate', args['min-transfer-rate'], 1024, 1024 * 1024 * MiB),
+    blockSize: size('block-size', args['block-size'], 0, Number.MAX_SAFE_INTEGER),
+    readAhead: size('read-ahead', args['read-ahead'], 0, Number.MAX_SAFE_INTEGER),
+    memoryLimit: args['memory-limit'] === undefined ? defaultMemoryLimit(totalmem()) : size('memory-limit', args['memory-limit'], 0, Number.MAX_SAFE_INTEGER),
     cacheDir: args['cache-dir'] === undefined ? undefined : resolve(args['cache-dir']),
-    cacheSize: parseSize(args['cache-size']),
+    cacheSize: size('cache-size', args['cache-size'], 0, Number.MAX_SAFE_INTEGER),
     allowOther: args['allow-other'],
     writeMode: args['write-mode'],
     stagingDir: args['staging-dir'] === undefined ? undefined : resolve(args['staging-dir']),
@@ -147,11 +176,55 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
   };
   checkReadOptions(options);
   if (args['key-file'] !== undefined && options.source.provider !== 'gs') throw new OptionError('--key-file is for gs:// sources only');
+  // The Azure and GCS backends use the system's certificates, always verified: said, not ignored.
+  if (!rootView && options.source.provider !== 's3') {
+    const flag = args.insecure ? '--insecure' : args['ca-bundle'] !== undefined ? '--ca-bundle' : undefined;
+    if (flag) throw new OptionError(`${flag} is for s3:// sources: the ${options.source.provider}:// backend always verifies TLS with the system's certificates`);
+  }
   if (options.metricsPort !== undefined && !(Number.isInteger(options.metricsPort) && options.metricsPort > 0 && options.metricsPort < 65536)) {
     throw new OptionError(`--metrics-port ${options.metricsPort} is not a TCP port (1 to 65535)`);
   }
   if (!options.stagingDir) options.defaultStagingDir = defaultStagingDir(options, env);
   return options;
+}
+
+/** A container SAS's query string (`?sv=…&sig=…`), or a SAS URL. */
+function looksLikeSas(text: string): boolean {
+  return text.startsWith('?') || /(^|[?&])sig=/.test(text);
+}
+
+/** A secret from a file, or from standard input with '-': its first line, trimmed. Never echoed. */
+async function readSecret(from: string, what: string): Promise<string> {
+  let text: string;
+  try {
+    if (from === '-') {
+      const chunks: Buffer[] = [];
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+      text = Buffer.concat(chunks).toString('utf8');
+    } else {
+      text = await readFile(from, 'utf8');
+    }
+  } catch (error) {
+    throw new UserError(`cannot read ${what} from ${from === '-' ? 'standard input' : from}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  const secret = text.split('\n').map((line) => line.trim()).find((line) => line !== '');
+  if (!secret) throw new UserError(`no ${what} in ${from === '-' ? 'standard input' : from}`);
+  return secret;
+}
+
+/** What was given, for a message about a bad number (yargs made NaN of what was not one). */
+function shown(value: number): string {
+  return Number.isNaN(value) ? ' (not a number was given)' : ` (not ${value})`;
+}
+
+function formatBytes(bytes: number): string {
+  const units = ['', 'K', 'M', 'G', 'T'];
+  let unit = 0;
+  while (bytes >= 1024 && bytes % 1024 === 0 && unit < units.length - 1) {
+    bytes /= 1024;
+    unit += 1;
+  }
+  return `${bytes}${units[unit]}`;
 }
 
 /** The service-account key of a gs:// mount: --key-file, else $GOOGLE_APPLICATION_CREDENTIALS. */
@@ -186,6 +259,7 @@ function defaultLogFile(mountpoint: string, env: NodeJS.ProcessEnv): string {
 async function mountCommand(args: MountArgs, env: NodeJS.ProcessEnv): Promise<void> {
   const options = toMountOptions(args, env);
   const registry = new MountRegistry(MountRegistry.defaultDirectory(env, process.getuid?.() ?? 0));
+  await registry.checkPrivate(); // before anything is mounted: a mount it could not record could not be unmounted
   const child = env[DAEMON_CHILD] === '1';
   if (options.foreground || child) {
     // The daemon child's stdout and stderr are its log file.
@@ -213,6 +287,9 @@ async function mountCommand(args: MountArgs, env: NodeJS.ProcessEnv): Promise<vo
             pairings: async () => (await credentials.read()).pairings,
             reloadCredentials: () => credentials.forget(),
             logger,
+            // A daemon's log is a file: its parent says these on the terminal (in the foreground
+            // the log is the terminal already).
+            warnUser: child ? (message) => process.send?.({ type: 'warning', message }) : undefined,
           }),
         logger,
         registry,
@@ -247,6 +324,7 @@ async function daemonize(options: MountOptions, env: NodeJS.ProcessEnv): Promise
   });
   const outcome = await new Promise<{ ready: boolean; message?: string }>((resolveOutcome) => {
     child.on('message', (message: { type?: string; message?: string }) => {
+      if (message?.type === 'warning') process.stderr.write(`objmount: warning: ${message.message}\n`);
       if (message?.type === 'ready') resolveOutcome({ ready: true });
       if (message?.type === 'error') resolveOutcome({ ready: false, message: message.message });
     });
@@ -343,17 +421,29 @@ function credsCommands(y: Argv, env: NodeJS.ProcessEnv): Argv {
       async (args) => (await commands()).detectAndPair(await context(), args.name),
     )
     .command(
-      'pair <uri> <name>',
-      'use credential NAME for bucket URI (s3://bucket, az://account/container, gs://bucket), for keys that may not list buckets; NAME public: unsigned requests to a public s3:// bucket',
+      'pair <uri> [name]',
+      'use credential NAME for bucket URI (s3://bucket, az://account/container, gs://bucket), for keys that may not list buckets; NAME public: unsigned requests to a public s3:// bucket; an Azure container SAS: --sas FILE, or - (or NAME -) to read it from standard input',
       (c) =>
         c
           .positional('uri', { type: 'string', demandOption: true })
-          .positional('name', { type: 'string', demandOption: true, describe: 'a stored credential, public, or "?SAS" (an Azure container SAS)' })
+          .positional('name', { type: 'string', describe: "a stored credential, public, or - (an Azure container SAS on standard input)" })
+          .option('sas', { type: 'string', describe: 'az:// only: read the container SAS (sv=…&sig=…) from this file, or from standard input with - (never give it on the command line)' })
           .option('endpoint', {
             type: 'string',
             describe: "with a SAS: the blob service URL (default: a stored credential's of the account, else Azure's); with public: the S3-compatible store where the bucket is checked (default AWS)",
           }),
-      async (args) => (await commands()).pairBucket(await context(), args.uri, args.name, args.endpoint),
+      async (args) => {
+        // yargs reads `--sas -` as an empty --sas (and a positional '-'), and a lone `-` NAME as ''.
+        const stdin = (value: string | undefined) => value === '-' || value === '';
+        const sasFrom = stdin(args.sas) ? '-' : (args.sas ?? (stdin(args.name) ? '-' : undefined));
+        if (args.name !== undefined && !stdin(args.name) && looksLikeSas(args.name)) {
+          // Said without repeating it: the token is already in the shell history and /proc.
+          throw new UserError('a SAS on the command line stays in your shell history and in /proc: give it with --sas FILE, or with --sas - on standard input (and think of it as exposed)');
+        }
+        if (sasFrom === undefined && args.name === undefined) throw new UserError('name the credential to pair with, public, or give an Azure SAS with --sas FILE (- for standard input)');
+        const sas = sasFrom === undefined ? undefined : await readSecret(sasFrom, 'the SAS');
+        return (await commands()).pairBucket(await context(), args.uri, sas === undefined ? args.name! : undefined, args.endpoint, sas);
+      },
     )
     .command(
       'unpair <uri>',

@@ -54,6 +54,10 @@ export interface MountOptions {
   /** Most parts one multipart upload may have: 10,000 on S3, fewer on some stores. */
   maxUploadParts: number;
   maxConnections: number;
+  /** The deadline of a store request that moves no object data (head, list, delete), seconds. */
+  requestTimeoutSeconds: number;
+  /** The slowest a data request may move bytes: its deadline grows by its size at this rate, bytes/s. */
+  minTransferRate: number;
   /** Objects are read and cached in blocks of this many bytes. */
   blockSize: number;
   /** Largest read-ahead window of a file read sequentially, bytes. */
@@ -103,6 +107,8 @@ export const DEFAULTS = {
   uploadConcurrency: 8,
   maxUploadParts: 10_000,
   maxConnections: 32,
+  requestTimeoutSeconds: 30,
+  minTransferRate: 256 * 1024,
   blockSize: 8 * MiB,
   readAhead: 64 * MiB,
   cacheSize: 4 * 1024 * MiB,

@@ -291,9 +291,11 @@ export async function detectAndPair(ctx: CredsContext, name: string | undefined)
  * Pairs a bucket with a stored credential (after checking it can reach the bucket), or with
  * 'public' for a bucket anyone may read (requests then go unsigned; checked at `endpoint`, or AWS).
  */
-export async function pairBucket(ctx: CredsContext, uri: string, name: string, endpoint?: string): Promise<void> {
+export async function pairBucket(ctx: CredsContext, uri: string, name: string | undefined, endpoint?: string, sas?: string): Promise<void> {
   const target = parseBucketUri(uri);
-  if (name.startsWith('?') || /(^|&)sig=/.test(name)) return pairWithSas(ctx, target, name.replace(/^\?/, ''), endpoint);
+  // A SAS comes from a file or standard input (main.ts), never from the command line.
+  if (sas !== undefined) return pairWithSas(ctx, target, /^https?:\/\//i.test(sas) ? sas.slice(sas.indexOf('?') + 1) : sas.replace(/^\?/, ''), endpoint);
+  if (name === undefined) throw new UserError(`name the credential to pair ${target.uri} with`);
   if (name === 'public') {
     if (target.provider !== 's3') throw new UserError(`public pairing is for s3:// buckets; ${uri} needs a credential`);
     await checkPublic(ctx, target.uri, target.bucket, endpoint);
@@ -364,7 +366,7 @@ async function checkPublic(ctx: CredsContext, uri: string, bucket: string, endpo
 }
 
 /**
- * A container SAS (`pair az://account/container "?sv=…&sig=…"`): stored as a credential of its
+ * A container SAS (`pair az://account/container --sas FILE`, or `-` for standard input): stored as a credential of its
  * own, named after the container, checked against the container, and paired with it. The blob
  * endpoint is `--endpoint`, else that of a stored credential of the same account, else Azure's.
  */

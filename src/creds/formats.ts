@@ -109,15 +109,11 @@ function iniSections(file: string, text: string): Section[] {
       continue;
     }
     const pair = keyValue(line.text);
-    if (!pair) throw new CredentialFormatError(`${file}:${line.number}: expected 'key = value' or '[section]', found '${preview(line.text)}'`);
+    // The line is not quoted: a key and its secret with the '=' missing would be shown.
+    if (!pair) throw new CredentialFormatError(`${file}:${line.number}: expected 'key = value' or '[section]'`);
     sections[sections.length - 1]!.values.set(pair[0], { value: pair[1], line: line.number });
   }
   return sections;
-}
-
-/** Shows a line without letting a secret through whole. */
-function preview(text: string): string {
-  return text.length > 24 ? `${text.slice(0, 12)}…` : text;
 }
 
 function get(section: Section, ...names: string[]): string | undefined {
@@ -382,7 +378,7 @@ function parseEc2rc(file: string, text: string): ImportedS3Credential {
     const pair = keyValue(line.text);
     if (pair) values.set(pair[0], pair[1]);
     else if (!/^(alias|source|\.|echo|if|fi|then|else|unset)\b/.test(line.text)) {
-      throw new CredentialFormatError(`${file}:${line.number}: expected 'export NAME=value', found '${preview(line.text)}'`);
+      throw new CredentialFormatError(`${file}:${line.number}: expected 'export NAME=value'`);
     }
   }
   const [accessKeyId, secretAccessKey] = requireKeys(file, 'the file', values.get('ec2_access_key'), values.get('ec2_secret_key'), 'EC2_ACCESS_KEY and EC2_SECRET_KEY');

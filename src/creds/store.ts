@@ -65,7 +65,9 @@ export class CredentialStore {
       const contents = JSON.parse(text) as StoreContents;
       return { version: 1, credentials: contents.credentials ?? {}, pairings: contents.pairings ?? {} };
     } catch (error) {
-      throw new Error(`${this.file} is damaged (${(error as Error).message}); move it away and import the credentials again`, { cause: error });
+      // JSON.parse's message quotes the text around the fault, which may be a secret: only say where.
+      const at = /position (\d+)/.exec((error as Error).message)?.[1];
+      throw new Error(`${this.file} is damaged (not valid JSON${at === undefined ? '' : ` at character ${at}`}); move it away and import the credentials again`);
     }
   }
 

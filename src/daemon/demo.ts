@@ -75,6 +75,8 @@ export async function runDemo(options: DemoOptions): Promise<void> {
         uploadConcurrency: DEFAULTS.uploadConcurrency,
         maxUploadParts: DEFAULTS.maxUploadParts,
         maxConnections: DEFAULTS.maxConnections,
+        requestTimeoutSeconds: DEFAULTS.requestTimeoutSeconds,
+        minTransferRate: DEFAULTS.minTransferRate,
         blockSize: DEFAULTS.blockSize,
         readAhead: DEFAULTS.readAhead,
         memoryLimit: defaultMemoryLimit(0), // the smallest default: the demo's files are small

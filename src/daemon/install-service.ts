@@ -4,7 +4,7 @@
  * says which systemctl commands start it.
  */
 
-import { copyFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -36,6 +36,7 @@ export async function installService(o: InstallServiceOptions): Promise<void> {
   }
   const conf = join(o.configDir, `${o.name}.conf`);
   const text = `# objmount@${o.name}.service (written by objmount install-service)\nSOURCE=${o.source}\nMOUNTPOINT=${o.mountpoint}\nOPTIONS=${o.options.join(' ')}\n`;
+  await keepPrivate(dirname(o.configDir), o.print);
   await mkdir(o.configDir, { recursive: true, mode: 0o755 });
   await writeFile(`${conf}.tmp`, text, { mode: 0o644 });
   await rename(`${conf}.tmp`, conf);
@@ -49,4 +50,25 @@ export async function installService(o: InstallServiceOptions): Promise<void> {
     o.print(`wrote ${unit}`);
   }
   o.print(`start it now and at boot: systemctl daemon-reload && systemctl enable --now objmount@${o.name}`);
+}
+
+/**
+ * The directory above the mounts' configuration (/etc/objmount) is where root's credentials are
+ * stored: it is made 0700, and one that holds credentials but is open to others is closed.
+ */
+async function keepPrivate(directory: string, print: (line: string) => void): Promise<void> {
+  const info = await stat(directory).catch(() => undefined);
+  if (!info) {
+    await mkdir(dirname(directory), { recursive: true });
+    await mkdir(directory, { mode: 0o700 });
+    return;
+  }
+  const holdsCredentials = await stat(join(directory, 'credentials.json')).then(
+    () => true,
+    () => false,
+  );
+  if (holdsCredentials && (info.mode & 0o077) !== 0) {
+    await chmod(directory, 0o700);
+    print(`${directory} holds credentials and was open to other users: made it 0700`);
+  }
 }

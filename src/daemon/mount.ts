@@ -25,7 +25,8 @@ import { FuseSession, largeBuffer } from '../fuse/binding.js';
 import { createOperations } from '../fuse/operations.js';
 import type { Logger } from '../log/logger.js';
 import { type ObjectStore, isStoreError } from '../storage/object-store.js';
-import { type BuiltStore, createStore } from '../storage/store-factory.js';
+import type { StoreDeadlines } from '../storage/deadline.js';
+import { type BuiltStore, type StoreSpec, createStore } from '../storage/store-factory.js';
 import { detach, findMount, prepareMountpoint, setKernelReadAhead } from './mountpoint.js';
 import { type MountStatus, serveMetrics } from './status.js';
 import { storeSpecOf } from './store-spec.js';
@@ -60,6 +61,11 @@ export interface MountDependencies {
    */
   reloadCredentials?: () => void;
   logger: Logger;
+  /**
+   * Warnings the person who ran `mount` must see on their terminal, not only in the daemon's log
+   * (TLS not verified, credentials over plain http); also logged. Default: the log only.
+   */
+  warnUser?: (message: string) => void;
 }
 
 /** One bucket's stack under the FUSE session: its store, caches and file system. */
@@ -82,8 +88,17 @@ interface BucketStack {
 async function openBucket(options: MountOptions, deps: MountDependencies, memoryBudget: MemoryBudget): Promise<BucketStack> {
   const { logger } = deps;
   const source = formatSource(options.source);
-  const { spec, credentialDescription, endpoint, location, probeHints, maxParts } = await storeSpecOf(options, deps);
-  const store = await createStore(spec, { credentialDescription, purpose: 'mount', maxConnections: options.maxConnections, maxParts, logger });
+  const { spec, credentialDescription, endpoint, location, probeHints, maxParts } = await storeSpecOf(options, { ...deps, warn: warnBoth(deps) });
+  const store = await createStore(spec, {
+    credentialDescription,
+    purpose: 'mount',
+    maxConnections: options.maxConnections,
+    maxParts,
+    logger,
+    deadlines: storeDeadlines(options),
+  });
+  const plain = plainHttpWarning(credentialsSentTo(spec), whatIsSent(spec, credentialDescription));
+  if (plain) warnBoth(deps)(plain);
   const cleanups: Array<() => Promise<unknown> | unknown> = [() => store.destroy()];
   const cleanUp = async () => {
     for (const cleanup of cleanups.reverse()) await Promise.resolve().then(cleanup).catch(() => undefined);
@@ -431,4 +446,59 @@ function describeProbeFailure(provider: MountOptions['source']['provider'], code
     default:
       return message;
   }
+}
+
+/** The mount's deadlines for each store request (storage/deadline.ts). */
+export function storeDeadlines(options: Pick<MountOptions, 'requestTimeoutSeconds' | 'minTransferRate'>): StoreDeadlines {
+  return { requestMs: Math.round(options.requestTimeoutSeconds * 1000), minBytesPerSecond: options.minTransferRate };
+}
+
+/** Says `message` in the log and, when the daemon has one, on the terminal of whoever mounted. */
+function warnBoth(deps: Pick<MountDependencies, 'logger' | 'warnUser'>): (message: string) => void {
+  return (message) => {
+    deps.logger.warn(message);
+    deps.warnUser?.(message);
+  };
+}
+
+/** The endpoint a spec's credentials are sent to, if they are sent at all and it is a custom one. */
+function credentialsSentTo(spec: StoreSpec): string | undefined {
+  switch (spec.provider) {
+    case 's3':
+      return spec.signatureVersion === 'none' ? undefined : spec.endpoint;
+    case 'az':
+      return spec.credential.kind === 'anonymous' ? undefined : spec.endpoint;
+    case 'gs':
+      return spec.auth.kind === 'anonymous' ? undefined : spec.endpoint;
+  }
+}
+
+function whatIsSent(spec: StoreSpec, credentialDescription: string): string {
+  switch (spec.provider) {
+    case 's3':
+      return `every request's signature for ${credentialDescription}`;
+    case 'az':
+      return `the ${spec.credential.kind === 'sas' ? 'SAS' : 'Shared Key signature'} of ${credentialDescription}`;
+    case 'gs':
+      return `the access token of ${credentialDescription}`;
+  }
+}
+
+/**
+ * Credentials (a signature, a SAS, a token) sent over plain http to a host that is not this
+ * machine can be read, and replayed, by anyone on the path: said, not refused (a private network
+ * may be trusted).
+ */
+export function plainHttpWarning(endpoint: string | undefined, what: string): string | undefined {
+  if (!endpoint) return undefined;
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== 'http:') return undefined;
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  if (host === 'localhost' || host === '::1' || /^127\./.test(host)) return undefined;
+  return `${what} goes to ${url.host} over plain http: anyone on the path can read it and the data; use https`;
 }

@@ -29,6 +29,8 @@ export interface StoreResolvers {
   azureResolver?: AzureCredentialResolver;
   gcsResolver?: GcsCredentialResolver;
   logger: Logger;
+  /** Says a warning to whoever mounted (and the log); default: the log alone. */
+  warn?: (message: string) => void;
 }
 
 /** A mount's store, to be built by the store factory, and what the mount says about it. */
@@ -49,9 +51,10 @@ export interface MountStoreSpec {
 /** The CA certificates to trust and whether to verify at all: the command line, the stored credential, AWS_CA_BUNDLE. */
 function tlsOptions(
   options: MountOptions,
-  credential: { caBundle?: string; insecure?: boolean },
+  credential: { caBundle?: string; insecure?: boolean; source?: string },
   endpoint: string | undefined,
   logger: Logger,
+  warn: (message: string) => void,
 ): { caCertificates?: string; insecure: boolean } {
   const [caBundle, caFrom] =
     options.caBundle !== undefined
@@ -68,7 +71,10 @@ function tlsOptions(
     logger.warn(`${(error as Error).message}; going on with the system's certificates`);
   }
   const insecure = options.insecure || credential.insecure === true;
-  if (insecure) logger.warn(`TLS certificates of ${endpoint ?? 'the store'} are not verified (--insecure)`);
+  if (insecure) {
+    const why = options.insecure ? '--insecure' : `the stored credential says so (imported with insecure${credential.source ? ` from ${credential.source}` : ''})`;
+    warn(`TLS certificates of ${endpoint ?? 'the store'} are not verified (${why}): anyone on the path can pose as the store`);
+  }
   return { caCertificates, insecure };
 }
 
@@ -108,7 +114,7 @@ export async function storeSpecOf(options: MountOptions, deps: StoreResolvers): 
           pathStyle: options.pathStyle ?? credential.pathStyle ?? endpoint !== undefined,
           credentials: credential.provider,
           signatureVersion: options.signatureVersion ?? credential.signatureVersion,
-          ...tlsOptions(options, credential, endpoint, deps.logger),
+          ...tlsOptions(options, credential, endpoint, deps.logger, deps.warn ?? ((message) => deps.logger.warn(message))),
         };
         const credentialDescription = `access key ${credential.accessKeyId} from ${credential.source}`;
         return { spec, credentialDescription, endpoint, location: endpoint ?? region, maxParts: maxUploadParts };

@@ -10,7 +10,7 @@ import { Presets, SingleBar } from 'cli-progress';
 
 import { UserError } from '../errors/user-error.js';
 import { detach, findMount, isFuseType } from './mountpoint.js';
-import { type MountRegistry, isAlive } from './registry.js';
+import { type MountRegistry, isAlive, isRecordedDaemon } from './registry.js';
 import { queryStatus } from './status.js';
 
 export async function unmount(
@@ -23,7 +23,9 @@ export async function unmount(
   if (!isFuseType(mount.fsType)) throw new UserError(`${mountpoint} is not an objmount mount (${mount.fsType})`);
   const record = await options.registry.find(mountpoint);
   await detach(mountpoint, options.force);
-  if (!record || !isAlive(record.pid)) return;
+  if (!record || record.mountpoint !== mountpoint || !isAlive(record.pid)) return;
+  // Only this user's daemon that made the record is signalled: a pid reused since is left alone.
+  if (!isRecordedDaemon(record)) return;
   const output = options.output ?? process.stdout;
   if (options.force) {
     // At once: the daemon's second signal detaches without waiting; say what that leaves.

@@ -76,8 +76,8 @@ export function attributesOfObject(
   return {
     kind,
     mode,
-    uid: parseInteger(meta.uid) ?? defaults.uid,
-    gid: parseInteger(meta.gid) ?? defaults.gid,
+    uid: parseId(meta.uid) ?? defaults.uid,
+    gid: parseId(meta.gid) ?? defaults.gid,
     size: kind === 'directory' ? 0 : info.size,
     mtimeMs,
     atimeMs: parseTime(meta.atime) ?? mtimeMs,
@@ -141,7 +141,9 @@ export function contentTypeOf(kind: NodeKind): string {
 function parseMode(value: string | undefined): number | undefined {
   const valid = (mode: number) => mode <= 0o177777 && kindOfMode(mode) !== undefined;
   const decimal = parseInteger(value);
-  if (decimal === undefined || valid(decimal)) return decimal;
+  // Any other tool's number may be stored here: one st_mode cannot hold is not a mode.
+  if (decimal === undefined || decimal > 0xffff_ffff) return undefined;
+  if (valid(decimal)) return decimal;
   const octal = /^[0-7]+$/.test(value!.trim()) ? parseInt(value!.trim(), 8) : undefined;
   return octal !== undefined && valid(octal) ? octal : decimal;
 }
@@ -151,13 +153,27 @@ function parseInteger(value: string | undefined): number | undefined {
   return Number(value.trim());
 }
 
+/** The largest uid/gid: (uid_t)-1 means "none" to chown. */
+const MAX_ID = 0xffff_fffe;
+
+/** A uid or gid that fits uid_t; anything else (a huge number, -1) is not one. */
+function parseId(value: string | undefined): number | undefined {
+  const id = parseInteger(value);
+  return id !== undefined && id <= MAX_ID ? id : undefined;
+}
+
+/** The last second of year 9999: later "times" are not times, and would overflow on their way to C. */
+const MAX_TIME_SECONDS = 253_402_300_799;
+
 /** Seconds since the epoch, "1700000000" or "1700000000.250000000". */
 export function parseTime(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const match = /^\s*(\d+)(?:\.(\d{1,9}))?\s*$/.exec(value);
   if (!match) return undefined;
   const fractionMs = match[2] ? Number(match[2].padEnd(9, '0')) / 1e6 : 0;
-  return Number(match[1]) * 1000 + Math.floor(fractionMs);
+  const seconds = Number(match[1]);
+  if (seconds > MAX_TIME_SECONDS) return undefined;
+  return seconds * 1000 + Math.floor(fractionMs);
 }
 
 export function formatTime(ms: number): string {

@@ -25,6 +25,8 @@ export type FsErrorCode =
   | 'EAGAIN'
   | 'EBUSY'
   | 'EROFS'
+  | 'ETIMEDOUT'
+  | 'EINTR'
   | 'ENOSPC'
   | 'EDQUOT';
 
@@ -56,13 +58,17 @@ export function toFsError(error: unknown, path: string): FsError {
         return new FsError('EACCES', `${path}: ${error.message}`, { cause: error });
       case 'InvalidRequest':
         return new FsError('EINVAL', `${path}: ${error.message}`, { cause: error });
+      case 'TimedOut':
+        return new FsError('ETIMEDOUT', `${path}: ${error.message}`, { cause: error });
+      case 'Aborted':
+        return new FsError('EINTR', `${path}: ${error.message}`, { cause: error });
       default:
         return new FsError('EIO', `${path}: ${error.message}`, { cause: error });
     }
   }
   const detail = error instanceof Error ? error.message : String(error);
-  // A full local disk (staging, journal) is the user's to fix: say so, as cp and editors do.
-  const local = (error as NodeJS.ErrnoException | undefined)?.code;
-  if (local === 'ENOSPC' || local === 'EDQUOT') return new FsError(local, `${path}: ${detail}`, { cause: error });
+  // A full staging or cache disk is the user's to fix, and `cp` should say so ("No space left").
+  const systemCode = (error as { code?: unknown } | null)?.code;
+  if (systemCode === 'ENOSPC' || systemCode === 'EDQUOT') return new FsError(systemCode, `${path}: ${detail}`, { cause: error });
   return new FsError('EIO', `${path}: ${detail}`, { cause: error });
 }

@@ -18,6 +18,10 @@
  * - `utimens` gets both times, null for one left as it is (UTIME_OMIT).
  * - The addon also makes the block cache's buffers (`largeBuffer`): memory of their own, in huge
  *   pages where the kernel allows.
+ * - A request the kernel interrupts (a program stuck on a hung store got a signal) is answered
+ *   EINTR at once when it only reads (lookup, getattr, open, read, readdir...); its op runs on
+ *   to its end (bounded by the store's deadlines) and its answer is dropped. `interrupted` counts
+ *   them. Operations take no AbortSignal yet, so the op's store requests are not cancelled.
  * - unmount answers every operation still waiting for JS with ENOTCONN and closes the connection
  *   even while the mount is busy, so neither the kernel nor the process is left hanging.
  */
@@ -96,6 +100,8 @@ export function largeBuffer(bytes: number): Buffer | undefined {
 /** A mounted (or mountable) FUSE session. */
 export class FuseSession {
   readonly mountpoint: string;
+  /** Requests the kernel interrupted, answered EINTR before their op ended. */
+  interrupted = 0;
   private readonly handle: unknown;
   private readonly addon = loadFuse3Addon();
   private endedResolve!: () => void;
@@ -114,6 +120,11 @@ export class FuseSession {
     // Every request comes through here with an id; the op answers through a closure over it.
     // (A closure made here costs far less than a native function made per request.)
     const dispatch: Dispatch = (op, id, ...args) => {
+      if (op === opNames.length) {
+        // The kernel interrupted request `id`, and has its EINTR already.
+        this.interrupted += 1;
+        return;
+      }
       const name = opNames[op]!;
       try {
         (operations[name] as (...a: unknown[]) => void)(...args, (code: unknown, result?: unknown) => reply(handle, id, code, result));

@@ -26,8 +26,9 @@
  * the upload ends. A daemon killed in between leaves it behind: it goes when the blob is deleted.
  *
  * Retries: the SDK's exponential retry policy (retryable: 5xx, 429, network failures, try
- * timeouts); what outlasts it becomes a `StoreError`. The SDK does not report how many retries a
- * request took, so `stats.retries` counts only GETs sent again (get-retry.ts) on Azure. Messages never hold a key or a SAS
+ * timeouts), within one overall deadline per request (deadline.ts); what outlasts it becomes a
+ * `StoreError`. The SDK does not report how many retries a request took, so `stats.retries`
+ * counts only GETs sent again (get-retry.ts) on Azure. Messages never hold a key or a SAS
  * signature: the SDK's own text is only used after `redact`.
  */
 
@@ -46,10 +47,12 @@ import {
 
 import type { Logger } from '../log/logger.js';
 import { decodeMetadata, encodeMetadata } from './azure-metadata.js';
+import { DEFAULT_DEADLINES, SLOW_REQUEST_FACTOR, type StoreDeadlines, abortBody, bodyDeadline, deadlineMs, withDeadline } from './deadline.js';
 import { withGetRetry } from './get-retry.js';
 import {
   type CompletedPart,
   type GetOptions,
+  type HeadOptions,
   type ListOptions,
   type ListPage,
   type ObjectInfo,
@@ -90,6 +93,8 @@ export interface AzureStoreOptions {
   tryTimeoutMs?: number;
   maxParts?: number;
   logger?: Logger;
+  /** Overall deadlines per request, retries included (deadline.ts); default DEFAULT_DEADLINES. */
+  deadlines?: StoreDeadlines;
 }
 
 const MiB = 1024 * 1024;
@@ -109,8 +114,10 @@ export class AzureStore implements ObjectStore {
   private readonly service: BlobServiceClient;
   /** Open block-list uploads: their metadata, committed with the list. */
   private readonly uploads = new Map<string, PendingUpload>();
+  private readonly deadlines: StoreDeadlines;
 
   constructor(private readonly options: AzureStoreOptions) {
+    this.deadlines = options.deadlines ?? DEFAULT_DEADLINES;
     this.description = `az://${options.account}/${options.container}`;
     this.endpoint = (options.endpoint ?? defaultAzureEndpoint(options.account)).replace(/\/+$/, '');
     this.capabilities = {
@@ -160,12 +167,12 @@ export class AzureStore implements ObjectStore {
 
   /** Checks that the container exists and that the credential may list it. */
   async probe(prefix: string): Promise<void> {
-    await this.call('list', prefix, () => this.container.listBlobsFlat({ prefix }).byPage({ maxPageSize: 1 }).next());
+    await this.call('list', prefix, (abortSignal) => this.container.listBlobsFlat({ prefix, abortSignal }).byPage({ maxPageSize: 1 }).next());
   }
 
-  async head(key: string): Promise<ObjectInfo> {
+  async head(key: string, options: HeadOptions = {}): Promise<ObjectInfo> {
     try {
-      const info = await this.properties(key);
+      const info = await this.properties(key, options.signal);
       // blobfuse's directory blob is a directory, not a file of that name.
       if (isBlobfuseDirectory(info.metadata)) throw new StoreError('NotFound', `${this.description}/${key}: a directory (hdi_isfolder), not a file`, 'BlobNotFound');
       return info;
@@ -173,13 +180,13 @@ export class AzureStore implements ObjectStore {
       if (!(key.endsWith('/') && key.length > 1 && error instanceof StoreError && error.code === 'NotFound')) throw error;
     }
     // No `dir/` marker: the directory may be blobfuse's, a blob `dir` marked hdi_isfolder=true.
-    const blobfuse = await this.properties(key.slice(0, -1));
+    const blobfuse = await this.properties(key.slice(0, -1), options.signal);
     if (!isBlobfuseDirectory(blobfuse.metadata)) throw new StoreError('NotFound', `${this.description}/${key}: not found`, 'BlobNotFound');
     return { ...blobfuse, key };
   }
 
-  private async properties(key: string): Promise<ObjectInfo> {
-    const out = await this.call('head', key, () => this.container.getBlobClient(key).getProperties());
+  private async properties(key: string, signal?: AbortSignal): Promise<ObjectInfo> {
+    const out = await this.call('head', key, (abortSignal) => this.container.getBlobClient(key).getProperties({ abortSignal }), { signal });
     return {
       key,
       size: out.contentLength ?? 0,
@@ -190,30 +197,58 @@ export class AzureStore implements ObjectStore {
     };
   }
 
-  /** A whole GET: sent once more after a transient failure (get-retry.ts). */
+  /** A whole GET: sent once more after a transient failure (get-retry.ts), each try within its deadline. */
   get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
     return withGetRetry(this.stats, () => this.getOnce(key, options));
   }
 
   private async getOnce(key: string, options: GetOptions): Promise<{ info: ObjectInfo; body: Buffer }> {
-    const { info, body, length } = await this.getStream(key, options);
-    try {
-      return { info, body: await readBody(body as AsyncIterable<Buffer>, length, `${this.description}/${key}`, options.into) };
-    } catch (error) {
-      throw error instanceof StoreError ? error : this.translate(error, 'get', key);
-    }
+    const where = `${this.description}/${key}`;
+    // One deadline for the headers and the body: a body that trickles is a request that hangs.
+    return withDeadline(
+      deadlineMs(this.deadlines, options.range ? options.range.end - options.range.start + 1 : 0),
+      where,
+      async (signal) => {
+        const { info, body, length } = await this.openGet(key, options, signal);
+        abortBody(body, signal);
+        try {
+          return { info, body: await readBody(body as AsyncIterable<Buffer>, length, where, options.into) };
+        } catch (error) {
+          throw error instanceof StoreError ? error : this.translate(error, 'get', key);
+        }
+      },
+      options.signal,
+    );
   }
 
-  /** `length` is the body's Content-Length, when the service sent one. */
+  /**
+   * `length` is the body's Content-Length, when the service sent one. The body must be read
+   * within the request's deadline (from its start, scaled by its length), or it is destroyed.
+   */
   async getStream(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
+    const started = Date.now();
+    const where = `${this.description}/${key}`;
+    const opened = await withDeadline(deadlineMs(this.deadlines), where, (signal) => this.openGet(key, options, signal), options.signal);
+    bodyDeadline(opened.body, deadlineMs(this.deadlines, opened.length ?? 0) - (Date.now() - started), where);
+    if (options.signal) abortBody(opened.body, options.signal);
+    return opened;
+  }
+
+  /** A Get Blob until its headers are in, within the deadline whose signal is `within`. */
+  private async openGet(key: string, options: GetOptions, within: AbortSignal): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
     const offset = options.range?.start ?? 0;
     const count = options.range ? options.range.end - options.range.start + 1 : undefined;
-    const out = await this.call('get', key, () =>
-      this.container.getBlobClient(key).download(offset, count, {
-        conditions: options.ifMatch ? { ifMatch: options.ifMatch } : undefined,
-        // A body broken off mid-way is resumed by the SDK, pinned to the ETag it started with.
-        maxRetryRequests: 2,
-      }),
+    const out = await this.call(
+      'get',
+      key,
+      (abortSignal) =>
+        this.container.getBlobClient(key).download(offset, count, {
+          conditions: options.ifMatch ? { ifMatch: options.ifMatch } : undefined,
+          // A body broken off mid-way is resumed by the SDK, pinned to the ETag it started with.
+          maxRetryRequests: 2,
+          abortSignal,
+        }),
+      { within },
     );
     // "bytes 2-5/10": the object's size is after the slash; without a range, the body's length.
     const totalSize = out.contentRange ? Number(out.contentRange.split('/')[1]) : (out.contentLength ?? 0);
@@ -238,11 +273,16 @@ export class AzureStore implements ObjectStore {
   }
 
   async put(key: string, body: Buffer, options: PutOptions = {}): Promise<{ etag: string }> {
-    const out = await this.call('put', key, () =>
-      this.container.getBlockBlobClient(key).upload(body, body.length, {
-        metadata: encodeMetadata(options.metadata),
-        blobHTTPHeaders: options.contentType ? { blobContentType: options.contentType } : undefined,
-      }),
+    const out = await this.call(
+      'put',
+      key,
+      (abortSignal) =>
+        this.container.getBlockBlobClient(key).upload(body, body.length, {
+          metadata: encodeMetadata(options.metadata),
+          blobHTTPHeaders: options.contentType ? { blobContentType: options.contentType } : undefined,
+          abortSignal,
+        }),
+      { bytes: body.length },
     );
     return { etag: out.etag ?? '' };
   }
@@ -253,10 +293,14 @@ export class AzureStore implements ObjectStore {
     // With a delimiter (a directory listing), metadata comes along to find blobfuse's directory
     // blobs; flat listings (renames, deletes of trees) take every blob as it is.
     const page = (
-      await this.call('list', options.prefix, () =>
-        delimiter
-          ? this.container.listBlobsByHierarchy(delimiter, { prefix: options.prefix, includeMetadata: true }).byPage(paging).next()
-          : this.container.listBlobsFlat({ prefix: options.prefix }).byPage(paging).next(),
+      await this.call(
+        'list',
+        options.prefix,
+        (abortSignal) =>
+          delimiter
+            ? this.container.listBlobsByHierarchy(delimiter, { prefix: options.prefix, includeMetadata: true, abortSignal }).byPage(paging).next()
+            : this.container.listBlobsFlat({ prefix: options.prefix, abortSignal }).byPage(paging).next(),
+        { signal: options.signal },
       )
     ).value;
     const segment = page?.segment as { blobItems?: BlobListItem[]; blobPrefixes?: Array<{ name: string }> } | undefined;
@@ -282,20 +326,26 @@ export class AzureStore implements ObjectStore {
     if (sourceKey === destinationKey) {
       // Copy Blob onto itself is refused; changing the metadata in place is what that means.
       if (!options?.metadata) return { etag: (await this.head(sourceKey)).etag };
-      const out = await this.call('copy', sourceKey, () =>
-        this.container.getBlobClient(sourceKey).setMetadata(encodeMetadata(options.metadata)),
+      const out = await this.call('copy', sourceKey, (abortSignal) =>
+        this.container.getBlobClient(sourceKey).setMetadata(encodeMetadata(options.metadata), { abortSignal }),
       );
       return { etag: out.etag ?? '' };
     }
     const copyFrom = (from: string, metadata: ObjectMetadata | undefined) =>
-      this.call('copy', sourceKey, async () => {
-        // Within one account the copy is synchronous; polling only matters for a copy Azure queues.
-        const poller = await this.container.getBlobClient(destinationKey).beginCopyFromURL(this.container.getBlobClient(from).url, {
-          metadata: encodeMetadata(metadata),
-          intervalInMs: 200,
-        });
-        return poller.pollUntilDone();
-      });
+      this.call(
+        'copy',
+        sourceKey,
+        async (abortSignal) => {
+          // Within one account the copy is synchronous; polling only matters for a copy Azure queues.
+          const poller = await this.container.getBlobClient(destinationKey).beginCopyFromURL(this.container.getBlobClient(from).url, {
+            metadata: encodeMetadata(metadata),
+            intervalInMs: 200,
+            abortSignal,
+          });
+          return poller.pollUntilDone();
+        },
+        { slow: true },
+      );
     let out;
     try {
       out = await copyFrom(sourceKey, options?.metadata);
@@ -327,8 +377,8 @@ export class AzureStore implements ObjectStore {
 
   private async deleteBlob(key: string, ifMatch?: string): Promise<void> {
     try {
-      await this.call('delete', key, () =>
-        this.container.getBlobClient(key).delete({ deleteSnapshots: 'include', conditions: ifMatch ? { ifMatch } : undefined }),
+      await this.call('delete', key, (abortSignal) =>
+        this.container.getBlobClient(key).delete({ deleteSnapshots: 'include', conditions: ifMatch ? { ifMatch } : undefined, abortSignal }),
       );
     } catch (error) {
       if (!(error instanceof StoreError && error.code === 'NotFound')) throw error;
@@ -361,7 +411,9 @@ export class AzureStore implements ObjectStore {
   async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<string> {
     this.requireUpload(key, uploadId);
     const blockId = blockIdOf(uploadId, partNumber);
-    await this.call('upload part', key, () => this.container.getBlockBlobClient(key).stageBlock(blockId, body, body.length));
+    await this.call('upload part', key, (abortSignal) => this.container.getBlockBlobClient(key).stageBlock(blockId, body, body.length, { abortSignal }), {
+      bytes: body.length,
+    });
     return blockId;
   }
 
@@ -379,7 +431,9 @@ export class AzureStore implements ObjectStore {
     const url = await this.snapshotUrl(upload, source);
     const blockId = blockIdOf(uploadId, partNumber);
     const count = source.range.end - source.range.start + 1;
-    await this.call('copy part', key, () => this.container.getBlockBlobClient(key).stageBlockFromURL(blockId, url, source.range.start, count));
+    await this.call('copy part', key, (abortSignal) => this.container.getBlockBlobClient(key).stageBlockFromURL(blockId, url, source.range.start, count, { abortSignal }), {
+      slow: true,
+    });
     return blockId;
   }
 
@@ -424,11 +478,16 @@ export class AzureStore implements ObjectStore {
       }
       return blockId;
     });
-    const out = await this.call('complete multipart upload', key, () =>
-      this.container.getBlockBlobClient(key).commitBlockList(blockIds, {
-        metadata: encodeMetadata(upload.options.metadata),
-        blobHTTPHeaders: upload.options.contentType ? { blobContentType: upload.options.contentType } : undefined,
-      }),
+    const out = await this.call(
+      'complete multipart upload',
+      key,
+      (abortSignal) =>
+        this.container.getBlockBlobClient(key).commitBlockList(blockIds, {
+          metadata: encodeMetadata(upload.options.metadata),
+          blobHTTPHeaders: upload.options.contentType ? { blobContentType: upload.options.contentType } : undefined,
+          abortSignal,
+        }),
+      { slow: true },
     );
     this.uploads.delete(uploadId);
     await this.dropSnapshots(upload);
@@ -451,14 +510,33 @@ export class AzureStore implements ObjectStore {
     return upload;
   }
 
-  private async call<T>(operation: string, key: string, send: () => Promise<T>): Promise<T> {
+  /**
+   * Sends one request (the SDK retries it) within its deadline: `bytes` of object data make it
+   * longer, `slow` (a copy or commit whose duration the object's unknown size decides) ten times
+   * longer; `within` is an enclosing deadline's signal, which then bounds it instead.
+   */
+  private async call<T>(
+    operation: string,
+    key: string,
+    send: (abortSignal: AbortSignal) => Promise<T>,
+    limits: { bytes?: number; slow?: boolean; signal?: AbortSignal; within?: AbortSignal } = {},
+  ): Promise<T> {
     this.stats.requests += 1;
     this.stats.byOperation[operation] = (this.stats.byOperation[operation] ?? 0) + 1;
+    const attempt = async (abortSignal: AbortSignal) => {
+      try {
+        return await send(abortSignal);
+      } catch (error) {
+        throw abortSignal.aborted ? abortSignal.reason : this.translate(error, operation, key);
+      }
+    };
     try {
-      return await send();
+      if (limits.within) return await attempt(limits.within);
+      const ms = limits.slow ? this.deadlines.requestMs * SLOW_REQUEST_FACTOR : deadlineMs(this.deadlines, limits.bytes);
+      return await withDeadline(ms, key ? `${this.description}/${key}` : this.description, attempt, limits.signal);
     } catch (error) {
       this.stats.failures += 1;
-      throw this.translate(error, operation, key);
+      throw error;
     }
   }
 

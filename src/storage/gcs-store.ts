@@ -36,12 +36,14 @@ import { PassThrough, type Readable } from 'node:stream';
 import { type File, IdempotencyStrategy, Storage } from '@google-cloud/storage';
 
 import type { Logger } from '../log/logger.js';
+import { DEFAULT_DEADLINES, SLOW_REQUEST_FACTOR, type StoreDeadlines, abortBody, bodyDeadline, deadlineMs, withDeadline } from './deadline.js';
 import { type ComposeSource, isTemporaryPartObject, partName, partPrefix, planCompose } from './gcs-compose.js';
 import { translateGcsError } from './gcs-errors.js';
 import { withGetRetry } from './get-retry.js';
 import {
   type CompletedPart,
   type GetOptions,
+  type HeadOptions,
   type ListOptions,
   type ListPage,
   type ObjectInfo,
@@ -74,6 +76,12 @@ export interface GcsStoreOptions {
   /** Deletes (of keys, of parts) sent at once. */
   deleteConcurrency?: number;
   logger?: Logger;
+  /**
+   * Overall deadlines per request, retries included (deadline.ts); default DEFAULT_DEADLINES.
+   * The SDK's calls take no AbortSignal: a request past its deadline fails at once and is left
+   * to the SDK's own timeout; a media GET (every read of bytes) is aborted.
+   */
+  deadlines?: StoreDeadlines;
 }
 
 const MiB = 1024 * 1024;
@@ -93,8 +101,10 @@ export class GcsStore implements ObjectStore {
   private readonly endpointDescription: string;
   /** What `create` was told, for `complete` (GCS keeps no state between them). */
   private readonly uploads = new Map<string, PendingUpload>();
+  private readonly deadlines: StoreDeadlines;
 
   constructor(private readonly options: GcsStoreOptions) {
+    this.deadlines = options.deadlines ?? DEFAULT_DEADLINES;
     this.bucketName = options.bucket;
     this.description = `gs://${options.bucket}`;
     this.endpointDescription = options.endpoint ?? 'the Google Cloud Storage endpoint';
@@ -142,38 +152,61 @@ export class GcsStore implements ObjectStore {
     await this.call('probe', prefix, () => this.bucket().getFiles({ prefix, maxResults: 1, autoPaginate: false }));
   }
 
-  async head(key: string): Promise<ObjectInfo> {
-    const [metadata] = await this.call('head', key, () => this.file(key).getMetadata());
+  async head(key: string, options: HeadOptions = {}): Promise<ObjectInfo> {
+    const [metadata] = await this.call('head', key, () => this.file(key).getMetadata(), { signal: options.signal });
     return objectInfo(key, metadata as GcsObjectResource);
   }
 
-  /** A whole GET: sent once more after a transient failure (get-retry.ts). */
+  /** A whole GET: sent once more after a transient failure (get-retry.ts), each try within its deadline. */
   get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
     return withGetRetry(this.stats, () => this.getOnce(key, options));
   }
 
   private async getOnce(key: string, options: GetOptions): Promise<{ info: ObjectInfo; body: Buffer }> {
-    const { info, body, length } = await this.getStream(key, options);
-    try {
-      return { info, body: await readBody(body as AsyncIterable<Buffer>, length, `${this.description}/${key}`, options.into) };
-    } catch (error) {
-      throw error instanceof StoreError ? error : translateGcsError(error, this.context('get', key));
-    }
+    const where = `${this.description}/${key}`;
+    // One deadline for the headers and the body: a body that trickles is a request that hangs.
+    return withDeadline(
+      deadlineMs(this.deadlines, options.range ? options.range.end - options.range.start + 1 : 0),
+      where,
+      async (signal) => {
+        const { info, body, length } = await this.openGet(key, options, signal);
+        abortBody(body, signal);
+        try {
+          return { info, body: await readBody(body as AsyncIterable<Buffer>, length, where, options.into) };
+        } catch (error) {
+          throw error instanceof StoreError ? error : translateGcsError(error, this.context('get', key));
+        }
+      },
+      options.signal,
+    );
   }
 
-  /** `length` is the body's Content-Length, when the service sent one. */
+  /**
+   * `length` is the body's Content-Length, when the service sent one. The body must be read
+   * within the request's deadline (from its start, scaled by its length), or it is destroyed.
+   */
   async getStream(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
+    const started = Date.now();
+    const where = `${this.description}/${key}`;
+    const opened = await withDeadline(deadlineMs(this.deadlines), where, (signal) => this.openGet(key, options, signal), options.signal);
+    bodyDeadline(opened.body, deadlineMs(this.deadlines, opened.length ?? 0) - (Date.now() - started), where);
+    if (options.signal) abortBody(opened.body, options.signal);
+    return opened;
+  }
+
+  /** The object's bytes until the headers are in, within the deadline whose signal is `signal`. */
+  private async openGet(key: string, options: GetOptions, signal: AbortSignal): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
     if (options.range) {
       // The hot path: one request; what the layers above need of `info` is in the headers.
-      const response = await this.media(key, options.ifMatch, options.range);
+      const response = await this.media(key, options.ifMatch, signal, options.range);
       return { info: infoFromMediaHeaders(key, response), body: response, length: contentLength(response) };
     }
     // The whole object comes with its metadata: read it first and pin the bytes to it.
-    const info = await this.head(key);
+    const info = await this.head(key, { signal });
     if (options.ifMatch !== undefined && options.ifMatch !== info.etag) {
       throw new StoreError('PreconditionFailed', `${this.description}/${key}: changed in the store while open`, 'conditionNotMet');
     }
-    const body = await this.media(key, info.etag);
+    const body = await this.media(key, info.etag, signal);
     return { info, body, length: contentLength(body) };
   }
 
@@ -186,6 +219,7 @@ export class GcsStore implements ObjectStore {
         contentType: options.contentType,
         metadata: { contentType: options.contentType, metadata: options.metadata ?? {} },
       }),
+      { bytes: body.length },
     );
     return { etag: generationOf(file, key, this.description) };
   }
@@ -218,7 +252,7 @@ export class GcsStore implements ObjectStore {
     // With `metadata` the destination gets exactly it (and the content type given); without, the
     // source's metadata is kept. The SDK loops over rewrite tokens, so any size is copied.
     const replace = options?.metadata ? { metadata: { ...options.metadata }, contentType: options.contentType } : {};
-    const [copied, response] = await this.call('copy', sourceKey, () => this.file(sourceKey).copy(destination, replace));
+    const [copied, response] = await this.call('copy', sourceKey, () => this.file(sourceKey).copy(destination, replace), { slow: true });
     // The rewrite's answer holds the new object; the SDK does not copy it onto the File.
     const resource = (response as { resource?: GcsObjectResource } | undefined)?.resource;
     if (resource?.generation !== undefined) return { etag: String(resource.generation) };
@@ -238,7 +272,9 @@ export class GcsStore implements ObjectStore {
   async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<string> {
     this.pending(key, uploadId);
     const part = this.file(partName(key, uploadId, partNumber));
-    await this.call('upload part', key, () => part.save(body, { resumable: false, validation: false, contentType: 'application/octet-stream' }));
+    await this.call('upload part', key, () => part.save(body, { resumable: false, validation: false, contentType: 'application/octet-stream' }), {
+      bytes: body.length,
+    });
     return generationOf(part, key, this.description);
   }
 
@@ -312,6 +348,7 @@ export class GcsStore implements ObjectStore {
           sourceObjects: sources.map((s) => (s.generation ? { name: s.name, generation: s.generation } : { name: s.name })),
         },
       }),
+      { slow: true },
     );
     return resource as GcsObjectResource;
   }
@@ -324,7 +361,7 @@ export class GcsStore implements ObjectStore {
    * A media GET: the object's bytes, or a range of them, optionally pinned to a generation.
    * Resolves once the response headers are in, with the body still streaming.
    */
-  private async media(key: string, generation: string | undefined, range?: { start: number; end: number }): Promise<MediaResponse> {
+  private async media(key: string, generation: string | undefined, signal: AbortSignal, range?: { start: number; end: number }): Promise<MediaResponse> {
     const operation = 'get';
     this.count(operation);
     const qs: Record<string, string> = { alt: 'media' };
@@ -337,6 +374,14 @@ export class GcsStore implements ObjectStore {
       return await new Promise<MediaResponse>((resolve, reject) => {
         const request = this.file(key).requestStream({ uri: '', qs, headers });
         request.on('error', reject);
+        // Aborted (deadline, interrupt): the request and its response go, and so does the socket.
+        const onAbort = () => {
+          request.destroy(signal.reason as Error);
+          reject(signal.reason);
+        };
+        if (signal.aborted) onAbort();
+        else signal.addEventListener('abort', onAbort, { once: true });
+        request.once('close', () => signal.removeEventListener('abort', onAbort));
         // The bytes are read from the raw response below; the SDK's stream carries a second copy
         // that must flow too, or its back-pressure stalls the response after a few KiB.
         request.resume();
@@ -347,6 +392,10 @@ export class GcsStore implements ObjectStore {
             body.headers = response.headers;
             body.status = status;
             response.on('error', (error) => body.destroy(error));
+            // Once the body is abandoned (deadline, interrupt, a reader gone), so is the response.
+            body.once('close', () => {
+              if (!response.complete) response.destroy();
+            });
             response.pipe(body);
             resolve(body);
             return;
@@ -381,13 +430,18 @@ export class GcsStore implements ObjectStore {
     this.stats.byOperation[operation] = (this.stats.byOperation[operation] ?? 0) + 1;
   }
 
-  private async call<T>(operation: string, key: string, send: () => Promise<T>): Promise<T> {
+  /**
+   * Sends one request (the SDK retries it) within its deadline: `bytes` of object data make it
+   * longer, `slow` (a copy or compose whose duration the objects' sizes decide) ten times longer.
+   */
+  private async call<T>(operation: string, key: string, send: () => Promise<T>, limits: { bytes?: number; slow?: boolean; signal?: AbortSignal } = {}): Promise<T> {
     this.count(operation);
+    const ms = limits.slow ? this.deadlines.requestMs * SLOW_REQUEST_FACTOR : deadlineMs(this.deadlines, limits.bytes);
     try {
-      return await send();
+      return await withDeadline(ms, key ? `${this.description}/${key}` : this.description, () => send(), limits.signal);
     } catch (error) {
       this.stats.failures += 1;
-      throw translateGcsError(error, this.context(operation, key));
+      throw error instanceof StoreError ? error : translateGcsError(error, this.context(operation, key));
     }
   }
 

@@ -36,6 +36,13 @@ export interface ListOptions {
   token?: string;
   /** At most this many objects + prefixes per page (S3 caps at 1,000). */
   maxKeys?: number;
+  /** Cancels the request (an interrupted file operation): it fails with `Aborted`. */
+  signal?: AbortSignal;
+}
+
+export interface HeadOptions {
+  /** Cancels the request: it fails with `Aborted`. */
+  signal?: AbortSignal;
 }
 
 export interface ByteRange {
@@ -55,6 +62,8 @@ export interface GetOptions {
    * Otherwise it is ignored. Its bytes are undefined after a failed get.
    */
   into?: Buffer;
+  /** Cancels the request, body included: it fails with `Aborted`. */
+  signal?: AbortSignal;
 }
 
 export interface PutOptions {
@@ -104,7 +113,7 @@ export interface ObjectStore {
   readonly capabilities: StoreCapabilities;
 
   /** Fails with `NotFound` when the key does not exist. */
-  head(key: string): Promise<ObjectInfo>;
+  head(key: string, options?: HeadOptions): Promise<ObjectInfo>;
   /** The object's bytes (the whole object, or `range`, clipped to its end). */
   get(key: string, options?: GetOptions): Promise<{ info: ObjectInfo; body: Buffer }>;
   /** A stream of the object's bytes, for copying whole objects to local files. */
@@ -146,7 +155,11 @@ export type StoreErrorCode =
   /** A server-side or network failure that outlasted the retries. */
   | 'Transient'
   /** The request was malformed for this store (bad key, too large, unsupported). */
-  | 'InvalidRequest';
+  | 'InvalidRequest'
+  /** The request outlasted its deadline (deadline.ts) and was abandoned. */
+  | 'TimedOut'
+  /** The caller cancelled the request through its AbortSignal. */
+  | 'Aborted';
 
 /** The one error type `storage/` throws. `message` never contains a secret. */
 export class StoreError extends Error {

@@ -3,8 +3,8 @@
  *
  * Retries: the SDK's standard retry strategy (jittered exponential backoff, retry quota) retries
  * 5xx, throttling and network failures `maxAttempts` times; what outlasts it becomes a
- * `StoreError`. Every request has a connect and a socket-idle timeout, so no file operation can
- * wait on the network forever. Checksums are only sent where S3 requires them, because many
+ * `StoreError`. Every request has a connect and a socket-idle timeout, and an overall deadline
+ * (deadline.ts) that also ends a request the store keeps alive by trickling bytes. Checksums are only sent where S3 requires them, because many
  * S3-compatible stores reject the SDK's default CRC headers.
  */
 
@@ -34,12 +34,14 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 
 import type { Logger } from '../log/logger.js';
+import { DEFAULT_DEADLINES, SLOW_REQUEST_FACTOR, type StoreDeadlines, abortBody, bodyDeadline, deadlineMs, withDeadline } from './deadline.js';
 import { SignatureV2Signer } from './signature-v2.js';
 import { withGetRetry } from './get-retry.js';
 import {
   type CompletedPart,
   type PartCopySource,
   type GetOptions,
+  type HeadOptions,
   type ListOptions,
   type ListPage,
   type ObjectInfo,
@@ -79,6 +81,8 @@ export interface S3StoreOptions {
   caCertificates?: string;
   /** Skip TLS certificate verification altogether (`--insecure`). */
   insecure?: boolean;
+  /** Overall deadlines per request, retries included (deadline.ts); default DEFAULT_DEADLINES. */
+  deadlines?: StoreDeadlines;
 }
 
 const MiB = 1024 * 1024;
@@ -90,9 +94,11 @@ export class S3Store implements ObjectStore {
   readonly stats: StoreStats = { requests: 0, retries: 0, failures: 0, byOperation: {} };
   private readonly client: S3Client;
   private readonly bucket: string;
+  private readonly deadlines: StoreDeadlines;
 
   constructor(private readonly options: S3StoreOptions) {
     this.bucket = options.bucket;
+    this.deadlines = options.deadlines ?? DEFAULT_DEADLINES;
     this.description = `s3://${options.bucket}`;
     this.capabilities = {
       maxParts: options.maxParts ?? 10_000,
@@ -150,19 +156,19 @@ export class S3Store implements ObjectStore {
 
   /** Checks that the bucket exists and that the credentials may list it. */
   async probe(prefix: string): Promise<void> {
-    await this.call('list', prefix, () =>
-      this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, MaxKeys: 1 })),
+    await this.call('list', prefix, (abortSignal) =>
+      this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, MaxKeys: 1 }), { abortSignal }),
     );
   }
 
   /** Checks only that the bucket exists and the credentials are accepted (no list permission). */
   async headBucket(): Promise<void> {
-    await this.call('head bucket', '', () => this.client.send(new HeadBucketCommand({ Bucket: this.bucket })));
+    await this.call('head bucket', '', (abortSignal) => this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal }));
   }
 
-  async head(key: string): Promise<ObjectInfo> {
-    const out = await this.call('head', key, () =>
-      this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })),
+  async head(key: string, options: HeadOptions = {}): Promise<ObjectInfo> {
+    const out = await this.call('head', key, (abortSignal) =>
+      this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal }), { signal: options.signal },
     );
     return {
       key,
@@ -174,30 +180,57 @@ export class S3Store implements ObjectStore {
     };
   }
 
-  /** A whole GET: sent once more after a transient failure (get-retry.ts). */
+  /** A whole GET: sent once more after a transient failure (get-retry.ts), each try within its deadline. */
   get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
     return withGetRetry(this.stats, () => this.getOnce(key, options));
   }
 
   private async getOnce(key: string, options: GetOptions): Promise<{ info: ObjectInfo; body: Buffer }> {
-    const { info, body, length } = await this.getStream(key, options);
-    try {
-      return { info, body: await readBody(body as AsyncIterable<Buffer>, length, `${this.description}/${key}`, options.into) };
-    } catch (error) {
-      // The SDK retries until the headers arrive; a body cut off after them surfaces here, as a
-      // transient failure the caller may retry (never as a short, wrong answer).
-      this.stats.failures += 1;
-      if (error instanceof StoreError) throw error;
-      const detail = error instanceof Error ? error.message : String(error);
-      throw new StoreError('Transient', `${this.description}/${key}: get failed while reading the body: ${detail}`, undefined, { cause: error });
-    }
+    const where = `${this.description}/${key}`;
+    // One deadline for the headers and the body: a body that trickles is a request that hangs.
+    return withDeadline(
+      deadlineMs(this.deadlines, rangeBytes(options)),
+      where,
+      async (signal) => {
+        const { info, body, length } = await this.openGet(key, options, signal);
+        abortBody(body, signal);
+        try {
+          return { info, body: await readBody(body as AsyncIterable<Buffer>, length, where, options.into) };
+        } catch (error) {
+          // The SDK retries until the headers arrive; a body cut off after them surfaces here, as
+          // a transient failure the caller may retry (never as a short, wrong answer).
+          this.stats.failures += 1;
+          if (error instanceof StoreError) throw error;
+          const detail = error instanceof Error ? error.message : String(error);
+          throw new StoreError('Transient', `${where}: get failed while reading the body: ${detail}`, undefined, { cause: error });
+        }
+      },
+      options.signal,
+    );
   }
 
-  /** `length` is the body's Content-Length, when the store sent one. */
+  /**
+   * `length` is the body's Content-Length, when the store sent one. The body must be read within
+   * the request's deadline (from its start, scaled by its length), or it is destroyed.
+   */
   async getStream(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
+    const started = Date.now();
+    const where = `${this.description}/${key}`;
+    const opened = await withDeadline(deadlineMs(this.deadlines), where, (signal) => this.openGet(key, options, signal), options.signal);
+    bodyDeadline(opened.body, deadlineMs(this.deadlines, opened.length ?? 0) - (Date.now() - started), where);
+    if (options.signal) abortBody(opened.body, options.signal);
+    return opened;
+  }
+
+  /** A GET until its headers are in, within the deadline whose signal is `within`. */
+  private async openGet(key: string, options: GetOptions, within: AbortSignal): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
     const range = options.range ? `bytes=${options.range.start}-${options.range.end}` : undefined;
-    const out = await this.call('get', key, () =>
-      this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range, IfMatch: options.ifMatch })),
+    const out = await this.call(
+      'get',
+      key,
+      (abortSignal) =>
+        this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range, IfMatch: options.ifMatch }), { abortSignal }),
+      { within },
     );
     const totalSize = out.ContentRange ? Number(out.ContentRange.split('/')[1]) : (out.ContentLength ?? 0);
     return {
@@ -215,7 +248,7 @@ export class S3Store implements ObjectStore {
   }
 
   async put(key: string, body: Buffer, options: PutOptions = {}): Promise<{ etag: string }> {
-    const out = await this.call('put', key, () =>
+    const out = await this.call('put', key, (abortSignal) =>
       this.client.send(
         new PutObjectCommand({
           Bucket: this.bucket,
@@ -225,13 +258,15 @@ export class S3Store implements ObjectStore {
           Metadata: options.metadata,
           ContentType: options.contentType,
         }),
+        { abortSignal },
       ),
+      { bytes: body.length },
     );
     return { etag: out.ETag ?? '' };
   }
 
   async list(options: ListOptions): Promise<ListPage> {
-    const out = await this.call('list', options.prefix, () =>
+    const out = await this.call('list', options.prefix, (abortSignal) =>
       this.client.send(
         new ListObjectsV2Command({
           Bucket: this.bucket,
@@ -240,7 +275,9 @@ export class S3Store implements ObjectStore {
           ContinuationToken: options.token,
           MaxKeys: options.maxKeys ?? 1000,
         }),
+        { abortSignal },
       ),
+      { signal: options.signal },
     );
     return {
       objects: (out.Contents ?? []).map((o) => ({
@@ -255,7 +292,7 @@ export class S3Store implements ObjectStore {
   }
 
   async copy(sourceKey: string, destinationKey: string, options?: PutOptions): Promise<{ etag: string }> {
-    const out = await this.call('copy', sourceKey, () =>
+    const out = await this.call('copy', sourceKey, (abortSignal) =>
       this.client.send(
         new CopyObjectCommand({
           Bucket: this.bucket,
@@ -265,7 +302,9 @@ export class S3Store implements ObjectStore {
           Metadata: options?.metadata,
           ContentType: options?.metadata ? options.contentType : undefined,
         }),
+        { abortSignal },
       ),
+      { slow: true },
     );
     return { etag: out.CopyObjectResult?.ETag ?? '' };
   }
@@ -273,12 +312,13 @@ export class S3Store implements ObjectStore {
   async deleteMany(keys: string[]): Promise<void> {
     for (let i = 0; i < keys.length; i += 1000) {
       const batch = keys.slice(i, i + 1000);
-      const out = await this.call('delete', batch[0] ?? '', () =>
+      const out = await this.call('delete', batch[0] ?? '', (abortSignal) =>
         this.client.send(
           new DeleteObjectsCommand({
             Bucket: this.bucket,
             Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
           }),
+          { abortSignal },
         ),
       );
       const failed = (out.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
@@ -294,7 +334,7 @@ export class S3Store implements ObjectStore {
   }
 
   async createMultipartUpload(key: string, options: PutOptions = {}): Promise<string> {
-    const out = await this.call('create multipart upload', key, () =>
+    const out = await this.call('create multipart upload', key, (abortSignal) =>
       this.client.send(
         new CreateMultipartUploadCommand({
           Bucket: this.bucket,
@@ -302,6 +342,7 @@ export class S3Store implements ObjectStore {
           Metadata: options.metadata,
           ContentType: options.contentType,
         }),
+        { abortSignal },
       ),
     );
     if (!out.UploadId) throw new StoreError('Transient', `${this.description}: no upload id returned for '${key}'`);
@@ -309,7 +350,7 @@ export class S3Store implements ObjectStore {
   }
 
   async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<string> {
-    const out = await this.call('upload part', key, () =>
+    const out = await this.call('upload part', key, (abortSignal) =>
       this.client.send(
         new UploadPartCommand({
           Bucket: this.bucket,
@@ -319,13 +360,15 @@ export class S3Store implements ObjectStore {
           Body: body,
           ContentLength: body.length,
         }),
+        { abortSignal },
       ),
+      { bytes: body.length },
     );
     return out.ETag ?? '';
   }
 
   async completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag: string }> {
-    const out = await this.call('complete multipart upload', key, () =>
+    const out = await this.call('complete multipart upload', key, (abortSignal) =>
       this.client.send(
         new CompleteMultipartUploadCommand({
           Bucket: this.bucket,
@@ -333,19 +376,21 @@ export class S3Store implements ObjectStore {
           UploadId: uploadId,
           MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
         }),
+        { abortSignal },
       ),
+      { slow: true },
     );
     return { etag: out.ETag ?? '' };
   }
 
   /** The buckets the credential may list (S3 ListBuckets); AccessDenied when it may not list. */
   async listBuckets(): Promise<string[]> {
-    const out = await this.call('list buckets', '', () => this.client.send(new ListBucketsCommand({})));
+    const out = await this.call('list buckets', '', (abortSignal) => this.client.send(new ListBucketsCommand({}), { abortSignal }));
     return (out.Buckets ?? []).flatMap((bucket) => (bucket.Name ? [bucket.Name] : []));
   }
 
   async uploadPartCopy(key: string, uploadId: string, partNumber: number, source: PartCopySource): Promise<string> {
-    const out = await this.call('copy part', key, () =>
+    const out = await this.call('copy part', key, (abortSignal) =>
       this.client.send(
         new UploadPartCopyCommand({
           Bucket: this.bucket,
@@ -356,15 +401,17 @@ export class S3Store implements ObjectStore {
           CopySourceRange: `bytes=${source.range.start}-${source.range.end}`,
           CopySourceIfMatch: source.ifMatch,
         }),
+        { abortSignal },
       ),
+      { slow: true },
     );
     return out.CopyPartResult?.ETag ?? '';
   }
 
   async abortMultipartUpload(key: string, uploadId: string): Promise<void> {
     try {
-      await this.call('abort multipart upload', key, () =>
-        this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })),
+      await this.call('abort multipart upload', key, (abortSignal) =>
+        this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }), { abortSignal }),
       );
     } catch (error) {
       if (error instanceof StoreError && error.code === 'NotFound') return;
@@ -376,17 +423,37 @@ export class S3Store implements ObjectStore {
     this.client.destroy();
   }
 
-  private async call<T>(operation: string, key: string, send: () => Promise<T>): Promise<T> {
+  /**
+   * Sends one request (the SDK retries it) within its deadline: `bytes` of object data make it
+   * longer, `slow` (a copy or commit whose duration the object's unknown size decides) ten times
+   * longer; `within` is an enclosing deadline's signal, which then bounds it instead.
+   */
+  private async call<T>(
+    operation: string,
+    key: string,
+    send: (abortSignal: AbortSignal) => Promise<T>,
+    limits: { bytes?: number; slow?: boolean; signal?: AbortSignal; within?: AbortSignal } = {},
+  ): Promise<T> {
     this.stats.requests += 1;
     this.stats.byOperation[operation] = (this.stats.byOperation[operation] ?? 0) + 1;
+    const where = key ? `${this.description}/${key}` : this.description;
+    const attempt = async (abortSignal: AbortSignal) => {
+      try {
+        const result = await send(abortSignal);
+        this.countRetries(result, operation, key, 'succeeded');
+        return result;
+      } catch (error) {
+        this.countRetries(error, operation, key, 'failed');
+        throw abortSignal.aborted ? abortSignal.reason : this.translate(error, operation, key);
+      }
+    };
     try {
-      const result = await send();
-      this.countRetries(result, operation, key, 'succeeded');
-      return result;
+      if (limits.within) return await attempt(limits.within);
+      const ms = limits.slow ? this.deadlines.requestMs * SLOW_REQUEST_FACTOR : deadlineMs(this.deadlines, limits.bytes);
+      return await withDeadline(ms, where, attempt, limits.signal);
     } catch (error) {
       this.stats.failures += 1;
-      this.countRetries(error, operation, key, 'failed');
-      throw this.translate(error, operation, key);
+      throw error;
     }
   }
 
@@ -473,4 +540,9 @@ const TLS_CERTIFICATE_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_I
 /** CopySource is a URL path: each key segment is percent-encoded, the slashes kept. */
 function encodeCopySourceKey(key: string): string {
   return key.split('/').map(encodeURIComponent).join('/');
+}
+
+/** How many bytes a get asks for, when it names a range (else the deadline is a metadata one). */
+function rangeBytes(options: GetOptions): number {
+  return options.range ? options.range.end - options.range.start + 1 : 0;
 }

@@ -14,6 +14,7 @@ import type { AwsCredentialIdentityProvider } from '@smithy/types';
 
 import type { Logger } from '../log/logger.js';
 import type { AzureCredential } from './azure-store.js';
+import type { StoreDeadlines } from './deadline.js';
 import type { GcsStoreOptions } from './gcs-store.js';
 import type { ObjectStore, StoreStats } from './object-store.js';
 
@@ -44,6 +45,8 @@ export interface StoreUse {
   /** --max-upload-parts, where the provider's own limit should not apply. */
   maxParts?: number;
   logger?: Logger;
+  /** Overall deadlines of each request (a mount's --request-timeout and --min-transfer-rate). */
+  deadlines?: StoreDeadlines;
 }
 
 /** A store as its callers use it: the interface, plus its account listing, probe, counts and teardown. */
@@ -58,17 +61,17 @@ export interface BuiltStore extends ObjectStore {
 
 export async function createStore(spec: StoreSpec, use: StoreUse): Promise<BuiltStore> {
   const check = use.purpose === 'check';
-  const { credentialDescription, maxConnections, maxParts, logger } = use;
+  const { credentialDescription, maxConnections, maxParts, logger, deadlines } = use;
   switch (spec.provider) {
     case 's3': {
       const { S3Store } = await import('./s3-store.js');
       const { provider: _, ...location } = spec;
-      return new S3Store({ ...location, credentialDescription, maxConnections, maxParts, logger, ...(check ? { maxAttempts: 2, connectTimeoutMs: 3_000 } : {}) });
+      return new S3Store({ ...location, credentialDescription, maxConnections, maxParts, logger, deadlines, ...(check ? { maxAttempts: 2, connectTimeoutMs: 3_000 } : {}) });
     }
     case 'az': {
       const { AzureStore } = await import('./azure-store.js');
       const { provider: _, ...location } = spec;
-      return new AzureStore({ ...location, credentialDescription, maxParts, logger, ...(check ? { maxAttempts: 2, tryTimeoutMs: 10_000 } : {}) });
+      return new AzureStore({ ...location, credentialDescription, maxParts, logger, deadlines, ...(check ? { maxAttempts: 2, tryTimeoutMs: 10_000 } : {}) });
     }
     case 'gs': {
       const { GcsStore } = await import('./gcs-store.js'); // the GCS SDK is large: loaded only when used
@@ -79,6 +82,7 @@ export async function createStore(spec: StoreSpec, use: StoreUse): Promise<Built
         maxParts,
         deleteConcurrency: maxConnections === undefined ? undefined : Math.min(16, maxConnections),
         logger,
+        deadlines,
         ...(check ? { maxRetries: 1, requestTimeoutMs: 15_000 } : {}),
       });
     }

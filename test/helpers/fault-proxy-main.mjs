@@ -12,6 +12,10 @@
 //               connection cleanly: a response cut short without a reset
 //   status      answer with `status` and an S3 XML error `code` (500 InternalError, 503
 //               SlowDown, 403 AccessDenied...) after reading the request body
+//   hang        read the request and never answer (the connection stays open): a store that
+//               stopped answering
+//   stall       pass the response's headers and its first byte on, then nothing more, keeping
+//               the connection open: a store that stopped passing bytes mid-body
 // Every request is counted by rule, so tests can check that retries are bounded.
 
 import { request as httpRequest, createServer } from 'node:http';
@@ -29,6 +33,7 @@ function match(req) {
     if (rule.times !== undefined && rule.used >= rule.times) continue;
     rule.used += 1;
     counts.matched[i] = (counts.matched[i] ?? 0) + 1;
+    process.send({ type: 'matched', rule: i });
     return rule;
   }
   return undefined;
@@ -43,6 +48,15 @@ function forward(req, res, rule) {
     { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
     (answer) => {
       const length = Number(answer.headers['content-length'] ?? 0);
+      if (rule?.action === 'stall') {
+        res.writeHead(answer.statusCode ?? 502, answer.rawHeaders);
+        answer.once('data', (chunk) => {
+          res.write(chunk.subarray(0, 1));
+          answer.pause(); // and nothing more, until the client gives up
+        });
+        res.on('close', () => answer.destroy());
+        return;
+      }
       if (!rule || (rule.action !== 'reset-body' && rule.action !== 'truncate') || length < 2) {
         res.writeHead(answer.statusCode ?? 502, answer.rawHeaders);
         answer.pipe(res);
@@ -82,6 +96,9 @@ const server = createServer((req, res) => {
       else req.socket.resetAndDestroy();
       return;
     }
+    case 'hang':
+      req.resume();
+      return;
     case 'status': {
       req.resume();
       req.on('end', () => {

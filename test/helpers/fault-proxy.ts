@@ -6,7 +6,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { resolve } from 'node:path';
 
-export type FaultAction = 'delay' | 'reset' | 'reset-body' | 'truncate' | 'status';
+export type FaultAction = 'delay' | 'reset' | 'reset-body' | 'truncate' | 'status' | 'hang' | 'stall';
 
 export interface FaultRule {
   action: FaultAction;
@@ -26,6 +26,8 @@ export interface FaultProxy {
   endpoint: string;
   /** Replaces the rules; `[]` passes everything through. */
   set(rules: FaultRule[]): Promise<void>;
+  /** Resolves when a request next matches one of the rules (a hung request has reached the proxy). */
+  nextMatch(): Promise<void>;
   /** Requests seen since start, and matches per rule since the last `set`. */
   counts(): Promise<{ requests: number; matched: number[] }>;
   close(): Promise<void>;
@@ -55,6 +57,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     set: async (rules) => {
       await ask({ type: 'set', rules }, 'ok');
     },
+    nextMatch: () => ask({}, 'matched').then(() => undefined),
     counts: async () => (await ask<{ counts: { requests: number; matched: number[] } }>({ type: 'counts' }, 'counts')).counts,
     close: () =>
       new Promise<void>((done) => {

@@ -3,7 +3,7 @@
  * unmounted whatever happens to the test.
  */
 
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -57,6 +57,18 @@ export async function objmount(args: string[], env: NodeJS.ProcessEnv = testEnv(
     const e = error as { code?: number; stdout?: string; stderr?: string };
     return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
   }
+}
+
+/** Runs the CLI with `input` on its standard input (a secret that must not be an argument). */
+export async function objmountWithInput(args: string[], input: string, env: NodeJS.ProcessEnv = testEnv()): Promise<CliResult> {
+  const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdin.end(input);
+  const code = await new Promise<number>((resolveCode) => child.once('close', (exit) => resolveCode(exit ?? 1)));
+  return { code, stdout, stderr };
 }
 
 export function isMounted(mountpoint: string): boolean {

@@ -13,7 +13,7 @@ import { BlobServiceClient, type ContainerClient, ContainerSASPermissions, Stora
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY, type LocalAzurite, startLocalAzurite } from '../../src/demo/local-azurite.js';
-import { type CliResult, type TestMount, azureTestEnv, forceUnmount, isMounted, mountBucket, objmount } from '../helpers/objmount.js';
+import { type CliResult, type TestMount, azureTestEnv, forceUnmount, isMounted, mountBucket, objmount, objmountWithInput } from '../helpers/objmount.js';
 
 const CONTAINER = 'mounted';
 const MiB = 1024 * 1024;
@@ -275,7 +275,11 @@ describe('stored Azure credentials (objmount creds)', () => {
       { containerName: CONTAINER, permissions: ContainerSASPermissions.parse('racwdl'), expiresOn: new Date(Date.now() + 3_600_000) },
       new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY),
     ).toString();
-    const paired = await objmount(['creds', 'pair', SOURCE, `?${sas}`, '--endpoint', azurite.endpoint], env);
+    // On the command line it is refused, and not repeated.
+    const exposed = await objmount(['creds', 'pair', SOURCE, `?${sas}`, '--endpoint', azurite.endpoint], env);
+    expect(exposed.code).not.toBe(0);
+    expect(exposed.stderr.trim()).toBe('objmount: a SAS on the command line stays in your shell history and in /proc: give it with --sas FILE, or with --sas - on standard input (and think of it as exposed)');
+    const paired = await objmountWithInput(['creds', 'pair', SOURCE, '--sas', '-', '--endpoint', azurite.endpoint], `?${sas}\n`, env);
     expect(paired.stderr).toBe('');
     expect(paired.stdout).toMatch(new RegExp(`paired ${SOURCE} with its SAS, stored as '${AZURITE_ACCOUNT}-${CONTAINER}'`));
     const shown = await objmount(['creds', 'show', `${AZURITE_ACCOUNT}-${CONTAINER}`, '--json'], env);
@@ -288,9 +292,15 @@ describe('stored Azure credentials (objmount creds)', () => {
     } finally {
       await mount.unmount();
     }
-    const wrong = await objmount(['creds', 'pair', `az://${AZURITE_ACCOUNT}/nosuchcontainer`, `?${sas}`, '--endpoint', azurite.endpoint], env);
+    // From a file, and with NAME '-' for standard input.
+    const sasFile = join(mkdtempSync(join(tmpdir(), 'sas-')), 'sas.txt');
+    writeFileSync(sasFile, sas, { mode: 0o600 });
+    const wrong = await objmount(['creds', 'pair', `az://${AZURITE_ACCOUNT}/nosuchcontainer`, '--sas', sasFile, '--endpoint', azurite.endpoint], env);
     expect(wrong.code).not.toBe(0);
     expect(wrong.stderr.trim().split('\n')).toHaveLength(1);
     expect(wrong.stderr).toMatch(/cannot pair az:\/\/devstoreaccount1\/nosuchcontainer with the SAS/);
+    expect(wrong.stderr).not.toContain(sas.slice(sas.indexOf('sig=') + 4));
+    const viaDash = await objmountWithInput(['creds', 'pair', SOURCE, '-', '--endpoint', azurite.endpoint], sas, env);
+    expect(viaDash.stdout, viaDash.stderr).toMatch(/paired .* with its SAS/);
   });
 });

@@ -116,7 +116,20 @@ describe('bad input', () => {
   it('bad option values and a missing command', async () => {
     const mnt = emptyDir('badopts');
     expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt, '--file-mode', 'rwx']), mnt, /--file-mode 'rwx' is not an octal mode/);
-    expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt, '--part-size', 'big']), mnt, /'big' is not a size/);
+    expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt, '--part-size', 'big']), mnt, /--part-size: 'big' is not a size/);
+    // Numbers are checked against their ranges before anything is mounted (--uid abc used to mount, and every stat failed).
+    const badNumbers: Array<[string, string, RegExp]> = [
+      ['--uid', 'abc', /^objmount: --uid must be a whole number from 0 to 4294967294 \(not a number was given\)$/],
+      ['--gid', '-1', /^objmount: --gid must be a whole number from 0 to 4294967294 \(not -1\)$/],
+      ['--metadata-ttl', 'soon', /^objmount: --metadata-ttl must be a number from 0 to \d+ \(not a number was given\)$/],
+      ['--negative-ttl', '-1', /^objmount: --negative-ttl must be a number from 0/],
+      ['--part-size', '1K', /^objmount: --part-size 1K is out of range: use 1M to 5G$/],
+      ['--upload-concurrency', '0', /^objmount: --upload-concurrency must be a whole number from 1 to 256 \(not 0\)$/],
+      ['--max-connections', '2.5', /^objmount: --max-connections must be a whole number from 1 to 4096 \(not 2.5\)$/],
+      ['--request-timeout', '0', /^objmount: --request-timeout must be a number from 0.1 to 86400 \(not 0\)$/],
+      ['--min-transfer-rate', 'fast', /^objmount: --min-transfer-rate: 'fast' is not a size/],
+    ];
+    for (const [flag, value, message] of badNumbers) expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt, flag, value]), mnt, message);
     expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt, '--memory-limit', '16M']), mnt, /--memory-limit 16 MiB is too small for 8 MiB blocks/);
     expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt, '--max-upload-parts', '0']), mnt, /--max-upload-parts must be a whole number from 1 to 10000/);
     expectCleanFailure(await objmount([]), undefined, /name a command/);

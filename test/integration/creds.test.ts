@@ -120,9 +120,20 @@ describe('objmount creds', () => {
     expect(wrong.stderr).not.toContain('not-the-secret');
 
     const bad = join(scratch, 'bad.conf');
-    writeFileSync(bad, '[default]\naws_access_key_id = X\nsecret goes here\n');
+    // A secret key whose '=' is missing: the message names the line, and shows none of it.
+    writeFileSync(bad, '[default]\naws_access_key_id = X\naws_secret_access_key wJalrXUtnFEMIK7MDENG\n');
     const malformed = await objmount(['creds', 'import', bad], env);
-    expect(malformed.stderr.trim()).toBe(`objmount: ${bad}:3: expected 'key = value' or '[section]', found 'secret goes here'`);
+    expect(malformed.stderr.trim()).toBe(`objmount: ${bad}:3: expected 'key = value' or '[section]'`);
+    expect(malformed.stderr).not.toContain('wJalr');
+
+    // A damaged credentials file: where, never what is around the fault (a secret, most likely).
+    const damaged = freshEnv('store-damaged');
+    mkdirSync(damaged.OBJMOUNT_CONFIG_DIR!, { recursive: true, mode: 0o700 });
+    writeFileSync(join(damaged.OBJMOUNT_CONFIG_DIR!, 'credentials.json'), '{"credentials": {"x": {"secretAccessKey": "wJalrXUtnFEMIK7MDENG" x}}}', { mode: 0o600 });
+    const listed = await objmount(['creds', 'list'], damaged);
+    expect(listed.code).not.toBe(0);
+    expect(listed.stderr).toMatch(/credentials.json is damaged \(not valid JSON at character \d+\); move it away/);
+    expect(listed.stderr).not.toMatch(/wJalr|secretAccessKey/);
 
     expect((await objmount(['creds', 'list'], env)).stdout).toMatch(/no credentials/);
     await objmount(['creds', 'import', keyFile('ok.txt', LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY), '--name', 'dup'], env);

@@ -55,6 +55,10 @@ describe('answers from JS', () => {
           if (path === '/throws') throw new Error('op bug');
           if (path === '/not-a-number') return cb('oops');
           if (path === '/not-a-stat') return cb(0, 'stat');
+          // Numbers their C types cannot hold (a cast would be undefined behaviour).
+          if (path === '/huge-uid') return cb(0, { mode: 0o100644, uid: 2 ** 40 });
+          if (path === '/negative-size') return cb(0, { mode: 0o100644, size: -1 });
+          if (path === '/far-mtime') return cb(0, { mode: 0o100644, mtime: 1e20 });
           if (path === '/twice') {
             cb(0, { mode: 0o100644, size: 3 });
             return cb(0, { mode: 0o100644, size: 99 }); // ignored: the first answer stands
@@ -70,6 +74,7 @@ describe('answers from JS', () => {
     expect(thrown).toEqual(['getattr: op bug']);
     expect((await stat('not-a-number')).stderr).toMatch(/Input\/output error/);
     expect((await stat('not-a-stat')).stderr).toMatch(/Input\/output error/);
+    for (const name of ['huge-uid', 'negative-size', 'far-mtime']) expect((await stat(name)).stderr, name).toMatch(/Input\/output error/);
     expect((await stat('twice')).stdout.trim()).toBe('3');
     // ...and the mount keeps serving.
     expect((await sh(`ls -a ${m.mountpoint}`)).code).toBe(0);
@@ -494,5 +499,44 @@ console.log(ops);
     expect(total).toBe(4 * 400 * 4);
     expect(Date.now() - started).toBeLessThan(60_000);
     expect(isMounted(m.mountpoint)).toBe(true);
+  });
+});
+
+describe('interrupts', () => {
+  it('answer an interrupted readdir with EINTR at once, and drop its late answer once the kernel let go of the directory', async () => {
+    const tree = new MemoryTree();
+    tree.nodes.set('/d', { mode: 0o40755, data: Buffer.alloc(0), mtimeMs: Date.now(), atimeMs: Date.now() });
+    tree.file('/d/a', 'a');
+    const ops = tree.operations();
+    let reached!: () => void;
+    const readdirCalled = new Promise<void>((done) => (reached = done));
+    let answer!: () => void;
+    const answerable = new Promise<void>((done) => (answer = done));
+    let released!: () => void;
+    const dirReleased = new Promise<void>((done) => (released = done));
+    let stuck = true;
+    const m = await mount({
+      ...ops,
+      // The first listing of /d hangs until the test lets it answer (a hung store).
+      readdir: (path: string, cb: (code: number, names?: string[]) => void) => {
+        if (path !== '/d' || !stuck) return (ops.readdir as (...a: unknown[]) => void)(path, cb);
+        stuck = false;
+        reached();
+        void answerable.then(() => cb(0, ['a', 'late']));
+      },
+      releasedir: (path: string, _fh: number, cb: (code: number) => void) => {
+        if (path === '/d') released();
+        cb(0);
+      },
+    });
+    const child = spawn('ls', [join(m.mountpoint, 'd')], { stdio: 'ignore' });
+    const exited = new Promise<string>((done) => child.once('exit', (code, signal) => done(signal ?? `exit ${code}`)));
+    await readdirCalled;
+    child.kill('SIGINT');
+    expect(await exited).toBe('SIGINT'); // without the EINTR, ls would wait for the answer
+    expect(m.session.interrupted).toBe(1);
+    await dirReleased; // the kernel closed the directory: its handle is gone
+    answer(); // the late answer must not reach it
+    expect((await sh(`ls ${join(m.mountpoint, 'd')}`)).stdout).toBe('a\n');
   });
 });

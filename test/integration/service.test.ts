@@ -5,7 +5,7 @@
 
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -92,6 +92,31 @@ describe('systemd units', () => {
     const runtime = mkdtempSync(join(scratch, 'xdg-'));
     const user = spawnSyncText('systemd-analyze', ['--user', 'verify', '--man=no', join(dir, 'objmount@user.service')], { XDG_RUNTIME_DIR: runtime });
     expect(user).toEqual({ status: 0, output: '' });
+  });
+
+  it("the system unit's sandbox scores as systemd-analyze security reads it (7.4 before the hardening)", () => {
+    const dir = mkdtempSync(join(scratch, 'security-'));
+    writeFileSync(join(dir, 'objmount@check.service'), readFileSync(join(ROOT, 'systemd', 'objmount@.service')));
+    const { output } = spawnSyncText('systemd-analyze', ['security', '--offline=yes', '--no-pager', join(dir, 'objmount@check.service')]);
+    const score = Number(/Overall exposure level for .*: ([\d.]+)/.exec(output)?.[1]);
+    expect(score, output).toBeLessThanOrEqual(3.5);
+    for (const setting of ['NoNewPrivileges=', 'UMask=', 'RestrictAddressFamilies=~AF_PACKET', 'CapabilityBoundingSet=~CAP_SYS_PTRACE']) {
+      expect(output.split('\n').find((line) => line.includes(setting)), setting).toMatch(/✓/);
+    }
+  });
+
+  it('install-service keeps the configuration directory that holds credentials private (0700)', async () => {
+    const config = join(mkdtempSync(join(scratch, 'etc-')), 'objmount');
+    const installed = await objmount(['install-service', 'private', `s3://${BUCKET}`, '/mnt/private', '--unit-dir', mkdtempSync(join(scratch, 'unit-'))], testEnv({ OBJMOUNT_CONFIG_DIR: config }));
+    expect(installed.code, installed.stderr).toBe(0);
+    expect(statSync(config).mode & 0o777).toBe(0o700);
+    // One made open by hand, with credentials in it, is closed again, and that is said.
+    chmodSync(config, 0o755);
+    writeFileSync(join(config, 'credentials.json'), '{}', { mode: 0o600 });
+    const again = await objmount(['install-service', 'private', `s3://${BUCKET}`, '/mnt/private', '--unit-dir', mkdtempSync(join(scratch, 'unit-'))], testEnv({ OBJMOUNT_CONFIG_DIR: config }));
+    expect(again.code, again.stderr).toBe(0);
+    expect(statSync(config).mode & 0o777).toBe(0o700);
+    expect(again.stdout).toContain(`${config} holds credentials and was open to other users: made it 0700`);
   });
 
   it("install-service writes the instance's configuration; the unit's ExecStart mounts and notifies, ExecStop drains and unmounts", async () => {

@@ -13,7 +13,8 @@ import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
-import { mountBucket, objmount, testEnv } from '../helpers/objmount.js';
+import { plainHttpWarning } from '../../src/daemon/mount.js';
+import { forceUnmount, mountBucket, objmount, testEnv } from '../helpers/objmount.js';
 import { s3Client } from '../helpers/s3-client.js';
 
 const BUCKET = 'tls';
@@ -104,6 +105,51 @@ describe('a store behind a self-signed certificate', () => {
       expect(readFileSync(join(mount.mountpoint, 'via-pairing'), 'utf8')).toBe('paired over TLS');
     } finally {
       await mount.unmount();
+    }
+  });
+
+  it('says on the terminal that TLS is not verified, for --insecure and for a credential imported insecure', async () => {
+    const env = testEnv({ OBJMOUNT_CONFIG_DIR: join(scratch, 'insecure-store'), AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined });
+    const file = join(scratch, 'insecure-gateway.txt');
+    writeFileSync(file, `aws_access_key_id=${LOCAL_S3_ACCESS_KEY}\naws_secret_access_key=${LOCAL_S3_SECRET_KEY}\nendpoint=${endpoint}\n`);
+    expect((await objmount(['creds', 'import', file, '--name', 'insecure-gateway', '--insecure'], env)).code).toBe(0);
+    for (const [name, args, why] of [
+      ['flag', ['--endpoint', endpoint, '--insecure'], /\(--insecure\)/],
+      ['inherited', [], /\(the stored credential says so/],
+    ] as const) {
+      const mnt = mountpoint(`warned-${name}`);
+      const mounted = await objmount(['mount', `s3://${BUCKET}`, mnt, ...args], name === 'flag' ? testEnv() : env);
+      try {
+        expect(mounted.code, mounted.stderr).toBe(0);
+        const warning = mounted.stderr.trim().split('\n');
+        expect(warning).toHaveLength(1);
+        expect(warning[0]).toMatch(/^objmount: warning: TLS certificates of https:\/\/127\.0\.0\.1:\d+ are not verified /);
+        expect(warning[0]).toMatch(why);
+      } finally {
+        await objmount(['unmount', mnt], name === 'flag' ? testEnv() : env);
+        forceUnmount(mnt);
+      }
+    }
+  });
+
+  it('refuses --insecure and --ca-bundle for az:// and gs:// sources, which always verify', async () => {
+    for (const [source, args] of [
+      ['az://account/container', ['--insecure']],
+      ['gs://bucket', ['--ca-bundle', cert]],
+    ] as const) {
+      const result = await objmount(['mount', source, mountpoint(`refused-${source.slice(0, 2)}`), ...args]);
+      expect(result.code).not.toBe(0);
+      expect(result.stderr.trim()).toBe(`objmount: ${args[0]} is for s3:// sources: the ${source.slice(0, 2)}:// backend always verifies TLS with the system's certificates`);
+    }
+  });
+});
+
+describe('credentials over plain http', () => {
+  it('are warned about when the host is not this machine', () => {
+    expect(plainHttpWarning('http://10.1.2.3:9000', 'the signature')).toBe('the signature goes to 10.1.2.3:9000 over plain http: anyone on the path can read it and the data; use https');
+    expect(plainHttpWarning('http://s3.example.com', 'x')).toMatch(/s3\.example\.com over plain http/);
+    for (const quiet of ['https://s3.example.com', 'http://127.0.0.1:9000', 'http://localhost:9000', 'http://[::1]:9000', undefined]) {
+      expect(plainHttpWarning(quiet, 'x')).toBeUndefined();
     }
   });
 });

@@ -129,6 +129,22 @@ describe('attributesOfObject', () => {
     expect(onlyMtime.ctimeMs).toBe(1_600_000_000_000);
   });
 
+  it('takes no number that would not fit its C type: a huge uid, gid, mode or time is a default', () => {
+    const attrs = attributesOfObject(
+      {
+        size: 1,
+        lastModified,
+        metadata: { uid: '99999999999999999999', gid: '4294967295', mode: '999999999999', mtime: '99999999999999999999', atime: '253402300800' },
+      },
+      'file',
+      defaults,
+    );
+    expect(attrs).toMatchObject({ uid: 1000, gid: 1001, mode: S_IFREG | 0o644, mtimeMs: lastModified.getTime(), atimeMs: lastModified.getTime() });
+    // The largest that fit are kept.
+    const edge = attributesOfObject({ size: 1, lastModified, metadata: { uid: '4294967294', mtime: '253402300799' } }, 'file', defaults);
+    expect(edge).toMatchObject({ uid: 4_294_967_294, mtimeMs: 253_402_300_799_000 });
+  });
+
   it('keeps the permission bits and special bits of the stored mode', () => {
     const attrs = attributesOfObject(
       { size: 1, lastModified, metadata: { mode: String(S_IFREG | 0o4755) } },

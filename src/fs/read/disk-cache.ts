@@ -54,6 +54,8 @@ export class DiskCache {
   /** When a write last found the disk full, while it is (undefined: not full). */
   private fullAt?: number;
   corrupt = 0;
+  /** Blocks not written because the disk was full. */
+  skippedFull = 0;
 
   private constructor(private readonly options: DiskCacheOptions) {
     this.blocksDir = join(options.directory, 'blocks');
@@ -132,7 +134,10 @@ export class DiskCache {
    */
   put(version: ObjectVersion, index: number, data: Buffer): void {
     if (data.length > this.options.maxBytes) return;
-    if (this.fullAt !== undefined && Date.now() - this.fullAt < FULL_PAUSE_MS) return;
+    if (this.fullAt !== undefined && Date.now() - this.fullAt < FULL_PAUSE_MS) {
+      this.skippedFull += 1;
+      return;
+    }
     const name = this.nameOf(version, index);
     const header: Header = { store: this.options.store, key: version.key, etag: version.etag, index, length: data.length, crc32: crc32(data) };
     const headerBytes = Buffer.from(JSON.stringify(header));
@@ -161,6 +166,7 @@ export class DiskCache {
             );
           }
           this.fullAt = Date.now();
+          this.skippedFull += 1;
           return;
         }
         this.options.logger.warn(`cache: could not write a block of ${version.key}: ${(error as Error).message}`);
