@@ -148,19 +148,22 @@ describe('random and strided reads', () => {
     expect(gets.every((g) => g.length === 64 * KiB)).toBe(true);
   });
 
-  it('fetch a random read\'s block whole behind it while the budget has free room', async () => {
-    const { data, gets, cache, version, reader: make } = await setup(32 * MiB);
+  it('fetch a random read\'s block and the ones after it whole behind it while the budget has free room', async () => {
+    const { data, gets, cache, version, reader: make } = await setup(64 * MiB); // 16 blocks, room for all
     const reader = make();
     const into = Buffer.alloc(4 * KiB);
     expect(await reader.read(into, 4 * KiB, 2 * BLOCK + 5000)).toBe(4 * KiB);
     expect(into.equals(data.subarray(2 * BLOCK + 5000, 2 * BLOCK + 5000 + 4 * KiB))).toBe(true);
-    await cache.block(version, 2); // on its way or there: no GET of its own
-    expect(gets.map((g) => g.length).sort((a, b) => a - b)).toEqual([4 * KiB, BLOCK]);
-    for (const at of [2 * BLOCK, 3 * BLOCK - 4 * KiB, 2 * BLOCK + 77]) {
+    // Its block and the next ones, 8 at most at once: on their way or there, no GET of their own.
+    const fetched = [2, 3, 4, 5, 6, 7, 8, 9];
+    await Promise.all(fetched.map((index) => cache.block(version, index)));
+    expect(gets.filter((g) => g.length === 4 * KiB)).toHaveLength(1);
+    expect(gets.filter((g) => g.length === BLOCK).map((g) => g.start / BLOCK).sort((a, b) => a - b)).toEqual(fetched);
+    for (const at of [2 * BLOCK, 3 * BLOCK - 4 * KiB, 9 * BLOCK + 77]) {
       expect(await reader.read(into, 4 * KiB, at)).toBe(4 * KiB);
       expect(into.equals(data.subarray(at, at + 4 * KiB))).toBe(true);
     }
-    expect(gets).toHaveLength(2);
+    expect(gets).toHaveLength(1 + fetched.length);
   });
 
   it('fetch a block whole once a random read comes back to it in a full cache; later reads there cost no GET', async () => {

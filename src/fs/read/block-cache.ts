@@ -36,8 +36,9 @@
  * Random reads (`range`): a read whose blocks are neither here nor on their way waits only for a
  * GET of exactly its bytes (a 4 KiB read into a large file waits for 4 KiB, not for a block).
  * Behind it, its block is fetched whole in the background, so the next reads there cost no GET
- * (a read there meanwhile waits for the block rather than adding a GET): at once while
- * the budget has free room (memory nobody uses), else once a random read comes back to the block
+ * (a read there meanwhile waits for the block rather than adding a GET): at once while the
+ * budget has free room (memory nobody uses; the blocks after it too, up to the limit below), else
+ * once a random read comes back to the block
  * (the cache remembers as many blocks read at random as it can hold, least recently read
  * forgotten first), taking room as read-ahead does. A cache that is full so turns into blocks only
  * the regions a program keeps coming back to; remembering no more blocks than fit keeps random
@@ -190,6 +191,12 @@ export class BlockCache {
       const cameBack = this.randomlyRead.get(id) === true && !previous.includes(id);
       this.randomlyRead.set(id, true);
       this.fetchWholeInBackground(version, index, cameBack);
+    }
+    // While memory is free, the blocks after it too: the object is then loaded at the speed of
+    // the connections, not of one block per random read (a program waiting for each read).
+    const after = Math.min(this.blockCount(version), last + 1 + MAX_RANDOM_FETCHES);
+    for (let index = last + 1; index < after && this.randomFetches < MAX_RANDOM_FETCHES; index++) {
+      this.fetchWholeInBackground(version, index, false);
     }
     return this.fetch(version, start, end, true);
   }
