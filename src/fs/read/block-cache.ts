@@ -36,15 +36,16 @@
  * Random reads (`range`): a read whose blocks are neither here nor on their way waits only for a
  * GET of exactly its bytes (a 4 KiB read into a large file waits for 4 KiB, not for a block).
  * Behind it, its block is fetched whole in the background, so the next reads there cost no GET
- * (a read there meanwhile waits for the block rather than adding a GET): at once while the
- * budget has free room (memory nobody uses; the blocks after it too, up to the limit below), else
- * once a random read comes back to the block
- * (the cache remembers as many blocks read at random as it can hold, least recently read
- * forgotten first), taking room as read-ahead does. A cache that is full so turns into blocks only
- * the regions a program keeps coming back to; remembering no more blocks than fit keeps random
- * reads all over an object much larger than the budget from fetching most blocks whole only to
- * evict them before they are read again. At most `MAX_RANDOM_FETCHES` such fetches run at once:
- * GETs run `maxConnections` at a time, and random reads' own small GETs must find one free.
+ * (a read there meanwhile waits for the block rather than adding a GET). While the budget has
+ * free room (memory nobody uses), that happens at once, and the blocks after it are fetched too,
+ * so an object read at random is loaded at the speed of the connections rather than one block
+ * per read. In a full cache it happens once a random read comes back to a block (the cache
+ * remembers as many blocks read at random as it can hold, least recently read forgotten first),
+ * taking room as read-ahead does: the regions a program keeps coming back to become cached.
+ * Remembering no more blocks than fit limits the blocks fetched for random reads all over an
+ * object much larger than the budget to about the budget's share of the object. At most
+ * `MAX_RANDOM_FETCHES` such fetches run at once: GETs run `maxConnections` at a time, and random
+ * reads' own small GETs must find one free.
  */
 
 import { setImmediate as nextTurn } from 'node:timers/promises';
