@@ -6,6 +6,13 @@
  * `StoreError`. Every request has a connect and a socket-idle timeout, and an overall deadline
  * (deadline.ts) that also ends a request the store keeps alive by trickling bytes. Checksums are only sent where S3 requires them, because many
  * S3-compatible stores reject the SDK's default CRC headers.
+ *
+ * CPU per request: a lookup or a random read is one small request, and the daemon's one JS thread
+ * pays the SDK's per-request work for each (bench/request-cpu.mjs). The client resolves each
+ * command's middleware stack once and reuses it (`cacheMiddleware`: no middleware here is added
+ * per request), and two middlewares that do nothing for a mount are removed: the logger's (it
+ * builds a redacted copy of every input and output for a logger that discards it) and Lambda's
+ * trace-header propagation.
  */
 
 import { Agent as HttpAgent } from 'node:http';
@@ -137,6 +144,7 @@ export class S3Store implements ObjectStore {
       followRegionRedirects: true,
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      cacheMiddleware: true,
       requestHandler: new NodeHttpHandler({
         connectionTimeout: options.connectTimeoutMs ?? 5_000,
         requestTimeout: options.idleTimeoutMs ?? 30_000,
@@ -152,6 +160,8 @@ export class S3Store implements ObjectStore {
         }),
       }),
     });
+    this.client.middlewareStack.remove('loggerMiddleware');
+    this.client.middlewareStack.remove('recursionDetectionMiddleware');
   }
 
   /** Checks that the bucket exists and that the credentials may list it. */

@@ -117,25 +117,103 @@ describe('sequential reads', () => {
 });
 
 describe('random and strided reads', () => {
-  it('fetch exactly the bytes asked for: a 4 KiB read is a 4 KiB GET', async () => {
+  /** Fills the cache's memory with blocks of another object, so it has no free room left. */
+  function fill(cache: BlockCache, memoryLimit: number): void {
+    const other: ObjectVersion = { key: 'other', etag: '"other"', size: memoryLimit };
+    for (let index = 0; index < memoryLimit / BLOCK; index++) cache.offer(other, index, randomBytes(BLOCK));
+    expect(cache.memoryUsed).toBe(memoryLimit);
+  }
+
+  it('fetch exactly the bytes asked for when the cache is full: a 4 KiB read is a 4 KiB GET', async () => {
     const size = 32 * MiB;
-    const { data, gets, reader: make } = await setup(size);
+    const { data, gets, cache, reader: make } = await setup(size, { memoryLimit: 4 * BLOCK });
+    fill(cache, 4 * BLOCK);
     const reader = make();
-    const offsets = [9 * MiB + 17, 1 * MiB, 30 * MiB, 4 * MiB - 100, 20 * MiB];
+    const offsets = [9 * MiB + 17, 1 * MiB, 30 * MiB, 16 * MiB - 100, 20 * MiB]; // each into blocks not read before
     for (const at of offsets) {
       const into = Buffer.alloc(4 * KiB);
       expect(await reader.read(into, 4 * KiB, at)).toBe(4 * KiB);
       expect(into.equals(data.subarray(at, at + 4 * KiB))).toBe(true);
     }
     expect(gets.map((g) => g.length)).toEqual(offsets.map(() => 4 * KiB));
+    expect(cache.stats.promoted).toBe(0);
   });
 
-  it('treat a strided pattern as random: no block is fetched for it', async () => {
-    const { gets, reader: make } = await setup(32 * MiB);
+  it('treat a strided pattern as random: no block is fetched for it when the cache is full', async () => {
+    const { gets, cache, reader: make } = await setup(32 * MiB, { memoryLimit: 4 * BLOCK });
+    fill(cache, 4 * BLOCK);
     const reader = make();
     const into = Buffer.alloc(64 * KiB);
-    for (let at = MiB; at < 30 * MiB; at += 3 * MiB) await reader.read(into, into.length, at);
+    for (let at = MiB; at < 30 * MiB; at += 3 * MiB) await reader.read(into, into.length, at); // 2 or 3 reads a block
     expect(gets.every((g) => g.length === 64 * KiB)).toBe(true);
+  });
+
+  it('fetch a random read\'s block and the ones after it whole behind it while the budget has free room', async () => {
+    const { data, gets, cache, version, reader: make } = await setup(64 * MiB); // 16 blocks, room for all
+    const reader = make();
+    const into = Buffer.alloc(4 * KiB);
+    expect(await reader.read(into, 4 * KiB, 2 * BLOCK + 5000)).toBe(4 * KiB);
+    expect(into.equals(data.subarray(2 * BLOCK + 5000, 2 * BLOCK + 5000 + 4 * KiB))).toBe(true);
+    // Its block and the next ones, 8 at most at once: on their way or there, no GET of their own.
+    const fetched = [2, 3, 4, 5, 6, 7, 8, 9];
+    await Promise.all(fetched.map((index) => cache.block(version, index)));
+    expect(gets.filter((g) => g.length === 4 * KiB)).toHaveLength(1);
+    expect(gets.filter((g) => g.length === BLOCK).map((g) => g.start / BLOCK).sort((a, b) => a - b)).toEqual(fetched);
+    for (const at of [2 * BLOCK, 3 * BLOCK - 4 * KiB, 9 * BLOCK + 77]) {
+      expect(await reader.read(into, 4 * KiB, at)).toBe(4 * KiB);
+      expect(into.equals(data.subarray(at, at + 4 * KiB))).toBe(true);
+    }
+    expect(gets).toHaveLength(1 + fetched.length);
+  });
+
+  it('fetch a block whole once a random read comes back to it in a full cache; later reads there cost no GET', async () => {
+    const size = 32 * MiB;
+    const { data, gets, cache, version, reader: make } = await setup(size, { memoryLimit: 4 * BLOCK });
+    fill(cache, 4 * BLOCK);
+    const reader = make();
+    const read = async (at: number) => {
+      const into = Buffer.alloc(4 * KiB);
+      expect(await reader.read(into, 4 * KiB, at)).toBe(4 * KiB);
+      expect(into.equals(data.subarray(at, at + 4 * KiB))).toBe(true);
+    };
+    await read(2 * BLOCK + 5000);
+    await read(5 * BLOCK + 7);
+    expect(gets.map((g) => g.length)).toEqual([4 * KiB, 4 * KiB]); // a region read once: its bytes only
+    await read(2 * BLOCK + 3 * MiB); // back in block 2: its bytes now, the whole block behind them
+    await cache.block(version, 2);
+    for (const at of [2 * BLOCK, 2 * BLOCK + 1234, 3 * BLOCK - 4 * KiB, 2 * BLOCK + 5000]) await read(at);
+    expect(gets.map((g) => g.length).sort((a, b) => a - b)).toEqual([4 * KiB, 4 * KiB, 4 * KiB, BLOCK]);
+    expect(gets.find((g) => g.length === BLOCK)!.start).toBe(2 * BLOCK);
+    expect(cache.stats.promoted).toBe(1);
+    expect(cache.memoryUsed).toBeLessThanOrEqual(4 * BLOCK); // it took an old block's place
+    // Another handle (a program opening the file again) finds it too.
+    const into = Buffer.alloc(4 * KiB);
+    await make().read(into, 4 * KiB, 2 * BLOCK + 99);
+    expect(gets).toHaveLength(4);
+  });
+
+  it('stay within the budget when random reads come back all over an object larger than it', async () => {
+    const limit = 4 * BLOCK;
+    const size = 64 * MiB; // 16 blocks
+    const { data, gets, cache, reader: make } = await setup(size, { memoryLimit: limit });
+    const reader = make();
+    let seed = 42;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    let peak = 0;
+    for (let n = 0; n < 400; n++) {
+      const at = Math.floor(random() * (size - 4 * KiB));
+      const into = Buffer.alloc(4 * KiB);
+      expect(await reader.read(into, 4 * KiB, at)).toBe(4 * KiB);
+      expect(into.equals(data.subarray(at, at + 4 * KiB))).toBe(true);
+      peak = Math.max(peak, cache.memoryUsed);
+    }
+    expect(peak).toBeLessThanOrEqual(limit);
+    // Only blocks come back to while remembered (as many as the budget holds: a quarter of the
+    // object) are fetched whole: far fewer than one per read, each read again on average.
+    expect(cache.stats.promoted).toBeGreaterThan(0);
+    expect(cache.stats.promoted).toBeLessThan(400 / 4);
+    expect(cache.stats.hits).toBeGreaterThan(cache.stats.promoted);
+    expect(gets.filter((g) => g.length === BLOCK).length).toBeLessThanOrEqual(cache.stats.promoted); // the last may be on their way
   });
 
   it('serve a random read from a cached block without a GET', async () => {
@@ -266,7 +344,8 @@ describe('the block cache', () => {
   });
 
   it('surfaces a failed GET without retrying it (the store did) and without poisoning the cache', async () => {
-    const { data, faulty, reader: make } = await setup(8 * MiB, { faulty: true });
+    // Room for one block: the random read below gets no block fetched behind it (which would take a failure).
+    const { data, faulty, reader: make } = await setup(8 * MiB, { faulty: true, memoryLimit: BLOCK });
     faulty.fail('get', { times: 1, code: 'Transient' });
     const into = Buffer.alloc(128 * KiB);
     // One failure only: a second try would have succeeded.

@@ -32,6 +32,20 @@
  * smaller, hotter files (PostgreSQL reads tables larger than a quarter of its buffer pool through a
  * small ring of buffers for the same two reasons). The kernel's page cache keeps the file's pages
  * for a second read (`auto_cache`), and the disk tier, when there is one, keeps its blocks.
+ *
+ * Random reads (`range`): a read whose blocks are neither here nor on their way waits only for a
+ * GET of exactly its bytes (a 4 KiB read into a large file waits for 4 KiB, not for a block).
+ * Behind it, its block is fetched whole in the background, so the next reads there cost no GET
+ * (a read there meanwhile waits for the block rather than adding a GET). While the budget has
+ * free room (memory nobody uses), that happens at once, and the blocks after it are fetched too,
+ * so an object read at random is loaded at the speed of the connections rather than one block
+ * per read. In a full cache it happens once a random read comes back to a block (the cache
+ * remembers as many blocks read at random as it can hold, least recently read forgotten first),
+ * taking room as read-ahead does: the regions a program keeps coming back to become cached.
+ * Remembering no more blocks than fit limits the blocks fetched for random reads all over an
+ * object much larger than the budget to about the budget's share of the object. At most
+ * `MAX_RANDOM_FETCHES` such fetches run at once: GETs run `maxConnections` at a time, and random
+ * reads' own small GETs must find one free.
  */
 
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -75,14 +89,19 @@ export interface BlockCacheStats {
   recycled: number;
   /** Blocks of large objects dropped once a sequential reader was past them (see `passed`). */
   passed: number;
+  /** Blocks fetched whole in the background for random reads (see `range`). */
+  promoted: number;
 }
 
 /** Buffers of passed blocks kept for the next blocks fetched; more are left to the collector. */
 const MAX_SPARES = 4;
 
+/** Blocks fetched whole for random reads at once (fewer than connections: see `range`). */
+const MAX_RANDOM_FETCHES = 8;
+
 export class BlockCache {
   readonly blockSize: number;
-  readonly stats: BlockCacheStats = { hits: 0, diskHits: 0, misses: 0, gets: 0, bytesFetched: 0, skippedReadAhead: 0, recycled: 0, passed: 0 };
+  readonly stats: BlockCacheStats = { hits: 0, diskHits: 0, misses: 0, gets: 0, bytesFetched: 0, skippedReadAhead: 0, recycled: 0, passed: 0, promoted: 0 };
   private readonly memory: LRUCache<string, Buffer>;
   /** Block buffers this cache allocated and the store filled: only these are ever recycled. */
   private readonly own = new WeakSet<Buffer>();
@@ -91,6 +110,12 @@ export class BlockCache {
   private readonly unread = new Set<string>();
   /** Blocks being read ahead that a read has since asked for. */
   private readonly wanted = new Set<string>();
+  /** Blocks that random reads went into (a GET of their bytes only), least recently read first. */
+  private readonly randomlyRead: LRUCache<string, true>;
+  /** Blocks being fetched whole for random reads (see `fetchWholeInBackground`). */
+  private randomFetches = 0;
+  /** The blocks the last random read went into. */
+  private lastRanged: string[] = [];
   /** The block a read asked for last. */
   private lastRead?: string;
   private inflightBytes = 0;
@@ -108,6 +133,9 @@ export class BlockCache {
       sizeCalculation: (block) => Math.max(1, block.length),
       dispose: (_block, id) => this.unread.delete(id),
     });
+    // As many as the budget holds blocks: a block read at random again after more distinct
+    // blocks than that would have been evicted before the read came back, had it been fetched.
+    this.randomlyRead = new LRUCache<string, true>({ max: Math.max(4, Math.floor(this.limit / options.blockSize)) });
     this.queue = new PQueue({ concurrency: options.maxConnections });
     options.budget?.attachCache(this);
   }
@@ -139,8 +167,29 @@ export class BlockCache {
     this.load(version, index, false)?.catch(() => undefined); // the reader that needs it sees the error
   }
 
-  /** Exactly the bytes [start, end) through the GET queue, not cached: a small random read. */
+  /**
+   * Exactly the bytes [start, end) through the GET queue, not cached: a random read whose blocks
+   * are not available. Its blocks may also be fetched whole in the background (see above).
+   */
   async range(version: ObjectVersion, start: number, end: number): Promise<Buffer> {
+    const last = Math.floor((end - 1) / this.blockSize);
+    const previous = this.lastRanged;
+    this.lastRanged = [];
+    for (let index = Math.floor(start / this.blockSize); index <= last; index++) {
+      const id = blockId(version, index);
+      this.lastRanged.push(id);
+      // Back in a block read at random before, after reading elsewhere (a strided or backward
+      // scan moving through a block is not coming back).
+      const cameBack = this.randomlyRead.get(id) === true && !previous.includes(id);
+      this.randomlyRead.set(id, true);
+      this.fetchWholeInBackground(version, index, cameBack);
+    }
+    // While memory is free, the blocks after it too: the object is then loaded at the speed of
+    // the connections, not of one block per random read (a program waiting for each read).
+    const after = Math.min(this.blockCount(version), last + 1 + MAX_RANDOM_FETCHES);
+    for (let index = last + 1; index < after && this.randomFetches < MAX_RANDOM_FETCHES; index++) {
+      this.fetchWholeInBackground(version, index, false);
+    }
     return this.fetch(version, start, end, true);
   }
 
@@ -165,6 +214,27 @@ export class BlockCache {
     if (block.length === this.blockSize && this.own.has(block) && this.spares.length < MAX_SPARES) this.spares.push(block);
   }
 
+  /**
+   * Starts fetching block `index` whole for random reads, without holding up the read that asked
+   * (it has its own ranged GET): when the budget has free room for it, or, when a random read
+   * came back to it, with the room read-ahead may take. At most `MAX_RANDOM_FETCHES` at once, so
+   * random reads' own GETs always find a free connection.
+   */
+  private fetchWholeInBackground(version: ObjectVersion, index: number, cameBack: boolean): void {
+    if (this.randomFetches >= MAX_RANDOM_FETCHES || this.isAvailable(version, index)) return;
+    const length = Math.min(this.blockSize, version.size - index * this.blockSize);
+    if (!cameBack && this.room() < length) return; // a read here once: free room only
+    const loading = this.load(version, index, false, false);
+    if (!loading) return; // no room: a later read here tries again
+    this.randomFetches += 1;
+    this.stats.promoted += 1;
+    this.randomlyRead.delete(blockId(version, index));
+    loading.then(
+      () => (this.randomFetches -= 1),
+      () => (this.randomFetches -= 1), // a read of the block sees the error
+    );
+  }
+
   /** Drops every block from memory (the disk tier keeps its own). */
   clear(): void {
     this.memory.clear();
@@ -176,7 +246,12 @@ export class BlockCache {
     return this.options.budget?.limit ?? this.options.memoryLimit;
   }
 
-  private load(version: ObjectVersion, index: number, demand: boolean): Promise<Buffer> | undefined {
+  /**
+   * Block `index` from memory, disk or the store: for a read that waits for it (`demand`), or
+   * ahead of need, when the budget has room; a block fetched ahead is `unread` until a read asks
+   * for it, unless a read wanted it already (`markUnread` false: a random read's block).
+   */
+  private load(version: ObjectVersion, index: number, demand: boolean, markUnread = !demand): Promise<Buffer> | undefined {
     const id = blockId(version, index);
     if (demand) this.lastRead = id;
     const cached = this.memory.get(id);
@@ -235,7 +310,7 @@ export class BlockCache {
       (data) => {
         this.inflight.delete(id);
         this.memory.set(id, data);
-        if (!demand && !this.wanted.has(id)) this.unread.add(id);
+        if (markUnread && !this.wanted.has(id)) this.unread.add(id);
         this.wanted.delete(id);
       },
       () => {

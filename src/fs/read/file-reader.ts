@@ -10,7 +10,8 @@
  * for the blocks after it, so they are on their way before the program gets there. A read
  * anywhere else is a seek: the window shrinks back, and unless its blocks are already cached
  * (in memory or on disk) or on their way, exactly the bytes asked for are fetched with one ranged
- * GET (a 4 KiB random read costs a 4 KiB GET, not a block).
+ * GET (a 4 KiB random read waits for a 4 KiB GET, not for a block); the cache may fetch the
+ * block whole behind it, for the reads that follow there (`BlockCache.range`).
  *
  * A sequential stream tells the cache which blocks it is past (all but the one just behind the
  * block it reads, which a read arriving out of order may still want): the cache drops those of a
