@@ -19,7 +19,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 
-import { GetObjectCommand, MiB, PutObjectCommand, dropCaches, have, median, peakRssMiB, root, sh, startServer, timed, tools } from './lib.mjs';
+import { GetObjectCommand, MiB, dropCaches, have, median, peakRssMiB, root, sh, startServer, timed, tools } from './lib.mjs';
 
 const SIZE_MIB = Number(process.env.BENCH_MIB ?? 1024);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
