@@ -214,9 +214,10 @@ async function authenticateV3(c: SwiftCredentials, http: SwiftHttp): Promise<Swi
     const message = String((json as { error: { message?: string } }).error.message ?? '').split('\n')[0];
     throw new StoreError('InvalidCredentials', `Keystone at ${c.authUrl}: ${message}: check the user, project and domain names`, 'HTTP 404');
   }
-  if (status === 400) {
-    const message = String((json as { error?: { message?: string } } | undefined)?.error?.message ?? '').split('\n')[0];
-    throw new StoreError('InvalidRequest', `Keystone at ${c.authUrl} refused the request: ${message || 'HTTP 400'}`, 'HTTP 400');
+  // Keystone explains a 400 in JSON ({"error": {"message": ...}}); anything else is not Keystone.
+  const keystoneError = (json as { error?: { message?: string } } | undefined)?.error?.message;
+  if (status === 400 && keystoneError) {
+    throw new StoreError('InvalidRequest', `Keystone at ${c.authUrl} refused the request: ${keystoneError.split('\n')[0]}`, 'HTTP 400');
   }
   const token = header(response, 'x-subject-token');
   const body = (json as { token?: { catalog?: V3Service[]; expires_at?: string } } | undefined)?.token;
