@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { DEFAULTS, MiB, type MountOptions, ROOT_VIEW_WORD, formatSource, parseSource } from '../config/mount-options.js';
 import type { AzureCredentialResolver } from '../creds/azure-credentials.js';
 import type { GcsCredentialResolver } from '../creds/gcs-credentials.js';
+import type { SwiftCredentialResolver } from '../creds/swift-credentials.js';
 import { CredentialError, type CredentialResolver } from '../creds/resolver.js';
 import { readCaBundle } from '../creds/ca-bundle.js';
 import { FileSystem } from '../fs/file-system.js';
@@ -52,6 +53,8 @@ export interface MountDependencies {
   azureResolver?: AzureCredentialResolver;
   /** The stored service-account key of a gs:// bucket, if any (`objmount creds`). */
   gcsResolver?: GcsCredentialResolver;
+  /** Where swift:// sources get their credential (stored credentials, then OS_* of the environment). */
+  swiftResolver?: SwiftCredentialResolver;
   /** The stored pairings (`s3://b`, `az://a/c`, `gs://b` → credential name or 'public'), for the root view. */
   pairings?: () => Promise<Record<string, string>>;
   /**
@@ -87,7 +90,9 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
   const { store, credentialDescription, endpoint, location, probeHints } =
     options.source.provider === 'gs'
       ? await (await import('./gcs-store-factory.js')).openGcsStore(options, logger, await resolveGcs(options, deps))
-      : await openStore(options, deps);
+      : options.source.provider === 'swift'
+        ? await (await import('./swift-store-factory.js')).openSwiftStore(options, logger, deps.swiftResolver)
+        : await openStore(options, deps);
   const cleanups: Array<() => Promise<unknown> | unknown> = [() => store.destroy()];
   const cleanUp = async () => {
     for (const cleanup of cleanups.reverse()) await Promise.resolve().then(cleanup).catch(() => undefined);
