@@ -32,13 +32,26 @@ export interface LocalSwift {
   memcachedPort: number;
   /** Where configuration, the device and the logs are. */
   directory: string;
+  /** With `keystone`: Keystone and the proxy that takes its tokens. */
+  keystone?: {
+    /** `http://127.0.0.1:PORT/v3`. */
+    authUrl: string;
+    /** The proxy of the catalog's object-store endpoint (RegionOne, public and internal). */
+    proxyPort: number;
+  };
   close(): Promise<void>;
 }
 
 export interface LocalSwiftOptions {
-  /** Containers to create once it answers. */
+  /** Containers to create once it answers (through tempauth's account). */
   containers?: string[];
+  /** Also run Keystone (sqlite, templated catalog) and a proxy that takes its tokens; some 15 s more. */
+  keystone?: boolean;
 }
+
+/** Keystone's bootstrap user (swift-node.py): admin of the project admin in the domain Default. Not a secret. */
+export const KEYSTONE_ADMIN_USER = 'admin';
+export const KEYSTONE_ADMIN_PASSWORD = 'admin-password';
 
 /** The Python that has Debian's swift modules (a pyenv or venv python3 on PATH does not). */
 const PYTHON = '/usr/bin/python3';
@@ -47,14 +60,15 @@ export async function startLocalSwift(options: LocalSwiftOptions = {}): Promise<
   if (!existsSync('/usr/lib/python3/dist-packages/swift')) {
     throw new Error('OpenStack Swift is not installed: run scripts/setup (it installs Debian\'s swift-proxy, swift-account, swift-container, swift-object and memcached)');
   }
+  if (options.keystone && !existsSync('/usr/bin/keystone-manage')) throw new Error("Keystone is not installed: run scripts/setup (it installs Debian's python3-keystone)");
   const directory = await mkdtemp(join(tmpdir(), 'objmount-swift-'));
-  const child = spawn(PYTHON, [scriptPath(), directory], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(PYTHON, [scriptPath(), directory, ...(options.keystone ? ['--keystone'] : [])], { stdio: ['pipe', 'pipe', 'pipe'] });
   // If this process ends without close(), its end of the pipe closes and the servers stop; a
   // SIGKILL of the Python parent itself is covered too.
   const orphanGuard = () => child.kill('SIGTERM');
   process.once('exit', orphanGuard);
   child.once('exit', () => process.removeListener('exit', orphanGuard));
-  let ports: { proxy: number; memcached: number };
+  let ports: { proxy: number; memcached: number; keystone?: number; keystoneProxy?: number };
   try {
     ports = await new Promise((resolve, reject) => {
       let output = '';
@@ -80,6 +94,7 @@ export async function startLocalSwift(options: LocalSwiftOptions = {}): Promise<
     port: ports.proxy,
     memcachedPort: ports.memcached,
     directory,
+    ...(ports.keystone && ports.keystoneProxy ? { keystone: { authUrl: `http://127.0.0.1:${ports.keystone}/v3`, proxyPort: ports.keystoneProxy } } : {}),
     close: async () => {
       await stop(child);
       await rm(directory, { recursive: true, force: true });

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A single-node OpenStack Swift on 127.0.0.1, for objmount's tests and benchmarks.
 
-Usage: swift-node.py DIR
+Usage: swift-node.py DIR [--keystone]
 
 Builds one-replica rings and the servers' configuration in DIR, starts memcached (tempauth keeps
 its tokens there), the account, container and object servers and the proxy (tempauth, v1 auth,
@@ -9,6 +9,13 @@ SLO, DLO, bulk, copy), each a plain process on a port the kernel picked, checks 
 healthcheck, and prints one line of JSON to stdout: {"proxy": PORT, "memcached": PORT}. It then
 waits until its standard input closes (the parent ended, whatever the way) or SIGTERM, and stops
 every server.
+
+With --keystone it also runs Keystone (Debian's python3-keystone: sqlite, fernet tokens, a
+templated catalog naming the second proxy below as the object-store endpoint of RegionOne,
+bootstrapped with admin/admin-password in the project admin) and a second proxy that takes
+Keystone tokens (authtoken + keystoneauth, operator roles admin and member); the JSON line then
+also has "keystone" and "keystoneProxy". Keystone's set-up (db_sync, fernet_setup, bootstrap)
+takes some 15 s of CPU, which is why the Keystone tests run apart (scripts/test-keystone).
 
 Everything lives under DIR: configuration, rings, the device (DIR/srv/d1), logs (DIR/*.log).
 Swift keeps object metadata in user xattrs, so DIR must be on a file system that has them (ext4,
@@ -103,6 +110,57 @@ def write_configs(directory, ports):
                     ('tempurl', 'tempurl'), ('copy', 'copy'), ('slo', 'slo'), ('dlo', 'dlo'))))
 
 
+KEYSTONE_ADMIN_PASSWORD = 'admin-password'
+
+
+def write_keystone_configs(directory, ports):
+    keystone = os.path.join(directory, 'keystone')
+    for sub in ('fernet', 'credential'):
+        os.makedirs(os.path.join(keystone, sub), exist_ok=True)
+    with open(os.path.join(keystone, 'keystone.conf'), 'w') as f:
+        f.write(f'[DEFAULT]\nuse_stderr = true\n\n[database]\nconnection = sqlite:///{keystone}/keystone.db\n\n'
+                '[token]\nprovider = fernet\nexpiration = 3600\n\n'
+                f'[fernet_tokens]\nkey_repository = {keystone}/fernet\n\n'
+                f'[credential]\nkey_repository = {keystone}/credential\n\n'
+                f'[catalog]\ndriver = templated\ntemplate_file = {keystone}/catalog.templates\n')
+    swift_url = f'http://127.0.0.1:{ports["keystone-proxy"]}/v1/AUTH_$(tenant_id)s'
+    with open(os.path.join(keystone, 'catalog.templates'), 'w') as f:
+        # authtoken finds Keystone through the internal identity endpoint.
+        f.write(f'catalog.RegionOne.identity.publicURL = http://127.0.0.1:{ports["keystone"]}/v3\n'
+                f'catalog.RegionOne.identity.internalURL = http://127.0.0.1:{ports["keystone"]}/v3\n'
+                'catalog.RegionOne.identity.name = Identity\n'
+                f'catalog.RegionOne.object-store.publicURL = {swift_url}\n'
+                f'catalog.RegionOne.object-store.internalURL = {swift_url}\n'
+                'catalog.RegionOne.object-store.name = Swift\n')
+    auth_url = f'http://127.0.0.1:{ports["keystone"]}/v3'
+    with open(os.path.join(directory, 'proxy-server.conf')) as f:
+        proxy = f.read()
+    proxy = (proxy.replace(f'bind_port = {ports["proxy"]}', f'bind_port = {ports["keystone-proxy"]}')
+             .replace(' tempauth ', ' authtoken keystoneauth ')
+             + f'[filter:authtoken]\npaste.filter_factory = keystonemiddleware.auth_token:filter_factory\n'
+               f'www_authenticate_uri = {auth_url}\nauth_url = {auth_url}\nauth_type = password\n'
+               'project_domain_name = Default\nuser_domain_name = Default\nproject_name = admin\n'
+               f'username = admin\npassword = {KEYSTONE_ADMIN_PASSWORD}\ndelay_auth_decision = True\n'
+               f'memcached_servers = 127.0.0.1:{ports["memcached"]}\n\n'
+               '[filter:keystoneauth]\nuse = egg:swift#keystoneauth\noperator_roles = admin, member\n')
+    with open(os.path.join(directory, 'keystone-proxy-server.conf'), 'w') as f:
+        f.write(proxy)
+
+
+def set_up_keystone(directory):
+    """keystone-manage's three steps, one after the other (each is its own process)."""
+    keystone = os.path.join(directory, 'keystone')
+    manage = ['keystone-manage', '--config-file', os.path.join(keystone, 'keystone.conf')]
+    user = ['--keystone-user', str(os.getuid()), '--keystone-group', str(os.getgid())]
+    with open(os.path.join(keystone, 'manage.log'), 'w') as log:
+        for step in (['db_sync'], ['fernet_setup', *user], ['credential_setup', *user],
+                     ['bootstrap', '--bootstrap-password', KEYSTONE_ADMIN_PASSWORD, '--bootstrap-username', 'admin',
+                      '--bootstrap-project-name', 'admin', '--bootstrap-role-name', 'admin',
+                      '--bootstrap-region-id', 'RegionOne']):
+            if subprocess.run([*manage, *step], stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=keystone).returncode != 0:
+                raise RuntimeError(f'keystone-manage {step[0]} failed (log: {keystone}/manage.log)')
+
+
 def serve(directory, kind):
     """The body of one server process: Swift's run_wsgi, with swift.conf taken from DIR."""
     if kind == 'proxy':
@@ -112,21 +170,22 @@ def serve(directory, kind):
     from swift.common import utils
     utils.SWIFT_CONF_FILE = os.path.join(directory, 'swift.conf')
     from swift.common.wsgi import run_wsgi
-    sys.exit(run_wsgi(os.path.join(directory, f'{kind}-server.conf'), f'{kind}-server', verbose=True))
+    section = 'proxy-server' if kind.endswith('proxy') else f'{kind}-server'
+    sys.exit(run_wsgi(os.path.join(directory, f'{kind}-server.conf'), section, verbose=True))
 
 
-def wait_healthy(port, process, what, deadline):
+def wait_healthy(port, process, what, deadline, path='/healthcheck'):
     while True:
         if process.poll() is not None:
             raise RuntimeError(f'{what} exited with code {process.returncode}')
         try:
-            with urllib.request.urlopen(f'http://127.0.0.1:{port}/healthcheck', timeout=2) as response:
+            with urllib.request.urlopen(f'http://127.0.0.1:{port}{path}', timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f'{what} did not answer on port {port} within 60 s')
+            raise RuntimeError(f'{what} did not answer on port {port} in time')
         time.sleep(0.05)
 
 
@@ -134,15 +193,18 @@ def main():
     if len(sys.argv) == 4 and sys.argv[1] == 'serve':
         serve(sys.argv[2], sys.argv[3])
         return
-    if len(sys.argv) != 2:
-        sys.exit('usage: swift-node.py DIR')
+    with_keystone = sys.argv[2:] == ['--keystone']
+    if len(sys.argv) != 2 and not with_keystone:
+        sys.exit('usage: swift-node.py DIR [--keystone]')
     directory = os.path.abspath(sys.argv[1])
     os.makedirs(os.path.join(directory, 'srv', 'd1'), exist_ok=True)
     check_xattrs(os.path.join(directory, 'srv', 'd1'))
-    ports = {name: free_port() for name in (*SERVERS, 'memcached')}
+    ports = {name: free_port() for name in (*SERVERS, 'memcached', *(('keystone', 'keystone-proxy') if with_keystone else ()))}
     with open(os.path.join(directory, 'ports.json'), 'w') as f:
         json.dump(ports, f)
     write_configs(directory, ports)
+    if with_keystone:
+        write_keystone_configs(directory, ports)
     # eventlet's green DNS (dnspython) doubles each server's start-up, and only 127.0.0.1 is used.
     environment = {**os.environ, 'EVENTLET_NO_GREENDNS': 'yes'}
 
@@ -173,13 +235,33 @@ def main():
                                              stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=environment,
                                              preexec_fn=die_with_parent)
             children.append(started[kind])
-        deadline = time.monotonic() + 60
+        if with_keystone:
+            set_up_keystone(directory)
+            log = open(os.path.join(directory, 'keystone', 'server.log'), 'w')
+            keystone_env = {**environment, 'OS_KEYSTONE_CONFIG_FILES': os.path.join(directory, 'keystone', 'keystone.conf')}
+            started['keystone'] = subprocess.Popen(['keystone-wsgi-public', '--host', '127.0.0.1', '--port', str(ports['keystone'])],
+                                                   stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=keystone_env,
+                                                   cwd=os.path.join(directory, 'keystone'), preexec_fn=die_with_parent)
+            children.append(started['keystone'])
+        deadline = time.monotonic() + 300
         for kind in SERVERS:
             wait_healthy(ports[kind], started[kind], f'swift {kind} server (log: {directory}/{kind}.log)', deadline)
+        if with_keystone:
+            # The proxy has built the rings this one reads.
+            log = open(os.path.join(directory, 'keystone-proxy.log'), 'w')
+            started['keystone-proxy'] = subprocess.Popen([sys.executable, __file__, 'serve', directory, 'keystone-proxy'],
+                                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=environment,
+                                                         preexec_fn=die_with_parent)
+            children.append(started['keystone-proxy'])
+            wait_healthy(ports['keystone'], started['keystone'], f'keystone (log: {directory}/keystone/server.log)', deadline, '/v3')
+            wait_healthy(ports['keystone-proxy'], started['keystone-proxy'], f'the Keystone proxy (log: {directory}/keystone-proxy.log)', deadline)
     except Exception as error:  # noqa: BLE001 - any failure to start is reported in one line
         print(f'swift-node: {error}', file=sys.stderr)
         stop()
-    print(json.dumps({'proxy': ports['proxy'], 'memcached': ports['memcached']}), flush=True)
+    answer = {'proxy': ports['proxy'], 'memcached': ports['memcached']}
+    if with_keystone:
+        answer.update(keystone=ports['keystone'], keystoneProxy=ports['keystone-proxy'])
+    print(json.dumps(answer), flush=True)
     # Until the parent goes away: its end of stdin closes however it ends.
     threading.Thread(target=lambda: (sys.stdin.read(), stop()), daemon=True).start()
     while True:
