@@ -31,6 +31,8 @@ export interface HttpRequest {
   url: string;
   headers?: Record<string, string>;
   body?: Buffer;
+  /** Silence allowed on the socket for this request, instead of the client's idle timeout. */
+  idleTimeoutMs?: number;
 }
 
 /** A failure below HTTP (refused, reset, timed out, TLS): `code` is Node's (ECONNREFUSED...). */
@@ -78,7 +80,8 @@ export class SwiftHttp {
       if (request.body) headers['content-length'] = String(request.body.length);
       else if (request.method === 'PUT' || request.method === 'POST') headers['content-length'] = '0';
       const req = (https ? httpsRequest : httpRequest)(url, { method: request.method, headers, agent: https ? this.https : this.http });
-      req.setTimeout(this.idleTimeoutMs, () => req.destroy(Object.assign(new Error(`no answer within ${this.idleTimeoutMs / 1000} s`), { code: 'ETIMEDOUT' })));
+      const idle = request.idleTimeoutMs ?? this.idleTimeoutMs;
+      req.setTimeout(idle, () => req.destroy(Object.assign(new Error(`no answer within ${idle / 1000} s`), { code: 'ETIMEDOUT' })));
       req.once('response', (response) => {
         // The idle timeout keeps watching the body: a stalled body fails the read, not the process.
         response.once('error', () => {});

@@ -82,6 +82,11 @@ const DELETE_CONCURRENCY = 16;
 /** Empty objects of a listing asked about at once (DLO manifests look empty in listings). */
 const HEAD_CONCURRENCY = 8;
 const RETRYABLE_STATUS = new Set([408, 429, 498, 500, 502, 503, 504]);
+/**
+ * How long a server-side copy or an SLO manifest PUT may go without a byte: Swift answers a copy
+ * only once it has copied (up to 5 GiB), and a manifest once it has checked every segment.
+ */
+const SLOW_REQUEST_IDLE_MS = 15 * 60_000;
 const RETRYABLE_NETWORK = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'ECONNABORTED', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 interface SwiftRequest {
@@ -97,6 +102,8 @@ interface SwiftRequest {
   allow?: number[];
   /** A copy: a 404 is the source's, not the container's. */
   copies?: boolean;
+  /** The server works before it answers (a copy, a manifest's check of its segments): silence allowed. */
+  slow?: boolean;
 }
 
 interface PendingUpload {
@@ -264,7 +271,7 @@ export class SwiftStore implements ObjectStore {
     const headers: Record<string, string> = { 'x-copy-from': `/${encodeURIComponent(this.options.container)}/${encodeKey(from)}` };
     if (options?.metadata) Object.assign(headers, { 'x-fresh-metadata': 'true' }, this.objectHeaders(options));
     // A copied SLO becomes a plain object with its bytes (up to 5 GiB): the two never share segments.
-    const response = await this.call('copy', { method: 'PUT', key: destinationKey, headers, copies: true });
+    const response = await this.call('copy', { method: 'PUT', key: destinationKey, headers, copies: true, slow: true });
     discard(response);
     this.kinds.set(destinationKey, 'plain');
     await this.dropSegments(destinationKey, replaced);
@@ -344,7 +351,7 @@ export class SwiftStore implements ObjectStore {
       range: `bytes=${source.range.start}-${source.range.end}`,
       'if-match': source.ifMatch,
     };
-    const response = await this.call('copy part', { method: 'PUT', container: this.segmentContainer, key: name, headers, copies: true });
+    const response = await this.call('copy part', { method: 'PUT', container: this.segmentContainer, key: name, headers, copies: true, slow: true });
     discard(response);
     const etag = quoted(header(response, 'etag'));
     upload.parts.set(partNumber, { name, etag, size: source.range.end - source.range.start + 1 });
@@ -369,6 +376,7 @@ export class SwiftStore implements ObjectStore {
       query: { 'multipart-manifest': 'put' },
       headers: { ...this.objectHeaders(upload.options), 'content-type': upload.options.contentType ?? 'application/octet-stream' },
       body: Buffer.from(JSON.stringify(manifest)),
+      slow: true,
     });
     discard(response);
     this.uploads.delete(uploadId);
@@ -468,7 +476,13 @@ export class SwiftStore implements ObjectStore {
       }
       let response: IncomingMessage;
       try {
-        response = await this.http.send({ method: request.method, url: this.urlOf(token.storageUrl, request), headers: { ...request.headers, 'x-auth-token': token.token }, body: request.body });
+        response = await this.http.send({
+          method: request.method,
+          url: this.urlOf(token.storageUrl, request),
+          headers: { ...request.headers, 'x-auth-token': token.token },
+          body: request.body,
+          idleTimeoutMs: request.slow ? SLOW_REQUEST_IDLE_MS : undefined,
+        });
       } catch (error) {
         const code = error instanceof NetworkError ? error.code : undefined;
         if (code && RETRYABLE_NETWORK.has(code) && attempt < maxAttempts) {
