@@ -68,7 +68,10 @@ export class StoredSwiftResolver implements SwiftCredentialResolver {
   }
 }
 
-/** The containers a Swift credential lists ('denied' when it may not), and a container's probe, for `objmount creds`. */
+/**
+ * The containers a Swift credential lists ('denied' when it may not) but for the segment
+ * containers of the others, and a container's probe, for `objmount creds`.
+ */
 export function swiftAccountClient(credentials: SwiftCredentials, name: string): { listBuckets(): Promise<string[] | 'denied'>; probe(container: string): Promise<void> } {
   const open = (container: string) =>
     new SwiftStore({ container, credentials, credentialDescription: `credential '${name}' (${describeSwiftCredentials(credentials)})`, maxAttempts: 2, idleTimeoutMs: 15_000 });
@@ -76,7 +79,9 @@ export function swiftAccountClient(credentials: SwiftCredentials, name: string):
     async listBuckets() {
       const store = open('');
       try {
-        return await store.listContainers();
+        // `<container>_segments` holds another container's large-object segments, not files.
+        const names = await store.listContainers();
+        return names.filter((name) => !(name.endsWith('_segments') && names.includes(name.slice(0, -'_segments'.length))));
       } catch (error) {
         if (isStoreError(error, 'AccessDenied')) return 'denied'; // a user who only has container ACLs
         throw error;

@@ -255,8 +255,10 @@ function pickEndpoint(endpoints: Endpoint[], c: SwiftCredentials, project: strin
   const fits = endpoints.filter((e) => e.interface === kind && (!c.region || e.region === c.region));
   const regions = [...new Set(fits.map((e) => e.region))];
   if (fits.length === 0 || regions.length > 1) {
-    const what = `an object-store (Swift) endpoint for ${c.region ? `region '${c.region}'` : 'any region'} and interface '${kind}'`;
-    const why = fits.length === 0 ? `has no ${what}` : `has ${what} in several regions (${regions.join(', ')})`;
+    const why =
+      fits.length === 0
+        ? `has no object-store (Swift) endpoint for ${c.region ? `region '${c.region}'` : 'any region'} and interface '${kind}'`
+        : `has object-store (Swift) endpoints for interface '${kind}' in several regions (${regions.join(', ')})`;
     throw new StoreError('InvalidRequest', `the service catalog of ${project} ${why} (it offers: ${offered}): set the region (OS_REGION_NAME) or the interface (OS_INTERFACE)`);
   }
   return fits[0]!.url;

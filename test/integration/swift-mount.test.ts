@@ -165,6 +165,46 @@ describe('a mounted Swift container', () => {
   });
 });
 
+describe('interop with rclone and the swift client on one container', () => {
+  const rclone = (args: string[]) =>
+    execFileSync('rclone', ['--config', '/dev/null', '--swift-auth', swift.authUrl, '--swift-user', SWIFT_TEST_USER, '--swift-key', SWIFT_TEST_KEY, '--swift-auth-version', '1', ...args], {
+      encoding: 'buffer',
+      maxBuffer: 64 * MiB,
+    });
+
+  it('reads a tree rclone wrote (its chunked large file too), and rclone and swift read what objmount wrote (an SLO too)', async () => {
+    const tree = join(scratch, 'rclone-tree');
+    mkdirSync(join(tree, 'sub'), { recursive: true });
+    const chunked = randomBytes(5 * MiB + 3);
+    writeFileSync(join(tree, 'chunked.bin'), chunked);
+    writeFileSync(join(tree, 'sub/small.txt'), 'from rclone');
+    rclone(['copy', '--swift-chunk-size', '1M', tree, `:swift:${CONTAINER}/interop/from-rclone`]);
+    expect((await raw('HEAD', `${CONTAINER}/interop/from-rclone/chunked.bin`)).headers.get('x-object-manifest')).toBeTruthy(); // a DLO
+
+    const written = randomBytes(9 * MiB + 1);
+    const mount = await mountBucket('', `${SOURCE}/interop`, ['--part-size', '4M'], swiftEnv());
+    try {
+      const mnt = mount.mountpoint;
+      expect(readdirSync(join(mnt, 'from-rclone')).sort()).toEqual(['chunked.bin', 'sub']);
+      expect(statSync(join(mnt, 'from-rclone/chunked.bin')).size).toBe(chunked.length);
+      expect(sha(readFileSync(join(mnt, 'from-rclone/chunked.bin')))).toBe(sha(chunked));
+      expect(readFileSync(join(mnt, 'from-rclone/sub/small.txt'), 'utf8')).toBe('from rclone');
+      // rclone's mtime (X-Object-Meta-Mtime) is the file's mtime here.
+      expect(Math.round(statSync(join(mnt, 'from-rclone/sub/small.txt')).mtimeMs / 1000)).toBe(Math.round(statSync(join(tree, 'sub/small.txt')).mtimeMs / 1000));
+      writeFileSync(join(mnt, 'from-objmount.bin'), written);
+      writeFileSync(join(mnt, 'small.txt'), 'from objmount');
+    } finally {
+      await mount.unmount();
+    }
+    expect((await raw('HEAD', `${CONTAINER}/interop/from-objmount.bin`)).headers.get('x-static-large-object')).toBe('True');
+    expect(sha(rclone(['cat', `:swift:${CONTAINER}/interop/from-objmount.bin`]))).toBe(sha(written));
+    expect(rclone(['cat', `:swift:${CONTAINER}/interop/small.txt`]).toString()).toBe('from objmount');
+    const downloaded = join(scratch, 'downloaded.bin');
+    execFileSync('/usr/bin/swift', ['-A', swift.authUrl, '-U', SWIFT_TEST_USER, '-K', SWIFT_TEST_KEY, 'download', CONTAINER, 'interop/from-objmount.bin', '-o', downloaded]);
+    expect(sha(readFileSync(downloaded))).toBe(sha(written));
+  });
+});
+
 /** Runs the CLI with `input` on its standard input. */
 function objmountWithInput(args: string[], input: string, env: NodeJS.ProcessEnv): CliResult {
   const result = spawnSync(process.execPath, [CLI, ...args], { input, env, encoding: 'utf8', timeout: 60_000 });
@@ -191,16 +231,17 @@ describe('Swift credentials', () => {
     );
     const imported = objmountWithInput(['creds', 'import', rc, '--name', 'rc'], `${SWIFT_TEST_KEY}\n`, env);
     expect(imported.code, imported.stderr).toBe(0);
-    expect(imported.stdout).toMatch(/Imported 'rc' \(Swift user 'test:tester' \(auth v1\).*Detected 2 buckets, paired 2: mounted, mounted_segments/);
+    expect(imported.stdout).toMatch(/Imported 'rc' \(Swift user 'test:tester' \(auth v1\).*Detected 1 bucket, paired 1: mounted$/m);
     const list = await objmount(['creds', 'show', 'rc', '--json'], env);
-    expect(JSON.parse(list.stdout)).toMatchObject({ provider: 'swift', key: '********', buckets: ['swift://mounted', 'swift://mounted_segments'] });
+    // mounted_segments holds mounted's segments: it is not paired.
+    expect(JSON.parse(list.stdout)).toMatchObject({ provider: 'swift', key: '********', buckets: ['swift://mounted'] });
     expect(list.stdout + (await objmount(['creds', 'list'], env)).stdout).not.toContain(SWIFT_TEST_KEY);
     const verify = await objmount(['creds', 'verify', 'rc'], env);
-    expect(verify.stdout).toMatch(/rc: authenticates, lists 2 bucket\(s\); mounted ok; mounted_segments ok/);
+    expect(verify.stdout).toMatch(/rc: authenticates, lists 1 bucket\(s\); mounted ok/);
 
     const root = await mountBucket('', '', [], env);
     try {
-      expect(readdirSync(join(root.mountpoint, 'swift')).sort()).toEqual(['mounted', 'mounted_segments']);
+      expect(readdirSync(join(root.mountpoint, 'swift'))).toEqual(['mounted']);
       expect(readFileSync(join(root.mountpoint, 'swift/mounted/hello.txt'), 'utf8')).toBe('hello swift\n');
     } finally {
       await root.unmount();
