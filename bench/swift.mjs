@@ -10,7 +10,9 @@
  *
  * Client write: `swift upload --use-slo --segment-size 8M --segment-threads 8` (an SLO of 8 MiB
  * segments, 8 at once: what objmount's uploader does by default). Client read: `swift download`
- * to /dev/null (one streamed GET). Mount write: dd bs=1M into a new file; the time until dd
+ * to /dev/null (one streamed GET). The swift client is Python and spends CPU of its own, so the
+ * API is also driven directly from Node (fetch): PUT of 8 MiB segments 8 at once and the SLO
+ * manifest; GETs of 8 MiB ranges 8 at once, as the mount reads. Mount write: dd bs=1M into a new file; the time until dd
  * exits (sync mode: the manifest is in place). Mount read: dd bs=1M to /dev/null on a fresh
  * mount, page cache dropped. objmount runs with --memory-limit 1G. Every Swift server is one
  * process (workers = 0), and the object server writes to the disk under $TMPDIR: both clients
@@ -18,7 +20,7 @@
  */
 
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -41,6 +43,21 @@ const mount = () =>
   mountForeground(process.execPath, [join(root, 'bin/objmount.js'), 'mount', `swift://${CONTAINER}`, '--foreground', '--log-level', 'warn', '--memory-limit', '1G'], env);
 const rate = (seconds) => SIZE / MiB / seconds;
 
+const directWrite = [];
+const directRead = [];
+const token = (await fetch(swift.authUrl, { headers: { 'x-auth-user': SWIFT_TEST_USER, 'x-auth-key': SWIFT_TEST_KEY } })).headers.get('x-auth-token');
+const api = (path, init = {}) => fetch(`${swift.storageUrl}/${path}`, { ...init, headers: { 'x-auth-token': token, ...init.headers } });
+await api(`${CONTAINER}_segments`, { method: 'PUT' });
+const SEGMENT = 8 * MiB;
+const segments = Math.ceil(SIZE / SEGMENT);
+/** Runs `task(i)` for i in [0, count), `width` at once. */
+async function parallel(count, width, task) {
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    for (let i = next++; i < count; i = next++) await task(i);
+  }));
+}
+const sourceBytes = readFileSync(source);
 const clientWrite = [];
 const clientRead = [];
 const mountWrite = [];
@@ -52,6 +69,31 @@ for (let run = 0; run < RUNS; run++) {
   dropCaches();
   clientRead.push(await timed(async () => client('download', CONTAINER, name, '-o', '/dev/null')));
   client('delete', CONTAINER, name);
+
+  const direct = `direct-${run}.bin`;
+  const manifest = [];
+  directWrite.push(
+    await timed(async () => {
+      await parallel(segments, 8, async (i) => {
+        const body = sourceBytes.subarray(i * SEGMENT, Math.min(SIZE, (i + 1) * SEGMENT));
+        const response = await api(`${CONTAINER}_segments/${direct}/${String(i).padStart(8, '0')}`, { method: 'PUT', body });
+        manifest[i] = { path: `/${CONTAINER}_segments/${direct}/${String(i).padStart(8, '0')}`, etag: response.headers.get('etag'), size_bytes: body.length };
+      });
+      const done = await api(`${CONTAINER}/${direct}?multipart-manifest=put`, { method: 'PUT', body: JSON.stringify(manifest) });
+      if (!done.ok) throw new Error(`manifest: HTTP ${done.status}`);
+    }),
+  );
+  dropCaches();
+  directRead.push(
+    await timed(() =>
+      parallel(segments, 8, async (i) => {
+        const end = Math.min(SIZE, (i + 1) * SEGMENT) - 1;
+        const response = await api(`${CONTAINER}/${direct}`, { headers: { range: `bytes=${i * SEGMENT}-${end}` } });
+        await response.arrayBuffer();
+      }),
+    ),
+  );
+  await api(`${CONTAINER}/${direct}?multipart-manifest=delete`, { method: 'DELETE' });
 
   const writer = await mount();
   mountWrite.push(await timed(() => sh(`dd if=${source} of=mount-${run}.bin bs=1M status=none`, writer.dir)));
@@ -70,7 +112,9 @@ console.log(`\nSwift 2.30 single node (tempauth, one process per server), ${SIZE
 console.log('| client | write MB/s | read MB/s |');
 console.log('| --- | ---: | ---: |');
 console.log(row('swift client 4.1 (SLO, 8 MiB segments, 8 at once)', clientWrite, clientRead));
+console.log(row('the API from Node (fetch; 8 MiB segments / ranges, 8 at once)', directWrite, directRead));
 console.log(row('objmount (dd bs=1M)', mountWrite, mountRead));
-console.log(`| ratio objmount / client | ${(median(clientWrite) / median(mountWrite)).toFixed(2)} | ${(median(clientRead) / median(mountRead)).toFixed(2)} |`);
+console.log(`| ratio objmount / swift client | ${(median(clientWrite) / median(mountWrite)).toFixed(2)} | ${(median(clientRead) / median(mountRead)).toFixed(2)} |`);
+console.log(`| ratio objmount / API from Node | ${(median(directWrite) / median(mountWrite)).toFixed(2)} | ${(median(directRead) / median(mountRead)).toFixed(2)} |`);
 console.log(`\ndaemon CPU per GiB read: ${((median(mountReadCpu) * 1024) / SIZE_MIB).toFixed(1)} s; load average at the end: ${loadavg()[0].toFixed(1)}`);
 process.exit(0);

@@ -12,6 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type LocalSwift, SWIFT_TEST_KEY, SWIFT_TEST_USER, startLocalSwift, swiftToken } from '../../src/demo/local-swift.js';
 import { listAll } from '../../src/storage/object-store.js';
+import { SwiftSession } from '../../src/storage/swift-auth.js';
+import { type HttpRequest, SwiftHttp } from '../../src/storage/swift-http.js';
 import { SwiftStore, type SwiftStoreOptions } from '../../src/storage/swift-store.js';
 
 const CONTAINER = 'store';
@@ -83,6 +85,33 @@ describe('SwiftStore', () => {
     await store.put('token/b', Buffer.from('after'));
     expect(store.stats.failures).toBe(failuresBefore);
     token = await swiftToken(swift.authUrl, SWIFT_TEST_USER, SWIFT_TEST_KEY);
+  });
+
+  it('renews the token a minute before the expiry the server announced, once for all who ask', async () => {
+    const sent: string[] = [];
+    const http = new (class extends SwiftHttp {
+      override send(request: HttpRequest) {
+        sent.push(request.url);
+        return super.send(request);
+      }
+    })();
+    let clock = Date.now();
+    const session = new SwiftSession({ authUrl: swift.authUrl, user: SWIFT_TEST_USER, key: SWIFT_TEST_KEY }, http, () => clock);
+    try {
+      const first = await session.token();
+      expect(first.storageUrl).toBe(swift.storageUrl);
+      expect(first.expiresAt).toBeGreaterThan(clock + 3_600_000); // tempauth: a day
+      await Promise.all([session.token(), session.token()]);
+      expect(sent).toEqual([swift.authUrl]);
+      clock = first.expiresAt! - 61_000;
+      await session.token();
+      expect(sent).toHaveLength(1);
+      clock = first.expiresAt! - 59_000;
+      await Promise.all([session.token(), session.token(), session.token()]);
+      expect(sent).toEqual([swift.authUrl, swift.authUrl]);
+    } finally {
+      http.destroy();
+    }
   });
 
   it('stores a large file as an SLO whose segments go when it is overwritten or deleted', async () => {
