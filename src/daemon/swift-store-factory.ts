@@ -31,8 +31,13 @@ export async function openSwiftStore(options: MountOptions, logger: Logger, reso
     if (error instanceof CredentialError) throw new UserError(`cannot mount swift://${container}: ${error.message}`);
     throw error;
   }
-  // --endpoint names the storage URL (the account's), as rclone's storage_url does.
-  const credentials = options.endpoint ? { ...resolved.credentials, storageUrl: options.endpoint } : resolved.credentials;
+  // --endpoint names the storage URL (the account's), as rclone's storage_url does; --region
+  // picks the catalog's region.
+  const credentials = {
+    ...resolved.credentials,
+    ...(options.endpoint ? { storageUrl: options.endpoint } : {}),
+    ...(options.region ? { region: options.region } : {}),
+  };
   const credentialDescription = `${describeSwiftCredentials(credentials)} (${resolved.description})`;
   const store = new SwiftStore({
     container,
