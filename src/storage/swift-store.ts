@@ -254,10 +254,14 @@ export class SwiftStore implements ObjectStore {
 
   async copy(sourceKey: string, destinationKey: string, options?: PutOptions): Promise<{ etag: string }> {
     if (sourceKey === destinationKey) {
-      // Swift's POST replaces the user metadata in place (and keeps an SLO an SLO).
-      if (options?.metadata) {
-        discard(await this.call('copy', { method: 'POST', key: sourceKey, headers: this.objectHeaders(options) }));
-      }
+      const before = await this.call('head', { method: 'HEAD', key: sourceKey });
+      discard(before);
+      if (!options?.metadata) return { etag: quoted(header(before, 'etag')) };
+      // Swift's POST replaces the user metadata in place and keeps an SLO an SLO, but it also
+      // replaces X-Object-Manifest: a DLO stays one only if the POST says it again.
+      const manifest = header(before, 'x-object-manifest');
+      const headers = { ...this.objectHeaders(options), ...(manifest ? { 'x-object-manifest': manifest } : {}) };
+      discard(await this.call('copy', { method: 'POST', key: sourceKey, headers }));
       return { etag: (await this.head(sourceKey)).etag };
     }
     let from = sourceKey;

@@ -160,6 +160,10 @@ describe('SwiftStore', () => {
     expect(head).toMatchObject({ size: 8, etag: listed[0]!.etag, metadata: { mtime: '1700000000.5' } });
     expect((await store.get('dlo/file')).body.toString()).toBe('AAAABBBB');
     expect((await store.get('dlo/file', { range: { start: 3, end: 4 }, ifMatch: head.etag })).body.toString()).toBe('AB');
+    // chmod, chown and utimens copy an object onto itself with new metadata: a DLO stays a DLO.
+    await store.copy('dlo/file', 'dlo/file', { metadata: { mode: '33152', mtime: '1700000001' } });
+    expect((await store.get('dlo/file')).body.toString()).toBe('AAAABBBB');
+    expect((await store.head('dlo/file')).metadata).toEqual({ mode: '33152', mtime: '1700000001' });
   });
 
   it("reads the Swift tools' application/directory objects as directories, and deletes them with the directory", async () => {
