@@ -418,8 +418,23 @@ export class SwiftStore implements ObjectStore {
     return { ...metadataHeaders(options.metadata), ...(options.contentType ? { 'content-type': options.contentType } : {}) };
   }
 
+  /**
+   * Creates `<container>_segments` once per store. Only the account's owner may create a
+   * container: a user whose ACLs grant the two containers is refused the PUT, and goes on when
+   * the segment container is there already.
+   */
   private ensureSegmentContainer(): Promise<void> {
-    this.segmentContainerReady ??= this.call('create segment container', { method: 'PUT', container: this.segmentContainer, key: undefined }).then(discard, (error: unknown) => {
+    const create = async () => {
+      try {
+        discard(await this.call('create segment container', { method: 'PUT', container: this.segmentContainer }));
+      } catch (error) {
+        if (!(error instanceof StoreError && error.code === 'AccessDenied')) throw error;
+        const there = await this.call('head', { method: 'HEAD', container: this.segmentContainer, allow: [403, 404] });
+        discard(there);
+        if (there.statusCode !== 204 && there.statusCode !== 200) throw error;
+      }
+    };
+    this.segmentContainerReady ??= create().catch((error: unknown) => {
       this.segmentContainerReady = undefined;
       const reason = error instanceof StoreError ? error.message : String(error);
       throw new StoreError(error instanceof StoreError ? error.code : 'Transient', `${this.description}: cannot create the container '${this.segmentContainer}' for the segments of large files: ${reason}`);

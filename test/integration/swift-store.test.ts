@@ -10,7 +10,7 @@ import { connect } from 'node:net';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { type LocalSwift, SWIFT_TEST_KEY, SWIFT_TEST_USER, startLocalSwift, swiftToken } from '../../src/demo/local-swift.js';
+import { type LocalSwift, SWIFT_READER_KEY, SWIFT_READER_USER, SWIFT_TEST_KEY, SWIFT_TEST_USER, startLocalSwift, swiftToken } from '../../src/demo/local-swift.js';
 import { listAll } from '../../src/storage/object-store.js';
 import { SwiftSession } from '../../src/storage/swift-auth.js';
 import { type HttpRequest, SwiftHttp } from '../../src/storage/swift-http.js';
@@ -137,6 +137,27 @@ describe('SwiftStore', () => {
     await make().deleteMany(['large/other']);
     expect(await segmentNames('large/other/')).toEqual([]);
     await expect(store.head('large/other')).rejects.toMatchObject({ code: 'NotFound' });
+  });
+
+  it('uploads large files as a user who may not create containers, when the ACLs grant the container and its segment container', async () => {
+    const acl = { 'x-container-read': SWIFT_READER_USER, 'x-container-write': SWIFT_READER_USER };
+    await raw('PUT', 'granted', acl);
+    await raw('PUT', 'granted_segments', acl);
+    const reader = make({ container: 'granted', credentials: { authUrl: swift.authUrl, user: SWIFT_READER_USER, key: SWIFT_READER_KEY } });
+    const id = await reader.createMultipartUpload('big');
+    const etags = [
+      { partNumber: 1, etag: await reader.uploadPart('big', id, 1, randomBytes(1024 * 1024)) },
+      { partNumber: 2, etag: await reader.uploadPart('big', id, 2, Buffer.from('end')) },
+    ];
+    await reader.completeMultipartUpload('big', id, etags);
+    expect((await reader.head('big')).size).toBe(1024 * 1024 + 3);
+    // Without a segment container it says what is missing.
+    await raw('PUT', 'granted-alone', acl);
+    const alone = make({ container: 'granted-alone', credentials: { authUrl: swift.authUrl, user: SWIFT_READER_USER, key: SWIFT_READER_KEY } });
+    await expect(alone.createMultipartUpload('big')).rejects.toMatchObject({
+      code: 'AccessDenied',
+      message: expect.stringMatching(/cannot create the container 'granted-alone_segments' for the segments of large files/),
+    });
   });
 
   it('aborting an upload deletes its segments, also through a store that did not start it', async () => {
