@@ -112,7 +112,9 @@ function interfaceOf(where: string, text: string | undefined): SwiftCredentials[
   if (!text) return undefined;
   const kind = text.toLowerCase().replace(/url$/, '');
   if (kind === 'public' || kind === 'internal' || kind === 'admin') return kind;
-  throw new SwiftFormatError(`${where}: interface '${text}' is none of public, internal, admin`);
+  // The value is quoted only when it looks like a word: a misplaced secret must not be shown.
+  const shown = /^[A-Za-z]{1,16}$/.test(text) ? ` '${text}'` : '';
+  throw new SwiftFormatError(`${where}: the interface${shown} is none of public, internal, admin`);
 }
 
 /** An rclone `[name]` section of `type = swift`, read through `get` (its keys, lower-case). */

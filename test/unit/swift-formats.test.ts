@@ -78,7 +78,7 @@ describe('OpenStack RC files', () => {
   });
 
   it('says what is wrong with an interface it does not know', () => {
-    expect(() => parseCredentials('x.sh', 'export OS_AUTH_URL=https://k/v3\nexport OS_INTERFACE=private\n')).toThrow(/x.sh: interface 'private' is none of public, internal, admin/);
+    expect(() => parseCredentials('x.sh', 'export OS_AUTH_URL=https://k/v3\nexport OS_INTERFACE=private\n')).toThrow(/x.sh: the interface 'private' is none of public, internal, admin/);
   });
 });
 
