@@ -139,6 +139,7 @@ async function authenticateV1(c: SwiftCredentials, http: SwiftHttp, now: () => n
   const response = await send(http, { method: 'GET', url, headers: { 'x-auth-user': c.user, 'x-auth-key': c.key } }, url);
   discard(response);
   const status = response.statusCode ?? 0;
+  failIfServerError(url, status);
   if (status === 401 || status === 403) {
     throw new StoreError('InvalidCredentials', `${url} refused user '${c.user}' (HTTP ${status}): check the user name (account:user for tempauth) and the key`, `HTTP ${status}`);
   }
@@ -157,6 +158,7 @@ async function authenticateV2(c: SwiftCredentials, http: SwiftHttp): Promise<Swi
   if (c.tenantId) auth.tenantId = c.tenantId;
   else if (c.tenant) auth.tenantName = c.tenant;
   const { status, json } = await postJson(http, url, { auth });
+  failIfServerError(c.authUrl!, status);
   if (status === 401) throw new StoreError('InvalidCredentials', `Keystone at ${c.authUrl} refused user '${c.user}' for tenant '${c.tenant ?? c.tenantId}': check the user name, password and tenant`, 'HTTP 401');
   const access = (json as { access?: { token?: { id?: string; expires?: string }; serviceCatalog?: V2Service[] } } | undefined)?.access;
   if (status >= 300 || !access?.token?.id) throw notKeystone(c.authUrl!, 'v2.0', status);
@@ -191,6 +193,7 @@ async function authenticateV3(c: SwiftCredentials, http: SwiftHttp): Promise<Swi
   // An application credential is scoped already; a password without a project gets a token that has no catalog.
   const scope = !appCredential && project ? { project } : undefined;
   const { status, json, response } = await postJson(http, url, { auth: { identity, ...(scope ? { scope } : {}) } });
+  failIfServerError(c.authUrl!, status);
   const who = appCredential
     ? `application credential ${c.applicationCredentialId ?? `'${c.applicationCredentialName}'`}`
     : `user '${c.user ?? c.userId}'${userDomain ? ` (domain '${c.domain ?? c.userDomainId}')` : ''}`;
@@ -262,6 +265,11 @@ function pickEndpoint(endpoints: Endpoint[], c: SwiftCredentials, project: strin
     throw new StoreError('InvalidRequest', `the service catalog of ${project} ${why} (it offers: ${offered}): set the region (OS_REGION_NAME) or the interface (OS_INTERFACE)`);
   }
   return fits[0]!.url;
+}
+
+/** A 5xx (or 429) of the auth service is its trouble, not the credential's: worth another try. */
+function failIfServerError(authUrl: string, status: number): void {
+  if (status >= 500 || status === 429) throw new StoreError(status === 429 ? 'Throttled' : 'Transient', `${authUrl} failed to authenticate (HTTP ${status})`, `HTTP ${status}`);
 }
 
 function notKeystone(authUrl: string, version: string, status: number): StoreError {

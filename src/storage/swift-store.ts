@@ -29,7 +29,8 @@
  * swift client's and rclone's) read as directories too, as blobfuse's are on Azure.
  *
  * Retries: 5xx, 408, 429, 498 and network failures, with jittered exponential backoff, up to
- * `maxAttempts`; a 401 renews the token once, without counting as a failure.
+ * `maxAttempts`, and so is an authentication that failed the same ways; a 401 renews the token
+ * once, without counting as a failure.
  */
 
 import { randomBytes } from 'node:crypto';
@@ -490,6 +491,12 @@ export class SwiftStore implements ObjectStore {
       try {
         token = await this.session.token();
       } catch (error) {
+        // The auth service down for a moment is retried like the store; a refused credential is not.
+        const passing = error instanceof StoreError && ['Unreachable', 'Transient', 'Throttled'].includes(error.code);
+        if (passing && attempt < maxAttempts) {
+          await this.backOff(operation, key, attempt, `authentication: ${(error as StoreError).storeCode ?? error.code}`);
+          continue;
+        }
         this.stats.failures += 1;
         throw error;
       }

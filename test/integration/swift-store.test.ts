@@ -217,5 +217,10 @@ describe('SwiftStore', () => {
     expect((notKeystone as Error).message).toMatch(/did not answer as Keystone v3 does \(HTTP \d+\): check the auth URL/);
     expect((notKeystone as Error).message).not.toContain('secret-password');
     expect((await make().listContainers()).sort()).toEqual(expect.arrayContaining([CONTAINER, `${CONTAINER}_segments`]));
+    // An auth service that cannot be reached is tried again like the store, then named.
+    const nowhere = make({ credentials: { authUrl: 'http://127.0.0.1:1/auth/v1.0', user: SWIFT_TEST_USER, key: SWIFT_TEST_KEY } });
+    const unreachable = await nowhere.probe('').catch((e: unknown) => e);
+    expect(unreachable).toMatchObject({ code: 'Unreachable', message: 'cannot reach http://127.0.0.1:1/auth/v1.0 (ECONNREFUSED): check the auth URL and the network' });
+    expect(nowhere.stats.retries).toBe(1); // maxAttempts 2
   });
 });
