@@ -43,7 +43,7 @@ export function translateSwiftError(failure: SwiftFailure): StoreError {
     case 412:
       return new StoreError('PreconditionFailed', `${where}: changed in the store while open`, storeCode);
     case 401:
-      return new StoreError('InvalidCredentials', `${failure.endpoint}: the store rejected the token of ${failure.credential} (${detail})`, storeCode);
+      return new StoreError('InvalidCredentials', `${failure.endpoint}: the store refused ${failure.credential} (${detail})`, storeCode);
     case 403:
       return new StoreError('AccessDenied', `${where}: ${operation} denied to ${failure.credential} (${detail})`, storeCode);
     case 416:

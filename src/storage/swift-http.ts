@@ -85,6 +85,10 @@ export class SwiftHttp {
       req.once('response', (response) => {
         // The idle timeout keeps watching the body: a stalled body fails the read, not the process.
         response.once('error', () => {});
+        // A HEAD's answer has no body, but its socket only goes back to the pool once the
+        // (empty) stream has been read to its end: unread, it would hold the socket until the
+        // idle timeout, and enough of them stall every request behind them.
+        if (request.method === 'HEAD') response.resume();
         resolve(response);
       });
       req.once('error', (error: Error & { code?: string }) => {

@@ -161,6 +161,7 @@ export class SwiftStore implements ObjectStore {
 
   async head(key: string): Promise<ObjectInfo> {
     const response = await this.call('head', { method: 'HEAD', key, allow: [404] });
+    discard(response);
     if (response.statusCode === 200) {
       const info = infoOf(key, response);
       this.kinds.set(key, kindOf(response));
@@ -172,6 +173,7 @@ export class SwiftStore implements ObjectStore {
     if (!(key.endsWith('/') && key.length > 1)) throw this.notFound(key);
     // No `dir/` marker: the directory may be the Swift tools' `dir` object.
     const object = await this.call('head', { method: 'HEAD', key: key.slice(0, -1), allow: [404] });
+    discard(object);
     if (object.statusCode !== 200 || !isDirectoryObject(key.slice(0, -1), object.headers['content-type'])) throw this.notFound(key);
     return { ...infoOf(key, object), key };
   }

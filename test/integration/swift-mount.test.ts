@@ -249,6 +249,22 @@ describe('Swift credentials', () => {
     expect(isMounted(root.mountpoint)).toBe(false);
   });
 
+  it('imports OS_* from the environment with --from-env, and mounts by pairing without them', async () => {
+    const env = testEnv({ OBJMOUNT_CONFIG_DIR: join(scratch, 'store-env'), AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined });
+    for (const name of Object.keys(env)) if (name.startsWith('OS_')) delete env[name];
+    const sourced = { ...env, OS_AUTH_URL: swift.authUrl, OS_AUTH_VERSION: '1', OS_USERNAME: SWIFT_TEST_USER, OS_PASSWORD: SWIFT_TEST_KEY };
+    const imported = await objmount(['creds', 'import', '--from-env', '--name', 'from-env'], sourced);
+    expect(imported.code, imported.stderr).toBe(0);
+    expect(imported.stdout).toMatch(/Imported 'from-env' \(Swift user 'test:tester' \(auth v1\) at http:\/\/127\.0\.0\.1:\d+\/auth\/v1\.0\)\. Detected \d+ buckets?/);
+    expect(imported.stdout).not.toContain(SWIFT_TEST_KEY);
+    const mount = await mountBucket('', SOURCE, [], env);
+    try {
+      expect(readFileSync(join(mount.mountpoint, 'hello.txt'), 'utf8')).toBe('hello swift\n');
+    } finally {
+      await mount.unmount();
+    }
+  });
+
   it('imports an rclone swift section, and pairs a container with a user that may not list the account', async () => {
     const env = testEnv({ OBJMOUNT_CONFIG_DIR: join(scratch, 'store-rclone') });
     const conf = join(scratch, 'rclone.conf');

@@ -87,6 +87,30 @@ describe('SwiftStore', () => {
     token = await swiftToken(swift.authUrl, SWIFT_TEST_USER, SWIFT_TEST_KEY);
   });
 
+  it('works with a pre-issued token and storage URL, and says so when that token is revoked (nothing to renew it with)', async () => {
+    const issued = await swiftToken(swift.authUrl, SWIFT_TEST_USER, SWIFT_TEST_KEY);
+    const pinned = make({ credentials: { authToken: issued, storageUrl: swift.storageUrl }, credentialDescription: 'the token from OS_AUTH_TOKEN' });
+    await pinned.put('pinned/a', Buffer.from('with a given token'));
+    expect((await pinned.get('pinned/a')).body.toString()).toBe('with a given token');
+    await flushTokens();
+    const error = await pinned.get('pinned/a').catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'InvalidCredentials' });
+    expect((error as Error).message).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/v1\/AUTH_test: the store refused the token from OS_AUTH_TOKEN \(HTTP 401/);
+    expect((error as Error).message).not.toContain(issued);
+    token = await swiftToken(swift.authUrl, SWIFT_TEST_USER, SWIFT_TEST_KEY);
+  });
+
+  it('gives every socket back after a HEAD: many lookups through one connection all finish', async () => {
+    // An unread HEAD answer held its socket until the idle timeout (here far beyond the test's).
+    const one = make({ maxConnections: 1, idleTimeoutMs: 600_000 });
+    await one.put('sockets/there', Buffer.from('x'));
+    for (let i = 0; i < 5; i++) {
+      await expect(one.head(`sockets/missing-${i}`)).rejects.toMatchObject({ code: 'NotFound' });
+      await expect(one.head(`sockets/missing-${i}/`)).rejects.toMatchObject({ code: 'NotFound' });
+      expect((await one.head('sockets/there')).size).toBe(1);
+    }
+  });
+
   it('renews the token a minute before the expiry the server announced, once for all who ask', async () => {
     const sent: string[] = [];
     const http = new (class extends SwiftHttp {
