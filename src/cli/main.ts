@@ -30,10 +30,10 @@ function mountFlags(y: Argv) {
     .positional('source', {
       type: 'string',
       demandOption: true,
-      describe: `s3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix]; ${ROOT_VIEW_WORD}: the root view, every paired bucket (or, alone, the mountpoint of the root view)`,
+      describe: `s3://bucket[/prefix], gs://bucket[/prefix], az://account/container[/prefix] or swift://container[/prefix]; ${ROOT_VIEW_WORD}: the root view, every paired bucket (or, alone, the mountpoint of the root view)`,
     })
     .positional('mountpoint', { type: 'string', describe: 'an empty directory' })
-    .option('endpoint', { type: 'string', describe: "endpoint URL of an S3-compatible store (default: the bucket's stored credential's, else AWS), or an Azure blob service URL (default https://ACCOUNT.blob.core.windows.net; Azure credentials come from AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_CONNECTION_STRING)" })
+    .option('endpoint', { type: 'string', describe: "endpoint URL of an S3-compatible store (default: the bucket's stored credential's, else AWS), or an Azure blob service URL (default https://ACCOUNT.blob.core.windows.net; Azure credentials come from AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_CONNECTION_STRING), or a Swift storage URL (the account's, instead of the service catalog's)" })
     .option('region', { type: 'string', describe: `region (default: the stored credential's, else $AWS_REGION, else ${DEFAULTS.region})` })
     .option('path-style', {
       type: 'boolean',
@@ -267,14 +267,21 @@ async function mountCommand(args: MountArgs, env: NodeJS.ProcessEnv): Promise<vo
     // Lines for a person at a terminal; JSON lines for the log file or the journal.
     const logger: Logger = process.stderr.isTTY ? createLogger((line) => process.stderr.write(line), level) : createJsonLogger(2, level);
     // The SDK and the FUSE binding load only for commands that mount.
-    const [{ startMount }, { DefaultChainResolver, StoreResolver }, { CredentialStore, LoadedCredentialStore }, { AzureEnvironmentResolver, StoredAzureResolver }, { StoredGcsResolver }] =
-      await Promise.all([
-        import('../daemon/mount.js'),
-        import('../creds/resolver.js'),
-        import('../creds/store.js'),
-        import('../creds/azure-credentials.js'),
-        import('../creds/gcs-credentials.js'),
-      ]);
+    const [
+      { startMount },
+      { DefaultChainResolver, StoreResolver },
+      { CredentialStore, LoadedCredentialStore },
+      { AzureEnvironmentResolver, StoredAzureResolver },
+      { StoredGcsResolver },
+      { StoredSwiftResolver },
+    ] = await Promise.all([
+      import('../daemon/mount.js'),
+      import('../creds/resolver.js'),
+      import('../creds/store.js'),
+      import('../creds/azure-credentials.js'),
+      import('../creds/gcs-credentials.js'),
+      import('../creds/swift-credentials.js'),
+    ]);
     // One read of credentials.json serves every resolver (and the root view's list of buckets).
     const credentials = new LoadedCredentialStore(new CredentialStore(CredentialStore.defaultDirectory(env, process.getuid?.() ?? 0)));
     try {
@@ -284,6 +291,7 @@ async function mountCommand(args: MountArgs, env: NodeJS.ProcessEnv): Promise<vo
             resolver: new StoreResolver(credentials, new DefaultChainResolver(env), args.creds),
             azureResolver: new StoredAzureResolver(credentials, new AzureEnvironmentResolver(env), args.creds),
             gcsResolver: new StoredGcsResolver(credentials, args.creds),
+            swiftResolver: new StoredSwiftResolver(credentials, env, args.creds),
             pairings: async () => (await credentials.read()).pairings,
             reloadCredentials: () => credentials.forget(),
             logger,
@@ -363,7 +371,7 @@ function credsCommands(y: Argv, env: NodeJS.ProcessEnv): Argv {
           .positional('file', {
             type: 'string',
             describe:
-              'AWS credentials/config, .s3cfg, rclone.conf, mc config.json, ec2rc.sh, a key=value file, an Azure connection string, SAS URL or AZURE_STORAGE_* file, a Google service-account key, or -',
+              'AWS credentials/config, .s3cfg, rclone.conf (s3, azureblob, google cloud storage, swift), mc config.json, ec2rc.sh, an OpenStack RC file (openrc.sh; a password it asks for comes from OS_PASSWORD or standard input), a key=value file, an Azure connection string, SAS URL or AZURE_STORAGE_* file, a Google service-account key, or -',
           })
           .option('from-env', {
             type: 'boolean',
@@ -422,7 +430,7 @@ function credsCommands(y: Argv, env: NodeJS.ProcessEnv): Argv {
     )
     .command(
       'pair <uri> [name]',
-      'use credential NAME for bucket URI (s3://bucket, az://account/container, gs://bucket), for keys that may not list buckets; NAME public: unsigned requests to a public s3:// bucket; an Azure container SAS: --sas FILE, or - (or NAME -) to read it from standard input',
+      'use credential NAME for bucket URI (s3://bucket, az://account/container, gs://bucket, swift://container), for keys that may not list buckets; NAME public: unsigned requests to a public s3:// bucket; an Azure container SAS: --sas FILE, or - (or NAME -) to read it from standard input',
       (c) =>
         c
           .positional('uri', { type: 'string', demandOption: true })
@@ -470,7 +478,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     .usage('$0 <command> [options]\n\nMount S3 buckets (and S3-compatible stores) as directories.')
     .command(
       'mount <source> [mountpoint]',
-      `mount s3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix] on an empty directory; with the directory alone (or the source ${ROOT_VIEW_WORD}, as in fstab), the root view: every paired bucket as s3/<bucket>, az/<account>/<container>, gs/<bucket>`,
+      `mount s3://bucket[/prefix], gs://bucket[/prefix], az://account/container[/prefix] or swift://container[/prefix] on an empty directory; with the directory alone (or the source ${ROOT_VIEW_WORD}, as in fstab), the root view: every paired bucket as s3/<bucket>, az/<account>/<container>, gs/<bucket>, swift/<container>`,
       (y) => withConfigFile(mountFlags(y), env),
       (args) => mountCommand(args as MountArgs, env),
     )

@@ -4,11 +4,11 @@
  */
 
 export interface MountSource {
-  /** s3://, az:// or gs://: which kind of store, and so which backend serves the mount. */
-  provider: 's3' | 'az' | 'gs';
+  /** s3://, az://, gs:// or swift://: which kind of store, and so which backend serves the mount. */
+  provider: 's3' | 'az' | 'gs' | 'swift';
   /** The storage account of an `az://` source; absent otherwise. */
   account?: string;
-  /** The bucket, or an Azure container. */
+  /** The bucket, or an Azure or Swift container. */
   bucket: string;
   /** '' or a prefix ending in '/'. */
   prefix: string;
@@ -140,18 +140,23 @@ export class OptionError extends Error {
   override readonly name = 'OptionError';
 }
 
-/** Parses `s3://bucket[/prefix]`, `gs://bucket[/prefix]` and `az://account/container[/prefix]`. */
+/** Parses `s3://bucket[/prefix]`, `gs://bucket[/prefix]`, `az://account/container[/prefix]` and `swift://container[/prefix]`. */
 export function parseSource(text: string): MountSource {
   const match = /^([a-z0-9]+):\/\/([^/]*)(?:\/(.*))?$/.exec(text);
   if (!match) {
     throw new OptionError(
-      `'${text}' is not a source: write it as s3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix] (or ${ROOT_VIEW_WORD} for every paired bucket)`,
+      `'${text}' is not a source: write it as s3://bucket[/prefix], gs://bucket[/prefix], az://account/container[/prefix] or swift://container[/prefix] (or ${ROOT_VIEW_WORD} for every paired bucket)`,
     );
   }
   const [, scheme, first = '', rest = ''] = match;
   if (scheme === 'az') return parseAzureSource(text, first, rest);
+  if (scheme === 'swift') {
+    // Swift's own limit: a container name is up to 256 bytes, anything but '/'.
+    if (first === '' || Buffer.byteLength(first) > 256) throw new OptionError(`'${text}': '${first}' is not a Swift container name (1 to 256 bytes, no '/'); write swift://container[/prefix]`);
+    return { provider: 'swift', bucket: first, prefix: parsePrefix(text, rest) };
+  }
   if (scheme !== 's3' && scheme !== 'gs') {
-    throw new OptionError(`'${text}': the ${scheme}:// scheme is not supported; use s3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix]`);
+    throw new OptionError(`'${text}': the ${scheme}:// scheme is not supported; use s3://bucket[/prefix], gs://bucket[/prefix], az://account/container[/prefix] or swift://container[/prefix]`);
   }
   if (scheme === 'gs' && !isGcsBucketName(first)) {
     throw new OptionError(

@@ -9,9 +9,11 @@
 
 import { isStoreError } from '../storage/object-store.js';
 import { type BuiltStore, type StoreSpec, createStore } from '../storage/store-factory.js';
+import { describeSwiftCredentials } from '../storage/swift-auth.js';
 import { readCaBundle } from './ca-bundle.js';
 import type { ImportedCredential } from './formats.js';
 import { type StoredCredential, maskKey } from './store.js';
+import { swiftCredentialsOf } from './swift-credentials.js';
 
 export type AnyCredential = ImportedCredential | StoredCredential;
 
@@ -70,6 +72,13 @@ export function specOf(credential: AnyCredential, bucket: string, name: string):
         },
         credentialDescription: `credential '${name}' (service account ${credential.clientEmail})`,
       };
+    case 'swift': {
+      const credentials = swiftCredentialsOf(credential);
+      return {
+        spec: { provider: 'swift', container: bucket, credentials },
+        credentialDescription: `credential '${name}' (${describeSwiftCredentials(credentials)})`,
+      };
+    }
   }
 }
 

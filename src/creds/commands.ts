@@ -19,8 +19,10 @@ import {
   type StoredCredential,
   type StoredGcsCredential,
   type StoredS3Credential,
+  type StoredSwiftCredential,
   maskKey,
 } from './store.js';
+import { describeStoredSwift, publicSwiftView } from './swift-credentials.js';
 
 export interface CredsContext {
   store: CredentialStore;
@@ -87,6 +89,7 @@ export async function importCredentials(ctx: CredsContext, options: ImportOption
     if (error instanceof CredentialFormatError) throw new UserError(error.message);
     throw error;
   }
+  found = await withSwiftPasswords(ctx, found, options.file ?? '-');
   if (options.name !== undefined && found.length > 1) {
     throw new UserError(`${origin} holds ${found.length} credentials: --name names one; use --profile to pick it`);
   }
@@ -95,6 +98,11 @@ export async function importCredentials(ctx: CredsContext, options: ImportOption
     const name = options.name ?? credential.suggestedName ?? defaultName(credential, options.endpoint);
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) throw new UserError(`'${name}' is not a usable name: use letters, digits, '.', '_' and '-' (--name)`);
     if (existing[name] && !options.force) throw new UserError(`a credential named '${name}' exists: choose another with --name, or replace it with --force`);
+    if (credential.provider === 'swift') {
+      const { suggestedName: _suggested, ...rest } = credential;
+      // --endpoint is the storage URL (rclone's storage_url), --region the catalog's region.
+      return { ...rest, ...(options.endpoint ? { storageUrl: options.endpoint } : {}), ...(options.region ? { region: options.region } : {}), name };
+    }
     if (credential.provider !== 's3') {
       const { suggestedName: _suggested, ...rest } = credential;
       const endpoint = options.endpoint ?? credential.endpoint;
@@ -138,7 +146,27 @@ export async function importCredentials(ctx: CredsContext, options: ImportOption
   }
 }
 
-type StoredWithoutOrigin = Omit<StoredS3Credential, 'origin' | 'importedAt'> | Omit<StoredAzureCredential, 'origin' | 'importedAt'> | Omit<StoredGcsCredential, 'origin' | 'importedAt'>;
+type StoredWithoutOrigin =
+  | Omit<StoredS3Credential, 'origin' | 'importedAt'>
+  | Omit<StoredAzureCredential, 'origin' | 'importedAt'>
+  | Omit<StoredGcsCredential, 'origin' | 'importedAt'>
+  | Omit<StoredSwiftCredential, 'origin' | 'importedAt'>;
+
+/**
+ * An OpenStack RC file from Horizon asks for the password (`read -sr OS_PASSWORD_INPUT`) instead
+ * of holding it: it comes from OS_PASSWORD in the environment, else the first line of standard
+ * input (`objmount creds import openrc.sh < password-file`), never from the command line.
+ */
+async function withSwiftPasswords(ctx: CredsContext, found: ImportedCredential[], file: string): Promise<ImportedCredential[]> {
+  const lacking = (c: ImportedCredential) => c.provider === 'swift' && c.key === undefined && !c.applicationCredentialSecret && !c.authToken;
+  if (!found.some(lacking)) return found;
+  let password = ctx.env.OS_PASSWORD;
+  if (!password && file !== '-') password = (await ctx.readStdin()).split(/\r?\n/)[0];
+  if (!password) {
+    throw new UserError(`${file} asks for the password (OS_PASSWORD_INPUT): give it on standard input ('objmount creds import ${file} < file') or in OS_PASSWORD`);
+  }
+  return found.map((c) => (lacking(c) ? { ...c, key: password } : c));
+}
 
 /** Reads a key file a credential file names (rclone's service_account_file). */
 function readKeyFile(path: string): string {
@@ -153,7 +181,11 @@ function readKeyFile(path: string): string {
 function defaultName(credential: ImportedCredential, endpointOption: string | undefined): string {
   if (credential.provider === 'az') return credential.account;
   if (credential.provider === 'gs') return credential.clientEmail.split('@')[0]!.replace(/[^A-Za-z0-9._-]/g, '-');
-  const endpoint = endpointOption ?? credential.endpoint;
+  const endpoint = credential.provider === 'swift' ? (credential.authUrl ?? credential.storageUrl) : (endpointOption ?? credential.endpoint);
+  if (credential.provider === 'swift') {
+    const host = endpoint ? URL.parse(endpoint)?.hostname : undefined;
+    return `${credential.tenant ?? credential.user ?? 'swift'}${host ? `-${host}` : ''}`.replace(/[^A-Za-z0-9._-]/g, '-');
+  }
   if (!endpoint) return 'aws';
   try {
     return new URL(endpoint).hostname.replace(/[^A-Za-z0-9._-]/g, '-');
@@ -171,6 +203,8 @@ function describe(credential: AnyCredential): string {
       return `Azure account ${credential.account} with ${credential.accountKey ? 'its account key' : 'a SAS'}${credential.endpoint ? ` at ${credential.endpoint}` : ''}`;
     case 'gs':
       return `service account ${credential.clientEmail}${credential.endpoint ? ` at ${credential.endpoint}` : ''}`;
+    case 'swift':
+      return describeStoredSwift(credential);
   }
 }
 
@@ -179,7 +213,7 @@ function publicView(credential: StoredCredential, pairings: Record<string, strin
   const common = {
     name: credential.name,
     provider: credential.provider,
-    endpoint: credential.endpoint ?? null,
+    endpoint: (credential.provider === 'swift' ? credential.storageUrl : credential.endpoint) ?? null,
     origin: credential.origin,
     importedAt: credential.importedAt,
     buckets: Object.entries(pairings)
@@ -203,6 +237,8 @@ function publicView(credential: StoredCredential, pairings: Record<string, strin
       return { ...common, account: credential.account, auth: credential.accountKey ? 'account key' : 'SAS', secret: '********' };
     case 'gs':
       return { ...common, clientEmail: credential.clientEmail, projectId: credential.projectId ?? null, privateKey: '********' };
+    case 'swift':
+      return { ...common, ...publicSwiftView(credential) };
   }
 }
 
@@ -417,11 +453,12 @@ export async function removeCredential(ctx: CredsContext, name: string, mountedS
   ctx.print(`removed '${name}' and ${removed} pairing(s)`);
 }
 
-/** `s3://bucket`, `gs://bucket` or `az://account/container`, checked and normalised. */
-function parseBucketUri(uri: string): { provider: 's3' | 'az' | 'gs'; bucket: string; uri: string } {
-  const match = /^(s3|gs):\/\/([a-zA-Z0-9._-]{1,255})\/?$/.exec(uri) ?? /^(az):\/\/([a-z0-9]{3,24}\/[a-z0-9-]{3,63})\/?$/.exec(uri);
-  if (!match) throw new UserError(`'${uri}' is not a bucket URI: write it as s3://bucket, gs://bucket or az://account/container`);
-  const provider = match[1] as 's3' | 'az' | 'gs';
+/** `s3://bucket`, `gs://bucket`, `az://account/container` or `swift://container`, checked and normalised. */
+function parseBucketUri(uri: string): { provider: 's3' | 'az' | 'gs' | 'swift'; bucket: string; uri: string } {
+  const match =
+    /^(s3|gs):\/\/([a-zA-Z0-9._-]{1,255})\/?$/.exec(uri) ?? /^(az):\/\/([a-z0-9]{3,24}\/[a-z0-9-]{3,63})\/?$/.exec(uri) ?? /^(swift):\/\/([^/]{1,256})\/?$/.exec(uri);
+  if (!match) throw new UserError(`'${uri}' is not a bucket URI: write it as s3://bucket, gs://bucket, az://account/container or swift://container`);
+  const provider = match[1] as 's3' | 'az' | 'gs' | 'swift';
   const bucket = provider === 'az' ? match[2]!.split('/')[1]! : match[2]!;
   return { provider, bucket, uri: `${provider}://${match[2]}` };
 }

@@ -24,12 +24,14 @@ import {
   parseSasUrl,
   parseServiceAccountKey,
 } from './cloud-formats.js';
+import { type ImportedSwiftCredential, SwiftFormatError, isOpenStackRc, parseOpenStackEnvironment, parseOpenStackRc, parseRcloneSwift } from './swift-formats.js';
 
 export type { ImportedAzureCredential, ImportedGcsCredential } from './cloud-formats.js';
+export type { ImportedSwiftCredential } from './swift-formats.js';
 
-export type CredentialFormat = 'keyvalue' | 'aws' | 's3cfg' | 'rclone' | 'mc' | 'ec2rc' | 'openstack-table' | 'env' | 'azure' | 'gcs';
+export type CredentialFormat = 'keyvalue' | 'aws' | 's3cfg' | 'rclone' | 'mc' | 'ec2rc' | 'openstack-table' | 'openrc' | 'env' | 'azure' | 'gcs';
 
-export const FORMATS: CredentialFormat[] = ['keyvalue', 'aws', 's3cfg', 'rclone', 'mc', 'ec2rc', 'openstack-table', 'env', 'azure', 'gcs'];
+export const FORMATS: CredentialFormat[] = ['keyvalue', 'aws', 's3cfg', 'rclone', 'mc', 'ec2rc', 'openstack-table', 'openrc', 'env', 'azure', 'gcs'];
 
 /** Reads a file a credential file names (rclone's service_account_file). */
 export type ReadFile = (path: string) => string;
@@ -39,7 +41,7 @@ const noFiles: ReadFile = (path) => {
 };
 
 /** One credential as read from a file, before it is named and stored. */
-export type ImportedCredential = ImportedS3Credential | ImportedAzureCredential | ImportedGcsCredential;
+export type ImportedCredential = ImportedS3Credential | ImportedAzureCredential | ImportedGcsCredential | ImportedSwiftCredential;
 
 /** One S3-compatible key as read from a file. */
 export interface ImportedS3Credential {
@@ -152,8 +154,9 @@ export function detectFormat(file: string, text: string): CredentialFormat {
   if (/^https?:\/\/\S+[?&]sig=/i.test(trimmed) || isConnectionString(trimmed) || /^\s*(export\s+)?AZURE_STORAGE_[A-Z_]+\s*=/m.test(text)) return 'azure';
   if (/^\s*[|+]/m.test(text) && /\|\s*Access\s*\|/i.test(text)) return 'openstack-table';
   if (/^\s*(export\s+)?EC2_ACCESS_KEY\s*=/m.test(text)) return 'ec2rc';
+  if (isOpenStackRc(text)) return 'openrc';
   if (/^\s*\[/m.test(text)) {
-    if (/^\s*type\s*=\s*s3\b/m.test(text) || /^\s*type\s*=\s*(azureblob|google cloud storage)\b/m.test(text)) return 'rclone';
+    if (/^\s*type\s*=\s*s3\b/m.test(text) || /^\s*type\s*=\s*(azureblob|google cloud storage|swift)\b/m.test(text)) return 'rclone';
     if (/^\s*(access_key|host_base)\s*=/m.test(text)) return 's3cfg';
     return 'aws';
   }
@@ -172,7 +175,7 @@ export function parseCredentials(
   try {
     return parseFormat(file, text, format, profile, readFile);
   } catch (error) {
-    if (error instanceof CloudCredentialError) throw new CredentialFormatError(error.message);
+    if (error instanceof CloudCredentialError || error instanceof SwiftFormatError) throw new CredentialFormatError(error.message);
     throw error;
   }
 }
@@ -193,6 +196,9 @@ function parseFormat(file: string, text: string, format: CredentialFormat, profi
       return [parseEc2rc(file, text)];
     case 'openstack-table':
       return parseOpenStackTable(file, text);
+    case 'openrc':
+      // A file that asks for the password leaves `key` out: the importer supplies it.
+      return [parseOpenStackRc(file, text).credential];
     case 'env':
       return parseEnvironment(variablesOf(text), file, readFile);
     case 'azure':
@@ -297,6 +303,10 @@ function parseRclone(file: string, text: string, remote: string | undefined, rea
       credentials.push(parseRcloneAzure(where, section.name, (key) => get(section, key)));
       continue;
     }
+    if (type === 'swift') {
+      credentials.push(parseRcloneSwift(where, section.name, (key) => get(section, key)));
+      continue;
+    }
     if (type === 'google cloud storage') {
       const inline = get(section, 'service_account_credentials');
       const keyFile = get(section, 'service_account_file');
@@ -330,7 +340,7 @@ function parseRclone(file: string, text: string, remote: string | undefined, rea
   }
   if (credentials.length === 0) {
     throw new CredentialFormatError(
-      `${file}: no rclone remote of type s3, azureblob or google cloud storage${remote !== undefined ? ` named '${remote}'` : ''} with keys in it`,
+      `${file}: no rclone remote of type s3, azureblob, google cloud storage or swift${remote !== undefined ? ` named '${remote}'` : ''} with keys in it`,
     );
   }
   return credentials;
@@ -450,13 +460,15 @@ export function parseEnvironment(env: Record<string, string | undefined>, where 
     if (azure) found.push(azure);
     const keyFile = env.GOOGLE_APPLICATION_CREDENTIALS;
     if (keyFile) found.push(parseServiceAccountKey(`${keyFile} (GOOGLE_APPLICATION_CREDENTIALS)`, readFile(keyFile)));
+    const swift = parseOpenStackEnvironment(env, where);
+    if (swift) found.push(swift);
   } catch (error) {
-    if (error instanceof CloudCredentialError) throw new CredentialFormatError(error.message);
+    if (error instanceof CloudCredentialError || error instanceof SwiftFormatError) throw new CredentialFormatError(error.message);
     throw error;
   }
   if (found.length === 0) {
     throw new CredentialFormatError(
-      `${where} has no credentials: expected AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY, or GOOGLE_APPLICATION_CREDENTIALS`,
+      `${where} has no credentials: expected AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY, GOOGLE_APPLICATION_CREDENTIALS, or OS_AUTH_URL with OS_USERNAME and OS_PASSWORD`,
     );
   }
   return found;

@@ -12,6 +12,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 
 import type { ImportedAzureCredential, ImportedGcsCredential, ImportedS3Credential } from './formats.js';
+import type { ImportedSwiftCredential } from './swift-formats.js';
 
 type Stored<T> = Omit<T, 'suggestedName'> & {
   name: string;
@@ -23,12 +24,13 @@ type Stored<T> = Omit<T, 'suggestedName'> & {
 export type StoredS3Credential = Stored<ImportedS3Credential>;
 export type StoredAzureCredential = Stored<ImportedAzureCredential>;
 export type StoredGcsCredential = Stored<ImportedGcsCredential>;
-export type StoredCredential = StoredS3Credential | StoredAzureCredential | StoredGcsCredential;
+export type StoredSwiftCredential = Stored<ImportedSwiftCredential>;
+export type StoredCredential = StoredS3Credential | StoredAzureCredential | StoredGcsCredential | StoredSwiftCredential;
 
 export interface StoreContents {
   version: 1;
   credentials: Record<string, StoredCredential>;
-  /** `s3://bucket`, `az://account/container`, `gs://bucket` → credential name, or 'public'. */
+  /** `s3://bucket`, `az://account/container`, `gs://bucket`, `swift://container` → credential name, or 'public'. */
   pairings: Record<string, string>;
 }
 

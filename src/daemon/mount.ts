@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { MiB, type MountOptions, formatSource, parseSource } from '../config/mount-options.js';
 import type { AzureCredentialResolver } from '../creds/azure-credentials.js';
 import type { GcsCredentialResolver } from '../creds/gcs-credentials.js';
+import type { SwiftCredentialResolver } from '../creds/swift-credentials.js';
 import type { CredentialResolver } from '../creds/resolver.js';
 import { UserError } from '../errors/user-error.js';
 import { FileSystem } from '../fs/file-system.js';
@@ -52,6 +53,8 @@ export interface MountDependencies {
   azureResolver?: AzureCredentialResolver;
   /** The stored service-account key of a gs:// bucket, if any (`objmount creds`). */
   gcsResolver?: GcsCredentialResolver;
+  /** Where swift:// sources get their credential (stored credentials, then OS_* of the environment). */
+  swiftResolver?: SwiftCredentialResolver;
   /** The stored pairings (`s3://b`, `az://a/c`, `gs://b` → credential name or 'public'), for the root view. */
   pairings?: () => Promise<Record<string, string>>;
   /**
@@ -470,6 +473,8 @@ function credentialsSentTo(spec: StoreSpec): string | undefined {
       return spec.credential.kind === 'anonymous' ? undefined : spec.endpoint;
     case 'gs':
       return spec.auth.kind === 'anonymous' ? undefined : spec.endpoint;
+    case 'swift':
+      return spec.credentials.storageUrl ?? spec.credentials.authUrl;
   }
 }
 
@@ -481,6 +486,8 @@ function whatIsSent(spec: StoreSpec, credentialDescription: string): string {
       return `the ${spec.credential.kind === 'sas' ? 'SAS' : 'Shared Key signature'} of ${credentialDescription}`;
     case 'gs':
       return `the access token of ${credentialDescription}`;
+    case 'swift':
+      return `the password or token of ${credentialDescription}`;
   }
 }
 

@@ -15,6 +15,7 @@ import type { AzureCredentialResolver } from '../creds/azure-credentials.js';
 import { readCaBundle } from '../creds/ca-bundle.js';
 import { CredentialError } from '../creds/credential-error.js';
 import type { GcsCredentialResolver, StoredGcsKey } from '../creds/gcs-credentials.js';
+import type { SwiftCredentialResolver } from '../creds/swift-credentials.js';
 import { readServiceAccountKey } from '../creds/gcs-key-file.js';
 import type { CredentialResolver } from '../creds/resolver.js';
 import { UserError } from '../errors/user-error.js';
@@ -22,12 +23,14 @@ import type { Logger } from '../log/logger.js';
 import { defaultAzureEndpoint } from '../storage/azure-store.js';
 import type { GcsStoreOptions } from '../storage/gcs-store.js';
 import type { StoreSpec } from '../storage/store-factory.js';
+import { describeSwiftCredentials } from '../storage/swift-auth.js';
 
 /** Where a mount's credentials come from (daemon/mount.ts's dependencies). */
 export interface StoreResolvers {
   resolver: CredentialResolver;
   azureResolver?: AzureCredentialResolver;
   gcsResolver?: GcsCredentialResolver;
+  swiftResolver?: SwiftCredentialResolver;
   logger: Logger;
   /** Says a warning to whoever mounted (and the log); default: the log alone. */
   warn?: (message: string) => void;
@@ -102,6 +105,8 @@ export async function storeSpecOf(options: MountOptions, deps: StoreResolvers): 
       }
       case 'gs':
         return await gcsStoreSpec(options, await deps.gcsResolver?.resolveGcs(source.bucket));
+      case 'swift':
+        return await swiftStoreSpec(options, deps);
       case 's3': {
         const credential = await deps.resolver.resolveS3(source.bucket);
         const endpoint = options.endpoint ?? credential.endpoint;
@@ -165,6 +170,47 @@ async function gcsStoreSpec(options: MountOptions, stored?: StoredGcsKey): Promi
       NoCredentials: 'give a service-account key with --key-file or GOOGLE_APPLICATION_CREDENTIALS',
       AccessDenied: 'the account needs storage.objects.list on this bucket (for example the role Storage Object User)',
       Unreachable: 'check --endpoint and the network',
+    },
+  };
+}
+
+/** A swift:// source's spec: the container's credential (creds/swift-credentials.ts). */
+async function swiftStoreSpec(options: MountOptions, deps: StoreResolvers): Promise<MountStoreSpec> {
+  const container = options.source.bucket;
+  if (!deps.swiftResolver) throw new UserError('swift:// sources are not available here');
+  let resolved: Awaited<ReturnType<SwiftCredentialResolver['resolveSwift']>>;
+  try {
+    resolved = await deps.swiftResolver.resolveSwift(container);
+  } catch (error) {
+    if (error instanceof CredentialError) throw new UserError(`cannot mount swift://${container}: ${error.message}`);
+    throw error;
+  }
+  // --endpoint names the storage URL (the account's), as rclone's storage_url does; --region
+  // picks the catalog's region.
+  const credentials = {
+    ...resolved.credentials,
+    ...(options.endpoint ? { storageUrl: options.endpoint } : {}),
+    ...(options.region ? { region: options.region } : {}),
+  };
+  if (options.insecure) (deps.warn ?? ((m: string) => deps.logger.warn(m)))(`TLS certificates of ${credentials.authUrl ?? credentials.storageUrl} are not verified (--insecure)`);
+  return {
+    spec: {
+      provider: 'swift',
+      container,
+      credentials,
+      caCertificates: options.caBundle ? readCaBundle(options.caBundle, '--ca-bundle') : undefined,
+      insecure: options.insecure,
+    },
+    credentialDescription: `${describeSwiftCredentials(credentials)} (${resolved.description})`,
+    // --max-upload-parts defaults to S3's 10,000: left at that, Swift's 1,000 segments apply.
+    maxParts: options.maxUploadParts === DEFAULTS.maxUploadParts ? undefined : options.maxUploadParts,
+    endpoint: credentials.storageUrl ?? credentials.authUrl,
+    location: credentials.storageUrl ?? credentials.authUrl ?? 'swift',
+    probeHints: {
+      NoSuchBucket: 'check the container name (objmount creds verify lists the containers the credential sees)',
+      InvalidCredentials: 'check the user, password (or key), project and domains',
+      AccessDenied: 'the user may not list this container (its read ACL must name the user)',
+      Unreachable: 'check the auth URL and the network',
     },
   };
 }

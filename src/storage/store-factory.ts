@@ -17,6 +17,7 @@ import type { AzureCredential } from './azure-store.js';
 import type { StoreDeadlines } from './deadline.js';
 import type { GcsStoreOptions } from './gcs-store.js';
 import type { ObjectStore, StoreStats } from './object-store.js';
+import type { SwiftCredentials } from './swift-auth.js';
 
 /** Where a bucket is and the credential to open it with, per provider. */
 export type StoreSpec =
@@ -33,7 +34,8 @@ export type StoreSpec =
       insecure?: boolean;
     }
   | { provider: 'az'; account: string; container: string; endpoint?: string; credential: AzureCredential }
-  | { provider: 'gs'; bucket: string; endpoint?: string; auth: GcsStoreOptions['auth'] };
+  | { provider: 'gs'; bucket: string; endpoint?: string; auth: GcsStoreOptions['auth'] }
+  | { provider: 'swift'; container: string; credentials: SwiftCredentials; caCertificates?: string; insecure?: boolean };
 
 export interface StoreUse {
   /** Names the credential in messages (never a secret). */
@@ -85,6 +87,12 @@ export async function createStore(spec: StoreSpec, use: StoreUse): Promise<Built
         deadlines,
         ...(check ? { maxRetries: 1, requestTimeoutMs: 15_000 } : {}),
       });
+    }
+    case 'swift': {
+      const { SwiftStore } = await import('./swift-store.js');
+      const { provider: _, ...location } = spec;
+      // No deadlines yet: SwiftStore bounds each request by its own idle timeout.
+      return new SwiftStore({ ...location, credentialDescription, maxConnections, maxParts, logger, ...(check ? { maxAttempts: 2, idleTimeoutMs: 15_000 } : {}) });
     }
   }
 }

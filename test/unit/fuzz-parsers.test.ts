@@ -13,11 +13,16 @@ const SECRET = 'Sup3rSecretValueThatMustNotLeak0123456789';
 
 /** Lines that look like credential files: settings, sections, comments, junk, CRLF. */
 const line = fc.oneof(
-  fc.constantFrom('[default]', '[profile x]', '[remote]', 'type = s3', 'type = azureblob', 'type = google cloud storage', '# comment', '; comment', '', 'export ', '+----+', '| access | a |'),
+  fc.constantFrom(
+    '[default]', '[profile x]', '[remote]', 'type = s3', 'type = azureblob', 'type = google cloud storage', 'type = swift', '# comment', '; comment', '', 'export ', '+----+', '| access | a |',
+    'read -sr OS_PASSWORD_INPUT', 'export OS_PASSWORD=$OS_PASSWORD_INPUT',
+  ),
   fc.tuple(
     fc.constantFrom(
       'aws_access_key_id', 'aws_secret_access_key', 'access_key', 'secret_key', 'endpoint', 'host_base', 'EC2_ACCESS_KEY', 'EC2_SECRET_KEY', 'S3_URL', 'region', 'use_https', 'signature_v2',
       'AZURE_STORAGE_ACCOUNT', 'AZURE_STORAGE_KEY', 'AZURE_STORAGE_SAS_TOKEN', 'AZURE_STORAGE_CONNECTION_STRING', 'account', 'key', 'sas_url', 'service_account_credentials',
+      'export OS_AUTH_URL', 'OS_USERNAME', 'OS_PASSWORD', 'OS_PROJECT_NAME', 'OS_INTERFACE', 'OS_AUTH_TYPE', 'OS_APPLICATION_CREDENTIAL_ID', 'OS_APPLICATION_CREDENTIAL_SECRET',
+      'auth', 'user', 'env_auth', 'endpoint_type', 'auth_token', 'storage_url',
     ),
     fc.constantFrom(' = ', '=', ': ', ' '),
     fc.oneof(fc.string(), fc.constant(SECRET), fc.constant(`AccountName=a;AccountKey=${SECRET}`), fc.constant(`https://a.blob.core.windows.net/?sv=1&sig=${SECRET}`)),
@@ -38,6 +43,8 @@ describe('credential parsers under generated input', () => {
             if (credential.provider === 's3') {
               expect(credential.accessKeyId).toBeTruthy();
               expect(credential.secretAccessKey).toBeTruthy();
+            } else if (credential.provider === 'swift') {
+              expect(credential.authUrl || (credential.authToken && credential.storageUrl)).toBeTruthy();
             } else if (credential.provider === 'az') {
               expect(credential.account).toBeTruthy();
               expect(credential.accountKey || credential.sas).toBeTruthy();

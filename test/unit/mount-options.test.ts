@@ -13,12 +13,27 @@ describe('parseSource', () => {
 
   it('explains what is wrong with a malformed source', () => {
     expect(() => parseSource('bucket')).toThrow(
-      new OptionError(`'bucket' is not a source: write it as s3://bucket[/prefix], gs://bucket[/prefix] or az://account/container[/prefix] (or objmount for every paired bucket)`),
+      new OptionError(
+        `'bucket' is not a source: write it as s3://bucket[/prefix], gs://bucket[/prefix], az://account/container[/prefix] or swift://container[/prefix] (or objmount for every paired bucket)`,
+      ),
     );
     expect(() => parseSource('ftp://bucket')).toThrow(/ftp:\/\/ scheme is not supported/);
     expect(() => parseSource('s3://')).toThrow(/'' is not a valid bucket name/);
     expect(() => parseSource('s3://bad bucket')).toThrow(/not a valid bucket name/);
     expect(() => parseSource('s3://b/a//c')).toThrow(/empty path components/);
+  });
+});
+
+describe('parseSource for Swift', () => {
+  it('reads a container (any name without a slash) and an optional prefix', () => {
+    expect(parseSource('swift://backups')).toEqual({ provider: 'swift', bucket: 'backups', prefix: '' });
+    expect(parseSource('swift://My Container_1/a/b/')).toEqual({ provider: 'swift', bucket: 'My Container_1', prefix: 'a/b/' });
+    expect(formatSource(parseSource('swift://c/x/y'))).toBe('swift://c/x/y');
+  });
+
+  it('refuses an empty or over-long container name', () => {
+    expect(() => parseSource('swift://')).toThrow(/'' is not a Swift container name .* write swift:\/\/container\[\/prefix\]/);
+    expect(() => parseSource(`swift://${'c'.repeat(257)}`)).toThrow(/is not a Swift container name/);
   });
 });
 
