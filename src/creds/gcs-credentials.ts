@@ -2,7 +2,7 @@
  * Which stored service-account key a `gs://` mount uses (`objmount creds`): the one named with
  * `--creds` (fstab's `creds=`), else the bucket's pairing. None is not an error: the mount then
  * takes `--key-file`, `$GOOGLE_APPLICATION_CREDENTIALS` or the Application Default Credentials
- * (see daemon/gcs-store-factory.ts), as it does when the pairing names no Google credential
+ * (see daemon/store-spec.ts), as it does when the pairing names no Google credential
  * (`public`, or an S3 one).
  */
 

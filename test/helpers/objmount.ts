@@ -4,7 +4,7 @@
  */
 
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { type Stats, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -134,4 +134,21 @@ export async function daemonPid(mountpoint: string, env: NodeJS.ProcessEnv = tes
   const record = await new MountRegistry(env.OBJMOUNT_RUNTIME_DIR!).find(mountpoint);
   if (!record) throw new Error(`no daemon is recorded for ${mountpoint}`);
   return record.pid;
+}
+
+/**
+ * The stat of a directory another client just made (a new prefix): a mount that listed its parent
+ * less than --negative-ttl (1 s) ago shows it once that has passed (docs/SEMANTICS.md). A new file
+ * is seen at once and needs no wait.
+ */
+export async function statWhenShown(path: string): Promise<Stats> {
+  const start = Date.now();
+  for (;;) {
+    try {
+      return statSync(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || Date.now() - start > 3000) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
 }

@@ -15,7 +15,7 @@ import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectC
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
-import { type TestMount, isMounted, mountBucket, objmount } from '../helpers/objmount.js';
+import { type TestMount, isMounted, mountBucket, objmount, statWhenShown } from '../helpers/objmount.js';
 import { s3Client } from '../helpers/s3-client.js';
 
 const BUCKET = 'fs-test';
@@ -236,7 +236,7 @@ describe('directories', () => {
 
   it('shows implicit directories from key prefixes, two levels deep', async () => {
     await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'implicit/a/b/deep.txt', Body: 'deep' }));
-    await statNew(join(mnt, 'implicit')); // a new directory: seen once --negative-ttl has passed
+    await statWhenShown(join(mnt, 'implicit')); // a new directory: seen once --negative-ttl has passed
     expect(readdirSync(join(mnt, 'implicit'))).toEqual(['a']);
     expect(statSync(join(mnt, 'implicit', 'a')).isDirectory()).toBe(true);
     expect(readFileSync(join(mnt, 'implicit', 'a', 'b', 'deep.txt'), 'utf8')).toBe('deep');
@@ -421,23 +421,6 @@ describe('file operations', () => {
   });
 });
 
-/**
- * The stat of a directory another client just made (a new prefix): the mount may have listed its
- * parent less than --negative-ttl (1 s) ago, and then shows it once that has passed (SEMANTICS.md).
- * A new file is seen at once.
- */
-async function statNew(path: string): Promise<ReturnType<typeof statSync>> {
-  const start = Date.now();
-  for (;;) {
-    try {
-      return statSync(path);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || Date.now() - start > 3000) throw error;
-      await sleep(100);
-    }
-  }
-}
-
 describe('other clients and other tools', () => {
   it('reads objects written by s3fs (POSIX metadata in x-amz-meta headers)', async () => {
     await sdk.send(
@@ -599,7 +582,7 @@ describe('ls -l and find (directories read with attributes)', () => {
         expect(longListing(dir)).toEqual(expected);
         const found = sh(`find '${dir}' -printf '%y %M %U %G %s %P\n'`).split('\n').filter(Boolean).sort();
         expect(found).toEqual(
-          ['d drwxr-xr-x ' + `${process.getuid!()} ${process.getgid!()} 0 `]
+          [`d drwxr-xr-x ${process.getuid!()} ${process.getgid!()} 0 `]
             .concat(Object.entries(expected).map(([name, [mode, uid, gid, size]]) => `f ${mode} ${uid} ${gid} ${size} ${name}`))
             .sort(),
         );
@@ -618,7 +601,7 @@ describe('ls -l and find (directories read with attributes)', () => {
     for (const name of ['keep', 'gone']) {
       await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: `plus-deleted/${name}`, Body: name, Metadata: { mode: String(0o100600) } }));
     }
-    await statNew(dir);
+    await statWhenShown(dir);
     expect(Object.keys(longListing(dir)).sort()).toEqual(['gone', 'keep']);
     expect(longListing(dir)).toEqual({ gone: ['-rw-------', process.getuid!(), process.getgid!(), 4], keep: ['-rw-------', process.getuid!(), process.getgid!(), 4] });
     await sdk.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'plus-deleted/gone' }));

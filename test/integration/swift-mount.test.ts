@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type LocalSwift, SWIFT_TEST_KEY, SWIFT_TEST_USER, startLocalSwift, swiftToken } from '../../src/demo/local-swift.js';
-import { CLI, type CliResult, type TestMount, isMounted, mountBucket, objmount, testEnv } from '../helpers/objmount.js';
+import { CLI, type CliResult, type TestMount, isMounted, mountBucket, objmount, statWhenShown, testEnv } from '../helpers/objmount.js';
 
 const CONTAINER = 'mounted';
 const SOURCE = `swift://${CONTAINER}`;
@@ -157,6 +157,7 @@ describe('a mounted Swift container', () => {
     await raw('PUT', `${CONTAINER}_segments/tools/dlo/0002`, {}, 'second half');
     await raw('PUT', `${CONTAINER}/tools/dlo.txt`, { 'x-object-manifest': `${CONTAINER}_segments/tools/dlo/` }, '');
     await raw('PUT', `${CONTAINER}/tools/folder`, { 'content-type': 'application/directory' }, '');
+    await statWhenShown(join(mnt, 'tools'));
     expect(readdirSync(join(mnt, 'tools')).sort()).toEqual(['dlo.txt', 'folder']);
     expect(statSync(join(mnt, 'tools/dlo.txt')).size).toBe(23);
     expect(readFileSync(join(mnt, 'tools/dlo.txt'), 'utf8')).toBe('first half, second half');
