@@ -29,10 +29,17 @@ const CONTAINER = 'bench';
 const SIZE = SIZE_MIB * MiB;
 const GiB = 1024 * MiB;
 
-const { azurite, account: AZURITE_ACCOUNT, container, source, env } = await startAzuriteBench({ containerName: CONTAINER, sizeMiB: SIZE_MIB, memoryLimitMiB: 2 * SIZE_MIB + 1024 });
+const {
+  azurite,
+  account: AZURITE_ACCOUNT,
+  container,
+  source,
+  env,
+} = await startAzuriteBench({ containerName: CONTAINER, sizeMiB: SIZE_MIB, memoryLimitMiB: 2 * SIZE_MIB + 1024 });
 await container.getBlockBlobClient('file.bin').uploadFile(source, { blockSize: 8 * MiB, concurrency: 8 });
 // BENCH_DAEMON_ENV='NAME=value …': more environment for the daemon only.
-for (const pair of (process.env.BENCH_DAEMON_ENV ?? '').split(' ').filter(Boolean)) env[pair.split('=')[0]] = pair.slice(pair.indexOf('=') + 1);
+for (const pair of (process.env.BENCH_DAEMON_ENV ?? '').split(' ').filter(Boolean))
+  env[pair.split('=')[0]] = pair.slice(pair.indexOf('=') + 1);
 
 const ticks = 100; // USER_HZ
 /** CPU seconds (user, system) of each thread of `pid`, by thread name. */
@@ -93,20 +100,41 @@ for (let run = 0; run < RUNS; run++) {
     sdk.push(NaN);
     sdkCpuPerGiB.push(NaN);
   } else {
-  const streamed = await sdkRuns[0]();
-  const buffered = await sdkRuns[1]();
-  const best = streamed.seconds < buffered.seconds ? streamed : buffered;
-  sdk.push(SIZE / MiB / best.seconds);
-  sdkCpuPerGiB.push(best.cpuPerGiB);
-  console.log(`  SDK streamed ${(SIZE / MiB / streamed.seconds).toFixed(0)} MB/s ${streamed.cpuPerGiB.toFixed(2)} CPU s/GiB; downloadToBuffer ${(SIZE / MiB / buffered.seconds).toFixed(0)} MB/s ${buffered.cpuPerGiB.toFixed(2)} CPU s/GiB`);
+    const streamed = await sdkRuns[0]();
+    const buffered = await sdkRuns[1]();
+    const best = streamed.seconds < buffered.seconds ? streamed : buffered;
+    sdk.push(SIZE / MiB / best.seconds);
+    sdkCpuPerGiB.push(best.cpuPerGiB);
+    console.log(
+      `  SDK streamed ${(SIZE / MiB / streamed.seconds).toFixed(0)} MB/s ${streamed.cpuPerGiB.toFixed(2)} CPU s/GiB; downloadToBuffer ${(SIZE / MiB / buffered.seconds).toFixed(0)} MB/s ${buffered.cpuPerGiB.toFixed(2)} CPU s/GiB`,
+    );
   }
 
   dropCaches();
   const port = 19400 + (process.pid % 1000) * 10 + run;
-  const node = [process.execPath, ...(PROFILE ? ['--cpu-prof', '--cpu-prof-dir', PROFILE] : []), ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)];
+  const node = [
+    process.execPath,
+    ...(PROFILE ? ['--cpu-prof', '--cpu-prof-dir', PROFILE] : []),
+    ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
+  ];
   const reader = await mountForeground(
     node[0],
-    [...node.slice(1), join(root, 'bin/objmount.js'), 'mount', `az://${AZURITE_ACCOUNT}/${CONTAINER}`, '--endpoint', azurite.endpoint, '--foreground', '--log-level', 'warn', '--memory-limit', process.env.BENCH_MEMORY ?? '1G', '--metrics-port', String(port), ...EXTRA],
+    [
+      ...node.slice(1),
+      join(root, 'bin/objmount.js'),
+      'mount',
+      `az://${AZURITE_ACCOUNT}/${CONTAINER}`,
+      '--endpoint',
+      azurite.endpoint,
+      '--foreground',
+      '--log-level',
+      'warn',
+      '--memory-limit',
+      process.env.BENCH_MEMORY ?? '1G',
+      '--metrics-port',
+      String(port),
+      ...EXTRA,
+    ],
     env,
   );
   try {
@@ -118,7 +146,9 @@ for (let run = 0; run < RUNS; run++) {
     const faults0 = minorFaults(reader.pid);
     const threads0 = threads(reader.pid);
     const perf = process.env.BENCH_PERF
-      ? spawn('perf', ['record', '-F', '1999', '-g', '-p', String(reader.pid), '-o', `${process.env.BENCH_PERF}.${run}`], { stdio: 'ignore' })
+      ? spawn('perf', ['record', '-F', '1999', '-g', '-p', String(reader.pid), '-o', `${process.env.BENCH_PERF}.${run}`], {
+          stdio: 'ignore',
+        })
       : undefined;
     if (perf) await sleep(500);
     const seconds = await timed(() => sh(`dd if=file.bin of=/dev/null bs=1M status=none`, reader.dir));
@@ -140,19 +170,32 @@ for (let run = 0; run < RUNS; run++) {
     }
     const requests = (await metric(port, 'objmount_store_requests_total')) - req0;
     mount.push(SIZE / MiB / seconds);
-    rows.push({ peakRss, faultsPerMiB: faults / SIZE_MIB, mbps: SIZE / MiB / seconds, cpuPerGiB: (cpu * GiB) / SIZE, azuritePerGiB: (az * GiB) / SIZE, fetched: bytes / SIZE, requests, load });
+    rows.push({
+      peakRss,
+      faultsPerMiB: faults / SIZE_MIB,
+      mbps: SIZE / MiB / seconds,
+      cpuPerGiB: (cpu * GiB) / SIZE,
+      azuritePerGiB: (az * GiB) / SIZE,
+      fetched: bytes / SIZE,
+      requests,
+      load,
+    });
   } finally {
     await reader.unmount();
   }
 }
 
 console.log(`\nAzure read, ${SIZE_MIB} MiB, ${RUNS} runs, ${new Date().toISOString()} ${EXTRA.join(' ')}`);
-console.log('| run | SDK MB/s | mount MB/s | ratio | daemon CPU s/GiB | Azurite CPU s/GiB | socket bytes / file | requests | page faults / MiB | peak RSS MiB | load 1m |');
+console.log(
+  '| run | SDK MB/s | mount MB/s | ratio | daemon CPU s/GiB | Azurite CPU s/GiB | socket bytes / file | requests | page faults / MiB | peak RSS MiB | load 1m |',
+);
 console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const [i, r] of rows.entries()) {
   console.log(
     `| ${i + 1} | ${sdk[i].toFixed(0)} | ${r.mbps.toFixed(0)} | ${(r.mbps / sdk[i]).toFixed(2)} | ${r.cpuPerGiB.toFixed(2)} | ${r.azuritePerGiB.toFixed(2)} | ${r.fetched.toFixed(3)} | ${r.requests} | ${r.faultsPerMiB.toFixed(0)} | ${r.peakRss.toFixed(0)} | ${r.load.toFixed(2)} |`,
   );
 }
-console.log(`median: SDK ${median(sdk).toFixed(0)} MB/s (${median(sdkCpuPerGiB).toFixed(2)} CPU s/GiB), mount ${median(mount).toFixed(0)} MB/s, ratio ${(median(mount) / median(sdk)).toFixed(2)}, daemon ${median(rows.map((r) => r.cpuPerGiB)).toFixed(2)} CPU s/GiB`);
+console.log(
+  `median: SDK ${median(sdk).toFixed(0)} MB/s (${median(sdkCpuPerGiB).toFixed(2)} CPU s/GiB), mount ${median(mount).toFixed(0)} MB/s, ratio ${(median(mount) / median(sdk)).toFixed(2)}, daemon ${median(rows.map((r) => r.cpuPerGiB)).toFixed(2)} CPU s/GiB`,
+);
 await azurite.close();

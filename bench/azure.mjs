@@ -27,11 +27,28 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const CONTAINER = 'bench';
 const SIZE = SIZE_MIB * MiB;
 
-const { azurite, account: AZURITE_ACCOUNT, container, source, env } = await startAzuriteBench({ containerName: CONTAINER, sizeMiB: SIZE_MIB, memoryLimitMiB: 8 * SIZE_MIB + 1024 });
+const {
+  azurite,
+  account: AZURITE_ACCOUNT,
+  container,
+  source,
+  env,
+} = await startAzuriteBench({ containerName: CONTAINER, sizeMiB: SIZE_MIB, memoryLimitMiB: 8 * SIZE_MIB + 1024 });
 const mount = () =>
   mountForeground(
     process.execPath,
-    [join(root, 'bin/objmount.js'), 'mount', `az://${AZURITE_ACCOUNT}/${CONTAINER}`, '--endpoint', azurite.endpoint, '--foreground', '--log-level', 'warn', '--memory-limit', '1G'],
+    [
+      join(root, 'bin/objmount.js'),
+      'mount',
+      `az://${AZURITE_ACCOUNT}/${CONTAINER}`,
+      '--endpoint',
+      azurite.endpoint,
+      '--foreground',
+      '--log-level',
+      'warn',
+      '--memory-limit',
+      '1G',
+    ],
     env,
   );
 const rate = (seconds) => SIZE / MiB / seconds;
@@ -71,15 +88,23 @@ for (let run = 0; run < RUNS; run++) {
 }
 
 const row = (name, write, read) => `| ${name} | ${rate(median(write)).toFixed(0)} | ${rate(median(read)).toFixed(0)} |`;
-console.log(`\nAzure on Azurite 3.37 (in memory), ${SIZE_MIB} MiB file, sequential, median of ${RUNS}, ${new Date().toISOString().slice(0, 10)}\n`);
+console.log(
+  `\nAzure on Azurite 3.37 (in memory), ${SIZE_MIB} MiB file, sequential, median of ${RUNS}, ${new Date().toISOString().slice(0, 10)}\n`,
+);
 console.log('| client | write MB/s | read MB/s |');
 console.log('| --- | ---: | ---: |');
 console.log(row('@azure/storage-blob 12.34 (8 MiB blocks, 8 at once)', sdkWrite, sdkRead));
 console.log(row('objmount (dd bs=1M)', mountWrite, mountRead));
-console.log(`| ratio objmount / SDK | ${(median(sdkWrite) / median(mountWrite)).toFixed(2)} | ${(median(sdkRead) / median(mountRead)).toFixed(2)} |`);
+console.log(
+  `| ratio objmount / SDK | ${(median(sdkWrite) / median(mountWrite)).toFixed(2)} | ${(median(sdkRead) / median(mountRead)).toFixed(2)} |`,
+);
 console.log(
   `\nThe SDK's read is the faster of one streamed GET and 8 MiB ranges 8 at once; the ranges alone (the mount's pattern): ` +
     `${rate(median(sdkRangedRead)).toFixed(0)} MB/s, objmount / that ${(median(sdkRangedRead) / median(mountRead)).toFixed(2)}.`,
 );
-console.log(`\nobjmount's daemon during the read: ${((median(mountReadCpu) * 1024) / SIZE_MIB).toFixed(2)} CPU s/GiB (median); load average at the end ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+console.log(
+  `\nobjmount's daemon during the read: ${((median(mountReadCpu) * 1024) / SIZE_MIB).toFixed(2)} CPU s/GiB (median); load average at the end ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')}`,
+);
 await azurite.close();

@@ -28,7 +28,9 @@ const work = mkdtempSync(join(tmpdir(), 'objmount-fuse-null-'));
 const live = new Set();
 
 function mountedDevice(dir) {
-  const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === dir);
+  const line = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .find((l) => l.split(' ')[4] === dir);
   return line?.split(' ')[2];
 }
 
@@ -60,10 +62,16 @@ const variants = [
   { name: 'C, libfuse 3 high-level, 16 threads (the limit)', c: true, command: (mnt) => [buildC('null.c'), mnt, '0'] },
   { name: 'C, libfuse 3 low-level, 1 thread', c: true, command: (mnt) => [buildC('null-ll.c'), mnt, '0'] },
 ];
-variants.push({ name: 'JS, objmount addon (libfuse 3)', command: (mnt) => [process.execPath, join(here, 'null-fs.mjs'), 'fuse3', mnt, '0'] });
+variants.push({
+  name: 'JS, objmount addon (libfuse 3)',
+  command: (mnt) => [process.execPath, join(here, 'null-fs.mjs'), 'fuse3', mnt, '0'],
+});
 try {
   createRequire(import.meta.url).resolve('fuse-native');
-  variants.push({ name: 'JS, fuse-native 2.2.6 (libfuse 2.9)', command: (mnt) => [process.execPath, join(here, 'null-fs.mjs'), 'fuse-native', mnt, '0'] });
+  variants.push({
+    name: 'JS, fuse-native 2.2.6 (libfuse 2.9)',
+    command: (mnt) => [process.execPath, join(here, 'null-fs.mjs'), 'fuse-native', mnt, '0'],
+  });
 } catch {
   console.log('fuse-native is not installed: its row is skipped');
 }
@@ -135,19 +143,27 @@ for (let run = 0; run < RUNS; run++) {
 }
 const results = variants.map((variant, i) => {
   const { read, write, stats } = samples[i];
-  console.log(`${variant.name}: read ${read.map((x) => x.toFixed(0)).join('/')} MB/s, write ${write.map((x) => x.toFixed(0)).join('/')} MB/s, stat ${stats.map((x) => x.toFixed(0)).join('/')} ops/s`);
+  console.log(
+    `${variant.name}: read ${read.map((x) => x.toFixed(0)).join('/')} MB/s, write ${write.map((x) => x.toFixed(0)).join('/')} MB/s, stat ${stats.map((x) => x.toFixed(0)).join('/')} ops/s`,
+  );
   return { name: variant.name, read: median(read), write: median(write), stats: median(stats) };
 });
 console.log(`load average at the end: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
 
 // Each column against the faster of the two C file systems.
 const cs = results.filter((_r, i) => variants[i].c);
-const c = { read: Math.max(...cs.map((r) => r.read)), write: Math.max(...cs.map((r) => r.write)), stats: Math.max(...cs.map((r) => r.stats)) };
+const c = {
+  read: Math.max(...cs.map((r) => r.read)),
+  write: Math.max(...cs.map((r) => r.write)),
+  stats: Math.max(...cs.map((r) => r.stats)),
+};
 console.log('\nRatios are to the faster C variant of each column.');
 console.log('\n| binding | read MB/s | read vs C | write MB/s | write vs C | stat ops/s | stat vs C |');
 console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of results) {
   const ratio = (x, y) => (x / y).toFixed(2);
-  console.log(`| ${r.name} | ${r.read.toFixed(0)} | ${ratio(r.read, c.read)} | ${r.write.toFixed(0)} | ${ratio(r.write, c.write)} | ${r.stats.toFixed(0)} | ${ratio(r.stats, c.stats)} |`);
+  console.log(
+    `| ${r.name} | ${r.read.toFixed(0)} | ${ratio(r.read, c.read)} | ${r.write.toFixed(0)} | ${ratio(r.write, c.write)} | ${r.stats.toFixed(0)} | ${ratio(r.stats, c.stats)} |`,
+  );
 }
 if (existsSync(work)) detachAll();

@@ -27,7 +27,9 @@ const mounts = new Set();
 const children = new Set();
 
 export function mounted(dir) {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((line) => line.split(' ')[4] === dir);
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .some((line) => line.split(' ')[4] === dir);
 }
 
 function cleanUp() {
@@ -84,7 +86,9 @@ async function waitMounted(dir, child) {
 
 /** Peak resident memory of a process, in MiB (VmHWM). */
 export function peakRssMiB(pid) {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmHWM:'));
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmHWM:'));
   return Number(line.split(/\s+/)[1]) / 1024;
 }
 
@@ -119,7 +123,22 @@ export function tools(server, bucket, objmountArgs = []) {
   const objmount = {
     name: 'objmount',
     available: true,
-    command: () => [process.execPath, [join(root, 'bin/objmount.js'), 'mount', `s3://${bucket}`, '--endpoint', server.endpoint, '--foreground', '--log-level', 'warn', ...objmountArgs], withDaemonMalloc(env), { counters: true }],
+    command: () => [
+      process.execPath,
+      [
+        join(root, 'bin/objmount.js'),
+        'mount',
+        `s3://${bucket}`,
+        '--endpoint',
+        server.endpoint,
+        '--foreground',
+        '--log-level',
+        'warn',
+        ...objmountArgs,
+      ],
+      withDaemonMalloc(env),
+      { counters: true },
+    ],
   };
   const passwd = join(work, 's3fs.passwd');
   writeFileSync(passwd, `${KEY}:${SECRET}\n`, { mode: 0o600 });
@@ -227,8 +246,10 @@ export async function fastestUpload(sdk, bucket, bytes, runs, { partsMiB = [8, 1
   for (const partMiB of partsMiB) {
     for (const concurrency of concurrencies) {
       const times = [];
-      for (let i = 0; i < runs; i++) times.push(await timed(() => directUpload(sdk, bucket, `limit-${partMiB}-${concurrency}-${i}`, bytes, partMiB * MiB, concurrency)));
-      if (median(times) < limit.seconds) Object.assign(limit, { seconds: median(times), how: `${partMiB} MiB parts, ${concurrency} at once` });
+      for (let i = 0; i < runs; i++)
+        times.push(await timed(() => directUpload(sdk, bucket, `limit-${partMiB}-${concurrency}-${i}`, bytes, partMiB * MiB, concurrency)));
+      if (median(times) < limit.seconds)
+        Object.assign(limit, { seconds: median(times), how: `${partMiB} MiB parts, ${concurrency} at once` });
     }
   }
   return limit;
@@ -241,7 +262,9 @@ export function rangedDownload(sdk, bucket, key, size, parallel) {
   const worker = async () => {
     for (let start = next; start < size; start = next) {
       next += part;
-      const out = await sdk.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${start}-${Math.min(size, start + part) - 1}` }));
+      const out = await sdk.send(
+        new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${start}-${Math.min(size, start + part) - 1}` }),
+      );
       for await (const _chunk of out.Body) {
         // drain
       }

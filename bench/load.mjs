@@ -76,7 +76,9 @@ while (Date.now() < Number(until)) {
 `;
 
 function rssMiB(pid) {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmRSS:'));
   return Number(line.split(/\s+/)[1]) / 1024;
 }
 
@@ -139,7 +141,9 @@ try {
   let wrong = 0;
   for (const name of names) {
     const { Body } = await sdk.send(new GetObjectCommand({ Bucket: BUCKET, Key: `done/${name}` }));
-    const sha = createHash('sha256').update(await Body.transformToByteArray()).digest('hex');
+    const sha = createHash('sha256')
+      .update(await Body.transformToByteArray())
+      .digest('hex');
     if (sha !== name.split('-')[0]) wrong += 1;
   }
 
@@ -157,10 +161,14 @@ try {
   console.log(`  store:  ${names.length} files, ${wrong} with wrong bytes`);
   console.log(`  errors: ${errors.length}${errors.length ? `: ${[...new Set(errors)].slice(0, 5).join('; ')}` : ''}`);
   console.log(`  held by objmount (cache + upload buffers): peak ${held.toFixed(0)} MiB (allowed: the limit, ${limitMiB} MiB)`);
-  console.log(`  daemon RSS: ${baseline.toFixed(0)} MiB at start, peak ${peak.toFixed(0)} MiB (allowed: start + 1.25 x limit = ${allowed.toFixed(0)} MiB)`);
+  console.log(
+    `  daemon RSS: ${baseline.toFixed(0)} MiB at start, peak ${peak.toFixed(0)} MiB (allowed: start + 1.25 x limit = ${allowed.toFixed(0)} MiB)`,
+  );
   if (worst) {
     const m = (bytes) => `${(bytes / MiB).toFixed(0)} MiB`;
-    console.log(`  at the peak: cache ${m(worst.cacheBytes)}, upload buffers ${m(worst.uploadBytes)}, V8 heap ${m(worst.heapUsed)}, Buffers ${m(worst.external)}, resident ${m(worst.rss)}`);
+    console.log(
+      `  at the peak: cache ${m(worst.cacheBytes)}, upload buffers ${m(worst.uploadBytes)}, V8 heap ${m(worst.heapUsed)}, Buffers ${m(worst.external)}, resident ${m(worst.rss)}`,
+    );
   }
   console.log(failed ? 'FAILED' : 'passed');
 } finally {

@@ -19,7 +19,20 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { KEY, PutObjectCommand, SECRET, cpuSeconds, dropCaches, median, mountForeground, root, sh, startServer, timed, tools } from './lib.mjs';
+import {
+  KEY,
+  PutObjectCommand,
+  SECRET,
+  cpuSeconds,
+  dropCaches,
+  median,
+  mountForeground,
+  root,
+  sh,
+  startServer,
+  timed,
+  tools,
+} from './lib.mjs';
 
 const FILES = Number(process.env.BENCH_FILES ?? 1000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -68,14 +81,33 @@ for (const item of (process.env.BENCH_COMPARE ?? '').split(',').filter(Boolean))
 }
 const env = { ...process.env, AWS_ACCESS_KEY_ID: KEY, AWS_SECRET_ACCESS_KEY: SECRET, AWS_EC2_METADATA_DISABLED: 'true' };
 for (const client of clients) {
-  const args = ['mount', `s3://${BUCKET}`, '--endpoint', server.endpoint, '--foreground', '--log-level', 'warn', '--metrics-port', String(PORT)];
+  const args = [
+    'mount',
+    `s3://${BUCKET}`,
+    '--endpoint',
+    server.endpoint,
+    '--foreground',
+    '--log-level',
+    'warn',
+    '--metrics-port',
+    String(PORT),
+  ];
   client.mount = () => mountForeground(process.execPath, [join(client.dir, 'bin/objmount.js'), ...args], env);
   client.counts = true;
 }
 const s3fs = tools(server, BUCKET).find((t) => t.name.startsWith('s3fs'));
 if (s3fs.available) clients.push({ name: s3fs.name, mount: () => s3fs.mount(), counts: false });
 
-const rows = clients.map((c) => ({ name: c.name, cold: [], coldCpu: [], coldRequests: [], again: [], againCpu: [], againRequests: [], lsRequests: [] }));
+const rows = clients.map((c) => ({
+  name: c.name,
+  cold: [],
+  coldCpu: [],
+  coldRequests: [],
+  again: [],
+  againCpu: [],
+  againRequests: [],
+  lsRequests: [],
+}));
 for (let run = 0; run < RUNS; run++) {
   for (const [i, client] of clients.entries()) {
     const row = rows[i];
@@ -114,15 +146,22 @@ for (let run = 0; run < RUNS; run++) {
   }
 }
 for (const row of rows) {
-  for (const key of ['cold', 'coldCpu', 'coldRequests', 'again', 'againCpu', 'againRequests', 'lsRequests']) row[key] = row[key].length ? median(row[key]) : undefined;
+  for (const key of ['cold', 'coldCpu', 'coldRequests', 'again', 'againCpu', 'againRequests', 'lsRequests'])
+    row[key] = row[key].length ? median(row[key]) : undefined;
 }
 sdk.destroy();
 await server.close();
 
 const f = (x, digits = 2) => (x === undefined ? '-' : x.toFixed(digits));
-console.log(`\nls -l of ${FILES} x 4 KiB objects with POSIX metadata, median of ${RUNS}, local S3 server on 127.0.0.1, ${new Date().toISOString().slice(0, 10)}\n`);
-console.log('| client | cold ls -l s | its CPU s | store requests | ls -l after the TTL s | its CPU s | store requests | plain ls: store requests |');
+console.log(
+  `\nls -l of ${FILES} x 4 KiB objects with POSIX metadata, median of ${RUNS}, local S3 server on 127.0.0.1, ${new Date().toISOString().slice(0, 10)}\n`,
+);
+console.log(
+  '| client | cold ls -l s | its CPU s | store requests | ls -l after the TTL s | its CPU s | store requests | plain ls: store requests |',
+);
 console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
-  console.log(`| ${r.name} | ${f(r.cold)} | ${f(r.coldCpu)} | ${f(r.coldRequests, 0)} | ${f(r.again)} | ${f(r.againCpu)} | ${f(r.againRequests, 0)} | ${f(r.lsRequests, 0)} |`);
+  console.log(
+    `| ${r.name} | ${f(r.cold)} | ${f(r.coldCpu)} | ${f(r.coldRequests, 0)} | ${f(r.again)} | ${f(r.againCpu)} | ${f(r.againRequests, 0)} | ${f(r.lsRequests, 0)} |`,
+  );
 }

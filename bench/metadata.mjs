@@ -83,7 +83,13 @@ const WORKLOADS = [
   { id: 'writeAsync', what: `the same, objmount async (s3fs: its only mode)`, unit: 's', goal: { max: 0.2 }, async: true },
   { id: 'tar', what: `\`tar xf\` of ${tree.files} files, ${tree.dirs} dirs, durable at unmount (sync)`, unit: 's', goal: { max: 0.5 } },
   { id: 'tarAsync', what: `the same, objmount async (s3fs: its only mode)`, unit: 's', goal: { max: 0.2 }, async: true },
-  { id: 'iops', what: `fio random 4 KiB reads (psync, buffered, ${FIO_SECONDS} s) in ${FIO_MIB} MiB`, unit: 'IOPS', goal: { min: 1.5 }, needs: hasFio ? undefined : 'fio' },
+  {
+    id: 'iops',
+    what: `fio random 4 KiB reads (psync, buffered, ${FIO_SECONDS} s) in ${FIO_MIB} MiB`,
+    unit: 'IOPS',
+    goal: { min: 1.5 },
+    needs: hasFio ? undefined : 'fio',
+  },
   { id: 'largeWrite', what: `${LARGE_MIB} MiB \`dd bs=1M\` write, until durable`, unit: 's', goal: { direct: 0.9 }, large: true },
   { id: 'largeRead', what: `${LARGE_MIB} MiB cold read, \`dd bs=1M\``, unit: 'MB/s', goal: { direct: 0.9 }, large: true },
 ];
@@ -103,8 +109,20 @@ const { server, sdk } = await startServer([BUCKET]);
 const fourKiB = randomBytes(4096);
 const named = Array.from({ length: FILES }, (_, i) => `named/f${String(i).padStart(5, '0')}`);
 const inFind = Array.from({ length: FILES }, (_, i) => `find/d${i % 10}/f${Math.floor(i / 10)}`);
-await putMany(sdk, BUCKET, FILES, (i) => named[i], () => fourKiB);
-await putMany(sdk, BUCKET, FILES, (i) => inFind[i], () => fourKiB);
+await putMany(
+  sdk,
+  BUCKET,
+  FILES,
+  (i) => named[i],
+  () => fourKiB,
+);
+await putMany(
+  sdk,
+  BUCKET,
+  FILES,
+  (i) => inFind[i],
+  () => fourKiB,
+);
 const FIO_SIZE = FIO_MIB * MiB;
 if (hasFio && wanted('iops')) await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'fio.bin', Body: randomBytes(FIO_SIZE) }));
 const LARGE = LARGE_MIB * MiB;
@@ -119,7 +137,9 @@ const source = makeSourceTree({ root: treeRoot, tarFile, files: tree.files, dirs
 // The shell loop writes this, a 4 KiB line of text without a newline, with printf (a builtin).
 const loopData = join(work, 'loop-data');
 writeFileSync(loopData, Buffer.from(randomBytes(3072).toString('base64')));
-log(`server ${server.endpoint}; ${FILES} + ${FILES} objects put; tree of ${source.files.length} files, ${source.directories} dirs, ${(source.bytes / 1e6).toFixed(1)} MB`);
+log(
+  `server ${server.endpoint}; ${FILES} + ${FILES} objects put; tree of ${source.files.length} files, ${source.directories} dirs, ${(source.bytes / 1e6).toFixed(1)} MB`,
+);
 
 // ---- how results are shown ------------------------------------------------------------------------
 function format(value, unit) {
@@ -127,7 +147,20 @@ function format(value, unit) {
   if (unit === 'IOPS' || unit === 'MB/s') return value.toFixed(0);
   return value < 10 ? value.toFixed(2) : value.toFixed(1);
 }
-const OPERATION_NAMES = { head: 'HEAD', get: 'GET', list: 'LIST', put: 'PUT', delete: 'DELETE', copy: 'COPY', 'upload part': 'PART', 'create multipart upload': 'MPU-CREATE', 'complete multipart upload': 'MPU-COMPLETE', 'abort multipart upload': 'MPU-ABORT', 'copy part': 'PART-COPY', 'head bucket': 'HEAD-BUCKET' };
+const OPERATION_NAMES = {
+  head: 'HEAD',
+  get: 'GET',
+  list: 'LIST',
+  put: 'PUT',
+  delete: 'DELETE',
+  copy: 'COPY',
+  'upload part': 'PART',
+  'create multipart upload': 'MPU-CREATE',
+  'complete multipart upload': 'MPU-COMPLETE',
+  'abort multipart upload': 'MPU-ABORT',
+  'copy part': 'PART-COPY',
+  'head bucket': 'HEAD-BUCKET',
+};
 function describeRequests(requests) {
   if (!requests) return '';
   const entries = Object.entries(requests).sort((a, b) => b[1] - a[1]);
@@ -142,8 +175,13 @@ async function shell(command, cwd, timeoutSeconds = 600) {
   try {
     await run('sh', ['-c', command], { cwd, timeout: timeoutSeconds * 1000, killSignal: 'SIGKILL', maxBuffer: 64 * MiB });
   } catch (error) {
-    const last = String(error.stderr ?? '').trim().split('\n').pop();
-    throw new Error(`${command.slice(0, 60)}: ${error.killed ? `killed after ${timeoutSeconds} s` : `exit ${error.code}`}${last ? `: ${last}` : ''}`);
+    const last = String(error.stderr ?? '')
+      .trim()
+      .split('\n')
+      .pop();
+    throw new Error(
+      `${command.slice(0, 60)}: ${error.killed ? `killed after ${timeoutSeconds} s` : `exit ${error.code}`}${last ? `: ${last}` : ''}`,
+    );
   }
 }
 const since = (start) => Number(process.hrtime.bigint() - start) / 1e9;
@@ -187,9 +225,14 @@ async function writeSmallFiles(tool, dir) {
     await shell(`data=$(cat ${loopData}); i=0; while [ $i -lt ${FILES} ]; do printf %s "$data" > ${dir}/f$i; i=$((i+1)); done`, m.dir);
     const exited = since(start);
     let listed = 0;
-    const value = await waitFor(async () => (listed = (await listObjects(sdk, BUCKET, `${dir}/f`)).length) >= FILES, start, Math.max(120, 10 * exited));
+    const value = await waitFor(
+      async () => (listed = (await listObjects(sdk, BUCKET, `${dir}/f`)).length) >= FILES,
+      start,
+      Math.max(120, 10 * exited),
+    );
     const requests = perOperation(before, await counters(m), FILES);
-    if (value === undefined) return { value: since(start), requests, note: `only ${listed} of ${FILES} listed ${since(start).toFixed(0)} s after the loop began` };
+    if (value === undefined)
+      return { value: since(start), requests, note: `only ${listed} of ${FILES} listed ${since(start).toFixed(0)} s after the loop began` };
     return { value, requests };
   });
 }
@@ -210,14 +253,30 @@ async function untar(tool, dir) {
   const value = since(start); // the tool has exited: what it uploads at unmount is done
   const stored = new Map((await listObjects(sdk, BUCKET, `${dir}/`)).map((o) => [o.Key.slice(dir.length + 1), o.Size]));
   const complete = source.files.filter((f) => stored.get(f.path) === f.size).length;
-  if (complete < source.files.length) note = `${note ? `${note}; ` : ''}only ${complete} of ${source.files.length} files in the store after unmount`;
+  if (complete < source.files.length)
+    note = `${note ? `${note}; ` : ''}only ${complete} of ${source.files.length} files in the store after unmount`;
   return { value, requests, note };
 }
 
 async function fio(tool) {
   return onMount(tool, true, async (m) => {
     const before = await counters(m);
-    const { stdout } = await run('fio', ['--name=rand', `--filename=${join(m.dir, 'fio.bin')}`, '--rw=randread', '--bs=4k', '--ioengine=psync', `--runtime=${FIO_SECONDS}`, '--time_based', '--readonly', '--output-format=json', `--size=${FIO_SIZE}`], { timeout: (FIO_SECONDS + 120) * 1000, maxBuffer: 64 * MiB });
+    const { stdout } = await run(
+      'fio',
+      [
+        '--name=rand',
+        `--filename=${join(m.dir, 'fio.bin')}`,
+        '--rw=randread',
+        '--bs=4k',
+        '--ioengine=psync',
+        `--runtime=${FIO_SECONDS}`,
+        '--time_based',
+        '--readonly',
+        '--output-format=json',
+        `--size=${FIO_SIZE}`,
+      ],
+      { timeout: (FIO_SECONDS + 120) * 1000, maxBuffer: 64 * MiB },
+    );
     const { iops, total_ios: ios } = JSON.parse(stdout).jobs[0].read;
     return { value: iops, requests: perOperation(before, await counters(m), ios) };
   });
@@ -239,25 +298,41 @@ async function sdkBaseline(runIndex) {
   const recordSdk = (id, measurement) => {
     record(id, 'sdk', measurement);
     const { unit } = WORKLOADS.find((w) => w.id === id);
-    log(`${'sdk'.padEnd(8)} ${id.padEnd(10)} ${format(measurement.value, unit).padStart(9)} ${unit}${measurement.how ? ` (${measurement.how})` : ''}`);
+    log(
+      `${'sdk'.padEnd(8)} ${id.padEnd(10)} ${format(measurement.value, unit).padStart(9)} ${unit}${measurement.how ? ` (${measurement.how})` : ''}`,
+    );
   };
   const dir = `sdk-${runIndex}`;
-  const one = async (n, send) => timed(async () => {
-    for (let i = 0; i < n; i++) await send(i);
-  });
+  const one = async (n, send) =>
+    timed(async () => {
+      for (let i = 0; i < n; i++) await send(i);
+    });
   const drain = async (out) => {
     for await (const _chunk of out.Body) {
       // drain
     }
   };
-  if (wanted('write') || wanted('cat') || wanted('ls')) recordSdk('write', { value: await one(FILES, (i) => sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${dir}/f${i}`, Body: fourKiB }))) });
+  if (wanted('write') || wanted('cat') || wanted('ls'))
+    recordSdk('write', {
+      value: await one(FILES, (i) => sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${dir}/f${i}`, Body: fourKiB }))),
+    });
   if (wanted('ls')) recordSdk('ls', { value: await timed(() => listObjects(sdk, BUCKET, `${dir}/`)) });
-  if (wanted('cat')) recordSdk('cat', { value: await one(FILES, async (i) => drain(await sdk.send(new GetObjectCommand({ Bucket: BUCKET, Key: `${dir}/f${i}` })))) });
-  if (wanted('stat')) recordSdk('stat', { value: await one(FILES, (i) => sdk.send(new HeadObjectCommand({ Bucket: BUCKET, Key: named[i] }))) });
+  if (wanted('cat'))
+    recordSdk('cat', {
+      value: await one(FILES, async (i) => drain(await sdk.send(new GetObjectCommand({ Bucket: BUCKET, Key: `${dir}/f${i}` })))),
+    });
+  if (wanted('stat'))
+    recordSdk('stat', { value: await one(FILES, (i) => sdk.send(new HeadObjectCommand({ Bucket: BUCKET, Key: named[i] }))) });
   if (wanted('find')) recordSdk('find', { value: await timed(() => listObjects(sdk, BUCKET, 'find/')) });
   if (wanted('tar')) {
     const files = source.files;
-    recordSdk('tar', { value: await one(files.length, (i) => sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${dir}-tree/${files[i].path}`, Body: readFileSync(join(treeRoot, files[i].path)) }))) });
+    recordSdk('tar', {
+      value: await one(files.length, (i) =>
+        sdk.send(
+          new PutObjectCommand({ Bucket: BUCKET, Key: `${dir}-tree/${files[i].path}`, Body: readFileSync(join(treeRoot, files[i].path)) }),
+        ),
+      ),
+    });
   }
   if (wanted('iops') && hasFio) {
     let ios = 0;
@@ -282,7 +357,9 @@ async function sdkBaseline(runIndex) {
 async function sdkLimits() {
   const recordSdk = (id, measurement) => {
     record(id, 'sdk', measurement);
-    log(`${'sdk'.padEnd(8)} ${id.padEnd(10)} ${format(measurement.value, WORKLOADS.find((w) => w.id === id).unit).padStart(9)} (${measurement.how})`);
+    log(
+      `${'sdk'.padEnd(8)} ${id.padEnd(10)} ${format(measurement.value, WORKLOADS.find((w) => w.id === id).unit).padStart(9)} (${measurement.how})`,
+    );
   };
   if (wanted('largeWrite')) {
     const limit = await fastestUpload(sdk, BUCKET, readFileSync(largeSource), 1, { partsMiB: [16], concurrencies: [8, 16] });
@@ -318,7 +395,9 @@ async function measure(id, key, fn) {
     result = { value: undefined, note: `failed: ${String(error.message).split('\n')[0]}` };
   }
   record(id, key, result);
-  log(`${key.padEnd(8)} ${id.padEnd(10)} ${format(result.value, workload.unit).padStart(9)} ${workload.unit} ${describeRequests(result.requests)}${result.note ? `  (${result.note})` : ''}`);
+  log(
+    `${key.padEnd(8)} ${id.padEnd(10)} ${format(result.value, workload.unit).padStart(9)} ${workload.unit} ${describeRequests(result.requests)}${result.note ? `  (${result.note})` : ''}`,
+  );
 }
 
 for (let runIndex = 0; runIndex < RUNS; runIndex++) {
@@ -327,7 +406,8 @@ for (let runIndex = 0; runIndex < RUNS; runIndex++) {
   for (const { key, tool } of TOOLS.filter((t) => t.tool.available)) {
     const written = `w-${key}-${runIndex}`;
     if (wanted('write')) await measure('write', key, () => writeSmallFiles(tool, written));
-    else if (wanted('ls') || wanted('cat')) await writeSmallFiles(tool, written).catch((error) => log(`${key}: writing ${written} failed: ${error.message}`));
+    else if (wanted('ls') || wanted('cat'))
+      await writeSmallFiles(tool, written).catch((error) => log(`${key}: writing ${written} failed: ${error.message}`));
     await measure('ls', key, () => coldStep(tool, (dir) => shell(`ls -l ${written} > /dev/null`, dir)));
     await measure('cat', key, () => coldStep(tool, (dir) => shell(`cat ${written}/* > /dev/null`, dir)));
     await measure('stat', key, () => coldStep(tool, (dir) => run('stat', ['--', ...named], { cwd: dir, maxBuffer: 64 * MiB })));
@@ -336,7 +416,12 @@ for (let runIndex = 0; runIndex < RUNS; runIndex++) {
     await measure('iops', key, () => fio(tool));
     if (key === 'objmount') await sdkLimits();
     await measure('largeWrite', key, () => largeWrite(tool, `large-${key}-${runIndex}`));
-    await measure('largeRead', key, () => coldStep(tool, (dir) => shell('dd if=large.bin of=/dev/null bs=1M status=none', dir), 1).then((r) => ({ ...r, value: LARGE / 1e6 / r.value })));
+    await measure('largeRead', key, () =>
+      coldStep(tool, (dir) => shell('dd if=large.bin of=/dev/null bs=1M status=none', dir), 1).then((r) => ({
+        ...r,
+        value: LARGE / 1e6 / r.value,
+      })),
+    );
     if (key === 'objmount') {
       await measure('writeAsync', key, () => writeSmallFiles(objmountAsync, `wa-${key}-${runIndex}`));
       await measure('tarAsync', key, () => untar(objmountAsync, `ta-${key}-${runIndex}`));
@@ -358,8 +443,12 @@ function summary(id, key) {
 const cell = (r, unit) => (r === undefined ? '-' : r.value === undefined ? 'failed' : `${format(r.value, unit)}${r.note ? ' !' : ''}`);
 
 const date = new Date().toISOString().slice(0, 16).replace('T', ' ');
-console.log(`\nMetadata and small files (issue 15), local S3 server on 127.0.0.1, ${date} UTC, ${RUNS === 1 ? 'one run' : `median of ${RUNS}`}; objmount with its defaults\n`);
-console.log('| workload | objmount | s3fs | rclone | SDK: one request at a time (dd: best direct) | objmount vs goal | met? | objmount store requests per file |');
+console.log(
+  `\nMetadata and small files (issue 15), local S3 server on 127.0.0.1, ${date} UTC, ${RUNS === 1 ? 'one run' : `median of ${RUNS}`}; objmount with its defaults\n`,
+);
+console.log(
+  '| workload | objmount | s3fs | rclone | SDK: one request at a time (dd: best direct) | objmount vs goal | met? | objmount store requests per file |',
+);
 console.log('| --- | ---: | ---: | ---: | ---: | --- | --- | --- |');
 const notes = [];
 let passed = 0;
@@ -399,8 +488,16 @@ for (const w of WORKLOADS) {
     }
   }
   const requests = describeRequests(ours?.requests) + (w.id === 'iops' ? ' (per IO)' : w.large ? ' (for the whole file)' : '');
-  console.log(`| ${w.what} | ${cell(ours, w.unit)} | ${cell(w.async ? s3Reference : s3, w.unit)} | ${cell(rc, w.unit)} | ${cell(sdkRow, w.unit)} | ${versus} | ${met} | ${ours?.requests ? requests : '-'} |`);
-  for (const [key, r] of [['objmount', ours], ['s3fs', s3], ['rclone', rc], ['sdk', sdkRow]]) if (r?.note) notes.push(`${w.id}, ${key}: ${r.note}`);
+  console.log(
+    `| ${w.what} | ${cell(ours, w.unit)} | ${cell(w.async ? s3Reference : s3, w.unit)} | ${cell(rc, w.unit)} | ${cell(sdkRow, w.unit)} | ${versus} | ${met} | ${ours?.requests ? requests : '-'} |`,
+  );
+  for (const [key, r] of [
+    ['objmount', ours],
+    ['s3fs', s3],
+    ['rclone', rc],
+    ['sdk', sdkRow],
+  ])
+    if (r?.note) notes.push(`${w.id}, ${key}: ${r.note}`);
 }
 console.log(`\nUnits: seconds, except IOPS and MB/s where the row says so. Goals met: ${passed}; not met: ${failedGoals}.`);
 for (const w of WORKLOADS) if (summary(w.id, 'sdk')?.how) console.log(`- ${w.id}: ${summary(w.id, 'sdk').how}`);

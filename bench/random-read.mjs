@@ -41,7 +41,15 @@ const { server, sdk } = await startServer([BUCKET]);
   const parts = [];
   const part = Math.min(SIZE, 64 * MiB);
   for (let n = 1; (n - 1) * part < SIZE; n++) {
-    const { ETag } = await sdk.send(new UploadPartCommand({ Bucket: BUCKET, Key: 'big.bin', UploadId, PartNumber: n, Body: randomBytes(Math.min(part, SIZE - (n - 1) * part)) }));
+    const { ETag } = await sdk.send(
+      new UploadPartCommand({
+        Bucket: BUCKET,
+        Key: 'big.bin',
+        UploadId,
+        PartNumber: n,
+        Body: randomBytes(Math.min(part, SIZE - (n - 1) * part)),
+      }),
+    );
     parts.push({ PartNumber: n, ETag });
   }
   await sdk.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: 'big.bin', UploadId, MultipartUpload: { Parts: parts } }));
@@ -54,7 +62,9 @@ async function parallelDownload(parallel) {
   const worker = async () => {
     for (let start = next; start < SIZE; start = next) {
       next += part;
-      const out = await sdk.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'big.bin', Range: `bytes=${start}-${Math.min(SIZE, start + part) - 1}` }));
+      const out = await sdk.send(
+        new GetObjectCommand({ Bucket: BUCKET, Key: 'big.bin', Range: `bytes=${start}-${Math.min(SIZE, start + part) - 1}` }),
+      );
       for await (const _chunk of out.Body) {
         // drain
       }
@@ -74,7 +84,18 @@ for (const parallel of [1, 4, 8, 16]) {
 const status = (dir) => JSON.parse(execFileSync(process.execPath, [join(root, 'bin/objmount.js'), 'status', dir, '--json']).toString())[0];
 const fio = (dir) =>
   JSON.parse(
-    execFileSync('fio', ['--name=rand', `--filename=${join(dir, 'big.bin')}`, '--rw=randread', '--bs=4k', '--ioengine=psync', `--runtime=${FIO_SECONDS}`, '--time_based', '--readonly', '--output-format=json', `--size=${SIZE}`]).toString(),
+    execFileSync('fio', [
+      '--name=rand',
+      `--filename=${join(dir, 'big.bin')}`,
+      '--rw=randread',
+      '--bs=4k',
+      '--ioengine=psync',
+      `--runtime=${FIO_SECONDS}`,
+      '--time_based',
+      '--readonly',
+      '--output-format=json',
+      `--size=${SIZE}`,
+    ]).toString(),
   ).jobs[0].read;
 
 const [objmount, s3fs] = tools(server, BUCKET);
@@ -117,9 +138,13 @@ await server.close();
 // ---- the table -----------------------------------------------------------------------------------
 const f = (x, digits = 0) => (x === undefined ? '-' : x.toFixed(digits));
 const peer = rows.find((r) => r.name.startsWith('s3fs') && !r.note);
-console.log(`\nRandom reads, ${SIZE_MIB} MiB object, fio ${FIO_SECONDS} s, median of ${RUNS}, local S3 server on 127.0.0.1, ${new Date().toISOString().slice(0, 16)}Z\n`);
+console.log(
+  `\nRandom reads, ${SIZE_MIB} MiB object, fio ${FIO_SECONDS} s, median of ${RUNS}, local S3 server on 127.0.0.1, ${new Date().toISOString().slice(0, 16)}Z\n`,
+);
 console.log(`Server limit: ${f(limit.best)} MB/s (${limit.parallel} parallel ranged GETs of 8 MiB)\n`);
-console.log('| client | random 4K IOPS | ÷ s3fs | store GETs per read | IOPS, again on the mount | ÷ s3fs | cold seq MB/s | ÷ limit | peak RSS MiB |');
+console.log(
+  '| client | random 4K IOPS | ÷ s3fs | store GETs per read | IOPS, again on the mount | ÷ s3fs | cold seq MB/s | ÷ limit | peak RSS MiB |',
+);
 console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
   if (r.note) console.log(`| ${r.name} | ${r.note} | | | | | | | |`);

@@ -80,7 +80,18 @@ for (const tool of tools(server, BUCKET, ['--memory-limit', '1G'])) {
       if (have('fio')) {
         m = await tool.mount();
         dropCaches();
-        const out = execFileSync('fio', ['--name=rand', `--filename=${join(m.dir, 'big.bin')}`, '--rw=randread', '--bs=4k', '--ioengine=psync', '--runtime=10', '--time_based', '--readonly', '--output-format=json', `--size=${SIZE}`]);
+        const out = execFileSync('fio', [
+          '--name=rand',
+          `--filename=${join(m.dir, 'big.bin')}`,
+          '--rw=randread',
+          '--bs=4k',
+          '--ioengine=psync',
+          '--runtime=10',
+          '--time_based',
+          '--readonly',
+          '--output-format=json',
+          `--size=${SIZE}`,
+        ]);
         row.iops.push(JSON.parse(out.toString()).jobs[0].read.iops);
         await m.unmount();
       }
@@ -100,7 +111,8 @@ for (const tool of tools(server, BUCKET, ['--memory-limit', '1G'])) {
       row.rss = Math.max(row.rss, peakRssMiB(m.pid));
       await m.unmount();
     }
-    for (const key of ['cold', 'parallel', 'iops', 'hot', 'cpuPerGiB', 'ls', 'stat', 'find', 'cat']) row[key] = row[key].length ? median(row[key]) : undefined;
+    for (const key of ['cold', 'parallel', 'iops', 'hot', 'cpuPerGiB', 'ls', 'stat', 'find', 'cat'])
+      row[key] = row[key].length ? median(row[key]) : undefined;
     rows.push(row);
   } catch (error) {
     rows.push({ name: tool.name, note: `failed: ${String(error.message).split('\n')[0]}` });
@@ -111,9 +123,13 @@ await server.close();
 
 // ---- the table -----------------------------------------------------------------------------------
 const f = (x, digits = 0) => (x === undefined ? '-' : x.toFixed(digits));
-console.log(`\nRead path, ${SIZE_MIB} MiB object, median of ${RUNS}, local S3 server on 127.0.0.1, ${new Date().toISOString().slice(0, 10)}\n`);
+console.log(
+  `\nRead path, ${SIZE_MIB} MiB object, median of ${RUNS}, local S3 server on 127.0.0.1, ${new Date().toISOString().slice(0, 10)}\n`,
+);
 console.log(`Server limit: ${f(limit.best)} MB/s (${limit.parallel} parallel ranged GETs of 8 MiB)\n`);
-console.log('| client | cold seq MB/s | 4 readers MB/s | random 4K IOPS | hot re-read MB/s | peak RSS MiB | CPU s/GiB | ls -l 1000 s | stat 1000 s | find 1000 s | cat 1000 s |');
+console.log(
+  '| client | cold seq MB/s | 4 readers MB/s | random 4K IOPS | hot re-read MB/s | peak RSS MiB | CPU s/GiB | ls -l 1000 s | stat 1000 s | find 1000 s | cat 1000 s |',
+);
 console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
   if (r.note) console.log(`| ${r.name} | ${r.note} | | | | | | | | | |`);

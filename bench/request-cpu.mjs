@@ -72,7 +72,12 @@ class NodeSha256 {
     return new Uint8Array(this.hash.digest());
   }
 }
-const signer = new SignatureV4({ service: 's3', region: 'us-east-1', credentials: { accessKeyId: KEY, secretAccessKey: SECRET }, sha256: NodeSha256 });
+const signer = new SignatureV4({
+  service: 's3',
+  region: 'us-east-1',
+  credentials: { accessKeyId: KEY, secretAccessKey: SECRET },
+  sha256: NodeSha256,
+});
 const agent = new Agent({ keepAlive: true, maxSockets: 32 });
 const url = new URL(server.endpoint);
 async function raw(method, key, headers = {}) {
@@ -148,7 +153,9 @@ plain.destroy();
 agent.destroy();
 await server.close();
 
-console.log(`\nCPU per store request, ${N} requests per round, median of 3, local S3 server on 127.0.0.1, ${new Date().toISOString().slice(0, 16)}Z\n`);
+console.log(
+  `\nCPU per store request, ${N} requests per round, median of 3, local S3 server on 127.0.0.1, ${new Date().toISOString().slice(0, 16)}Z\n`,
+);
 console.log('| request | in flight | client | CPU µs/request | requests/s |');
 console.log('| --- | ---: | --- | ---: | ---: |');
 for (const r of rows) console.log(`| ${r.name} | ${r.inFlight} | ${r.client} | ${r.cpuUs.toFixed(0)} | ${r.perSecond.toFixed(0)} |`);

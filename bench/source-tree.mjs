@@ -21,7 +21,38 @@ function generator(seed) {
   };
 }
 
-const WORDS = ['const', 'return', 'if', 'else', 'for', 'while', 'value', 'buffer', 'size', 'offset', 'error', 'result', 'struct', 'static', 'void', 'int', 'char', 'import', 'export', 'function', 'class', 'self', 'None', 'true', 'false', 'length', 'index', 'node', 'next', 'free'];
+const WORDS = [
+  'const',
+  'return',
+  'if',
+  'else',
+  'for',
+  'while',
+  'value',
+  'buffer',
+  'size',
+  'offset',
+  'error',
+  'result',
+  'struct',
+  'static',
+  'void',
+  'int',
+  'char',
+  'import',
+  'export',
+  'function',
+  'class',
+  'self',
+  'None',
+  'true',
+  'false',
+  'length',
+  'index',
+  'node',
+  'next',
+  'free',
+];
 const EXTENSIONS = ['c', 'h', 'c', 'h', 'ts', 'js', 'py', 'md', 'json', 'txt', 'rs', 'go'];
 
 /**

@@ -38,14 +38,24 @@ process.on('exit', () => void swift.close());
 const source = join(work, 'source.bin');
 writeFileSync(source, randomBytes(SIZE));
 const env = { ...process.env, OS_AUTH_URL: swift.authUrl, OS_AUTH_VERSION: '1', OS_USERNAME: SWIFT_TEST_USER, OS_PASSWORD: SWIFT_TEST_KEY };
-const client = (...args) => execFileSync('/usr/bin/swift', ['-A', swift.authUrl, '-U', SWIFT_TEST_USER, '-K', SWIFT_TEST_KEY, ...args], { cwd: work, stdio: 'ignore' });
+const client = (...args) =>
+  execFileSync('/usr/bin/swift', ['-A', swift.authUrl, '-U', SWIFT_TEST_USER, '-K', SWIFT_TEST_KEY, ...args], {
+    cwd: work,
+    stdio: 'ignore',
+  });
 const mount = () =>
-  mountForeground(process.execPath, [join(root, 'bin/objmount.js'), 'mount', `swift://${CONTAINER}`, '--foreground', '--log-level', 'warn', '--memory-limit', '1G'], env);
+  mountForeground(
+    process.execPath,
+    [join(root, 'bin/objmount.js'), 'mount', `swift://${CONTAINER}`, '--foreground', '--log-level', 'warn', '--memory-limit', '1G'],
+    env,
+  );
 const rate = (seconds) => SIZE / MiB / seconds;
 
 const directWrite = [];
 const directRead = [];
-const token = (await fetch(swift.authUrl, { headers: { 'x-auth-user': SWIFT_TEST_USER, 'x-auth-key': SWIFT_TEST_KEY } })).headers.get('x-auth-token');
+const token = (await fetch(swift.authUrl, { headers: { 'x-auth-user': SWIFT_TEST_USER, 'x-auth-key': SWIFT_TEST_KEY } })).headers.get(
+  'x-auth-token',
+);
 const api = (path, init = {}) => fetch(`${swift.storageUrl}/${path}`, { ...init, headers: { 'x-auth-token': token, ...init.headers } });
 await api(`${CONTAINER}_segments`, { method: 'PUT' });
 const SEGMENT = 8 * MiB;
@@ -53,9 +63,11 @@ const segments = Math.ceil(SIZE / SEGMENT);
 /** Runs `task(i)` for i in [0, count), `width` at once. */
 async function parallel(count, width, task) {
   let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    for (let i = next++; i < count; i = next++) await task(i);
-  }));
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      for (let i = next++; i < count; i = next++) await task(i);
+    }),
+  );
 }
 const sourceBytes = readFileSync(source);
 const clientWrite = [];
@@ -65,7 +77,11 @@ const mountRead = [];
 const mountReadCpu = [];
 for (let run = 0; run < RUNS; run++) {
   const name = `client-${run}.bin`;
-  clientWrite.push(await timed(async () => client('upload', CONTAINER, source, '--object-name', name, '--use-slo', '--segment-size', String(8 * MiB), '--segment-threads', '8')));
+  clientWrite.push(
+    await timed(async () =>
+      client('upload', CONTAINER, source, '--object-name', name, '--use-slo', '--segment-size', String(8 * MiB), '--segment-threads', '8'),
+    ),
+  );
   dropCaches();
   clientRead.push(await timed(async () => client('download', CONTAINER, name, '-o', '/dev/null')));
   client('delete', CONTAINER, name);
@@ -77,7 +93,11 @@ for (let run = 0; run < RUNS; run++) {
       await parallel(segments, 8, async (i) => {
         const body = sourceBytes.subarray(i * SEGMENT, Math.min(SIZE, (i + 1) * SEGMENT));
         const response = await api(`${CONTAINER}_segments/${direct}/${String(i).padStart(8, '0')}`, { method: 'PUT', body });
-        manifest[i] = { path: `/${CONTAINER}_segments/${direct}/${String(i).padStart(8, '0')}`, etag: response.headers.get('etag'), size_bytes: body.length };
+        manifest[i] = {
+          path: `/${CONTAINER}_segments/${direct}/${String(i).padStart(8, '0')}`,
+          etag: response.headers.get('etag'),
+          size_bytes: body.length,
+        };
       });
       const done = await api(`${CONTAINER}/${direct}?multipart-manifest=put`, { method: 'PUT', body: JSON.stringify(manifest) });
       if (!done.ok) throw new Error(`manifest: HTTP ${done.status}`);
@@ -108,13 +128,21 @@ for (let run = 0; run < RUNS; run++) {
 }
 
 const row = (name, write, read) => `| ${name} | ${rate(median(write)).toFixed(0)} | ${rate(median(read)).toFixed(0)} |`;
-console.log(`\nSwift 2.30 single node (tempauth, one process per server), ${SIZE_MIB} MiB file, sequential, median of ${RUNS}, ${new Date().toISOString().slice(0, 10)}\n`);
+console.log(
+  `\nSwift 2.30 single node (tempauth, one process per server), ${SIZE_MIB} MiB file, sequential, median of ${RUNS}, ${new Date().toISOString().slice(0, 10)}\n`,
+);
 console.log('| client | write MB/s | read MB/s |');
 console.log('| --- | ---: | ---: |');
 console.log(row('swift client 4.1 (SLO, 8 MiB segments, 8 at once)', clientWrite, clientRead));
 console.log(row('the API from Node (fetch; 8 MiB segments / ranges, 8 at once)', directWrite, directRead));
 console.log(row('objmount (dd bs=1M)', mountWrite, mountRead));
-console.log(`| ratio objmount / swift client | ${(median(clientWrite) / median(mountWrite)).toFixed(2)} | ${(median(clientRead) / median(mountRead)).toFixed(2)} |`);
-console.log(`| ratio objmount / API from Node | ${(median(directWrite) / median(mountWrite)).toFixed(2)} | ${(median(directRead) / median(mountRead)).toFixed(2)} |`);
-console.log(`\ndaemon CPU per GiB read: ${((median(mountReadCpu) * 1024) / SIZE_MIB).toFixed(1)} s; load average at the end: ${loadavg()[0].toFixed(1)}`);
+console.log(
+  `| ratio objmount / swift client | ${(median(clientWrite) / median(mountWrite)).toFixed(2)} | ${(median(clientRead) / median(mountRead)).toFixed(2)} |`,
+);
+console.log(
+  `| ratio objmount / API from Node | ${(median(directWrite) / median(mountWrite)).toFixed(2)} | ${(median(directRead) / median(mountRead)).toFixed(2)} |`,
+);
+console.log(
+  `\ndaemon CPU per GiB read: ${((median(mountReadCpu) * 1024) / SIZE_MIB).toFixed(1)} s; load average at the end: ${loadavg()[0].toFixed(1)}`,
+);
 process.exit(0);

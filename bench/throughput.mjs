@@ -21,9 +21,11 @@ import { fileURLToPath } from 'node:url';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const { startLocalS3ServerProcess: startLocalS3Server, LOCAL_S3_ACCESS_KEY: KEY, LOCAL_S3_SECRET_KEY: SECRET } = await import(
-  join(root, 'dist/demo/local-s3-server.js')
-);
+const {
+  startLocalS3ServerProcess: startLocalS3Server,
+  LOCAL_S3_ACCESS_KEY: KEY,
+  LOCAL_S3_SECRET_KEY: SECRET,
+} = await import(join(root, 'dist/demo/local-s3-server.js'));
 const { S3Client, GetObjectCommand, PutObjectCommand } = await import('@aws-sdk/client-s3');
 
 const MIB = Number(process.env.BENCH_MIB ?? 256);
@@ -33,7 +35,9 @@ const work = mkdtempSync(join(tmpdir(), 'objmount-bench-'));
 const mounts = [];
 
 function mounted(dir) {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === dir);
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[4] === dir);
 }
 function unmountAll() {
   for (const dir of mounts) {
@@ -121,7 +125,20 @@ const tools = [
     name: 'objmount',
     available: true,
     mount: async (dir) => {
-      execFileSync(process.execPath, [join(root, 'bin/objmount.js'), 'mount', `s3://${BUCKET}`, dir, '--endpoint', server.endpoint, '--log-file', join(work, 'objmount.log')], { env });
+      execFileSync(
+        process.execPath,
+        [
+          join(root, 'bin/objmount.js'),
+          'mount',
+          `s3://${BUCKET}`,
+          dir,
+          '--endpoint',
+          server.endpoint,
+          '--log-file',
+          join(work, 'objmount.log'),
+        ],
+        { env },
+      );
     },
   },
   {
@@ -130,7 +147,11 @@ const tools = [
     mount: async (dir) => {
       const passwd = join(work, 's3fs.passwd');
       writeFileSync(passwd, `${KEY}:${SECRET}\n`, { mode: 0o600 });
-      execFileSync('s3fs', [BUCKET, dir, '-o', `url=${server.endpoint},use_path_request_style,passwd_file=${passwd},use_cache=,nosscache`], { env });
+      execFileSync(
+        's3fs',
+        [BUCKET, dir, '-o', `url=${server.endpoint},use_path_request_style,passwd_file=${passwd},use_cache=,nosscache`],
+        { env },
+      );
       await waitMounted(dir);
     },
   },
@@ -175,7 +196,17 @@ for (const tool of tools) {
       await tool.mount(dir);
       dropCaches();
       reads.push(await timed(() => execFileSync('dd', [`if=${join(dir, 'read.bin')}`, 'of=/dev/null', 'bs=1M', 'status=none'])));
-      writes.push(await timed(() => execFileSync('dd', [`if=${source}`, `of=${join(dir, `${tool.name.split(' ')[0]}-${i}.bin`)}`, 'bs=1M', 'conv=fsync', 'status=none'])));
+      writes.push(
+        await timed(() =>
+          execFileSync('dd', [
+            `if=${source}`,
+            `of=${join(dir, `${tool.name.split(' ')[0]}-${i}.bin`)}`,
+            'bs=1M',
+            'conv=fsync',
+            'status=none',
+          ]),
+        ),
+      );
       execFileSync('fusermount3', ['-u', dir]);
       while (mounted(dir)) await sleep(50);
     }
@@ -191,7 +222,9 @@ await server.close();
 rmSync(work, { recursive: true, force: true });
 
 const sdkRow = results[0];
-console.log(`\nSequential ${MIB} MiB, median of ${RUNS}, local S3 server (s3rver) on 127.0.0.1, ${new Date().toISOString().slice(0, 10)}\n`);
+console.log(
+  `\nSequential ${MIB} MiB, median of ${RUNS}, local S3 server (s3rver) on 127.0.0.1, ${new Date().toISOString().slice(0, 10)}\n`,
+);
 console.log('| client | read MB/s | read vs SDK | write MB/s | write vs SDK |');
 console.log('| --- | ---: | ---: | ---: | ---: |');
 for (const r of results) {

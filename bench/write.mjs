@@ -21,7 +21,20 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { MiB, fastestUpload, listObjects, median, peakRssMiB, sh, sizeInStore as storedSize, startServer, timed, tools, waitFor, work } from './lib.mjs';
+import {
+  MiB,
+  fastestUpload,
+  listObjects,
+  median,
+  peakRssMiB,
+  sh,
+  sizeInStore as storedSize,
+  startServer,
+  timed,
+  tools,
+  waitFor,
+  work,
+} from './lib.mjs';
 
 const SIZE_MIB = Number(process.env.BENCH_MIB ?? 1024);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -37,7 +50,9 @@ const sourceBytes = readFileSync(source);
 const sizeInStore = (key) => storedSize(sdk, BUCKET, key);
 const listedCount = async (prefix) => (await listObjects(sdk, BUCKET, prefix)).length;
 const loopbackBytes = () => {
-  const line = readFileSync('/proc/net/dev', 'utf8').split('\n').find((l) => l.trim().startsWith('lo:'));
+  const line = readFileSync('/proc/net/dev', 'utf8')
+    .split('\n')
+    .find((l) => l.trim().startsWith('lo:'));
   return Number(line.split(':')[1].trim().split(/\s+/)[0]);
 };
 
@@ -81,13 +96,17 @@ for (const tool of [objmountSync, objmountAsync, s3fs, rclone].filter((t) => t.n
       start = process.hrtime.bigint();
       row.smallExit.push(
         await timed(() =>
-          sh(`python3 -c "import os; data = os.urandom(4096)\nfor i in range(${FILES}):\n    open('small-${id}/f%d' % i, 'wb').write(data)"`, m.dir),
+          sh(
+            `python3 -c "import os; data = os.urandom(4096)\nfor i in range(${FILES}):\n    open('small-${id}/f%d' % i, 'wb').write(data)"`,
+            m.dir,
+          ),
         ),
       );
       row.smallListed.push(await waitFor(async () => (await listedCount(`small-${id}/f`)) >= FILES, start));
       await m.unmount();
     }
-    for (const key of ['close', 'durable', 'smallExit', 'smallListed', 'appendDurable', 'appendMiB']) row[key] = row[key].length ? median(row[key]) : undefined;
+    for (const key of ['close', 'durable', 'smallExit', 'smallListed', 'appendDurable', 'appendMiB'])
+      row[key] = row[key].length ? median(row[key]) : undefined;
     rows.push(row);
   } catch (error) {
     rows.push({ name: tool.name, note: `failed: ${String(error.message).split('\n')[0]}` });
@@ -97,9 +116,13 @@ sdk.destroy();
 await server.close();
 
 const f = (x, digits = 1) => (x === undefined ? '-' : x.toFixed(digits));
-console.log(`\nWrite path, ${SIZE_MIB} MiB file and ${FILES} x 4 KiB files, median of ${RUNS}, local S3 server on 127.0.0.1, ${new Date().toISOString().slice(0, 10)}\n`);
+console.log(
+  `\nWrite path, ${SIZE_MIB} MiB file and ${FILES} x 4 KiB files, median of ${RUNS}, local S3 server on 127.0.0.1, ${new Date().toISOString().slice(0, 10)}\n`,
+);
 console.log(`Server limit: ${f(limit.seconds, 2)} s for ${SIZE_MIB} MiB (${f(SIZE / 1e6 / limit.seconds, 0)} MB/s; ${limit.how})\n`);
-console.log(`| client | ${SIZE_MIB} MiB: close s | durable s | vs limit | ${FILES} files: exit s | all listed s | append 1 MiB: durable s | loopback MiB | peak RSS MiB |`);
+console.log(
+  `| client | ${SIZE_MIB} MiB: close s | durable s | vs limit | ${FILES} files: exit s | all listed s | append 1 MiB: durable s | loopback MiB | peak RSS MiB |`,
+);
 console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
   if (r.note) console.log(`| ${r.name} | ${r.note} | | | | | | | |`);

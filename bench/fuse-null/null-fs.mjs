@@ -34,7 +34,12 @@ const ops = {
 let session;
 if (binding === 'fuse3') {
   const { FuseSession } = await import(join(root, 'dist/fuse/binding.js'));
-  session = new FuseSession(mountpoint, ops, { fsName: 'null-fuse3', allowOther: false, attrTimeoutSeconds: Number(timeout), debug: false });
+  session = new FuseSession(mountpoint, ops, {
+    fsName: 'null-fuse3',
+    allowOther: false,
+    attrTimeoutSeconds: Number(timeout),
+    debug: false,
+  });
   await session.mount();
 } else {
   const require = createRequire(import.meta.url);

@@ -15,7 +15,19 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 
 import { configFilePath, readConfigFile } from '../config/config-file.js';
-import { DEFAULTS, MiB, type MountOptions, type MountSource, OptionError, ROOT_VIEW_WORD, checkReadOptions, defaultMemoryLimit, formatSource, parseSize, parseSource } from '../config/mount-options.js';
+import {
+  DEFAULTS,
+  MiB,
+  type MountOptions,
+  type MountSource,
+  OptionError,
+  ROOT_VIEW_WORD,
+  checkReadOptions,
+  defaultMemoryLimit,
+  formatSource,
+  parseSize,
+  parseSource,
+} from '../config/mount-options.js';
 import { MountRegistry } from '../daemon/registry.js';
 import { unmount } from '../daemon/unmount.js';
 import { UserError } from '../errors/user-error.js';
@@ -33,16 +45,35 @@ function mountFlags(y: Argv) {
       describe: `s3://bucket[/prefix], gs://bucket[/prefix], az://account/container[/prefix] or swift://container[/prefix]; ${ROOT_VIEW_WORD}: the root view, every paired bucket (or, alone, the mountpoint of the root view)`,
     })
     .positional('mountpoint', { type: 'string', describe: 'an empty directory' })
-    .option('endpoint', { type: 'string', describe: "endpoint URL of an S3-compatible store (default: the bucket's stored credential's, else AWS), or an Azure blob service URL (default https://ACCOUNT.blob.core.windows.net; Azure credentials come from AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_CONNECTION_STRING), or a Swift storage URL (the account's, instead of the service catalog's)" })
+    .option('endpoint', {
+      type: 'string',
+      describe:
+        "endpoint URL of an S3-compatible store (default: the bucket's stored credential's, else AWS), or an Azure blob service URL (default https://ACCOUNT.blob.core.windows.net; Azure credentials come from AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_CONNECTION_STRING), or a Swift storage URL (the account's, instead of the service catalog's)",
+    })
     .option('region', { type: 'string', describe: `region (default: the stored credential's, else $AWS_REGION, else ${DEFAULTS.region})` })
     .option('path-style', {
       type: 'boolean',
-      describe: "path-style addressing (endpoint/bucket/key); default: the stored credential's, else on with a custom endpoint, off for AWS",
+      describe:
+        "path-style addressing (endpoint/bucket/key); default: the stored credential's, else on with a custom endpoint, off for AWS",
     })
-    .option('signature', { choices: ['v2', 'v4'] as const, describe: "request signing: v2 for old stores that need it (default: the stored credential's, else v4)" })
-    .option('ca-bundle', { type: 'string', describe: "PEM file of CA certificates to trust besides the system's (default: the stored credential's, else $AWS_CA_BUNDLE)" })
-    .option('insecure', { type: 'boolean', default: false, describe: "do not verify the store's TLS certificate (a self-signed test gateway)" })
-    .option('key-file', { type: 'string', describe: 'gs:// only: a service-account JSON key (default: $GOOGLE_APPLICATION_CREDENTIALS, else none with --endpoint, else the Application Default Credentials)' })
+    .option('signature', {
+      choices: ['v2', 'v4'] as const,
+      describe: "request signing: v2 for old stores that need it (default: the stored credential's, else v4)",
+    })
+    .option('ca-bundle', {
+      type: 'string',
+      describe: "PEM file of CA certificates to trust besides the system's (default: the stored credential's, else $AWS_CA_BUNDLE)",
+    })
+    .option('insecure', {
+      type: 'boolean',
+      default: false,
+      describe: "do not verify the store's TLS certificate (a self-signed test gateway)",
+    })
+    .option('key-file', {
+      type: 'string',
+      describe:
+        'gs:// only: a service-account JSON key (default: $GOOGLE_APPLICATION_CREDENTIALS, else none with --endpoint, else the Application Default Credentials)',
+    })
     .option('creds', { type: 'string', describe: "use this stored credential (see 'objmount creds list') instead of the bucket's pairing" })
     .option('foreground', { alias: 'f', type: 'boolean', default: false, describe: 'stay in the foreground, log to stderr' })
     .option('uid', { type: 'number', describe: 'owner of objects without POSIX metadata (default: yours)' })
@@ -59,32 +90,47 @@ function mountFlags(y: Argv) {
     .option('max-upload-parts', {
       type: 'number',
       default: DEFAULTS.maxUploadParts,
-      describe: "most parts in one multipart upload (10,000 on S3; set it for stores that allow fewer, e.g. TrueNAS's 'Maximum Upload Parts')",
+      describe:
+        "most parts in one multipart upload (10,000 on S3; set it for stores that allow fewer, e.g. TrueNAS's 'Maximum Upload Parts')",
     })
     .option('upload-concurrency', { type: 'number', default: DEFAULTS.uploadConcurrency, describe: 'parts uploaded at once per file' })
-    .option('max-connections', { type: 'number', default: DEFAULTS.maxConnections, describe: 'connections to the store (also: GETs in flight)' })
+    .option('max-connections', {
+      type: 'number',
+      default: DEFAULTS.maxConnections,
+      describe: 'connections to the store (also: GETs in flight)',
+    })
     .option('request-timeout', {
       type: 'number',
       default: DEFAULTS.requestTimeoutSeconds,
-      describe: 'seconds a store request that moves no data (stat, list, delete) may take, retries included, before it fails with ETIMEDOUT',
+      describe:
+        'seconds a store request that moves no data (stat, list, delete) may take, retries included, before it fails with ETIMEDOUT',
     })
     .option('min-transfer-rate', {
       type: 'string',
       default: '256K',
-      describe: 'slowest rate (per second) a read or upload request may move its bytes: its deadline is --request-timeout plus its size at this rate',
+      describe:
+        'slowest rate (per second) a read or upload request may move its bytes: its deadline is --request-timeout plus its size at this rate',
     })
     .option('block-size', { type: 'string', default: '8M', describe: 'objects are read and cached in blocks of this size' })
     .option('read-ahead', { type: 'string', default: '64M', describe: 'largest read-ahead window of a file read sequentially' })
-    .option('memory-limit', { type: 'string', describe: 'one budget for cached blocks, read-ahead and upload buffers (default: 1/16 of RAM, 256M to 2G)' })
+    .option('memory-limit', {
+      type: 'string',
+      describe: 'one budget for cached blocks, read-ahead and upload buffers (default: 1/16 of RAM, 256M to 2G)',
+    })
     .option('cache-dir', { type: 'string', describe: 'also cache blocks on disk here; they survive a remount' })
     .option('cache-size', { type: 'string', default: '4G', describe: 'most bytes the disk cache holds (with --cache-dir)' })
     .option('allow-other', { type: 'boolean', default: false, describe: 'let other users access the mount' })
     .option('write-mode', {
       choices: ['sync', 'async'] as const,
       default: 'sync' as const,
-      describe: 'sync: close returns once the file is in the store; async: once it is journaled on local disk (uploads follow, and finish after a crash at the next mount)',
+      describe:
+        'sync: close returns once the file is in the store; async: once it is journaled on local disk (uploads follow, and finish after a crash at the next mount)',
     })
-    .option('staging-dir', { type: 'string', describe: 'where files being written are staged and journaled (default: one directory per source and mountpoint under /var/lib/objmount/staging, or ~/.local/state/objmount/staging)' })
+    .option('staging-dir', {
+      type: 'string',
+      describe:
+        'where files being written are staged and journaled (default: one directory per source and mountpoint under /var/lib/objmount/staging, or ~/.local/state/objmount/staging)',
+    })
     .option('metrics-port', { type: 'number', describe: 'serve Prometheus metrics at http://127.0.0.1:PORT/metrics' })
     .option('log-level', { choices: ['debug', 'info', 'warn', 'error'] as const, default: 'info' as const })
     .option('log-file', { type: 'string', describe: 'daemon log (default: ~/.local/state/objmount/<mountpoint>.log)' })
@@ -110,7 +156,8 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
   // yargs turns `--uid abc` into NaN: every number is checked here, and a bad one is named in
   // one line, before anything is mounted.
   const wholeNumber = (name: string, value: number, min: number, max: number) => {
-    if (!Number.isInteger(value) || value < min || value > max) throw new OptionError(`--${name} must be a whole number from ${min} to ${max}${shown(value)}`);
+    if (!Number.isInteger(value) || value < min || value > max)
+      throw new OptionError(`--${name} must be a whole number from ${min} to ${max}${shown(value)}`);
     return value;
   };
   const size = (name: string, text: string, min: number, max: number) => {
@@ -120,11 +167,13 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     } catch (error) {
       throw new OptionError(`--${name}: ${(error as Error).message}`);
     }
-    if (bytes < min || bytes > max) throw new OptionError(`--${name} ${text} is out of range: use ${formatBytes(min)} to ${formatBytes(max)}`);
+    if (bytes < min || bytes > max)
+      throw new OptionError(`--${name} ${text} is out of range: use ${formatBytes(min)} to ${formatBytes(max)}`);
     return bytes;
   };
   const between = (name: string, value: number, min: number, max: number) => {
-    if (!Number.isFinite(value) || value < min || value > max) throw new OptionError(`--${name} must be a number from ${min} to ${max}${shown(value)}`);
+    if (!Number.isFinite(value) || value < min || value > max)
+      throw new OptionError(`--${name} must be a number from ${min} to ${max}${shown(value)}`);
     return value;
   };
   const id = (name: 'uid' | 'gid', value: number | undefined, fallback: number) => {
@@ -163,7 +212,10 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
     minTransferRate: size('min-transfer-rate', args['min-transfer-rate'], 1024, 1024 * 1024 * MiB),
     blockSize: size('block-size', args['block-size'], 0, Number.MAX_SAFE_INTEGER),
     readAhead: size('read-ahead', args['read-ahead'], 0, Number.MAX_SAFE_INTEGER),
-    memoryLimit: args['memory-limit'] === undefined ? defaultMemoryLimit(totalmem()) : size('memory-limit', args['memory-limit'], 0, Number.MAX_SAFE_INTEGER),
+    memoryLimit:
+      args['memory-limit'] === undefined
+        ? defaultMemoryLimit(totalmem())
+        : size('memory-limit', args['memory-limit'], 0, Number.MAX_SAFE_INTEGER),
     cacheDir: args['cache-dir'] === undefined ? undefined : resolve(args['cache-dir']),
     cacheSize: size('cache-size', args['cache-size'], 0, Number.MAX_SAFE_INTEGER),
     allowOther: args['allow-other'],
@@ -179,9 +231,15 @@ function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOptions {
   // The Azure and GCS backends use the system's certificates, always verified: said, not ignored.
   if (!rootView && options.source.provider !== 's3') {
     const flag = args.insecure ? '--insecure' : args['ca-bundle'] !== undefined ? '--ca-bundle' : undefined;
-    if (flag) throw new OptionError(`${flag} is for s3:// sources: the ${options.source.provider}:// backend always verifies TLS with the system's certificates`);
+    if (flag)
+      throw new OptionError(
+        `${flag} is for s3:// sources: the ${options.source.provider}:// backend always verifies TLS with the system's certificates`,
+      );
   }
-  if (options.metricsPort !== undefined && !(Number.isInteger(options.metricsPort) && options.metricsPort > 0 && options.metricsPort < 65536)) {
+  if (
+    options.metricsPort !== undefined &&
+    !(Number.isInteger(options.metricsPort) && options.metricsPort > 0 && options.metricsPort < 65536)
+  ) {
     throw new OptionError(`--metrics-port ${options.metricsPort} is not a TCP port (1 to 65535)`);
   }
   if (!options.stagingDir) options.defaultStagingDir = defaultStagingDir(options, env);
@@ -205,9 +263,14 @@ async function readSecret(from: string, what: string): Promise<string> {
       text = await readFile(from, 'utf8');
     }
   } catch (error) {
-    throw new UserError(`cannot read ${what} from ${from === '-' ? 'standard input' : from}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw new UserError(
+      `cannot read ${what} from ${from === '-' ? 'standard input' : from}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
   }
-  const secret = text.split('\n').map((line) => line.trim()).find((line) => line !== '');
+  const secret = text
+    .split('\n')
+    .map((line) => line.trim())
+    .find((line) => line !== '');
   if (!secret) throw new UserError(`no ${what} in ${from === '-' ? 'standard input' : from}`);
   return secret;
 }
@@ -305,7 +368,12 @@ async function mountCommand(args: MountArgs, env: NodeJS.ProcessEnv): Promise<vo
         onReady: child ? () => process.send?.({ type: 'ready' }) : undefined,
       });
     } catch (error) {
-      if (child) process.send?.({ type: 'error', message: error instanceof Error ? error.message : String(error), user: error instanceof UserError });
+      if (child)
+        process.send?.({
+          type: 'error',
+          message: error instanceof Error ? error.message : String(error),
+          user: error instanceof UserError,
+        });
       throw error;
     }
     return;
@@ -378,13 +446,25 @@ function credsCommands(y: Argv, env: NodeJS.ProcessEnv): Argv {
             default: false,
             describe: 'import AWS_* (with AWS_ENDPOINT_URL[_S3], AWS_REGION), AZURE_STORAGE_* and GOOGLE_APPLICATION_CREDENTIALS',
           })
-          .option('name', { type: 'string', describe: 'name to store it under (default: the profile, remote or alias, or the endpoint host)' })
-          .option('format', { choices: ['keyvalue', 'aws', 's3cfg', 'rclone', 'mc', 'ec2rc', 'openstack-table', 'azure', 'gcs'] as const, describe: 'the file format (default: detected)' })
+          .option('name', {
+            type: 'string',
+            describe: 'name to store it under (default: the profile, remote or alias, or the endpoint host)',
+          })
+          .option('format', {
+            choices: ['keyvalue', 'aws', 's3cfg', 'rclone', 'mc', 'ec2rc', 'openstack-table', 'azure', 'gcs'] as const,
+            describe: 'the file format (default: detected)',
+          })
           .option('profile', { type: 'string', describe: 'import only this profile, rclone remote or mc alias' })
           .option('endpoint', { type: 'string', describe: 'endpoint URL, for files that do not name one' })
           .option('region', { type: 'string', describe: 'region, for files that do not name one' })
-          .option('signature', { choices: ['v2', 'v4'] as const, describe: "request signing the store needs (default: the file's, e.g. s3cmd's signature_v2, else v4)" })
-          .option('ca-bundle', { type: 'string', describe: "PEM file of CA certificates the store's endpoint needs (default: the file's, e.g. s3cmd's ca_certs_file)" })
+          .option('signature', {
+            choices: ['v2', 'v4'] as const,
+            describe: "request signing the store needs (default: the file's, e.g. s3cmd's signature_v2, else v4)",
+          })
+          .option('ca-bundle', {
+            type: 'string',
+            describe: "PEM file of CA certificates the store's endpoint needs (default: the file's, e.g. s3cmd's ca_certs_file)",
+          })
           .option('insecure', { type: 'boolean', default: false, describe: "do not verify the store's TLS certificate" })
           .option('force', { type: 'boolean', default: false, describe: 'replace a credential of the same name' }),
       async (args) => {
@@ -434,11 +514,16 @@ function credsCommands(y: Argv, env: NodeJS.ProcessEnv): Argv {
       (c) =>
         c
           .positional('uri', { type: 'string', demandOption: true })
-          .positional('name', { type: 'string', describe: "a stored credential, public, or - (an Azure container SAS on standard input)" })
-          .option('sas', { type: 'string', describe: 'az:// only: read the container SAS (sv=…&sig=…) from this file, or from standard input with - (never give it on the command line)' })
+          .positional('name', { type: 'string', describe: 'a stored credential, public, or - (an Azure container SAS on standard input)' })
+          .option('sas', {
+            type: 'string',
+            describe:
+              'az:// only: read the container SAS (sv=…&sig=…) from this file, or from standard input with - (never give it on the command line)',
+          })
           .option('endpoint', {
             type: 'string',
-            describe: "with a SAS: the blob service URL (default: a stored credential's of the account, else Azure's); with public: the S3-compatible store where the bucket is checked (default AWS)",
+            describe:
+              "with a SAS: the blob service URL (default: a stored credential's of the account, else Azure's); with public: the S3-compatible store where the bucket is checked (default AWS)",
           }),
       async (args) => {
         // yargs reads `--sas -` as an empty --sas (and a positional '-'), and a lone `-` NAME as ''.
@@ -446,9 +531,12 @@ function credsCommands(y: Argv, env: NodeJS.ProcessEnv): Argv {
         const sasFrom = stdin(args.sas) ? '-' : (args.sas ?? (stdin(args.name) ? '-' : undefined));
         if (args.name !== undefined && !stdin(args.name) && looksLikeSas(args.name)) {
           // Said without repeating it: the token is already in the shell history and /proc.
-          throw new UserError('a SAS on the command line stays in your shell history and in /proc: give it with --sas FILE, or with --sas - on standard input (and think of it as exposed)');
+          throw new UserError(
+            'a SAS on the command line stays in your shell history and in /proc: give it with --sas FILE, or with --sas - on standard input (and think of it as exposed)',
+          );
         }
-        if (sasFrom === undefined && args.name === undefined) throw new UserError('name the credential to pair with, public, or give an Azure SAS with --sas FILE (- for standard input)');
+        if (sasFrom === undefined && args.name === undefined)
+          throw new UserError('name the credential to pair with, public, or give an Azure SAS with --sas FILE (- for standard input)');
         const sas = sasFrom === undefined ? undefined : await readSecret(sasFrom, 'the SAS');
         return (await commands()).pairBucket(await context(), args.uri, sas === undefined ? args.name! : undefined, args.endpoint, sas);
       },
@@ -486,9 +574,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
       'unmount <mountpoint>',
       'upload what is pending and unmount',
       (y) =>
-        y
-          .positional('mountpoint', { type: 'string', demandOption: true })
-          .option('force', { type: 'boolean', default: false, describe: 'detach at once, even while files are open, without waiting for uploads (async closes stay in the journal)' }),
+        y.positional('mountpoint', { type: 'string', demandOption: true }).option('force', {
+          type: 'boolean',
+          default: false,
+          describe: 'detach at once, even while files are open, without waiting for uploads (async closes stay in the journal)',
+        }),
       async (args) => {
         const registry = new MountRegistry(MountRegistry.defaultDirectory(env, process.getuid?.() ?? 0));
         await unmount(args.mountpoint, { force: args.force, registry });
@@ -526,7 +616,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
       async (args) => {
         const registry = new MountRegistry(MountRegistry.defaultDirectory(env, process.getuid?.() ?? 0));
         const { showStatus } = await import('../daemon/status-command.js');
-        await showStatus(registry, args.mountpoint === undefined ? undefined : resolve(args.mountpoint), args.json, (line) => process.stdout.write(`${line}\n`));
+        await showStatus(registry, args.mountpoint === undefined ? undefined : resolve(args.mountpoint), args.json, (line) =>
+          process.stdout.write(`${line}\n`),
+        );
       },
     )
     .command('creds', 'import credentials and pair buckets with them (see objmount creds --help)', (y) => credsCommands(y, env))

@@ -18,7 +18,29 @@ import { fileURLToPath } from 'node:url';
 import { ROOT_VIEW_WORD } from '../config/mount-options.js';
 
 /** Options for mount(8), systemd and fstab bookkeeping, not for objmount. */
-const IGNORED = new Set(['defaults', 'auto', 'noauto', '_netdev', 'nofail', 'user', 'nouser', 'users', 'owner', 'group', 'rw', 'exec', 'noexec', 'suid', 'nosuid', 'dev', 'nodev', 'async', 'atime', 'noatime', 'relatime']);
+const IGNORED = new Set([
+  'defaults',
+  'auto',
+  'noauto',
+  '_netdev',
+  'nofail',
+  'user',
+  'nouser',
+  'users',
+  'owner',
+  'group',
+  'rw',
+  'exec',
+  'noexec',
+  'suid',
+  'nosuid',
+  'dev',
+  'nodev',
+  'async',
+  'atime',
+  'noatime',
+  'relatime',
+]);
 
 /** The `objmount mount` arguments an fstab entry stands for. */
 export function mountArguments(argv: string[]): string[] {
@@ -28,10 +50,12 @@ export function mountArguments(argv: string[]): string[] {
     const arg = argv[i]!;
     if (arg === '-o') options.push(...(argv[++i] ?? '').split(','));
     else if (arg.startsWith('-o')) options.push(...arg.slice(2).split(','));
-    else if (/^-[sfnvNV]+$/.test(arg)) continue; // sloppy, fake, no-mtab, verbose: nothing for us to do
+    else if (/^-[sfnvNV]+$/.test(arg))
+      continue; // sloppy, fake, no-mtab, verbose: nothing for us to do
     else positional.push(arg);
   }
-  if (positional.length !== 2) throw new Error(`usage: mount.objmount SOURCE MOUNTPOINT [-o OPTIONS] (SOURCE ${ROOT_VIEW_WORD}: every paired bucket)`);
+  if (positional.length !== 2)
+    throw new Error(`usage: mount.objmount SOURCE MOUNTPOINT [-o OPTIONS] (SOURCE ${ROOT_VIEW_WORD}: every paired bucket)`);
   const args = ['mount', positional[0]!, positional[1]!];
   for (const option of options) {
     if (option === '' || IGNORED.has(option) || option.startsWith('x-') || option.startsWith('comment=')) continue;
@@ -56,4 +80,3 @@ export function main(): void {
   const result = spawnSync(process.execPath, [cli, ...args], { stdio: 'inherit' });
   process.exit(result.status ?? 1);
 }
-

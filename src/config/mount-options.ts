@@ -126,7 +126,9 @@ export function checkReadOptions(options: Pick<MountOptions, 'blockSize' | 'read
     throw new OptionError(`--block-size ${show(options.blockSize)} is out of range: use 64K to 256M`);
   }
   if (options.memoryLimit < 4 * options.blockSize) {
-    throw new OptionError(`--memory-limit ${show(options.memoryLimit)} is too small for ${show(options.blockSize)} blocks: give it at least 4 blocks`);
+    throw new OptionError(
+      `--memory-limit ${show(options.memoryLimit)} is too small for ${show(options.blockSize)} blocks: give it at least 4 blocks`,
+    );
   }
   if (options.readAhead > options.memoryLimit / 2) {
     throw new OptionError(`--read-ahead ${show(options.readAhead)} must be at most half of --memory-limit (${show(options.memoryLimit)})`);
@@ -152,11 +154,16 @@ export function parseSource(text: string): MountSource {
   if (scheme === 'az') return parseAzureSource(text, first, rest);
   if (scheme === 'swift') {
     // Swift's own limit: a container name is up to 256 bytes, anything but '/'.
-    if (first === '' || Buffer.byteLength(first) > 256) throw new OptionError(`'${text}': '${first}' is not a Swift container name (1 to 256 bytes, no '/'); write swift://container[/prefix]`);
+    if (first === '' || Buffer.byteLength(first) > 256)
+      throw new OptionError(
+        `'${text}': '${first}' is not a Swift container name (1 to 256 bytes, no '/'); write swift://container[/prefix]`,
+      );
     return { provider: 'swift', bucket: first, prefix: parsePrefix(text, rest) };
   }
   if (scheme !== 's3' && scheme !== 'gs') {
-    throw new OptionError(`'${text}': the ${scheme}:// scheme is not supported; use s3://bucket[/prefix], gs://bucket[/prefix], az://account/container[/prefix] or swift://container[/prefix]`);
+    throw new OptionError(
+      `'${text}': the ${scheme}:// scheme is not supported; use s3://bucket[/prefix], gs://bucket[/prefix], az://account/container[/prefix] or swift://container[/prefix]`,
+    );
   }
   if (scheme === 'gs' && !isGcsBucketName(first)) {
     throw new OptionError(
@@ -172,7 +179,9 @@ export function parseSource(text: string): MountSource {
 /** Azure's naming rules, checked here so a typo fails before any request. */
 function parseAzureSource(text: string, account: string, rest: string): MountSource {
   if (!/^[a-z0-9]{3,24}$/.test(account)) {
-    throw new OptionError(`'${text}': '${account}' is not a storage account name (3 to 24 lower-case letters and digits); write az://account/container`);
+    throw new OptionError(
+      `'${text}': '${account}' is not a storage account name (3 to 24 lower-case letters and digits); write az://account/container`,
+    );
   }
   const cut = rest.indexOf('/');
   const container = cut < 0 ? rest : rest.slice(0, cut);
@@ -196,7 +205,9 @@ function parsePrefix(text: string, rawPrefix: string): string {
 /** GCS's naming rules: names with dots may be up to 222 characters, each dot-separated part up to 63. */
 function isGcsBucketName(name: string): boolean {
   if (!/^[a-z0-9][a-z0-9._-]*[a-z0-9]$/.test(name) || name.length < 3) return false;
-  return name.includes('.') ? name.length <= 222 && name.split('.').every((part) => part.length > 0 && part.length <= 63) : name.length <= 63;
+  return name.includes('.')
+    ? name.length <= 222 && name.split('.').every((part) => part.length > 0 && part.length <= 63)
+    : name.length <= 63;
 }
 
 export function formatSource(source: MountSource): string {

@@ -58,7 +58,9 @@ export function specOf(credential: AnyCredential, bucket: string, name: string):
           account: credential.account,
           container: bucket || '$root',
           endpoint: credential.endpoint,
-          credential: credential.accountKey ? { kind: 'sharedKey', accountKey: credential.accountKey } : { kind: 'sas', token: credential.sas! },
+          credential: credential.accountKey
+            ? { kind: 'sharedKey', accountKey: credential.accountKey }
+            : { kind: 'sas', token: credential.sas! },
         },
         credentialDescription: `credential '${name}' (Azure account ${credential.account})`,
       };

@@ -35,21 +35,31 @@ export class AzureEnvironmentResolver implements AzureCredentialResolver {
     if (env.AZURE_STORAGE_CONNECTION_STRING) {
       const parsed = parseConnectionString(env.AZURE_STORAGE_CONNECTION_STRING);
       if (parsed.account && parsed.account !== account) {
-        throw new CredentialError(`AZURE_STORAGE_CONNECTION_STRING is for account '${parsed.account}', not '${account}' of az://${account}/${container}`);
+        throw new CredentialError(
+          `AZURE_STORAGE_CONNECTION_STRING is for account '${parsed.account}', not '${account}' of az://${account}/${container}`,
+        );
       }
       const what = parsed.credential.kind === 'sas' ? 'the SAS' : parsed.credential.kind === 'sharedKey' ? 'the account key' : 'no key';
       return { ...parsed, description: `${what} in AZURE_STORAGE_CONNECTION_STRING` };
     }
     const named = env.AZURE_STORAGE_ACCOUNT;
     if (named && named !== account && (env.AZURE_STORAGE_KEY || env.AZURE_STORAGE_ACCESS_KEY || env.AZURE_STORAGE_SAS_TOKEN)) {
-      throw new CredentialError(`AZURE_STORAGE_ACCOUNT is '${named}', but the source names account '${account}': the key in the environment is for another account`);
+      throw new CredentialError(
+        `AZURE_STORAGE_ACCOUNT is '${named}', but the source names account '${account}': the key in the environment is for another account`,
+      );
     }
     const keyVariable = env.AZURE_STORAGE_KEY ? 'AZURE_STORAGE_KEY' : env.AZURE_STORAGE_ACCESS_KEY ? 'AZURE_STORAGE_ACCESS_KEY' : undefined;
     if (keyVariable) {
-      return { credential: { kind: 'sharedKey', accountKey: env[keyVariable]!.trim() }, description: `the account key of ${account} from ${keyVariable}` };
+      return {
+        credential: { kind: 'sharedKey', accountKey: env[keyVariable]!.trim() },
+        description: `the account key of ${account} from ${keyVariable}`,
+      };
     }
     if (env.AZURE_STORAGE_SAS_TOKEN) {
-      return { credential: { kind: 'sas', token: env.AZURE_STORAGE_SAS_TOKEN.trim().replace(/^\?/, '') }, description: 'the SAS token from AZURE_STORAGE_SAS_TOKEN' };
+      return {
+        credential: { kind: 'sas', token: env.AZURE_STORAGE_SAS_TOKEN.trim().replace(/^\?/, '') },
+        description: 'the SAS token from AZURE_STORAGE_SAS_TOKEN',
+      };
     }
     throw new CredentialError(
       `no credentials found for az://${account}/${container}: set AZURE_STORAGE_KEY (the account key), ` +
@@ -67,7 +77,9 @@ export function parseConnectionString(text: string): { account?: string; endpoin
     if (error instanceof CloudCredentialError) throw new CredentialError(error.message);
     throw error;
   }
-  const credential: AzureCredential = parsed.accountKey ? { kind: 'sharedKey', accountKey: parsed.accountKey } : { kind: 'sas', token: parsed.sas! };
+  const credential: AzureCredential = parsed.accountKey
+    ? { kind: 'sharedKey', accountKey: parsed.accountKey }
+    : { kind: 'sas', token: parsed.sas! };
   return { account: parsed.account, endpoint: parsed.endpoint, credential };
 }
 
@@ -93,19 +105,26 @@ export class StoredAzureResolver implements AzureCredentialResolver {
     }
     const uri = `az://${account}/${container}`;
     const name = this.named ?? contents.pairings[uri];
-    if (name !== undefined && !contents.credentials[name]) throw new CredentialError(`no stored credential named '${name}' (see 'objmount creds list')`);
+    if (name !== undefined && !contents.credentials[name])
+      throw new CredentialError(`no stored credential named '${name}' (see 'objmount creds list')`);
     const paired = name === undefined ? undefined : contents.credentials[name];
     if (paired && (paired.provider !== 'az' || paired.account !== account)) {
       throw new CredentialError(`the stored credential '${paired.name}' is not for the Azure account '${account}' of ${uri}`);
     }
-    const forAccount = Object.values(contents.credentials).filter((c): c is StoredAzureCredential => c.provider === 'az' && c.account === account);
+    const forAccount = Object.values(contents.credentials).filter(
+      (c): c is StoredAzureCredential => c.provider === 'az' && c.account === account,
+    );
     if (!paired && forAccount.length > 1) {
-      throw new CredentialError(`${uri}: several stored credentials are for account '${account}' (${forAccount.map((c) => c.name).join(', ')}): choose one with 'objmount creds pair ${uri} NAME'`);
+      throw new CredentialError(
+        `${uri}: several stored credentials are for account '${account}' (${forAccount.map((c) => c.name).join(', ')}): choose one with 'objmount creds pair ${uri} NAME'`,
+      );
     }
     const credential = (paired as StoredAzureCredential | undefined) ?? forAccount[0];
     if (!credential) return this.fallback.resolveAzure(account, container);
     return {
-      credential: credential.accountKey ? { kind: 'sharedKey', accountKey: credential.accountKey } : { kind: 'sas', token: credential.sas! },
+      credential: credential.accountKey
+        ? { kind: 'sharedKey', accountKey: credential.accountKey }
+        : { kind: 'sas', token: credential.sas! },
       endpoint: credential.endpoint,
       description: `the ${credential.accountKey ? 'account key' : 'SAS'} of the stored credential '${credential.name}'`,
     };

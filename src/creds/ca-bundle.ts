@@ -6,7 +6,6 @@
 import { readFileSync } from 'node:fs';
 import { UserError } from '../errors/user-error.js';
 
-
 /** The PEM text of `path`; `namedBy` says where the path came from, for the error line. */
 export function readCaBundle(path: string, namedBy: string): string {
   let text: string;

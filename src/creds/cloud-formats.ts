@@ -64,7 +64,10 @@ function connectionFields(text: string): Map<string, string> {
 /** Whether `text` is an Azure Storage connection string. */
 export function isConnectionString(text: string): boolean {
   const fields = connectionFields(text);
-  return ['accountname', 'accountkey', 'blobendpoint', 'defaultendpointsprotocol', 'sharedaccesssignature'].some((name) => fields.has(name)) || fields.get('usedevelopmentstorage') === 'true';
+  return (
+    ['accountname', 'accountkey', 'blobendpoint', 'defaultendpointsprotocol', 'sharedaccesssignature'].some((name) => fields.has(name)) ||
+    fields.get('usedevelopmentstorage') === 'true'
+  );
 }
 
 /** An Azure Storage connection string (account key, SAS, custom or development endpoints). */
@@ -73,11 +76,13 @@ export function parseConnectionString(where: string, text: string): ImportedAzur
   if (fields.get('usedevelopmentstorage') === 'true') return { provider: 'az', ...DEVELOPMENT_STORAGE };
   const blobEndpoint = fields.get('blobendpoint');
   const account = fields.get('accountname') ?? (blobEndpoint ? accountOfEndpoint(blobEndpoint) : undefined);
-  if (!account) throw new CloudCredentialError(`${where}: the connection string names no AccountName (or a BlobEndpoint with the account in it)`);
+  if (!account)
+    throw new CloudCredentialError(`${where}: the connection string names no AccountName (or a BlobEndpoint with the account in it)`);
   checkAccount(where, account);
   const accountKey = fields.get('accountkey');
   const sas = fields.get('sharedaccesssignature')?.replace(/^\?/, '');
-  if (!accountKey && !sas) throw new CloudCredentialError(`${where}: the connection string has neither AccountKey nor SharedAccessSignature`);
+  if (!accountKey && !sas)
+    throw new CloudCredentialError(`${where}: the connection string has neither AccountKey nor SharedAccessSignature`);
   const suffix = fields.get('endpointsuffix');
   const protocol = fields.get('defaultendpointsprotocol') ?? 'https';
   const endpoint = blobEndpoint
@@ -117,9 +122,17 @@ export function parseAzureVariables(where: string, values: Record<string, string
   if (!account && !accountKey && !sas) return undefined;
   if (!account) throw new CloudCredentialError(`${where}: AZURE_STORAGE_ACCOUNT is missing (it names the storage account)`);
   checkAccount(where, account);
-  if (!accountKey && !sas) throw new CloudCredentialError(`${where}: expected AZURE_STORAGE_KEY (or AZURE_STORAGE_ACCESS_KEY) or AZURE_STORAGE_SAS_TOKEN for account '${account}'`);
+  if (!accountKey && !sas)
+    throw new CloudCredentialError(
+      `${where}: expected AZURE_STORAGE_KEY (or AZURE_STORAGE_ACCESS_KEY) or AZURE_STORAGE_SAS_TOKEN for account '${account}'`,
+    );
   const endpoint = get('AZURE_STORAGE_BLOB_ENDPOINT') ?? get('AZURE_STORAGE_ENDPOINT');
-  return { provider: 'az', account, ...(accountKey ? { accountKey } : { sas }), ...(endpoint ? { endpoint: endpoint.replace(/\/+$/, '') } : {}) };
+  return {
+    provider: 'az',
+    account,
+    ...(accountKey ? { accountKey } : { sas }),
+    ...(endpoint ? { endpoint: endpoint.replace(/\/+$/, '') } : {}),
+  };
 }
 
 /** An rclone `type = azureblob` remote. */
@@ -131,7 +144,8 @@ export function parseRcloneAzure(where: string, name: string, get: (key: string)
   if (connection) return { ...parseConnectionString(where, connection), suggestedName: name };
   const account = get('account');
   const accountKey = get('key');
-  if (!account || !accountKey) throw new CloudCredentialError(`${where}: expected 'account' and 'key' (or sas_url) in the azureblob remote`);
+  if (!account || !accountKey)
+    throw new CloudCredentialError(`${where}: expected 'account' and 'key' (or sas_url) in the azureblob remote`);
   checkAccount(where, account);
   const endpoint = get('endpoint');
   return { provider: 'az', suggestedName: name, account, accountKey, ...(endpoint ? { endpoint: endpoint.replace(/\/+$/, '') } : {}) };
@@ -162,7 +176,8 @@ export function parseServiceAccountKey(where: string, text: string): ImportedGcs
 
 /** Azure's rule for storage account names; a value that breaks it is not quoted (it may be a key). */
 function checkAccount(where: string, account: string): string {
-  if (!/^[a-z0-9]{3,24}$/.test(account)) throw new CloudCredentialError(`${where}: the storage account name is not 3 to 24 lowercase letters and digits`);
+  if (!/^[a-z0-9]{3,24}$/.test(account))
+    throw new CloudCredentialError(`${where}: the storage account name is not 3 to 24 lowercase letters and digits`);
   return account;
 }
 

@@ -80,9 +80,12 @@ export async function importCredentials(ctx: CredsContext, options: ImportOption
     } else {
       const file = options.file ?? '-';
       origin = file === '-' ? 'standard input' : file;
-      const text = file === '-' ? await ctx.readStdin() : await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
-        throw new UserError(`cannot read ${file}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`);
-      });
+      const text =
+        file === '-'
+          ? await ctx.readStdin()
+          : await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+              throw new UserError(`cannot read ${file}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`);
+            });
       found = parseCredentials(origin, text, options.format, options.profile, readKeyFile);
     }
   } catch (error) {
@@ -96,12 +99,19 @@ export async function importCredentials(ctx: CredsContext, options: ImportOption
   const existing = (await ctx.store.read()).credentials;
   const named = found.map((credential): StoredWithoutOrigin => {
     const name = options.name ?? credential.suggestedName ?? defaultName(credential, options.endpoint);
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) throw new UserError(`'${name}' is not a usable name: use letters, digits, '.', '_' and '-' (--name)`);
-    if (existing[name] && !options.force) throw new UserError(`a credential named '${name}' exists: choose another with --name, or replace it with --force`);
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name))
+      throw new UserError(`'${name}' is not a usable name: use letters, digits, '.', '_' and '-' (--name)`);
+    if (existing[name] && !options.force)
+      throw new UserError(`a credential named '${name}' exists: choose another with --name, or replace it with --force`);
     if (credential.provider === 'swift') {
       const { suggestedName: _suggested, ...rest } = credential;
       // --endpoint is the storage URL (rclone's storage_url), --region the catalog's region.
-      return { ...rest, ...(options.endpoint ? { storageUrl: options.endpoint } : {}), ...(options.region ? { region: options.region } : {}), name };
+      return {
+        ...rest,
+        ...(options.endpoint ? { storageUrl: options.endpoint } : {}),
+        ...(options.region ? { region: options.region } : {}),
+        name,
+      };
     }
     if (credential.provider !== 's3') {
       const { suggestedName: _suggested, ...rest } = credential;
@@ -138,10 +148,14 @@ export async function importCredentials(ctx: CredsContext, options: ImportOption
   for (const { credential, result } of detected) {
     const head = `Imported '${credential.name}' (${describe(credential)})`;
     if ('denied' in result) {
-      ctx.print(`${head}. It may not list buckets: pair each bucket with 'objmount creds pair ${uriOf(credential, 'BUCKET')} ${credential.name}'`);
+      ctx.print(
+        `${head}. It may not list buckets: pair each bucket with 'objmount creds pair ${uriOf(credential, 'BUCKET')} ${credential.name}'`,
+      );
     } else {
       const buckets = result.buckets;
-      ctx.print(`${head}. Detected ${buckets.length} bucket${buckets.length === 1 ? '' : 's'}, paired ${buckets.length}${buckets.length ? `: ${buckets.join(', ')}` : ''}`);
+      ctx.print(
+        `${head}. Detected ${buckets.length} bucket${buckets.length === 1 ? '' : 's'}, paired ${buckets.length}${buckets.length ? `: ${buckets.join(', ')}` : ''}`,
+      );
     }
   }
 }
@@ -158,12 +172,15 @@ type StoredWithoutOrigin =
  * input (`objmount creds import openrc.sh < password-file`), never from the command line.
  */
 async function withSwiftPasswords(ctx: CredsContext, found: ImportedCredential[], file: string): Promise<ImportedCredential[]> {
-  const lacking = (c: ImportedCredential) => c.provider === 'swift' && c.key === undefined && !c.applicationCredentialSecret && !c.authToken;
+  const lacking = (c: ImportedCredential) =>
+    c.provider === 'swift' && c.key === undefined && !c.applicationCredentialSecret && !c.authToken;
   if (!found.some(lacking)) return found;
   let password = ctx.env.OS_PASSWORD;
   if (!password && file !== '-') password = (await ctx.readStdin()).split(/\r?\n/)[0];
   if (!password) {
-    throw new UserError(`${file} asks for the password (OS_PASSWORD_INPUT): give it on standard input ('objmount creds import ${file} < file') or in OS_PASSWORD`);
+    throw new UserError(
+      `${file} asks for the password (OS_PASSWORD_INPUT): give it on standard input ('objmount creds import ${file} < file') or in OS_PASSWORD`,
+    );
   }
   return found.map((c) => (lacking(c) ? { ...c, key: password } : c));
 }
@@ -181,7 +198,8 @@ function readKeyFile(path: string): string {
 function defaultName(credential: ImportedCredential, endpointOption: string | undefined): string {
   if (credential.provider === 'az') return credential.account;
   if (credential.provider === 'gs') return credential.clientEmail.split('@')[0]!.replace(/[^A-Za-z0-9._-]/g, '-');
-  const endpoint = credential.provider === 'swift' ? (credential.authUrl ?? credential.storageUrl) : (endpointOption ?? credential.endpoint);
+  const endpoint =
+    credential.provider === 'swift' ? (credential.authUrl ?? credential.storageUrl) : (endpointOption ?? credential.endpoint);
   if (credential.provider === 'swift') {
     const host = endpoint ? URL.parse(endpoint)?.hostname : undefined;
     return `${credential.tenant ?? credential.user ?? 'swift'}${host ? `-${host}` : ''}`.replace(/[^A-Za-z0-9._-]/g, '-');
@@ -311,7 +329,9 @@ export async function detectAndPair(ctx: CredsContext, name: string | undefined)
   for (const credential of credentials as StoredCredential[]) {
     const result = await detectBuckets(credential, credential.name);
     if ('denied' in result) {
-      ctx.print(`${credential.name}: may not list buckets; pair them with 'objmount creds pair ${uriOf(credential, 'BUCKET')} ${credential.name}'`);
+      ctx.print(
+        `${credential.name}: may not list buckets; pair them with 'objmount creds pair ${uriOf(credential, 'BUCKET')} ${credential.name}'`,
+      );
       continue;
     }
     const added = await ctx.store.update((latest) => {
@@ -319,7 +339,9 @@ export async function detectAndPair(ctx: CredsContext, name: string | undefined)
       for (const bucket of fresh) latest.pairings[uriOf(credential, bucket)] = credential.name;
       return fresh;
     });
-    ctx.print(`${credential.name}: detected ${result.buckets.length} bucket(s), paired ${added.length}${added.length ? `: ${added.join(', ')}` : ''}`);
+    ctx.print(
+      `${credential.name}: detected ${result.buckets.length} bucket(s), paired ${added.length}${added.length ? `: ${added.join(', ')}` : ''}`,
+    );
   }
 }
 
@@ -330,7 +352,8 @@ export async function detectAndPair(ctx: CredsContext, name: string | undefined)
 export async function pairBucket(ctx: CredsContext, uri: string, name: string | undefined, endpoint?: string, sas?: string): Promise<void> {
   const target = parseBucketUri(uri);
   // A SAS comes from a file or standard input (main.ts), never from the command line.
-  if (sas !== undefined) return pairWithSas(ctx, target, /^https?:\/\//i.test(sas) ? sas.slice(sas.indexOf('?') + 1) : sas.replace(/^\?/, ''), endpoint);
+  if (sas !== undefined)
+    return pairWithSas(ctx, target, /^https?:\/\//i.test(sas) ? sas.slice(sas.indexOf('?') + 1) : sas.replace(/^\?/, ''), endpoint);
   if (name === undefined) throw new UserError(`name the credential to pair ${target.uri} with`);
   if (name === 'public') {
     if (target.provider !== 's3') throw new UserError(`public pairing is for s3:// buckets; ${uri} needs a credential`);
@@ -385,7 +408,9 @@ async function checkPublic(ctx: CredsContext, uri: string, bucket: string, endpo
     const failed = `cannot pair ${uri} with public access`;
     switch (error.code) {
       case 'NoSuchBucket':
-        throw new UserError(`${failed}: there is no bucket '${bucket}' at ${where}: check the name${endpoint ? '' : ' (and name its store with --endpoint URL if it is not on AWS)'}`);
+        throw new UserError(
+          `${failed}: there is no bucket '${bucket}' at ${where}: check the name${endpoint ? '' : ' (and name its store with --endpoint URL if it is not on AWS)'}`,
+        );
       case 'AccessDenied':
       case 'InvalidCredentials':
         throw new UserError(
@@ -406,11 +431,18 @@ async function checkPublic(ctx: CredsContext, uri: string, bucket: string, endpo
  * own, named after the container, checked against the container, and paired with it. The blob
  * endpoint is `--endpoint`, else that of a stored credential of the same account, else Azure's.
  */
-async function pairWithSas(ctx: CredsContext, target: ReturnType<typeof parseBucketUri>, sas: string, endpointOption: string | undefined): Promise<void> {
+async function pairWithSas(
+  ctx: CredsContext,
+  target: ReturnType<typeof parseBucketUri>,
+  sas: string,
+  endpointOption: string | undefined,
+): Promise<void> {
   if (target.provider !== 'az') throw new UserError(`a SAS is for az:// containers; ${target.uri} needs a credential`);
   const account = target.uri.slice('az://'.length).split('/')[0]!;
   const contents = await ctx.store.read();
-  const sibling = Object.values(contents.credentials).find((c): c is StoredAzureCredential => c.provider === 'az' && c.account === account && c.endpoint !== undefined);
+  const sibling = Object.values(contents.credentials).find(
+    (c): c is StoredAzureCredential => c.provider === 'az' && c.account === account && c.endpoint !== undefined,
+  );
   const endpoint = endpointOption ?? sibling?.endpoint;
   const name = `${account}-${target.bucket}`;
   const credential = { provider: 'az' as const, account, sas, ...(endpoint ? { endpoint } : {}), name };
@@ -456,8 +488,11 @@ export async function removeCredential(ctx: CredsContext, name: string, mountedS
 /** `s3://bucket`, `gs://bucket`, `az://account/container` or `swift://container`, checked and normalised. */
 function parseBucketUri(uri: string): { provider: 's3' | 'az' | 'gs' | 'swift'; bucket: string; uri: string } {
   const match =
-    /^(s3|gs):\/\/([a-zA-Z0-9._-]{1,255})\/?$/.exec(uri) ?? /^(az):\/\/([a-z0-9]{3,24}\/[a-z0-9-]{3,63})\/?$/.exec(uri) ?? /^(swift):\/\/([^/]{1,256})\/?$/.exec(uri);
-  if (!match) throw new UserError(`'${uri}' is not a bucket URI: write it as s3://bucket, gs://bucket, az://account/container or swift://container`);
+    /^(s3|gs):\/\/([a-zA-Z0-9._-]{1,255})\/?$/.exec(uri) ??
+    /^(az):\/\/([a-z0-9]{3,24}\/[a-z0-9-]{3,63})\/?$/.exec(uri) ??
+    /^(swift):\/\/([^/]{1,256})\/?$/.exec(uri);
+  if (!match)
+    throw new UserError(`'${uri}' is not a bucket URI: write it as s3://bucket, gs://bucket, az://account/container or swift://container`);
   const provider = match[1] as 's3' | 'az' | 'gs' | 'swift';
   const bucket = provider === 'az' ? match[2]!.split('/')[1]! : match[2]!;
   return { provider, bucket, uri: `${provider}://${match[2]}` };

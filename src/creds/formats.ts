@@ -24,14 +24,44 @@ import {
   parseSasUrl,
   parseServiceAccountKey,
 } from './cloud-formats.js';
-import { type ImportedSwiftCredential, SwiftFormatError, isOpenStackRc, parseOpenStackEnvironment, parseOpenStackRc, parseRcloneSwift } from './swift-formats.js';
+import {
+  type ImportedSwiftCredential,
+  SwiftFormatError,
+  isOpenStackRc,
+  parseOpenStackEnvironment,
+  parseOpenStackRc,
+  parseRcloneSwift,
+} from './swift-formats.js';
 
 export type { ImportedAzureCredential, ImportedGcsCredential } from './cloud-formats.js';
 export type { ImportedSwiftCredential } from './swift-formats.js';
 
-export type CredentialFormat = 'keyvalue' | 'aws' | 's3cfg' | 'rclone' | 'mc' | 'ec2rc' | 'openstack-table' | 'openrc' | 'env' | 'azure' | 'gcs';
+export type CredentialFormat =
+  | 'keyvalue'
+  | 'aws'
+  | 's3cfg'
+  | 'rclone'
+  | 'mc'
+  | 'ec2rc'
+  | 'openstack-table'
+  | 'openrc'
+  | 'env'
+  | 'azure'
+  | 'gcs';
 
-export const FORMATS: CredentialFormat[] = ['keyvalue', 'aws', 's3cfg', 'rclone', 'mc', 'ec2rc', 'openstack-table', 'openrc', 'env', 'azure', 'gcs'];
+export const FORMATS: CredentialFormat[] = [
+  'keyvalue',
+  'aws',
+  's3cfg',
+  'rclone',
+  'mc',
+  'ec2rc',
+  'openstack-table',
+  'openrc',
+  'env',
+  'azure',
+  'gcs',
+];
 
 /** Reads a file a credential file names (rclone's service_account_file). */
 export type ReadFile = (path: string) => string;
@@ -127,7 +157,8 @@ function get(section: Section, ...names: string[]): string | undefined {
 }
 
 function requireKeys(file: string, where: string, id: string | undefined, secret: string | undefined, expected: string): [string, string] {
-  if (!id || !secret) throw new CredentialFormatError(`${file}: ${where} has no ${!id ? 'access key' : 'secret key'} (expected ${expected})`);
+  if (!id || !secret)
+    throw new CredentialFormatError(`${file}: ${where} has no ${!id ? 'access key' : 'secret key'} (expected ${expected})`);
   return [id, secret];
 }
 
@@ -149,9 +180,12 @@ export function detectFormat(file: string, text: string): CredentialFormat {
       // not JSON after all: a broken service-account key says so in its own words
       if (/"type"\s*:\s*"service_account"/.test(trimmed)) return 'gcs';
     }
-    throw new CredentialFormatError(`${file}: a JSON file, but neither a MinIO client config.json (expected "aliases") nor a service-account key (expected "type": "service_account")`);
+    throw new CredentialFormatError(
+      `${file}: a JSON file, but neither a MinIO client config.json (expected "aliases") nor a service-account key (expected "type": "service_account")`,
+    );
   }
-  if (/^https?:\/\/\S+[?&]sig=/i.test(trimmed) || isConnectionString(trimmed) || /^\s*(export\s+)?AZURE_STORAGE_[A-Z_]+\s*=/m.test(text)) return 'azure';
+  if (/^https?:\/\/\S+[?&]sig=/i.test(trimmed) || isConnectionString(trimmed) || /^\s*(export\s+)?AZURE_STORAGE_[A-Z_]+\s*=/m.test(text))
+    return 'azure';
   if (/^\s*[|+]/m.test(text) && /\|\s*Access\s*\|/i.test(text)) return 'openstack-table';
   if (/^\s*(export\s+)?EC2_ACCESS_KEY\s*=/m.test(text)) return 'ec2rc';
   if (isOpenStackRc(text)) return 'openrc';
@@ -180,7 +214,13 @@ export function parseCredentials(
   }
 }
 
-function parseFormat(file: string, text: string, format: CredentialFormat, profile: string | undefined, readFile: ReadFile): ImportedCredential[] {
+function parseFormat(
+  file: string,
+  text: string,
+  format: CredentialFormat,
+  profile: string | undefined,
+  readFile: ReadFile,
+): ImportedCredential[] {
   switch (format) {
     case 'keyvalue':
       return [parseKeyValue(file, text)];
@@ -245,7 +285,13 @@ function parseAwsShared(file: string, text: string, profile?: string): ImportedS
     const id = get(section, 'aws_access_key_id');
     const secret = get(section, 'aws_secret_access_key');
     if (!id && !secret) continue; // a config-only profile (sso, role): the default chain's business
-    const [accessKeyId, secretAccessKey] = requireKeys(file, `profile '${name}' (line ${section.line})`, id, secret, 'aws_access_key_id and aws_secret_access_key');
+    const [accessKeyId, secretAccessKey] = requireKeys(
+      file,
+      `profile '${name}' (line ${section.line})`,
+      id,
+      secret,
+      'aws_access_key_id and aws_secret_access_key',
+    );
     const endpoint = get(section, 'endpoint_url', 's3.endpoint_url');
     credentials.push({
       provider: 's3',
@@ -271,7 +317,13 @@ function parseAwsShared(file: string, text: string, profile?: string): ImportedS
 function parseS3cfg(file: string, text: string): ImportedS3Credential {
   const sections = iniSections(file, text);
   const section = sections.find((s) => s.name === 'default') ?? sections[0]!;
-  const [accessKeyId, secretAccessKey] = requireKeys(file, 'the [default] section', get(section, 'access_key'), get(section, 'secret_key'), 'access_key and secret_key');
+  const [accessKeyId, secretAccessKey] = requireKeys(
+    file,
+    'the [default] section',
+    get(section, 'access_key'),
+    get(section, 'secret_key'),
+    'access_key and secret_key',
+  );
   const hostBase = get(section, 'host_base');
   const https = (get(section, 'use_https') ?? 'True').toLowerCase() !== 'false';
   const hostBucket = get(section, 'host_bucket');
@@ -311,7 +363,10 @@ function parseRclone(file: string, text: string, remote: string | undefined, rea
       const inline = get(section, 'service_account_credentials');
       const keyFile = get(section, 'service_account_file');
       if (!inline && !keyFile) continue; // OAuth tokens or anonymous access: not a key we can store
-      const key = parseServiceAccountKey(keyFile ? `${where}: ${keyFile}` : where, inline ?? readFile(keyFile!.replace(/^~(?=\/)/, process.env.HOME ?? '~')));
+      const key = parseServiceAccountKey(
+        keyFile ? `${where}: ${keyFile}` : where,
+        inline ?? readFile(keyFile!.replace(/^~(?=\/)/, process.env.HOME ?? '~')),
+      );
       const endpoint = get(section, 'endpoint');
       credentials.push({ ...key, suggestedName: section.name, ...(endpoint ? { endpoint: endpointUrl(endpoint) } : {}) });
       continue;
@@ -356,7 +411,8 @@ function parseMinioClient(file: string, text: string, alias?: string): ImportedS
     const at = /position (\d+)/.exec((error as Error).message)?.[1];
     throw new CredentialFormatError(`${file}: not valid JSON${at === undefined ? '' : ` (at character ${at})`}`);
   }
-  const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+  const isObject = (value: unknown): value is Record<string, unknown> =>
+    typeof value === 'object' && value !== null && !Array.isArray(value);
   const aliases = isObject(json) ? (json.aliases ?? json.hosts) : undefined;
   const credentials: ImportedS3Credential[] = [];
   for (const [name, value] of Object.entries(isObject(aliases) ? aliases : {})) {
@@ -376,7 +432,9 @@ function parseMinioClient(file: string, text: string, alias?: string): ImportedS
     });
   }
   if (credentials.length === 0) {
-    throw new CredentialFormatError(`${file}: no MinIO client alias${alias !== undefined ? ` '${alias}'` : ''} with accessKey and secretKey`);
+    throw new CredentialFormatError(
+      `${file}: no MinIO client alias${alias !== undefined ? ` '${alias}'` : ''} with accessKey and secretKey`,
+    );
   }
   return credentials;
 }
@@ -391,7 +449,13 @@ function parseEc2rc(file: string, text: string): ImportedS3Credential {
       throw new CredentialFormatError(`${file}:${line.number}: expected 'export NAME=value'`);
     }
   }
-  const [accessKeyId, secretAccessKey] = requireKeys(file, 'the file', values.get('ec2_access_key'), values.get('ec2_secret_key'), 'EC2_ACCESS_KEY and EC2_SECRET_KEY');
+  const [accessKeyId, secretAccessKey] = requireKeys(
+    file,
+    'the file',
+    values.get('ec2_access_key'),
+    values.get('ec2_secret_key'),
+    'EC2_ACCESS_KEY and EC2_SECRET_KEY',
+  );
   const s3Url = values.get('s3_url');
   return { provider: 's3', accessKeyId, secretAccessKey, endpoint: s3Url ? endpointUrl(s3Url) : undefined, pathStyle: true };
 }
@@ -400,14 +464,21 @@ function parseEc2rc(file: string, text: string): ImportedS3Credential {
 function parseOpenStackTable(file: string, text: string): ImportedS3Credential[] {
   const rows = meaningfulLines(text)
     .filter((line) => line.text.startsWith('|'))
-    .map((line) => ({ line, cells: line.text.split('|').slice(1, -1).map((cell) => cell.trim()) }));
+    .map((line) => ({
+      line,
+      cells: line.text
+        .split('|')
+        .slice(1, -1)
+        .map((cell) => cell.trim()),
+    }));
   const credentials: ImportedS3Credential[] = [];
   const header = rows[0]?.cells.map((cell) => cell.toLowerCase());
   if (header?.includes('access') && header.includes('secret')) {
     // `list`: one credential per row.
     const access = header.indexOf('access');
     const secret = header.indexOf('secret');
-    for (const { cells } of rows.slice(1)) credentials.push({ provider: 's3', accessKeyId: cells[access]!, secretAccessKey: cells[secret]!, pathStyle: true });
+    for (const { cells } of rows.slice(1))
+      credentials.push({ provider: 's3', accessKeyId: cells[access]!, secretAccessKey: cells[secret]!, pathStyle: true });
   } else {
     // `create` / `show`: Field | Value rows.
     const field = (name: string) => rows.find(({ cells }) => cells[0]?.toLowerCase() === name)?.cells[1];
@@ -420,10 +491,12 @@ function parseOpenStackTable(file: string, text: string): ImportedS3Credential[]
 
 /** `NAME=value` lines (with or without `export`) as variables. */
 function variablesOf(text: string): Record<string, string> {
-  return Object.fromEntries(meaningfulLines(text).flatMap((line) => {
-    const match = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line.text);
-    return match ? [[match[1]!, unquote(match[2]!)]] : [];
-  }));
+  return Object.fromEntries(
+    meaningfulLines(text).flatMap((line) => {
+      const match = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line.text);
+      return match ? [[match[1]!, unquote(match[2]!)]] : [];
+    }),
+  );
 }
 
 /** An Azure credential file: a connection string, a SAS URL, or AZURE_STORAGE_* lines. */
@@ -432,7 +505,10 @@ function parseAzure(file: string, text: string): ImportedAzureCredential {
   if (/^https?:\/\//i.test(trimmed)) return parseSasUrl(file, trimmed);
   if (isConnectionString(trimmed)) return parseConnectionString(file, trimmed);
   const found = parseAzureVariables(file, variablesOf(text));
-  if (!found) throw new CredentialFormatError(`${file}: expected a connection string, a SAS URL, or AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY lines`);
+  if (!found)
+    throw new CredentialFormatError(
+      `${file}: expected a connection string, a SAS URL, or AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY lines`,
+    );
   return found;
 }
 
@@ -440,11 +516,21 @@ function parseAzure(file: string, text: string): ImportedAzureCredential {
  * Every credential the environment holds: AWS_* (with AWS_ENDPOINT_URL[_S3]), AZURE_STORAGE_*,
  * and GOOGLE_APPLICATION_CREDENTIALS (a service-account key file, read through `readFile`).
  */
-export function parseEnvironment(env: Record<string, string | undefined>, where = 'the environment', readFile: ReadFile = noFiles): ImportedCredential[] {
+export function parseEnvironment(
+  env: Record<string, string | undefined>,
+  where = 'the environment',
+  readFile: ReadFile = noFiles,
+): ImportedCredential[] {
   const found: ImportedCredential[] = [];
   const lower = Object.fromEntries(Object.entries(env).map(([k, v]) => [k.toLowerCase(), v]));
   if (lower.aws_access_key_id || lower.aws_secret_access_key) {
-    const [accessKeyId, secretAccessKey] = requireKeys(where, 'it', lower.aws_access_key_id, lower.aws_secret_access_key, 'AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY');
+    const [accessKeyId, secretAccessKey] = requireKeys(
+      where,
+      'it',
+      lower.aws_access_key_id,
+      lower.aws_secret_access_key,
+      'AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY',
+    );
     const endpoint = lower.aws_endpoint_url_s3 || lower.aws_endpoint_url;
     found.push({
       provider: 's3',

@@ -45,6 +45,12 @@ export class StoredGcsResolver implements GcsCredentialResolver {
     }
     if (stored?.provider !== 'gs') return undefined;
     const { clientEmail, privateKey, projectId, endpoint } = stored;
-    return { name: stored.name, clientEmail, privateKey, ...(projectId !== undefined ? { projectId } : {}), ...(endpoint !== undefined ? { endpoint } : {}) };
+    return {
+      name: stored.name,
+      clientEmail,
+      privateKey,
+      ...(projectId !== undefined ? { projectId } : {}),
+      ...(endpoint !== undefined ? { endpoint } : {}),
+    };
   }
 }

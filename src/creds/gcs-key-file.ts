@@ -30,7 +30,14 @@ export async function readServiceAccountKey(path: string): Promise<ServiceAccoun
     text = await readFile(path, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : (error as Error).message;
+    const why =
+      code === 'ENOENT'
+        ? 'no such file'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : code === 'EISDIR'
+            ? 'it is a directory'
+            : (error as Error).message;
     throw new CredentialError(`cannot read the GCS key file ${path}: ${why}`);
   }
   return parseServiceAccountKey(text, path);
@@ -53,10 +60,16 @@ export function parseServiceAccountKey(text: string, path: string): ServiceAccou
   const key = json as Record<string, unknown>;
   const type = key.type;
   if (type === 'authorized_user') {
-    fail("holds a user's gcloud login (type authorized_user), not a service-account key: create one with `gcloud iam service-accounts keys create`");
+    fail(
+      "holds a user's gcloud login (type authorized_user), not a service-account key: create one with `gcloud iam service-accounts keys create`",
+    );
   }
-  if (type === 'external_account') fail('holds a workload identity federation configuration (type external_account), not a service-account key');
-  if (type !== 'service_account') fail(`is not a service-account key: its "type" is ${type === undefined ? 'missing' : JSON.stringify(type)}, expected "service_account"`);
+  if (type === 'external_account')
+    fail('holds a workload identity federation configuration (type external_account), not a service-account key');
+  if (type !== 'service_account')
+    fail(
+      `is not a service-account key: its "type" is ${type === undefined ? 'missing' : JSON.stringify(type)}, expected "service_account"`,
+    );
   const clientEmail = key.client_email;
   if (typeof clientEmail !== 'string' || !clientEmail.includes('@')) fail('has no "client_email" (the service account\'s e-mail address)');
   const privateKey = key.private_key;
@@ -71,5 +84,11 @@ export function parseServiceAccountKey(text: string, path: string): ServiceAccou
   const projectId = typeof key.project_id === 'string' && key.project_id ? key.project_id : undefined;
   const privateKeyId = typeof key.private_key_id === 'string' && key.private_key_id ? key.private_key_id : undefined;
   const tokenUri = typeof key.token_uri === 'string' && key.token_uri ? key.token_uri : undefined;
-  return { clientEmail: clientEmail as string, privateKey: privateKey as string, projectId, privateKeyId, ...(tokenUri ? { tokenUri } : {}) };
+  return {
+    clientEmail: clientEmail as string,
+    privateKey: privateKey as string,
+    projectId,
+    privateKeyId,
+    ...(tokenUri ? { tokenUri } : {}),
+  };
 }

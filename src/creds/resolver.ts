@@ -11,7 +11,6 @@ import { clientFor } from './account-client.js';
 import { CredentialError } from './credential-error.js';
 import type { CredentialSource, StoredS3Credential } from './store.js';
 
-
 export interface ResolvedS3Credential {
   /** Handed to the SDK; refreshes itself before expiry. */
   provider: AwsCredentialIdentityProvider;
@@ -108,14 +107,24 @@ export class StoreResolver implements CredentialResolver {
     const name = this.named ?? contents.pairings[`s3://${bucket}`];
     if (name === 'public') {
       // Paired for public access: unsigned requests, no key at all.
-      return { provider: async () => ({ accessKeyId: '', secretAccessKey: '' }), accessKeyId: '(none)', source: 'public access (unsigned requests)', signatureVersion: 'none' };
+      return {
+        provider: async () => ({ accessKeyId: '', secretAccessKey: '' }),
+        accessKeyId: '(none)',
+        source: 'public access (unsigned requests)',
+        signatureVersion: 'none',
+      };
     }
     const s3Credentials = Object.values(contents.credentials).filter((c): c is StoredS3Credential => c.provider === 's3');
     const paired = name === undefined ? undefined : contents.credentials[name];
-    if (paired && paired.provider !== 's3') throw new CredentialError(`'${paired.name}' is not an S3 credential: pair s3://${bucket} with an S3 one`);
+    if (paired && paired.provider !== 's3')
+      throw new CredentialError(`'${paired.name}' is not an S3 credential: pair s3://${bucket} with an S3 one`);
     const credential = paired ?? (await this.oneThatLists(bucket, s3Credentials));
     if (!credential) return this.fallback.resolveS3(bucket);
-    const identity = { accessKeyId: credential.accessKeyId, secretAccessKey: credential.secretAccessKey, sessionToken: credential.sessionToken };
+    const identity = {
+      accessKeyId: credential.accessKeyId,
+      secretAccessKey: credential.secretAccessKey,
+      sessionToken: credential.sessionToken,
+    };
     return {
       provider: async () => identity,
       accessKeyId: credential.accessKeyId,

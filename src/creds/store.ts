@@ -69,7 +69,9 @@ export class CredentialStore {
     } catch (error) {
       // JSON.parse's message quotes the text around the fault, which may be a secret: only say where.
       const at = /position (\d+)/.exec((error as Error).message)?.[1];
-      throw new Error(`${this.file} is damaged (not valid JSON${at === undefined ? '' : ` at character ${at}`}); move it away and import the credentials again`);
+      throw new Error(
+        `${this.file} is damaged (not valid JSON${at === undefined ? '' : ` at character ${at}`}); move it away and import the credentials again`,
+      );
     }
   }
 
@@ -107,7 +109,8 @@ export class CredentialStore {
         await rm(path, { force: true });
         continue;
       }
-      if (Date.now() > deadline) throw new Error(`${this.directory} is locked by process ${holder || 'unknown'}; try again when it is done`);
+      if (Date.now() > deadline)
+        throw new Error(`${this.directory} is locked by process ${holder || 'unknown'}; try again when it is done`);
       await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 30));
     }
   }

@@ -37,12 +37,16 @@ export class StoredSwiftResolver implements SwiftCredentialResolver {
     }
     const uri = `swift://${container}`;
     const name = this.named ?? contents.pairings[uri];
-    if (name !== undefined && !contents.credentials[name]) throw new CredentialError(`no stored credential named '${name}' (see 'objmount creds list')`);
+    if (name !== undefined && !contents.credentials[name])
+      throw new CredentialError(`no stored credential named '${name}' (see 'objmount creds list')`);
     const chosen = name === undefined ? undefined : contents.credentials[name];
-    if (chosen && chosen.provider !== 'swift') throw new CredentialError(`the stored credential '${chosen.name}' is not a Swift credential, so it cannot open ${uri}`);
+    if (chosen && chosen.provider !== 'swift')
+      throw new CredentialError(`the stored credential '${chosen.name}' is not a Swift credential, so it cannot open ${uri}`);
     const swift = Object.values(contents.credentials).filter((c) => c.provider === 'swift');
     if (!chosen && swift.length > 1) {
-      throw new CredentialError(`${uri}: several stored Swift credentials (${swift.map((c) => c.name).join(', ')}): choose one with 'objmount creds pair ${uri} NAME' or --creds NAME`);
+      throw new CredentialError(
+        `${uri}: several stored Swift credentials (${swift.map((c) => c.name).join(', ')}): choose one with 'objmount creds pair ${uri} NAME' or --creds NAME`,
+      );
     }
     const stored = chosen ?? swift[0];
     if (stored?.provider === 'swift') {
@@ -67,7 +71,9 @@ export class StoredSwiftResolver implements SwiftCredentialResolver {
 }
 
 /** A Swift credential's fields without the credential store's own (name, origin...). */
-export function swiftCredentialsOf(credential: ImportedSwiftCredential | Omit<StoredSwiftCredential, 'origin' | 'importedAt'>): SwiftCredentials {
+export function swiftCredentialsOf(
+  credential: ImportedSwiftCredential | Omit<StoredSwiftCredential, 'origin' | 'importedAt'>,
+): SwiftCredentials {
   const { provider: _p, ...fields } = credential as ImportedSwiftCredential & { name?: string; origin?: string; importedAt?: string };
   const { name: _n, origin: _o, importedAt: _i, suggestedName: _s, ...credentials } = fields;
   return credentials;

@@ -69,7 +69,10 @@ function unquote(text: string, seen: Record<string, string>): { text: string; us
 }
 
 /** The credential the `OS_*` (or `ST_*`) variables describe, or undefined when they describe none. */
-export function parseOpenStackEnvironment(env: Record<string, string | undefined>, where = 'the environment'): ImportedSwiftCredential | undefined {
+export function parseOpenStackEnvironment(
+  env: Record<string, string | undefined>,
+  where = 'the environment',
+): ImportedSwiftCredential | undefined {
   if (env.OS_AUTH_URL || (env.OS_AUTH_TOKEN && env.OS_STORAGE_URL)) return fromOpenStackVariables(where, env);
   if (env.ST_AUTH && env.ST_USER && env.ST_KEY) {
     return { provider: 'swift', authVersion: '1', authUrl: env.ST_AUTH, user: env.ST_USER, key: env.ST_KEY };
@@ -79,7 +82,13 @@ export function parseOpenStackEnvironment(env: Record<string, string | undefined
 
 function fromOpenStackVariables(where: string, v: Record<string, string | undefined>): ImportedSwiftCredential {
   const version = (v.OS_IDENTITY_API_VERSION ?? v.OS_AUTH_VERSION ?? '').replace(/^v/, '');
-  const authVersion: SwiftCredentials['authVersion'] = version.startsWith('3') ? '3' : version.startsWith('2') ? '2' : version.startsWith('1') ? '1' : undefined;
+  const authVersion: SwiftCredentials['authVersion'] = version.startsWith('3')
+    ? '3'
+    : version.startsWith('2')
+      ? '2'
+      : version.startsWith('1')
+        ? '1'
+        : undefined;
   const appCredential = (v.OS_AUTH_TYPE ?? '').toLowerCase().includes('applicationcredential') || !!v.OS_APPLICATION_CREDENTIAL_ID;
   const credential: ImportedSwiftCredential = {
     provider: 'swift',
@@ -104,7 +113,8 @@ function fromOpenStackVariables(where: string, v: Record<string, string | undefi
       applicationCredentialSecret: appCredential ? v.OS_APPLICATION_CREDENTIAL_SECRET : undefined,
     }),
   };
-  if (appCredential && !credential.applicationCredentialSecret) throw new SwiftFormatError(`${where}: an application credential needs OS_APPLICATION_CREDENTIAL_SECRET`);
+  if (appCredential && !credential.applicationCredentialSecret)
+    throw new SwiftFormatError(`${where}: an application credential needs OS_APPLICATION_CREDENTIAL_SECRET`);
   return credential;
 }
 
@@ -120,7 +130,9 @@ function interfaceOf(where: string, text: string | undefined): SwiftCredentials[
 /** An rclone `[name]` section of `type = swift`, read through `get` (its keys, lower-case). */
 export function parseRcloneSwift(where: string, name: string, get: (key: string) => string | undefined): ImportedSwiftCredential {
   if ((get('env_auth') ?? '').toLowerCase() === 'true') {
-    throw new SwiftFormatError(`${where}: [${name}] takes its credentials from the environment (env_auth = true): import them with --from-env instead`);
+    throw new SwiftFormatError(
+      `${where}: [${name}] takes its credentials from the environment (env_auth = true): import them with --from-env instead`,
+    );
   }
   const version = get('auth_version');
   const credential: ImportedSwiftCredential = {

@@ -28,11 +28,13 @@ export interface InstallServiceOptions {
 export const UNIT_TEMPLATE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'systemd', 'objmount@.service');
 
 export async function installService(o: InstallServiceOptions): Promise<void> {
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(o.name)) throw new UserError(`'${o.name}' cannot name a service: use letters, digits, '.', '_' and '-'`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(o.name))
+    throw new UserError(`'${o.name}' cannot name a service: use letters, digits, '.', '_' and '-'`);
   if (o.source !== ROOT_VIEW_WORD) parseSource(o.source); // a bad source fails here, not at boot
   if (!isAbsolute(o.mountpoint)) throw new UserError(`the mountpoint must be an absolute path, not '${o.mountpoint}'`);
   for (const value of [o.source, o.mountpoint, ...o.options]) {
-    if (/[\s"'\\$]/.test(value)) throw new UserError(`'${value}' has a space, quote, '$' or backslash, which the unit's configuration cannot carry`);
+    if (/[\s"'\\$]/.test(value))
+      throw new UserError(`'${value}' has a space, quote, '$' or backslash, which the unit's configuration cannot carry`);
   }
   const conf = join(o.configDir, `${o.name}.conf`);
   const text = `# objmount@${o.name}.service (written by objmount install-service)\nSOURCE=${o.source}\nMOUNTPOINT=${o.mountpoint}\nOPTIONS=${o.options.join(' ')}\n`;

@@ -91,7 +91,10 @@ interface BucketStack {
 async function openBucket(options: MountOptions, deps: MountDependencies, memoryBudget: MemoryBudget): Promise<BucketStack> {
   const { logger } = deps;
   const source = formatSource(options.source);
-  const { spec, credentialDescription, endpoint, location, probeHints, maxParts } = await storeSpecOf(options, { ...deps, warn: warnBoth(deps) });
+  const { spec, credentialDescription, endpoint, location, probeHints, maxParts } = await storeSpecOf(options, {
+    ...deps,
+    warn: warnBoth(deps),
+  });
   const store = await createStore(spec, {
     credentialDescription,
     purpose: 'mount',
@@ -104,7 +107,10 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
   if (plain) warnBoth(deps)(plain);
   const cleanups: Array<() => Promise<unknown> | unknown> = [() => store.destroy()];
   const cleanUp = async () => {
-    for (const cleanup of cleanups.reverse()) await Promise.resolve().then(cleanup).catch(() => undefined);
+    for (const cleanup of cleanups.reverse())
+      await Promise.resolve()
+        .then(cleanup)
+        .catch(() => undefined);
   };
   try {
     try {
@@ -112,7 +118,9 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
     } catch (error) {
       if (isStoreError(error)) {
         const hint = probeHints?.[error.code];
-        throw new UserError(`cannot mount ${source}: ${hint ? `${error.message}: ${hint}` : describeProbeFailure(options.source.provider, error.code, error.message, endpoint)}`);
+        throw new UserError(
+          `cannot mount ${source}: ${hint ? `${error.message}: ${hint}` : describeProbeFailure(options.source.provider, error.code, error.message, endpoint)}`,
+        );
       }
       throw error;
     }
@@ -134,7 +142,12 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
     let disk: DiskCache | undefined;
     if (options.cacheDir) {
       try {
-        disk = await DiskCache.open({ directory: options.cacheDir, maxBytes: options.cacheSize, store: `${source} at ${location}`, logger });
+        disk = await DiskCache.open({
+          directory: options.cacheDir,
+          maxBytes: options.cacheSize,
+          store: `${source} at ${location}`,
+          logger,
+        });
       } catch (error) {
         throw new UserError(`cannot use --cache-dir ${options.cacheDir}: ${(error as NodeJS.ErrnoException).message}`);
       }
@@ -252,7 +265,9 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     source = 'objmount';
     const pairings = (await deps.pairings?.()) ?? {};
     if (Object.keys(pairings).length === 0) {
-      throw new UserError("the root view shows the buckets of stored credentials, and none is paired: import one with 'objmount creds import FILE'");
+      throw new UserError(
+        "the root view shows the buckets of stored credentials, and none is paired: import one with 'objmount creds import FILE'",
+      );
     }
     fs = openRootView(options, deps, stacks, memoryBudget, pairings);
     credentialDescription = `${Object.keys(pairings).length} paired bucket(s)`;
@@ -270,7 +285,10 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
   };
   const cleanups: Array<() => Promise<unknown> | unknown> = [];
   const cleanUp = async () => {
-    for (const cleanup of cleanups.reverse()) await Promise.resolve().then(cleanup).catch(() => undefined);
+    for (const cleanup of cleanups.reverse())
+      await Promise.resolve()
+        .then(cleanup)
+        .catch(() => undefined);
     await cleanUpAll();
   };
   try {
@@ -343,7 +361,12 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
       }
     });
     const startedAt = new Date();
-    const journal = options.writeMode === 'async' ? (options.rootView ? (options.stagingDir ?? options.defaultStagingDir) : stacks.get('')?.stagingDir) : undefined;
+    const journal =
+      options.writeMode === 'async'
+        ? options.rootView
+          ? (options.stagingDir ?? options.defaultStagingDir)
+          : stacks.get('')?.stagingDir
+        : undefined;
     const status = (): MountStatus => {
       const all = [...stacks.values()];
       const sum = (value: (stack: BucketStack) => number) => all.reduce((total, stack) => total + value(stack), 0);
@@ -420,7 +443,10 @@ async function finishPendingUploads(store: ObjectStore, stagingDir: string, opti
   const { uploaded, failed, aborted, setAside } = await recover(stagingDir, uploader, Math.max(4, options.uploadConcurrency));
   for (const { file, problem, action } of setAside) logger.warn(`${file}: damaged record left by a previous run (${problem}); ${action}`);
   if (aborted.length > 0) logger.info(`aborted ${aborted.length} multipart upload(s) left by a previous run`);
-  if (uploaded.length > 0) logger.info(`finished ${uploaded.length} upload(s) left by a previous run: ${uploaded.slice(0, 5).join(', ')}${uploaded.length > 5 ? ', …' : ''}`);
+  if (uploaded.length > 0)
+    logger.info(
+      `finished ${uploaded.length} upload(s) left by a previous run: ${uploaded.slice(0, 5).join(', ')}${uploaded.length > 5 ? ', …' : ''}`,
+    );
   if (!options.stagingDir) {
     // The default directory is this mountpoint's alone: what is not journaled was never acknowledged.
     const removed = await removeUnjournaled(stagingDir);
@@ -435,15 +461,24 @@ async function finishPendingUploads(store: ObjectStore, stagingDir: string, opti
   }
 }
 
-function describeProbeFailure(provider: MountOptions['source']['provider'], code: string, message: string, endpoint: string | undefined): string {
+function describeProbeFailure(
+  provider: MountOptions['source']['provider'],
+  code: string,
+  message: string,
+  endpoint: string | undefined,
+): string {
   const azure = provider === 'az';
   switch (code) {
     case 'NoSuchBucket':
       return azure ? `${message}: check the container name` : `${message}: check the bucket name${endpoint ? '' : ' and --region'}`;
     case 'InvalidCredentials':
-      return azure ? `${message}: check the account key or SAS (an expired SAS is refused too)` : `${message}: check the access key and secret`;
+      return azure
+        ? `${message}: check the account key or SAS (an expired SAS is refused too)`
+        : `${message}: check the access key and secret`;
     case 'AccessDenied':
-      return azure ? `${message}: the credential may not list this container (a SAS needs the list permission)` : `${message}: the key may not list this bucket`;
+      return azure
+        ? `${message}: the credential may not list this container (a SAS needs the list permission)`
+        : `${message}: the key may not list this bucket`;
     case 'Unreachable':
       return `${message}: check --endpoint and the network`;
     default:

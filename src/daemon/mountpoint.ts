@@ -8,7 +8,6 @@ import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { UserError } from '../errors/user-error.js';
 
-
 const run = promisify(execFile);
 
 export interface MountEntry {

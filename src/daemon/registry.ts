@@ -73,7 +73,8 @@ export class MountRegistry {
         : (info.mode & 0o022) !== 0
           ? `may be written by other users (mode ${(info.mode & 0o777).toString(8)})`
           : undefined;
-    if (problem) throw new UserError(`the runtime directory ${this.directory} ${problem}: remove it, or set XDG_RUNTIME_DIR to a private directory`);
+    if (problem)
+      throw new UserError(`the runtime directory ${this.directory} ${problem}: remove it, or set XDG_RUNTIME_DIR to a private directory`);
   }
 
   async find(mountpoint: string): Promise<MountRecord | undefined> {
@@ -90,13 +91,15 @@ export class MountRegistry {
     await this.checkPrivate();
     const names = await readdir(this.directory).catch((): string[] => []);
     const records = await Promise.all(
-      names.filter((name) => name.endsWith('.json')).map(async (name) => {
-        try {
-          return JSON.parse(await readFile(join(this.directory, name), 'utf8')) as MountRecord;
-        } catch {
-          return undefined;
-        }
-      }),
+      names
+        .filter((name) => name.endsWith('.json'))
+        .map(async (name) => {
+          try {
+            return JSON.parse(await readFile(join(this.directory, name), 'utf8')) as MountRecord;
+          } catch {
+            return undefined;
+          }
+        }),
     );
     return records.filter((record): record is MountRecord => record !== undefined && isAlive(record.pid));
   }

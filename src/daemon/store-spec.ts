@@ -75,7 +75,9 @@ function tlsOptions(
   }
   const insecure = options.insecure || credential.insecure === true;
   if (insecure) {
-    const why = options.insecure ? '--insecure' : `the stored credential says so (imported with insecure${credential.source ? ` from ${credential.source}` : ''})`;
+    const why = options.insecure
+      ? '--insecure'
+      : `the stored credential says so (imported with insecure${credential.source ? ` from ${credential.source}` : ''})`;
     warn(`TLS certificates of ${endpoint ?? 'the store'} are not verified (${why}): anyone on the path can pose as the store`);
   }
   return { caCertificates, insecure };
@@ -157,7 +159,9 @@ async function gcsStoreSpec(options: MountOptions, stored?: StoredGcsKey): Promi
     auth = { kind: 'default' };
     credentialDescription = 'the Application Default Credentials';
   }
-  const keyHint = options.keyFile ? 'check the key file (is the key revoked, or the account deleted?)' : 'give a service-account key with --key-file';
+  const keyHint = options.keyFile
+    ? 'check the key file (is the key revoked, or the account deleted?)'
+    : 'give a service-account key with --key-file';
   return {
     spec: { provider: 'gs', bucket: options.source.bucket, endpoint, auth },
     credentialDescription,
@@ -192,7 +196,10 @@ async function swiftStoreSpec(options: MountOptions, deps: StoreResolvers): Prom
     ...(options.endpoint ? { storageUrl: options.endpoint } : {}),
     ...(options.region ? { region: options.region } : {}),
   };
-  if (options.insecure) (deps.warn ?? ((m: string) => deps.logger.warn(m)))(`TLS certificates of ${credentials.authUrl ?? credentials.storageUrl} are not verified (--insecure)`);
+  if (options.insecure)
+    (deps.warn ?? ((m: string) => deps.logger.warn(m)))(
+      `TLS certificates of ${credentials.authUrl ?? credentials.storageUrl} are not verified (--insecure)`,
+    );
   return {
     spec: {
       provider: 'swift',

@@ -51,7 +51,9 @@ export async function unmount(
   try {
     while (isAlive(record.pid)) {
       if (Date.now() > deadline) {
-        throw new UserError(`${mountpoint} is unmounted, but its daemon (pid ${record.pid}) is still finishing uploads; see ${record.logFile ?? 'its log'}`);
+        throw new UserError(
+          `${mountpoint} is unmounted, but its daemon (pid ${record.pid}) is still finishing uploads; see ${record.logFile ?? 'its log'}`,
+        );
       }
       await progress.update();
       await sleep(100);
@@ -83,7 +85,10 @@ class DrainProgress {
     if (pending === undefined || (pending === 0 && this.total === 0)) return;
     this.total = Math.max(this.total, pending);
     if ('isTTY' in this.output && this.output.isTTY) {
-      this.bar ??= new SingleBar({ format: 'uploading pending files [{bar}] {value}/{total}', stream: this.output, hideCursor: true }, Presets.shades_classic);
+      this.bar ??= new SingleBar(
+        { format: 'uploading pending files [{bar}] {value}/{total}', stream: this.output, hideCursor: true },
+        Presets.shades_classic,
+      );
       if (!this.bar.isActive) this.bar.start(this.total, 0);
       this.bar.setTotal(this.total);
       this.bar.update(this.total - pending);

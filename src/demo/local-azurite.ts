@@ -39,7 +39,18 @@ export async function startLocalAzurite(options: LocalAzuriteOptions = {}): Prom
   } catch {
     throw new Error('Azurite is not installed: it is a development dependency (npm ci installs it)');
   }
-  const args = [main, '--blobHost', '127.0.0.1', '--blobPort', '0', '--inMemoryPersistence', '--skipApiVersionCheck', '--loose', '--silent', '--disableProductStyleUrl'];
+  const args = [
+    main,
+    '--blobHost',
+    '127.0.0.1',
+    '--blobPort',
+    '0',
+    '--inMemoryPersistence',
+    '--skipApiVersionCheck',
+    '--loose',
+    '--silent',
+    '--disableProductStyleUrl',
+  ];
   if (options.memoryLimitMiB) args.push('--extentMemoryLimit', String(options.memoryLimitMiB));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   // If this process ends without close() (a crash, process.exit), Azurite must not outlive it.

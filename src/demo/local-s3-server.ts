@@ -49,7 +49,17 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { AWSAccount, type Context, type Middleware, type Next, S3Error, S3rver, SUBRESOURCES, authenticate, unquote } from './s3rver-internals.js';
+import {
+  AWSAccount,
+  type Context,
+  type Middleware,
+  type Next,
+  S3Error,
+  S3rver,
+  SUBRESOURCES,
+  authenticate,
+  unquote,
+} from './s3rver-internals.js';
 import { deleteObjects, listObjects } from './s3rver-listings.js';
 import { listMultipartUploads, uploadDir, uploadPartCopy } from './s3rver-multipart.js';
 import { verifySignatureV2, verifySignatureV4 } from './s3rver-signatures.js';
@@ -104,8 +114,6 @@ export interface LocalS3Server {
   directory: string;
   close(): Promise<void>;
 }
-
-
 
 export async function startLocalS3Server(options: LocalS3ServerOptions = {}): Promise<LocalS3Server> {
   const owned = options.directory === undefined;
@@ -187,7 +195,8 @@ function onlyPublicAnonymous(open: Set<string>) {
     const signed = ctx.get('authorization') !== '' || ['X-Amz-Signature', 'Signature', 'AWSAccessKeyId'].some((name) => name in ctx.query);
     const slash = ctx.path.indexOf('/', 1);
     const bucket = decodeURIComponent(slash < 0 ? ctx.path.slice(1) : ctx.path.slice(1, slash));
-    if (!signed && !open.has(bucket) && (bucket === '' || (await ctx.store.getBucket(bucket)))) throw new S3Error('AccessDenied', 'Access Denied');
+    if (!signed && !open.has(bucket) && (bucket === '' || (await ctx.store.getBucket(bucket))))
+      throw new S3Error('AccessDenied', 'Access Denied');
     return next();
   };
 }

@@ -58,9 +58,12 @@ const PYTHON = '/usr/bin/python3';
 
 export async function startLocalSwift(options: LocalSwiftOptions = {}): Promise<LocalSwift> {
   if (!existsSync('/usr/lib/python3/dist-packages/swift')) {
-    throw new Error('OpenStack Swift is not installed: run scripts/setup (it installs Debian\'s swift-proxy, swift-account, swift-container, swift-object and memcached)');
+    throw new Error(
+      "OpenStack Swift is not installed: run scripts/setup (it installs Debian's swift-proxy, swift-account, swift-container, swift-object and memcached)",
+    );
   }
-  if (options.keystone && !existsSync('/usr/bin/keystone-manage')) throw new Error("Keystone is not installed: run scripts/setup (it installs Debian's python3-keystone)");
+  if (options.keystone && !existsSync('/usr/bin/keystone-manage'))
+    throw new Error("Keystone is not installed: run scripts/setup (it installs Debian's python3-keystone)");
   const directory = await mkdtemp(join(tmpdir(), 'objmount-swift-'));
   const child = spawn(PYTHON, [scriptPath(), directory, ...(options.keystone ? ['--keystone'] : [])], { stdio: ['pipe', 'pipe', 'pipe'] });
   // If this process ends without close(), its end of the pipe closes and the servers stop; a
@@ -94,7 +97,9 @@ export async function startLocalSwift(options: LocalSwiftOptions = {}): Promise<
     port: ports.proxy,
     memcachedPort: ports.memcached,
     directory,
-    ...(ports.keystone && ports.keystoneProxy ? { keystone: { authUrl: `http://127.0.0.1:${ports.keystone}/v3`, proxyPort: ports.keystoneProxy } } : {}),
+    ...(ports.keystone && ports.keystoneProxy
+      ? { keystone: { authUrl: `http://127.0.0.1:${ports.keystone}/v3`, proxyPort: ports.keystoneProxy } }
+      : {}),
     close: async () => {
       await stop(child);
       await rm(directory, { recursive: true, force: true });
@@ -121,8 +126,16 @@ export async function swiftToken(authUrl: string, user: string, key: string): Pr
 }
 
 /** Creates a container; `headers` may carry ACLs (X-Container-Read/Write). */
-export async function createSwiftContainer(swift: LocalSwift, token: string, container: string, headers: Record<string, string> = {}): Promise<void> {
-  const response = await fetch(`${swift.storageUrl}/${encodeURIComponent(container)}`, { method: 'PUT', headers: { 'x-auth-token': token, ...headers } });
+export async function createSwiftContainer(
+  swift: LocalSwift,
+  token: string,
+  container: string,
+  headers: Record<string, string> = {},
+): Promise<void> {
+  const response = await fetch(`${swift.storageUrl}/${encodeURIComponent(container)}`, {
+    method: 'PUT',
+    headers: { 'x-auth-token': token, ...headers },
+  });
   if (!response.ok) throw new Error(`cannot create Swift container ${container}: HTTP ${response.status}`);
 }
 

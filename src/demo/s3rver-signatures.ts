@@ -34,10 +34,33 @@ function toBytes(data: SourceData): Uint8Array | string {
 }
 
 /** Query parameters signed as part of the resource in Signature V2 (AWS's list). */
-const V2_SUBRESOURCES = new Set(['acl', 'cors', 'delete', 'lifecycle', 'location', 'logging', 'notification', 'partNumber', 'policy',
-  'requestPayment', 'restore', 'tagging', 'torrent', 'uploadId', 'uploads', 'versionId', 'versioning', 'versions', 'website',
-  'response-cache-control', 'response-content-disposition', 'response-content-encoding', 'response-content-language',
-  'response-content-type', 'response-expires']);
+const V2_SUBRESOURCES = new Set([
+  'acl',
+  'cors',
+  'delete',
+  'lifecycle',
+  'location',
+  'logging',
+  'notification',
+  'partNumber',
+  'policy',
+  'requestPayment',
+  'restore',
+  'tagging',
+  'torrent',
+  'uploadId',
+  'uploads',
+  'versionId',
+  'versioning',
+  'versions',
+  'website',
+  'response-cache-control',
+  'response-content-disposition',
+  'response-content-encoding',
+  'response-content-language',
+  'response-content-type',
+  'response-expires',
+]);
 
 /**
  * Verifies a header-signed Signature V2 request (`Authorization: AWS key:signature`) as AWS's S3
@@ -77,9 +100,10 @@ export function verifySignatureV2(ctx: Context): void {
  * given exactly the headers the client signed) and compares. Presigned URLs are left to s3rver.
  */
 export async function verifySignatureV4(ctx: Context): Promise<void> {
-  const match = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]+)$/.exec(
-    ctx.get('authorization'),
-  );
+  const match =
+    /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]+)$/.exec(
+      ctx.get('authorization'),
+    );
   const amzDate = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(ctx.get('x-amz-date'));
   if (!match || !amzDate) return;
   const [, accessKeyId = '', , region = '', service = '', signedHeaderList = '', signature] = match;

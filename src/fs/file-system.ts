@@ -22,14 +22,7 @@ import PQueue from 'p-queue';
 
 import type { Logger } from '../log/logger.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import {
-  type AttributeDefaults,
-  type Attributes,
-  S_IFMT,
-  contentTypeOf,
-  metadataOf,
-  newAttributes,
-} from './attributes.js';
+import { type AttributeDefaults, type Attributes, S_IFMT, contentTypeOf, metadataOf, newAttributes } from './attributes.js';
 import { FsError } from './errors.js';
 import type { MemoryBudget } from './memory-budget.js';
 import type { MetadataCacheOptions } from './metadata-cache.js';
@@ -187,7 +180,8 @@ export class FileSystem {
     if (hasChildren || this.openFiles.hasBelow(path)) throw new FsError('ENOTEMPTY', `${path}: directory not empty`);
     // An explicit directory whose marker the listing does not show is a store's own kind of
     // marker (blobfuse's `hdi_isfolder` blob on Azure): deleting `dir/` removes it there.
-    if (node.explicit || page.objects.some((o) => o.key === dirKey)) await this.namespace.callStore(path, () => this.store.deleteMany([dirKey]));
+    if (node.explicit || page.objects.some((o) => o.key === dirKey))
+      await this.namespace.callStore(path, () => this.store.deleteMany([dirKey]));
     this.namespace.cache.deleteTree(path);
     this.namespace.cache.setMissing(path);
     await this.namespace.keepParent(path);
@@ -243,7 +237,8 @@ export class FileSystem {
     const wanted = Math.min(length, file.attrs.size - position);
     if (wanted <= 0) return 0;
     if (file.staged) {
-      if (position < file.stagedFrom) await file.exclusive(() => this.namespace.callStore(file.path, () => file.fill(this.store, position)));
+      if (position < file.stagedFrom)
+        await file.exclusive(() => this.namespace.callStore(file.path, () => file.fill(this.store, position)));
       return this.countRead(await file.readStaged(into, wanted, position));
     }
     if (!file.existsInStore) return 0;

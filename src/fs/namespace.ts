@@ -29,14 +29,7 @@ import PQueue from 'p-queue';
 
 import type { Logger } from '../log/logger.js';
 import { type ListPage, type ObjectInfo, type ObjectStore, isStoreError, listAll } from '../storage/object-store.js';
-import {
-  type AttributeDefaults,
-  type Attributes,
-  attributesOfObject,
-  contentTypeOf,
-  implicitDirectory,
-  metadataOf,
-} from './attributes.js';
+import { type AttributeDefaults, type Attributes, attributesOfObject, contentTypeOf, implicitDirectory, metadataOf } from './attributes.js';
 import { FsError, toFsError } from './errors.js';
 import { type CachedNode, MetadataCache, type MetadataCacheOptions, versionOf } from './metadata-cache.js';
 import type { OpenFileTable } from './open-files.js';
@@ -198,7 +191,12 @@ export class Namespace {
         version: versionOf(marker),
       };
     } else if (isDirectory || (partial?.attrs.kind === 'directory' && kindIs === 'trust' && !file)) {
-      node = { attrs: partial?.attrs ?? implicitDirectory(this.options.defaults, this.options.now()), etag: '', explicit: false, complete: true };
+      node = {
+        attrs: partial?.attrs ?? implicitDirectory(this.options.defaults, this.options.now()),
+        etag: '',
+        explicit: false,
+        complete: true,
+      };
     } else if (file) {
       node = {
         attrs: attributesOfObject(file, 'file', this.options.defaults),

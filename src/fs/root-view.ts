@@ -174,7 +174,10 @@ export class RootView implements MountedFileSystem {
       throw error;
     });
     if (route.kind === 'dir' || route.rest === '/') {
-      throw new FsError('EPERM', `${path}: the root view's ${route.kind === 'dir' ? 'directories list buckets' : 'buckets themselves'} cannot be changed (${op})`);
+      throw new FsError(
+        'EPERM',
+        `${path}: the root view's ${route.kind === 'dir' ? 'directories list buckets' : 'buckets themselves'} cannot be changed (${op})`,
+      );
     }
     return { fs: await this.fsOf(route.space), rest: route.rest };
   }
@@ -193,7 +196,16 @@ export class RootView implements MountedFileSystem {
 
   private directory(): Attributes {
     const at = this.startedMs;
-    return { kind: 'directory', mode: S_IFDIR | 0o555, uid: this.options.uid, gid: this.options.gid, size: 0, mtimeMs: at, atimeMs: at, ctimeMs: at };
+    return {
+      kind: 'directory',
+      mode: S_IFDIR | 0o555,
+      uid: this.options.uid,
+      gid: this.options.gid,
+      size: 0,
+      mtimeMs: at,
+      atimeMs: at,
+      ctimeMs: at,
+    };
   }
 
   // ---- the operations ------------------------------------------------------------------------
@@ -344,6 +356,8 @@ export class RootView implements MountedFileSystem {
   }
 
   get pendingFiles(): string[] {
-    return [...this.open_.entries()].flatMap(([key, entry]) => (entry.fs ? entry.fs.pendingFiles.map((path) => posix.join('/', key, path)) : []));
+    return [...this.open_.entries()].flatMap(([key, entry]) =>
+      entry.fs ? entry.fs.pendingFiles.map((path) => posix.join('/', key, path)) : [],
+    );
   }
 }

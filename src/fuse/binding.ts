@@ -61,7 +61,12 @@ interface Fuse3Addon {
   opNames: string[];
   create(mountpoint: string, options: object, ops: FuseOperations, dispatch: Dispatch): unknown;
   reply(handle: unknown, id: number, code: unknown, result?: unknown): void;
-  mount(handle: unknown, onMounted: (error: Error | null) => void, onEnded: () => void, onOpError?: (op: string, error: unknown) => void): void;
+  mount(
+    handle: unknown,
+    onMounted: (error: Error | null) => void,
+    onEnded: () => void,
+    onOpError?: (op: string, error: unknown) => void,
+  ): void;
   unmount(handle: unknown): void;
   invalidatePath(handle: unknown, path: string, callback: (errno: number) => void): void;
   nodeCount(handle: unknown): number;
@@ -133,21 +138,26 @@ export class FuseSession {
         onError?.(name, error);
       }
     };
-    const handle = this.addon.create(this.mountpoint, {
-      fsName: options.fsName.replace(/[,\\]/g, '_') || 'objmount',
-      subtype: 'objmount',
-      allowOther: options.allowOther,
-      defaultPermissions: true,
-      // The kernel keeps a file's pages across opens while its mtime and size are unchanged (a
-      // changed object has a new mtime), so a second read of a hot file costs no request.
-      autoCache: true,
-      writebackCache: options.writebackCache ?? false,
-      attrTimeout: options.attrTimeoutSeconds,
-      entryTimeout: options.attrTimeoutSeconds,
-      maxWrite: MAX_WRITE,
-      maxRead: MAX_WRITE,
-      debug: options.debug,
-    }, operations, dispatch);
+    const handle = this.addon.create(
+      this.mountpoint,
+      {
+        fsName: options.fsName.replace(/[,\\]/g, '_') || 'objmount',
+        subtype: 'objmount',
+        allowOther: options.allowOther,
+        defaultPermissions: true,
+        // The kernel keeps a file's pages across opens while its mtime and size are unchanged (a
+        // changed object has a new mtime), so a second read of a hot file costs no request.
+        autoCache: true,
+        writebackCache: options.writebackCache ?? false,
+        attrTimeout: options.attrTimeoutSeconds,
+        entryTimeout: options.attrTimeoutSeconds,
+        maxWrite: MAX_WRITE,
+        maxRead: MAX_WRITE,
+        debug: options.debug,
+      },
+      operations,
+      dispatch,
+    );
     this.handle = handle;
   }
 

@@ -51,37 +51,79 @@ export function createOperations(fs: MountedFileSystem, logger: Logger): FuseOpe
   const ops = {
     init: (cb: Callback) => cb(0),
     statfs: (path: string, cb: Callback) =>
-      answer('statfs', path, cb, () => fs.statfs(), (s) => [
-        {
-          bsize: s.blockSize,
-          frsize: s.blockSize,
-          blocks: s.blocks,
-          bfree: s.blocksFree,
-          bavail: s.blocksFree,
-          files: s.files,
-          ffree: s.filesFree,
-          favail: s.filesFree,
-          namemax: s.nameMax,
-        },
-      ]),
-    getattr: (path: string, cb: Callback) => answer('getattr', path, cb, () => fs.getattr(path), (a) => [toStat(a)]),
+      answer(
+        'statfs',
+        path,
+        cb,
+        () => fs.statfs(),
+        (s) => [
+          {
+            bsize: s.blockSize,
+            frsize: s.blockSize,
+            blocks: s.blocks,
+            bfree: s.blocksFree,
+            bavail: s.blocksFree,
+            files: s.files,
+            ffree: s.filesFree,
+            favail: s.filesFree,
+            namemax: s.nameMax,
+          },
+        ],
+      ),
+    getattr: (path: string, cb: Callback) =>
+      answer(
+        'getattr',
+        path,
+        cb,
+        () => fs.getattr(path),
+        (a) => [toStat(a)],
+      ),
     // With a handle (fstat): the open file's attributes, also once it was unlinked.
     fgetattr: (path: string, fh: number, cb: Callback) =>
-      answer('getattr', path, cb, () => fs.fgetattr(fh), (a) => [toStat(a)]),
-    readdir: (path: string, cb: Callback) => answer('readdir', path, cb, () => fs.readdir(path), (names) => [names]),
+      answer(
+        'getattr',
+        path,
+        cb,
+        () => fs.fgetattr(fh),
+        (a) => [toStat(a)],
+      ),
+    readdir: (path: string, cb: Callback) =>
+      answer(
+        'readdir',
+        path,
+        cb,
+        () => fs.readdir(path),
+        (names) => [names],
+      ),
     // The names with the attributes known now: the kernel takes those as looked up.
     readdirplus: (path: string, cb: Callback) =>
-      answer('readdir', path, cb, () => fs.readdirPlus(path), (entries) => [
-        entries.map((entry) => (entry.attrs ? { name: entry.name, ...toStat(entry.attrs) } : entry.name)),
-      ]),
+      answer(
+        'readdir',
+        path,
+        cb,
+        () => fs.readdirPlus(path),
+        (entries) => [entries.map((entry) => (entry.attrs ? { name: entry.name, ...toStat(entry.attrs) } : entry.name))],
+      ),
     opendir: (_path: string, _flags: number, cb: Callback) => cb(0, 0),
     releasedir: (_path: string, _fh: number, cb: Callback) => cb(0),
     mkdir: (path: string, mode: number, cb: Callback) => answer('mkdir', path, cb, () => fs.mkdir(path, mode)),
     rmdir: (path: string, cb: Callback) => answer('rmdir', path, cb, () => fs.rmdir(path)),
     create: (path: string, mode: number, cb: Callback) =>
-      answer('create', path, cb, () => fs.create(path, mode), (fh) => [fh]),
+      answer(
+        'create',
+        path,
+        cb,
+        () => fs.create(path, mode),
+        (fh) => [fh],
+      ),
     open: (path: string, flags: number, cb: Callback) =>
-      answer('open', path, cb, () => fs.open(path, flags), (fh) => [fh]),
+      answer(
+        'open',
+        path,
+        cb,
+        () => fs.open(path, flags),
+        (fh) => [fh],
+      ),
     read: (path: string, fh: number, buffer: Buffer, length: number, position: number, cb: (n: number) => void) => {
       fs.read(fh, buffer, length, position).then(cb, (error: unknown) => {
         const fsError = toFsError(error, path);
@@ -104,17 +146,22 @@ export function createOperations(fs: MountedFileSystem, logger: Logger): FuseOpe
     fsync: (path: string, _datasync: boolean, fh: number, cb: Callback) => answer('fsync', path, cb, () => fs.fsync(fh)),
     release: (path: string, fh: number, cb: Callback) => answer('release', path, cb, () => fs.release(fh)),
     truncate: (path: string, size: number, cb: Callback) => answer('truncate', path, cb, () => fs.truncate(path, size)),
-    ftruncate: (path: string, fh: number, size: number, cb: Callback) =>
-      answer('ftruncate', path, cb, () => fs.ftruncate(fh, size)),
+    ftruncate: (path: string, fh: number, size: number, cb: Callback) => answer('ftruncate', path, cb, () => fs.ftruncate(fh, size)),
     unlink: (path: string, cb: Callback) => answer('unlink', path, cb, () => fs.unlink(path)),
     rename: (from: string, to: string, cb: Callback) => answer('rename', from, cb, () => fs.rename(from, to)),
     symlink: (target: string, path: string, cb: Callback) => answer('symlink', path, cb, () => fs.symlink(target, path)),
-    readlink: (path: string, cb: Callback) => answer('readlink', path, cb, () => fs.readlink(path), (t) => [t]),
+    readlink: (path: string, cb: Callback) =>
+      answer(
+        'readlink',
+        path,
+        cb,
+        () => fs.readlink(path),
+        (t) => [t],
+      ),
     link: (from: string, to: string, cb: Callback) => answer('link', to, cb, () => fs.link(from, to)),
     mknod: (path: string, _mode: number, _dev: number, cb: Callback) => answer('mknod', path, cb, () => fs.mknod(path)),
     chmod: (path: string, mode: number, cb: Callback) => answer('chmod', path, cb, () => fs.chmod(path, mode)),
-    chown: (path: string, uid: number, gid: number, cb: Callback) =>
-      answer('chown', path, cb, () => fs.chown(path, uid, gid)),
+    chown: (path: string, uid: number, gid: number, cb: Callback) => answer('chown', path, cb, () => fs.chown(path, uid, gid)),
     // null: that time stays as it is (UTIME_OMIT, e.g. `touch -m`).
     utimens: (path: string, at: number | null, mt: number | null, cb: Callback) => {
       answer('utimens', path, cb, async () => {
@@ -131,7 +178,14 @@ export function createOperations(fs: MountedFileSystem, logger: Logger): FuseOpe
       answer('getxattr', path, cb, () => {
         throw new FsError('ENODATA', `${path}: no such attribute`);
       }),
-    listxattr: (path: string, cb: Callback) => answer('listxattr', path, cb, () => [] as string[], (l) => [l]),
+    listxattr: (path: string, cb: Callback) =>
+      answer(
+        'listxattr',
+        path,
+        cb,
+        () => [] as string[],
+        (l) => [l],
+      ),
     removexattr: (path: string, _name: string, cb: Callback) =>
       answer('removexattr', path, cb, () => {
         throw new FsError('ENODATA', `${path}: no such attribute`);

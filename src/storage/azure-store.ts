@@ -47,7 +47,15 @@ import {
 
 import type { Logger } from '../log/logger.js';
 import { decodeMetadata, encodeMetadata } from './azure-metadata.js';
-import { DEFAULT_DEADLINES, SLOW_REQUEST_FACTOR, type StoreDeadlines, abortBody, bodyDeadline, deadlineMs, withDeadline } from './deadline.js';
+import {
+  DEFAULT_DEADLINES,
+  SLOW_REQUEST_FACTOR,
+  type StoreDeadlines,
+  abortBody,
+  bodyDeadline,
+  deadlineMs,
+  withDeadline,
+} from './deadline.js';
 import { withGetRetry } from './get-retry.js';
 import {
   type CompletedPart,
@@ -167,14 +175,17 @@ export class AzureStore implements ObjectStore {
 
   /** Checks that the container exists and that the credential may list it. */
   async probe(prefix: string): Promise<void> {
-    await this.call('list', prefix, (abortSignal) => this.container.listBlobsFlat({ prefix, abortSignal }).byPage({ maxPageSize: 1 }).next());
+    await this.call('list', prefix, (abortSignal) =>
+      this.container.listBlobsFlat({ prefix, abortSignal }).byPage({ maxPageSize: 1 }).next(),
+    );
   }
 
   async head(key: string, options: HeadOptions = {}): Promise<ObjectInfo> {
     try {
       const info = await this.properties(key, options.signal);
       // blobfuse's directory blob is a directory, not a file of that name.
-      if (isBlobfuseDirectory(info.metadata)) throw new StoreError('NotFound', `${this.description}/${key}: a directory (hdi_isfolder), not a file`, 'BlobNotFound');
+      if (isBlobfuseDirectory(info.metadata))
+        throw new StoreError('NotFound', `${this.description}/${key}: a directory (hdi_isfolder), not a file`, 'BlobNotFound');
       return info;
     } catch (error) {
       if (!(key.endsWith('/') && key.length > 1 && error instanceof StoreError && error.code === 'NotFound')) throw error;
@@ -235,7 +246,11 @@ export class AzureStore implements ObjectStore {
   }
 
   /** A Get Blob until its headers are in, within the deadline whose signal is `within`. */
-  private async openGet(key: string, options: GetOptions, within: AbortSignal): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
+  private async openGet(
+    key: string,
+    options: GetOptions,
+    within: AbortSignal,
+  ): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
     const offset = options.range?.start ?? 0;
     const count = options.range ? options.range.end - options.range.start + 1 : undefined;
     const out = await this.call(
@@ -256,7 +271,11 @@ export class AzureStore implements ObjectStore {
       // Azure answers 416 here; Azurite answers a range starting exactly at the end with 206 and
       // no bytes. Both become the same error, as on S3.
       out.readableStreamBody?.resume();
-      throw new StoreError('InvalidRequest', `${this.description}/${key}: get refused: range starts at ${options.range.start}, past the end (${totalSize} bytes)`, 'InvalidRange');
+      throw new StoreError(
+        'InvalidRequest',
+        `${this.description}/${key}: get refused: range starts at ${options.range.start}, past the end (${totalSize} bytes)`,
+        'InvalidRange',
+      );
     }
     return {
       info: {
@@ -298,7 +317,10 @@ export class AzureStore implements ObjectStore {
         options.prefix,
         (abortSignal) =>
           delimiter
-            ? this.container.listBlobsByHierarchy(delimiter, { prefix: options.prefix, includeMetadata: true, abortSignal }).byPage(paging).next()
+            ? this.container
+                .listBlobsByHierarchy(delimiter, { prefix: options.prefix, includeMetadata: true, abortSignal })
+                .byPage(paging)
+                .next()
             : this.container.listBlobsFlat({ prefix: options.prefix, abortSignal }).byPage(paging).next(),
         { signal: options.signal },
       )
@@ -358,7 +380,11 @@ export class AzureStore implements ObjectStore {
       out = await copyFrom(sourceKey.slice(0, -1), options?.metadata ?? kept);
     }
     if (out.copyStatus && out.copyStatus !== 'success') {
-      throw new StoreError('Transient', `${this.description}/${sourceKey}: copy to '${destinationKey}' ended ${out.copyStatus}`, out.copyStatus);
+      throw new StoreError(
+        'Transient',
+        `${this.description}/${sourceKey}: copy to '${destinationKey}' ended ${out.copyStatus}`,
+        out.copyStatus,
+      );
     }
     return { etag: out.etag ?? '' };
   }
@@ -378,7 +404,9 @@ export class AzureStore implements ObjectStore {
   private async deleteBlob(key: string, ifMatch?: string): Promise<void> {
     try {
       await this.call('delete', key, (abortSignal) =>
-        this.container.getBlobClient(key).delete({ deleteSnapshots: 'include', conditions: ifMatch ? { ifMatch } : undefined, abortSignal }),
+        this.container
+          .getBlobClient(key)
+          .delete({ deleteSnapshots: 'include', conditions: ifMatch ? { ifMatch } : undefined, abortSignal }),
       );
     } catch (error) {
       if (!(error instanceof StoreError && error.code === 'NotFound')) throw error;
@@ -411,9 +439,14 @@ export class AzureStore implements ObjectStore {
   async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<string> {
     this.requireUpload(key, uploadId);
     const blockId = blockIdOf(uploadId, partNumber);
-    await this.call('upload part', key, (abortSignal) => this.container.getBlockBlobClient(key).stageBlock(blockId, body, body.length, { abortSignal }), {
-      bytes: body.length,
-    });
+    await this.call(
+      'upload part',
+      key,
+      (abortSignal) => this.container.getBlockBlobClient(key).stageBlock(blockId, body, body.length, { abortSignal }),
+      {
+        bytes: body.length,
+      },
+    );
     return blockId;
   }
 
@@ -426,14 +459,22 @@ export class AzureStore implements ObjectStore {
   async uploadPartCopy(key: string, uploadId: string, partNumber: number, source: PartCopySource): Promise<string> {
     const upload = this.requireUpload(key, uploadId);
     if (!this.capabilities.partCopy) {
-      throw new StoreError('InvalidRequest', `${this.description}/${key}: part copy needs the account key (capabilities.partCopy is false with a SAS)`);
+      throw new StoreError(
+        'InvalidRequest',
+        `${this.description}/${key}: part copy needs the account key (capabilities.partCopy is false with a SAS)`,
+      );
     }
     const url = await this.snapshotUrl(upload, source);
     const blockId = blockIdOf(uploadId, partNumber);
     const count = source.range.end - source.range.start + 1;
-    await this.call('copy part', key, (abortSignal) => this.container.getBlockBlobClient(key).stageBlockFromURL(blockId, url, source.range.start, count, { abortSignal }), {
-      slow: true,
-    });
+    await this.call(
+      'copy part',
+      key,
+      (abortSignal) => this.container.getBlockBlobClient(key).stageBlockFromURL(blockId, url, source.range.start, count, { abortSignal }),
+      {
+        slow: true,
+      },
+    );
     return blockId;
   }
 
@@ -460,11 +501,15 @@ export class AzureStore implements ObjectStore {
       [...upload.snapshots.values()].map(async (taking) => {
         const snapshot = await taking.catch(() => undefined); // a snapshot never taken needs no deleting
         if (!snapshot) return;
-        await this.call('delete', snapshot.key, () => this.container.getBlobClient(snapshot.key).withSnapshot(snapshot.id).delete()).catch((error: unknown) => {
-          if (!(error instanceof StoreError && error.code === 'NotFound')) {
-            this.options.logger?.warn(`${this.description}/${snapshot.key}: could not delete snapshot ${snapshot.id}: ${(error as Error).message}`);
-          }
-        });
+        await this.call('delete', snapshot.key, () => this.container.getBlobClient(snapshot.key).withSnapshot(snapshot.id).delete()).catch(
+          (error: unknown) => {
+            if (!(error instanceof StoreError && error.code === 'NotFound')) {
+              this.options.logger?.warn(
+                `${this.description}/${snapshot.key}: could not delete snapshot ${snapshot.id}: ${(error as Error).message}`,
+              );
+            }
+          },
+        );
       }),
     );
   }
@@ -474,7 +519,10 @@ export class AzureStore implements ObjectStore {
     const blockIds = parts.map((part) => {
       const blockId = blockIdOf(uploadId, part.partNumber);
       if (part.etag !== blockId) {
-        throw new StoreError('InvalidRequest', `${this.description}/${key}: part ${part.partNumber} was not uploaded in upload ${uploadId}`);
+        throw new StoreError(
+          'InvalidRequest',
+          `${this.description}/${key}: part ${part.partNumber} was not uploaded in upload ${uploadId}`,
+        );
       }
       return blockId;
     });
@@ -551,7 +599,11 @@ export class AzureStore implements ObjectStore {
       const said = `${name} (HTTP ${status})`;
       switch (name) {
         case 'ContainerNotFound':
-          return make('NoSuchBucket', `container '${this.options.container}' does not exist in account '${this.options.account}' at ${this.endpoint}`, name);
+          return make(
+            'NoSuchBucket',
+            `container '${this.options.container}' does not exist in account '${this.options.account}' at ${this.endpoint}`,
+            name,
+          );
         case 'BlobNotFound':
           return make('NotFound', `${where}: not found`, name);
         case 'ConditionNotMet':
@@ -575,7 +627,8 @@ export class AzureStore implements ObjectStore {
       // HEAD responses have no body, and some carry no error code header either.
       if (status === 404) return make('NotFound', `${where}: not found`, name);
       if (status === 412) return make('PreconditionFailed', `${where}: changed in the store while open`, name);
-      if (status === 403) return make('AccessDenied', `${where}: ${operation} denied to ${this.options.credentialDescription}: ${said}`, name);
+      if (status === 403)
+        return make('AccessDenied', `${where}: ${operation} denied to ${this.options.credentialDescription}: ${said}`, name);
       if (status === 503 || status === 429) return make('Throttled', `${where}: ${operation} throttled (${said})`, name);
       if (status >= 500) return make('Transient', `${where}: ${operation} failed: ${said}`, name);
       return make('InvalidRequest', `${where}: ${operation} refused: ${said}: ${firstLine(error.message)}`, name);

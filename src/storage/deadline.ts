@@ -44,7 +44,12 @@ export function deadlineMs(deadlines: StoreDeadlines, bytes = 0): number {
  * passed, the result is `StoreError('TimedOut')` even if `work` ignores its signal; an outer
  * abort gives `StoreError('Aborted')`.
  */
-export async function withDeadline<T>(ms: number, where: string, work: (signal: AbortSignal) => Promise<T>, outer?: AbortSignal): Promise<T> {
+export async function withDeadline<T>(
+  ms: number,
+  where: string,
+  work: (signal: AbortSignal) => Promise<T>,
+  outer?: AbortSignal,
+): Promise<T> {
   const controller = new AbortController();
   let fail!: (error: StoreError) => void;
   const ended = new Promise<never>((_, reject) => {
@@ -55,7 +60,10 @@ export async function withDeadline<T>(ms: number, where: string, work: (signal: 
     controller.abort(error);
     fail(error);
   };
-  const timer = setTimeout(() => stop(new StoreError('TimedOut', `${where}: no answer within ${formatSeconds(ms)} (the request deadline)`, 'Timeout')), ms);
+  const timer = setTimeout(
+    () => stop(new StoreError('TimedOut', `${where}: no answer within ${formatSeconds(ms)} (the request deadline)`, 'Timeout')),
+    ms,
+  );
   const onOuterAbort = () => stop(new StoreError('Aborted', `${where}: cancelled (the file operation was interrupted)`, 'Aborted'));
   if (outer?.aborted) onOuterAbort();
   else outer?.addEventListener('abort', onOuterAbort, { once: true });
@@ -90,7 +98,13 @@ export function abortBody(body: Readable, signal: AbortSignal): void {
  * `StoreError('TimedOut')` if it is still open `ms` after the request started.
  */
 export function bodyDeadline(body: Readable, ms: number, where: string): void {
-  const timer = setTimeout(() => body.destroy(new StoreError('TimedOut', `${where}: the body did not arrive within ${formatSeconds(ms)} (the request deadline)`, 'Timeout')), ms);
+  const timer = setTimeout(
+    () =>
+      body.destroy(
+        new StoreError('TimedOut', `${where}: the body did not arrive within ${formatSeconds(ms)} (the request deadline)`, 'Timeout'),
+      ),
+    ms,
+  );
   timer.unref();
   body.once('close', () => clearTimeout(timer));
 }

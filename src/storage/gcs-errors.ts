@@ -38,7 +38,8 @@ export function translateGcsError(error: unknown, context: GcsErrorContext): Sto
   const status = httpStatusOf(error);
   const reason = reasonOf(error);
   const message = firstLine(error instanceof Error ? error.message : String(error));
-  const make = (code: StoreErrorCode, text: string) => new StoreError(code, text, reason ?? (status ? String(status) : undefined), { cause: error });
+  const make = (code: StoreErrorCode, text: string) =>
+    new StoreError(code, text, reason ?? (status ? String(status) : undefined), { cause: error });
 
   if (status !== undefined) {
     const said = `HTTP ${status}${reason ? ` ${reason}` : ''}`;
@@ -55,7 +56,8 @@ export function translateGcsError(error: unknown, context: GcsErrorContext): Sto
     if (status === 403) {
       return make('AccessDenied', `${where}: ${operation} denied to ${context.credentialDescription}: ${said}`);
     }
-    if (status === 501) return make('InvalidRequest', `${where}: ${operation} refused: ${said}: not supported by ${context.endpointDescription}`);
+    if (status === 501)
+      return make('InvalidRequest', `${where}: ${operation} refused: ${said}: not supported by ${context.endpointDescription}`);
     if (status === 429 || status === 503) return make('Throttled', `${where}: ${operation} throttled by the store (${said}) after retries`);
     if (status >= 500) return make('Transient', `${where}: ${operation} failed: ${said}: ${message}`);
     // The token endpoint refusing a service-account key answers 400 invalid_grant.
@@ -78,7 +80,9 @@ export function translateGcsError(error: unknown, context: GcsErrorContext): Sto
     );
   }
   if (codeText && NETWORK_CODES.includes(codeText)) {
-    return new StoreError('Unreachable', `cannot reach ${context.endpointDescription} (${codeText}) for ${where}`, codeText, { cause: error });
+    return new StoreError('Unreachable', `cannot reach ${context.endpointDescription} (${codeText}) for ${where}`, codeText, {
+      cause: error,
+    });
   }
   if (/Could not load the default credentials|Unable to detect a Project Id/i.test(message)) {
     return new StoreError(
@@ -129,6 +133,10 @@ function reasonOf(error: unknown): string | undefined {
 
 /** SDK messages can hold whole HTML error pages: keep the first meaningful line, bounded. */
 function firstLine(text: string): string {
-  const line = text.split('\n').map((l) => l.trim()).find((l) => l.length > 0) ?? '';
+  const line =
+    text
+      .split('\n')
+      .map((l) => l.trim())
+      .find((l) => l.length > 0) ?? '';
   return line.length > 200 ? `${line.slice(0, 200)}…` : line;
 }

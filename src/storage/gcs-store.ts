@@ -36,7 +36,15 @@ import { PassThrough, type Readable } from 'node:stream';
 import { type File, IdempotencyStrategy, Storage } from '@google-cloud/storage';
 
 import type { Logger } from '../log/logger.js';
-import { DEFAULT_DEADLINES, SLOW_REQUEST_FACTOR, type StoreDeadlines, abortBody, bodyDeadline, deadlineMs, withDeadline } from './deadline.js';
+import {
+  DEFAULT_DEADLINES,
+  SLOW_REQUEST_FACTOR,
+  type StoreDeadlines,
+  abortBody,
+  bodyDeadline,
+  deadlineMs,
+  withDeadline,
+} from './deadline.js';
 import { type ComposeSource, isTemporaryPartObject, partName, partPrefix, planCompose } from './gcs-compose.js';
 import { translateGcsError } from './gcs-errors.js';
 import { withGetRetry } from './get-retry.js';
@@ -195,7 +203,11 @@ export class GcsStore implements ObjectStore {
   }
 
   /** The object's bytes until the headers are in, within the deadline whose signal is `signal`. */
-  private async openGet(key: string, options: GetOptions, signal: AbortSignal): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
+  private async openGet(
+    key: string,
+    options: GetOptions,
+    signal: AbortSignal,
+  ): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
     if (options.range) {
       // The hot path: one request; what the layers above need of `info` is in the headers.
       const response = await this.media(key, options.ifMatch, signal, options.range);
@@ -212,13 +224,16 @@ export class GcsStore implements ObjectStore {
 
   async put(key: string, body: Buffer, options: PutOptions = {}): Promise<{ etag: string }> {
     const file = this.file(key);
-    await this.call('put', key, () =>
-      file.save(body, {
-        resumable: false,
-        validation: false,
-        contentType: options.contentType,
-        metadata: { contentType: options.contentType, metadata: options.metadata ?? {} },
-      }),
+    await this.call(
+      'put',
+      key,
+      () =>
+        file.save(body, {
+          resumable: false,
+          validation: false,
+          contentType: options.contentType,
+          metadata: { contentType: options.contentType, metadata: options.metadata ?? {} },
+        }),
       { bytes: body.length },
     );
     return { etag: generationOf(file, key, this.description) };
@@ -272,14 +287,22 @@ export class GcsStore implements ObjectStore {
   async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<string> {
     this.pending(key, uploadId);
     const part = this.file(partName(key, uploadId, partNumber));
-    await this.call('upload part', key, () => part.save(body, { resumable: false, validation: false, contentType: 'application/octet-stream' }), {
-      bytes: body.length,
-    });
+    await this.call(
+      'upload part',
+      key,
+      () => part.save(body, { resumable: false, validation: false, contentType: 'application/octet-stream' }),
+      {
+        bytes: body.length,
+      },
+    );
     return generationOf(part, key, this.description);
   }
 
   async uploadPartCopy(key: string, _uploadId: string, _partNumber: number, _source: PartCopySource): Promise<string> {
-    throw new StoreError('InvalidRequest', `${this.description}/${key}: GCS cannot make a part from a range of an object (capabilities.partCopy is false)`);
+    throw new StoreError(
+      'InvalidRequest',
+      `${this.description}/${key}: GCS cannot make a part from a range of an object (capabilities.partCopy is false)`,
+    );
   }
 
   async completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag: string }> {
@@ -303,7 +326,9 @@ export class GcsStore implements ObjectStore {
     try {
       await this.deleteMany([...sources.map((s) => s.name), ...temporaries]);
     } catch (error) {
-      this.options.logger?.warn(`${this.description}/${key}: could not delete the parts of upload ${uploadId}: ${(error as Error).message}`);
+      this.options.logger?.warn(
+        `${this.description}/${key}: could not delete the parts of upload ${uploadId}: ${(error as Error).message}`,
+      );
     }
     this.uploads.delete(uploadId);
     return { etag: generation };
@@ -339,15 +364,18 @@ export class GcsStore implements ObjectStore {
 
   /** One compose request; the SDK's `combine` cannot set custom metadata, so it is sent as the API has it. */
   private async compose(key: string, sources: ComposeSource[], destination: string, options: PutOptions): Promise<GcsObjectResource> {
-    const [resource] = await this.call('compose', key, () =>
-      this.file(destination).request({
-        method: 'POST',
-        uri: '/compose',
-        json: {
-          destination: { contentType: options.contentType ?? 'application/octet-stream', metadata: options.metadata ?? {} },
-          sourceObjects: sources.map((s) => (s.generation ? { name: s.name, generation: s.generation } : { name: s.name })),
-        },
-      }),
+    const [resource] = await this.call(
+      'compose',
+      key,
+      () =>
+        this.file(destination).request({
+          method: 'POST',
+          uri: '/compose',
+          json: {
+            destination: { contentType: options.contentType ?? 'application/octet-stream', metadata: options.metadata ?? {} },
+            sourceObjects: sources.map((s) => (s.generation ? { name: s.name, generation: s.generation } : { name: s.name })),
+          },
+        }),
       { slow: true },
     );
     return resource as GcsObjectResource;
@@ -361,7 +389,12 @@ export class GcsStore implements ObjectStore {
    * A media GET: the object's bytes, or a range of them, optionally pinned to a generation.
    * Resolves once the response headers are in, with the body still streaming.
    */
-  private async media(key: string, generation: string | undefined, signal: AbortSignal, range?: { start: number; end: number }): Promise<MediaResponse> {
+  private async media(
+    key: string,
+    generation: string | undefined,
+    signal: AbortSignal,
+    range?: { start: number; end: number },
+  ): Promise<MediaResponse> {
     const operation = 'get';
     this.count(operation);
     const qs: Record<string, string> = { alt: 'media' };
@@ -407,7 +440,9 @@ export class GcsStore implements ObjectStore {
             if (length < 4096) chunks.push(chunk);
             length += chunk.length;
           });
-          response.on('end', () => reject(Object.assign(new Error(mediaErrorMessage(Buffer.concat(chunks).toString('utf8'), status)), { code: status })));
+          response.on('end', () =>
+            reject(Object.assign(new Error(mediaErrorMessage(Buffer.concat(chunks).toString('utf8'), status)), { code: status })),
+          );
           response.on('error', reject);
         });
       });
@@ -434,7 +469,12 @@ export class GcsStore implements ObjectStore {
    * Sends one request (the SDK retries it) within its deadline: `bytes` of object data make it
    * longer, `slow` (a copy or compose whose duration the objects' sizes decide) ten times longer.
    */
-  private async call<T>(operation: string, key: string, send: () => Promise<T>, limits: { bytes?: number; slow?: boolean; signal?: AbortSignal } = {}): Promise<T> {
+  private async call<T>(
+    operation: string,
+    key: string,
+    send: () => Promise<T>,
+    limits: { bytes?: number; slow?: boolean; signal?: AbortSignal } = {},
+  ): Promise<T> {
     this.count(operation);
     const ms = limits.slow ? this.deadlines.requestMs * SLOW_REQUEST_FACTOR : deadlineMs(this.deadlines, limits.bytes);
     try {
@@ -521,7 +561,9 @@ function infoFromMediaHeaders(key: string, response: MediaResponse): ObjectInfo 
     return Array.isArray(value) ? value[0] : value;
   };
   const contentRange = header('content-range');
-  const total = contentRange ? Number(contentRange.split('/')[1]) : Number(header('x-goog-stored-content-length') ?? header('content-length') ?? 0);
+  const total = contentRange
+    ? Number(contentRange.split('/')[1])
+    : Number(header('x-goog-stored-content-length') ?? header('content-length') ?? 0);
   const lastModified = header('last-modified');
   return {
     key,
@@ -549,6 +591,9 @@ function mediaErrorMessage(body: string, status: number): string {
   } catch {
     // plain text
   }
-  const line = body.split('\n').map((l) => l.trim()).find(Boolean);
+  const line = body
+    .split('\n')
+    .map((l) => l.trim())
+    .find(Boolean);
   return line ? line.slice(0, 200) : `HTTP ${status}`;
 }

@@ -205,6 +205,7 @@ export async function readBody(body: AsyncIterable<Buffer>, length: number | und
     else chunks.push(chunk);
     received += chunk.length;
   }
-  if (length !== undefined && received !== length) throw new StoreError('Transient', `${where}: get returned ${received} of ${length} bytes`);
+  if (length !== undefined && received !== length)
+    throw new StoreError('Transient', `${where}: get returned ${received} of ${length} bytes`);
   return into ?? Buffer.concat(chunks);
 }

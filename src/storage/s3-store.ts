@@ -41,7 +41,15 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 
 import type { Logger } from '../log/logger.js';
-import { DEFAULT_DEADLINES, SLOW_REQUEST_FACTOR, type StoreDeadlines, abortBody, bodyDeadline, deadlineMs, withDeadline } from './deadline.js';
+import {
+  DEFAULT_DEADLINES,
+  SLOW_REQUEST_FACTOR,
+  type StoreDeadlines,
+  abortBody,
+  bodyDeadline,
+  deadlineMs,
+  withDeadline,
+} from './deadline.js';
 import { SignatureV2Signer } from './signature-v2.js';
 import { withGetRetry } from './get-retry.js';
 import {
@@ -177,8 +185,11 @@ export class S3Store implements ObjectStore {
   }
 
   async head(key: string, options: HeadOptions = {}): Promise<ObjectInfo> {
-    const out = await this.call('head', key, (abortSignal) =>
-      this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal }), { signal: options.signal },
+    const out = await this.call(
+      'head',
+      key,
+      (abortSignal) => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal }),
+      { signal: options.signal },
     );
     return {
       key,
@@ -233,7 +244,11 @@ export class S3Store implements ObjectStore {
   }
 
   /** A GET until its headers are in, within the deadline whose signal is `within`. */
-  private async openGet(key: string, options: GetOptions, within: AbortSignal): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
+  private async openGet(
+    key: string,
+    options: GetOptions,
+    within: AbortSignal,
+  ): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
     const range = options.range ? `bytes=${options.range.start}-${options.range.end}` : undefined;
     const out = await this.call(
       'get',
@@ -258,35 +273,41 @@ export class S3Store implements ObjectStore {
   }
 
   async put(key: string, body: Buffer, options: PutOptions = {}): Promise<{ etag: string }> {
-    const out = await this.call('put', key, (abortSignal) =>
-      this.client.send(
-        new PutObjectCommand({
-          Bucket: this.bucket,
-          Key: key,
-          Body: body,
-          ContentLength: body.length,
-          Metadata: options.metadata,
-          ContentType: options.contentType,
-        }),
-        { abortSignal },
-      ),
+    const out = await this.call(
+      'put',
+      key,
+      (abortSignal) =>
+        this.client.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key: key,
+            Body: body,
+            ContentLength: body.length,
+            Metadata: options.metadata,
+            ContentType: options.contentType,
+          }),
+          { abortSignal },
+        ),
       { bytes: body.length },
     );
     return { etag: out.ETag ?? '' };
   }
 
   async list(options: ListOptions): Promise<ListPage> {
-    const out = await this.call('list', options.prefix, (abortSignal) =>
-      this.client.send(
-        new ListObjectsV2Command({
-          Bucket: this.bucket,
-          Prefix: options.prefix,
-          Delimiter: options.delimiter,
-          ContinuationToken: options.token,
-          MaxKeys: options.maxKeys ?? 1000,
-        }),
-        { abortSignal },
-      ),
+    const out = await this.call(
+      'list',
+      options.prefix,
+      (abortSignal) =>
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: options.prefix,
+            Delimiter: options.delimiter,
+            ContinuationToken: options.token,
+            MaxKeys: options.maxKeys ?? 1000,
+          }),
+          { abortSignal },
+        ),
       { signal: options.signal },
     );
     return {
@@ -302,18 +323,21 @@ export class S3Store implements ObjectStore {
   }
 
   async copy(sourceKey: string, destinationKey: string, options?: PutOptions): Promise<{ etag: string }> {
-    const out = await this.call('copy', sourceKey, (abortSignal) =>
-      this.client.send(
-        new CopyObjectCommand({
-          Bucket: this.bucket,
-          Key: destinationKey,
-          CopySource: `${this.bucket}/${encodeCopySourceKey(sourceKey)}`,
-          MetadataDirective: options?.metadata ? 'REPLACE' : 'COPY',
-          Metadata: options?.metadata,
-          ContentType: options?.metadata ? options.contentType : undefined,
-        }),
-        { abortSignal },
-      ),
+    const out = await this.call(
+      'copy',
+      sourceKey,
+      (abortSignal) =>
+        this.client.send(
+          new CopyObjectCommand({
+            Bucket: this.bucket,
+            Key: destinationKey,
+            CopySource: `${this.bucket}/${encodeCopySourceKey(sourceKey)}`,
+            MetadataDirective: options?.metadata ? 'REPLACE' : 'COPY',
+            Metadata: options?.metadata,
+            ContentType: options?.metadata ? options.contentType : undefined,
+          }),
+          { abortSignal },
+        ),
       { slow: true },
     );
     return { etag: out.CopyObjectResult?.ETag ?? '' };
@@ -360,34 +384,40 @@ export class S3Store implements ObjectStore {
   }
 
   async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<string> {
-    const out = await this.call('upload part', key, (abortSignal) =>
-      this.client.send(
-        new UploadPartCommand({
-          Bucket: this.bucket,
-          Key: key,
-          UploadId: uploadId,
-          PartNumber: partNumber,
-          Body: body,
-          ContentLength: body.length,
-        }),
-        { abortSignal },
-      ),
+    const out = await this.call(
+      'upload part',
+      key,
+      (abortSignal) =>
+        this.client.send(
+          new UploadPartCommand({
+            Bucket: this.bucket,
+            Key: key,
+            UploadId: uploadId,
+            PartNumber: partNumber,
+            Body: body,
+            ContentLength: body.length,
+          }),
+          { abortSignal },
+        ),
       { bytes: body.length },
     );
     return out.ETag ?? '';
   }
 
   async completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag: string }> {
-    const out = await this.call('complete multipart upload', key, (abortSignal) =>
-      this.client.send(
-        new CompleteMultipartUploadCommand({
-          Bucket: this.bucket,
-          Key: key,
-          UploadId: uploadId,
-          MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
-        }),
-        { abortSignal },
-      ),
+    const out = await this.call(
+      'complete multipart upload',
+      key,
+      (abortSignal) =>
+        this.client.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: this.bucket,
+            Key: key,
+            UploadId: uploadId,
+            MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
+          }),
+          { abortSignal },
+        ),
       { slow: true },
     );
     return { etag: out.ETag ?? '' };
@@ -400,19 +430,22 @@ export class S3Store implements ObjectStore {
   }
 
   async uploadPartCopy(key: string, uploadId: string, partNumber: number, source: PartCopySource): Promise<string> {
-    const out = await this.call('copy part', key, (abortSignal) =>
-      this.client.send(
-        new UploadPartCopyCommand({
-          Bucket: this.bucket,
-          Key: key,
-          UploadId: uploadId,
-          PartNumber: partNumber,
-          CopySource: `${this.bucket}/${encodeCopySourceKey(source.key)}`,
-          CopySourceRange: `bytes=${source.range.start}-${source.range.end}`,
-          CopySourceIfMatch: source.ifMatch,
-        }),
-        { abortSignal },
-      ),
+    const out = await this.call(
+      'copy part',
+      key,
+      (abortSignal) =>
+        this.client.send(
+          new UploadPartCopyCommand({
+            Bucket: this.bucket,
+            Key: key,
+            UploadId: uploadId,
+            PartNumber: partNumber,
+            CopySource: `${this.bucket}/${encodeCopySourceKey(source.key)}`,
+            CopySourceRange: `bytes=${source.range.start}-${source.range.end}`,
+            CopySourceIfMatch: source.ifMatch,
+          }),
+          { abortSignal },
+        ),
       { slow: true },
     );
     return out.CopyPartResult?.ETag ?? '';
@@ -484,8 +517,7 @@ export class S3Store implements ObjectStore {
       const status = error.$metadata?.httpStatusCode ?? 0;
       const name = error.name;
       const said = status ? `${name} (HTTP ${status})` : name;
-      const make = (code: StoreError['code'], message: string) =>
-        new StoreError(code, message, name, { cause: error });
+      const make = (code: StoreError['code'], message: string) => new StoreError(code, message, name, { cause: error });
       switch (name) {
         case 'NoSuchBucket':
           return make('NoSuchBucket', `bucket '${this.bucket}' does not exist at ${endpoint}`);
@@ -497,10 +529,7 @@ export class S3Store implements ObjectStore {
         case 'ExpiredToken':
         case 'InvalidToken':
         case 'TokenRefreshRequired':
-          return make(
-            'InvalidCredentials',
-            `${this.description}: the store rejected ${this.options.credentialDescription}: ${said}`,
-          );
+          return make('InvalidCredentials', `${this.description}: the store rejected ${this.options.credentialDescription}: ${said}`);
         case 'SlowDown':
           return make('Throttled', `${where}: ${operation} throttled by the store (${said}) after retries`);
         case 'KeyTooLongError':

@@ -78,7 +78,9 @@ export function stringToSignV2(request: HttpRequest, bucket: string): string {
     })
     .sort();
   if (subresources.length > 0) resource += `?${subresources.join('&')}`;
-  return [request.method, headers['content-md5'] ?? '', headers['content-type'] ?? '', headers.date ?? '', ...amzHeaders, resource].join('\n');
+  return [request.method, headers['content-md5'] ?? '', headers['content-type'] ?? '', headers.date ?? '', ...amzHeaders, resource].join(
+    '\n',
+  );
 }
 
 function signatureV2(request: HttpRequest, secretAccessKey: string, bucket: string): string {

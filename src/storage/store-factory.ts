@@ -68,12 +68,27 @@ export async function createStore(spec: StoreSpec, use: StoreUse): Promise<Built
     case 's3': {
       const { S3Store } = await import('./s3-store.js');
       const { provider: _, ...location } = spec;
-      return new S3Store({ ...location, credentialDescription, maxConnections, maxParts, logger, deadlines, ...(check ? { maxAttempts: 2, connectTimeoutMs: 3_000 } : {}) });
+      return new S3Store({
+        ...location,
+        credentialDescription,
+        maxConnections,
+        maxParts,
+        logger,
+        deadlines,
+        ...(check ? { maxAttempts: 2, connectTimeoutMs: 3_000 } : {}),
+      });
     }
     case 'az': {
       const { AzureStore } = await import('./azure-store.js');
       const { provider: _, ...location } = spec;
-      return new AzureStore({ ...location, credentialDescription, maxParts, logger, deadlines, ...(check ? { maxAttempts: 2, tryTimeoutMs: 10_000 } : {}) });
+      return new AzureStore({
+        ...location,
+        credentialDescription,
+        maxParts,
+        logger,
+        deadlines,
+        ...(check ? { maxAttempts: 2, tryTimeoutMs: 10_000 } : {}),
+      });
     }
     case 'gs': {
       const { GcsStore } = await import('./gcs-store.js'); // the GCS SDK is large: loaded only when used
@@ -92,7 +107,14 @@ export async function createStore(spec: StoreSpec, use: StoreUse): Promise<Built
       const { SwiftStore } = await import('./swift-store.js');
       const { provider: _, ...location } = spec;
       // No deadlines yet: SwiftStore bounds each request by its own idle timeout.
-      return new SwiftStore({ ...location, credentialDescription, maxConnections, maxParts, logger, ...(check ? { maxAttempts: 2, idleTimeoutMs: 15_000 } : {}) });
+      return new SwiftStore({
+        ...location,
+        credentialDescription,
+        maxConnections,
+        maxParts,
+        logger,
+        ...(check ? { maxAttempts: 2, idleTimeoutMs: 15_000 } : {}),
+      });
     }
   }
 }

@@ -83,7 +83,8 @@ export function describeSwiftCredentials(credentials: SwiftCredentials): string 
   const version = authVersionOf(credentials);
   if (version === 'token') return `a pre-issued token for ${credentials.storageUrl}`;
   if (credentials.applicationCredentialId) return `application credential ${credentials.applicationCredentialId} at ${credentials.authUrl}`;
-  if (credentials.applicationCredentialName) return `application credential '${credentials.applicationCredentialName}' of user '${credentials.user ?? credentials.userId}' at ${credentials.authUrl}`;
+  if (credentials.applicationCredentialName)
+    return `application credential '${credentials.applicationCredentialName}' of user '${credentials.user ?? credentials.userId}' at ${credentials.authUrl}`;
   const who = credentials.user ? `user '${credentials.user}'` : `user ID ${credentials.userId}`;
   return `${who} (auth v${version}) at ${credentials.authUrl}`;
 }
@@ -125,11 +126,17 @@ export class SwiftSession {
 export async function authenticate(credentials: SwiftCredentials, http: SwiftHttp, now: () => number = Date.now): Promise<SwiftToken> {
   const version = authVersionOf(credentials);
   if (version === 'token') {
-    if (!credentials.authToken || !credentials.storageUrl) throw new StoreError('InvalidRequest', 'a pre-issued Swift token needs both the token and the storage URL');
+    if (!credentials.authToken || !credentials.storageUrl)
+      throw new StoreError('InvalidRequest', 'a pre-issued Swift token needs both the token and the storage URL');
     return { token: credentials.authToken, storageUrl: trimSlash(credentials.storageUrl) };
   }
   if (!credentials.authUrl) throw new StoreError('InvalidRequest', 'no Swift auth URL (OS_AUTH_URL, or auth in an rclone section)');
-  const got = version === '1' ? await authenticateV1(credentials, http, now) : version === '2' ? await authenticateV2(credentials, http) : await authenticateV3(credentials, http);
+  const got =
+    version === '1'
+      ? await authenticateV1(credentials, http, now)
+      : version === '2'
+        ? await authenticateV2(credentials, http)
+        : await authenticateV3(credentials, http);
   return credentials.storageUrl ? { ...got, storageUrl: trimSlash(credentials.storageUrl) } : got;
 }
 
@@ -141,15 +148,27 @@ async function authenticateV1(c: SwiftCredentials, http: SwiftHttp, now: () => n
   const status = response.statusCode ?? 0;
   failIfServerError(url, status);
   if (status === 401 || status === 403) {
-    throw new StoreError('InvalidCredentials', `${url} refused user '${c.user}' (HTTP ${status}): check the user name (account:user for tempauth) and the key`, `HTTP ${status}`);
+    throw new StoreError(
+      'InvalidCredentials',
+      `${url} refused user '${c.user}' (HTTP ${status}): check the user name (account:user for tempauth) and the key`,
+      `HTTP ${status}`,
+    );
   }
   const token = header(response, 'x-auth-token') ?? header(response, 'x-storage-token');
   const storageUrl = header(response, 'x-storage-url');
   if (status >= 300 || !token || !storageUrl) {
-    throw new StoreError('InvalidRequest', `${url} is not a Swift v1 auth endpoint (HTTP ${status}, no X-Auth-Token and X-Storage-Url): check the auth URL and version`, `HTTP ${status}`);
+    throw new StoreError(
+      'InvalidRequest',
+      `${url} is not a Swift v1 auth endpoint (HTTP ${status}, no X-Auth-Token and X-Storage-Url): check the auth URL and version`,
+      `HTTP ${status}`,
+    );
   }
   const seconds = Number(header(response, 'x-auth-token-expires'));
-  return { token, storageUrl: trimSlash(storageUrl), expiresAt: Number.isFinite(seconds) && seconds > 0 ? now() + seconds * 1000 : undefined };
+  return {
+    token,
+    storageUrl: trimSlash(storageUrl),
+    expiresAt: Number.isFinite(seconds) && seconds > 0 ? now() + seconds * 1000 : undefined,
+  };
 }
 
 async function authenticateV2(c: SwiftCredentials, http: SwiftHttp): Promise<SwiftToken> {
@@ -159,15 +178,22 @@ async function authenticateV2(c: SwiftCredentials, http: SwiftHttp): Promise<Swi
   else if (c.tenant) auth.tenantName = c.tenant;
   const { status, json } = await postJson(http, url, { auth });
   failIfServerError(c.authUrl!, status);
-  if (status === 401) throw new StoreError('InvalidCredentials', `Keystone at ${c.authUrl} refused user '${c.user}' for tenant '${c.tenant ?? c.tenantId}': check the user name, password and tenant`, 'HTTP 401');
+  if (status === 401)
+    throw new StoreError(
+      'InvalidCredentials',
+      `Keystone at ${c.authUrl} refused user '${c.user}' for tenant '${c.tenant ?? c.tenantId}': check the user name, password and tenant`,
+      'HTTP 401',
+    );
   const access = (json as { access?: { token?: { id?: string; expires?: string }; serviceCatalog?: V2Service[] } } | undefined)?.access;
   if (status >= 300 || !access?.token?.id) throw notKeystone(c.authUrl!, 'v2.0', status);
   const services = (access.serviceCatalog ?? []).filter((s) => s.type === 'object-store');
   const kind = c.endpointType ?? 'public';
-  const endpoints: Endpoint[] = services.flatMap((s) => s.endpoints ?? []).flatMap((e) => {
-    const url = e[`${kind}URL` as const];
-    return url ? [{ region: e.region, interface: kind, url }] : [];
-  });
+  const endpoints: Endpoint[] = services
+    .flatMap((s) => s.endpoints ?? [])
+    .flatMap((e) => {
+      const url = e[`${kind}URL` as const];
+      return url ? [{ region: e.region, interface: kind, url }] : [];
+    });
   const storageUrl = c.storageUrl ?? pickEndpoint(endpoints, c, `tenant '${c.tenant ?? c.tenantId}'`);
   const expires = access.token.expires ? Date.parse(access.token.expires) : NaN;
   return { token: access.token.id, storageUrl: trimSlash(storageUrl), expiresAt: Number.isNaN(expires) ? undefined : expires };
@@ -187,9 +213,14 @@ async function authenticateV3(c: SwiftCredentials, http: SwiftHttp): Promise<Swi
           : { name: c.applicationCredentialName, secret: c.applicationCredentialSecret, user },
       }
     : { methods: ['password'], password: { user: { ...user, password: c.key } } };
-  if (!appCredential && !c.user && !c.userId) throw new StoreError('InvalidRequest', `Keystone auth at ${c.authUrl} needs a user name or ID (OS_USERNAME)`);
+  if (!appCredential && !c.user && !c.userId)
+    throw new StoreError('InvalidRequest', `Keystone auth at ${c.authUrl} needs a user name or ID (OS_USERNAME)`);
   const projectDomain = c.tenantDomainId ? { id: c.tenantDomainId } : c.tenantDomain ? { name: c.tenantDomain } : userDomain;
-  const project = c.tenantId ? { id: c.tenantId } : c.tenant ? { name: c.tenant, ...(projectDomain ? { domain: projectDomain } : {}) } : undefined;
+  const project = c.tenantId
+    ? { id: c.tenantId }
+    : c.tenant
+      ? { name: c.tenant, ...(projectDomain ? { domain: projectDomain } : {}) }
+      : undefined;
   // An application credential is scoped already; a password without a project gets a token that has no catalog.
   const scope = !appCredential && project ? { project } : undefined;
   const { status, json, response } = await postJson(http, url, { auth: { identity, ...(scope ? { scope } : {}) } });
@@ -197,7 +228,9 @@ async function authenticateV3(c: SwiftCredentials, http: SwiftHttp): Promise<Swi
   const who = appCredential
     ? `application credential ${c.applicationCredentialId ?? `'${c.applicationCredentialName}'`}`
     : `user '${c.user ?? c.userId}'${userDomain ? ` (domain '${c.domain ?? c.userDomainId}')` : ''}`;
-  const projectText = project ? `project '${c.tenant ?? c.tenantId}'${c.tenantId ? '' : ` in domain '${c.tenantDomain ?? c.tenantDomainId ?? c.domain ?? c.userDomainId ?? 'Default'}'`}` : 'no project';
+  const projectText = project
+    ? `project '${c.tenant ?? c.tenantId}'${c.tenantId ? '' : ` in domain '${c.tenantDomain ?? c.tenantDomainId ?? c.domain ?? c.userDomainId ?? 'Default'}'`}`
+    : 'no project';
   if (status === 401 && scope) {
     // Keystone says 401 for a wrong password and for an unknown project alike; an unscoped
     // attempt with the same identity tells which one it was.
@@ -211,11 +244,19 @@ async function authenticateV3(c: SwiftCredentials, http: SwiftHttp): Promise<Swi
     }
   }
   if (status === 401) {
-    throw new StoreError('InvalidCredentials', `Keystone at ${c.authUrl} refused ${who}: wrong user name, password${appCredential ? ' (secret)' : ''} or user domain`, 'HTTP 401');
+    throw new StoreError(
+      'InvalidCredentials',
+      `Keystone at ${c.authUrl} refused ${who}: wrong user name, password${appCredential ? ' (secret)' : ''} or user domain`,
+      'HTTP 401',
+    );
   }
   if (status === 404 && (json as { error?: unknown } | undefined)?.error) {
     const message = String((json as { error: { message?: string } }).error.message ?? '').split('\n')[0];
-    throw new StoreError('InvalidCredentials', `Keystone at ${c.authUrl}: ${message}: check the user, project and domain names`, 'HTTP 404');
+    throw new StoreError(
+      'InvalidCredentials',
+      `Keystone at ${c.authUrl}: ${message}: check the user, project and domain names`,
+      'HTTP 404',
+    );
   }
   // Keystone explains a 400 in JSON ({"error": {"message": ...}}); anything else is not Keystone.
   const keystoneError = (json as { error?: { message?: string } } | undefined)?.error?.message;
@@ -230,7 +271,10 @@ async function authenticateV3(c: SwiftCredentials, http: SwiftHttp): Promise<Swi
     .flatMap((s) => s.endpoints ?? [])
     .map((e) => ({ region: e.region_id ?? e.region, interface: e.interface, url: e.url }));
   if (!c.storageUrl && !scope && !appCredential) {
-    throw new StoreError('InvalidRequest', `Keystone at ${c.authUrl}: ${who} authenticated without a project, so there is no object-store endpoint: set OS_PROJECT_NAME or OS_PROJECT_ID`);
+    throw new StoreError(
+      'InvalidRequest',
+      `Keystone at ${c.authUrl}: ${who} authenticated without a project, so there is no object-store endpoint: set OS_PROJECT_NAME or OS_PROJECT_ID`,
+    );
   }
   const storageUrl = c.storageUrl ?? pickEndpoint(endpoints, c, projectText);
   const expires = body.expires_at ? Date.parse(body.expires_at) : NaN;
@@ -261,14 +305,22 @@ function pickEndpoint(endpoints: Endpoint[], c: SwiftCredentials, project: strin
       fits.length === 0
         ? `has no object-store (Swift) endpoint for ${c.region ? `region '${c.region}'` : 'any region'} and interface '${kind}'`
         : `has object-store (Swift) endpoints for interface '${kind}' in several regions (${regions.join(', ')})`;
-    throw new StoreError('InvalidRequest', `the service catalog of ${project} ${why} (it offers: ${offered}): set the region (OS_REGION_NAME) or the interface (OS_INTERFACE)`);
+    throw new StoreError(
+      'InvalidRequest',
+      `the service catalog of ${project} ${why} (it offers: ${offered}): set the region (OS_REGION_NAME) or the interface (OS_INTERFACE)`,
+    );
   }
   return fits[0]!.url;
 }
 
 /** A 5xx (or 429) of the auth service is its trouble, not the credential's: worth another try. */
 function failIfServerError(authUrl: string, status: number): void {
-  if (status >= 500 || status === 429) throw new StoreError(status === 429 ? 'Throttled' : 'Transient', `${authUrl} failed to authenticate (HTTP ${status})`, `HTTP ${status}`);
+  if (status >= 500 || status === 429)
+    throw new StoreError(
+      status === 429 ? 'Throttled' : 'Transient',
+      `${authUrl} failed to authenticate (HTTP ${status})`,
+      `HTTP ${status}`,
+    );
 }
 
 function notKeystone(authUrl: string, version: string, status: number): StoreError {
@@ -279,8 +331,21 @@ function notKeystone(authUrl: string, version: string, status: number): StoreErr
   );
 }
 
-async function postJson(http: SwiftHttp, url: string, body: unknown): Promise<{ status: number; json: unknown; response: IncomingMessage }> {
-  const response = await send(http, { method: 'POST', url, headers: { 'content-type': 'application/json', accept: 'application/json' }, body: Buffer.from(JSON.stringify(body)) }, url);
+async function postJson(
+  http: SwiftHttp,
+  url: string,
+  body: unknown,
+): Promise<{ status: number; json: unknown; response: IncomingMessage }> {
+  const response = await send(
+    http,
+    {
+      method: 'POST',
+      url,
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: Buffer.from(JSON.stringify(body)),
+    },
+    url,
+  );
   const text = await readText(response).catch(() => '');
   let json: unknown;
   try {

@@ -36,9 +36,11 @@ export function translateSwiftError(failure: SwiftFailure): StoreError {
   const storeCode = `HTTP ${status}`;
   switch (status) {
     case 404:
-      if (failure.onContainer) return new StoreError('NoSuchBucket', `container '${failure.container}' does not exist at ${failure.endpoint}`, storeCode);
+      if (failure.onContainer)
+        return new StoreError('NoSuchBucket', `container '${failure.container}' does not exist at ${failure.endpoint}`, storeCode);
       // A PUT (not a copy) of an object only fails with 404 when its container is missing.
-      if (failure.method === 'PUT' && !failure.copies) return new StoreError('NoSuchBucket', `container '${failure.container}' does not exist at ${failure.endpoint}`, storeCode);
+      if (failure.method === 'PUT' && !failure.copies)
+        return new StoreError('NoSuchBucket', `container '${failure.container}' does not exist at ${failure.endpoint}`, storeCode);
       return new StoreError('NotFound', `${where}: not found`, storeCode);
     case 412:
       return new StoreError('PreconditionFailed', `${where}: changed in the store while open`, storeCode);
@@ -47,7 +49,11 @@ export function translateSwiftError(failure: SwiftFailure): StoreError {
     case 403:
       return new StoreError('AccessDenied', `${where}: ${operation} denied to ${failure.credential} (${detail})`, storeCode);
     case 416:
-      return new StoreError('InvalidRequest', `${where}: ${operation} refused: the range starts past the end of the object (${detail})`, storeCode);
+      return new StoreError(
+        'InvalidRequest',
+        `${where}: ${operation} refused: the range starts past the end of the object (${detail})`,
+        storeCode,
+      );
     case 429:
     case 498:
       return new StoreError('Throttled', `${where}: ${operation} throttled by the store (${detail}) after retries`, storeCode);
@@ -61,7 +67,11 @@ function translateNetworkError(failure: SwiftFailure): StoreError {
   if (error instanceof StoreError) return error;
   if (error instanceof NetworkError) {
     if (TLS_CERTIFICATE_CODES.test(error.code)) {
-      return new StoreError('UntrustedCertificate', `the TLS certificate of ${endpoint} cannot be verified (${error.code}) for ${where}: trust its CA with --ca-bundle, or use --insecure`, error.code);
+      return new StoreError(
+        'UntrustedCertificate',
+        `the TLS certificate of ${endpoint} cannot be verified (${error.code}) for ${where}: trust its CA with --ca-bundle, or use --insecure`,
+        error.code,
+      );
     }
     return new StoreError('Unreachable', `cannot reach ${endpoint} (${error.code}) for ${where}`, error.code);
   }

@@ -95,7 +95,9 @@ export function infoOfEntry(entry: ListingEntry): ObjectInfo {
     size: entry.bytes ?? 0,
     etag: quoted(entry.slo_etag ?? entry.hash),
     // Swift's listing times are UTC without a zone.
-    lastModified: entry.last_modified ? new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(entry.last_modified) ? entry.last_modified : `${entry.last_modified}Z`) : new Date(0),
+    lastModified: entry.last_modified
+      ? new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(entry.last_modified) ? entry.last_modified : `${entry.last_modified}Z`)
+      : new Date(0),
     contentType: entry.content_type,
   };
 }

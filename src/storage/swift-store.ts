@@ -57,7 +57,18 @@ import {
 } from './object-store.js';
 import { type SwiftCredentials, SwiftSession } from './swift-auth.js';
 import { NetworkError, SwiftHttp, discard, header, readText } from './swift-http.js';
-import { type ListingEntry, type ObjectKind, encodeKey, infoOf, infoOfEntry, isDirectoryObject, kindOf, metadataHeaders, quoted, splitSegmentPath } from './swift-objects.js';
+import {
+  type ListingEntry,
+  type ObjectKind,
+  encodeKey,
+  infoOf,
+  infoOfEntry,
+  isDirectoryObject,
+  kindOf,
+  metadataHeaders,
+  quoted,
+  splitSegmentPath,
+} from './swift-objects.js';
 import { translateSwiftError } from './swift-errors.js';
 
 export interface SwiftStoreOptions {
@@ -88,7 +99,16 @@ const RETRYABLE_STATUS = new Set([408, 429, 498, 500, 502, 503, 504]);
  * only once it has copied (up to 5 GiB), and a manifest once it has checked every segment.
  */
 const SLOW_REQUEST_IDLE_MS = 15 * 60_000;
-const RETRYABLE_NETWORK = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'ECONNABORTED', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+const RETRYABLE_NETWORK = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ECONNABORTED',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
 
 interface SwiftRequest {
   method: string;
@@ -137,7 +157,12 @@ export class SwiftStore implements ObjectStore {
       serverSideCopy: true,
       partCopy: true,
     };
-    this.http = new SwiftHttp({ maxConnections: options.maxConnections, idleTimeoutMs: options.idleTimeoutMs, caCertificates: options.caCertificates, insecure: options.insecure });
+    this.http = new SwiftHttp({
+      maxConnections: options.maxConnections,
+      idleTimeoutMs: options.idleTimeoutMs,
+      caCertificates: options.caCertificates,
+      insecure: options.insecure,
+    });
     this.session = new SwiftSession(options.credentials, this.http);
   }
 
@@ -312,7 +337,13 @@ export class SwiftStore implements ObjectStore {
     // "Not an SLO manifest" for a plain object, and then a plain DELETE.
     const known = container ? 'plain' : this.kinds.get(key);
     if (known !== 'plain' && known !== 'absent') {
-      const response = await this.call('delete', { method: 'DELETE', key, query: { 'multipart-manifest': 'delete' }, headers: { accept: 'application/json' }, allow: [404] });
+      const response = await this.call('delete', {
+        method: 'DELETE',
+        key,
+        query: { 'multipart-manifest': 'delete' },
+        headers: { accept: 'application/json' },
+        allow: [404],
+      });
       if (response.statusCode === 404) {
         discard(response);
         this.kinds.set(key, 'absent');
@@ -326,7 +357,10 @@ export class SwiftStore implements ObjectStore {
       }
       if (!result?.errors.every(([, why]) => /not an slo manifest/i.test(why))) {
         this.stats.failures += 1;
-        throw new StoreError('Transient', `${this.description}/${key}: delete failed: ${result ? result.errors.map(([path, why]) => `${path}: ${why}`).join('; ') : `HTTP ${response.statusCode}`}`);
+        throw new StoreError(
+          'Transient',
+          `${this.description}/${key}: delete failed: ${result ? result.errors.map(([path, why]) => `${path}: ${why}`).join('; ') : `HTTP ${response.statusCode}`}`,
+        );
       }
     }
     const response = await this.call('delete', { method: 'DELETE', container, key, allow: [404] });
@@ -339,7 +373,12 @@ export class SwiftStore implements ObjectStore {
     discard(response);
     if (response.statusCode !== 200 || !isDirectoryObject(name, response.headers['content-type'])) return; // a file of that name is not ours to delete
     const etag = header(response, 'etag');
-    const deleted = await this.call('delete', { method: 'DELETE', key: name, headers: etag ? { 'if-match': etag } : {}, allow: [404, 412] });
+    const deleted = await this.call('delete', {
+      method: 'DELETE',
+      key: name,
+      headers: etag ? { 'if-match': etag } : {},
+      allow: [404, 412],
+    });
     discard(deleted);
   }
 
@@ -368,7 +407,14 @@ export class SwiftStore implements ObjectStore {
       range: `bytes=${source.range.start}-${source.range.end}`,
       'if-match': source.ifMatch,
     };
-    const response = await this.call('copy part', { method: 'PUT', container: this.segmentContainer, key: name, headers, copies: true, slow: true });
+    const response = await this.call('copy part', {
+      method: 'PUT',
+      container: this.segmentContainer,
+      key: name,
+      headers,
+      copies: true,
+      slow: true,
+    });
     discard(response);
     const etag = quoted(header(response, 'etag'));
     upload.parts.set(partNumber, { name, etag, size: source.range.end - source.range.start + 1 });
@@ -382,7 +428,10 @@ export class SwiftStore implements ObjectStore {
       .map((part) => {
         const stored = upload.parts.get(part.partNumber);
         if (!stored || stored.etag !== quoted(part.etag)) {
-          throw new StoreError('InvalidRequest', `${this.description}/${key}: part ${part.partNumber} was not uploaded in upload ${uploadId}`);
+          throw new StoreError(
+            'InvalidRequest',
+            `${this.description}/${key}: part ${part.partNumber} was not uploaded in upload ${uploadId}`,
+          );
         }
         return { path: `/${this.segmentContainer}/${stored.name}`, etag: stored.etag.replace(/"/g, ''), size_bytes: stored.size };
       });
@@ -398,7 +447,10 @@ export class SwiftStore implements ObjectStore {
     discard(response);
     this.uploads.delete(uploadId);
     this.kinds.set(key, 'slo');
-    await this.dropSegments(key, replaced.filter((segment) => !segment.object.includes(`/slo/${uploadId}/`)));
+    await this.dropSegments(
+      key,
+      replaced.filter((segment) => !segment.object.includes(`/slo/${uploadId}/`)),
+    );
     return { etag: quoted(header(response, 'etag')) };
   }
 
@@ -408,11 +460,19 @@ export class SwiftStore implements ObjectStore {
     const prefix = `${key}/slo/${uploadId}/`;
     let marker: string | undefined;
     for (;;) {
-      const response = await this.call('list', { method: 'GET', container: this.segmentContainer, query: { format: 'json', prefix, marker }, allow: [404] });
+      const response = await this.call('list', {
+        method: 'GET',
+        container: this.segmentContainer,
+        query: { format: 'json', prefix, marker },
+        allow: [404],
+      });
       if (response.statusCode === 404) return discard(response);
       const entries = JSON.parse(await readText(response)) as ListingEntry[];
       if (entries.length === 0) return;
-      await this.dropSegments(key, entries.map((entry) => ({ container: this.segmentContainer, object: entry.name! })));
+      await this.dropSegments(
+        key,
+        entries.map((entry) => ({ container: this.segmentContainer, object: entry.name! })),
+      );
       marker = entries[entries.length - 1]!.name;
     }
   }
@@ -450,7 +510,10 @@ export class SwiftStore implements ObjectStore {
     this.segmentContainerReady ??= create().catch((error: unknown) => {
       this.segmentContainerReady = undefined;
       const reason = error instanceof StoreError ? error.message : String(error);
-      throw new StoreError(error instanceof StoreError ? error.code : 'Transient', `${this.description}: cannot create the container '${this.segmentContainer}' for the segments of large files: ${reason}`);
+      throw new StoreError(
+        error instanceof StoreError ? error.code : 'Transient',
+        `${this.description}: cannot create the container '${this.segmentContainer}' for the segments of large files: ${reason}`,
+      );
     });
     return this.segmentContainerReady;
   }
@@ -479,9 +542,14 @@ export class SwiftStore implements ObjectStore {
     const queue = [...segments];
     const worker = async () => {
       for (let segment = queue.shift(); segment; segment = queue.shift()) {
-        await this.call('delete', { method: 'DELETE', container: segment.container, key: segment.object, allow: [404] }).then(discard, (error: unknown) => {
-          this.options.logger?.warn(`${this.description}/${key}: could not delete the old segment ${segment.container}/${segment.object}: ${(error as Error).message}`);
-        });
+        await this.call('delete', { method: 'DELETE', container: segment.container, key: segment.object, allow: [404] }).then(
+          discard,
+          (error: unknown) => {
+            this.options.logger?.warn(
+              `${this.description}/${key}: could not delete the old segment ${segment.container}/${segment.object}: ${(error as Error).message}`,
+            );
+          },
+        );
       }
     };
     await Promise.all(Array.from({ length: Math.min(DELETE_CONCURRENCY, queue.length) }, worker));
@@ -531,7 +599,15 @@ export class SwiftStore implements ObjectStore {
           continue;
         }
         this.stats.failures += 1;
-        throw translateSwiftError({ error, operation, key, where: this.whereOf(request), endpoint: token.storageUrl, credential: this.options.credentialDescription, container: this.options.container });
+        throw translateSwiftError({
+          error,
+          operation,
+          key,
+          where: this.whereOf(request),
+          endpoint: token.storageUrl,
+          credential: this.options.credentialDescription,
+          container: this.options.container,
+        });
       }
       const status = response.statusCode ?? 0;
       if ((status >= 200 && status < 300) || request.allow?.includes(status)) return response;

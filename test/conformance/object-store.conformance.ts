@@ -133,17 +133,23 @@ export function describeObjectStore(name: string, open: () => Promise<Conformanc
       expect(other.every((byte) => byte === 0xaa)).toBe(true);
     });
 
-    itUnless(features.noConditionalReads, 'reads pinned to an ETag: the same version is served, a replaced one fails with PreconditionFailed', async () => {
-      fresh();
-      const { etag } = await store.put(`${prefix}v`, Buffer.from('version 1'));
-      expect((await store.get(`${prefix}v`, { ifMatch: etag, range: { start: 0, end: 6 } })).body.toString()).toBe('version');
-      const second = await store.put(`${prefix}v`, Buffer.from('version 2'));
-      expect(second.etag).not.toBe(etag);
-      await expect(store.get(`${prefix}v`, { ifMatch: etag })).rejects.toMatchObject({ code: 'PreconditionFailed' });
-      await expect(store.get(`${prefix}v`, { ifMatch: etag, range: { start: 0, end: 3 } })).rejects.toMatchObject({ code: 'PreconditionFailed' });
-      await expect(store.getStream(`${prefix}v`, { ifMatch: etag })).rejects.toMatchObject({ code: 'PreconditionFailed' });
-      expect((await store.get(`${prefix}v`, { ifMatch: second.etag })).body.toString()).toBe('version 2');
-    });
+    itUnless(
+      features.noConditionalReads,
+      'reads pinned to an ETag: the same version is served, a replaced one fails with PreconditionFailed',
+      async () => {
+        fresh();
+        const { etag } = await store.put(`${prefix}v`, Buffer.from('version 1'));
+        expect((await store.get(`${prefix}v`, { ifMatch: etag, range: { start: 0, end: 6 } })).body.toString()).toBe('version');
+        const second = await store.put(`${prefix}v`, Buffer.from('version 2'));
+        expect(second.etag).not.toBe(etag);
+        await expect(store.get(`${prefix}v`, { ifMatch: etag })).rejects.toMatchObject({ code: 'PreconditionFailed' });
+        await expect(store.get(`${prefix}v`, { ifMatch: etag, range: { start: 0, end: 3 } })).rejects.toMatchObject({
+          code: 'PreconditionFailed',
+        });
+        await expect(store.getStream(`${prefix}v`, { ifMatch: etag })).rejects.toMatchObject({ code: 'PreconditionFailed' });
+        expect((await store.get(`${prefix}v`, { ifMatch: second.etag })).body.toString()).toBe('version 2');
+      },
+    );
 
     it('reads objects of several MiB whole, in ranges and as a stream (more than any socket buffer)', async () => {
       fresh();
@@ -221,35 +227,51 @@ export function describeObjectStore(name: string, open: () => Promise<Conformanc
       const all = await store.list({ prefix: `${prefix}sub/`, maxKeys: 2 });
       expect(all.objects.map((o) => o.key)).toEqual([`${prefix}sub/deep/x`, `${prefix}sub/y`]);
       expect(all.nextToken).toBeUndefined();
-      expect(await store.list({ prefix: `${prefix}nothing/`, delimiter: '/' })).toEqual({ objects: [], prefixes: [], nextToken: undefined });
+      expect(await store.list({ prefix: `${prefix}nothing/`, delimiter: '/' })).toEqual({
+        objects: [],
+        prefixes: [],
+        nextToken: undefined,
+      });
     });
 
-    itUnless(features.noMultipartComplete, 'completes a multipart upload from parts sent out of order, with the metadata given at its creation', async () => {
-      fresh();
-      const partSize = store.capabilities.minPartSize;
-      const part1 = randomBytes(partSize);
-      const part2 = randomBytes(partSize);
-      const part3 = Buffer.from('tail');
-      const key = `${prefix}multi`;
-      const id = await store.createMultipartUpload(key, { metadata: { mode: '33188', mtime: '1700000000' }, contentType: 'application/x-test' });
-      const etag3 = await store.uploadPart(key, id, 3, part3);
-      const etag1 = await store.uploadPart(key, id, 1, part1);
-      const etag2 = await store.uploadPart(key, id, 2, part2);
-      // Not visible before completion.
-      await expect(store.head(key)).rejects.toMatchObject({ code: 'NotFound' });
-      const { etag } = await store.completeMultipartUpload(key, id, [
-        { partNumber: 1, etag: etag1 },
-        { partNumber: 2, etag: etag2 },
-        { partNumber: 3, etag: etag3 },
-      ]);
-      const got = await store.get(key);
-      expect(got.body.equals(Buffer.concat([part1, part2, part3]))).toBe(true);
-      expect(got.info).toMatchObject({ etag, size: 2 * partSize + 4, metadata: { mode: '33188', mtime: '1700000000' }, contentType: 'application/x-test' });
-      // The completed object's ETag pins reads like any other.
-      expect((await store.get(key, { ifMatch: etag, range: { start: 0, end: 0 } })).body[0]).toBe(part1[0]);
-      // Nothing of the parts is left beside the object (GCS keeps parts as objects until compose).
-      expect(await rawKeys(prefix)).toEqual([key]);
-    });
+    itUnless(
+      features.noMultipartComplete,
+      'completes a multipart upload from parts sent out of order, with the metadata given at its creation',
+      async () => {
+        fresh();
+        const partSize = store.capabilities.minPartSize;
+        const part1 = randomBytes(partSize);
+        const part2 = randomBytes(partSize);
+        const part3 = Buffer.from('tail');
+        const key = `${prefix}multi`;
+        const id = await store.createMultipartUpload(key, {
+          metadata: { mode: '33188', mtime: '1700000000' },
+          contentType: 'application/x-test',
+        });
+        const etag3 = await store.uploadPart(key, id, 3, part3);
+        const etag1 = await store.uploadPart(key, id, 1, part1);
+        const etag2 = await store.uploadPart(key, id, 2, part2);
+        // Not visible before completion.
+        await expect(store.head(key)).rejects.toMatchObject({ code: 'NotFound' });
+        const { etag } = await store.completeMultipartUpload(key, id, [
+          { partNumber: 1, etag: etag1 },
+          { partNumber: 2, etag: etag2 },
+          { partNumber: 3, etag: etag3 },
+        ]);
+        const got = await store.get(key);
+        expect(got.body.equals(Buffer.concat([part1, part2, part3]))).toBe(true);
+        expect(got.info).toMatchObject({
+          etag,
+          size: 2 * partSize + 4,
+          metadata: { mode: '33188', mtime: '1700000000' },
+          contentType: 'application/x-test',
+        });
+        // The completed object's ETag pins reads like any other.
+        expect((await store.get(key, { ifMatch: etag, range: { start: 0, end: 0 } })).body[0]).toBe(part1[0]);
+        // Nothing of the parts is left beside the object (GCS keeps parts as objects until compose).
+        expect(await rawKeys(prefix)).toEqual([key]);
+      },
+    );
 
     it('aborts a multipart upload: nothing appears, and the upload cannot be completed afterwards', async () => {
       fresh();
@@ -274,7 +296,9 @@ export function describeObjectStore(name: string, open: () => Promise<Conformanc
       const id = await store.createMultipartUpload(key);
       const range = { start: 0, end: partSize - 1 };
       if (!store.capabilities.partCopy) {
-        await expect(store.uploadPartCopy(key, id, 1, { key: `${prefix}source`, range, ifMatch: sourceEtag })).rejects.toMatchObject({ code: 'InvalidRequest' });
+        await expect(store.uploadPartCopy(key, id, 1, { key: `${prefix}source`, range, ifMatch: sourceEtag })).rejects.toMatchObject({
+          code: 'InvalidRequest',
+        });
         await store.abortMultipartUpload(key, id);
         return;
       }
@@ -287,7 +311,9 @@ export function describeObjectStore(name: string, open: () => Promise<Conformanc
       expect((await store.get(key)).body.equals(Buffer.concat([source.subarray(0, partSize), Buffer.from('new end')]))).toBe(true);
       await store.put(`${prefix}source`, Buffer.from('changed'));
       const stale = await store.createMultipartUpload(`${prefix}stale`);
-      await expect(store.uploadPartCopy(`${prefix}stale`, stale, 1, { key: `${prefix}source`, range: { start: 0, end: 3 }, ifMatch: sourceEtag })).rejects.toMatchObject({
+      await expect(
+        store.uploadPartCopy(`${prefix}stale`, stale, 1, { key: `${prefix}source`, range: { start: 0, end: 3 }, ifMatch: sourceEtag }),
+      ).rejects.toMatchObject({
         code: 'PreconditionFailed',
       });
       await store.abortMultipartUpload(`${prefix}stale`, stale);
@@ -303,7 +329,10 @@ export function describeObjectStore(name: string, open: () => Promise<Conformanc
       expect(kept.info).toMatchObject({ metadata: { mode: '33188', uid: '7' }, contentType: 'text/plain' });
       await store.copy(`${prefix}src`, `${prefix}replaced`, { metadata: { mode: '33261' }, contentType: 'text/plain' });
       expect((await store.head(`${prefix}replaced`)).metadata).toEqual({ mode: '33261' });
-      const { etag } = await store.copy(`${prefix}src`, `${prefix}src`, { metadata: { mode: '33152', mtime: '1700000001' }, contentType: 'text/plain' });
+      const { etag } = await store.copy(`${prefix}src`, `${prefix}src`, {
+        metadata: { mode: '33152', mtime: '1700000001' },
+        contentType: 'text/plain',
+      });
       const self = await store.get(`${prefix}src`);
       expect(self.body.equals(body)).toBe(true);
       expect(self.info).toMatchObject({ etag, metadata: { mode: '33152', mtime: '1700000001' } });

@@ -43,16 +43,29 @@ export async function startComposeShim(emulatorEndpoint) {
       res.end(JSON.stringify(json));
     };
     if (!Array.isArray(body.sourceObjects) || body.sourceObjects.length < 1 || body.sourceObjects.length > 32) {
-      return answer(400, { error: { code: 400, message: 'The number of source components provided must be between 1 and 32.', errors: [{ reason: 'invalid' }] } });
+      return answer(400, {
+        error: {
+          code: 400,
+          message: 'The number of source components provided must be between 1 and 32.',
+          errors: [{ reason: 'invalid' }],
+        },
+      });
     }
     const parts = [];
     for (const source of body.sourceObjects) {
       const file = storage.bucket(bucket).file(source.name);
       const [exists] = await file.exists();
-      if (!exists) return answer(404, { error: { code: 404, message: `No such object: ${bucket}/${source.name}`, errors: [{ reason: 'notFound' }] } });
+      if (!exists)
+        return answer(404, { error: { code: 404, message: `No such object: ${bucket}/${source.name}`, errors: [{ reason: 'notFound' }] } });
       const [metadata] = await file.getMetadata();
       if (source.generation !== undefined && String(metadata.generation) !== String(source.generation)) {
-        return answer(412, { error: { code: 412, message: 'At least one of the pre-conditions you specified did not hold.', errors: [{ reason: 'conditionNotMet' }] } });
+        return answer(412, {
+          error: {
+            code: 412,
+            message: 'At least one of the pre-conditions you specified did not hold.',
+            errors: [{ reason: 'conditionNotMet' }],
+          },
+        });
       }
       parts.push((await file.download())[0]);
     }

@@ -38,7 +38,9 @@ export async function startGcsEmulator(): Promise<GcsEmulator> {
   closeSync(log);
   const port = await new Promise<number>((resolvePort, reject) => {
     child.once('message', (message) => resolvePort((message as { port: number }).port));
-    child.once('exit', (code) => reject(new Error(`the GCS emulator exited with code ${code} before listening; see ${join(directory, 'emulator.log')}`)));
+    child.once('exit', (code) =>
+      reject(new Error(`the GCS emulator exited with code ${code} before listening; see ${join(directory, 'emulator.log')}`)),
+    );
     child.once('error', reject);
   });
   child.disconnect();

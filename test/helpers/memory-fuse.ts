@@ -40,12 +40,24 @@ export class MemoryTree {
         const n = nodes.get(path);
         if (!n) return cb(ENOENT);
         const dir = (n.mode & 0o170000) === 0o40000;
-        cb(0, { mode: n.mode, size: n.data.length, nlink: dir ? 2 : 1, uid: 0, gid: 0, mtime: n.mtimeMs, atime: n.atimeMs, ctime: n.mtimeMs });
+        cb(0, {
+          mode: n.mode,
+          size: n.data.length,
+          nlink: dir ? 2 : 1,
+          uid: 0,
+          gid: 0,
+          mtime: n.mtimeMs,
+          atime: n.atimeMs,
+          ctime: n.mtimeMs,
+        });
       },
       readdir: (path: string, cb: Callback) => {
         const prefix = path === '/' ? '/' : `${path}/`;
         const names = [...nodes.keys()].filter((p) => p !== path && p.startsWith(prefix) && !p.slice(prefix.length).includes('/'));
-        cb(0, names.map((p) => p.slice(prefix.length)));
+        cb(
+          0,
+          names.map((p) => p.slice(prefix.length)),
+        );
       },
       mkdir: (path: string, mode: number, cb: Callback) => {
         if (nodes.has(path)) return cb(EEXIST);

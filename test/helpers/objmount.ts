@@ -107,7 +107,10 @@ export async function mountBucket(
   if (!at) mkdirSync(mountpoint);
   const logFile = join(dir, 'daemon.log');
   const endpointArgs = endpoint ? ['--endpoint', endpoint] : []; // '': the credential store says
-  const result = await objmount(['mount', ...(source ? [source] : []), mountpoint, ...endpointArgs, '--log-file', logFile, ...extraArgs], env);
+  const result = await objmount(
+    ['mount', ...(source ? [source] : []), mountpoint, ...endpointArgs, '--log-file', logFile, ...extraArgs],
+    env,
+  );
   if (result.code !== 0) {
     forceUnmount(mountpoint);
     const log = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';

@@ -5,15 +5,47 @@
 
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, renameSync, rmSync, rmdirSync, symlinkSync, unlinkSync, statSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  readdirSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  rmdirSync,
+  symlinkSync,
+  unlinkSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { BlobServiceClient, type ContainerClient, ContainerSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } from '@azure/storage-blob';
+import {
+  BlobServiceClient,
+  type ContainerClient,
+  ContainerSASPermissions,
+  StorageSharedKeyCredential,
+  generateBlobSASQueryParameters,
+} from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY, type LocalAzurite, startLocalAzurite } from '../../src/demo/local-azurite.js';
-import { type CliResult, type TestMount, azureTestEnv, forceUnmount, isMounted, mountBucket, objmount, objmountWithInput } from '../helpers/objmount.js';
+import {
+  type CliResult,
+  type TestMount,
+  azureTestEnv,
+  forceUnmount,
+  isMounted,
+  mountBucket,
+  objmount,
+  objmountWithInput,
+} from '../helpers/objmount.js';
 
 const CONTAINER = 'mounted';
 const MiB = 1024 * 1024;
@@ -111,7 +143,8 @@ describe('a mounted Azurite container', () => {
     expect(JSON.stringify(JSON.parse(status.stdout))).toMatch(/"copy part":[1-9]/);
     // The snapshot the copied parts came from is gone.
     const snapshots: string[] = [];
-    for await (const blob of container.listBlobsFlat({ prefix: 'log.bin', includeSnapshots: true })) if (blob.snapshot) snapshots.push(blob.name);
+    for await (const blob of container.listBlobsFlat({ prefix: 'log.bin', includeSnapshots: true }))
+      if (blob.snapshot) snapshots.push(blob.name);
     expect(snapshots).toEqual([]);
   });
 
@@ -165,7 +198,12 @@ describe('other Azure credentials', () => {
   it('mounts with a connection string alone (its BlobEndpoint, no --endpoint) and with a container SAS', async () => {
     const connection = `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_ACCOUNT_KEY};BlobEndpoint=${azurite.endpoint};`;
     await container.getBlockBlobClient('credentials.txt').upload('seen', 4);
-    const viaString = await mountBucket('', SOURCE, [], azureTestEnv({ AZURE_STORAGE_KEY: undefined, AZURE_STORAGE_CONNECTION_STRING: connection }));
+    const viaString = await mountBucket(
+      '',
+      SOURCE,
+      [],
+      azureTestEnv({ AZURE_STORAGE_KEY: undefined, AZURE_STORAGE_CONNECTION_STRING: connection }),
+    );
     try {
       expect(readFileSync(join(viaString.mountpoint, 'credentials.txt'), 'utf8')).toBe('seen');
     } finally {
@@ -175,7 +213,12 @@ describe('other Azure credentials', () => {
       { containerName: CONTAINER, permissions: ContainerSASPermissions.parse('racwdl'), expiresOn: new Date(Date.now() + 3600_000) },
       new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY),
     ).toString();
-    const viaSas = await mountBucket(azurite.endpoint, SOURCE, [], azureTestEnv({ AZURE_STORAGE_KEY: undefined, AZURE_STORAGE_SAS_TOKEN: sas }));
+    const viaSas = await mountBucket(
+      azurite.endpoint,
+      SOURCE,
+      [],
+      azureTestEnv({ AZURE_STORAGE_KEY: undefined, AZURE_STORAGE_SAS_TOKEN: sas }),
+    );
     try {
       writeFileSync(join(viaSas.mountpoint, 'via-sas.txt'), 'sas');
       expect((await container.getBlobClient('via-sas.txt').downloadToBuffer()).toString()).toBe('sas');
@@ -218,7 +261,10 @@ describe('bad input for an Azure mount', () => {
 
   it('a container that does not exist', async () => {
     const mnt = emptyDir('no-container');
-    const result = await objmount(['mount', `az://${AZURITE_ACCOUNT}/no-such-container`, mnt, '--endpoint', azurite.endpoint], azureTestEnv());
+    const result = await objmount(
+      ['mount', `az://${AZURITE_ACCOUNT}/no-such-container`, mnt, '--endpoint', azurite.endpoint],
+      azureTestEnv(),
+    );
     expectCleanFailure(result, mnt, /container 'no-such-container' does not exist in account 'devstoreaccount1'.*check the container name/);
   });
 
@@ -226,7 +272,10 @@ describe('bad input for an Azure mount', () => {
     const mnt = emptyDir('no-creds');
     const none = await objmount(['mount', SOURCE, mnt, '--endpoint', azurite.endpoint], azureTestEnv({ AZURE_STORAGE_KEY: undefined }));
     expectCleanFailure(none, mnt, /no credentials found for az:\/\/devstoreaccount1\/mounted: set AZURE_STORAGE_KEY/);
-    const other = await objmount(['mount', SOURCE, mnt, '--endpoint', azurite.endpoint], azureTestEnv({ AZURE_STORAGE_ACCOUNT: 'someoneelse' }));
+    const other = await objmount(
+      ['mount', SOURCE, mnt, '--endpoint', azurite.endpoint],
+      azureTestEnv({ AZURE_STORAGE_ACCOUNT: 'someoneelse' }),
+    );
     expectCleanFailure(other, mnt, /AZURE_STORAGE_ACCOUNT is 'someoneelse'/, AZURITE_ACCOUNT_KEY);
   });
 
@@ -250,14 +299,23 @@ describe('stored Azure credentials (objmount creds)', () => {
   it('imports a connection string, pairs the containers it lists, and mounts by pairing alone', async () => {
     const env = storeEnv('azure-store-1');
     const file = join(scratch, 'azurite-connection.txt');
-    writeFileSync(file, `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_ACCOUNT_KEY};BlobEndpoint=${azurite.endpoint};\n`);
+    writeFileSync(
+      file,
+      `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_ACCOUNT_KEY};BlobEndpoint=${azurite.endpoint};\n`,
+    );
     const imported = await objmount(['creds', 'import', file, '--name', 'azurite'], env);
     expect(imported.stderr).toBe('');
-    expect(imported.stdout).toMatch(new RegExp(`Imported 'azurite' \\(Azure account ${AZURITE_ACCOUNT} with its account key at .*\\)\\. Detected \\d+ buckets?, paired \\d+: .*${CONTAINER}`));
+    expect(imported.stdout).toMatch(
+      new RegExp(
+        `Imported 'azurite' \\(Azure account ${AZURITE_ACCOUNT} with its account key at .*\\)\\. Detected \\d+ buckets?, paired \\d+: .*${CONTAINER}`,
+      ),
+    );
     const list = await objmount(['creds', 'list'], env);
     expect(list.stdout).toContain(`${SOURCE} -> azurite`);
     expect(list.stdout + (await objmount(['creds', 'show', 'azurite', '--json'], env)).stdout).not.toContain(AZURITE_ACCOUNT_KEY);
-    expect((await objmount(['creds', 'verify', 'azurite'], env)).stdout).toMatch(/azurite: authenticates, lists \d+ bucket\(s\); mounted ok/);
+    expect((await objmount(['creds', 'verify', 'azurite'], env)).stdout).toMatch(
+      /azurite: authenticates, lists \d+ bucket\(s\); mounted ok/,
+    );
 
     // No --endpoint, no AZURE_* variables: the pairing says which key and which endpoint.
     const mount = await mountBucket('', SOURCE, [], env);
@@ -278,7 +336,9 @@ describe('stored Azure credentials (objmount creds)', () => {
     // On the command line it is refused, and not repeated.
     const exposed = await objmount(['creds', 'pair', SOURCE, `?${sas}`, '--endpoint', azurite.endpoint], env);
     expect(exposed.code).not.toBe(0);
-    expect(exposed.stderr.trim()).toBe('objmount: a SAS on the command line stays in your shell history and in /proc: give it with --sas FILE, or with --sas - on standard input (and think of it as exposed)');
+    expect(exposed.stderr.trim()).toBe(
+      'objmount: a SAS on the command line stays in your shell history and in /proc: give it with --sas FILE, or with --sas - on standard input (and think of it as exposed)',
+    );
     const paired = await objmountWithInput(['creds', 'pair', SOURCE, '--sas', '-', '--endpoint', azurite.endpoint], `?${sas}\n`, env);
     expect(paired.stderr).toBe('');
     expect(paired.stdout).toMatch(new RegExp(`paired ${SOURCE} with its SAS, stored as '${AZURITE_ACCOUNT}-${CONTAINER}'`));
@@ -295,7 +355,10 @@ describe('stored Azure credentials (objmount creds)', () => {
     // From a file, and with NAME '-' for standard input.
     const sasFile = join(mkdtempSync(join(tmpdir(), 'sas-')), 'sas.txt');
     writeFileSync(sasFile, sas, { mode: 0o600 });
-    const wrong = await objmount(['creds', 'pair', `az://${AZURITE_ACCOUNT}/nosuchcontainer`, '--sas', sasFile, '--endpoint', azurite.endpoint], env);
+    const wrong = await objmount(
+      ['creds', 'pair', `az://${AZURITE_ACCOUNT}/nosuchcontainer`, '--sas', sasFile, '--endpoint', azurite.endpoint],
+      env,
+    );
     expect(wrong.code).not.toBe(0);
     expect(wrong.stderr.trim().split('\n')).toHaveLength(1);
     expect(wrong.stderr).toMatch(/cannot pair az:\/\/devstoreaccount1\/nosuchcontainer with the SAS/);

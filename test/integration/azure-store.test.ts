@@ -28,7 +28,12 @@ const hour = 3600_000;
 
 function containerSas(permissions: string, expiresOn = new Date(Date.now() + hour), container = CONTAINER): string {
   return generateBlobSASQueryParameters(
-    { containerName: container, permissions: ContainerSASPermissions.parse(permissions), startsOn: new Date(expiresOn.getTime() - 2 * hour), expiresOn },
+    {
+      containerName: container,
+      permissions: ContainerSASPermissions.parse(permissions),
+      startsOn: new Date(expiresOn.getTime() - 2 * hour),
+      expiresOn,
+    },
     sharedKey,
   ).toString();
 }
@@ -63,7 +68,8 @@ describeObjectStore('AzureStore on Azurite with a container SAS', async () => {
   return {
     store: storeOn(azurite, { kind: 'sas', token: containerSas('racwdl') }),
     withWrongCredentials: () => storeOn(azurite, { kind: 'sas', token: wrong.token }),
-    withMissingBucket: () => storeOn(azurite, { kind: 'sas', token: containerSas('racwdl', undefined, 'no-such-container') }, 'no-such-container'),
+    withMissingBucket: () =>
+      storeOn(azurite, { kind: 'sas', token: containerSas('racwdl', undefined, 'no-such-container') }, 'no-such-container'),
     wrongSecret: wrong.signature,
     close: () => azurite.close(),
   };
@@ -112,7 +118,13 @@ describe('AzureStore credentials', () => {
     };
     const resolved = await new AzureEnvironmentResolver(env).resolveAzure(AZURITE_ACCOUNT, CONTAINER);
     expect(resolved.endpoint).toBe(azurite.endpoint);
-    const store = new AzureStore({ account: AZURITE_ACCOUNT, container: CONTAINER, endpoint: resolved.endpoint, credential: resolved.credential, credentialDescription: resolved.description });
+    const store = new AzureStore({
+      account: AZURITE_ACCOUNT,
+      container: CONTAINER,
+      endpoint: resolved.endpoint,
+      credential: resolved.credential,
+      credentialDescription: resolved.description,
+    });
     await store.put('connection-string', Buffer.from('ok'));
     expect((await store.head('connection-string')).size).toBe(2);
     expect(store.description).toBe(`az://${AZURITE_ACCOUNT}/${CONTAINER}`);
@@ -146,8 +158,12 @@ describe('part copy on Azure', () => {
     const id = await store.createMultipartUpload('pc/file', { metadata: { mode: '33188' } });
     // Concurrently, as the uploader sends them.
     const parts = await Promise.all([
-      store.uploadPartCopy('pc/file', id, 1, { key: 'pc/file', range: { start: 0, end: MiB - 1 }, ifMatch: etag }).then((e) => ({ partNumber: 1, etag: e })),
-      store.uploadPartCopy('pc/file', id, 2, { key: 'pc/file', range: { start: MiB, end: 2 * MiB - 1 }, ifMatch: etag }).then((e) => ({ partNumber: 2, etag: e })),
+      store
+        .uploadPartCopy('pc/file', id, 1, { key: 'pc/file', range: { start: 0, end: MiB - 1 }, ifMatch: etag })
+        .then((e) => ({ partNumber: 1, etag: e })),
+      store
+        .uploadPartCopy('pc/file', id, 2, { key: 'pc/file', range: { start: MiB, end: 2 * MiB - 1 }, ifMatch: etag })
+        .then((e) => ({ partNumber: 2, etag: e })),
       store.uploadPart('pc/file', id, 3, Buffer.from('appended')).then((e) => ({ partNumber: 3, etag: e })),
     ]);
     expect(await snapshots('pc/')).toEqual(['pc/file']); // one snapshot serves both parts
@@ -208,7 +224,10 @@ describe('Azure error codes', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
-    return { endpoint: `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
+    return {
+      endpoint: `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`,
+      close: () => new Promise((resolve) => server.close(() => resolve())),
+    };
   }
 
   const cases: Array<[number, string, string]> = [

@@ -56,7 +56,11 @@ describe('bad input', () => {
 
   it('a mountpoint that is missing, a file, not empty, or already mounted', async () => {
     const missing = join(scratch, 'does-not-exist');
-    expectCleanFailure(await objmount(['mount', 's3://cli-test', missing, '--endpoint', server.endpoint]), undefined, /does not exist: create it with mkdir -p/);
+    expectCleanFailure(
+      await objmount(['mount', 's3://cli-test', missing, '--endpoint', server.endpoint]),
+      undefined,
+      /does not exist: create it with mkdir -p/,
+    );
     const file = join(scratch, 'a-file');
     writeFileSync(file, 'x');
     expectCleanFailure(await objmount(['mount', 's3://cli-test', file, '--endpoint', server.endpoint]), undefined, /is not a directory/);
@@ -97,10 +101,16 @@ describe('bad input', () => {
   it('a wrong secret or an unknown key names the key and what the store said, never the secret', async () => {
     const mnt = emptyDir('wrongkey');
     const secret = 'wrong-secret-do-not-print-me';
-    const wrongSecret = await objmount(['mount', 's3://cli-test', mnt, '--endpoint', server.endpoint], testEnv({ AWS_SECRET_ACCESS_KEY: secret }));
+    const wrongSecret = await objmount(
+      ['mount', 's3://cli-test', mnt, '--endpoint', server.endpoint],
+      testEnv({ AWS_SECRET_ACCESS_KEY: secret }),
+    );
     expectCleanFailure(wrongSecret, mnt, /rejected access key S3RVER from the environment \(AWS_ACCESS_KEY_ID\): SignatureDoesNotMatch/);
     expect(wrongSecret.stderr + wrongSecret.stdout).not.toContain(secret);
-    const unknownKey = await objmount(['mount', 's3://cli-test', mnt, '--endpoint', server.endpoint], testEnv({ AWS_ACCESS_KEY_ID: 'AKIAUNKNOWN' }));
+    const unknownKey = await objmount(
+      ['mount', 's3://cli-test', mnt, '--endpoint', server.endpoint],
+      testEnv({ AWS_ACCESS_KEY_ID: 'AKIAUNKNOWN' }),
+    );
     expectCleanFailure(unknownKey, mnt, /rejected access key AKIAUNKNOWN .*InvalidAccessKeyId/);
   });
 
@@ -115,7 +125,11 @@ describe('bad input', () => {
 
   it('bad option values and a missing command', async () => {
     const mnt = emptyDir('badopts');
-    expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt, '--file-mode', 'rwx']), mnt, /--file-mode 'rwx' is not an octal mode/);
+    expectCleanFailure(
+      await objmount(['mount', 's3://cli-test', mnt, '--file-mode', 'rwx']),
+      mnt,
+      /--file-mode 'rwx' is not an octal mode/,
+    );
     expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt, '--part-size', 'big']), mnt, /--part-size: 'big' is not a size/);
     // Numbers are checked against their ranges before anything is mounted (--uid abc used to mount, and every stat failed).
     const badNumbers: Array<[string, string, RegExp]> = [
@@ -129,9 +143,18 @@ describe('bad input', () => {
       ['--request-timeout', '0', /^objmount: --request-timeout must be a number from 0.1 to 86400 \(not 0\)$/],
       ['--min-transfer-rate', 'fast', /^objmount: --min-transfer-rate: 'fast' is not a size/],
     ];
-    for (const [flag, value, message] of badNumbers) expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt, flag, value]), mnt, message);
-    expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt, '--memory-limit', '16M']), mnt, /--memory-limit 16 MiB is too small for 8 MiB blocks/);
-    expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt, '--max-upload-parts', '0']), mnt, /--max-upload-parts must be a whole number from 1 to 10000/);
+    for (const [flag, value, message] of badNumbers)
+      expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt, flag, value]), mnt, message);
+    expectCleanFailure(
+      await objmount(['mount', 's3://cli-test', mnt, '--memory-limit', '16M']),
+      mnt,
+      /--memory-limit 16 MiB is too small for 8 MiB blocks/,
+    );
+    expectCleanFailure(
+      await objmount(['mount', 's3://cli-test', mnt, '--max-upload-parts', '0']),
+      mnt,
+      /--max-upload-parts must be a whole number from 1 to 10000/,
+    );
     expectCleanFailure(await objmount([]), undefined, /name a command/);
   });
 
@@ -140,7 +163,11 @@ describe('bad input', () => {
     const configDir = emptyDir('badconfig-dir');
     writeFileSync(join(configDir, 'config.toml'), '# defaults\nblock-size = "8M"\nblock-sise = "16M"\n');
     const env = testEnv({ OBJMOUNT_CONFIG_DIR: configDir });
-    expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt], env), mnt, new RegExp(`${configDir}/config.toml:3: 'block-sise' is not a mount option`));
+    expectCleanFailure(
+      await objmount(['mount', 's3://cli-test', mnt], env),
+      mnt,
+      new RegExp(`${configDir}/config.toml:3: 'block-sise' is not a mount option`),
+    );
     writeFileSync(join(configDir, 'config.toml'), 'file-mode = = 1\n');
     expectCleanFailure(await objmount(['mount', 's3://cli-test', mnt], env), mnt, /config.toml:1: Invalid TOML document/);
   });
@@ -162,9 +189,15 @@ describe('daemon mode', () => {
       expect(result).toMatchObject({ code: 0 });
       expect(isMounted(m.mountpoint)).toBe(false);
       // The daemon's log is JSON lines (pino): level, time, message.
-      const entries = readFileSync(m.logFile, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { level: string; time: string; msg: string });
+      const entries = readFileSync(m.logFile, 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { level: string; time: string; msg: string });
       for (const entry of entries) expect(Object.keys(entry)).toEqual(['level', 'time', 'msg']);
-      expect(entries[0]).toMatchObject({ level: 'info', msg: expect.stringMatching(/^mounted s3:\/\/cli-test on .* \(access key S3RVER from the environment/) });
+      expect(entries[0]).toMatchObject({
+        level: 'info',
+        msg: expect.stringMatching(/^mounted s3:\/\/cli-test on .* \(access key S3RVER from the environment/),
+      });
       expect(entries.at(-1)).toMatchObject({ level: 'info', msg: expect.stringMatching(/^unmounted /) });
     } finally {
       await m.unmount();

@@ -76,7 +76,9 @@ function startWriter(dir: string, count: number): { child: ChildProcess; closed:
 async function storedSha(key: string): Promise<string | undefined> {
   try {
     const { Body } = await sdk.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
-    return createHash('sha256').update(await Body!.transformToByteArray()).digest('hex');
+    return createHash('sha256')
+      .update(await Body!.transformToByteArray())
+      .digest('hex');
   } catch {
     return undefined;
   }

@@ -46,7 +46,10 @@ function keyFile(name: string, id: string, secret: string): string {
 describe('objmount creds', () => {
   it('imports a key, detects and pairs its buckets, masks it, and mounts by pairing alone', async () => {
     const env = freshEnv('store-1');
-    const imported = await objmount(['creds', 'import', keyFile('local.txt', LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY), '--name', 'local'], env);
+    const imported = await objmount(
+      ['creds', 'import', keyFile('local.txt', LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY), '--name', 'local'],
+      env,
+    );
     expect(imported.stderr).toBe('');
     expect(imported.stdout).toMatch(/Imported 'local' .*Detected 2 buckets, paired 2: creds-a, creds-b/);
 
@@ -56,9 +59,15 @@ describe('objmount creds', () => {
 
     const list = await objmount(['creds', 'list'], env);
     const show = await objmount(['creds', 'show', 'local', '--json'], env);
-    for (const output of [list.stdout, show.stdout]) expect(output).not.toContain(LOCAL_S3_SECRET_KEY.slice(0, 4) + LOCAL_S3_SECRET_KEY.slice(4));
+    for (const output of [list.stdout, show.stdout])
+      expect(output).not.toContain(LOCAL_S3_SECRET_KEY.slice(0, 4) + LOCAL_S3_SECRET_KEY.slice(4));
     expect(list.stdout).toMatch(/s3:\/\/creds-a -> local/);
-    expect(JSON.parse(show.stdout)).toMatchObject({ name: 'local', secret: '********', endpoint: server.endpoint, buckets: ['s3://creds-a', 's3://creds-b'] });
+    expect(JSON.parse(show.stdout)).toMatchObject({
+      name: 'local',
+      secret: '********',
+      endpoint: server.endpoint,
+      buckets: ['s3://creds-a', 's3://creds-b'],
+    });
 
     // No --endpoint, no AWS_* variables: the pairing says which key and which store.
     const mount = await mountBucket('', 's3://creds-a', [], env);
@@ -77,7 +86,10 @@ describe('objmount creds', () => {
 
   it('imports a key that may not list buckets, and pairing makes its bucket mountable', async () => {
     const env = freshEnv('store-2');
-    const imported = await objmount(['creds', 'import', keyFile('restricted.txt', RESTRICTED.accessKeyId, RESTRICTED.secretAccessKey), '--name', 'partner'], env);
+    const imported = await objmount(
+      ['creds', 'import', keyFile('restricted.txt', RESTRICTED.accessKeyId, RESTRICTED.secretAccessKey), '--name', 'partner'],
+      env,
+    );
     expect(imported.code).toBe(0);
     expect(imported.stdout).toMatch(/It may not list buckets: pair each bucket with 'objmount creds pair s3:\/\/BUCKET partner'/);
 
@@ -129,7 +141,11 @@ describe('objmount creds', () => {
     // A damaged credentials file: where, never what is around the fault (a secret, most likely).
     const damaged = freshEnv('store-damaged');
     mkdirSync(damaged.OBJMOUNT_CONFIG_DIR!, { recursive: true, mode: 0o700 });
-    writeFileSync(join(damaged.OBJMOUNT_CONFIG_DIR!, 'credentials.json'), '{"credentials": {"x": {"secretAccessKey": "wJalrXUtnFEMIK7MDENG" x}}}', { mode: 0o600 });
+    writeFileSync(
+      join(damaged.OBJMOUNT_CONFIG_DIR!, 'credentials.json'),
+      '{"credentials": {"x": {"secretAccessKey": "wJalrXUtnFEMIK7MDENG" x}}}',
+      { mode: 0o600 },
+    );
     const listed = await objmount(['creds', 'list'], damaged);
     expect(listed.code).not.toBe(0);
     expect(listed.stderr).toMatch(/credentials.json is damaged \(not valid JSON at character \d+\); move it away/);
@@ -137,7 +153,10 @@ describe('objmount creds', () => {
 
     expect((await objmount(['creds', 'list'], env)).stdout).toMatch(/no credentials/);
     await objmount(['creds', 'import', keyFile('ok.txt', LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY), '--name', 'dup'], env);
-    const duplicate = await objmount(['creds', 'import', keyFile('ok.txt', LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY), '--name', 'dup'], env);
+    const duplicate = await objmount(
+      ['creds', 'import', keyFile('ok.txt', LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY), '--name', 'dup'],
+      env,
+    );
     expect(duplicate.stderr).toMatch(/a credential named 'dup' exists: choose another with --name, or replace it with --force/);
   });
 
@@ -170,7 +189,9 @@ describe('objmount creds', () => {
     const file = keyFile('many.txt', LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY);
     const results = await Promise.all([1, 2, 3, 4, 5].map((i) => objmount(['creds', 'import', file, '--name', `k${i}`], env)));
     expect(results.map((r) => r.code)).toEqual([0, 0, 0, 0, 0]);
-    const { credentials } = JSON.parse((await objmount(['creds', 'list', '--json'], env)).stdout) as { credentials: Array<{ name: string }> };
+    const { credentials } = JSON.parse((await objmount(['creds', 'list', '--json'], env)).stdout) as {
+      credentials: Array<{ name: string }>;
+    };
     expect(credentials.map((c) => c.name).sort()).toEqual(['k1', 'k2', 'k3', 'k4', 'k5']);
   });
 });
@@ -245,9 +266,13 @@ describe('public buckets', () => {
       `objmount: cannot pair s3://creds-a with public access: ${server.endpoint} does not let anyone list it without a key (AccessDenied): import a key for it ('objmount creds import FILE') and pair it with that`,
     );
     const missing = await objmount(['creds', 'pair', 's3://no-such-bucket', 'public', '--endpoint', server.endpoint], env);
-    expect(oneLine(missing)).toBe(`objmount: cannot pair s3://no-such-bucket with public access: there is no bucket 'no-such-bucket' at ${server.endpoint}: check the name`);
+    expect(oneLine(missing)).toBe(
+      `objmount: cannot pair s3://no-such-bucket with public access: there is no bucket 'no-such-bucket' at ${server.endpoint}: check the name`,
+    );
     const unreachable = await objmount(['creds', 'pair', 's3://creds-b', 'public', '--endpoint', 'http://127.0.0.1:1'], env);
-    expect(oneLine(unreachable)).toMatch(/^objmount: cannot pair s3:\/\/creds-b with public access: cannot reach http:\/\/127.0.0.1:1 .*: check --endpoint and the network$/);
+    expect(oneLine(unreachable)).toMatch(
+      /^objmount: cannot pair s3:\/\/creds-b with public access: cannot reach http:\/\/127.0.0.1:1 .*: check --endpoint and the network$/,
+    );
     expect((await objmount(['creds', 'list'], env)).stdout).toMatch(/no credentials in/); // nothing paired
     expect(existsSync(join(env.OBJMOUNT_CONFIG_DIR!, 'credentials.json'))).toBe(false);
   });
@@ -258,7 +283,16 @@ describe('Google Cloud credentials', () => {
     const env = freshEnv('store-gcs');
     const key = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
     const file = join(scratch, 'sa.json');
-    writeFileSync(file, JSON.stringify({ type: 'service_account', project_id: 'p-1', private_key: key, client_email: 'sa@p-1.iam.gserviceaccount.com', token_uri: 'https://oauth2.googleapis.com/token' }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        type: 'service_account',
+        project_id: 'p-1',
+        private_key: key,
+        client_email: 'sa@p-1.iam.gserviceaccount.com',
+        token_uri: 'https://oauth2.googleapis.com/token',
+      }),
+    );
     const imported = await objmount(['creds', 'import', file], env, 120_000);
     expect(imported.code).not.toBe(0);
     expect(imported.stderr.trim().split('\n')).toHaveLength(1);

@@ -112,7 +112,9 @@ async function withFaults<T>(rules: FaultRule[], work: () => Promise<T>, settled
 }
 
 function logLines(key: string): string[] {
-  return readFileSync(mount.logFile, 'utf8').split('\n').filter((line) => line.includes(key));
+  return readFileSync(mount.logFile, 'utf8')
+    .split('\n')
+    .filter((line) => line.includes(key));
 }
 
 /** Waits for the daemon's log to say that the release of /`key` failed. */
@@ -203,7 +205,11 @@ describe('writes under faults', () => {
     ['every part upload fails with 500', [{ ...partUploads, action: 'status', status: 500, code: 'InternalError' }], /Input\/output error/],
     ['every part upload is reset mid-body', [{ ...partUploads, action: 'reset' }], /Input\/output error/],
     ['part uploads are denied (403)', [{ ...partUploads, action: 'status', status: 403, code: 'AccessDenied' }], /Permission denied/],
-    ['completing the upload fails with 500', [{ ...completes, action: 'status', status: 500, code: 'InternalError' }], /Input\/output error/],
+    [
+      'completing the upload fails with 500',
+      [{ ...completes, action: 'status', status: 500, code: 'InternalError' }],
+      /Input\/output error/,
+    ],
   ];
   it.each(failing)('fails the writer and leaves no upload behind when %s', async (_name, rules, message) => {
     const key = `write/failing-${rules[0]!.action}-${rules[0]!.status ?? ''}-${rules[0]!.method}`;

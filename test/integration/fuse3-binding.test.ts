@@ -172,7 +172,9 @@ describe('the kernel interface', () => {
       },
     });
     const file = join(m.mountpoint, 'big');
-    const result = await sh(`head -c 5242880 /dev/urandom > ${join(tmpdir(), 'fuse3-src')} && dd if=${join(tmpdir(), 'fuse3-src')} of=${file} bs=1M 2>&1 && cmp ${join(tmpdir(), 'fuse3-src')} ${file}`);
+    const result = await sh(
+      `head -c 5242880 /dev/urandom > ${join(tmpdir(), 'fuse3-src')} && dd if=${join(tmpdir(), 'fuse3-src')} of=${file} bs=1M 2>&1 && cmp ${join(tmpdir(), 'fuse3-src')} ${file}`,
+    );
     expect(result.code, result.stdout + result.stderr).toBe(0);
     expect(Math.max(...writeSizes)).toBe(1024 * 1024);
     expect(tree.nodes.get('/big')?.data.length).toBe(5 * 1024 * 1024);
@@ -362,12 +364,14 @@ describe('readdirplus', () => {
 
   it('turns a malformed entry into EIO', async () => {
     const tree = new MemoryTree();
-    const m = await mount(tree.operations({ readdirplus: (_path: string, cb: (code: number, entries: unknown[]) => void) => cb(0, [{ nameless: true }]) }));
+    const m = await mount(
+      tree.operations({ readdirplus: (_path: string, cb: (code: number, entries: unknown[]) => void) => cb(0, [{ nameless: true }]) }),
+    );
     expect((await sh(`ls ${m.mountpoint}`)).stderr).toMatch(/Input\/output error/);
   });
 });
 
-describe('large buffers (the block cache\'s memory)', () => {
+describe("large buffers (the block cache's memory)", () => {
   it('hold what is written to them, in huge pages where the kernel offers them; other sizes are left to Node', () => {
     const MiB = 1024 * 1024;
     const hugeKiB = () => Number(/AnonHugePages:\s+(\d+) kB/.exec(readFileSync('/proc/self/smaps_rollup', 'utf8'))?.[1] ?? 0);
@@ -409,7 +413,12 @@ describe('unmounting', () => {
   });
 
   it('of a session never mounted does nothing', async () => {
-    const session = new FuseSession(tmpdir(), new MemoryTree().operations(), { fsName: 'never', allowOther: false, attrTimeoutSeconds: 0, debug: false });
+    const session = new FuseSession(tmpdir(), new MemoryTree().operations(), {
+      fsName: 'never',
+      allowOther: false,
+      attrTimeoutSeconds: 0,
+      debug: false,
+    });
     await expect(session.unmount()).resolves.toBeUndefined();
     expect(isMounted(tmpdir())).toBe(false);
   });

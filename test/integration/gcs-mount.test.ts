@@ -35,7 +35,8 @@ const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 /** The test's environment, without any Google credential that could send requests elsewhere. */
 function gcsEnv(): NodeJS.ProcessEnv {
   const env = testEnv();
-  for (const name of Object.keys(env)) if (name.startsWith('GOOGLE_') || name.startsWith('GCLOUD') || name === 'STORAGE_EMULATOR_HOST') delete env[name];
+  for (const name of Object.keys(env))
+    if (name.startsWith('GOOGLE_') || name.startsWith('GCLOUD') || name === 'STORAGE_EMULATOR_HOST') delete env[name];
   return env;
 }
 
@@ -101,7 +102,9 @@ describe('a gs:// mount on the emulator', () => {
     await storage.bucket(BUCKET).file('from-api.bin').save(data, { resumable: false });
     expect(sha(readFileSync(join(mnt, 'from-api.bin')))).toBe(sha(data));
     // A seek: dd reads 1 MiB from the middle.
-    const middle = execFileSync('dd', [`if=${join(mnt, 'from-api.bin')}`, 'bs=1M', 'skip=7', 'count=1', 'status=none'], { timeout: 60_000 });
+    const middle = execFileSync('dd', [`if=${join(mnt, 'from-api.bin')}`, 'bs=1M', 'skip=7', 'count=1', 'status=none'], {
+      timeout: 60_000,
+    });
     expect(middle.equals(data.subarray(7 * MiB, 8 * MiB))).toBe(true);
   });
 
@@ -175,15 +178,25 @@ describe('gs:// mounts that cannot start', () => {
     const mountpoint = join(dir, 'mnt');
     execFileSync('mkdir', [mountpoint]);
     try {
-      const result = await objmount(['mount', `gs://${BUCKET}`, mountpoint, '--endpoint', emulator.endpoint, '--key-file', keyFile, '--log-file', join(dir, 'log')], gcsEnv());
+      const result = await objmount(
+        ['mount', `gs://${BUCKET}`, mountpoint, '--endpoint', emulator.endpoint, '--key-file', keyFile, '--log-file', join(dir, 'log')],
+        gcsEnv(),
+      );
       expect(result.code).not.toBe(0);
       expect(result.stderr.trim().split('\n')).toHaveLength(1);
-      expect(result.stderr).toMatch(new RegExp(`cannot mount gs://${BUCKET}: the GCS key file ${keyFile} is not valid JSON \\(at character \\d+\\)`));
+      expect(result.stderr).toMatch(
+        new RegExp(`cannot mount gs://${BUCKET}: the GCS key file ${keyFile} is not valid JSON \\(at character \\d+\\)`),
+      );
       const env = { ...gcsEnv(), GOOGLE_APPLICATION_CREDENTIALS: keyFile };
       writeFileSync(keyFile, JSON.stringify({ type: 'authorized_user', client_id: 'x', client_secret: 'y', refresh_token: 'z' }));
-      const fromEnv = await objmount(['mount', `gs://${BUCKET}`, mountpoint, '--endpoint', emulator.endpoint, '--log-file', join(dir, 'log')], env);
+      const fromEnv = await objmount(
+        ['mount', `gs://${BUCKET}`, mountpoint, '--endpoint', emulator.endpoint, '--log-file', join(dir, 'log')],
+        env,
+      );
       expect(fromEnv.code).not.toBe(0);
-      expect(fromEnv.stderr).toMatch(/the GCS key file .*key\.json holds a user's gcloud login \(type authorized_user\), not a service-account key/);
+      expect(fromEnv.stderr).toMatch(
+        /the GCS key file .*key\.json holds a user's gcloud login \(type authorized_user\), not a service-account key/,
+      );
       expect(fromEnv.stderr).not.toContain('refresh_token');
     } finally {
       expect(isMounted(mountpoint)).toBe(false);
@@ -195,8 +208,14 @@ describe('gs:// mounts that cannot start', () => {
     const onS3 = await objmount(['mount', 's3://bucket', '/nonexistent/mnt', '--key-file', '/k.json'], gcsEnv());
     expect(onS3).toMatchObject({ code: 2, stderr: 'objmount: --key-file is for gs:// sources only\n' });
     const mountpoint = mkdtempSync(join(tmpdir(), 'objmount-gcs-creds-'));
-    const onGs = await objmount(['mount', 'gs://bucket', mountpoint, '--creds', 'partner'], { ...gcsEnv(), OBJMOUNT_CONFIG_DIR: join(mountpoint, '..', `${basename(mountpoint)}-store`) });
-    expect(onGs).toMatchObject({ code: 1, stderr: "objmount: no stored Google Cloud credential named 'partner' (see 'objmount creds list')\n" });
+    const onGs = await objmount(['mount', 'gs://bucket', mountpoint, '--creds', 'partner'], {
+      ...gcsEnv(),
+      OBJMOUNT_CONFIG_DIR: join(mountpoint, '..', `${basename(mountpoint)}-store`),
+    });
+    expect(onGs).toMatchObject({
+      code: 1,
+      stderr: "objmount: no stored Google Cloud credential named 'partner' (see 'objmount creds list')\n",
+    });
     expect(isMounted(mountpoint)).toBe(false);
   });
 
@@ -205,9 +224,15 @@ describe('gs:// mounts that cannot start', () => {
     const mountpoint = join(dir, 'mnt');
     execFileSync('mkdir', [mountpoint]);
     try {
-      const result = await objmount(['mount', `gs://${BUCKET}`, mountpoint, '--endpoint', 'http://127.0.0.1:9', '--log-file', join(dir, 'log')], gcsEnv(), 120_000);
+      const result = await objmount(
+        ['mount', `gs://${BUCKET}`, mountpoint, '--endpoint', 'http://127.0.0.1:9', '--log-file', join(dir, 'log')],
+        gcsEnv(),
+        120_000,
+      );
       expect(result.code).not.toBe(0);
-      expect(result.stderr.trim()).toMatch(/^objmount: cannot mount gs:\/\/gcs-mount-test: cannot reach http:\/\/127\.0\.0\.1:9 \(ECONNREFUSED\) for gs:\/\/gcs-mount-test: check --endpoint and the network$/);
+      expect(result.stderr.trim()).toMatch(
+        /^objmount: cannot mount gs:\/\/gcs-mount-test: cannot reach http:\/\/127\.0\.0\.1:9 \(ECONNREFUSED\) for gs:\/\/gcs-mount-test: check --endpoint and the network$/,
+      );
     } finally {
       expect(isMounted(mountpoint)).toBe(false);
       rmSync(dir, { recursive: true, force: true });

@@ -22,8 +22,19 @@ import { type GcsEmulator, startGcsEmulator } from '../helpers/gcs-emulator.js';
 const BUCKET = 'gcs-store-test';
 let emulator: GcsEmulator | undefined;
 
-function makeStore(bucket = BUCKET, endpoint = emulator!.endpoint, extra: Partial<ConstructorParameters<typeof GcsStore>[0]> = {}): GcsStore {
-  return new GcsStore({ bucket, endpoint, auth: { kind: 'anonymous' }, credentialDescription: 'no credentials (anonymous)', maxRetries: 1, ...extra });
+function makeStore(
+  bucket = BUCKET,
+  endpoint = emulator!.endpoint,
+  extra: Partial<ConstructorParameters<typeof GcsStore>[0]> = {},
+): GcsStore {
+  return new GcsStore({
+    bucket,
+    endpoint,
+    auth: { kind: 'anonymous' },
+    credentialDescription: 'no credentials (anonymous)',
+    maxRetries: 1,
+    ...extra,
+  });
 }
 
 /** Every key under a prefix as the emulator has it, temporary part objects included. */
@@ -118,7 +129,9 @@ describe('GcsStore on the emulator: what is GCS-specific', () => {
   it('has no part copy, and says so in its capabilities', async () => {
     const gcs = store();
     expect(gcs.capabilities).toMatchObject({ partCopy: false, serverSideCopy: true, maxParts: 10_000 });
-    await expect(gcs.uploadPartCopy('k', 'id', 1, { key: 'a', range: { start: 0, end: 1 }, ifMatch: '1' })).rejects.toMatchObject({ code: 'InvalidRequest' });
+    await expect(gcs.uploadPartCopy('k', 'id', 1, { key: 'a', range: { start: 0, end: 1 }, ifMatch: '1' })).rejects.toMatchObject({
+      code: 'InvalidRequest',
+    });
   });
 
   it('reports an endpoint that refuses connections as Unreachable, naming it', async () => {
@@ -171,7 +184,10 @@ describe('GcsStore composite uploads, through a compose shim over the emulator',
         destination: 'c/file',
         body: {
           destination: { contentType: 'text/plain', metadata: { mode: '33188', mtime: '1700000000' } },
-          sourceObjects: [1, 2, 3].map((n) => ({ name: `c/file.objmount-part-${id}-${n}`, generation: parts.find((p) => p.partNumber === n)!.etag })),
+          sourceObjects: [1, 2, 3].map((n) => ({
+            name: `c/file.objmount-part-${id}-${n}`,
+            generation: parts.find((p) => p.partNumber === n)!.etag,
+          })),
         },
       },
     ]);

@@ -37,7 +37,16 @@ beforeAll(async () => {
   sdk = s3Client(server.endpoint);
   // 2 s per request; data moves at "at least 1 GiB/s", so a read's deadline is 2 s too.
   mount = await mountBucket(proxy.endpoint, `s3://${BUCKET}`, [
-    '--request-timeout', '2', '--min-transfer-rate', '1G', '--metadata-ttl', '0', '--negative-ttl', '0', '--block-size', '1M',
+    '--request-timeout',
+    '2',
+    '--min-transfer-rate',
+    '1G',
+    '--metadata-ttl',
+    '0',
+    '--negative-ttl',
+    '0',
+    '--block-size',
+    '1M',
   ]);
 });
 
@@ -89,7 +98,9 @@ describe('a store that stops answering', () => {
     await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'stalled.bin', Body: data }));
     const path = join(mount.mountpoint, 'stalled.bin');
     expect((await attempt('stat', ['-c', '%s', path])).stdout).toBe(`${data.length}\n`); // known before the fault
-    const { result, matched } = await withRules([{ method: 'GET', path: `^/${BUCKET}/stalled\\.bin`, action: 'stall' }], () => attempt('cat', [path]));
+    const { result, matched } = await withRules([{ method: 'GET', path: `^/${BUCKET}/stalled\\.bin`, action: 'stall' }], () =>
+      attempt('cat', [path]),
+    );
     expect(result.ok).toBe(false);
     expect(result.stderr).toMatch(/Connection timed out/);
     expect(matched).toBeGreaterThan(0);
@@ -102,7 +113,9 @@ describe('a store that stops answering', () => {
     const local = join(mkdtempSync(join(tmpdir(), 'hung-')), 'hello.txt');
     writeFileSync(local, 'hello');
     // cp reports what close said (a shell's redirection does not).
-    const { result } = await withRules([{ method: 'PUT', path: `^/${BUCKET}/unanswered`, action: 'hang' }], () => attempt('cp', [local, path]));
+    const { result } = await withRules([{ method: 'PUT', path: `^/${BUCKET}/unanswered`, action: 'hang' }], () =>
+      attempt('cp', [local, path]),
+    );
     expect(result.ok).toBe(false);
     expect(result.stderr).toMatch(/Connection timed out/);
     writeFileSync(local, 'again');
@@ -116,8 +129,16 @@ describe('a program stuck on a hung store', () => {
 
   beforeAll(async () => {
     // A deadline far beyond the test's bound: only the interrupt can end the stuck call in time.
-    patient = await mountBucket(proxy.endpoint, `s3://${BUCKET}`, ['--request-timeout', '600', '--metadata-ttl', '0', '--negative-ttl', '0']);
-    for (const name of ['stat', 'cat', 'other']) await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: `patient/${name}.txt`, Body: name }));
+    patient = await mountBucket(proxy.endpoint, `s3://${BUCKET}`, [
+      '--request-timeout',
+      '600',
+      '--metadata-ttl',
+      '0',
+      '--negative-ttl',
+      '0',
+    ]);
+    for (const name of ['stat', 'cat', 'other'])
+      await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: `patient/${name}.txt`, Body: name }));
     await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'listed/file.txt', Body: 'listed' }));
   });
 
@@ -162,7 +183,9 @@ describe('a program stuck on a hung store', () => {
   });
 
   it('ends an ls of a directory whose listing hangs on SIGINT, and the mount goes on serving', async () => {
-    const outcome = await interruptWhileHung([{ method: 'GET', path: 'prefix=listed', action: 'hang' }], 'ls', [join(patient.mountpoint, 'listed')]);
+    const outcome = await interruptWhileHung([{ method: 'GET', path: 'prefix=listed', action: 'hang' }], 'ls', [
+      join(patient.mountpoint, 'listed'),
+    ]);
     expect(outcome).toBe('SIGINT');
     expect(await other()).toMatchObject({ ok: true, stdout: 'other' });
   });

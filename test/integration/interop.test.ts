@@ -61,7 +61,9 @@ describe('s3fs and objmount on one bucket', () => {
     const mnt = ours.mountpoint;
     mkdirSync(join(mnt, 'from-objmount'));
     writeFileSync(join(mnt, 'from-objmount', 'file'), 'written by objmount\n');
-    execFileSync('sh', ['-c', 'chmod 640 file && chown 1234:5678 file && touch -d "2020-02-03 04:05:06" file'], { cwd: join(mnt, 'from-objmount') });
+    execFileSync('sh', ['-c', 'chmod 640 file && chown 1234:5678 file && touch -d "2020-02-03 04:05:06" file'], {
+      cwd: join(mnt, 'from-objmount'),
+    });
     const expected = facts(join(mnt, 'from-objmount', 'file'));
     await withS3fs((dir) => {
       expect(readFileSync(join(dir, 'from-objmount', 'file'), 'utf8')).toBe('written by objmount\n');
@@ -76,7 +78,9 @@ describe('s3fs and objmount on one bucket', () => {
     await withS3fs((dir) => {
       mkdirSync(join(dir, 'from-s3fs'));
       writeFileSync(join(dir, 'from-s3fs', 'file'), 'written by s3fs\n');
-      execFileSync('sh', ['-c', 'chmod 600 file && chown 42:43 file && touch -d "2021-05-06 07:08:09" file'], { cwd: join(dir, 'from-s3fs') });
+      execFileSync('sh', ['-c', 'chmod 600 file && chown 42:43 file && touch -d "2021-05-06 07:08:09" file'], {
+        cwd: join(dir, 'from-s3fs'),
+      });
       expected = facts(join(dir, 'from-s3fs', 'file'));
     });
     await sleep(1100); // objmount's metadata TTL
@@ -140,7 +144,12 @@ describe('rclone and objmount on one bucket', () => {
     writeFileSync(join(mnt, 'for-rclone', 'sub', 'file.bin'), data);
     execFileSync('touch', ['-d', '2019-09-09 09:09:09', join(mnt, 'for-rclone', 'sub', 'file.bin')]);
 
-    const listed = JSON.parse(rclone('lsjson', '-R', `store:${BUCKET}/for-rclone`)) as Array<{ Path: string; IsDir: boolean; Size: number; ModTime: string }>;
+    const listed = JSON.parse(rclone('lsjson', '-R', `store:${BUCKET}/for-rclone`)) as Array<{
+      Path: string;
+      IsDir: boolean;
+      Size: number;
+      ModTime: string;
+    }>;
     const byPath = new Map(listed.map((entry) => [entry.Path, entry]));
     // rclone 1.60 (Debian 12) shows no empty directory on S3: it skips objmount's `empty/` marker
     // rather than showing it as a file, which is what matters here.

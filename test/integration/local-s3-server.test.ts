@@ -221,7 +221,10 @@ describe('8-9. deletes', () => {
 
   it('a delete does not race with a PUT into the same directory', async () => {
     const rounds = Array.from({ length: 40 }, (_, i) =>
-      Promise.all([put(`race/dir/new-${i}`), put(`race/dir/old-${i}`).then(() => sdk.send(new DeleteObjectCommand({ Bucket, Key: `race/dir/old-${i}` })))]),
+      Promise.all([
+        put(`race/dir/new-${i}`),
+        put(`race/dir/old-${i}`).then(() => sdk.send(new DeleteObjectCommand({ Bucket, Key: `race/dir/old-${i}` }))),
+      ]),
     );
     await Promise.all(rounds);
     const { entries } = await listV2('race/');
@@ -259,7 +262,7 @@ describe('10. signatures', () => {
   });
 
   it('accepts correctly signed requests with awkward paths and queries', async () => {
-    const key = 'sig/a b+c%d=é/~*()!\'';
+    const key = "sig/a b+c%d=é/~*()!'";
     await put(key, 'ok');
     expect(await get(key)).toBe('ok');
     const page = await sdk.send(new ListObjectsV2Command({ Bucket, Prefix: 'sig/a b+c%d=é/', Delimiter: '/', MaxKeys: 5 }));
@@ -307,7 +310,12 @@ describe('12. multipart uploads', () => {
         Bucket,
         Key,
         UploadId,
-        MultipartUpload: { Parts: [{ PartNumber: 1, ETag: e1 }, { PartNumber: 2, ETag: e2 }] },
+        MultipartUpload: {
+          Parts: [
+            { PartNumber: 1, ETag: e1 },
+            { PartNumber: 2, ETag: e2 },
+          ],
+        },
       }),
     );
     const body = await get(Key);
@@ -347,7 +355,15 @@ describe('14. UploadPartCopy', () => {
     const Key = 'part-copy/target';
     const { UploadId } = await sdk.send(new CreateMultipartUploadCommand({ Bucket, Key }));
     const copied = await sdk.send(
-      new UploadPartCopyCommand({ Bucket, Key, UploadId, PartNumber: 1, CopySource: `${Bucket}/part-copy/source`, CopySourceRange: `bytes=0-${5 * 1024 * 1024 - 1}`, CopySourceIfMatch: etag }),
+      new UploadPartCopyCommand({
+        Bucket,
+        Key,
+        UploadId,
+        PartNumber: 1,
+        CopySource: `${Bucket}/part-copy/source`,
+        CopySourceRange: `bytes=0-${5 * 1024 * 1024 - 1}`,
+        CopySourceIfMatch: etag,
+      }),
     );
     const { ETag: tail } = await sdk.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: 2, Body: 'END' }));
     await sdk.send(
@@ -355,7 +371,12 @@ describe('14. UploadPartCopy', () => {
         Bucket,
         Key,
         UploadId,
-        MultipartUpload: { Parts: [{ PartNumber: 1, ETag: copied.CopyPartResult!.ETag }, { PartNumber: 2, ETag: tail }] },
+        MultipartUpload: {
+          Parts: [
+            { PartNumber: 1, ETag: copied.CopyPartResult!.ETag },
+            { PartNumber: 2, ETag: tail },
+          ],
+        },
       }),
     );
     const body = await get(Key);
@@ -365,11 +386,26 @@ describe('14. UploadPartCopy', () => {
 
     const { UploadId: other } = await sdk.send(new CreateMultipartUploadCommand({ Bucket, Key }));
     const stale = sdk.send(
-      new UploadPartCopyCommand({ Bucket, Key, UploadId: other, PartNumber: 1, CopySource: `${Bucket}/part-copy/source`, CopySourceRange: 'bytes=0-9', CopySourceIfMatch: '"0123"' }),
+      new UploadPartCopyCommand({
+        Bucket,
+        Key,
+        UploadId: other,
+        PartNumber: 1,
+        CopySource: `${Bucket}/part-copy/source`,
+        CopySourceRange: 'bytes=0-9',
+        CopySourceIfMatch: '"0123"',
+      }),
     );
     expect(await failure(stale)).toBe('412 PreconditionFailed');
     const beyond = sdk.send(
-      new UploadPartCopyCommand({ Bucket, Key, UploadId: other, PartNumber: 1, CopySource: `${Bucket}/part-copy/source`, CopySourceRange: 'bytes=0-99999999' }),
+      new UploadPartCopyCommand({
+        Bucket,
+        Key,
+        UploadId: other,
+        PartNumber: 1,
+        CopySource: `${Bucket}/part-copy/source`,
+        CopySourceRange: 'bytes=0-99999999',
+      }),
     );
     expect(await failure(beyond)).toBe('416 InvalidRange');
     await sdk.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId: other }));

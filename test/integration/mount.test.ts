@@ -5,13 +5,33 @@
 
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  constants,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import {
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
@@ -84,7 +104,11 @@ describe('files of every size, written with different tools', () => {
     { name: 'one-byte-printf', size: 1, write: (s, d) => void sh(`cat '${s}' > '${d}'`) },
     { name: 'four-k-node', size: 4096, write: async (s, d) => writeFile(d, await readFile(s)) },
     { name: 'five-mib-plus-one-dd', size: 5 * MiB + 1, write: (s, d) => void sh(`dd if='${s}' of='${d}' bs=1M status=none`) },
-    { name: 'five-mib-plus-one-python', size: 5 * MiB + 1, write: (s, d) => void sh(`python3 -c "import shutil,sys; shutil.copyfile(sys.argv[1], sys.argv[2])" '${s}' '${d}'`) },
+    {
+      name: 'five-mib-plus-one-python',
+      size: 5 * MiB + 1,
+      write: (s, d) => void sh(`python3 -c "import shutil,sys; shutil.copyfile(sys.argv[1], sys.argv[2])" '${s}' '${d}'`),
+    },
     { name: 'sixty-four-mib-cp', size: 64 * MiB, write: (s, d) => void sh(`cp '${s}' '${d}'`) },
   ];
   for (const { name, size, write } of cases) {
@@ -123,7 +147,9 @@ describe('reading', () => {
   });
 
   it('lets the kernel read ahead 1 MiB on the mount instead of 128 KiB', () => {
-    const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === mnt)!;
+    const line = readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.split(' ')[4] === mnt)!;
     expect(readFileSync(`/sys/class/bdi/${line.split(' ')[2]}/read_ahead_kb`, 'utf8').trim()).toBe('1024');
   });
 
@@ -166,7 +192,20 @@ describe('reading', () => {
 
 describe('hostile names', () => {
   it('keeps names with spaces, unicode, %, +, #, ?, quotes and 255-byte components exactly', async () => {
-    const names = ['with space', 'plus+sign', 'per%25cent', 'hash#tag', 'what?', 'quote\'s "double"', 'é-nfc', 'e\u0301-nfd', '日本語', 'emoji-\u{1F600}', 'x'.repeat(255), 'ü'.repeat(127)];
+    const names = [
+      'with space',
+      'plus+sign',
+      'per%25cent',
+      'hash#tag',
+      'what?',
+      'quote\'s "double"',
+      'é-nfc',
+      'e\u0301-nfd',
+      '日本語',
+      'emoji-\u{1F600}',
+      'x'.repeat(255),
+      'ü'.repeat(127),
+    ];
     mkdirSync(join(mnt, 'hostile'));
     for (const name of names) writeFileSync(join(mnt, 'hostile', name), name);
     expect(readdirSync(join(mnt, 'hostile')).sort()).toEqual([...names].sort());
@@ -309,7 +348,9 @@ describe('file operations', () => {
 
   it('O_EXCL refuses an existing file, O_TRUNC empties it', async () => {
     writeFileSync(join(mnt, 'excl'), 'content');
-    await expect(open(join(mnt, 'excl'), constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY)).rejects.toMatchObject({ code: 'EEXIST' });
+    await expect(open(join(mnt, 'excl'), constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY)).rejects.toMatchObject({
+      code: 'EEXIST',
+    });
     const h = await open(join(mnt, 'excl'), constants.O_WRONLY | constants.O_TRUNC);
     await h.close();
     expect(statSync(join(mnt, 'excl')).size).toBe(0);
@@ -472,7 +513,16 @@ describe('other clients and other tools', () => {
 describe('mount options and failures', () => {
   it('gives objects without metadata the --uid, --gid, --file-mode and --dir-mode defaults', async () => {
     await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'defaults/inner/plain', Body: 'p' }));
-    const other = await mountBucket(server.endpoint, `s3://${BUCKET}/defaults`, ['--uid', '4321', '--gid', '8765', '--file-mode', '0640', '--dir-mode', '0750']);
+    const other = await mountBucket(server.endpoint, `s3://${BUCKET}/defaults`, [
+      '--uid',
+      '4321',
+      '--gid',
+      '8765',
+      '--file-mode',
+      '0640',
+      '--dir-mode',
+      '0750',
+    ]);
     try {
       const dir = statSync(join(other.mountpoint, 'inner'));
       const file = statSync(join(other.mountpoint, 'inner', 'plain'));
@@ -506,7 +556,7 @@ describe('mount options and failures', () => {
     await sdk.send(new CreateBucketCommand({ Bucket: bucket }));
     const other = await mountBucket(server.endpoint, `s3://${bucket}`);
     try {
-            const h = await open(join(other.mountpoint, 'lost'), 'w');
+      const h = await open(join(other.mountpoint, 'lost'), 'w');
       await h.write(Buffer.alloc(6 * 1024 * 1024, 7)); // more than one part: a multipart upload
       // The bucket disappears under the mount: every upload now fails with NoSuchBucket.
       rmSync(join(server.directory, bucket), { recursive: true, force: true });
@@ -599,11 +649,16 @@ describe('ls -l and find (directories read with attributes)', () => {
   it('no longer shows a file another client deleted once the TTL has passed', async () => {
     const dir = join(mnt, 'plus-deleted');
     for (const name of ['keep', 'gone']) {
-      await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: `plus-deleted/${name}`, Body: name, Metadata: { mode: String(0o100600) } }));
+      await sdk.send(
+        new PutObjectCommand({ Bucket: BUCKET, Key: `plus-deleted/${name}`, Body: name, Metadata: { mode: String(0o100600) } }),
+      );
     }
     await statWhenShown(dir);
     expect(Object.keys(longListing(dir)).sort()).toEqual(['gone', 'keep']);
-    expect(longListing(dir)).toEqual({ gone: ['-rw-------', process.getuid!(), process.getgid!(), 4], keep: ['-rw-------', process.getuid!(), process.getgid!(), 4] });
+    expect(longListing(dir)).toEqual({
+      gone: ['-rw-------', process.getuid!(), process.getgid!(), 4],
+      keep: ['-rw-------', process.getuid!(), process.getgid!(), 4],
+    });
     await sdk.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'plus-deleted/gone' }));
     await sleep(1_200); // the default --metadata-ttl (1 s) and a margin: what is cached of it has expired
     expect(Object.keys(longListing(dir))).toEqual(['keep']);

@@ -40,7 +40,10 @@ beforeAll(async () => {
     return path;
   };
   const azureFile = join(scratch, 'azure.txt');
-  writeFileSync(azureFile, `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_ACCOUNT_KEY};BlobEndpoint=${azurite.endpoint}`);
+  writeFileSync(
+    azureFile,
+    `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_ACCOUNT_KEY};BlobEndpoint=${azurite.endpoint}`,
+  );
   for (const [file, name] of [
     [keyFile('one.txt', first.endpoint), 'one'],
     [keyFile('two.txt', second.endpoint), 'two'],
@@ -78,12 +81,16 @@ describe('the root view', () => {
       } finally {
         gamma.destroy();
       }
-      const blob = new BlobServiceClient(azurite.endpoint, new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY)).getContainerClient('photos').getBlobClient('in-azure');
+      const blob = new BlobServiceClient(azurite.endpoint, new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY))
+        .getContainerClient('photos')
+        .getBlobClient('in-azure');
       expect((await blob.getProperties()).contentLength).toBe(5);
 
       // Within a bucket a rename is a rename; between buckets EXDEV, and mv copies instead.
       renameSync(join(root, 's3', 'alpha', 'docs', 'readme.txt'), join(root, 's3', 'alpha', 'docs', 'README'));
-      expect(() => renameSync(join(root, 's3', 'alpha', 'docs', 'README'), join(root, 's3', 'beta', 'README'))).toThrow(expect.objectContaining({ code: 'EXDEV' }));
+      expect(() => renameSync(join(root, 's3', 'alpha', 'docs', 'README'), join(root, 's3', 'beta', 'README'))).toThrow(
+        expect.objectContaining({ code: 'EXDEV' }),
+      );
       execFileSync('mv', [join(root, 's3', 'alpha', 'docs', 'README'), join(root, 'az', AZURITE_ACCOUNT, 'photos', 'README')]);
       expect(readFileSync(join(root, 'az', AZURITE_ACCOUNT, 'photos', 'README'), 'utf8')).toBe('in alpha');
       expect(readdirSync(join(root, 's3', 'alpha', 'docs'))).toEqual([]);

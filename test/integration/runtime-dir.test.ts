@@ -39,7 +39,11 @@ describe('the runtime directory', () => {
     const mnt = privateDir('nobody-mnt');
     const env = testEnv({ OBJMOUNT_RUNTIME_DIR: undefined, XDG_RUNTIME_DIR: undefined, HOME: mnt });
     // As another user (nobody has no login session, so no /run/user/65534).
-    const result = await run('setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', process.execPath, CLI, 'status'], { env }).then(
+    const result = await run(
+      'setpriv',
+      ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', process.execPath, CLI, 'status'],
+      { env },
+    ).then(
       () => ({ code: 0, stderr: '' }),
       (error: { code?: number; stderr?: string }) => ({ code: error.code ?? 1, stderr: error.stderr ?? '' }),
     );
@@ -62,13 +66,17 @@ describe('the runtime directory', () => {
     forceUnmount(mnt); // in every outcome
     expect(wasMounted).toBe(false);
     expect(mounted.code).not.toBe(0);
-    expect(mounted.stderr).toContain(`the runtime directory ${taken} belongs to uid ${NOBODY}, not you (0): remove it, or set XDG_RUNTIME_DIR to a private directory`);
+    expect(mounted.stderr).toContain(
+      `the runtime directory ${taken} belongs to uid ${NOBODY}, not you (0): remove it, or set XDG_RUNTIME_DIR to a private directory`,
+    );
     expect(readdirSync(taken)).toEqual([]); // no record, no socket
     chownSync(taken, 0, 0);
     chmodSync(taken, 0o777);
     const status = await objmount(['status'], env);
     expect(status.code).not.toBe(0);
-    expect(status.stderr.trim()).toBe(`objmount: the runtime directory ${taken} may be written by other users (mode 777): remove it, or set XDG_RUNTIME_DIR to a private directory`);
+    expect(status.stderr.trim()).toBe(
+      `objmount: the runtime directory ${taken} may be written by other users (mode 777): remove it, or set XDG_RUNTIME_DIR to a private directory`,
+    );
   });
 });
 

@@ -36,7 +36,10 @@ afterAll(async () => {
 
 describe('S3Store', () => {
   it('puts, heads and gets whole objects and ranges, with metadata', async () => {
-    const { etag } = await store.put('obj', Buffer.from('0123456789'), { metadata: { mode: '33188', uid: '7' }, contentType: 'text/plain' });
+    const { etag } = await store.put('obj', Buffer.from('0123456789'), {
+      metadata: { mode: '33188', uid: '7' },
+      contentType: 'text/plain',
+    });
     const head = await store.head('obj');
     expect(head).toMatchObject({ key: 'obj', size: 10, etag, metadata: { mode: '33188', uid: '7' }, contentType: 'text/plain' });
     expect((await store.get('obj')).body.toString()).toBe('0123456789');

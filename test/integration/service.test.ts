@@ -70,7 +70,9 @@ async function until(condition: () => boolean, what: string, timeoutMs = 20_000)
 
 /** The unit's `Key=` command line with ${VAR} and $VAR taken from the instance's configuration. */
 function unitCommand(key: 'ExecStart' | 'ExecStop', conf: Record<string, string>): string[] {
-  const line = readFileSync(join(ROOT, 'systemd', 'objmount@.service'), 'utf8').split('\n').find((l) => l.startsWith(`${key}=`))!;
+  const line = readFileSync(join(ROOT, 'systemd', 'objmount@.service'), 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${key}=`))!;
   return line
     .slice(key.length + 1)
     .split(/\s+/)
@@ -90,7 +92,9 @@ describe('systemd units', () => {
     const system = spawnSyncText('systemd-analyze', ['verify', '--man=no', join(dir, 'objmount@check.service')]);
     expect(system).toEqual({ status: 0, output: '' });
     const runtime = mkdtempSync(join(scratch, 'xdg-'));
-    const user = spawnSyncText('systemd-analyze', ['--user', 'verify', '--man=no', join(dir, 'objmount@user.service')], { XDG_RUNTIME_DIR: runtime });
+    const user = spawnSyncText('systemd-analyze', ['--user', 'verify', '--man=no', join(dir, 'objmount@user.service')], {
+      XDG_RUNTIME_DIR: runtime,
+    });
     expect(user).toEqual({ status: 0, output: '' });
   });
 
@@ -101,19 +105,28 @@ describe('systemd units', () => {
     const score = Number(/Overall exposure level for .*: ([\d.]+)/.exec(output)?.[1]);
     expect(score, output).toBeLessThanOrEqual(3.5);
     for (const setting of ['NoNewPrivileges=', 'UMask=', 'RestrictAddressFamilies=~AF_PACKET', 'CapabilityBoundingSet=~CAP_SYS_PTRACE']) {
-      expect(output.split('\n').find((line) => line.includes(setting)), setting).toMatch(/✓/);
+      expect(
+        output.split('\n').find((line) => line.includes(setting)),
+        setting,
+      ).toMatch(/✓/);
     }
   });
 
   it('install-service keeps the configuration directory that holds credentials private (0700)', async () => {
     const config = join(mkdtempSync(join(scratch, 'etc-')), 'objmount');
-    const installed = await objmount(['install-service', 'private', `s3://${BUCKET}`, '/mnt/private', '--unit-dir', mkdtempSync(join(scratch, 'unit-'))], testEnv({ OBJMOUNT_CONFIG_DIR: config }));
+    const installed = await objmount(
+      ['install-service', 'private', `s3://${BUCKET}`, '/mnt/private', '--unit-dir', mkdtempSync(join(scratch, 'unit-'))],
+      testEnv({ OBJMOUNT_CONFIG_DIR: config }),
+    );
     expect(installed.code, installed.stderr).toBe(0);
     expect(statSync(config).mode & 0o777).toBe(0o700);
     // One made open by hand, with credentials in it, is closed again, and that is said.
     chmodSync(config, 0o755);
     writeFileSync(join(config, 'credentials.json'), '{}', { mode: 0o600 });
-    const again = await objmount(['install-service', 'private', `s3://${BUCKET}`, '/mnt/private', '--unit-dir', mkdtempSync(join(scratch, 'unit-'))], testEnv({ OBJMOUNT_CONFIG_DIR: config }));
+    const again = await objmount(
+      ['install-service', 'private', `s3://${BUCKET}`, '/mnt/private', '--unit-dir', mkdtempSync(join(scratch, 'unit-'))],
+      testEnv({ OBJMOUNT_CONFIG_DIR: config }),
+    );
     expect(again.code, again.stderr).toBe(0);
     expect(statSync(config).mode & 0o777).toBe(0o700);
     expect(again.stdout).toContain(`${config} holds credentials and was open to other users: made it 0700`);
@@ -122,7 +135,22 @@ describe('systemd units', () => {
   it("install-service writes the instance's configuration; the unit's ExecStart mounts and notifies, ExecStop drains and unmounts", async () => {
     const mountpoint = mkdtempSync(join(scratch, 'mnt-'));
     const unitDir = join(scratch, 'units');
-    const installed = await objmount(['install-service', 'data', `s3://${BUCKET}`, mountpoint, '--unit-dir', unitDir, '--', '--endpoint', server.endpoint, '--write-mode', 'async'], env);
+    const installed = await objmount(
+      [
+        'install-service',
+        'data',
+        `s3://${BUCKET}`,
+        mountpoint,
+        '--unit-dir',
+        unitDir,
+        '--',
+        '--endpoint',
+        server.endpoint,
+        '--write-mode',
+        'async',
+      ],
+      env,
+    );
     expect(installed.stdout).toMatch(/systemctl daemon-reload && systemctl enable --now objmount@data/);
     const conf = Object.fromEntries(
       readFileSync(join(scratch, 'config', 'mounts', 'data.conf'), 'utf8')
@@ -158,7 +186,10 @@ describe('systemd units', () => {
 
   it('SIGTERM during a large write waits until the object is complete in the store', async () => {
     const mountpoint = mkdtempSync(join(scratch, 'mnt-'));
-    const daemon = spawn(process.execPath, [CLI, 'mount', `s3://${BUCKET}`, mountpoint, '--endpoint', server.endpoint, '--foreground'], { env, stdio: 'ignore' });
+    const daemon = spawn(process.execPath, [CLI, 'mount', `s3://${BUCKET}`, mountpoint, '--endpoint', server.endpoint, '--foreground'], {
+      env,
+      stdio: 'ignore',
+    });
     try {
       await until(() => isMounted(mountpoint), 'the mount');
       mkdirSync(join(mountpoint, 'slow'));
@@ -189,7 +220,14 @@ describe('status and metrics', () => {
       expect(readFileSync(join(mount.mountpoint, 'for-status')).length).toBe(5000);
 
       const [status] = JSON.parse((await objmount(['status', '--json'], env)).stdout) as Array<Record<string, never>>;
-      expect(status).toMatchObject({ source: `s3://${BUCKET}`, mountpoint: mount.mountpoint, bytesWritten: 3000, bytesRead: 5000, pendingUploads: 0, failedOperations: 0 });
+      expect(status).toMatchObject({
+        source: `s3://${BUCKET}`,
+        mountpoint: mount.mountpoint,
+        bytesWritten: 3000,
+        bytesRead: 5000,
+        pendingUploads: 0,
+        failedOperations: 0,
+      });
       expect((status as { requestsByOperation: Record<string, number> }).requestsByOperation).toMatchObject({ put: 3, get: 1 });
       const text = (await objmount(['status', mount.mountpoint], env)).stdout;
       expect(text).toContain(`s3://${BUCKET} on ${mount.mountpoint}`);
@@ -215,7 +253,10 @@ describe('fstab', () => {
     const mountpoint = mkdtempSync(join(scratch, 'fstab-'));
     const log = join(scratch, 'fstab.log');
     const fstab = join(scratch, 'fstab');
-    writeFileSync(fstab, `# test fstab\ns3://${BUCKET}  ${mountpoint}  objmount  _netdev,nofail,endpoint=${server.endpoint},file_mode=600,log_file=${log},x-systemd.automount  0 0\n`);
+    writeFileSync(
+      fstab,
+      `# test fstab\ns3://${BUCKET}  ${mountpoint}  objmount  _netdev,nofail,endpoint=${server.endpoint},file_mode=600,log_file=${log},x-systemd.automount  0 0\n`,
+    );
     try {
       await run('mount', ['-T', fstab, mountpoint], { env });
       expect(isMounted(mountpoint)).toBe(true); // mount(8) returned once the mount was live
@@ -237,9 +278,17 @@ describe('fstab', () => {
     const ours = !existsSync(helper);
     if (ours) symlinkSync(join(ROOT, 'bin', 'mount.objmount.js'), helper);
     // A credential store of its own, with the server's key imported and its bucket paired.
-    const rootEnv = { ...env, OBJMOUNT_CONFIG_DIR: join(scratch, 'root-view-config'), AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined };
+    const rootEnv = {
+      ...env,
+      OBJMOUNT_CONFIG_DIR: join(scratch, 'root-view-config'),
+      AWS_ACCESS_KEY_ID: undefined,
+      AWS_SECRET_ACCESS_KEY: undefined,
+    };
     const keys = join(scratch, 'root-view-keys.txt');
-    writeFileSync(keys, `aws_access_key_id=${LOCAL_S3_ACCESS_KEY}\naws_secret_access_key=${LOCAL_S3_SECRET_KEY}\nendpoint=${server.endpoint}\n`);
+    writeFileSync(
+      keys,
+      `aws_access_key_id=${LOCAL_S3_ACCESS_KEY}\naws_secret_access_key=${LOCAL_S3_SECRET_KEY}\nendpoint=${server.endpoint}\n`,
+    );
     const imported = await objmount(['creds', 'import', keys, '--name', 'local'], rootEnv);
     expect(imported.stderr).toBe('');
     const mountpoint = mkdtempSync(join(scratch, 'fstab-all-'));
@@ -260,7 +309,11 @@ describe('fstab', () => {
         .split(' ');
       expect(source.slice(0, 2)).toEqual(['fuse.objmount', 'objmount']);
       await run('mount', ['-a', '-T', fstab], { env: rootEnv });
-      expect(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((line) => line.split(' ')[4] === mountpoint)).toHaveLength(1);
+      expect(
+        readFileSync('/proc/self/mountinfo', 'utf8')
+          .split('\n')
+          .filter((line) => line.split(' ')[4] === mountpoint),
+      ).toHaveLength(1);
       await run('umount', [mountpoint]);
       await until(() => readFileSync(log, 'utf8').includes('unmounted'), 'the daemon to stop');
       expect((await sdk.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'via-root-view-fstab' }))).ContentLength).toBe(1);

@@ -84,18 +84,28 @@ function startWriter(dir: string): { child: ChildProcess; closed: Map<string, st
 async function storedSha(key: string): Promise<string | undefined> {
   const response = await fetch(`${swift.storageUrl}/${CONTAINER}/${key}`, { headers: { 'x-auth-token': token } });
   if (!response.ok) return undefined;
-  return createHash('sha256').update(Buffer.from(await response.arrayBuffer())).digest('hex');
+  return createHash('sha256')
+    .update(Buffer.from(await response.arrayBuffer()))
+    .digest('hex');
 }
 
 async function segmentNames(prefix: string): Promise<string[]> {
-  const response = await fetch(`${swift.storageUrl}/${CONTAINER}_segments?format=json&prefix=${encodeURIComponent(prefix)}`, { headers: { 'x-auth-token': token } });
+  const response = await fetch(`${swift.storageUrl}/${CONTAINER}_segments?format=json&prefix=${encodeURIComponent(prefix)}`, {
+    headers: { 'x-auth-token': token },
+  });
   if (response.status === 404) return [];
   return ((await response.json()) as Array<{ name: string }>).map((entry) => entry.name);
 }
 
 describe.each(['sync', 'async'] as const)('kill -9 of a swift:// mount in %s write mode', (mode) => {
   it('keeps every closed file and leaves no segment of the unfinished upload', async () => {
-    const env = testEnv({ OBJMOUNT_CONFIG_DIR: join(scratch, 'no-store'), OS_AUTH_URL: swift.authUrl, OS_AUTH_VERSION: '1', OS_USERNAME: SWIFT_TEST_USER, OS_PASSWORD: SWIFT_TEST_KEY });
+    const env = testEnv({
+      OBJMOUNT_CONFIG_DIR: join(scratch, 'no-store'),
+      OS_AUTH_URL: swift.authUrl,
+      OS_AUTH_VERSION: '1',
+      OS_USERNAME: SWIFT_TEST_USER,
+      OS_PASSWORD: SWIFT_TEST_KEY,
+    });
     const staging = mkdtempSync(join(scratch, `staging-${mode}-`));
     const prefix = `w-${mode}`;
     const args = ['--write-mode', mode, '--staging-dir', staging, '--part-size', '4M'];

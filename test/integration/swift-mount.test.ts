@@ -7,7 +7,21 @@
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -152,7 +166,7 @@ describe('a mounted Swift container', () => {
     expect((await bytesOf('moved/big.bin')).length).toBe(20 * MiB);
   });
 
-  it("shows what the Swift tools write: a Dynamic Large Object, and application/directory markers", async () => {
+  it('shows what the Swift tools write: a Dynamic Large Object, and application/directory markers', async () => {
     await raw('PUT', `${CONTAINER}_segments/tools/dlo/0001`, {}, 'first half, ');
     await raw('PUT', `${CONTAINER}_segments/tools/dlo/0002`, {}, 'second half');
     await raw('PUT', `${CONTAINER}/tools/dlo.txt`, { 'x-object-manifest': `${CONTAINER}_segments/tools/dlo/` }, '');
@@ -168,10 +182,26 @@ describe('a mounted Swift container', () => {
 
 describe('interop with rclone and the swift client on one container', () => {
   const rclone = (args: string[]) =>
-    execFileSync('rclone', ['--config', '/dev/null', '--swift-auth', swift.authUrl, '--swift-user', SWIFT_TEST_USER, '--swift-key', SWIFT_TEST_KEY, '--swift-auth-version', '1', ...args], {
-      encoding: 'buffer',
-      maxBuffer: 64 * MiB,
-    });
+    execFileSync(
+      'rclone',
+      [
+        '--config',
+        '/dev/null',
+        '--swift-auth',
+        swift.authUrl,
+        '--swift-user',
+        SWIFT_TEST_USER,
+        '--swift-key',
+        SWIFT_TEST_KEY,
+        '--swift-auth-version',
+        '1',
+        ...args,
+      ],
+      {
+        encoding: 'buffer',
+        maxBuffer: 64 * MiB,
+      },
+    );
 
   it('reads a tree rclone wrote (its chunked large file too), and rclone and swift read what objmount wrote (an SLO too)', async () => {
     const tree = join(scratch, 'rclone-tree');
@@ -191,7 +221,9 @@ describe('interop with rclone and the swift client on one container', () => {
       expect(sha(readFileSync(join(mnt, 'from-rclone/chunked.bin')))).toBe(sha(chunked));
       expect(readFileSync(join(mnt, 'from-rclone/sub/small.txt'), 'utf8')).toBe('from rclone');
       // rclone's mtime (X-Object-Meta-Mtime) is the file's mtime here.
-      expect(Math.round(statSync(join(mnt, 'from-rclone/sub/small.txt')).mtimeMs / 1000)).toBe(Math.round(statSync(join(tree, 'sub/small.txt')).mtimeMs / 1000));
+      expect(Math.round(statSync(join(mnt, 'from-rclone/sub/small.txt')).mtimeMs / 1000)).toBe(
+        Math.round(statSync(join(tree, 'sub/small.txt')).mtimeMs / 1000),
+      );
       writeFileSync(join(mnt, 'from-objmount.bin'), written);
       writeFileSync(join(mnt, 'small.txt'), 'from objmount');
     } finally {
@@ -201,7 +233,19 @@ describe('interop with rclone and the swift client on one container', () => {
     expect(sha(rclone(['cat', `:swift:${CONTAINER}/interop/from-objmount.bin`]))).toBe(sha(written));
     expect(rclone(['cat', `:swift:${CONTAINER}/interop/small.txt`]).toString()).toBe('from objmount');
     const downloaded = join(scratch, 'downloaded.bin');
-    execFileSync('/usr/bin/swift', ['-A', swift.authUrl, '-U', SWIFT_TEST_USER, '-K', SWIFT_TEST_KEY, 'download', CONTAINER, 'interop/from-objmount.bin', '-o', downloaded]);
+    execFileSync('/usr/bin/swift', [
+      '-A',
+      swift.authUrl,
+      '-U',
+      SWIFT_TEST_USER,
+      '-K',
+      SWIFT_TEST_KEY,
+      'download',
+      CONTAINER,
+      'interop/from-objmount.bin',
+      '-o',
+      downloaded,
+    ]);
     expect(sha(readFileSync(downloaded))).toBe(sha(written));
   });
 });
@@ -251,12 +295,18 @@ describe('Swift credentials', () => {
   });
 
   it('imports OS_* from the environment with --from-env, and mounts by pairing without them', async () => {
-    const env = testEnv({ OBJMOUNT_CONFIG_DIR: join(scratch, 'store-env'), AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined });
+    const env = testEnv({
+      OBJMOUNT_CONFIG_DIR: join(scratch, 'store-env'),
+      AWS_ACCESS_KEY_ID: undefined,
+      AWS_SECRET_ACCESS_KEY: undefined,
+    });
     for (const name of Object.keys(env)) if (name.startsWith('OS_')) delete env[name];
     const sourced = { ...env, OS_AUTH_URL: swift.authUrl, OS_AUTH_VERSION: '1', OS_USERNAME: SWIFT_TEST_USER, OS_PASSWORD: SWIFT_TEST_KEY };
     const imported = await objmount(['creds', 'import', '--from-env', '--name', 'from-env'], sourced);
     expect(imported.code, imported.stderr).toBe(0);
-    expect(imported.stdout).toMatch(/Imported 'from-env' \(Swift user 'test:tester' \(auth v1\) at http:\/\/127\.0\.0\.1:\d+\/auth\/v1\.0\)\. Detected \d+ buckets?/);
+    expect(imported.stdout).toMatch(
+      /Imported 'from-env' \(Swift user 'test:tester' \(auth v1\) at http:\/\/127\.0\.0\.1:\d+\/auth\/v1\.0\)\. Detected \d+ buckets?/,
+    );
     expect(imported.stdout).not.toContain(SWIFT_TEST_KEY);
     const mount = await mountBucket('', SOURCE, [], env);
     try {
@@ -272,7 +322,9 @@ describe('Swift credentials', () => {
     writeFileSync(conf, `[myswift]\ntype = swift\nauth = ${swift.authUrl}\nuser = test:reader\nkey = reading\nauth_version = 1\n`);
     const imported = await objmount(['creds', 'import', conf], env);
     expect(imported.code, imported.stderr).toBe(0);
-    expect(imported.stdout).toMatch(/Imported 'myswift'.*may not list buckets: pair each bucket with 'objmount creds pair swift:\/\/BUCKET myswift'/);
+    expect(imported.stdout).toMatch(
+      /Imported 'myswift'.*may not list buckets: pair each bucket with 'objmount creds pair swift:\/\/BUCKET myswift'/,
+    );
     // The reader may read one container: its ACL names it.
     await raw('PUT', 'shared', { 'x-container-read': 'test:reader' });
     await raw('PUT', 'shared/note.txt', {}, 'for the reader');
@@ -316,7 +368,11 @@ describe('bad input for a Swift mount', () => {
       'not-the-password',
     );
     const missing = emptyDir('missing');
-    expectCleanFailure(await objmount(['mount', 'swift://no-such-container', missing], swiftEnv()), missing, /container 'no-such-container' does not exist at .*: check the container name/);
+    expectCleanFailure(
+      await objmount(['mount', 'swift://no-such-container', missing], swiftEnv()),
+      missing,
+      /container 'no-such-container' does not exist at .*: check the container name/,
+    );
     const none = emptyDir('none');
     expectCleanFailure(
       await objmount(['mount', SOURCE, none], swiftEnv({ OS_AUTH_URL: undefined, OS_USERNAME: undefined, OS_PASSWORD: undefined })),

@@ -10,7 +10,15 @@ import { connect } from 'node:net';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { type LocalSwift, SWIFT_READER_KEY, SWIFT_READER_USER, SWIFT_TEST_KEY, SWIFT_TEST_USER, startLocalSwift, swiftToken } from '../../src/demo/local-swift.js';
+import {
+  type LocalSwift,
+  SWIFT_READER_KEY,
+  SWIFT_READER_USER,
+  SWIFT_TEST_KEY,
+  SWIFT_TEST_USER,
+  startLocalSwift,
+  swiftToken,
+} from '../../src/demo/local-swift.js';
 import { listAll } from '../../src/storage/object-store.js';
 import { SwiftSession } from '../../src/storage/swift-auth.js';
 import { type HttpRequest, SwiftHttp } from '../../src/storage/swift-http.js';
@@ -89,13 +97,18 @@ describe('SwiftStore', () => {
 
   it('works with a pre-issued token and storage URL, and says so when that token is revoked (nothing to renew it with)', async () => {
     const issued = await swiftToken(swift.authUrl, SWIFT_TEST_USER, SWIFT_TEST_KEY);
-    const pinned = make({ credentials: { authToken: issued, storageUrl: swift.storageUrl }, credentialDescription: 'the token from OS_AUTH_TOKEN' });
+    const pinned = make({
+      credentials: { authToken: issued, storageUrl: swift.storageUrl },
+      credentialDescription: 'the token from OS_AUTH_TOKEN',
+    });
     await pinned.put('pinned/a', Buffer.from('with a given token'));
     expect((await pinned.get('pinned/a')).body.toString()).toBe('with a given token');
     await flushTokens();
     const error = await pinned.get('pinned/a').catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'InvalidCredentials' });
-    expect((error as Error).message).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/v1\/AUTH_test: the store refused the token from OS_AUTH_TOKEN \(HTTP 401/);
+    expect((error as Error).message).toMatch(
+      /^http:\/\/127\.0\.0\.1:\d+\/v1\/AUTH_test: the store refused the token from OS_AUTH_TOKEN \(HTTP 401/,
+    );
     expect((error as Error).message).not.toContain(issued);
     token = await swiftToken(swift.authUrl, SWIFT_TEST_USER, SWIFT_TEST_KEY);
   });
@@ -177,7 +190,10 @@ describe('SwiftStore', () => {
     expect((await reader.head('big')).size).toBe(1024 * 1024 + 3);
     // Without a segment container it says what is missing.
     await raw('PUT', 'granted-alone', acl);
-    const alone = make({ container: 'granted-alone', credentials: { authUrl: swift.authUrl, user: SWIFT_READER_USER, key: SWIFT_READER_KEY } });
+    const alone = make({
+      container: 'granted-alone',
+      credentials: { authUrl: swift.authUrl, user: SWIFT_READER_USER, key: SWIFT_READER_KEY },
+    });
     await expect(alone.createMultipartUpload('big')).rejects.toMatchObject({
       code: 'AccessDenied',
       message: expect.stringMatching(/cannot create the container 'granted-alone_segments' for the segments of large files/),
@@ -197,7 +213,12 @@ describe('SwiftStore', () => {
     await raw('PUT', `${CONTAINER}_segments`);
     await raw('PUT', `${CONTAINER}_segments/dlo/seg/0001`, {}, 'AAAA');
     await raw('PUT', `${CONTAINER}_segments/dlo/seg/0002`, {}, 'BBBB');
-    await raw('PUT', `${CONTAINER}/dlo/file`, { 'x-object-manifest': `${CONTAINER}_segments/dlo/seg/`, 'x-object-meta-mtime': '1700000000.5' }, '');
+    await raw(
+      'PUT',
+      `${CONTAINER}/dlo/file`,
+      { 'x-object-manifest': `${CONTAINER}_segments/dlo/seg/`, 'x-object-meta-mtime': '1700000000.5' },
+      '',
+    );
     const listed = (await store.list({ prefix: 'dlo/', delimiter: '/' })).objects;
     expect(listed).toHaveLength(1);
     expect(listed[0]).toMatchObject({ key: 'dlo/file', size: 8 });
@@ -225,17 +246,25 @@ describe('SwiftStore', () => {
   });
 
   it('says in one line what is wrong: the key, the container, the auth URL', async () => {
-    const wrongKey = await make({ credentials: { authUrl: swift.authUrl, user: SWIFT_TEST_USER, key: 'wrong-key' } }).probe('').catch((e: unknown) => e);
+    const wrongKey = await make({ credentials: { authUrl: swift.authUrl, user: SWIFT_TEST_USER, key: 'wrong-key' } })
+      .probe('')
+      .catch((e: unknown) => e);
     expect(wrongKey).toMatchObject({ code: 'InvalidCredentials' });
     expect((wrongKey as Error).message).toMatch(/refused user 'test:tester'.*check the user name .* and the key/);
     expect((wrongKey as Error).message).not.toContain('wrong-key');
-    const missing = await make({ container: 'nope' }).probe('').catch((e: unknown) => e);
+    const missing = await make({ container: 'nope' })
+      .probe('')
+      .catch((e: unknown) => e);
     expect((missing as Error).message).toBe(`container 'nope' does not exist at ${swift.storageUrl}`);
-    const notAuth = await make({ credentials: { authUrl: `${swift.storageUrl}/${CONTAINER}`, authVersion: '1', user: SWIFT_TEST_USER, key: SWIFT_TEST_KEY } })
+    const notAuth = await make({
+      credentials: { authUrl: `${swift.storageUrl}/${CONTAINER}`, authVersion: '1', user: SWIFT_TEST_USER, key: SWIFT_TEST_KEY },
+    })
       .probe('')
       .catch((e: unknown) => e);
     expect(notAuth).toMatchObject({ code: 'InvalidCredentials' });
-    const notKeystone = await make({ credentials: { authUrl: `http://127.0.0.1:${swift.port}/v3`, user: 'u', key: 'secret-password', tenant: 'p', domain: 'Default' } })
+    const notKeystone = await make({
+      credentials: { authUrl: `http://127.0.0.1:${swift.port}/v3`, user: 'u', key: 'secret-password', tenant: 'p', domain: 'Default' },
+    })
       .probe('')
       .catch((e: unknown) => e);
     expect((notKeystone as Error).message).toMatch(/did not answer as Keystone v3 does \(HTTP \d+\): check the auth URL/);
@@ -244,7 +273,10 @@ describe('SwiftStore', () => {
     // An auth service that cannot be reached is tried again like the store, then named.
     const nowhere = make({ credentials: { authUrl: 'http://127.0.0.1:1/auth/v1.0', user: SWIFT_TEST_USER, key: SWIFT_TEST_KEY } });
     const unreachable = await nowhere.probe('').catch((e: unknown) => e);
-    expect(unreachable).toMatchObject({ code: 'Unreachable', message: 'cannot reach http://127.0.0.1:1/auth/v1.0 (ECONNREFUSED): check the auth URL and the network' });
+    expect(unreachable).toMatchObject({
+      code: 'Unreachable',
+      message: 'cannot reach http://127.0.0.1:1/auth/v1.0 (ECONNREFUSED): check the auth URL and the network',
+    });
     expect(nowhere.stats.retries).toBe(1); // maxAttempts 2
   });
 });

@@ -31,8 +31,30 @@ beforeAll(async () => {
   scratch = mkdtempSync(join(tmpdir(), 'objmount-tls-'));
   cert = join(scratch, 'cert.pem');
   const key = join(scratch, 'key.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
-  proxy = fork(resolve(__dirname, '../helpers/tls-proxy-main.mjs'), [String(server.port), key, cert], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
+  proxy = fork(resolve(__dirname, '../helpers/tls-proxy-main.mjs'), [String(server.port), key, cert], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   const { port } = await new Promise<{ port: number }>((done) => proxy.once('message', (m) => done(m as { port: number })));
   endpoint = `https://127.0.0.1:${port}`;
 });
@@ -54,7 +76,9 @@ describe('a store behind a self-signed certificate', () => {
     const result = await objmount(['mount', `s3://${BUCKET}`, mountpoint('refused'), '--endpoint', endpoint]);
     expect(result.code).not.toBe(0);
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
-    expect(result.stderr).toMatch(/cannot verify the TLS certificate of https:\/\/127\.0\.0\.1:\d+ \(\w+\): give its CA with --ca-bundle FILE, or skip the check with --insecure/);
+    expect(result.stderr).toMatch(
+      /cannot verify the TLS certificate of https:\/\/127\.0\.0\.1:\d+ \(\w+\): give its CA with --ca-bundle FILE, or skip the check with --insecure/,
+    );
   });
 
   it('mounts with --ca-bundle, and with --insecure', async () => {
@@ -81,7 +105,15 @@ describe('a store behind a self-signed certificate', () => {
       [join(scratch, 'missing.pem'), /cannot read the CA bundle .*missing\.pem \(--ca-bundle\): no such file/],
       [notPem, /the CA bundle .*not\.pem \(--ca-bundle\) holds no PEM certificate/],
     ] as const) {
-      const result = await objmount(['mount', `s3://${BUCKET}`, mountpoint(`bad-${file.length}`), '--endpoint', endpoint, '--ca-bundle', file]);
+      const result = await objmount([
+        'mount',
+        `s3://${BUCKET}`,
+        mountpoint(`bad-${file.length}`),
+        '--endpoint',
+        endpoint,
+        '--ca-bundle',
+        file,
+      ]);
       expect(result.code).not.toBe(0);
       expect(result.stderr.trim().split('\n')).toHaveLength(1);
       expect(result.stderr).toMatch(message);
@@ -109,7 +141,11 @@ describe('a store behind a self-signed certificate', () => {
   });
 
   it('says on the terminal that TLS is not verified, for --insecure and for a credential imported insecure', async () => {
-    const env = testEnv({ OBJMOUNT_CONFIG_DIR: join(scratch, 'insecure-store'), AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined });
+    const env = testEnv({
+      OBJMOUNT_CONFIG_DIR: join(scratch, 'insecure-store'),
+      AWS_ACCESS_KEY_ID: undefined,
+      AWS_SECRET_ACCESS_KEY: undefined,
+    });
     const file = join(scratch, 'insecure-gateway.txt');
     writeFileSync(file, `aws_access_key_id=${LOCAL_S3_ACCESS_KEY}\naws_secret_access_key=${LOCAL_S3_SECRET_KEY}\nendpoint=${endpoint}\n`);
     expect((await objmount(['creds', 'import', file, '--name', 'insecure-gateway', '--insecure'], env)).code).toBe(0);
@@ -139,14 +175,18 @@ describe('a store behind a self-signed certificate', () => {
     ] as const) {
       const result = await objmount(['mount', source, mountpoint(`refused-${source.slice(0, 2)}`), ...args]);
       expect(result.code).not.toBe(0);
-      expect(result.stderr.trim()).toBe(`objmount: ${args[0]} is for s3:// sources: the ${source.slice(0, 2)}:// backend always verifies TLS with the system's certificates`);
+      expect(result.stderr.trim()).toBe(
+        `objmount: ${args[0]} is for s3:// sources: the ${source.slice(0, 2)}:// backend always verifies TLS with the system's certificates`,
+      );
     }
   });
 });
 
 describe('credentials over plain http', () => {
   it('are warned about when the host is not this machine', () => {
-    expect(plainHttpWarning('http://10.1.2.3:9000', 'the signature')).toBe('the signature goes to 10.1.2.3:9000 over plain http: anyone on the path can read it and the data; use https');
+    expect(plainHttpWarning('http://10.1.2.3:9000', 'the signature')).toBe(
+      'the signature goes to 10.1.2.3:9000 over plain http: anyone on the path can read it and the data; use https',
+    );
     expect(plainHttpWarning('http://s3.example.com', 'x')).toMatch(/s3\.example\.com over plain http/);
     for (const quiet of ['https://s3.example.com', 'http://127.0.0.1:9000', 'http://localhost:9000', 'http://[::1]:9000', undefined]) {
       expect(plainHttpWarning(quiet, 'x')).toBeUndefined();

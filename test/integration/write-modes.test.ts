@@ -25,7 +25,10 @@ let sdk: S3Client;
 
 beforeAll(async () => {
   // Each write of a key under slow/ takes 300 ms, under held/ 3 s.
-  server = await startLocalS3ServerProcess({ buckets: [BUCKET], writeFaults: { keys: '^(slow|held)/', delayMs: 300, slowerKeys: '^held/', slowerDelayMs: 3000 } });
+  server = await startLocalS3ServerProcess({
+    buckets: [BUCKET],
+    writeFaults: { keys: '^(slow|held)/', delayMs: 300, slowerKeys: '^held/', slowerDelayMs: 3000 },
+  });
   sdk = s3Client(server.endpoint);
 });
 
@@ -163,7 +166,9 @@ describe('--write-mode async', () => {
       process.kill(pid, 'SIGTERM');
       const deadline = Date.now() + 10_000;
       while (Date.now() < deadline && !readFileSync(mount.logFile, 'utf8').includes('SIGTERM again')) await sleep(50);
-      expect(readFileSync(mount.logFile, 'utf8')).toMatch(/SIGTERM again: detaching .* (nothing was left to upload|file\(s\) not yet uploaded; those closed are in the journal .* and are uploaded at the next start)/);
+      expect(readFileSync(mount.logFile, 'utf8')).toMatch(
+        /SIGTERM again: detaching .* (nothing was left to upload|file\(s\) not yet uploaded; those closed are in the journal .* and are uploaded at the next start)/,
+      );
     } finally {
       forceUnmount(mount.mountpoint);
     }
@@ -186,7 +191,9 @@ describe('--write-mode async', () => {
       for (const { key, data } of files) writeFileSync(join(mount.mountpoint, key), data);
       const result = await objmount(['unmount', '--force', mount.mountpoint], env);
       expect(result.code).toBe(0);
-      expect(result.stdout).toMatch(new RegExp(`\\d+ file\\(s\\) were not uploaded yet; those closed are in the journal ${staging} and are uploaded by the next mount`));
+      expect(result.stdout).toMatch(
+        new RegExp(`\\d+ file\\(s\\) were not uploaded yet; those closed are in the journal ${staging} and are uploaded by the next mount`),
+      );
       expect(isMounted(mount.mountpoint)).toBe(false);
     } finally {
       forceUnmount(mount.mountpoint);
@@ -245,7 +252,10 @@ describe('--write-mode async', () => {
 
 describe('a store that refuses writes', () => {
   it('keeps a failed close, serves it, and uploads it once the store takes writes again', async () => {
-    const flaky = await startLocalS3ServerProcess({ buckets: [BUCKET], writeFaults: { keys: '^down/.', fail: true, clearedBy: 'store-is-back' } });
+    const flaky = await startLocalS3ServerProcess({
+      buckets: [BUCKET],
+      writeFaults: { keys: '^down/.', fail: true, clearedBy: 'store-is-back' },
+    });
     const flakySdk = s3Client(flaky.endpoint);
     const staging = mkdtempSync(join(tmpdir(), 'objmount-staging-'));
     const mount = await mountBucket(flaky.endpoint, `s3://${BUCKET}`, ['--staging-dir', staging]);
@@ -273,7 +283,6 @@ describe('a store that refuses writes', () => {
       await flaky.close();
     }
   });
-
 
   it('fails close with EIO and leaves no multipart upload behind', async () => {
     const failing = await startLocalS3ServerProcess({ buckets: [BUCKET], writeFaults: { keys: '^broken/.', fail: true } });
@@ -329,7 +338,6 @@ describe('a full disk', () => {
     }
   });
 
-
   it('answers ENOSPC (not EIO) to the write that does not fit, and goes on once there is room', async () => {
     const staging = mkdtempSync(join(tmpdir(), 'objmount-tmpfs-'));
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'objmount-test', staging]);
@@ -361,4 +369,3 @@ describe('a full disk', () => {
     }
   });
 });
-

@@ -40,8 +40,16 @@ let ids: Provisioned;
 let authUrl: string;
 const stores: SwiftStore[] = [];
 
-// biome-ignore lint/suspicious/noExplicitAny: Keystone's JSON answers, read field by field below
-async function keystone(method: string, path: string, token: string | undefined, body?: unknown): Promise<{ status: number; json: Record<string, any>; token?: string }> {
+/** Keystone's JSON answers, read field by field by the set-up below. */
+// biome-ignore lint/suspicious/noExplicitAny: an answer of Keystone's API, shaped as its documentation says
+type KeystoneJson = Record<string, any>;
+
+async function keystone(
+  method: string,
+  path: string,
+  token: string | undefined,
+  body?: unknown,
+): Promise<{ status: number; json: KeystoneJson; token?: string }> {
   const response = await fetch(`${authUrl}${path}`, {
     method,
     headers: { 'content-type': 'application/json', ...(token ? { 'x-auth-token': token } : {}) },
@@ -52,13 +60,18 @@ async function keystone(method: string, path: string, token: string | undefined,
 }
 
 async function projectToken(user: Record<string, unknown>, password: string, project: Record<string, unknown>): Promise<string> {
-  const answer = await keystone('POST', '/auth/tokens', undefined, { auth: { identity: { methods: ['password'], password: { user: { ...user, password } } }, scope: { project } } });
+  const answer = await keystone('POST', '/auth/tokens', undefined, {
+    auth: { identity: { methods: ['password'], password: { user: { ...user, password } } }, scope: { project } },
+  });
   if (answer.status !== 201 || !answer.token) throw new Error(`Keystone token: HTTP ${answer.status} ${JSON.stringify(answer.json)}`);
   return answer.token;
 }
 
 async function provision(): Promise<Provisioned> {
-  const admin = await projectToken({ name: KEYSTONE_ADMIN_USER, domain: { id: 'default' } }, KEYSTONE_ADMIN_PASSWORD, { name: 'admin', domain: { id: 'default' } });
+  const admin = await projectToken({ name: KEYSTONE_ADMIN_USER, domain: { id: 'default' } }, KEYSTONE_ADMIN_PASSWORD, {
+    name: 'admin',
+    domain: { id: 'default' },
+  });
   const created = async (path: string, body: unknown) => {
     const answer = await keystone('POST', path, admin, body);
     if (answer.status !== 201) throw new Error(`Keystone ${path}: HTTP ${answer.status} ${JSON.stringify(answer.json)}`);
@@ -71,7 +84,9 @@ async function provision(): Promise<Provisioned> {
   const granted = await keystone('PUT', `/projects/${projectId}/users/${userId}/roles/${member}`, admin);
   if (granted.status !== 204) throw new Error(`Keystone role assignment: HTTP ${granted.status}`);
   const demo = await projectToken({ id: userId }, PASSWORD, { id: projectId });
-  const app = await keystone('POST', `/users/${userId}/application_credentials`, demo, { application_credential: { name: 'objmount-test' } });
+  const app = await keystone('POST', `/users/${userId}/application_credentials`, demo, {
+    application_credential: { name: 'objmount-test' },
+  });
   if (app.status !== 201) throw new Error(`Keystone application credential: HTTP ${app.status} ${JSON.stringify(app.json)}`);
   const { id, name, secret } = app.json.application_credential;
   return { domainId, projectId, userId, appCredential: { id, name, secret } };
@@ -91,7 +106,10 @@ function storeOf(credentials: SwiftCredentials, container = 'keystone'): SwiftSt
 /** Creates a container in the demo project's account (the v3 store's first write needs one). */
 async function createContainer(name: string): Promise<void> {
   const token = await projectToken({ id: ids.userId }, PASSWORD, { id: ids.projectId });
-  const response = await fetch(`http://127.0.0.1:${swift.keystone!.proxyPort}/v1/AUTH_${ids.projectId}/${name}`, { method: 'PUT', headers: { 'x-auth-token': token } });
+  const response = await fetch(`http://127.0.0.1:${swift.keystone!.proxyPort}/v1/AUTH_${ids.projectId}/${name}`, {
+    method: 'PUT',
+    headers: { 'x-auth-token': token },
+  });
   if (!response.ok) throw new Error(`cannot create container ${name}: HTTP ${response.status}`);
 }
 
@@ -124,7 +142,13 @@ describe('Keystone v3 authentication', () => {
       // The project's domain defaults to the user's.
       { authUrl: `${authUrl}/`, user: USER, key: PASSWORD, domain: DOMAIN, tenant: PROJECT, region: 'RegionOne', endpointType: 'internal' },
       { authUrl, applicationCredentialId: ids.appCredential.id, applicationCredentialSecret: ids.appCredential.secret },
-      { authUrl, applicationCredentialName: ids.appCredential.name, user: USER, domain: DOMAIN, applicationCredentialSecret: ids.appCredential.secret },
+      {
+        authUrl,
+        applicationCredentialName: ids.appCredential.name,
+        user: USER,
+        domain: DOMAIN,
+        applicationCredentialSecret: ids.appCredential.secret,
+      },
     ];
     for (const [i, credentials] of variants.entries()) {
       const store = storeOf(credentials);
@@ -135,24 +159,36 @@ describe('Keystone v3 authentication', () => {
 
   it('says in one line which of the five mistakes it is, naming no secret', async () => {
     const failure = async (credentials: SwiftCredentials, container = 'keystone') => {
-      const error = await storeOf(credentials, container).probe('').catch((e: unknown) => e as Error);
+      const error = await storeOf(credentials, container)
+        .probe('')
+        .catch((e: unknown) => e as Error);
       expect(error).toBeInstanceOf(Error);
       expect(error!.message).not.toContain(WRONG_PASSWORD);
       expect(error!.message).not.toContain(PASSWORD);
       expect(error!.message.split('\n')).toHaveLength(1);
       return error!.message;
     };
-    expect(await failure(byNames({ key: WRONG_PASSWORD }))).toBe(`Keystone at ${authUrl} refused user 'demo' (domain 'objmount'): wrong user name, password or user domain`);
-    expect(await failure(byNames({ domain: 'no-such-domain', tenantDomain: DOMAIN }))).toMatch(/refused user 'demo' \(domain 'no-such-domain'\): wrong user name, password or user domain/);
+    expect(await failure(byNames({ key: WRONG_PASSWORD }))).toBe(
+      `Keystone at ${authUrl} refused user 'demo' (domain 'objmount'): wrong user name, password or user domain`,
+    );
+    expect(await failure(byNames({ domain: 'no-such-domain', tenantDomain: DOMAIN }))).toMatch(
+      /refused user 'demo' \(domain 'no-such-domain'\): wrong user name, password or user domain/,
+    );
     expect(await failure(byNames({ tenant: 'no-such-project' }))).toMatch(
       /accepted user 'demo' \(domain 'objmount'\) but not project 'no-such-project' in domain 'objmount': check OS_PROJECT_NAME/,
     );
     expect(await failure(byNames({ region: 'Mars' }))).toMatch(
       /the service catalog of project 'demo' in domain 'objmount' has no object-store \(Swift\) endpoint for region 'Mars' and interface 'public' \(it offers: RegionOne\/public, RegionOne\/internal\)/,
     );
-    expect(await failure(byNames({ endpointType: 'admin' }))).toMatch(/has no object-store \(Swift\) endpoint for any region and interface 'admin'/);
-    expect(await failure(byNames(), 'no-such-container')).toBe(`container 'no-such-container' does not exist at http://127.0.0.1:${swift.keystone!.proxyPort}/v1/AUTH_${ids.projectId}`);
-    expect(await failure(byNames({ authUrl: `http://127.0.0.1:${swift.port}/v3` }))).toMatch(/did not answer as Keystone v3 does \(HTTP \d+\): check the auth URL/);
+    expect(await failure(byNames({ endpointType: 'admin' }))).toMatch(
+      /has no object-store \(Swift\) endpoint for any region and interface 'admin'/,
+    );
+    expect(await failure(byNames(), 'no-such-container')).toBe(
+      `container 'no-such-container' does not exist at http://127.0.0.1:${swift.keystone!.proxyPort}/v1/AUTH_${ids.projectId}`,
+    );
+    expect(await failure(byNames({ authUrl: `http://127.0.0.1:${swift.port}/v3` }))).toMatch(
+      /did not answer as Keystone v3 does \(HTTP \d+\): check the auth URL/,
+    );
   });
 });
 
@@ -192,9 +228,16 @@ describe('a swift:// mount with Keystone v3', () => {
     const file = join(scratch, 'demo-openrc.sh');
     const lines = Object.entries(rc).map(([name, value]) => `export ${name}="${value}"`);
     writeFileSync(file, [...lines, 'read -sr OS_PASSWORD_INPUT', 'export OS_PASSWORD=$OS_PASSWORD_INPUT', ''].join('\n'));
-    const imported = spawnSync(process.execPath, [CLI, 'creds', 'import', file, '--name', 'demo'], { input: `${PASSWORD}\n`, env, encoding: 'utf8', timeout: 60_000 });
+    const imported = spawnSync(process.execPath, [CLI, 'creds', 'import', file, '--name', 'demo'], {
+      input: `${PASSWORD}\n`,
+      env,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     expect(imported.status, imported.stderr).toBe(0);
-    expect(imported.stdout).toMatch(/Imported 'demo' \(Swift user 'demo' \(auth v3\) at .*, project demo, region RegionOne\)\. Detected 1 bucket, paired 1: keystone/);
+    expect(imported.stdout).toMatch(
+      /Imported 'demo' \(Swift user 'demo' \(auth v3\) at .*, project demo, region RegionOne\)\. Detected 1 bucket, paired 1: keystone/,
+    );
     const shown = await objmount(['creds', 'show', 'demo'], env);
     expect(shown.stdout).toMatch(/key: \*{8}/);
     expect(shown.stdout).not.toContain(PASSWORD);

@@ -61,7 +61,14 @@ beforeAll(async () => {
 
 afterAll(async () => {
   // What the daemon said about failed operations, for whoever reads a failure.
-  if (process.env.DEBUG_MODEL) console.log(readFileSync(mount.logFile, 'utf8').split('\n').filter((l) => /"warn"|"error"/.test(l)).slice(0, 8).join('\n'));
+  if (process.env.DEBUG_MODEL)
+    console.log(
+      readFileSync(mount.logFile, 'utf8')
+        .split('\n')
+        .filter((l) => /"warn"|"error"/.test(l))
+        .slice(0, 8)
+        .join('\n'),
+    );
   await mount?.unmount();
   sdk?.destroy();
   await server?.close();
@@ -96,19 +103,28 @@ function both<T>(world: World, op: (root: string) => T, compare: (a: T, b: T) =>
 }
 
 class Write implements Command {
-  constructor(readonly path: string, readonly data: Buffer) {}
+  constructor(
+    readonly path: string,
+    readonly data: Buffer,
+  ) {}
   check = () => true;
   run = async (_: object, w: World) => both(w, (root) => writeFileSync(join(root, this.path), this.data));
   toString = () => `write(${this.path}, ${this.data.length} bytes)`;
 }
 class Append implements Command {
-  constructor(readonly path: string, readonly data: Buffer) {}
+  constructor(
+    readonly path: string,
+    readonly data: Buffer,
+  ) {}
   check = () => true;
   run = async (_: object, w: World) => both(w, (root) => appendFileSync(join(root, this.path), this.data));
   toString = () => `append(${this.path}, ${this.data.length} bytes)`;
 }
 class Truncate implements Command {
-  constructor(readonly path: string, readonly size: number) {}
+  constructor(
+    readonly path: string,
+    readonly size: number,
+  ) {}
   check = () => true;
   run = async (_: object, w: World) => both(w, (root) => truncateSync(join(root, this.path), this.size));
   toString = () => `truncate(${this.path}, ${this.size})`;
@@ -116,7 +132,12 @@ class Truncate implements Command {
 class Read implements Command {
   constructor(readonly path: string) {}
   check = () => true;
-  run = async (_: object, w: World) => both(w, (root) => readFileSync(join(root, this.path)), (a, b) => expect(a.equals(b)).toBe(true));
+  run = async (_: object, w: World) =>
+    both(
+      w,
+      (root) => readFileSync(join(root, this.path)),
+      (a, b) => expect(a.equals(b)).toBe(true),
+    );
   toString = () => `read(${this.path})`;
 }
 class Stat implements Command {
@@ -148,7 +169,10 @@ class Unlink implements Command {
   toString = () => `unlink(${this.path})`;
 }
 class Rename implements Command {
-  constructor(readonly from: string, readonly to: string) {}
+  constructor(
+    readonly from: string,
+    readonly to: string,
+  ) {}
   check = () => true;
   run = async (_: object, w: World) => both(w, (root) => renameSync(join(root, this.from), join(root, this.to)));
   toString = () => `rename(${this.from}, ${this.to})`;
@@ -160,9 +184,12 @@ class List implements Command {
   toString = () => `readdir(${this.path})`;
 }
 
-
 class WriteAt implements Command {
-  constructor(readonly path: string, readonly offset: number, readonly data: Buffer) {}
+  constructor(
+    readonly path: string,
+    readonly offset: number,
+    readonly data: Buffer,
+  ) {}
   check = () => true;
   run = async (_: object, w: World) =>
     both(w, (root) => {
@@ -176,7 +203,10 @@ class WriteAt implements Command {
   toString = () => `writeAt(${this.path}, ${this.offset}, ${this.data.length} bytes)`;
 }
 class Symlink implements Command {
-  constructor(readonly target: string, readonly path: string) {}
+  constructor(
+    readonly target: string,
+    readonly path: string,
+  ) {}
   check = () => true;
   run = async (_: object, w: World) => {
     both(w, (root) => symlinkSync(this.target, join(root, this.path)));
@@ -185,13 +215,19 @@ class Symlink implements Command {
   toString = () => `symlink(${this.target}, ${this.path})`;
 }
 class Chmod implements Command {
-  constructor(readonly path: string, readonly mode: number) {}
+  constructor(
+    readonly path: string,
+    readonly mode: number,
+  ) {}
   check = () => true;
   run = async (_: object, w: World) => both(w, (root) => chmodSync(join(root, this.path), this.mode));
   toString = () => `chmod(${this.path}, ${this.mode.toString(8)})`;
 }
 class Utimens implements Command {
-  constructor(readonly path: string, readonly seconds: number) {}
+  constructor(
+    readonly path: string,
+    readonly seconds: number,
+  ) {}
   check = () => true;
   run = async (_: object, w: World) =>
     both(w, (root) => {
@@ -202,7 +238,10 @@ class Utimens implements Command {
 }
 /** Another client puts an object under the run's prefix, where the model can have a file. */
 class ExternalPut implements Command {
-  constructor(readonly path: string, readonly data: Buffer) {}
+  constructor(
+    readonly path: string,
+    readonly data: Buffer,
+  ) {}
   check = () => true;
   run = async (_: object, w: World) => {
     const where = join(w.model, this.path);
@@ -273,16 +312,20 @@ const commands = [
 ];
 
 describe('the mount behaves like a local directory', () => {
-  it(`under random sequences of file operations (${RUNS} runs)`, async () => {
-    await fc.assert(
-      fc.asyncProperty(fc.commands(commands, { maxCommands: 25 }), async (cmds) => {
-        run += 1;
-        const world = { real: join(mount.mountpoint, `run-${run}`), model: join(local, `run-${run}`), prefix: `run-${run}/` };
-        mkdirSync(world.real);
-        mkdirSync(world.model);
-        await fc.asyncModelRun(() => ({ model: {}, real: world }), cmds);
-      }),
-      { numRuns: RUNS },
-    );
-  }, Math.max(60_000, RUNS * 20_000));
+  it(
+    `under random sequences of file operations (${RUNS} runs)`,
+    async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.commands(commands, { maxCommands: 25 }), async (cmds) => {
+          run += 1;
+          const world = { real: join(mount.mountpoint, `run-${run}`), model: join(local, `run-${run}`), prefix: `run-${run}/` };
+          mkdirSync(world.real);
+          mkdirSync(world.model);
+          await fc.asyncModelRun(() => ({ model: {}, real: world }), cmds);
+        }),
+        { numRuns: RUNS },
+      );
+    },
+    Math.max(60_000, RUNS * 20_000),
+  );
 });

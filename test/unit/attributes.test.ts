@@ -60,7 +60,7 @@ describe('parseTime / formatTime (s3fs time format)', () => {
 });
 
 describe('attributesOfObject', () => {
-  it('reads rclone\'s octal mode as well as s3fs\'s decimal one', () => {
+  it("reads rclone's octal mode as well as s3fs's decimal one", () => {
     const of = (mode: string, expected: 'file' | 'directory' = 'file') =>
       attributesOfObject({ size: 1, lastModified, metadata: { mode } }, expected, defaults).mode;
     expect(of('33188')).toBe(S_IFREG | 0o644); // s3fs
@@ -134,32 +134,36 @@ describe('attributesOfObject', () => {
       {
         size: 1,
         lastModified,
-        metadata: { uid: '99999999999999999999', gid: '4294967295', mode: '999999999999', mtime: '99999999999999999999', atime: '253402300800' },
+        metadata: {
+          uid: '99999999999999999999',
+          gid: '4294967295',
+          mode: '999999999999',
+          mtime: '99999999999999999999',
+          atime: '253402300800',
+        },
       },
       'file',
       defaults,
     );
-    expect(attrs).toMatchObject({ uid: 1000, gid: 1001, mode: S_IFREG | 0o644, mtimeMs: lastModified.getTime(), atimeMs: lastModified.getTime() });
+    expect(attrs).toMatchObject({
+      uid: 1000,
+      gid: 1001,
+      mode: S_IFREG | 0o644,
+      mtimeMs: lastModified.getTime(),
+      atimeMs: lastModified.getTime(),
+    });
     // The largest that fit are kept.
     const edge = attributesOfObject({ size: 1, lastModified, metadata: { uid: '4294967294', mtime: '253402300799' } }, 'file', defaults);
     expect(edge).toMatchObject({ uid: 4_294_967_294, mtimeMs: 253_402_300_799_000 });
   });
 
   it('keeps the permission bits and special bits of the stored mode', () => {
-    const attrs = attributesOfObject(
-      { size: 1, lastModified, metadata: { mode: String(S_IFREG | 0o4755) } },
-      'file',
-      defaults,
-    );
+    const attrs = attributesOfObject({ size: 1, lastModified, metadata: { mode: String(S_IFREG | 0o4755) } }, 'file', defaults);
     expect(attrs.mode).toBe(S_IFREG | 0o4755);
   });
 
   it('detects a symlink from S_IFLNK in the mode of a file object', () => {
-    const attrs = attributesOfObject(
-      { size: 11, lastModified, metadata: { mode: String(S_IFLNK | 0o777) } },
-      'file',
-      defaults,
-    );
+    const attrs = attributesOfObject({ size: 11, lastModified, metadata: { mode: String(S_IFLNK | 0o777) } }, 'file', defaults);
     expect(attrs.kind).toBe('symlink');
     expect(attrs.mode).toBe(S_IFLNK | 0o777);
     expect(attrs.size).toBe(11);
@@ -174,17 +178,9 @@ describe('attributesOfObject', () => {
     expect(marker).toMatchObject({ kind: 'directory', mode: S_IFDIR | 0o700, uid: 5, gid: 6, size: 0 });
 
     // A marker some tool wrote with file type bits, or with a body, is still a directory of size 0.
-    const odd = attributesOfObject(
-      { size: 3, lastModified, metadata: { mode: String(S_IFREG | 0o644) } },
-      'directory',
-      defaults,
-    );
+    const odd = attributesOfObject({ size: 3, lastModified, metadata: { mode: String(S_IFREG | 0o644) } }, 'directory', defaults);
     expect(odd).toMatchObject({ kind: 'directory', mode: S_IFDIR | 0o644, size: 0 });
-    const linkMarker = attributesOfObject(
-      { size: 0, lastModified, metadata: { mode: String(S_IFLNK | 0o777) } },
-      'directory',
-      defaults,
-    );
+    const linkMarker = attributesOfObject({ size: 0, lastModified, metadata: { mode: String(S_IFLNK | 0o777) } }, 'directory', defaults);
     expect(linkMarker.kind).toBe('directory');
 
     // A marker without metadata gets the directory defaults.
@@ -193,11 +189,7 @@ describe('attributesOfObject', () => {
   });
 
   it('keeps a file a file when its stored mode says directory', () => {
-    const attrs = attributesOfObject(
-      { size: 5, lastModified, metadata: { mode: String(S_IFDIR | 0o755) } },
-      'file',
-      defaults,
-    );
+    const attrs = attributesOfObject({ size: 5, lastModified, metadata: { mode: String(S_IFDIR | 0o755) } }, 'file', defaults);
     expect(attrs).toMatchObject({ kind: 'file', mode: S_IFREG | 0o755, size: 5 });
   });
 

@@ -8,7 +8,8 @@ import { blockIdOf, redact } from '../../src/storage/azure-store.js';
 
 describe('Azure metadata names', () => {
   it("keeps s3fs's names as they are, so other Azure tools read plain names", () => {
-    for (const name of ['mode', 'uid', 'gid', 'mtime', 'atime', 'ctime', 'xattr', 'hdi_isfolder']) expect(encodeMetadataName(name)).toBe(name);
+    for (const name of ['mode', 'uid', 'gid', 'mtime', 'atime', 'ctime', 'xattr', 'hdi_isfolder'])
+      expect(encodeMetadataName(name)).toBe(name);
   });
 
   it('escapes names that are not C# identifiers, reversibly', () => {
@@ -40,7 +41,8 @@ describe('block ids', () => {
 
 describe('redact', () => {
   it('removes SAS signatures, Shared Key signatures and account keys', () => {
-    const text = 'GET https://a.blob.core.windows.net/c/k?sv=2022-11-02&sig=abc%2Bdef%3D&se=x Authorization: SharedKey acct:c2lnbmF0dXJl AccountKey=c2VjcmV0;';
+    const text =
+      'GET https://a.blob.core.windows.net/c/k?sv=2022-11-02&sig=abc%2Bdef%3D&se=x Authorization: SharedKey acct:c2lnbmF0dXJl AccountKey=c2VjcmV0;';
     const out = redact(text);
     expect(out).not.toMatch(/abc%2Bdef|c2lnbmF0dXJl|c2VjcmV0/);
     expect(out).toContain('sig=REDACTED&se=x');
@@ -52,11 +54,20 @@ describe('Azure credentials from the environment', () => {
 
   it('takes an account key, a SAS or a connection string, and describes none of them by value', async () => {
     const key = await resolve({ AZURE_STORAGE_KEY: 'c2VjcmV0' });
-    expect(key).toEqual({ credential: { kind: 'sharedKey', accountKey: 'c2VjcmV0' }, description: 'the account key of acct from AZURE_STORAGE_KEY' });
-    expect((await resolve({ AZURE_STORAGE_ACCESS_KEY: 'c2VjcmV0', AZURE_STORAGE_ACCOUNT: 'acct' })).description).toBe('the account key of acct from AZURE_STORAGE_ACCESS_KEY');
-    expect(await resolve({ AZURE_STORAGE_SAS_TOKEN: '?sv=1&sig=s' })).toEqual({ credential: { kind: 'sas', token: 'sv=1&sig=s' }, description: 'the SAS token from AZURE_STORAGE_SAS_TOKEN' });
+    expect(key).toEqual({
+      credential: { kind: 'sharedKey', accountKey: 'c2VjcmV0' },
+      description: 'the account key of acct from AZURE_STORAGE_KEY',
+    });
+    expect((await resolve({ AZURE_STORAGE_ACCESS_KEY: 'c2VjcmV0', AZURE_STORAGE_ACCOUNT: 'acct' })).description).toBe(
+      'the account key of acct from AZURE_STORAGE_ACCESS_KEY',
+    );
+    expect(await resolve({ AZURE_STORAGE_SAS_TOKEN: '?sv=1&sig=s' })).toEqual({
+      credential: { kind: 'sas', token: 'sv=1&sig=s' },
+      description: 'the SAS token from AZURE_STORAGE_SAS_TOKEN',
+    });
     const connection = await resolve({
-      AZURE_STORAGE_CONNECTION_STRING: 'DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5PQ==;EndpointSuffix=core.usgovcloudapi.net',
+      AZURE_STORAGE_CONNECTION_STRING:
+        'DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5PQ==;EndpointSuffix=core.usgovcloudapi.net',
     });
     expect(connection).toEqual({
       account: 'acct',
@@ -69,7 +80,9 @@ describe('Azure credentials from the environment', () => {
   it('says what to set when nothing is set, and refuses a key for another account', async () => {
     await expect(resolve({})).rejects.toThrow(/no credentials found for az:\/\/acct\/con: set AZURE_STORAGE_KEY/);
     await expect(resolve({ AZURE_STORAGE_ACCOUNT: 'other', AZURE_STORAGE_KEY: 'k' })).rejects.toThrow(/AZURE_STORAGE_ACCOUNT is 'other'/);
-    await expect(resolve({ AZURE_STORAGE_CONNECTION_STRING: 'AccountName=other;AccountKey=k' })).rejects.toThrow(/for account 'other', not 'acct'/);
+    await expect(resolve({ AZURE_STORAGE_CONNECTION_STRING: 'AccountName=other;AccountKey=k' })).rejects.toThrow(
+      /for account 'other', not 'acct'/,
+    );
   });
 
   it('reads the connection string forms Azure hands out', () => {

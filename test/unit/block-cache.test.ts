@@ -39,7 +39,12 @@ async function setup(size: number, options: { memoryLimit?: number; disk?: DiskC
   const { etag } = await memory.put('obj', data);
   const faulty = new FaultyStore(memory);
   const { store, gets } = counting(options.faulty ? faulty : memory);
-  const cache = new BlockCache(store, { blockSize: BLOCK, memoryLimit: options.memoryLimit ?? 64 * MiB, maxConnections: 8, disk: options.disk });
+  const cache = new BlockCache(store, {
+    blockSize: BLOCK,
+    memoryLimit: options.memoryLimit ?? 64 * MiB,
+    maxConnections: 8,
+    disk: options.disk,
+  });
   const version: ObjectVersion = { key: 'obj', etag, size };
   const reader = () => new FileReader(cache, () => version, { minReadAhead: MiB, maxReadAhead: 16 * MiB });
   return { memory, faulty, data, gets, cache, version, reader };
@@ -148,7 +153,7 @@ describe('random and strided reads', () => {
     expect(gets.every((g) => g.length === 64 * KiB)).toBe(true);
   });
 
-  it('fetch a random read\'s block and the ones after it whole behind it while the budget has free room', async () => {
+  it("fetch a random read's block and the ones after it whole behind it while the budget has free room", async () => {
     const { data, gets, cache, version, reader: make } = await setup(64 * MiB); // 16 blocks, room for all
     const reader = make();
     const into = Buffer.alloc(4 * KiB);
@@ -158,7 +163,12 @@ describe('random and strided reads', () => {
     const fetched = [2, 3, 4, 5, 6, 7, 8, 9];
     await Promise.all(fetched.map((index) => cache.block(version, index)));
     expect(gets.filter((g) => g.length === 4 * KiB)).toHaveLength(1);
-    expect(gets.filter((g) => g.length === BLOCK).map((g) => g.start / BLOCK).sort((a, b) => a - b)).toEqual(fetched);
+    expect(
+      gets
+        .filter((g) => g.length === BLOCK)
+        .map((g) => g.start / BLOCK)
+        .sort((a, b) => a - b),
+    ).toEqual(fetched);
     for (const at of [2 * BLOCK, 3 * BLOCK - 4 * KiB, 9 * BLOCK + 77]) {
       expect(await reader.read(into, 4 * KiB, at)).toBe(4 * KiB);
       expect(into.equals(data.subarray(at, at + 4 * KiB))).toBe(true);
@@ -282,7 +292,7 @@ describe('the block cache', () => {
     expect((await readAll(make(), size)).equals(data)).toBe(true); // and again, through recycled buffers
   });
 
-  it('passes a large object read sequentially through a few recycled buffers, keeping other files\' blocks', async () => {
+  it("passes a large object read sequentially through a few recycled buffers, keeping other files' blocks", async () => {
     const size = 80 * MiB; // more than a quarter of the limit
     const { memory, data, gets, cache, reader: make } = await setup(size, { memoryLimit: 256 * MiB });
     const small = randomBytes(2 * BLOCK);
@@ -395,7 +405,12 @@ describe('the disk tier', () => {
     await disk.settled();
 
     const { store, gets } = counting(memory);
-    const remounted = new BlockCache(store, { blockSize: BLOCK, memoryLimit: 64 * MiB, maxConnections: 4, disk: await openDisk(directory) });
+    const remounted = new BlockCache(store, {
+      blockSize: BLOCK,
+      memoryLimit: 64 * MiB,
+      maxConnections: 4,
+      disk: await openDisk(directory),
+    });
     const out = await readAll(new FileReader(remounted, () => version, { minReadAhead: MiB, maxReadAhead: 16 * MiB }), 40 * MiB);
     expect(out.equals(data)).toBe(true);
     expect(gets).toHaveLength(0);

@@ -14,7 +14,14 @@ describe('detecting and reading each format', () => {
     const text = `# Storj S3 gateway credentials\r\naws_access_key_id = ${ID}\r\naws_secret_access_key="${SECRET}"\r\n\r\nendpoint = https://gateway.storjshare.io  # the gateway\r\n`;
     expect(detectFormat('storj.txt', text)).toBe('keyvalue');
     expect(parseCredentials('storj.txt', text)).toEqual([
-      { provider: 's3', accessKeyId: ID, secretAccessKey: SECRET, sessionToken: undefined, endpoint: 'https://gateway.storjshare.io', region: undefined },
+      {
+        provider: 's3',
+        accessKeyId: ID,
+        secretAccessKey: SECRET,
+        sessionToken: undefined,
+        endpoint: 'https://gateway.storjshare.io',
+        region: undefined,
+      },
     ]);
   });
 
@@ -70,7 +77,11 @@ describe('detecting and reading each format', () => {
 
   it("reads .s3cfg's TLS settings: ca_certs_file and check_ssl_certificate = False", () => {
     const text = `[default]\naccess_key = ${ID}\nsecret_key = ${SECRET}\nhost_base = gw.internal:8443\nca_certs_file = /etc/pki/gw-ca.pem\ncheck_ssl_certificate = False\n`;
-    expect(parseCredentials('.s3cfg', text)[0]).toMatchObject({ endpoint: 'https://gw.internal:8443', caBundle: '/etc/pki/gw-ca.pem', insecure: true });
+    expect(parseCredentials('.s3cfg', text)[0]).toMatchObject({
+      endpoint: 'https://gw.internal:8443',
+      caBundle: '/etc/pki/gw-ca.pem',
+      insecure: true,
+    });
   });
 
   it('reads the s3 remotes of an rclone config and skips the others', () => {
@@ -127,7 +138,12 @@ describe('detecting and reading each format', () => {
       'alias ec2-bundle-image="ec2-bundle-image --cert $EC2_CERT"',
     ].join('\n');
     expect(detectFormat('ec2rc.sh', text)).toBe('ec2rc');
-    expect(parseCredentials('ec2rc.sh', text)[0]).toMatchObject({ accessKeyId: ID, secretAccessKey: SECRET, endpoint: 'https://s3.safedc.net', pathStyle: true });
+    expect(parseCredentials('ec2rc.sh', text)[0]).toMatchObject({
+      accessKeyId: ID,
+      secretAccessKey: SECRET,
+      endpoint: 'https://s3.safedc.net',
+      pathStyle: true,
+    });
   });
 
   it('reads the tables `openstack ec2 credentials create` and `list` print', () => {
@@ -157,20 +173,36 @@ describe('detecting and reading each format', () => {
 
   it('reads AWS_* from the environment, including AWS_ENDPOINT_URL_S3', () => {
     expect(
-      parseEnvironment({ AWS_ACCESS_KEY_ID: ID, AWS_SECRET_ACCESS_KEY: SECRET, AWS_ENDPOINT_URL: 'https://x.example', AWS_ENDPOINT_URL_S3: 'https://s3.example', AWS_REGION: 'r1' }),
+      parseEnvironment({
+        AWS_ACCESS_KEY_ID: ID,
+        AWS_SECRET_ACCESS_KEY: SECRET,
+        AWS_ENDPOINT_URL: 'https://x.example',
+        AWS_ENDPOINT_URL_S3: 'https://s3.example',
+        AWS_REGION: 'r1',
+      }),
     ).toEqual([expect.objectContaining({ provider: 's3', endpoint: 'https://s3.example', region: 'r1' })]);
   });
 
   it('reads AZURE_STORAGE_* and GOOGLE_APPLICATION_CREDENTIALS from the environment beside AWS_*', () => {
     const files: Record<string, string> = { '/keys/sa.json': serviceAccountKey() };
     const found = parseEnvironment(
-      { AWS_ACCESS_KEY_ID: ID, AWS_SECRET_ACCESS_KEY: SECRET, AZURE_STORAGE_ACCOUNT: 'myaccount', AZURE_STORAGE_KEY: AZURE_KEY, GOOGLE_APPLICATION_CREDENTIALS: '/keys/sa.json' },
+      {
+        AWS_ACCESS_KEY_ID: ID,
+        AWS_SECRET_ACCESS_KEY: SECRET,
+        AZURE_STORAGE_ACCOUNT: 'myaccount',
+        AZURE_STORAGE_KEY: AZURE_KEY,
+        GOOGLE_APPLICATION_CREDENTIALS: '/keys/sa.json',
+      },
       'the environment',
       (path) => files[path]!,
     );
     expect(found.map((c) => c.provider)).toEqual(['s3', 'az', 'gs']);
     expect(found[1]).toEqual({ provider: 'az', account: 'myaccount', accountKey: AZURE_KEY });
-    expect(found[2]).toMatchObject({ provider: 'gs', clientEmail: 'objmount-test@my-project-123.iam.gserviceaccount.com', projectId: 'my-project-123' });
+    expect(found[2]).toMatchObject({
+      provider: 'gs',
+      clientEmail: 'objmount-test@my-project-123.iam.gserviceaccount.com',
+      projectId: 'my-project-123',
+    });
     expect(() => parseEnvironment({ HOME: '/root' })).toThrow(/has no credentials: expected AWS_ACCESS_KEY_ID/);
   });
 });
@@ -213,9 +245,14 @@ describe('Azure credentials', () => {
   });
 
   it("reads Azurite's connection strings: the development shortcut and an explicit BlobEndpoint with a SAS", () => {
-    expect(parseCredentials('dev.txt', 'UseDevelopmentStorage=true')[0]).toMatchObject({ account: 'devstoreaccount1', endpoint: 'http://127.0.0.1:10000/devstoreaccount1' });
+    expect(parseCredentials('dev.txt', 'UseDevelopmentStorage=true')[0]).toMatchObject({
+      account: 'devstoreaccount1',
+      endpoint: 'http://127.0.0.1:10000/devstoreaccount1',
+    });
     const text = `BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;SharedAccessSignature=?${SAS}`;
-    expect(parseCredentials('sas.txt', text)).toEqual([{ provider: 'az', account: 'devstoreaccount1', sas: SAS, endpoint: 'http://127.0.0.1:10000/devstoreaccount1' }]);
+    expect(parseCredentials('sas.txt', text)).toEqual([
+      { provider: 'az', account: 'devstoreaccount1', sas: SAS, endpoint: 'http://127.0.0.1:10000/devstoreaccount1' },
+    ]);
   });
 
   it('reads an account SAS URL', () => {
@@ -228,7 +265,9 @@ describe('Azure credentials', () => {
     const text = `# storage account for backups\nexport AZURE_STORAGE_ACCOUNT="backups01"\nexport AZURE_STORAGE_ACCESS_KEY='${AZURE_KEY}'\n`;
     expect(detectFormat('azure.env', text)).toBe('azure');
     expect(parseCredentials('azure.env', text)).toEqual([{ provider: 'az', account: 'backups01', accountKey: AZURE_KEY }]);
-    expect(() => parseCredentials('azure.env', 'AZURE_STORAGE_ACCOUNT=backups01\n')).toThrow(/azure.env: expected AZURE_STORAGE_KEY .* for account 'backups01'/);
+    expect(() => parseCredentials('azure.env', 'AZURE_STORAGE_ACCOUNT=backups01\n')).toThrow(
+      /azure.env: expected AZURE_STORAGE_KEY .* for account 'backups01'/,
+    );
   });
 
   it('reads rclone azureblob remotes (account and key, SAS URL, emulator) beside s3 ones', () => {
@@ -254,7 +293,9 @@ describe('Azure credentials', () => {
   });
 
   it('says what is missing from a connection string, without quoting the key', () => {
-    expect(() => parseCredentials('c.txt', 'DefaultEndpointsProtocol=https;AccountName=myaccount', 'azure')).toThrow(/c.txt: the connection string has neither AccountKey nor SharedAccessSignature/);
+    expect(() => parseCredentials('c.txt', 'DefaultEndpointsProtocol=https;AccountName=myaccount', 'azure')).toThrow(
+      /c.txt: the connection string has neither AccountKey nor SharedAccessSignature/,
+    );
     try {
       parseCredentials('c.txt', `DefaultEndpointsProtocol=https;AccountKey=${AZURE_KEY}`, 'azure');
       expect.unreachable();
@@ -281,8 +322,12 @@ describe('Google Cloud credentials', () => {
   });
 
   it('fails a malformed key file on one line naming what is wrong, never quoting the key', () => {
-    expect(() => parseCredentials('sa.json', serviceAccountKey({ client_email: undefined }))).toThrow(/^the GCS key file sa.json has no "client_email"/);
-    expect(() => parseCredentials('sa.json', serviceAccountKey({ private_key: 'not a key' }))).toThrow(/"private_key" that is not a PEM key/);
+    expect(() => parseCredentials('sa.json', serviceAccountKey({ client_email: undefined }))).toThrow(
+      /^the GCS key file sa.json has no "client_email"/,
+    );
+    expect(() => parseCredentials('sa.json', serviceAccountKey({ private_key: 'not a key' }))).toThrow(
+      /"private_key" that is not a PEM key/,
+    );
     expect(() => parseCredentials('sa.json', serviceAccountKey({ type: 'authorized_user' }), 'gcs')).toThrow(/holds a user's gcloud login/);
     const broken = serviceAccountKey().slice(0, 200);
     expect(detectFormat('sa.json', broken)).toBe('gcs');
@@ -309,7 +354,9 @@ describe('Google Cloud credentials', () => {
       'type = google cloud storage',
       'token = {"access_token":"x"}',
     ].join('\n');
-    const found = parseCredentials('rclone.conf', text, undefined, undefined, (path) => (path === '/keys/sa.json' ? serviceAccountKey() : ''));
+    const found = parseCredentials('rclone.conf', text, undefined, undefined, (path) =>
+      path === '/keys/sa.json' ? serviceAccountKey() : '',
+    );
     expect(found.map((c) => [c.provider, c.suggestedName])).toEqual([
       ['gs', 'gcs-file'],
       ['gs', 'gcs-inline'],
@@ -317,7 +364,8 @@ describe('Google Cloud credentials', () => {
   });
 
   it('takes GCS HMAC keys as an S3 credential for storage.googleapis.com', () => {
-    const text = 'aws_access_key_id = GOOG1EXAMPLEHMACKEYID0000000000000000000000000\naws_secret_access_key = bGVhdmUtdGhpcy1zZWNyZXQtYWxvbmU\n';
+    const text =
+      'aws_access_key_id = GOOG1EXAMPLEHMACKEYID0000000000000000000000000\naws_secret_access_key = bGVhdmUtdGhpcy1zZWNyZXQtYWxvbmU\n';
     expect(parseCredentials('hmac.txt', text)[0]).toMatchObject({ provider: 's3', endpoint: 'https://storage.googleapis.com' });
   });
 });

@@ -24,10 +24,31 @@ function contents(): StoreContents {
   return {
     version: 1,
     credentials: {
-      s3key: { provider: 's3', name: 's3key', accessKeyId: 'AKIASTORED0001', secretAccessKey: S3_SECRET, endpoint: 'http://s3.example', ...stamp },
+      s3key: {
+        provider: 's3',
+        name: 's3key',
+        accessKeyId: 'AKIASTORED0001',
+        secretAccessKey: S3_SECRET,
+        endpoint: 'http://s3.example',
+        ...stamp,
+      },
       azkey: { provider: 'az', name: 'azkey', account: 'acct', accountKey: AZURE_KEY, ...stamp },
-      gskey: { provider: 'gs', name: 'gskey', clientEmail: 'sa@p-1.iam.gserviceaccount.com', privateKey: GCS_KEY, projectId: 'p-1', ...stamp },
-      other: { provider: 'gs', name: 'other', clientEmail: 'other@p-2.iam.gserviceaccount.com', privateKey: GCS_KEY, endpoint: 'http://127.0.0.1:9199', ...stamp },
+      gskey: {
+        provider: 'gs',
+        name: 'gskey',
+        clientEmail: 'sa@p-1.iam.gserviceaccount.com',
+        privateKey: GCS_KEY,
+        projectId: 'p-1',
+        ...stamp,
+      },
+      other: {
+        provider: 'gs',
+        name: 'other',
+        clientEmail: 'other@p-2.iam.gserviceaccount.com',
+        privateKey: GCS_KEY,
+        endpoint: 'http://127.0.0.1:9199',
+        ...stamp,
+      },
     },
     pairings: { 's3://data': 's3key', 'az://acct/photos': 'azkey', 'gs://logs': 'gskey', 'gs://misfiled': 's3key', 's3://open': 'public' },
   };
@@ -39,7 +60,8 @@ function countingStore(initial = contents()) {
   const store: CredentialSource = {
     async read() {
       state.reads += 1;
-      if (state.fail) throw new Error('/etc/objmount/credentials.json is damaged (Unexpected token); move it away and import the credentials again');
+      if (state.fail)
+        throw new Error('/etc/objmount/credentials.json is damaged (Unexpected token); move it away and import the credentials again');
       return state.contents;
     },
   };
@@ -91,7 +113,9 @@ describe('StoredGcsResolver', () => {
     const { store } = countingStore();
     for (const named of ['nobody', 's3key']) {
       const failure = new StoredGcsResolver(store, named).resolveGcs('logs');
-      await expect(failure).rejects.toThrow(new CredentialError(`no stored Google Cloud credential named '${named}' (see 'objmount creds list')`));
+      await expect(failure).rejects.toThrow(
+        new CredentialError(`no stored Google Cloud credential named '${named}' (see 'objmount creds list')`),
+      );
       await expect(failure).rejects.not.toThrow(/PRIVATE KEY|secret/);
     }
   });
@@ -118,10 +142,16 @@ describe('one read of the credential store for every resolver of a mount', () =>
     // The same answers as from the store itself.
     expect(s3).toMatchObject({ accessKeyId: 'AKIASTORED0001', endpoint: 'http://s3.example', source: "the stored credential 's3key'" });
     expect(publicS3).toMatchObject({ signatureVersion: 'none', source: 'public access (unsigned requests)' });
-    expect(azure).toMatchObject({ credential: { kind: 'sharedKey', accountKey: AZURE_KEY }, description: "the account key of the stored credential 'azkey'" });
+    expect(azure).toMatchObject({
+      credential: { kind: 'sharedKey', accountKey: AZURE_KEY },
+      description: "the account key of the stored credential 'azkey'",
+    });
     expect(gcs?.name).toBe('gskey');
     expect(Object.keys(pairings)).toContain('gs://logs');
-    expect(await new StoreResolver(store, noS3Fallback).resolveS3('data')).toMatchObject({ accessKeyId: s3.accessKeyId, endpoint: s3.endpoint });
+    expect(await new StoreResolver(store, noS3Fallback).resolveS3('data')).toMatchObject({
+      accessKeyId: s3.accessKeyId,
+      endpoint: s3.endpoint,
+    });
   });
 
   it('reads the store again after forget (the root view looking for new pairings)', async () => {

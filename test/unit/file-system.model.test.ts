@@ -165,7 +165,10 @@ class World {
       mkdirSync(join(this.local, WORK, dir));
       await this.kernel.mkdir(dir);
     }
-    for (const [file, bytes] of [['a', 100], ['d/a', 2500]] as const) {
+    for (const [file, bytes] of [
+      ['a', 100],
+      ['d/a', 2500],
+    ] as const) {
       const data = Buffer.alloc(bytes, file);
       writeFileSync(join(this.local, WORK, file), data);
       await this.kernel.writeFile(file, data);
@@ -645,7 +648,11 @@ class StatPath extends Operation<Stat> {
   };
   local = (root: string) => {
     const st = lstatSync(join(root, this.path));
-    return { kind: st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'file', size: st.isFile() ? st.size : 0, mode: st.mode & 0o7777 };
+    return {
+      kind: st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'file',
+      size: st.isFile() ? st.size : 0,
+      mode: st.mode & 0o7777,
+    };
   };
   toString = () => `stat(${this.path})`;
 }
@@ -898,7 +905,18 @@ class CloseHeld implements fc.AsyncCommand<object, World> {
   toString = () => `held[${this.index}].close()`;
 }
 
-type FailingCall = 'head' | 'get' | 'getStream' | 'put' | 'list' | 'copy' | 'deleteMany' | 'createMultipartUpload' | 'uploadPart' | 'uploadPartCopy' | 'completeMultipartUpload';
+type FailingCall =
+  | 'head'
+  | 'get'
+  | 'getStream'
+  | 'put'
+  | 'list'
+  | 'copy'
+  | 'deleteMany'
+  | 'createMultipartUpload'
+  | 'uploadPart'
+  | 'uploadPartCopy'
+  | 'completeMultipartUpload';
 
 /**
  * `operation` with a store call failing: the `nth` call of `call` (and `times - 1` after it).
@@ -943,7 +961,8 @@ class Faulty implements fc.AsyncCommand<object, World> {
         expect([before[path], after[path]], `${this}: ${path}`).toContainEqual(entry);
       }
       for (const [path, entry] of Object.entries(before)) {
-        if (JSON.stringify(after[path]) === JSON.stringify(entry)) expect(stored[path], `${this}: ${path} was not to change`).toEqual(entry);
+        if (JSON.stringify(after[path]) === JSON.stringify(entry))
+          expect(stored[path], `${this}: ${path} was not to change`).toEqual(entry);
       }
     }
     expect(await snapshotOf(w.kernel), `${this}: the mount and the store disagree`).toEqual(stored);
@@ -1023,8 +1042,14 @@ const failingCalls: FailingCall[] = [
 ];
 function heldOn(names: fc.Arbitrary<string>): fc.WeightedArbitrary<fc.AsyncCommand<object, World>>[] {
   return [
-    { weight: 3, arbitrary: fc.tuple(names, fc.constantFrom<'r' | 'r+' | 'a' | 'w'>('r', 'r+', 'a', 'w')).map(([p, m]) => new OpenHeld(p, m)) },
-    { weight: 3, arbitrary: fc.tuple(fc.nat(), fc.nat({ max: 4000 }), fc.integer({ min: 1, max: 3000 })).map(([i, p, n]) => new ReadHeld(i, p, n)) },
+    {
+      weight: 3,
+      arbitrary: fc.tuple(names, fc.constantFrom<'r' | 'r+' | 'a' | 'w'>('r', 'r+', 'a', 'w')).map(([p, m]) => new OpenHeld(p, m)),
+    },
+    {
+      weight: 3,
+      arbitrary: fc.tuple(fc.nat(), fc.nat({ max: 4000 }), fc.integer({ min: 1, max: 3000 })).map(([i, p, n]) => new ReadHeld(i, p, n)),
+    },
     { weight: 3, arbitrary: fc.tuple(fc.nat(), fc.nat({ max: 4000 }), content).map(([i, p, d]) => new WriteHeld(i, p, d)) },
     { weight: 1, arbitrary: fc.nat().map((i) => new FstatHeld(i)) },
     { weight: 1, arbitrary: fc.nat().map((i) => new FsyncHeld(i)) },
@@ -1044,7 +1069,10 @@ const faulty = fc
 
 const setups = fc.record({
   // Async mode fsyncs its journal at every close: a quarter of the runs, to keep the suite quick.
-  writeMode: fc.oneof({ weight: 3, arbitrary: fc.constant<'sync' | 'async'>('sync') }, { weight: 1, arbitrary: fc.constant<'sync' | 'async'>('async') }),
+  writeMode: fc.oneof(
+    { weight: 3, arbitrary: fc.constant<'sync' | 'async'>('sync') },
+    { weight: 1, arbitrary: fc.constant<'sync' | 'async'>('async') },
+  ),
   partSize: fc.constantFrom(KiB, 8 * 1024 * KiB),
   prefix: fc.constantFrom('', 'mount/'),
   seeded: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
@@ -1059,29 +1087,47 @@ async function runSequence(setup: Setup, commands: Iterable<fc.AsyncCommand<obje
 }
 
 function property(commands: fc.WeightedArbitrary<fc.AsyncCommand<object, World>>[]) {
-  return fc.asyncProperty(setups, fc.commands([fc.oneof(...commands)], { maxCommands: 40, size: 'max' }), (setup, cmds) => runSequence(setup, cmds));
+  return fc.asyncProperty(setups, fc.commands([fc.oneof(...commands)], { maxCommands: 40, size: 'max' }), (setup, cmds) =>
+    runSequence(setup, cmds),
+  );
 }
 
 describe('FileSystem behaves like a local directory', () => {
-  it(`under random sequences of file operations (${RUNS} runs)`, async () => {
-    await fc.assert(property(operations), { numRuns: RUNS });
-  }, PROPERTY_TIMEOUT);
+  it(
+    `under random sequences of file operations (${RUNS} runs)`,
+    async () => {
+      await fc.assert(property(operations), { numRuns: RUNS });
+    },
+    PROPERTY_TIMEOUT,
+  );
 
-  it(`while other clients change the store, time passes and it is remounted (${RUNS} runs)`, async () => {
-    await fc.assert(property([...operations, ...world]), { numRuns: RUNS });
-  }, PROPERTY_TIMEOUT);
+  it(
+    `while other clients change the store, time passes and it is remounted (${RUNS} runs)`,
+    async () => {
+      await fc.assert(property([...operations, ...world]), { numRuns: RUNS });
+    },
+    PROPERTY_TIMEOUT,
+  );
 
-  it(`with files held open across operations (${RUNS} runs)`, async () => {
-    // Fewer names, so that a file held open is often the one renamed, unlinked or written over.
-    const few = fc.constantFrom('a', 'b', 'd/a', 'd');
-    const held = heldOn(few).map(({ weight, arbitrary }) => ({ weight: weight * 2, arbitrary }));
-    const tick = { weight: 2, arbitrary: fc.nat({ max: 3000 }).map((ms) => new Tick(ms)) };
-    await fc.assert(property([...operationsOn(few), ...held, tick]), { numRuns: RUNS });
-  }, PROPERTY_TIMEOUT);
+  it(
+    `with files held open across operations (${RUNS} runs)`,
+    async () => {
+      // Fewer names, so that a file held open is often the one renamed, unlinked or written over.
+      const few = fc.constantFrom('a', 'b', 'd/a', 'd');
+      const held = heldOn(few).map(({ weight, arbitrary }) => ({ weight: weight * 2, arbitrary }));
+      const tick = { weight: 2, arbitrary: fc.nat({ max: 3000 }).map((ms) => new Tick(ms)) };
+      await fc.assert(property([...operationsOn(few), ...held, tick]), { numRuns: RUNS });
+    },
+    PROPERTY_TIMEOUT,
+  );
 
-  it(`while store calls fail (${RUNS} runs)`, async () => {
-    await fc.assert(property([...operations, ...world, { weight: 8, arbitrary: faulty }]), { numRuns: RUNS });
-  }, PROPERTY_TIMEOUT);
+  it(
+    `while store calls fail (${RUNS} runs)`,
+    async () => {
+      await fc.assert(property([...operations, ...world, { weight: 8, arbitrary: faulty }]), { numRuns: RUNS });
+    },
+    PROPERTY_TIMEOUT,
+  );
 });
 
 // ---- named sequences: found failures, shrunk, and paths worth keeping whatever the seed ----
@@ -1135,7 +1181,13 @@ describe('FileSystem model sequences', () => {
   });
 
   it('sends later writes of a file held open to where its directory was moved', async () => {
-    await runSequence(seeded, [new OpenHeld('d/a', 'a'), new Rename('d', 'e/f/g'), new WriteHeld(0, 0, bytes(2000, 'z')), new CloseHeld(0), new Remount()]);
+    await runSequence(seeded, [
+      new OpenHeld('d/a', 'a'),
+      new Rename('d', 'e/f/g'),
+      new WriteHeld(0, 0, bytes(2000, 'z')),
+      new CloseHeld(0),
+      new Remount(),
+    ]);
   });
 
   it('creates the target of a dangling symlink written through', async () => {
@@ -1151,7 +1203,14 @@ describe('FileSystem model sequences', () => {
   });
 
   it('shows a delete and a put by another client once the TTLs have passed', async () => {
-    await runSequence(seeded, [new Read('a'), new ExternalDelete('a'), new Read('a'), new ExternalPut('d/b', bytes(10)), new List('d'), new Read('d/b')]);
+    await runSequence(seeded, [
+      new Read('a'),
+      new ExternalDelete('a'),
+      new Read('a'),
+      new ExternalPut('d/b', bytes(10)),
+      new List('d'),
+      new Read('d/b'),
+    ]);
   });
 
   it('journals and uploads in async mode, held handles and remounts included', async () => {

@@ -280,12 +280,14 @@ describe('readdir', () => {
       expect(await logged.readdir('/')).toEqual(['.', '..', 'a', 'both']);
       expect(await logged.readdir('/a')).toEqual(['.', '..']);
     }
-    expect(warnings.sort()).toEqual([
-      "key '..' is not shown in the mount: '..' cannot be a file name",
-      "key 'a//' is not shown in the mount: it has an empty path component (//)",
-      "key 'both' is not shown in the mount: a directory 'both' of the same name hides it",
-      `key '${'n'.repeat(256)}' is not shown in the mount: a path component is longer than 255 bytes`,
-    ].sort());
+    expect(warnings.sort()).toEqual(
+      [
+        "key '..' is not shown in the mount: '..' cannot be a file name",
+        "key 'a//' is not shown in the mount: it has an empty path component (//)",
+        "key 'both' is not shown in the mount: a directory 'both' of the same name hides it",
+        `key '${'n'.repeat(256)}' is not shown in the mount: a path component is longer than 255 bytes`,
+      ].sort(),
+    );
     expect(await logged.readdir('/both')).toEqual(['.', '..', 'inner']);
   });
 
@@ -1377,7 +1379,7 @@ describe('readdirPlus: the names with the attributes known now', () => {
     expect((await plus('/d')).written).toMatchObject({ mode: S_IFREG | 0o604 });
   });
 
-  it("gives no attributes for an entry another client changed, and drops one it deleted, once the TTL has passed", async () => {
+  it('gives no attributes for an entry another client changed, and drops one it deleted, once the TTL has passed', async () => {
     await put('d/changed', 'x', { mode: String(S_IFREG | 0o600) });
     await put('d/deleted', 'x');
     await fs.readdir('/d');

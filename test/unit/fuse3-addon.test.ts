@@ -18,7 +18,9 @@ function expectTypeError(call: () => unknown, message: string | RegExp): void {
     thrown = error;
   }
   expect(thrown).toBeInstanceOf(TypeError);
-  expect((thrown as TypeError).message).toMatch(typeof message === 'string' ? new RegExp(`^${message.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&')}$`) : message);
+  expect((thrown as TypeError).message).toMatch(
+    typeof message === 'string' ? new RegExp(`^${message.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&')}$`) : message,
+  );
   expect((thrown as NodeJS.ErrnoException).code).toBe('ERR_INVALID_ARG_TYPE');
 }
 
@@ -79,7 +81,11 @@ describe('the libfuse 3 addon rejects bad arguments', () => {
   });
 
   it('accepts well-formed arguments, and an unmounted session does not keep the process alive', () => {
-    const handle = create('/mnt', { fsName: 's3://bucket/prefix', allowOther: false, attrTimeout: 1.5, maxWrite: 1 << 20 }, { getattr: noop });
+    const handle = create(
+      '/mnt',
+      { fsName: 's3://bucket/prefix', allowOther: false, attrTimeout: 1.5, maxWrite: 1 << 20 },
+      { getattr: noop },
+    );
     expect(typeof handle).toBe('object');
     expect(() => addon.unmount(handle)).not.toThrow(); // stopping a session that never mounted is harmless
   });

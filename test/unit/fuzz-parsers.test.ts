@@ -14,20 +14,74 @@ const SECRET = 'Sup3rSecretValueThatMustNotLeak0123456789';
 /** Lines that look like credential files: settings, sections, comments, junk, CRLF. */
 const line = fc.oneof(
   fc.constantFrom(
-    '[default]', '[profile x]', '[remote]', 'type = s3', 'type = azureblob', 'type = google cloud storage', 'type = swift', '# comment', '; comment', '', 'export ', '+----+', '| access | a |',
-    'read -sr OS_PASSWORD_INPUT', 'export OS_PASSWORD=$OS_PASSWORD_INPUT',
+    '[default]',
+    '[profile x]',
+    '[remote]',
+    'type = s3',
+    'type = azureblob',
+    'type = google cloud storage',
+    'type = swift',
+    '# comment',
+    '; comment',
+    '',
+    'export ',
+    '+----+',
+    '| access | a |',
+    'read -sr OS_PASSWORD_INPUT',
+    'export OS_PASSWORD=$OS_PASSWORD_INPUT',
   ),
-  fc.tuple(
-    fc.constantFrom(
-      'aws_access_key_id', 'aws_secret_access_key', 'access_key', 'secret_key', 'endpoint', 'host_base', 'EC2_ACCESS_KEY', 'EC2_SECRET_KEY', 'S3_URL', 'region', 'use_https', 'signature_v2',
-      'AZURE_STORAGE_ACCOUNT', 'AZURE_STORAGE_KEY', 'AZURE_STORAGE_SAS_TOKEN', 'AZURE_STORAGE_CONNECTION_STRING', 'account', 'key', 'sas_url', 'service_account_credentials',
-      'export OS_AUTH_URL', 'OS_USERNAME', 'OS_PASSWORD', 'OS_PROJECT_NAME', 'OS_INTERFACE', 'OS_AUTH_TYPE', 'OS_APPLICATION_CREDENTIAL_ID', 'OS_APPLICATION_CREDENTIAL_SECRET',
-      'auth', 'user', 'env_auth', 'endpoint_type', 'auth_token', 'storage_url',
-    ),
-    fc.constantFrom(' = ', '=', ': ', ' '),
-    fc.oneof(fc.string(), fc.constant(SECRET), fc.constant(`AccountName=a;AccountKey=${SECRET}`), fc.constant(`https://a.blob.core.windows.net/?sv=1&sig=${SECRET}`)),
-  ).map(([k, sep, v]) => `${k}${sep}${v}`),
-  fc.constantFrom(`DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=${SECRET}`, `{"type": "service_account", "private_key": "${SECRET}"`, `https://acct.blob.core.windows.net/?sig=${SECRET}`),
+  fc
+    .tuple(
+      fc.constantFrom(
+        'aws_access_key_id',
+        'aws_secret_access_key',
+        'access_key',
+        'secret_key',
+        'endpoint',
+        'host_base',
+        'EC2_ACCESS_KEY',
+        'EC2_SECRET_KEY',
+        'S3_URL',
+        'region',
+        'use_https',
+        'signature_v2',
+        'AZURE_STORAGE_ACCOUNT',
+        'AZURE_STORAGE_KEY',
+        'AZURE_STORAGE_SAS_TOKEN',
+        'AZURE_STORAGE_CONNECTION_STRING',
+        'account',
+        'key',
+        'sas_url',
+        'service_account_credentials',
+        'export OS_AUTH_URL',
+        'OS_USERNAME',
+        'OS_PASSWORD',
+        'OS_PROJECT_NAME',
+        'OS_INTERFACE',
+        'OS_AUTH_TYPE',
+        'OS_APPLICATION_CREDENTIAL_ID',
+        'OS_APPLICATION_CREDENTIAL_SECRET',
+        'auth',
+        'user',
+        'env_auth',
+        'endpoint_type',
+        'auth_token',
+        'storage_url',
+      ),
+      fc.constantFrom(' = ', '=', ': ', ' '),
+      fc.oneof(
+        fc.string(),
+        fc.constant(SECRET),
+        fc.constant(`AccountName=a;AccountKey=${SECRET}`),
+        fc.constant(`https://a.blob.core.windows.net/?sv=1&sig=${SECRET}`),
+      ),
+    )
+    .map(([k, sep, v]) => `${k}${sep}${v}`),
+  fc.constantFrom(
+    `DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=${SECRET}`,
+    `{"type": "service_account", "private_key": "${SECRET}"`,
+    `https://acct.blob.core.windows.net/?sig=${SECRET}`,
+  ),
   fc.string(),
 );
 const file = fc.array(line, { maxLength: 12 }).chain((lines) => fc.constantFrom('\n', '\r\n').map((eol) => lines.join(eol)));
@@ -83,7 +137,9 @@ describe('SOURCE and size parsing under generated input', () => {
   it('parse or throw an OptionError; what parses formats back to an equivalent source', () => {
     const source = fc.oneof(
       fc.string(),
-      fc.tuple(fc.constantFrom('s3://', 'gs://', 'az://', 'S3://', 's3:/', ''), fc.string(), fc.constantFrom('', '/', '//'), fc.string()).map((parts) => parts.join('')),
+      fc
+        .tuple(fc.constantFrom('s3://', 'gs://', 'az://', 'S3://', 's3:/', ''), fc.string(), fc.constantFrom('', '/', '//'), fc.string())
+        .map((parts) => parts.join('')),
       // Azure sources close to valid, so the container and prefix rules get exercised too.
       fc
         .tuple(fc.stringMatching(/^[a-z0-9]{2,25}$/), fc.stringMatching(/^[a-z0-9-]{2,8}$/), fc.constantFrom('', '/', '//'), fc.string())
@@ -106,15 +162,21 @@ describe('SOURCE and size parsing under generated input', () => {
 
   it('sizes are whole numbers of bytes or an OptionError', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string(), fc.tuple(fc.nat(), fc.constantFrom('', 'k', 'M', 'GiB', 'tb', 'x')).map(([n, u]) => `${n}${u}`)), (text) => {
-        try {
-          const bytes = parseSize(text);
-          expect(Number.isSafeInteger(bytes) || bytes > Number.MAX_SAFE_INTEGER).toBe(true);
-          expect(bytes).toBeGreaterThanOrEqual(0);
-        } catch (error) {
-          expect(error).toBeInstanceOf(OptionError);
-        }
-      }),
+      fc.property(
+        fc.oneof(
+          fc.string(),
+          fc.tuple(fc.nat(), fc.constantFrom('', 'k', 'M', 'GiB', 'tb', 'x')).map(([n, u]) => `${n}${u}`),
+        ),
+        (text) => {
+          try {
+            const bytes = parseSize(text);
+            expect(Number.isSafeInteger(bytes) || bytes > Number.MAX_SAFE_INTEGER).toBe(true);
+            expect(bytes).toBeGreaterThanOrEqual(0);
+          } catch (error) {
+            expect(error).toBeInstanceOf(OptionError);
+          }
+        },
+      ),
       { numRuns: 2000 },
     );
   });

@@ -20,7 +20,10 @@ function apiError(status: number, message: string, reason?: string): Error {
 }
 
 function networkError(code: string): Error {
-  return Object.assign(new Error(`request to http://127.0.0.1:1/storage/v1/b/bucket/o failed, reason: connect ${code} 127.0.0.1:1`), { code, errno: code });
+  return Object.assign(new Error(`request to http://127.0.0.1:1/storage/v1/b/bucket/o failed, reason: connect ${code} 127.0.0.1:1`), {
+    code,
+    errno: code,
+  });
 }
 
 describe('translateGcsError', () => {
@@ -40,24 +43,41 @@ describe('translateGcsError', () => {
   });
 
   it('maps a failed generation condition (412) to PreconditionFailed', () => {
-    const error = translateGcsError(apiError(412, 'At least one of the pre-conditions you specified did not hold.', 'conditionNotMet'), context('get'));
-    expect(error).toMatchObject({ code: 'PreconditionFailed', storeCode: 'conditionNotMet', message: 'gs://bucket/dir/file: changed in the store while open' });
+    const error = translateGcsError(
+      apiError(412, 'At least one of the pre-conditions you specified did not hold.', 'conditionNotMet'),
+      context('get'),
+    );
+    expect(error).toMatchObject({
+      code: 'PreconditionFailed',
+      storeCode: 'conditionNotMet',
+      message: 'gs://bucket/dir/file: changed in the store while open',
+    });
   });
 
   it('maps 401 to InvalidCredentials and 403 to AccessDenied, naming the credential but no secret', () => {
     const rejected = translateGcsError(apiError(401, 'Invalid Credentials', 'authError'), context('list', ''));
     expect(rejected).toMatchObject({ code: 'InvalidCredentials' });
-    expect(rejected.message).toBe('gs://bucket: the store rejected service account sa@p.iam.gserviceaccount.com from /k.json: HTTP 401 authError');
+    expect(rejected.message).toBe(
+      'gs://bucket: the store rejected service account sa@p.iam.gserviceaccount.com from /k.json: HTTP 401 authError',
+    );
     const denied = translateGcsError(
-      apiError(403, 'sa@p.iam.gserviceaccount.com does not have storage.objects.get access to the Google Cloud Storage object.', 'forbidden'),
+      apiError(
+        403,
+        'sa@p.iam.gserviceaccount.com does not have storage.objects.get access to the Google Cloud Storage object.',
+        'forbidden',
+      ),
       context('get'),
     );
     expect(denied).toMatchObject({ code: 'AccessDenied', storeCode: 'forbidden' });
-    expect(denied.message).toBe('gs://bucket/dir/file: get denied to service account sa@p.iam.gserviceaccount.com from /k.json: HTTP 403 forbidden');
+    expect(denied.message).toBe(
+      'gs://bucket/dir/file: get denied to service account sa@p.iam.gserviceaccount.com from /k.json: HTTP 403 forbidden',
+    );
   });
 
   it("maps the token endpoint's refusal of a key (400 invalid_grant) to InvalidCredentials", () => {
-    const gaxios = Object.assign(new Error('invalid_grant: Invalid JWT Signature.'), { response: { status: 400, data: { error: 'invalid_grant' } } });
+    const gaxios = Object.assign(new Error('invalid_grant: Invalid JWT Signature.'), {
+      response: { status: 400, data: { error: 'invalid_grant' } },
+    });
     expect(translateGcsError(gaxios, context('list', ''))).toMatchObject({ code: 'InvalidCredentials', storeCode: 'invalid_grant' });
   });
 
@@ -70,7 +90,9 @@ describe('translateGcsError', () => {
       code: 'InvalidRequest',
       message: 'gs://bucket/dir/file: compose refused: HTTP 501: not supported by the Google Cloud Storage endpoint',
     });
-    expect(translateGcsError(apiError(400, 'The object name is too long.', 'invalid'), context('put'))).toMatchObject({ code: 'InvalidRequest' });
+    expect(translateGcsError(apiError(400, 'The object name is too long.', 'invalid'), context('put'))).toMatchObject({
+      code: 'InvalidRequest',
+    });
   });
 
   it('maps connection failures to Unreachable, naming the endpoint; resets and timeouts to Transient', () => {
@@ -80,14 +102,19 @@ describe('translateGcsError', () => {
     });
     expect(translateGcsError(networkError('ENOTFOUND'), context('get'))).toMatchObject({ code: 'Unreachable' });
     expect(translateGcsError(networkError('ECONNRESET'), context('get'))).toMatchObject({ code: 'Transient', storeCode: 'ECONNRESET' });
-    expect(translateGcsError(Object.assign(new Error('network timeout at: http://x'), { type: 'request-timeout' }), context('get'))).toMatchObject({ code: 'Transient' });
+    expect(
+      translateGcsError(Object.assign(new Error('network timeout at: http://x'), { type: 'request-timeout' }), context('get')),
+    ).toMatchObject({ code: 'Transient' });
   });
 
   it("blames Google's token endpoint, not the store's, when getting a token fails", () => {
-    const gaxios = Object.assign(new Error('request to https://oauth2.googleapis.com/token failed, reason: getaddrinfo ENOTFOUND oauth2.googleapis.com'), {
-      code: 'ENOTFOUND',
-      config: { url: 'https://oauth2.googleapis.com/token', body: 'grant_type=…&assertion=SECRET' },
-    });
+    const gaxios = Object.assign(
+      new Error('request to https://oauth2.googleapis.com/token failed, reason: getaddrinfo ENOTFOUND oauth2.googleapis.com'),
+      {
+        code: 'ENOTFOUND',
+        config: { url: 'https://oauth2.googleapis.com/token', body: 'grant_type=…&assertion=SECRET' },
+      },
+    );
     const error = translateGcsError(gaxios, context('list', ''));
     expect(error).toMatchObject({ code: 'Unreachable' });
     expect(error.message).toBe(
@@ -96,7 +123,12 @@ describe('translateGcsError', () => {
   });
 
   it('maps a missing default credential to NoCredentials with what to do', () => {
-    const error = translateGcsError(new Error('Could not load the default credentials. Browse to https://cloud.google.com/docs/authentication/getting-started for more information.'), context('list', ''));
+    const error = translateGcsError(
+      new Error(
+        'Could not load the default credentials. Browse to https://cloud.google.com/docs/authentication/getting-started for more information.',
+      ),
+      context('list', ''),
+    );
     expect(error).toMatchObject({ code: 'NoCredentials' });
     expect(error.message).toContain('--key-file');
   });

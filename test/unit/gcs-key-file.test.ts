@@ -26,7 +26,8 @@ function key(overrides: Record<string, unknown> = {}): Record<string, unknown> {
   };
 }
 
-const parse = (value: unknown) => parseServiceAccountKey(typeof value === 'string' ? value : JSON.stringify(value), '/etc/objmount/key.json');
+const parse = (value: unknown) =>
+  parseServiceAccountKey(typeof value === 'string' ? value : JSON.stringify(value), '/etc/objmount/key.json');
 
 describe('parseServiceAccountKey', () => {
   it('reads a service-account key as the Cloud Console writes it', () => {
@@ -66,7 +67,9 @@ describe('parseServiceAccountKey', () => {
 
   it('names a file it cannot read', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gcs-key-'));
-    await expect(readServiceAccountKey(join(dir, 'missing.json'))).rejects.toThrow(`cannot read the GCS key file ${join(dir, 'missing.json')}: no such file`);
+    await expect(readServiceAccountKey(join(dir, 'missing.json'))).rejects.toThrow(
+      `cannot read the GCS key file ${join(dir, 'missing.json')}: no such file`,
+    );
     await expect(readServiceAccountKey(dir)).rejects.toThrow(/: it is a directory$/);
     const path = join(dir, 'key.json');
     writeFileSync(path, JSON.stringify(key()));

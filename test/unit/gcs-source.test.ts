@@ -13,7 +13,9 @@ describe('parseSource for gs://', () => {
 
   it('refuses names GCS would refuse, saying what a name may be', () => {
     for (const bad of ['ab', 'Upper', '-start', 'end-', 'a'.repeat(64), `${'a'.repeat(64)}.com`, 'a..b']) {
-      expect(() => parseSource(`gs://${bad}`)).toThrow(`'gs://${bad}': '${bad}' is not a valid GCS bucket name (3 to 63 lower-case letters, digits, '-', '_' and '.', starting and ending with a letter or digit)`);
+      expect(() => parseSource(`gs://${bad}`)).toThrow(
+        `'gs://${bad}': '${bad}' is not a valid GCS bucket name (3 to 63 lower-case letters, digits, '-', '_' and '.', starting and ending with a letter or digit)`,
+      );
     }
     expect(() => parseSource('gs://b-1/a//c')).toThrow(/empty path components/);
   });

@@ -34,15 +34,18 @@ describe('withGetRetry', () => {
     expect(get.calls()).toBe(2);
   });
 
-  it.each(['NotFound', 'AccessDenied', 'PreconditionFailed', 'InvalidRequest'] as const)('does not retry %s, which another try cannot cure', async (code) => {
-    const counted = stats();
-    const get = failing([code]);
-    await expect(withGetRetry(counted, get.get)).rejects.toMatchObject({ code });
-    expect(get.calls()).toBe(1);
-    expect(counted.retries).toBe(0);
-  });
+  it.each(['NotFound', 'AccessDenied', 'PreconditionFailed', 'InvalidRequest'] as const)(
+    'does not retry %s, which another try cannot cure',
+    async (code) => {
+      const counted = stats();
+      const get = failing([code]);
+      await expect(withGetRetry(counted, get.get)).rejects.toMatchObject({ code });
+      expect(get.calls()).toBe(1);
+      expect(counted.retries).toBe(0);
+    },
+  );
 
-  it('does not retry an error that is not the store\'s', async () => {
+  it("does not retry an error that is not the store's", async () => {
     let calls = 0;
     await expect(
       withGetRetry(stats(), async () => {

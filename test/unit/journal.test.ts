@@ -196,7 +196,9 @@ describe('group commit', () => {
   it('fails the close of a record it could not write, and leaves no record', async () => {
     const journal = new Journal(join(stagingDir, 'no-such-dir'));
     await expect(journal.write(join(stagingDir, 'no-such-dir', 'r.pending.json'), '{}')).rejects.toMatchObject({ code: 'ENOENT' });
-    await expect(journal.add(join(stagingDir, 'missing-staging'), { key: 'k', size: 1, metadata: {} })).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(journal.add(join(stagingDir, 'missing-staging'), { key: 'k', size: 1, metadata: {} })).rejects.toMatchObject({
+      code: 'ENOENT',
+    });
     expect(await readdir(stagingDir)).toEqual([]);
   });
 });

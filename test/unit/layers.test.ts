@@ -51,7 +51,11 @@ describe('src/ imports', () => {
   it('build concrete stores in one place, the store factory', async () => {
     const builders: string[] = [];
     for (const path of Object.keys(tree).filter((file) => file.startsWith('src/'))) {
-      if (/\bnew (S3|Azure|Gcs|Swift)Store\(/.test(await readFile(path, 'utf8')) && !/^src\/storage\/(store-factory|memory-store|faulty-store)\.ts$/.test(path)) builders.push(path);
+      if (
+        /\bnew (S3|Azure|Gcs|Swift)Store\(/.test(await readFile(path, 'utf8')) &&
+        !/^src\/storage\/(store-factory|memory-store|faulty-store)\.ts$/.test(path)
+      )
+        builders.push(path);
     }
     expect(builders).toEqual([]);
   });

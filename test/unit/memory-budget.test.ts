@@ -93,7 +93,13 @@ describe('the budget shared by reads and writes', () => {
     const { etag } = await memory.put('obj', data);
     const budget = new MemoryBudget(16 * MiB);
     // The object is read sequentially to fill the cache: it must not pass through.
-    const cache = new BlockCache(memory, { blockSize: 2 * MiB, memoryLimit: 16 * MiB, maxConnections: 4, budget, passThroughAbove: Infinity });
+    const cache = new BlockCache(memory, {
+      blockSize: 2 * MiB,
+      memoryLimit: 16 * MiB,
+      maxConnections: 4,
+      budget,
+      passThroughAbove: Infinity,
+    });
     const reader = new FileReader(cache, () => ({ key: 'obj', etag, size: data.length }), { minReadAhead: MiB, maxReadAhead: 4 * MiB });
     const into = Buffer.alloc(128 * KiB);
     for (let at = 0; at < 16 * MiB; at += into.length) await reader.read(into, into.length, at);

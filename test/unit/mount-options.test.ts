@@ -39,7 +39,12 @@ describe('parseSource for Swift', () => {
 
 describe('parseSource for Azure', () => {
   it('reads an account, a container and an optional prefix', () => {
-    expect(parseSource('az://devstoreaccount1/photos')).toEqual({ provider: 'az', account: 'devstoreaccount1', bucket: 'photos', prefix: '' });
+    expect(parseSource('az://devstoreaccount1/photos')).toEqual({
+      provider: 'az',
+      account: 'devstoreaccount1',
+      bucket: 'photos',
+      prefix: '',
+    });
     expect(parseSource('az://acct/my-container/a/b/')).toEqual({ provider: 'az', account: 'acct', bucket: 'my-container', prefix: 'a/b/' });
     expect(formatSource(parseSource('az://acct/con/x/y'))).toBe('az://acct/con/x/y');
     expect(formatSource(parseSource('az://acct/con'))).toBe('az://acct/con');
@@ -75,16 +80,15 @@ describe('parseSize', () => {
 
 describe('fstab options (mount.objmount)', () => {
   it('maps name=value and flags onto mount options, dropping what mount(8) and systemd use', () => {
-    expect(mountArguments(['s3://b/p', '/mnt/d', '-o', '_netdev,nofail,allow_other,creds=partner,write_mode=async,x-systemd.automount,comment=x', '-n'])).toEqual([
-      'mount',
-      's3://b/p',
-      '/mnt/d',
-      '--allow-other',
-      '--creds',
-      'partner',
-      '--write-mode',
-      'async',
-    ]);
+    expect(
+      mountArguments([
+        's3://b/p',
+        '/mnt/d',
+        '-o',
+        '_netdev,nofail,allow_other,creds=partner,write_mode=async,x-systemd.automount,comment=x',
+        '-n',
+      ]),
+    ).toEqual(['mount', 's3://b/p', '/mnt/d', '--allow-other', '--creds', 'partner', '--write-mode', 'async']);
     expect(mountArguments(['s3://b', '/mnt', '-odefaults'])).toEqual(['mount', 's3://b', '/mnt']);
   });
 
@@ -98,7 +102,9 @@ describe('fstab options (mount.objmount)', () => {
       '1G',
     ]);
     expect(mountArguments(['objmount', '/mnt/all'])).toEqual(['mount', 'objmount', '/mnt/all']);
-    expect(() => mountArguments(['/mnt/all'])).toThrow(/usage: mount.objmount SOURCE MOUNTPOINT \[-o OPTIONS\] \(SOURCE objmount: every paired bucket\)/);
+    expect(() => mountArguments(['/mnt/all'])).toThrow(
+      /usage: mount.objmount SOURCE MOUNTPOINT \[-o OPTIONS\] \(SOURCE objmount: every paired bucket\)/,
+    );
   });
 
   it('refuses what it cannot honour', () => {

@@ -117,7 +117,7 @@ describe('the root view', () => {
     await expect(root.read(a, Buffer.alloc(1), 1, 0)).rejects.toMatchObject({ code: 'EBADF' });
   });
 
-  it('reads directories with attributes: names alone in the made-up ones, a bucket\'s own answer inside it', async () => {
+  it("reads directories with attributes: names alone in the made-up ones, a bucket's own answer inside it", async () => {
     const root = view([space(['s3', 'one']), space(['s3', 'two'])]);
     expect(await root.readdirPlus('/s3')).toEqual([{ name: '.' }, { name: '..' }, { name: 'one' }, { name: 'two' }]);
     expect(opened).toEqual([]);

@@ -67,19 +67,34 @@ describe('OpenStack RC files', () => {
     ].join('\r\n');
     const { credential, needsPassword } = parseOpenStackRc('v2rc', text);
     expect(needsPassword).toBe(false);
-    expect(credential).toMatchObject({ authUrl: 'http://keystone:5000/v2.0', tenant: 'tenant1', user: 'bob', key: 'pa ss"word', region: 'tenant1-region', endpointType: 'internal' });
+    expect(credential).toMatchObject({
+      authUrl: 'http://keystone:5000/v2.0',
+      tenant: 'tenant1',
+      user: 'bob',
+      key: 'pa ss"word',
+      region: 'tenant1-region',
+      endpointType: 'internal',
+    });
     expect(authVersionOf(credential)).toBe('2');
   });
 
   it('reads application credentials, and refuses one without its secret', () => {
-    const text = 'export OS_AUTH_TYPE=v3applicationcredential\nexport OS_AUTH_URL=https://k/v3\nexport OS_APPLICATION_CREDENTIAL_ID=abc\nexport OS_APPLICATION_CREDENTIAL_SECRET=s3cr3t\n';
-    expect(parseOpenStackRc('app.sh', text).credential).toMatchObject({ applicationCredentialId: 'abc', applicationCredentialSecret: 's3cr3t' });
+    const text =
+      'export OS_AUTH_TYPE=v3applicationcredential\nexport OS_AUTH_URL=https://k/v3\nexport OS_APPLICATION_CREDENTIAL_ID=abc\nexport OS_APPLICATION_CREDENTIAL_SECRET=s3cr3t\n';
+    expect(parseOpenStackRc('app.sh', text).credential).toMatchObject({
+      applicationCredentialId: 'abc',
+      applicationCredentialSecret: 's3cr3t',
+    });
     expect(parseOpenStackRc('app.sh', text).needsPassword).toBe(false);
-    expect(() => parseCredentials('app.sh', text.replace(/.*SECRET.*\n/, ''))).toThrow(new CredentialFormatError('app.sh: an application credential needs OS_APPLICATION_CREDENTIAL_SECRET'));
+    expect(() => parseCredentials('app.sh', text.replace(/.*SECRET.*\n/, ''))).toThrow(
+      new CredentialFormatError('app.sh: an application credential needs OS_APPLICATION_CREDENTIAL_SECRET'),
+    );
   });
 
   it('says what is wrong with an interface it does not know', () => {
-    expect(() => parseCredentials('x.sh', 'export OS_AUTH_URL=https://k/v3\nexport OS_INTERFACE=private\n')).toThrow(/x.sh: the interface 'private' is none of public, internal, admin/);
+    expect(() => parseCredentials('x.sh', 'export OS_AUTH_URL=https://k/v3\nexport OS_INTERFACE=private\n')).toThrow(
+      /x.sh: the interface 'private' is none of public, internal, admin/,
+    );
   });
 });
 
@@ -121,14 +136,28 @@ describe('rclone swift sections and the environment', () => {
   });
 
   it('refuses a swift remote that takes its credentials from the environment, pointing at --from-env', () => {
-    expect(() => parseCredentials('rclone.conf', '[e]\ntype = swift\nenv_auth = true\n')).toThrow(/env_auth = true\): import them with --from-env instead/);
+    expect(() => parseCredentials('rclone.conf', '[e]\ntype = swift\nenv_auth = true\n')).toThrow(
+      /env_auth = true\): import them with --from-env instead/,
+    );
   });
 
   it('reads OS_* and the swift client ST_* variables from the environment', () => {
-    const [fromOs] = parseEnvironment({ OS_AUTH_URL: 'https://k:5000/v3', OS_USERNAME: 'u', OS_PASSWORD: 'p', OS_PROJECT_NAME: 'proj', OS_USER_DOMAIN_ID: 'default' });
+    const [fromOs] = parseEnvironment({
+      OS_AUTH_URL: 'https://k:5000/v3',
+      OS_USERNAME: 'u',
+      OS_PASSWORD: 'p',
+      OS_PROJECT_NAME: 'proj',
+      OS_USER_DOMAIN_ID: 'default',
+    });
     expect(fromOs).toMatchObject({ provider: 'swift', user: 'u', key: 'p', tenant: 'proj', userDomainId: 'default' });
     const [fromSt] = parseEnvironment({ ST_AUTH: 'http://127.0.0.1:8080/auth/v1.0', ST_USER: 'test:tester', ST_KEY: 'testing' });
-    expect(fromSt).toEqual({ provider: 'swift', authVersion: '1', authUrl: 'http://127.0.0.1:8080/auth/v1.0', user: 'test:tester', key: 'testing' });
+    expect(fromSt).toEqual({
+      provider: 'swift',
+      authVersion: '1',
+      authUrl: 'http://127.0.0.1:8080/auth/v1.0',
+      user: 'test:tester',
+      key: 'testing',
+    });
   });
 });
 

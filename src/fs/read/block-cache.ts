@@ -101,7 +101,17 @@ const MAX_RANDOM_FETCHES = 8;
 
 export class BlockCache {
   readonly blockSize: number;
-  readonly stats: BlockCacheStats = { hits: 0, diskHits: 0, misses: 0, gets: 0, bytesFetched: 0, skippedReadAhead: 0, recycled: 0, passed: 0, promoted: 0 };
+  readonly stats: BlockCacheStats = {
+    hits: 0,
+    diskHits: 0,
+    misses: 0,
+    gets: 0,
+    bytesFetched: 0,
+    skippedReadAhead: 0,
+    recycled: 0,
+    passed: 0,
+    promoted: 0,
+  };
   private readonly memory: LRUCache<string, Buffer>;
   /** Block buffers this cache allocated and the store filled: only these are ever recycled. */
   private readonly own = new WeakSet<Buffer>();

@@ -139,7 +139,14 @@ export class DiskCache {
       return;
     }
     const name = this.nameOf(version, index);
-    const header: Header = { store: this.options.store, key: version.key, etag: version.etag, index, length: data.length, crc32: crc32(data) };
+    const header: Header = {
+      store: this.options.store,
+      key: version.key,
+      etag: version.etag,
+      index,
+      length: data.length,
+      crc32: crc32(data),
+    };
     const headerBytes = Buffer.from(JSON.stringify(header));
     const length = Buffer.alloc(4);
     length.writeUInt32BE(headerBytes.length);

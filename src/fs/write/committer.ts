@@ -115,7 +115,9 @@ export class Committer {
     try {
       await file.stream.advance(staging, file.attrs.size);
     } catch (error) {
-      this.options.logger.warn(`${file.path}: streaming upload failed, the whole file is uploaded at close: ${toFsError(error, file.path).message}`);
+      this.options.logger.warn(
+        `${file.path}: streaming upload failed, the whole file is uploaded at close: ${toFsError(error, file.path).message}`,
+      );
       await this.stopStream(file);
     }
   }

@@ -67,7 +67,13 @@ export class FileUploader {
    * the rest is read from the staging file and sent. Appending 1 MiB to a 1 GiB object sends
    * about 1 MiB.
    */
-  async uploadReusing(key: string, localPath: string, size: number, source: CopySource & { bytes: number }, putOptions: PutOptions): Promise<{ etag: string }> {
+  async uploadReusing(
+    key: string,
+    localPath: string,
+    size: number,
+    source: CopySource & { bytes: number },
+    putOptions: PutOptions,
+  ): Promise<{ etag: string }> {
     const sizes = new PartSizes(this.store.capabilities, this.options.partSize, size);
     const copyFrom = { key: source.key, etag: source.etag };
     // Copied parts are never last unless nothing follows: each must reach the minimum size.
@@ -99,7 +105,12 @@ export class FileUploader {
     }
   }
 
-  private async uploadMultipart(key: string, local: string | FileHandle, plan: PartPlan[], putOptions: PutOptions): Promise<{ etag: string }> {
+  private async uploadMultipart(
+    key: string,
+    local: string | FileHandle,
+    plan: PartPlan[],
+    putOptions: PutOptions,
+  ): Promise<{ etag: string }> {
     const file = typeof local === 'string' ? await open(local, 'r') : local;
     const upload = new MultipartUpload(this.store, key, putOptions, this.options);
     try {

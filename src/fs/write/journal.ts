@@ -262,7 +262,11 @@ export async function recover(stagingDir: string, uploader: RecoveryUploader, co
       const named = salvageUploadRecord(read.text);
       const namesIt = named !== undefined && uploadRecordName(named.uploadId) === name.replace(/\.tmp$/, '');
       if (temporary) {
-        if (namesIt) await uploader.abandon(named.key, named.uploadId).then(() => result.aborted.push(named.key), () => undefined);
+        if (namesIt)
+          await uploader.abandon(named.key, named.uploadId).then(
+            () => result.aborted.push(named.key),
+            () => undefined,
+          );
         await rm(path, { force: true });
         continue;
       }
