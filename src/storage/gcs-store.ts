@@ -211,7 +211,18 @@ export class GcsStore implements ObjectStore {
     if (options.range) {
       // The hot path: one request; what the layers above need of `info` is in the headers.
       const response = await this.media(key, options.ifMatch, signal, options.range);
-      return { info: infoFromMediaHeaders(key, response), body: response, length: contentLength(response) };
+      const info = infoFromMediaHeaders(key, response);
+      if (response.status === 200 && info.size > 0 && options.range.start >= info.size) {
+        // GCS answers a range past the end with 416; the emulator ignores it and sends the whole
+        // object (200). Both become the same error, as on S3 and Azure, never the wrong bytes.
+        response.resume(); // the body is not wanted: let it flow and end
+        throw new StoreError(
+          'InvalidRequest',
+          `${this.description}/${key}: get refused: range starts at ${options.range.start}, past the end (${info.size} bytes)`,
+          'InvalidRange',
+        );
+      }
+      return { info, body: response, length: contentLength(response) };
     }
     // The whole object comes with its metadata: read it first and pin the bytes to it.
     const info = await this.head(key, { signal });
