@@ -56,7 +56,7 @@ import {
   deadlineMs,
   withDeadline,
 } from './deadline.js';
-import { withGetRetry } from './get-retry.js';
+import { getWhole } from './get-retry.js';
 import {
   type CompletedPart,
   type GetOptions,
@@ -72,7 +72,6 @@ import {
   type StoreErrorCode,
   type StoreStats,
   StoreError,
-  readBody,
 } from './object-store.js';
 
 /** How a request to the account is authorized. */
@@ -208,27 +207,16 @@ export class AzureStore implements ObjectStore {
     };
   }
 
-  /** A whole GET: sent once more after a transient failure (get-retry.ts), each try within its deadline. */
+  /** A whole GET, within its deadline, sent once more after a transient failure (get-retry.ts). */
   get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
-    return withGetRetry(this.stats, () => this.getOnce(key, options));
-  }
-
-  private async getOnce(key: string, options: GetOptions): Promise<{ info: ObjectInfo; body: Buffer }> {
     const where = `${this.description}/${key}`;
-    // One deadline for the headers and the body: a body that trickles is a request that hangs.
-    return withDeadline(
-      deadlineMs(this.deadlines, options.range ? options.range.end - options.range.start + 1 : 0),
+    return getWhole(
+      this.stats,
+      this.deadlines,
       where,
-      async (signal) => {
-        const { info, body, length } = await this.openGet(key, options, signal);
-        abortBody(body, signal);
-        try {
-          return { info, body: await readBody(body as AsyncIterable<Buffer>, length, where, options.into) };
-        } catch (error) {
-          throw error instanceof StoreError ? error : this.translate(error, 'get', key);
-        }
-      },
-      options.signal,
+      options,
+      (signal) => this.openGet(key, options, signal),
+      (error) => (error instanceof StoreError ? error : this.translate(error, 'get', key)),
     );
   }
 

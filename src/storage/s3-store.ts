@@ -51,7 +51,7 @@ import {
   withDeadline,
 } from './deadline.js';
 import { SignatureV2Signer } from './signature-v2.js';
-import { withGetRetry } from './get-retry.js';
+import { getWhole } from './get-retry.js';
 import {
   type CompletedPart,
   type PartCopySource,
@@ -65,7 +65,6 @@ import {
   type StoreCapabilities,
   type StoreStats,
   StoreError,
-  readBody,
 } from './object-store.js';
 
 export type { StoreStats } from './object-store.js';
@@ -201,32 +200,23 @@ export class S3Store implements ObjectStore {
     };
   }
 
-  /** A whole GET: sent once more after a transient failure (get-retry.ts), each try within its deadline. */
+  /** A whole GET, within its deadline, sent once more after a transient failure (get-retry.ts). */
   get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
-    return withGetRetry(this.stats, () => this.getOnce(key, options));
-  }
-
-  private async getOnce(key: string, options: GetOptions): Promise<{ info: ObjectInfo; body: Buffer }> {
     const where = `${this.description}/${key}`;
-    // One deadline for the headers and the body: a body that trickles is a request that hangs.
-    return withDeadline(
-      deadlineMs(this.deadlines, rangeBytes(options)),
+    return getWhole(
+      this.stats,
+      this.deadlines,
       where,
-      async (signal) => {
-        const { info, body, length } = await this.openGet(key, options, signal);
-        abortBody(body, signal);
-        try {
-          return { info, body: await readBody(body as AsyncIterable<Buffer>, length, where, options.into) };
-        } catch (error) {
-          // The SDK retries until the headers arrive; a body cut off after them surfaces here, as
-          // a transient failure the caller may retry (never as a short, wrong answer).
-          this.stats.failures += 1;
-          if (error instanceof StoreError) throw error;
-          const detail = error instanceof Error ? error.message : String(error);
-          throw new StoreError('Transient', `${where}: get failed while reading the body: ${detail}`, undefined, { cause: error });
-        }
+      options,
+      (signal) => this.openGet(key, options, signal),
+      (error) => {
+        // The SDK retries until the headers arrive; a body cut off after them surfaces here, as a
+        // transient failure the caller may retry (never as a short, wrong answer).
+        this.stats.failures += 1;
+        if (error instanceof StoreError) return error;
+        const detail = error instanceof Error ? error.message : String(error);
+        return new StoreError('Transient', `${where}: get failed while reading the body: ${detail}`, undefined, { cause: error });
       },
-      options.signal,
     );
   }
 
@@ -579,9 +569,4 @@ const TLS_CERTIFICATE_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_I
 /** CopySource is a URL path: each key segment is percent-encoded, the slashes kept. */
 function encodeCopySourceKey(key: string): string {
   return key.split('/').map(encodeURIComponent).join('/');
-}
-
-/** How many bytes a get asks for, when it names a range (else the deadline is a metadata one). */
-function rangeBytes(options: GetOptions): number {
-  return options.range ? options.range.end - options.range.start + 1 : 0;
 }
