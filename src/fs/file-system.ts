@@ -9,6 +9,7 @@
  *   stages its writes locally (open-file.ts);
  * - `Committer` (write/committer.ts): streaming a new file while it is written, and saving a
  *   file now (sync close, fsync) or later from the journal (async close);
+ * - `Mover` (mover.ts): renames, as copies and deletes, with the files open below them;
  * - `FileReader` (read/file-reader.ts) over the mount's `BlockCache`: reads of unmodified files.
  *
  * Files open for writing are staged locally and uploaded on flush/fsync/close, which return only
@@ -18,15 +19,14 @@
 
 import { randomBytes } from 'node:crypto';
 
-import PQueue from 'p-queue';
-
 import type { Logger } from '../log/logger.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { type AttributeDefaults, type Attributes, S_IFMT, contentTypeOf, metadataOf, newAttributes } from './attributes.js';
 import { FsError } from './errors.js';
 import type { MemoryBudget } from './memory-budget.js';
 import type { MetadataCacheOptions } from './metadata-cache.js';
-import { MAX_KEY_BYTES, MAX_NAME_BYTES, Namespace } from './namespace.js';
+import { MAX_NAME_BYTES, Namespace } from './namespace.js';
+import { Mover } from './mover.js';
 import { OpenFile, stagingPathFor } from './open-file.js';
 import { O_ACCMODE, O_RDWR, O_TRUNC, OpenFileTable } from './open-files.js';
 import { BlockCache } from './read/block-cache.js';
@@ -98,6 +98,7 @@ export class FileSystem {
   private readonly namespace: Namespace;
   private readonly openFiles = new OpenFileTable();
   private readonly committer: Committer;
+  private readonly mover: Mover;
   private readonly blocks: BlockCache;
   private readonly now: () => number;
   private nextStaging = 1;
@@ -127,6 +128,7 @@ export class FileSystem {
       retryDelayMs: options.retryDelayMs,
       logger: options.logger,
     });
+    this.mover = new Mover(store, this.namespace, this.openFiles, this.committer);
   }
 
   // ---- attributes and directories ----
@@ -367,7 +369,7 @@ export class FileSystem {
       await open.exclusive(async () => {
         open.unlinked = true;
         await this.committer.dropPending(open);
-        await this.keepForHandles(open);
+        await this.mover.keepForHandles(open);
         await remove();
       });
       this.openFiles.delete(path);
@@ -427,85 +429,12 @@ export class FileSystem {
       if (to.startsWith(`${from}/`)) throw new FsError('EINVAL', `${to}: cannot move a directory into itself`);
       if (target && target.kind !== 'directory') throw new FsError('ENOTDIR', `${to}: not a directory`);
       if (target) await this.rmdir(to);
-      await this.renameDirectory(from, to);
+      await this.mover.moveDirectory(from, to);
     } else {
       if (target?.kind === 'directory') throw new FsError('EISDIR', `${to}: is a directory`);
-      await this.renameFile(from, to);
+      await this.mover.moveFile(from, to);
     }
     await this.namespace.keepParent(from);
-  }
-
-  /**
-   * Before a file's object goes (unlink, or a rename over it): handles still open go on reading
-   * the whole file from its staging copy, as POSIX keeps it readable; a file only read so far is
-   * downloaded now. Call inside the file's `exclusive`.
-   */
-  private async keepForHandles(file: OpenFile): Promise<void> {
-    if (!file.staged && !(file.refs > 0 && file.existsInStore)) return;
-    await this.namespace.callStore(file.path, () => file.stage(this.store, file.attrs.size, 0));
-    await this.namespace.callStore(file.path, () => file.fill(this.store, 0));
-  }
-
-  private async renameFile(from: string, to: string): Promise<void> {
-    const open = this.openFiles.get(from);
-    const fromKey = this.namespace.key(from);
-    const toKey = this.namespace.key(to);
-    const replaced = this.openFiles.get(to);
-    if (replaced && replaced !== open) await replaced.exclusive(() => this.keepForHandles(replaced));
-    const move = async () => {
-      if (open) await this.committer.commitNow(open);
-      const { etag } = await this.namespace.callStore(from, () => this.store.copy(fromKey, toKey));
-      // A copy can have a new ETag (on S3, always for a multipart object); reads are pinned to it.
-      if (open) open.etag = etag;
-      await this.namespace.callStore(from, () => this.store.deleteMany([fromKey]));
-    };
-    if (open) await open.exclusive(move);
-    else await move();
-    if (replaced) {
-      // The replaced file lives on only in its handles; the name now belongs to the moved file.
-      replaced.unlinked = true;
-      this.openFiles.delete(to);
-    }
-    this.openFiles.delete(from);
-    if (open) {
-      open.path = to;
-      open.key = toKey;
-      this.openFiles.set(to, open);
-    }
-    this.namespace.cache.setMissing(from);
-    this.namespace.cache.delete(to);
-  }
-
-  private async renameDirectory(from: string, to: string): Promise<void> {
-    const below = [...this.openFiles.files()].filter((f) => f.path.startsWith(`${from}/`));
-    for (const file of below) await this.committer.commit(file);
-    const fromKey = this.namespace.dirKey(from);
-    const toKey = this.namespace.dirKey(to);
-    const keys: string[] = [];
-    for await (const page of this.namespace.pages(from, { prefix: fromKey })) {
-      for (const object of page.objects) keys.push(object.key);
-    }
-    // A marker the listing does not show (see rmdir) is moved too, so an empty directory moves.
-    const known = this.namespace.cache.get(from);
-    if (known?.exists && known.node.explicit && !keys.includes(fromKey)) keys.unshift(fromKey);
-    const tooLong = keys.find((k) => Buffer.byteLength(toKey + k.slice(fromKey.length)) > MAX_KEY_BYTES);
-    if (tooLong) throw new FsError('ENAMETOOLONG', `${to}: '${tooLong}' would exceed ${MAX_KEY_BYTES} bytes`);
-    const queue = new PQueue({ concurrency: 16 });
-    const copied = await Promise.all(
-      keys.map((k) => queue.add(() => this.namespace.callStore(from, () => this.store.copy(k, toKey + k.slice(fromKey.length))))),
-    );
-    const copiedEtags = new Map(keys.map((k, i) => [k, copied[i]!.etag]));
-    await this.namespace.callStore(from, () => this.store.deleteMany(keys));
-    for (const file of below) {
-      this.openFiles.delete(file.path);
-      file.etag = copiedEtags.get(file.key) ?? file.etag;
-      file.path = to + file.path.slice(from.length);
-      file.key = this.namespace.key(file.path);
-      this.openFiles.set(file.path, file);
-    }
-    this.namespace.cache.deleteTree(from);
-    this.namespace.cache.deleteTree(to);
-    this.namespace.cache.setMissing(from);
   }
 
   // ---- attributes that change ----

@@ -161,7 +161,7 @@ describe('random and strided reads', () => {
     expect(into.equals(data.subarray(2 * BLOCK + 5000, 2 * BLOCK + 5000 + 4 * KiB))).toBe(true);
     // Its block and the next ones, 8 at most at once: on their way or there, no GET of their own.
     const fetched = [2, 3, 4, 5, 6, 7, 8, 9];
-    await Promise.all(fetched.map((index) => cache.block(version, index)));
+    await Promise.all(fetched.map((index) => cache.readBlock(version, index)));
     expect(gets.filter((g) => g.length === 4 * KiB)).toHaveLength(1);
     expect(
       gets
@@ -190,7 +190,7 @@ describe('random and strided reads', () => {
     await read(5 * BLOCK + 7);
     expect(gets.map((g) => g.length)).toEqual([4 * KiB, 4 * KiB]); // a region read once: its bytes only
     await read(2 * BLOCK + 3 * MiB); // back in block 2: its bytes now, the whole block behind them
-    await cache.block(version, 2);
+    await cache.readBlock(version, 2);
     for (const at of [2 * BLOCK, 2 * BLOCK + 1234, 3 * BLOCK - 4 * KiB, 2 * BLOCK + 5000]) await read(at);
     expect(gets.map((g) => g.length).sort((a, b) => a - b)).toEqual([4 * KiB, 4 * KiB, 4 * KiB, BLOCK]);
     expect(gets.find((g) => g.length === BLOCK)!.start).toBe(2 * BLOCK);
@@ -331,12 +331,12 @@ describe('the block cache', () => {
 
   it('lets a reader that got a block before its eviction copy the bytes it held', async () => {
     const { data, version, cache } = await setup(3 * BLOCK, { memoryLimit: BLOCK });
-    const first = await cache.block(version, 0);
+    const first = await cache.readBlock(version, 0);
     expect(first.equals(data.subarray(0, BLOCK))).toBe(true);
     // Block 0 is in hand (a resolved promise) when block 1 evicts it and takes its buffer; the
     // store here fills buffers synchronously, so only the turn of the event loop protects it.
-    const inHand = cache.block(version, 0);
-    const next = cache.block(version, 1);
+    const inHand = cache.readBlock(version, 0);
+    const next = cache.readBlock(version, 1);
     const block0 = await inHand;
     expect(block0.equals(data.subarray(0, BLOCK))).toBe(true);
     const block1 = await next;

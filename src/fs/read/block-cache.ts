@@ -33,7 +33,7 @@
  * small ring of buffers for the same two reasons). The kernel's page cache keeps the file's pages
  * for a second read (`auto_cache`), and the disk tier, when there is one, keeps its blocks.
  *
- * Random reads (`range`): a read whose blocks are neither here nor on their way waits only for a
+ * Random reads (`readRange`): a read whose blocks are neither here nor on their way waits only for a
  * GET of exactly its bytes (a 4 KiB read into a large file waits for 4 KiB, not for a block).
  * Behind it, its block is fetched whole in the background, so the next reads there cost no GET
  * (a read there meanwhile waits for the block rather than adding a GET). While the budget has
@@ -89,14 +89,14 @@ export interface BlockCacheStats {
   recycled: number;
   /** Blocks of large objects dropped once a sequential reader was past them (see `passed`). */
   passed: number;
-  /** Blocks fetched whole in the background for random reads (see `range`). */
+  /** Blocks fetched whole in the background for random reads (see `readRange`). */
   promoted: number;
 }
 
 /** Buffers of passed blocks kept for the next blocks fetched; more are left to the collector. */
 const MAX_SPARES = 4;
 
-/** Blocks fetched whole for random reads at once (fewer than connections: see `range`). */
+/** Blocks fetched whole for random reads at once (fewer than connections: see `readRange`). */
 const MAX_RANDOM_FETCHES = 8;
 
 export class BlockCache {
@@ -167,21 +167,21 @@ export class BlockCache {
   }
 
   /** Block `index` for a read a program is waiting for: from memory, disk, or one shared GET. */
-  block(version: ObjectVersion, index: number): Promise<Buffer> {
-    return this.load(version, index, true) as Promise<Buffer>;
+  readBlock(version: ObjectVersion, index: number): Promise<Buffer> {
+    return this.loadBlock(version, index, true) as Promise<Buffer>;
   }
 
   /** Starts fetching block `index` ahead of need, unless it is there already or memory is full. */
   prefetch(version: ObjectVersion, index: number): void {
     if (index >= this.blockCount(version)) return;
-    this.load(version, index, false)?.catch(() => undefined); // the reader that needs it sees the error
+    this.loadBlock(version, index, false)?.catch(() => undefined); // the reader that needs it sees the error
   }
 
   /**
    * Exactly the bytes [start, end) through the GET queue, not cached: a random read whose blocks
    * are not available. Its blocks may also be fetched whole in the background (see above).
    */
-  async range(version: ObjectVersion, start: number, end: number): Promise<Buffer> {
+  async readRange(version: ObjectVersion, start: number, end: number): Promise<Buffer> {
     const last = Math.floor((end - 1) / this.blockSize);
     const previous = this.lastRanged;
     this.lastRanged = [];
@@ -200,7 +200,7 @@ export class BlockCache {
     for (let index = last + 1; index < after && this.randomFetches < MAX_RANDOM_FETCHES; index++) {
       this.fetchWholeInBackground(version, index, false);
     }
-    return this.fetch(version, start, end, true);
+    return this.getFromStore(version, start, end, true);
   }
 
   /** Keeps a block fetched some other way (a small object read whole during a lookup). */
@@ -234,7 +234,7 @@ export class BlockCache {
     if (this.randomFetches >= MAX_RANDOM_FETCHES || this.isAvailable(version, index)) return;
     const length = Math.min(this.blockSize, version.size - index * this.blockSize);
     if (!cameBack && this.room() < length) return; // a read here once: free room only
-    const loading = this.load(version, index, false, false);
+    const loading = this.loadBlock(version, index, false, false);
     if (!loading) return; // no room: a later read here tries again
     this.randomFetches += 1;
     this.stats.promoted += 1;
@@ -261,7 +261,7 @@ export class BlockCache {
    * ahead of need, when the budget has room; a block fetched ahead is `unread` until a read asks
    * for it, unless a read wanted it already (`markUnread` false: a random read's block).
    */
-  private load(version: ObjectVersion, index: number, demand: boolean, markUnread = !demand): Promise<Buffer> | undefined {
+  private loadBlock(version: ObjectVersion, index: number, demand: boolean, markUnread = !demand): Promise<Buffer> | undefined {
     const id = blockId(version, index);
     if (demand) this.lastRead = id;
     const cached = this.memory.get(id);
@@ -307,7 +307,7 @@ export class BlockCache {
         } else if (length === this.blockSize) {
           into = this.options.allocate?.(length) ?? Buffer.allocUnsafe(length);
         }
-        const data = await this.fetch(version, start, start + length, demand, into);
+        const data = await this.getFromStore(version, start, start + length, demand, into);
         if (data === into) this.own.add(data);
         this.options.disk?.put(version, index, data);
         return data;
@@ -379,7 +379,7 @@ export class BlockCache {
    * One GET of bytes [start, end) through the queue. No retry here: the store has retried what
    * another try can cure (storage/get-retry.ts), so a failure is final for this read.
    */
-  private async fetch(version: ObjectVersion, start: number, end: number, demand: boolean, into?: Buffer): Promise<Buffer> {
+  private async getFromStore(version: ObjectVersion, start: number, end: number, demand: boolean, into?: Buffer): Promise<Buffer> {
     const body = await this.queue.add(
       async () => {
         this.stats.gets += 1;

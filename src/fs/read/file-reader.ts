@@ -68,7 +68,7 @@ export class FileReader {
       let cached = true;
       for (let index = first; index <= last; index++) cached &&= this.cache.isAvailable(version, index);
       if (!cached) {
-        const bytes = await this.cache.range(version, position, end);
+        const bytes = await this.cache.readRange(version, position, end);
         bytes.copy(into, 0);
         return bytes.length;
       }
@@ -83,7 +83,7 @@ export class FileReader {
 
     let done = 0;
     for (let index = first; index <= last; index++) {
-      const block = await this.cache.block(version, index);
+      const block = await this.cache.readBlock(version, index);
       const blockStart = index * blockSize;
       const from = position + done - blockStart;
       const count = Math.min(wanted - done, block.length - from);
