@@ -1,6 +1,6 @@
 /**
  * The malloc settings the daemon runs with. glibc reads them only when a process starts, so
- * daemon mode (src/cli/main.ts) puts them in the daemon's environment, the systemd units set them
+ * daemon mode (src/cli/mount-command.ts) puts them in the daemon's environment, the systemd units set them
  * too, and the benchmarks, which mount in the foreground, pass them; a foreground mount run by
  * hand gets them only from its caller's environment. A variable already set is left as it is.
  *
