@@ -13,6 +13,7 @@
  * commits the list, and abort forgets the id: uncommitted blocks cannot be deleted on their own,
  * Azure drops them after a week or at the blob's next commit. An upload id does not survive the
  * daemon; the journal's recovery only ever aborts uploads of a previous run, which is a no-op.
+ * That part of the store is azure-multipart.ts's.
  *
  * Directories: objmount writes `dir/` marker blobs, as on S3 (Azure allows names ending in '/').
  * It also reads blobfuse's directories, which are blobs named `dir` with `hdi_isfolder=true`:
@@ -29,24 +30,17 @@
  * timeouts), within one overall deadline per request (deadline.ts); what outlasts it becomes a
  * `StoreError`. The SDK does not report how many retries a request took, so `stats.retries`
  * counts only GETs sent again (get-retry.ts) on Azure. Messages never hold a key or a SAS
- * signature: the SDK's own text is only used after `redact`.
+ * signature: the SDK's own text is only used after `redact` (azure-errors.ts).
  */
 
-import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 
-import {
-  AnonymousCredential,
-  BlobSASPermissions,
-  BlobServiceClient,
-  type ContainerClient,
-  StorageSharedKeyCredential,
-  isRestError,
-  newPipeline,
-} from '@azure/storage-blob';
+import { AnonymousCredential, BlobServiceClient, type ContainerClient, StorageSharedKeyCredential, newPipeline } from '@azure/storage-blob';
 
 import type { Logger } from '../log/logger.js';
 import { decodeMetadata, encodeMetadata } from './azure-metadata.js';
+import { translateAzureError } from './azure-errors.js';
+import { AzureBlockUploads } from './azure-multipart.js';
 import {
   DEFAULT_DEADLINES,
   SLOW_REQUEST_FACTOR,
@@ -69,10 +63,14 @@ import {
   type PartCopySource,
   type PutOptions,
   type StoreCapabilities,
-  type StoreErrorCode,
   type StoreStats,
   StoreError,
 } from './object-store.js';
+
+/** Block ids, for tests and tools that look at a blob's block list (azure-multipart.ts makes them). */
+export { blockIdOf } from './azure-multipart.js';
+/** The redaction every Azure message goes through (azure-errors.ts). */
+export { redact } from './azure-errors.js';
 
 /** How a request to the account is authorized. */
 export type AzureCredential =
@@ -119,8 +117,8 @@ export class AzureStore implements ObjectStore {
   readonly endpoint: string;
   private readonly container: ContainerClient;
   private readonly service: BlobServiceClient;
-  /** Open block-list uploads: their metadata, committed with the list. */
-  private readonly uploads = new Map<string, PendingUpload>();
+  /** Multipart uploads as block lists (azure-multipart.ts). */
+  private readonly blockUploads: AzureBlockUploads;
   private readonly deadlines: StoreDeadlines;
 
   constructor(private readonly options: AzureStoreOptions) {
@@ -156,6 +154,13 @@ export class AzureStore implements ObjectStore {
     const sas = options.credential.kind === 'sas' ? `?${options.credential.token.replace(/^\?/, '')}` : '';
     this.service = new BlobServiceClient(`${this.endpoint}${sas}`, pipeline);
     this.container = this.service.getContainerClient(options.container);
+    this.blockUploads = new AzureBlockUploads({
+      description: this.description,
+      container: this.container,
+      call: (operation, key, send, limits) => this.call(operation, key, send, limits),
+      partCopy: () => this.capabilities.partCopy,
+      logger: options.logger,
+    });
   }
 
   /** The account's containers, for `objmount creds` (an account key, or an account SAS that may list). */
@@ -418,133 +423,28 @@ export class AzureStore implements ObjectStore {
     }
   }
 
-  async createMultipartUpload(key: string, options: PutOptions = {}): Promise<string> {
-    const id = randomUUID();
-    this.uploads.set(id, { key, options, snapshots: new Map() });
-    return id;
+  createMultipartUpload(key: string, options: PutOptions = {}): Promise<string> {
+    return this.blockUploads.createMultipartUpload(key, options);
   }
 
-  async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<string> {
-    this.requireUpload(key, uploadId);
-    const blockId = blockIdOf(uploadId, partNumber);
-    await this.call(
-      'upload part',
-      key,
-      (abortSignal) => this.container.getBlockBlobClient(key).stageBlock(blockId, body, body.length, { abortSignal }),
-      {
-        bytes: body.length,
-      },
-    );
-    return blockId;
+  uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<string> {
+    return this.blockUploads.uploadPart(key, uploadId, partNumber, body);
   }
 
-  /**
-   * Put Block From URL cannot be pinned to the source's ETag through this SDK, so the part is
-   * copied from a snapshot of the source, taken with If-Match: a changed source fails here with
-   * PreconditionFailed instead of giving a part of another version. One snapshot serves every
-   * part copied from the same version; it is deleted when the upload completes or is aborted.
-   */
-  async uploadPartCopy(key: string, uploadId: string, partNumber: number, source: PartCopySource): Promise<string> {
-    const upload = this.requireUpload(key, uploadId);
-    if (!this.capabilities.partCopy) {
-      throw new StoreError(
-        'InvalidRequest',
-        `${this.description}/${key}: part copy needs the account key (capabilities.partCopy is false with a SAS)`,
-      );
-    }
-    const url = await this.snapshotUrl(upload, source);
-    const blockId = blockIdOf(uploadId, partNumber);
-    const count = source.range.end - source.range.start + 1;
-    await this.call(
-      'copy part',
-      key,
-      (abortSignal) => this.container.getBlockBlobClient(key).stageBlockFromURL(blockId, url, source.range.start, count, { abortSignal }),
-      {
-        slow: true,
-      },
-    );
-    return blockId;
+  uploadPartCopy(key: string, uploadId: string, partNumber: number, source: PartCopySource): Promise<string> {
+    return this.blockUploads.uploadPartCopy(key, uploadId, partNumber, source);
   }
 
-  /** A URL the service can read the pinned version of `source` from (the snapshot, authorized). */
-  private async snapshotUrl(upload: PendingUpload, source: PartCopySource): Promise<string> {
-    const pinned = `${source.key}\0${source.ifMatch}`;
-    let taking = upload.snapshots.get(pinned);
-    if (!taking) {
-      // Kept as a promise at once: parts are copied concurrently, and must share one snapshot.
-      taking = this.call('snapshot', source.key, () =>
-        this.container.getBlobClient(source.key).createSnapshot({ conditions: { ifMatch: source.ifMatch } }),
-      ).then((out) => ({ key: source.key, id: out.snapshot ?? '' }));
-      upload.snapshots.set(pinned, taking);
-    }
-    const snapshot = await taking;
-    // The service reads the source as an anonymous caller: give it a short read-only SAS.
-    const client = this.container.getBlobClient(source.key).withSnapshot(snapshot.id);
-    return client.generateSasUrl({ permissions: BlobSASPermissions.parse('r'), expiresOn: new Date(Date.now() + 3600_000) });
+  completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag: string }> {
+    return this.blockUploads.completeMultipartUpload(key, uploadId, parts);
   }
 
-  /** Snapshots are only part-copy sources: deleting them is tidying up, and a failure is not the upload's. */
-  private async dropSnapshots(upload: PendingUpload): Promise<void> {
-    await Promise.all(
-      [...upload.snapshots.values()].map(async (taking) => {
-        const snapshot = await taking.catch(() => undefined); // a snapshot never taken needs no deleting
-        if (!snapshot) return;
-        await this.call('delete', snapshot.key, () => this.container.getBlobClient(snapshot.key).withSnapshot(snapshot.id).delete()).catch(
-          (error: unknown) => {
-            if (!(error instanceof StoreError && error.code === 'NotFound')) {
-              this.options.logger?.warn(
-                `${this.description}/${snapshot.key}: could not delete snapshot ${snapshot.id}: ${(error as Error).message}`,
-              );
-            }
-          },
-        );
-      }),
-    );
-  }
-
-  async completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag: string }> {
-    const upload = this.requireUpload(key, uploadId);
-    const blockIds = parts.map((part) => {
-      const blockId = blockIdOf(uploadId, part.partNumber);
-      if (part.etag !== blockId) {
-        throw new StoreError(
-          'InvalidRequest',
-          `${this.description}/${key}: part ${part.partNumber} was not uploaded in upload ${uploadId}`,
-        );
-      }
-      return blockId;
-    });
-    const out = await this.call(
-      'complete multipart upload',
-      key,
-      (abortSignal) =>
-        this.container.getBlockBlobClient(key).commitBlockList(blockIds, {
-          metadata: encodeMetadata(upload.options.metadata),
-          blobHTTPHeaders: upload.options.contentType ? { blobContentType: upload.options.contentType } : undefined,
-          abortSignal,
-        }),
-      { slow: true },
-    );
-    this.uploads.delete(uploadId);
-    await this.dropSnapshots(upload);
-    return { etag: out.etag ?? '' };
-  }
-
-  async abortMultipartUpload(_key: string, uploadId: string): Promise<void> {
-    // Staged blocks that are never committed expire on their own (see above); snapshots do not.
-    const upload = this.uploads.get(uploadId);
-    this.uploads.delete(uploadId);
-    if (upload) await this.dropSnapshots(upload);
+  abortMultipartUpload(key: string, uploadId: string): Promise<void> {
+    return this.blockUploads.abortMultipartUpload(key, uploadId);
   }
 
   /** Nothing to release: the SDK's sockets are kept alive but unreferenced. */
   destroy(): void {}
-
-  private requireUpload(key: string, uploadId: string): PendingUpload {
-    const upload = this.uploads.get(uploadId);
-    if (!upload || upload.key !== key) throw new StoreError('NotFound', `${this.description}/${key}: upload ${uploadId} not found`);
-    return upload;
-  }
 
   /**
    * Sends one request (the SDK retries it) within its deadline: `bytes` of object data make it
@@ -576,81 +476,24 @@ export class AzureStore implements ObjectStore {
     }
   }
 
-  /** The one place SDK errors become `StoreError`s. No SDK error is kept as a cause: its request holds the signed URL. */
+  /** The one place SDK errors become `StoreError`s (azure-errors.ts). */
   private translate(error: unknown, operation: string, key: string): StoreError {
-    if (error instanceof StoreError) return error;
-    const where = key ? `${this.description}/${key}` : this.description;
-    const make = (code: StoreErrorCode, message: string, storeCode?: string) => new StoreError(code, redact(message), storeCode);
-    if (isRestError(error) && error.statusCode !== undefined) {
-      const status = error.statusCode;
-      const name = azureErrorCode(error) ?? `HTTP ${status}`;
-      const said = `${name} (HTTP ${status})`;
-      switch (name) {
-        case 'ContainerNotFound':
-          return make(
-            'NoSuchBucket',
-            `container '${this.options.container}' does not exist in account '${this.options.account}' at ${this.endpoint}`,
-            name,
-          );
-        case 'BlobNotFound':
-          return make('NotFound', `${where}: not found`, name);
-        case 'ConditionNotMet':
-        case 'TargetConditionNotMet':
-        case 'SourceConditionNotMet':
-          return make('PreconditionFailed', `${where}: changed in the store while open`, name);
-        case 'AuthenticationFailed':
-        case 'InvalidAuthenticationInfo':
-          return make('InvalidCredentials', `${this.description}: the store rejected ${this.options.credentialDescription}: ${said}`, name);
-        case 'ServerBusy':
-          return make('Throttled', `${where}: ${operation} throttled by the store (${said}) after retries`, name);
-      }
-      // Azurite answers a wrong key with AuthorizationFailure where Azure says AuthenticationFailed;
-      // both explain it the same way (HEAD responses have no message, and stay AccessDenied).
-      if (name === 'AuthorizationFailure' && /failed to authenticate/i.test(error.message)) {
-        return make('InvalidCredentials', `${this.description}: the store rejected ${this.options.credentialDescription}: ${said}`, name);
-      }
-      if (name.startsWith('Authorization')) {
-        return make('AccessDenied', `${where}: ${operation} denied to ${this.options.credentialDescription}: ${said}`, name);
-      }
-      // HEAD responses have no body, and some carry no error code header either.
-      if (status === 404) return make('NotFound', `${where}: not found`, name);
-      if (status === 412) return make('PreconditionFailed', `${where}: changed in the store while open`, name);
-      if (status === 403)
-        return make('AccessDenied', `${where}: ${operation} denied to ${this.options.credentialDescription}: ${said}`, name);
-      if (status === 503 || status === 429) return make('Throttled', `${where}: ${operation} throttled (${said})`, name);
-      if (status >= 500) return make('Transient', `${where}: ${operation} failed: ${said}`, name);
-      return make('InvalidRequest', `${where}: ${operation} refused: ${said}: ${firstLine(error.message)}`, name);
-    }
-    const code = (error as { code?: string } | null)?.code;
-    const errorName = (error as { name?: string } | null)?.name;
-    const networkCodes = ['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT'];
-    if ((code && networkCodes.includes(code)) || errorName === 'AbortError' || errorName === 'TimeoutError') {
-      return make('Unreachable', `cannot reach ${this.endpoint} (${code ?? errorName}) for ${where}`, code ?? errorName);
-    }
-    const detail = error instanceof Error ? firstLine(error.message) : String(error);
-    return make('Transient', `${where}: ${operation} failed: ${detail}`, code ?? errorName);
+    return translateAzureError(error, {
+      description: this.description,
+      account: this.options.account,
+      container: this.options.container,
+      endpoint: this.endpoint,
+      credentialDescription: this.options.credentialDescription,
+      operation,
+      key,
+    });
   }
-}
-
-interface PendingUpload {
-  key: string;
-  options: PutOptions;
-  /** Snapshots taken (or being taken) as part-copy sources, by source key and ETag. */
-  snapshots: Map<string, Promise<{ key: string; id: string }>>;
 }
 
 interface BlobListItem {
   name: string;
   metadata?: Record<string, string>;
   properties: { contentLength?: number; etag?: string; lastModified?: Date };
-}
-
-/**
- * A block id for part `partNumber` of upload `uploadId`. Azure wants every block id of one blob
- * to have the same length, so the part number is padded (parts go up to 50,000).
- */
-export function blockIdOf(uploadId: string, partNumber: number): string {
-  return Buffer.from(`${uploadId}:${String(partNumber).padStart(6, '0')}`).toString('base64');
 }
 
 /**
@@ -665,23 +508,4 @@ function quoted(etag: string): string {
 function isBlobfuseDirectory(metadata: Record<string, string> | undefined): boolean {
   if (!metadata) return false;
   return Object.entries(metadata).some(([name, value]) => name.toLowerCase() === 'hdi_isfolder' && value.toLowerCase() === 'true');
-}
-
-/** Azure's error code: the x-ms-error-code header (HEAD responses) or the body's Code. */
-function azureErrorCode(error: { code?: string; details?: unknown }): string | undefined {
-  const details = error.details as { errorCode?: string } | undefined;
-  const code = details?.errorCode ?? error.code;
-  return code && /^[A-Za-z]+$/.test(code) ? code : undefined;
-}
-
-/** Removes SAS signatures and Shared Key signatures from text that may quote a URL or header. */
-export function redact(text: string): string {
-  return text
-    .replace(/([?&]sig=)[^&\s"'<]*/gi, '$1REDACTED')
-    .replace(/(SharedKey(?:Lite)? [^:\s]+:)[^\s"'<]*/g, '$1REDACTED')
-    .replace(/(AccountKey=)[^;\s"']*/gi, '$1REDACTED');
-}
-
-function firstLine(text: string): string {
-  return text.split('\n')[0]!.trim();
 }

@@ -36,6 +36,27 @@ export interface HttpRequest {
 }
 
 /** A failure below HTTP (refused, reset, timed out, TLS): `code` is Node's (ECONNREFUSED...). */
+/**
+ * A request as the store describes it (swift-store.ts's `call` makes its URL, adds the token and
+ * decides on retries): a container and key rather than a URL.
+ */
+export interface SwiftRequest {
+  method: string;
+  /** The container (default: the store's). */
+  container?: string;
+  /** The object; absent for a request on the container, '' for one on the account. */
+  key?: string;
+  query?: Record<string, string | undefined>;
+  headers?: Record<string, string>;
+  body?: Buffer;
+  /** Statuses handed back instead of thrown (besides 2xx). */
+  allow?: number[];
+  /** A copy: a 404 is the source's, not the container's. */
+  copies?: boolean;
+  /** The server works before it answers (a copy, a manifest's check of its segments): silence allowed. */
+  slow?: boolean;
+}
+
 export class NetworkError extends Error {
   override readonly name = 'NetworkError';
   constructor(

@@ -15,7 +15,7 @@
 
 import type { IncomingMessage } from 'node:http';
 
-import type { ObjectInfo, ObjectMetadata } from './object-store.js';
+import type { ObjectInfo, ObjectMetadata, PutOptions } from './object-store.js';
 
 const META = 'x-object-meta-';
 
@@ -36,6 +36,11 @@ export function metadataHeaders(metadata: ObjectMetadata | undefined): Record<st
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(metadata ?? {})) headers[`${META}${name.toLowerCase()}`] = value;
   return headers;
+}
+
+/** The headers of an object written with `options`: its user metadata and content type. */
+export function objectHeaders(options: PutOptions): Record<string, string> {
+  return { ...metadataHeaders(options.metadata), ...(options.contentType ? { 'content-type': options.contentType } : {}) };
 }
 
 export function metadataOf(response: IncomingMessage): ObjectMetadata {

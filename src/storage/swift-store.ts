@@ -13,7 +13,8 @@
  * appears before it; abort deletes the upload's segments (found by their prefix, so an upload
  * of an earlier run is aborted too). A part copied from an existing object is a segment made by
  * PUT with X-Copy-From, Range and If-Match (Swift's copy middleware checks the condition against
- * the source). Swift keeps no upload state, so the parts of an open upload are remembered here.
+ * the source). Swift keeps no upload state, so the parts of an open upload are remembered (in
+ * swift-large-objects.ts, which has this part of the store and the deleting of replaced segments).
  *
  * Segments of a replaced or deleted SLO are deleted with it: a write first asks whether the key
  * is an SLO (and if so, for its manifest) and deletes the old segments once the new object is in
@@ -33,7 +34,6 @@
  * once, without counting as a failure.
  */
 
-import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -56,7 +56,7 @@ import {
   readBody,
 } from './object-store.js';
 import { type SwiftCredentials, SwiftSession } from './swift-auth.js';
-import { NetworkError, SwiftHttp, discard, header, readText } from './swift-http.js';
+import { NetworkError, SwiftHttp, type SwiftRequest, discard, header, readText } from './swift-http.js';
 import {
   type ListingEntry,
   type ObjectKind,
@@ -65,11 +65,11 @@ import {
   infoOfEntry,
   isDirectoryObject,
   kindOf,
-  metadataHeaders,
+  objectHeaders,
   quoted,
-  splitSegmentPath,
 } from './swift-objects.js';
 import { translateSwiftError } from './swift-errors.js';
+import { SwiftLargeObjects } from './swift-large-objects.js';
 
 export interface SwiftStoreOptions {
   container: string;
@@ -110,29 +110,6 @@ const RETRYABLE_NETWORK = new Set([
   'ENETUNREACH',
 ]);
 
-interface SwiftRequest {
-  method: string;
-  /** The container (default: the store's). */
-  container?: string;
-  /** The object; absent for a request on the container, '' for one on the account. */
-  key?: string;
-  query?: Record<string, string | undefined>;
-  headers?: Record<string, string>;
-  body?: Buffer;
-  /** Statuses handed back instead of thrown (besides 2xx). */
-  allow?: number[];
-  /** A copy: a 404 is the source's, not the container's. */
-  copies?: boolean;
-  /** The server works before it answers (a copy, a manifest's check of its segments): silence allowed. */
-  slow?: boolean;
-}
-
-interface PendingUpload {
-  key: string;
-  options: PutOptions;
-  parts: Map<number, { name: string; etag: string; size: number }>;
-}
-
 export class SwiftStore implements ObjectStore {
   readonly description: string;
   readonly capabilities: StoreCapabilities;
@@ -140,9 +117,9 @@ export class SwiftStore implements ObjectStore {
   readonly segmentContainer: string;
   private readonly http: SwiftHttp;
   private readonly session: SwiftSession;
-  private readonly uploads = new Map<string, PendingUpload>();
   private readonly kinds = new LRUCache<string, ObjectKind>({ max: 10_000, ttl: 60_000 });
-  private segmentContainerReady?: Promise<void>;
+  /** SLO uploads, and the segments of the large objects a write replaces (swift-large-objects.ts). */
+  private readonly largeObjects: SwiftLargeObjects;
 
   constructor(private readonly options: SwiftStoreOptions) {
     this.description = `swift://${options.container}`;
@@ -164,6 +141,14 @@ export class SwiftStore implements ObjectStore {
       insecure: options.insecure,
     });
     this.session = new SwiftSession(options.credentials, this.http);
+    this.largeObjects = new SwiftLargeObjects({
+      description: this.description,
+      container: options.container,
+      segmentContainer: this.segmentContainer,
+      call: (operation, request) => this.call(operation, request),
+      kinds: this.kinds,
+      logger: options.logger,
+    });
   }
 
   /** The account's containers, for `objmount creds` (a key restricted to containers may not list them). */
@@ -236,11 +221,11 @@ export class SwiftStore implements ObjectStore {
   }
 
   async put(key: string, body: Buffer, options: PutOptions = {}): Promise<{ etag: string }> {
-    const replaced = await this.segmentsOf(key);
-    const response = await this.call('put', { method: 'PUT', key, body, headers: this.objectHeaders(options) });
+    const replaced = await this.largeObjects.segmentsOf(key);
+    const response = await this.call('put', { method: 'PUT', key, body, headers: objectHeaders(options) });
     discard(response);
     this.kinds.set(key, 'plain');
-    await this.dropSegments(key, replaced);
+    await this.largeObjects.dropSegments(key, replaced);
     return { etag: quoted(header(response, 'etag')) };
   }
 
@@ -298,7 +283,7 @@ export class SwiftStore implements ObjectStore {
       // Swift's POST replaces the user metadata in place and keeps an SLO an SLO, but it also
       // replaces X-Object-Manifest: a DLO stays one only if the POST says it again.
       const manifest = header(before, 'x-object-manifest');
-      const headers = { ...this.objectHeaders(options), ...(manifest ? { 'x-object-manifest': manifest } : {}) };
+      const headers = { ...objectHeaders(options), ...(manifest ? { 'x-object-manifest': manifest } : {}) };
       discard(await this.call('copy', { method: 'POST', key: sourceKey, headers }));
       return { etag: (await this.head(sourceKey)).etag };
     }
@@ -309,14 +294,14 @@ export class SwiftStore implements ObjectStore {
       discard(marker);
       if (marker.statusCode === 404) from = sourceKey.slice(0, -1);
     }
-    const replaced = await this.segmentsOf(destinationKey);
+    const replaced = await this.largeObjects.segmentsOf(destinationKey);
     const headers: Record<string, string> = { 'x-copy-from': `/${encodeURIComponent(this.options.container)}/${encodeKey(from)}` };
-    if (options?.metadata) Object.assign(headers, { 'x-fresh-metadata': 'true' }, this.objectHeaders(options));
+    if (options?.metadata) Object.assign(headers, { 'x-fresh-metadata': 'true' }, objectHeaders(options));
     // A copied SLO becomes a plain object with its bytes (up to 5 GiB): the two never share segments.
     const response = await this.call('copy', { method: 'PUT', key: destinationKey, headers, copies: true, slow: true });
     discard(response);
     this.kinds.set(destinationKey, 'plain');
-    await this.dropSegments(destinationKey, replaced);
+    await this.largeObjects.dropSegments(destinationKey, replaced);
     return { etag: quoted(header(response, 'etag')) };
   }
 
@@ -382,177 +367,28 @@ export class SwiftStore implements ObjectStore {
     discard(deleted);
   }
 
-  async createMultipartUpload(key: string, options: PutOptions = {}): Promise<string> {
-    await this.ensureSegmentContainer();
-    const id = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
-    this.uploads.set(id, { key, options, parts: new Map() });
-    return id;
+  createMultipartUpload(key: string, options: PutOptions = {}): Promise<string> {
+    return this.largeObjects.createMultipartUpload(key, options);
   }
 
-  async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<string> {
-    const upload = this.requireUpload(key, uploadId);
-    const name = segmentName(key, uploadId, partNumber);
-    const response = await this.call('upload part', { method: 'PUT', container: this.segmentContainer, key: name, body });
-    discard(response);
-    const etag = quoted(header(response, 'etag'));
-    upload.parts.set(partNumber, { name, etag, size: body.length });
-    return etag;
+  uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<string> {
+    return this.largeObjects.uploadPart(key, uploadId, partNumber, body);
   }
 
-  async uploadPartCopy(key: string, uploadId: string, partNumber: number, source: PartCopySource): Promise<string> {
-    const upload = this.requireUpload(key, uploadId);
-    const name = segmentName(key, uploadId, partNumber);
-    const headers = {
-      'x-copy-from': `/${encodeURIComponent(this.options.container)}/${encodeKey(source.key)}`,
-      range: `bytes=${source.range.start}-${source.range.end}`,
-      'if-match': source.ifMatch,
-    };
-    const response = await this.call('copy part', {
-      method: 'PUT',
-      container: this.segmentContainer,
-      key: name,
-      headers,
-      copies: true,
-      slow: true,
-    });
-    discard(response);
-    const etag = quoted(header(response, 'etag'));
-    upload.parts.set(partNumber, { name, etag, size: source.range.end - source.range.start + 1 });
-    return etag;
+  uploadPartCopy(key: string, uploadId: string, partNumber: number, source: PartCopySource): Promise<string> {
+    return this.largeObjects.uploadPartCopy(key, uploadId, partNumber, source);
   }
 
-  async completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag: string }> {
-    const upload = this.requireUpload(key, uploadId);
-    const manifest = [...parts]
-      .sort((a, b) => a.partNumber - b.partNumber)
-      .map((part) => {
-        const stored = upload.parts.get(part.partNumber);
-        if (!stored || stored.etag !== quoted(part.etag)) {
-          throw new StoreError(
-            'InvalidRequest',
-            `${this.description}/${key}: part ${part.partNumber} was not uploaded in upload ${uploadId}`,
-          );
-        }
-        return { path: `/${this.segmentContainer}/${stored.name}`, etag: stored.etag.replace(/"/g, ''), size_bytes: stored.size };
-      });
-    const replaced = await this.segmentsOf(key);
-    const response = await this.call('complete multipart upload', {
-      method: 'PUT',
-      key,
-      query: { 'multipart-manifest': 'put' },
-      headers: { ...this.objectHeaders(upload.options), 'content-type': upload.options.contentType ?? 'application/octet-stream' },
-      body: Buffer.from(JSON.stringify(manifest)),
-      slow: true,
-    });
-    discard(response);
-    this.uploads.delete(uploadId);
-    this.kinds.set(key, 'slo');
-    await this.dropSegments(
-      key,
-      replaced.filter((segment) => !segment.object.includes(`/slo/${uploadId}/`)),
-    );
-    return { etag: quoted(header(response, 'etag')) };
+  completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag: string }> {
+    return this.largeObjects.completeMultipartUpload(key, uploadId, parts);
   }
 
-  async abortMultipartUpload(key: string, uploadId: string): Promise<void> {
-    this.uploads.delete(uploadId);
-    // By prefix, not from memory: the upload may be an earlier run's (the journal's recovery).
-    const prefix = `${key}/slo/${uploadId}/`;
-    let marker: string | undefined;
-    for (;;) {
-      const response = await this.call('list', {
-        method: 'GET',
-        container: this.segmentContainer,
-        query: { format: 'json', prefix, marker },
-        allow: [404],
-      });
-      if (response.statusCode === 404) return discard(response);
-      const entries = JSON.parse(await readText(response)) as ListingEntry[];
-      if (entries.length === 0) return;
-      await this.dropSegments(
-        key,
-        entries.map((entry) => ({ container: this.segmentContainer, object: entry.name! })),
-      );
-      marker = entries[entries.length - 1]!.name;
-    }
+  abortMultipartUpload(key: string, uploadId: string): Promise<void> {
+    return this.largeObjects.abortMultipartUpload(key, uploadId);
   }
 
   destroy(): void {
     this.http.destroy();
-  }
-
-  private requireUpload(key: string, uploadId: string): PendingUpload {
-    const upload = this.uploads.get(uploadId);
-    if (!upload || upload.key !== key) throw new StoreError('NotFound', `${this.description}/${key}: upload ${uploadId} not found`);
-    return upload;
-  }
-
-  private objectHeaders(options: PutOptions): Record<string, string> {
-    return { ...metadataHeaders(options.metadata), ...(options.contentType ? { 'content-type': options.contentType } : {}) };
-  }
-
-  /**
-   * Creates `<container>_segments` once per store. Only the account's owner may create a
-   * container: a user whose ACLs grant the two containers is refused the PUT, and goes on when
-   * the segment container is there already.
-   */
-  private ensureSegmentContainer(): Promise<void> {
-    const create = async () => {
-      try {
-        discard(await this.call('create segment container', { method: 'PUT', container: this.segmentContainer }));
-      } catch (error) {
-        if (!(error instanceof StoreError && error.code === 'AccessDenied')) throw error;
-        const there = await this.call('head', { method: 'HEAD', container: this.segmentContainer, allow: [403, 404] });
-        discard(there);
-        if (there.statusCode !== 204 && there.statusCode !== 200) throw error;
-      }
-    };
-    this.segmentContainerReady ??= create().catch((error: unknown) => {
-      this.segmentContainerReady = undefined;
-      const reason = error instanceof StoreError ? error.message : String(error);
-      throw new StoreError(
-        error instanceof StoreError ? error.code : 'Transient',
-        `${this.description}: cannot create the container '${this.segmentContainer}' for the segments of large files: ${reason}`,
-      );
-    });
-    return this.segmentContainerReady;
-  }
-
-  /** The segments of the SLO at `key`, if it is one (nothing to ask when the key was just seen plain or absent). */
-  private async segmentsOf(key: string): Promise<Array<{ container: string; object: string }>> {
-    const known = this.kinds.get(key);
-    if (known === 'plain' || known === 'absent') return [];
-    const response = await this.call('head', { method: 'HEAD', key, allow: [404] });
-    discard(response);
-    if (response.statusCode === 404 || kindOf(response) !== 'slo') return [];
-    const manifest = await this.call('get', { method: 'GET', key, query: { 'multipart-manifest': 'get' }, allow: [404] });
-    if (manifest.statusCode === 404) {
-      discard(manifest);
-      return [];
-    }
-    const entries = JSON.parse(await readText(manifest)) as Array<{ name?: string; sub_slo?: boolean }>;
-    return entries.flatMap((entry) => {
-      const segment = entry.name && !entry.sub_slo ? splitSegmentPath(entry.name) : undefined;
-      return segment ? [segment] : [];
-    });
-  }
-
-  /** Deletes segments no object uses any more; a failure leaves garbage, not a broken file, so it is only logged. */
-  private async dropSegments(key: string, segments: Array<{ container: string; object: string }>): Promise<void> {
-    const queue = [...segments];
-    const worker = async () => {
-      for (let segment = queue.shift(); segment; segment = queue.shift()) {
-        await this.call('delete', { method: 'DELETE', container: segment.container, key: segment.object, allow: [404] }).then(
-          discard,
-          (error: unknown) => {
-            this.options.logger?.warn(
-              `${this.description}/${key}: could not delete the old segment ${segment.container}/${segment.object}: ${(error as Error).message}`,
-            );
-          },
-        );
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(DELETE_CONCURRENCY, queue.length) }, worker));
   }
 
   private notFound(key: string): StoreError {
@@ -659,10 +495,6 @@ export class SwiftStore implements ObjectStore {
     const container = request.container ?? this.options.container;
     return request.key ? `swift://${container}/${request.key}` : `swift://${container}`;
   }
-}
-
-function segmentName(key: string, uploadId: string, partNumber: number): string {
-  return `${key}/slo/${uploadId}/${String(partNumber).padStart(8, '0')}`;
 }
 
 /** The JSON answer of a bulk or `multipart-manifest=delete` request. */
