@@ -41,15 +41,7 @@ import type { Logger } from '../log/logger.js';
 import { decodeMetadata, encodeMetadata } from './azure-metadata.js';
 import { translateAzureError } from './azure-errors.js';
 import { AzureBlockUploads } from './azure-multipart.js';
-import {
-  DEFAULT_DEADLINES,
-  SLOW_REQUEST_FACTOR,
-  type StoreDeadlines,
-  abortBody,
-  bodyDeadline,
-  deadlineMs,
-  withDeadline,
-} from './deadline.js';
+import { DEFAULT_DEADLINES, SLOW_REQUEST_FACTOR, type StoreDeadlines, deadlineMs, openStreamWithin, withDeadline } from './deadline.js';
 import { getWhole } from './get-retry.js';
 import {
   type CompletedPart,
@@ -229,13 +221,8 @@ export class AzureStore implements ObjectStore {
    * `length` is the body's Content-Length, when the service sent one. The body must be read
    * within the request's deadline (from its start, scaled by its length), or it is destroyed.
    */
-  async getStream(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
-    const started = Date.now();
-    const where = `${this.description}/${key}`;
-    const opened = await withDeadline(deadlineMs(this.deadlines), where, (signal) => this.openGet(key, options, signal), options.signal);
-    bodyDeadline(opened.body, deadlineMs(this.deadlines, opened.length ?? 0) - (Date.now() - started), where);
-    if (options.signal) abortBody(opened.body, options.signal);
-    return opened;
+  getStream(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
+    return openStreamWithin(this.deadlines, `${this.description}/${key}`, (signal) => this.openGet(key, options, signal), options.signal);
   }
 
   /** A Get Blob until its headers are in, within the deadline whose signal is `within`. */

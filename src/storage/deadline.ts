@@ -112,3 +112,21 @@ export function bodyDeadline(body: Readable, ms: number, where: string): void {
 function formatSeconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
 }
+
+/**
+ * A streamed GET (`getStream`): `open` must have the headers within the metadata deadline, and the
+ * body must then be read within the rest of the deadline its length gives, or it is destroyed;
+ * `signal` (an interrupted operation) destroys it too.
+ */
+export async function openStreamWithin<T extends { body: Readable; length?: number }>(
+  deadlines: StoreDeadlines,
+  where: string,
+  open: (signal: AbortSignal) => Promise<T>,
+  signal?: AbortSignal,
+): Promise<T> {
+  const started = Date.now();
+  const opened = await withDeadline(deadlineMs(deadlines), where, open, signal);
+  bodyDeadline(opened.body, deadlineMs(deadlines, opened.length ?? 0) - (Date.now() - started), where);
+  if (signal) abortBody(opened.body, signal);
+  return opened;
+}

@@ -36,15 +36,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { type File, IdempotencyStrategy, Storage } from '@google-cloud/storage';
 
 import type { Logger } from '../log/logger.js';
-import {
-  DEFAULT_DEADLINES,
-  SLOW_REQUEST_FACTOR,
-  type StoreDeadlines,
-  abortBody,
-  bodyDeadline,
-  deadlineMs,
-  withDeadline,
-} from './deadline.js';
+import { DEFAULT_DEADLINES, SLOW_REQUEST_FACTOR, type StoreDeadlines, deadlineMs, openStreamWithin, withDeadline } from './deadline.js';
 import { type ComposeSource, isTemporaryPartObject, partName, partPrefix, planCompose } from './gcs-compose.js';
 import { translateGcsError } from './gcs-errors.js';
 import { getWhole } from './get-retry.js';
@@ -181,13 +173,8 @@ export class GcsStore implements ObjectStore {
    * `length` is the body's Content-Length, when the service sent one. The body must be read
    * within the request's deadline (from its start, scaled by its length), or it is destroyed.
    */
-  async getStream(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
-    const started = Date.now();
-    const where = `${this.description}/${key}`;
-    const opened = await withDeadline(deadlineMs(this.deadlines), where, (signal) => this.openGet(key, options, signal), options.signal);
-    bodyDeadline(opened.body, deadlineMs(this.deadlines, opened.length ?? 0) - (Date.now() - started), where);
-    if (options.signal) abortBody(opened.body, options.signal);
-    return opened;
+  getStream(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
+    return openStreamWithin(this.deadlines, `${this.description}/${key}`, (signal) => this.openGet(key, options, signal), options.signal);
   }
 
   /** The object's bytes until the headers are in, within the deadline whose signal is `signal`. */

@@ -41,15 +41,7 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 
 import type { Logger } from '../log/logger.js';
-import {
-  DEFAULT_DEADLINES,
-  SLOW_REQUEST_FACTOR,
-  type StoreDeadlines,
-  abortBody,
-  bodyDeadline,
-  deadlineMs,
-  withDeadline,
-} from './deadline.js';
+import { DEFAULT_DEADLINES, SLOW_REQUEST_FACTOR, type StoreDeadlines, deadlineMs, openStreamWithin, withDeadline } from './deadline.js';
 import { SignatureV2Signer } from './signature-v2.js';
 import { getWhole } from './get-retry.js';
 import {
@@ -224,13 +216,8 @@ export class S3Store implements ObjectStore {
    * `length` is the body's Content-Length, when the store sent one. The body must be read within
    * the request's deadline (from its start, scaled by its length), or it is destroyed.
    */
-  async getStream(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
-    const started = Date.now();
-    const where = `${this.description}/${key}`;
-    const opened = await withDeadline(deadlineMs(this.deadlines), where, (signal) => this.openGet(key, options, signal), options.signal);
-    bodyDeadline(opened.body, deadlineMs(this.deadlines, opened.length ?? 0) - (Date.now() - started), where);
-    if (options.signal) abortBody(opened.body, options.signal);
-    return opened;
+  getStream(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
+    return openStreamWithin(this.deadlines, `${this.description}/${key}`, (signal) => this.openGet(key, options, signal), options.signal);
   }
 
   /** A GET until its headers are in, within the deadline whose signal is `within`. */
