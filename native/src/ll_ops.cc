@@ -435,9 +435,11 @@ void Opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   s->Continue(r, 0);
 }
 
-void Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct fuse_file_info* fi) {
+// Both directory reads: the first page (or a rewind) asks JS for the listing, which the handle
+// keeps; later pages are cut from it.
+void ReadDirectory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct fuse_file_info* fi, bool plus) {
   Session* s = S(req);
-  auto* r = new Request(req, Kind::Readdir);
+  auto* r = new Request(req, plus ? Kind::Readdirplus : Kind::Readdir);
   if (!AtInode(s, r, ino)) return;
   r->dir = reinterpret_cast<DirHandle*>(fi->fh);
   r->size = size;
@@ -446,25 +448,21 @@ void Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct f
     r->dir->names.clear();
     r->dir->attrs.clear();
     r->dir->known.clear();
-    return s->Run(r, Op::Readdir);
+    return s->Run(r, plus ? Op::Readdirplus : Op::Readdir);
   }
-  ReplyDirectory(s, r);
+  if (plus) {
+    ReplyDirectoryPlus(s, r);
+  } else {
+    ReplyDirectory(s, r);
+  }
+}
+
+void Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct fuse_file_info* fi) {
+  ReadDirectory(req, ino, size, offset, fi, false);
 }
 
 void Readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct fuse_file_info* fi) {
-  Session* s = S(req);
-  auto* r = new Request(req, Kind::Readdirplus);
-  if (!AtInode(s, r, ino)) return;
-  r->dir = reinterpret_cast<DirHandle*>(fi->fh);
-  r->size = size;
-  r->offset = offset;
-  if (offset == 0 || !r->dir->listed) {
-    r->dir->names.clear();
-    r->dir->attrs.clear();
-    r->dir->known.clear();
-    return s->Run(r, Op::Readdirplus);
-  }
-  ReplyDirectoryPlus(s, r);
+  ReadDirectory(req, ino, size, offset, fi, true);
 }
 
 void Releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {

@@ -33,7 +33,11 @@ function toBytes(data: SourceData): Uint8Array | string {
   return new Uint8Array(data);
 }
 
-/** Query parameters signed as part of the resource in Signature V2 (AWS's list). */
+/**
+ * Query parameters signed as part of the resource in Signature V2 (AWS's list). Kept apart from
+ * the client's copy in storage/signature-v2.ts on purpose: the server checks the client, so a
+ * mistake in one list shows as a refused request instead of agreeing with itself.
+ */
 const V2_SUBRESOURCES = new Set([
   'acl',
   'cors',
