@@ -1460,6 +1460,17 @@ describe('request budget of lookups', () => {
     // most of them sent in parallel ahead of the stat that asks.
     expect(calls('list')).toBe(1);
     expect(total()).toBeLessThanOrEqual(200 + 1);
+
+    // The listing's other entries were fetched ahead: a second mount's stats, once the first
+    // lookups have started that, find every answer waiting.
+    fs = mount(faulty);
+    await fs.getattr('/many');
+    memory.calls.clear();
+    for (let i = 0; i < 3; i++) await fs.getattr(`/many/f${i}`);
+    await vi.waitFor(() => expect(calls('head') + calls('get')).toBeGreaterThanOrEqual(200)); // one for each file
+    memory.calls.clear();
+    for (let i = 3; i < 200; i++) expect((await fs.getattr(`/many/f${i}`)).size).toBe(1);
+    expect(total()).toBe(0);
   });
 
   it('looks up a name missing from a directory listed in full with its HEAD alone, and finds a new file at once', async () => {
