@@ -114,10 +114,11 @@ bool FillStat(napi_env env, napi_value obj, struct stat* st) {
       !Field(env, obj, "mtime", 0, &mtime) || !Field(env, obj, "ctime", 0, &ctime)) {
     return false;
   }
-  // Casting a double C's type cannot hold is undefined behaviour: such an answer is EIO.
+  // Casting a double C's type cannot hold is undefined behaviour: such an answer is EIO. An rdev
+  // is at most 32 bits: FUSE's attributes carry no more, and a larger one would be cut short.
   constexpr double kMaxId = 4294967295.0, kMaxCount = 9007199254740992.0 /* 2^53 */, kMaxTimeMs = 253402300799999.0 /* 9999 */;
   if (!InRange(mode, 0, kMaxId) || !InRange(uid, 0, kMaxId) || !InRange(gid, 0, kMaxId) || !InRange(size, 0, kMaxCount) ||
-      !InRange(nlink, 0, kMaxId) || !InRange(ino, 0, kMaxCount) || !InRange(rdev, 0, kMaxCount) || !InRange(blksize, 0, kMaxId) ||
+      !InRange(nlink, 0, kMaxId) || !InRange(ino, 0, kMaxCount) || !InRange(rdev, 0, kMaxId) || !InRange(blksize, 0, kMaxId) ||
       !InRange(blocks, 0, kMaxCount) || !InRange(atime, -kMaxTimeMs, kMaxTimeMs) || !InRange(mtime, -kMaxTimeMs, kMaxTimeMs) ||
       !InRange(ctime, -kMaxTimeMs, kMaxTimeMs)) {
     return false;
@@ -317,10 +318,14 @@ size_t Session::Arguments(napi_env env, Request* r, napi_value* args) {
     case Op::Access:
       args[n++] = Number(env, r->flags);
       break;
-    case Op::Mkdir:
-    case Op::Create:
     case Op::Chmod:
       args[n++] = Number(env, r->mode);
+      break;
+    case Op::Mkdir:
+    case Op::Create:  // (path, mode, uid, gid): the caller's ids, whose the new node is
+      args[n++] = Number(env, r->mode);
+      args[n++] = Number(env, r->uid);
+      args[n++] = Number(env, r->gid);
       break;
     case Op::Read: {
       napi_value buffer = Lend(env, r, r->lent->mem, r->size);
@@ -354,14 +359,20 @@ size_t Session::Arguments(napi_env env, Request* r, napi_value* args) {
       args[n++] = Number(env, static_cast<double>(r->offset));
       break;
     case Op::Rename:
-    case Op::Symlink:
     case Op::Link:
     case Op::Removexattr:
       args[n++] = String(env, r->path2);
       break;
-    case Op::Mknod:
+    case Op::Symlink:  // (target, path, uid, gid)
+      args[n++] = String(env, r->path2);
+      args[n++] = Number(env, r->uid);
+      args[n++] = Number(env, r->gid);
+      break;
+    case Op::Mknod:  // (path, mode, rdev, uid, gid)
       args[n++] = Number(env, r->mode);
       args[n++] = Number(env, static_cast<double>(r->dev));
+      args[n++] = Number(env, r->uid);
+      args[n++] = Number(env, r->gid);
       break;
     case Op::Chown:
       args[n++] = Number(env, r->uid);

@@ -29,6 +29,13 @@ bool AtInode(Session* s, Request* r, fuse_ino_t ino) {
   return false;
 }
 
+// A request that makes a node records who asks (r->uid, r->gid): the node is theirs.
+void ByCaller(fuse_req_t req, Request* r) {
+  const struct fuse_ctx* ctx = fuse_req_ctx(req);
+  r->uid = ctx->uid;
+  r->gid = ctx->gid;
+}
+
 // Sets r->parent, r->name and r->path to `name` in directory `parent`.
 bool AtEntry(Session* s, Request* r, fuse_ino_t parent, const char* name) {
   r->parent = parent;
@@ -291,7 +298,8 @@ void Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev
   auto* r = new Request(req, Kind::Mknod);
   if (!AtEntry(s, r, parent, name)) return;
   r->mode = mode;
-  r->dev = rdev;
+  r->dev = rdev;  // the kernel's 32-bit encoding of the device number (fuse_mknod_in)
+  ByCaller(req, r);
   s->Run(r, Op::Mknod);
 }
 
@@ -300,6 +308,7 @@ void Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   auto* r = new Request(req, Kind::Mkdir);
   if (!AtEntry(s, r, parent, name)) return;
   r->mode = mode;
+  ByCaller(req, r);
   s->Run(r, Op::Mkdir);
 }
 
@@ -322,6 +331,7 @@ void Symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* 
   // JS gets (target, path).
   r->path2 = r->path;
   r->path = target;
+  ByCaller(req, r);
   s->Run(r, Op::Symlink);
 }
 
@@ -547,6 +557,7 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, st
   r->fi = *fi;
   r->mode = mode;
   r->flags = fi->flags;
+  ByCaller(req, r);
   s->Run(r, Op::Create);
 }
 

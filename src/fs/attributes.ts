@@ -3,7 +3,11 @@
  * `x-amz-meta-mode` (decimal st_mode, file type bits included), `-uid`, `-gid` (decimal), and
  * `-mtime`, `-ctime`, `-atime` (seconds since the epoch, with a nine-digit fraction when the time
  * is not a whole second). Symlinks are objects whose body is the target and whose mode has
- * S_IFLNK. Objects written by other tools have none of these: they get the mount's defaults.
+ * S_IFLNK. FIFOs, sockets and device nodes (mknod) are empty objects whose mode has their type
+ * (S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK), as s3fs writes them; a device's number is in
+ * `x-amz-meta-rdev` (decimal, the kernel's 32-bit encoding, which is st_rdev for every device
+ * number Linux has), which s3fs 1.90 neither writes nor reads: its devices read as 0,0. Objects
+ * written by other tools have none of these: they get the mount's defaults.
  */
 
 import type { ObjectInfo, ObjectMetadata } from '../storage/object-store.js';
@@ -12,13 +16,20 @@ export const S_IFMT = 0o170000;
 export const S_IFREG = 0o100000;
 export const S_IFDIR = 0o040000;
 export const S_IFLNK = 0o120000;
+export const S_IFIFO = 0o010000;
+export const S_IFCHR = 0o020000;
+export const S_IFBLK = 0o060000;
+export const S_IFSOCK = 0o140000;
 
-export type NodeKind = 'file' | 'directory' | 'symlink';
+/** 'special': a FIFO, socket or device node; which of them, its mode's type bits say. */
+export type NodeKind = 'file' | 'directory' | 'symlink' | 'special';
 
 export interface Attributes {
   kind: NodeKind;
   /** Full st_mode, type bits included. */
   mode: number;
+  /** st_rdev: a device node's number (the kernel's 32-bit encoding); 0 for everything else. */
+  rdev: number;
   uid: number;
   gid: number;
   size: number;
@@ -45,13 +56,25 @@ export function kindOfMode(mode: number): NodeKind | undefined {
       return 'directory';
     case S_IFLNK:
       return 'symlink';
+    case S_IFIFO:
+    case S_IFSOCK:
+    case S_IFCHR:
+    case S_IFBLK:
+      return 'special';
     default:
       return undefined;
   }
 }
 
-function typeBits(kind: NodeKind): number {
+/** The type bits of a kind; a special node's come from its mode. */
+function typeBits(kind: Exclude<NodeKind, 'special'>): number {
   return kind === 'directory' ? S_IFDIR : kind === 'symlink' ? S_IFLNK : S_IFREG;
+}
+
+/** A device node: the only kinds whose rdev means something. */
+export function isDevice(mode: number): boolean {
+  const type = mode & S_IFMT;
+  return type === S_IFCHR || type === S_IFBLK;
 }
 
 /** Attributes of an object from its HEAD (metadata known) or listing (metadata absent). */
@@ -66,9 +89,11 @@ export function attributesOfObject(
   let mode: number;
   if (storedMode !== undefined) {
     const storedKind = kindOfMode(storedMode);
-    // A file object may be a symlink; a directory marker is always a directory.
+    // A file object may be a symlink, or (when empty: one with bytes is a file, and they stay
+    // readable) a FIFO, socket or device; a directory marker is always a directory.
     if (expected === 'file' && storedKind === 'symlink') kind = 'symlink';
-    mode = typeBits(kind) | (storedMode & 0o7777);
+    if (expected === 'file' && storedKind === 'special' && info.size === 0) kind = 'special';
+    mode = (kind === 'special' ? storedMode & S_IFMT : typeBits(kind)) | (storedMode & 0o7777);
   } else {
     mode = typeBits(kind) | (kind === 'directory' ? defaults.dirMode : defaults.fileMode);
   }
@@ -76,6 +101,7 @@ export function attributesOfObject(
   return {
     kind,
     mode,
+    rdev: kind === 'special' && isDevice(mode) ? (parseRdev(meta.rdev) ?? 0) : 0,
     uid: parseId(meta.uid) ?? defaults.uid,
     gid: parseId(meta.gid) ?? defaults.gid,
     size: kind === 'directory' ? 0 : info.size,
@@ -90,6 +116,7 @@ export function implicitDirectory(defaults: AttributeDefaults, timeMs: number): 
   return {
     kind: 'directory',
     mode: S_IFDIR | defaults.dirMode,
+    rdev: 0,
     uid: defaults.uid,
     gid: defaults.gid,
     size: 0,
@@ -99,12 +126,31 @@ export function implicitDirectory(defaults: AttributeDefaults, timeMs: number): 
   };
 }
 
-export function newAttributes(kind: NodeKind, permissions: number, defaults: AttributeDefaults, nowMs: number): Attributes {
+/** Who made a new node: it is theirs, as on a local disk (FUSE's caller). */
+export interface Owner {
+  uid: number;
+  gid: number;
+}
+
+/**
+ * The attributes of a node made now, owned by `owner` (default: the mount's defaults). A special
+ * node's `mode` must carry its type bits; `rdev` is kept for devices only.
+ */
+export function newAttributes(
+  kind: NodeKind,
+  mode: number,
+  defaults: AttributeDefaults,
+  nowMs: number,
+  owner: Owner = defaults,
+  rdev = 0,
+): Attributes {
+  const type = kind === 'special' ? mode & S_IFMT : typeBits(kind);
   return {
     kind,
-    mode: typeBits(kind) | (permissions & 0o7777),
-    uid: defaults.uid,
-    gid: defaults.gid,
+    mode: type | (mode & 0o7777),
+    rdev: kind === 'special' && isDevice(type) ? rdev : 0,
+    uid: owner.uid,
+    gid: owner.gid,
     size: 0,
     mtimeMs: nowMs,
     atimeMs: nowMs,
@@ -112,7 +158,7 @@ export function newAttributes(kind: NodeKind, permissions: number, defaults: Att
   };
 }
 
-/** The user metadata that records `attrs`, in s3fs's format. */
+/** The user metadata that records `attrs`, in s3fs's format (and `rdev` for a device). */
 export function metadataOf(attrs: Attributes): ObjectMetadata {
   return {
     mode: String(attrs.mode),
@@ -121,6 +167,7 @@ export function metadataOf(attrs: Attributes): ObjectMetadata {
     mtime: formatTime(attrs.mtimeMs),
     ctime: formatTime(attrs.ctimeMs),
     atime: formatTime(attrs.atimeMs),
+    ...(attrs.kind === 'special' && isDevice(attrs.mode) ? { rdev: String(attrs.rdev) } : {}),
   };
 }
 
@@ -151,6 +198,15 @@ function parseMode(value: string | undefined): number | undefined {
 function parseInteger(value: string | undefined): number | undefined {
   if (value === undefined || !/^\d+$/.test(value.trim())) return undefined;
   return Number(value.trim());
+}
+
+/** The largest device number FUSE carries (its attributes' rdev is 32 bits). */
+export const MAX_RDEV = 0xffff_ffff;
+
+/** A device number that FUSE can carry; anything else is not one (the device reads as 0,0). */
+function parseRdev(value: string | undefined): number | undefined {
+  const rdev = parseInteger(value);
+  return rdev !== undefined && rdev <= MAX_RDEV ? rdev : undefined;
 }
 
 /** The largest uid/gid: (uid_t)-1 means "none" to chown. */

@@ -28,7 +28,8 @@ export type FsErrorCode =
   | 'ETIMEDOUT'
   | 'EINTR'
   | 'ENOSPC'
-  | 'EDQUOT';
+  | 'EDQUOT'
+  | 'ENXIO';
 
 export class FsError extends Error {
   override readonly name = 'FsError';

@@ -21,7 +21,18 @@ import { randomBytes } from 'node:crypto';
 
 import type { Logger } from '../log/logger.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import { type AttributeDefaults, type Attributes, S_IFMT, contentTypeOf, metadataOf, newAttributes } from './attributes.js';
+import {
+  type AttributeDefaults,
+  type Attributes,
+  MAX_RDEV,
+  type Owner,
+  S_IFMT,
+  S_IFREG,
+  contentTypeOf,
+  kindOfMode,
+  metadataOf,
+  newAttributes,
+} from './attributes.js';
 import { FsError } from './errors.js';
 import type { MemoryBudget } from './memory-budget.js';
 import type { MetadataCacheOptions } from './metadata-cache.js';
@@ -157,11 +168,12 @@ export class FileSystem {
     return this.namespace.listWithAttributes(path);
   }
 
-  async mkdir(path: string, permissions: number): Promise<void> {
+  /** A new directory, owned by `owner` (FUSE's caller; default: the mount's defaults). */
+  async mkdir(path: string, permissions: number, owner?: Owner): Promise<void> {
     this.checkWritable(path);
     const key = this.namespace.checkedKey(path);
     if (await this.namespace.tryResolve(path)) throw new FsError('EEXIST', `${path}: already exists`);
-    const attrs = newAttributes('directory', permissions, this.options.defaults, this.now());
+    const attrs = newAttributes('directory', permissions, this.options.defaults, this.now(), owner);
     const { etag } = await this.namespace.callStore(path, () =>
       this.store.put(`${key}/`, Buffer.alloc(0), { metadata: metadataOf(attrs), contentType: contentTypeOf('directory') }),
     );
@@ -191,10 +203,11 @@ export class FileSystem {
 
   // ---- files ----
 
-  async create(path: string, permissions: number): Promise<number> {
+  /** A new file, open for writing, owned by `owner` (FUSE's caller; default: the mount's defaults). */
+  async create(path: string, permissions: number, owner?: Owner): Promise<number> {
     this.checkWritable(path);
     const key = this.namespace.checkedKey(path);
-    const attrs = newAttributes('file', permissions, this.options.defaults, this.now());
+    const attrs = newAttributes('file', permissions, this.options.defaults, this.now(), owner);
     const file = new OpenFile(path, key, attrs, '', contentTypeOf('file'), this.stagingPath());
     const previous = this.openFiles.get(path);
     if (previous) previous.unlinked = true;
@@ -213,6 +226,9 @@ export class FileSystem {
       if (node.attrs.kind === 'directory') {
         if (writable) throw new FsError('EISDIR', `${path}: is a directory`);
       }
+      // The kernel opens FIFOs, sockets and devices itself and never asks; should a request come
+      // anyway (another client made the name one since), there is no data here to serve.
+      if (node.attrs.kind === 'special') throw new FsError('ENXIO', `${path}: a FIFO, socket or device node holds no data here`);
       file = new OpenFile(path, this.namespace.key(path), { ...node.attrs }, node.etag, node.contentType, this.stagingPath());
       this.openFiles.set(path, file);
     }
@@ -319,6 +335,7 @@ export class FileSystem {
     }
     const node = await this.namespace.resolve(path);
     if (node.attrs.kind === 'directory') throw new FsError('EISDIR', `${path}: is a directory`);
+    if (node.attrs.kind === 'special') throw new FsError('EINVAL', `${path}: only a regular file can be truncated`);
     const file = new OpenFile(path, this.namespace.key(path), { ...node.attrs }, node.etag, node.contentType, this.stagingPath());
     file.refs = 1;
     this.openFiles.set(path, file);
@@ -381,12 +398,13 @@ export class FileSystem {
     await this.namespace.keepParent(path);
   }
 
-  async symlink(target: string, path: string): Promise<void> {
+  /** A new symlink, owned by `owner` (FUSE's caller; default: the mount's defaults). */
+  async symlink(target: string, path: string, owner?: Owner): Promise<void> {
     this.checkWritable(path);
     const key = this.namespace.checkedKey(path);
     if (await this.namespace.tryResolve(path)) throw new FsError('EEXIST', `${path}: already exists`);
     this.namespace.appeared(path);
-    const attrs = newAttributes('symlink', 0o777, this.options.defaults, this.now());
+    const attrs = newAttributes('symlink', 0o777, this.options.defaults, this.now(), owner);
     const body = Buffer.from(target, 'utf8');
     attrs.size = body.length;
     const { etag } = await this.namespace.callStore(path, () =>
@@ -408,8 +426,27 @@ export class FileSystem {
     throw new FsError('EPERM', `${to}: hard links are not supported on object storage (link from ${from})`);
   }
 
-  async mknod(path: string): Promise<void> {
-    throw new FsError('EPERM', `${path}: only regular files, directories and symlinks can be stored`);
+  /**
+   * mknod(2): a FIFO, socket (a bound unix socket's name) or device node, or an empty regular
+   * file, owned by `owner`: an empty object whose mode has the type, as s3fs stores them; a
+   * device's number goes in the metadata too. Only the name is stored: what a FIFO or socket
+   * carries, and what a device is, stays with the kernel of whoever opens it.
+   */
+  async mknod(path: string, mode: number, rdev: number, owner?: Owner): Promise<void> {
+    this.checkWritable(path);
+    const key = this.namespace.checkedKey(path);
+    // mknod(2) takes a type of 0 as a regular file.
+    const typed = (mode & S_IFMT) === 0 ? S_IFREG | mode : mode;
+    const kind = kindOfMode(typed);
+    if (kind !== 'file' && kind !== 'special') throw new FsError('EINVAL', `${path}: mknod makes files, FIFOs, sockets and devices only`);
+    if (!Number.isInteger(rdev) || rdev < 0 || rdev > MAX_RDEV) throw new FsError('EINVAL', `${path}: device number ${rdev} out of range`);
+    if (await this.namespace.tryResolve(path)) throw new FsError('EEXIST', `${path}: already exists`);
+    this.namespace.appeared(path);
+    const attrs = newAttributes(kind, typed, this.options.defaults, this.now(), owner, rdev);
+    const { etag } = await this.namespace.callStore(path, () =>
+      this.store.put(key, Buffer.alloc(0), { metadata: metadataOf(attrs), contentType: contentTypeOf(kind) }),
+    );
+    this.namespace.cache.setNode(path, { attrs, etag, explicit: false, complete: true });
   }
 
   // ---- rename ----

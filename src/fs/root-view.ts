@@ -11,7 +11,7 @@
 
 import { posix } from 'node:path';
 
-import { type Attributes, S_IFDIR } from './attributes.js';
+import { type Attributes, type Owner, S_IFDIR } from './attributes.js';
 import { FsError, toFsError } from './errors.js';
 import type { DirectoryEntry, FileSystem, FileSystemStats, StatFs } from './file-system.js';
 
@@ -199,6 +199,7 @@ export class RootView implements MountedFileSystem {
     return {
       kind: 'directory',
       mode: S_IFDIR | 0o555,
+      rdev: 0,
       uid: this.options.uid,
       gid: this.options.gid,
       size: 0,
@@ -237,9 +238,9 @@ export class RootView implements MountedFileSystem {
     return this.register(fs, await fs.open(route.rest, flags));
   }
 
-  async create(path: string, permissions: number): Promise<number> {
+  async create(path: string, permissions: number, owner?: Owner): Promise<number> {
     const { fs, rest } = await this.inBucket(path, 'create');
-    return this.register(fs, await fs.create(rest, permissions));
+    return this.register(fs, await fs.create(rest, permissions, owner));
   }
 
   async read(fh: number, into: Buffer, length: number, position: number): Promise<number> {
@@ -278,9 +279,9 @@ export class RootView implements MountedFileSystem {
     return h.fs.fgetattr(h.fh);
   }
 
-  async mkdir(path: string, permissions: number): Promise<void> {
+  async mkdir(path: string, permissions: number, owner?: Owner): Promise<void> {
     const { fs, rest } = await this.inBucket(path, 'mkdir');
-    return fs.mkdir(rest, permissions);
+    return fs.mkdir(rest, permissions, owner);
   }
 
   async rmdir(path: string): Promise<void> {
@@ -298,9 +299,9 @@ export class RootView implements MountedFileSystem {
     return fs.truncate(rest, size);
   }
 
-  async symlink(target: string, path: string): Promise<void> {
+  async symlink(target: string, path: string, owner?: Owner): Promise<void> {
     const { fs, rest } = await this.inBucket(path, 'symlink');
-    return fs.symlink(target, rest);
+    return fs.symlink(target, rest, owner);
   }
 
   async readlink(path: string): Promise<string> {
@@ -308,9 +309,9 @@ export class RootView implements MountedFileSystem {
     return fs.readlink(rest);
   }
 
-  async mknod(path: string): Promise<void> {
+  async mknod(path: string, mode: number, rdev: number, owner?: Owner): Promise<void> {
     const { fs, rest } = await this.inBucket(path, 'mknod');
-    return fs.mknod(rest);
+    return fs.mknod(rest, mode, rdev, owner);
   }
 
   async chmod(path: string, mode: number): Promise<void> {

@@ -106,14 +106,16 @@ export function createOperations(fs: MountedFileSystem, logger: Logger): FuseOpe
       ),
     opendir: (_path: string, _flags: number, cb: Callback) => cb(0, 0),
     releasedir: (_path: string, _fh: number, cb: Callback) => cb(0),
-    mkdir: (path: string, mode: number, cb: Callback) => answer('mkdir', path, cb, () => fs.mkdir(path, mode)),
+    // What makes a node gets the caller's uid and gid (the binding passes them): it is theirs.
+    mkdir: (path: string, mode: number, uid: number, gid: number, cb: Callback) =>
+      answer('mkdir', path, cb, () => fs.mkdir(path, mode, { uid, gid })),
     rmdir: (path: string, cb: Callback) => answer('rmdir', path, cb, () => fs.rmdir(path)),
-    create: (path: string, mode: number, cb: Callback) =>
+    create: (path: string, mode: number, uid: number, gid: number, cb: Callback) =>
       answer(
         'create',
         path,
         cb,
-        () => fs.create(path, mode),
+        () => fs.create(path, mode, { uid, gid }),
         (fh) => [fh],
       ),
     open: (path: string, flags: number, cb: Callback) =>
@@ -149,7 +151,8 @@ export function createOperations(fs: MountedFileSystem, logger: Logger): FuseOpe
     ftruncate: (path: string, fh: number, size: number, cb: Callback) => answer('ftruncate', path, cb, () => fs.ftruncate(fh, size)),
     unlink: (path: string, cb: Callback) => answer('unlink', path, cb, () => fs.unlink(path)),
     rename: (from: string, to: string, cb: Callback) => answer('rename', from, cb, () => fs.rename(from, to)),
-    symlink: (target: string, path: string, cb: Callback) => answer('symlink', path, cb, () => fs.symlink(target, path)),
+    symlink: (target: string, path: string, uid: number, gid: number, cb: Callback) =>
+      answer('symlink', path, cb, () => fs.symlink(target, path, { uid, gid })),
     readlink: (path: string, cb: Callback) =>
       answer(
         'readlink',
@@ -159,7 +162,8 @@ export function createOperations(fs: MountedFileSystem, logger: Logger): FuseOpe
         (t) => [t],
       ),
     link: (from: string, to: string, cb: Callback) => answer('link', to, cb, () => fs.link(from, to)),
-    mknod: (path: string, _mode: number, _dev: number, cb: Callback) => answer('mknod', path, cb, () => fs.mknod(path)),
+    mknod: (path: string, mode: number, dev: number, uid: number, gid: number, cb: Callback) =>
+      answer('mknod', path, cb, () => fs.mknod(path, mode, dev, { uid, gid })),
     chmod: (path: string, mode: number, cb: Callback) => answer('chmod', path, cb, () => fs.chmod(path, mode)),
     chown: (path: string, uid: number, gid: number, cb: Callback) => answer('chown', path, cb, () => fs.chown(path, uid, gid)),
     // null: that time stays as it is (UTIME_OMIT, e.g. `touch -m`).
@@ -197,6 +201,7 @@ export function createOperations(fs: MountedFileSystem, logger: Logger): FuseOpe
 function toStat(a: Attributes) {
   return {
     mode: a.mode,
+    rdev: a.rdev,
     uid: a.uid,
     gid: a.gid,
     size: a.size,

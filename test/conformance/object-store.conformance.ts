@@ -338,6 +338,26 @@ export function describeObjectStore(name: string, open: () => Promise<Conformanc
       expect(self.info).toMatchObject({ etag, metadata: { mode: '33152', mtime: '1700000001' } });
     });
 
+    it("keeps a special file's metadata (type bits in mode, rdev) on an empty object: put, head, listing, copies", async () => {
+      fresh();
+      // A character device 1,3 and a FIFO, mode 0644, as objmount's mknod (and s3fs) writes them.
+      const device = { mode: '8612', rdev: '259', uid: '1001', gid: '1002', mtime: '1700000000' };
+      await store.put(`${prefix}chr`, Buffer.alloc(0), { metadata: device, contentType: 'application/octet-stream' });
+      await store.put(`${prefix}fifo`, Buffer.alloc(0), { metadata: { mode: '4516' } });
+      expect(await store.head(`${prefix}chr`)).toMatchObject({ size: 0, metadata: device });
+      expect((await store.head(`${prefix}fifo`)).metadata).toEqual({ mode: '4516' });
+      const listed = (await store.list({ prefix })).objects.map((o) => [o.key, o.size]);
+      expect(listed).toEqual([
+        [`${prefix}chr`, 0],
+        [`${prefix}fifo`, 0],
+      ]);
+      // A rename's copy keeps it; a chmod's copy onto itself replaces it, rdev included.
+      await store.copy(`${prefix}chr`, `${prefix}moved`);
+      expect((await store.head(`${prefix}moved`)).metadata).toEqual(device);
+      await store.copy(`${prefix}chr`, `${prefix}chr`, { metadata: { ...device, mode: '8576' }, contentType: 'application/octet-stream' });
+      expect(await store.head(`${prefix}chr`)).toMatchObject({ size: 0, metadata: { ...device, mode: '8576' } });
+    });
+
     it('deletes many keys at once; keys that do not exist are not an error', async () => {
       fresh();
       const keys = Array.from({ length: 40 }, (_, i) => `${prefix}d${i}`);

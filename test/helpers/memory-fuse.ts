@@ -59,12 +59,12 @@ export class MemoryTree {
           names.map((p) => p.slice(prefix.length)),
         );
       },
-      mkdir: (path: string, mode: number, cb: Callback) => {
+      mkdir: (path: string, mode: number, _uid: number, _gid: number, cb: Callback) => {
         if (nodes.has(path)) return cb(EEXIST);
         nodes.set(path, { mode: 0o40000 | mode, data: Buffer.alloc(0), mtimeMs: Date.now(), atimeMs: Date.now() });
         cb(0);
       },
-      create: (path: string, mode: number, cb: Callback) => {
+      create: (path: string, mode: number, _uid: number, _gid: number, cb: Callback) => {
         nodes.set(path, { mode: 0o100000 | mode, data: Buffer.alloc(0), mtimeMs: Date.now(), atimeMs: Date.now() });
         cb(0, 1);
       },

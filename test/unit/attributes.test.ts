@@ -2,9 +2,13 @@ import { describe, expect, it } from 'vitest';
 
 import {
   type AttributeDefaults,
+  S_IFBLK,
+  S_IFCHR,
   S_IFDIR,
+  S_IFIFO,
   S_IFLNK,
   S_IFREG,
+  S_IFSOCK,
   attributesOfObject,
   formatTime,
   implicitDirectory,
@@ -90,6 +94,7 @@ describe('attributesOfObject', () => {
     expect(attrs).toEqual({
       kind: 'file',
       mode: S_IFREG | 0o600,
+      rdev: 0,
       uid: 501,
       gid: 20,
       size: 42,
@@ -104,6 +109,7 @@ describe('attributesOfObject', () => {
     expect(attrs).toEqual({
       kind: 'file',
       mode: S_IFREG | 0o644,
+      rdev: 0,
       uid: 1000,
       gid: 1001,
       size: 7,
@@ -199,6 +205,55 @@ describe('attributesOfObject', () => {
   });
 });
 
+describe('special files (FIFOs, sockets, devices), as s3fs 1.90 stores them', () => {
+  const read = (size: number, metadata: Record<string, string>) => attributesOfObject({ size, lastModified, metadata }, 'file', defaults);
+
+  it("reads s3fs's decimal modes of each type, with the type kept", () => {
+    // What s3fs 1.90 writes for mkfifo, mknod c and a bound socket, mode 0644 (no rdev: s3fs keeps none).
+    expect(read(0, { mode: '4516' })).toMatchObject({ kind: 'special', mode: S_IFIFO | 0o644, rdev: 0, size: 0 });
+    expect(read(0, { mode: '8612' })).toMatchObject({ kind: 'special', mode: S_IFCHR | 0o644, rdev: 0 });
+    expect(read(0, { mode: String(S_IFBLK | 0o660) })).toMatchObject({ kind: 'special', mode: S_IFBLK | 0o660, rdev: 0 });
+    expect(read(0, { mode: String(S_IFSOCK | 0o755) })).toMatchObject({ kind: 'special', mode: S_IFSOCK | 0o755 });
+    expect(read(0, { mode: String(S_IFIFO | 0o1777) }).mode).toBe(S_IFIFO | 0o1777);
+  });
+
+  it("reads a device's number from rdev, for devices only, and only one FUSE can carry", () => {
+    const dev = (major: number, minor: number) => (major << 8) | minor; // the kernel's encoding, small numbers
+    expect(read(0, { mode: String(S_IFCHR | 0o600), rdev: String(dev(1, 3)) }).rdev).toBe(dev(1, 3));
+    expect(read(0, { mode: String(S_IFBLK | 0o600), rdev: '4294967295' }).rdev).toBe(0xffff_ffff);
+    for (const rdev of ['4294967296', '99999999999999999999', '-1', '1.5', 'sda', '']) {
+      expect(read(0, { mode: String(S_IFCHR | 0o600), rdev }).rdev, rdev).toBe(0);
+    }
+    // A FIFO or socket has no device number, whatever the metadata says.
+    expect(read(0, { mode: String(S_IFIFO | 0o644), rdev: '259' }).rdev).toBe(0);
+    expect(read(0, { mode: String(S_IFREG | 0o644), rdev: '259' }).rdev).toBe(0);
+  });
+
+  it('never takes an object with bytes, a regular one or a directory marker for a special file', () => {
+    // Bytes stay readable: an object that has some is a file, whatever its mode says.
+    expect(read(5, { mode: '4516' })).toMatchObject({ kind: 'file', mode: S_IFREG | 0o644, size: 5 });
+    expect(read(0, { mode: '33188' })).toMatchObject({ kind: 'file', mode: S_IFREG | 0o644 });
+    expect(read(0, {})).toMatchObject({ kind: 'file', mode: S_IFREG | 0o644, rdev: 0 });
+    const marker = attributesOfObject({ size: 0, lastModified, metadata: { mode: '4516' } }, 'directory', defaults);
+    expect(marker).toMatchObject({ kind: 'directory', mode: S_IFDIR | 0o644 });
+    // rclone's octal modes of files and directories are no special files in decimal.
+    expect(read(0, { mode: '100644' }).kind).toBe('file');
+    expect(attributesOfObject({ size: 0, lastModified, metadata: { mode: '40755' } }, 'directory', defaults).mode).toBe(S_IFDIR | 0o755);
+  });
+
+  it('records a new special node with its type, and rdev for a device only', () => {
+    const fifo = newAttributes('special', S_IFIFO | 0o640, defaults, 1_700_000_000_000, { uid: 7, gid: 8 }, 259);
+    expect(fifo).toMatchObject({ kind: 'special', mode: S_IFIFO | 0o640, rdev: 0, uid: 7, gid: 8, size: 0 });
+    expect(metadataOf(fifo)).toEqual({ mode: '4512', uid: '7', gid: '8', mtime: '1700000000', ctime: '1700000000', atime: '1700000000' });
+    const chr = newAttributes('special', S_IFCHR | 0o644, defaults, 1_700_000_000_000, defaults, 259);
+    const metadata = metadataOf(chr);
+    expect(metadata).toMatchObject({ mode: '8612', rdev: '259' });
+    expect(read(0, metadata)).toEqual(chr);
+    // A regular file's metadata has no rdev.
+    expect(metadataOf(newAttributes('file', 0o644, defaults, 0))).not.toHaveProperty('rdev');
+  });
+});
+
 describe('metadataOf', () => {
   it('records attributes in the format it reads back', () => {
     const attrs = newAttributes('file', 0o640, defaults, 1_700_000_000_125);
@@ -226,6 +281,7 @@ describe('metadataOf', () => {
     expect(implicitDirectory(defaults, 1234)).toEqual({
       kind: 'directory',
       mode: S_IFDIR | 0o755,
+      rdev: 0,
       uid: 1000,
       gid: 1001,
       size: 0,

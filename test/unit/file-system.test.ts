@@ -5,7 +5,17 @@ import { join } from 'node:path';
 
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
-import { type AttributeDefaults, S_IFDIR, S_IFLNK, S_IFREG, formatTime } from '../../src/fs/attributes.js';
+import {
+  type AttributeDefaults,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFREG,
+  S_IFSOCK,
+  formatTime,
+} from '../../src/fs/attributes.js';
 import { FileSystem, O_APPEND, O_RDWR, O_TRUNC, O_WRONLY } from '../../src/fs/file-system.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { FaultyStore } from '../../src/storage/faulty-store.js';
@@ -126,6 +136,7 @@ describe('getattr', () => {
     expect(await fs.getattr('/docs/report.txt')).toEqual({
       kind: 'file',
       mode: S_IFREG | 0o600,
+      rdev: 0,
       uid: 501,
       gid: 20,
       size: 12,
@@ -979,11 +990,102 @@ describe('chmod, chown, utimens', () => {
 });
 
 describe('unsupported operations', () => {
-  it('refuses hard links and device nodes with EPERM', async () => {
+  it('refuses hard links with EPERM', async () => {
     await put('f', 'x');
     await expect(fs.link('/f', '/g')).rejects.toMatchObject({ code: 'EPERM' });
-    await expect(fs.mknod('/dev')).rejects.toMatchObject({ code: 'EPERM' });
     expect([...memory.objects.keys()]).toEqual(['f']);
+  });
+});
+
+describe('mknod: FIFOs, sockets and devices, stored as s3fs stores them', () => {
+  const alice = { uid: 1001, gid: 1002 };
+  const chr13 = (1 << 8) | 3; // 1,3 in the kernel's encoding
+
+  it('stores each as an empty object whose mode has the type, a device with its number, owned by its maker', async () => {
+    await fs.mknod('/fifo', S_IFIFO | 0o644, 0, alice);
+    await fs.mknod('/sock', S_IFSOCK | 0o755, 0, alice);
+    await fs.mknod('/chr', S_IFCHR | 0o644, chr13);
+    await fs.mknod('/blk', S_IFBLK | 0o660, (8 << 8) | 1);
+    expect(stored('fifo')).toBe('');
+    expect(metadata('fifo')).toMatchObject({ mode: '4516', uid: '1001', gid: '1002', mtime: formatTime(T0) });
+    expect(metadata('fifo')).not.toHaveProperty('rdev');
+    expect(metadata('sock')).toMatchObject({ mode: String(S_IFSOCK | 0o755) });
+    expect(metadata('chr')).toMatchObject({ mode: '8612', rdev: String(chr13), uid: '1000', gid: '1000' });
+    expect(metadata('blk')).toMatchObject({ mode: String(S_IFBLK | 0o660), rdev: '2049' });
+
+    // This mount and a fresh one (from the store alone) show the same.
+    for (const on of [fs, mount(memory)]) {
+      expect(await on.getattr('/fifo')).toMatchObject({ kind: 'special', mode: S_IFIFO | 0o644, rdev: 0, size: 0, ...alice });
+      expect(await on.getattr('/sock')).toMatchObject({ kind: 'special', mode: S_IFSOCK | 0o755, rdev: 0 });
+      expect(await on.getattr('/chr')).toMatchObject({ kind: 'special', mode: S_IFCHR | 0o644, rdev: chr13, uid: 1000 });
+      expect(await on.getattr('/blk')).toMatchObject({ kind: 'special', mode: S_IFBLK | 0o660, rdev: 2049 });
+    }
+  });
+
+  it('makes an empty regular file for S_IFREG or no type, and refuses other types, bad numbers and names taken', async () => {
+    await fs.mknod('/plain', S_IFREG | 0o600, 0, alice);
+    await fs.mknod('/typeless', 0o640, 0);
+    expect(await fs.getattr('/plain')).toMatchObject({ kind: 'file', mode: S_IFREG | 0o600, size: 0, ...alice });
+    expect(metadata('typeless')).toMatchObject({ mode: String(S_IFREG | 0o640) });
+    await expect(fs.mknod('/d', S_IFDIR | 0o755, 0)).rejects.toMatchObject({ code: 'EINVAL' });
+    await expect(fs.mknod('/l', S_IFLNK | 0o777, 0)).rejects.toMatchObject({ code: 'EINVAL' });
+    await expect(fs.mknod('/big', S_IFCHR | 0o644, 2 ** 32)).rejects.toMatchObject({ code: 'EINVAL' });
+    await expect(fs.mknod('/neg', S_IFCHR | 0o644, -1)).rejects.toMatchObject({ code: 'EINVAL' });
+    await expect(fs.mknod('/plain', S_IFIFO | 0o644, 0)).rejects.toMatchObject({ code: 'EEXIST' });
+    expect([...memory.objects.keys()].sort()).toEqual(['plain', 'typeless']);
+  });
+
+  it('changes mode (keeping the type), owner and times in place, and renames and unlinks them as files', async () => {
+    await fs.mknod('/chr', S_IFCHR | 0o644, chr13);
+    await fs.chmod('/chr', 0o1600);
+    await fs.chown('/chr', 42, 43);
+    await fs.utimens('/chr', T0 - 5_000, T0 - 10_000);
+    const expected = { kind: 'special', mode: S_IFCHR | 0o1600, rdev: chr13, uid: 42, gid: 43, mtimeMs: T0 - 10_000 };
+    expect(await fs.getattr('/chr')).toMatchObject(expected);
+    expect(metadata('chr')).toMatchObject({ mode: String(S_IFCHR | 0o1600), rdev: String(chr13), uid: '42' });
+    expect(await mount(memory).getattr('/chr')).toMatchObject(expected);
+
+    await fs.mkdir('/d', 0o755);
+    await fs.rename('/chr', '/d/moved');
+    await expect(fs.getattr('/chr')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await fs.getattr('/d/moved')).toMatchObject(expected);
+    expect(await mount(memory).getattr('/d/moved')).toMatchObject(expected);
+    // Renamed over a file, and a file over it.
+    await fs.mknod('/fifo', S_IFIFO | 0o644, 0);
+    await writeNewFile('/f', 'data');
+    await fs.rename('/fifo', '/f');
+    expect(await mount(memory).getattr('/f')).toMatchObject({ kind: 'special', mode: S_IFIFO | 0o644, size: 0 });
+    await fs.unlink('/f');
+    await fs.unlink('/d/moved');
+    expect([...memory.objects.keys()]).toEqual(['d/']);
+  });
+
+  it('serves no data for them: open answers ENXIO, truncate EINVAL, readlink EINVAL', async () => {
+    await put('fifo', '', { mode: '4516' }); // as s3fs 1.90 writes it
+    await expect(fs.open('/fifo', O_RDONLY)).rejects.toMatchObject({ code: 'ENXIO' });
+    await expect(fs.open('/fifo', O_WRONLY)).rejects.toMatchObject({ code: 'ENXIO' });
+    await expect(fs.truncate('/fifo', 0)).rejects.toMatchObject({ code: 'EINVAL' });
+    await expect(fs.readlink('/fifo')).rejects.toMatchObject({ code: 'EINVAL' });
+    expect(stored('fifo')).toBe('');
+  });
+
+  it('lists them with their type once known (readdirplus), and an s3fs FIFO once looked up', async () => {
+    await fs.mknod('/sock', S_IFSOCK | 0o755, 0);
+    await put('s3fs-fifo', '', { mode: '4516', uid: '0', gid: '0' });
+    await fs.getattr('/s3fs-fifo');
+    const entries = await fs.readdirPlus('/');
+    const modes = Object.fromEntries(entries.filter((e) => e.attrs).map((e) => [e.name, e.attrs!.mode]));
+    expect(modes).toEqual({ sock: S_IFSOCK | 0o755, 's3fs-fifo': S_IFIFO | 0o644 });
+  });
+
+  it('gives new files, directories and symlinks to their maker too', async () => {
+    await fs.release(await fs.create('/made', 0o644, alice));
+    await fs.mkdir('/dir', 0o755, alice);
+    await fs.symlink('made', '/link', alice);
+    for (const key of ['made', 'dir/', 'link']) expect(metadata(key), key).toMatchObject({ uid: '1001', gid: '1002' });
+    // Without a maker (a caller that is not FUSE), the mount's defaults.
+    await fs.mkdir('/mine', 0o755);
+    expect(metadata('mine/')).toMatchObject({ uid: '1000', gid: '1000' });
   });
 });
 
