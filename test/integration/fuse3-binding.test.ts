@@ -59,6 +59,7 @@ describe('answers from JS', () => {
           if (path === '/huge-uid') return cb(0, { mode: 0o100644, uid: 2 ** 40 });
           if (path === '/negative-size') return cb(0, { mode: 0o100644, size: -1 });
           if (path === '/far-mtime') return cb(0, { mode: 0o100644, mtime: 1e20 });
+          if (path === '/huge-rdev') return cb(0, { mode: 0o20644, rdev: 2 ** 32 }); // FUSE carries 32 bits
           if (path === '/twice') {
             cb(0, { mode: 0o100644, size: 3 });
             return cb(0, { mode: 0o100644, size: 99 }); // ignored: the first answer stands
@@ -74,10 +75,46 @@ describe('answers from JS', () => {
     expect(thrown).toEqual(['getattr: op bug']);
     expect((await stat('not-a-number')).stderr).toMatch(/Input\/output error/);
     expect((await stat('not-a-stat')).stderr).toMatch(/Input\/output error/);
-    for (const name of ['huge-uid', 'negative-size', 'far-mtime']) expect((await stat(name)).stderr, name).toMatch(/Input\/output error/);
+    for (const name of ['huge-uid', 'negative-size', 'far-mtime', 'huge-rdev'])
+      expect((await stat(name)).stderr, name).toMatch(/Input\/output error/);
     expect((await stat('twice')).stdout.trim()).toBe('3');
     // ...and the mount keeps serving.
     expect((await sh(`ls -a ${m.mountpoint}`)).code).toBe(0);
+  });
+
+  it("pass mknod's mode and device, and the caller's uid and gid of what makes a node, and st_rdev back", async () => {
+    const tree = new MemoryTree();
+    const made: unknown[][] = [];
+    const devices = new Map<string, { mode: number; rdev: number }>();
+    const ops = tree.operations();
+    const m = await mount(
+      tree.operations({
+        mknod: (path: string, mode: number, rdev: number, uid: number, gid: number, cb: (code: number) => void) => {
+          made.push(['mknod', path, mode, rdev, uid, gid]);
+          devices.set(path, { mode, rdev });
+          cb(0);
+        },
+        mkdir: (path: string, mode: number, uid: number, gid: number, cb: (code: number) => void) => {
+          made.push(['mkdir', path, uid, gid]);
+          (ops.mkdir as (...a: unknown[]) => void)(path, mode, uid, gid, cb);
+        },
+        getattr: (path: string, cb: (code: number, stat?: unknown) => void) => {
+          const device = devices.get(path);
+          if (device) return cb(0, { mode: device.mode, rdev: device.rdev, nlink: 1, uid: 0, gid: 0 });
+          (ops.getattr as (...a: unknown[]) => void)(path, cb);
+        },
+      }),
+    );
+    expect((await sh(`mknod ${join(m.mountpoint, 'chr')} c 1 3 && umask 022 && mkfifo ${join(m.mountpoint, 'fifo')}`)).stderr).toBe('');
+    expect((await sh(`mkdir ${join(m.mountpoint, 'd')}`)).code).toBe(0);
+    expect(made).toEqual([
+      ['mknod', '/chr', 0o20644, 259, 0, 0],
+      ['mknod', '/fifo', 0o10644, 0, 0, 0],
+      ['mkdir', '/d', 0, 0],
+    ]);
+    expect(
+      (await sh(`stat -c '%F %t:%T %a' ${join(m.mountpoint, 'chr')} ${join(m.mountpoint, 'fifo')}`)).stdout.trim().split('\n'),
+    ).toEqual(['character special file 1:3 644', 'fifo 0:0 644']);
   });
 
   it('a JS op that never answers is answered ENOTCONN at unmount, which neither hangs nor crashes', async () => {

@@ -11,7 +11,7 @@
  */
 
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, lstatSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -34,7 +34,7 @@ const DT = { UNKNOWN: 0, FIFO: 1, CHR: 2, BLK: 6, SOCK: 12 };
 const makedev = (major: number, minor: number) => major * 256 + minor;
 
 /** One file call per run; prints "OK", a result, or the errno name of its failure (as JSON). */
-const OPS = String.raw`
+const OPS = `
 import ctypes, errno, json, os, socket, stat, sys
 os.umask(0o022)
 op, args = sys.argv[1], sys.argv[2:]
@@ -79,6 +79,12 @@ def call():
         os.chmod(args[0], int(args[1], 8))
     elif op == 'utime':
         os.utime(args[0], (int(args[1]), int(args[1])))
+    elif op == 'create':
+        os.close(os.open(args[0], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    elif op == 'mkdir':
+        os.mkdir(args[0], 0o755)
+    elif op == 'symlink':
+        os.symlink(args[1], args[0])
     elif op == 'open':
         os.close(os.open(args[0], os.O_RDONLY | os.O_NONBLOCK))
     elif op == 'dtypes':
@@ -279,6 +285,14 @@ describe('special files and another uid', () => {
     expect((await head('sticky/own-moved')).metadata).toMatchObject({ mode: '4516', uid: String(OTHER), gid: String(OTHER) });
     expect(asOther('unlink', join(dir, 'own-moved'))).toBe('OK');
     expect(asOther('unlink', join(dir, 'sock'))).toBe('OK');
+    // Files, directories and symlinks it makes are its own too, as on a local disk.
+    expect(asOther('create', join(dir, 'file'))).toBe('OK');
+    expect(asOther('mkdir', join(dir, 'subdir'))).toBe('OK');
+    expect(asOther('symlink', join(dir, 'link'), 'file')).toBe('OK');
+    for (const name of ['file', 'subdir', 'link']) expect(lstatSync(join(dir, name)), name).toMatchObject({ uid: OTHER, gid: OTHER });
+    expect(asOther('unlink', join(dir, 'file'))).toBe('OK');
+    expect(asOther('unlink', join(dir, 'link'))).toBe('OK');
+    rmdirSync(join(dir, 'subdir'));
     // Root may remove anyone's.
     expect(asOther('mkfifo', join(dir, 'left'), '644')).toBe('OK');
     expect(asRoot('unlink', join(dir, 'left'))).toBe('OK');
