@@ -16,6 +16,10 @@
  *   the Buffer is detached (its memory serves the next request), so an op must not use it after
  *   its callback, and must copy what it keeps.
  * - `utimens` gets both times, null for one left as it is (UTIME_OMIT).
+ * - What makes a node gets the caller's uid and gid after its own arguments: `mkdir(path, mode,
+ *   uid, gid)`, `create(path, mode, uid, gid)`, `symlink(target, path, uid, gid)`, `mknod(path,
+ *   mode, rdev, uid, gid)` (rdev in the kernel's 32-bit encoding); a stat's `rdev` must fit 32
+ *   bits (FUSE carries no more), or the answer is EIO.
  * - The addon also makes the block cache's buffers (`largeBuffer`): memory of their own, in huge
  *   pages where the kernel allows.
  * - A request the kernel interrupts (a program stuck on a hung store got a signal) is answered
