@@ -107,6 +107,17 @@ describe('a mounted Azurite container', () => {
     expect(await blobNames()).toEqual(['hello.txt']);
   });
 
+  it('makes a FIFO and a device node: empty blobs with their type in mode, the device number in rdev', async () => {
+    execFileSync('sh', ['-c', 'umask 022 && mkfifo fifo && mknod chr c 1 3'], { cwd: mnt });
+    expect((await container.getBlobClient('fifo').getProperties()).metadata).toMatchObject({ mode: '4516' });
+    const chr = await container.getBlobClient('chr').getProperties();
+    expect([chr.contentLength, chr.metadata]).toEqual([0, expect.objectContaining({ mode: '8612', rdev: '259' })]);
+    expect(statSync(join(mnt, 'fifo')).isFIFO()).toBe(true);
+    expect(statSync(join(mnt, 'chr'))).toMatchObject({ mode: 0o20644, rdev: 259 });
+    unlinkSync(join(mnt, 'fifo'));
+    unlinkSync(join(mnt, 'chr'));
+  });
+
   it('writes a 20 MiB file in blocks and reads it back byte-identical, through the mount and the SDK', async () => {
     const data = randomBytes(20 * MiB);
     const local = join(scratch, 'big.bin');

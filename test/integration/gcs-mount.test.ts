@@ -88,6 +88,18 @@ describe('a gs:// mount on the emulator', () => {
     expect(readFileSync(join(mnt, 'hello.txt'), 'utf8')).toBe('hello, GCS\nagain\n');
   });
 
+  it('makes a FIFO and a device node: empty objects with their type in mode, the device number in rdev', async () => {
+    sh('umask 022 && mkfifo fifo && mknod chr c 1 3');
+    const [fifo] = await storage.bucket(BUCKET).file('fifo').getMetadata();
+    expect(fifo.metadata).toMatchObject({ mode: '4516' });
+    const [chr] = await storage.bucket(BUCKET).file('chr').getMetadata();
+    expect([Number(chr.size), chr.metadata]).toEqual([0, expect.objectContaining({ mode: '8612', rdev: '259' })]);
+    // --metadata-ttl 0: these come from the store.
+    expect(statSync(join(mnt, 'fifo')).isFIFO()).toBe(true);
+    expect(statSync(join(mnt, 'chr'))).toMatchObject({ mode: 0o20644, rdev: 259 });
+    sh('rm fifo chr');
+  });
+
   it('writes a 20 MiB file with cp and reads it back byte for byte, through the mount and the API', async () => {
     const data = randomBytes(20 * MiB);
     writeFileSync(join(local, 'big.bin'), data);

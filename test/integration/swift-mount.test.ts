@@ -19,6 +19,7 @@ import {
   renameSync,
   rmSync,
   statSync,
+  unlinkSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
@@ -95,6 +96,17 @@ describe('a mounted Swift container', () => {
     writeFileSync(join(mnt, 'empty'), '');
     expect(readFileSync(join(mnt, 'empty')).length).toBe(0);
     expect(await names(CONTAINER)).toEqual(['empty', 'hello.txt']);
+  });
+
+  it('makes a FIFO and a device node: empty objects with their type in X-Object-Meta-Mode, the device number in -Rdev', async () => {
+    execFileSync('sh', ['-c', 'umask 022 && mkfifo fifo && mknod chr c 1 3'], { cwd: mnt });
+    expect((await raw('HEAD', `${CONTAINER}/fifo`)).headers.get('x-object-meta-mode')).toBe('4516');
+    const chr = (await raw('HEAD', `${CONTAINER}/chr`)).headers;
+    expect([chr.get('content-length'), chr.get('x-object-meta-mode'), chr.get('x-object-meta-rdev')]).toEqual(['0', '8612', '259']);
+    expect(statSync(join(mnt, 'fifo')).isFIFO()).toBe(true);
+    expect(statSync(join(mnt, 'chr'))).toMatchObject({ mode: 0o20644, rdev: 259 });
+    unlinkSync(join(mnt, 'fifo'));
+    unlinkSync(join(mnt, 'chr'));
   });
 
   it('writes a 20 MiB file as a Static Large Object and reads it back byte-identical, whole and from the middle', async () => {
