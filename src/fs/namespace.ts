@@ -12,7 +12,8 @@
  *   key/, at once). A path known from a listing or an expired entry asks only for what it was.
  * - Answers are cached for a TTL, negatives included; concurrent lookups of a path share one.
  * - Listings are paged and never HEAD each entry. The first lookup in a fresh listing fetches
- *   the metadata of the rest in the background (`ls -l`, `find`, `stat *`). Metadata read once
+ *   the metadata of the rest in the background, paced by the lookups that follow
+ *   (sibling-prefetch.ts: `ls -l`, `find`, `stat *`). Metadata read once
  *   stays true for the object's version (ETag and Last-Modified): a listing that shows the same
  *   version revalidates an expired entry without a request of its own.
  * - A directory made here knows all its names until the directory TTL: a lookup of any other
@@ -25,7 +26,6 @@
 import { posix } from 'node:path';
 
 import { LRUCache } from 'lru-cache';
-import PQueue from 'p-queue';
 
 import type { Logger } from '../log/logger.js';
 import { type ListPage, type ObjectInfo, type ObjectStore, isStoreError, listAll } from '../storage/object-store.js';
@@ -34,6 +34,7 @@ import { FsError, toFsError } from './errors.js';
 import { type CachedNode, MetadataCache, type MetadataCacheOptions, versionOf } from './metadata-cache.js';
 import type { OpenFileTable } from './open-files.js';
 import type { BlockCache } from './read/block-cache.js';
+import { SiblingPrefetch } from './sibling-prefetch.js';
 
 export interface NamespaceOptions {
   /** Key prefix the mount shows ('' for the whole bucket, else ending in '/'). */
@@ -49,8 +50,8 @@ export const MAX_KEY_BYTES = 1024;
 export const MAX_NAME_BYTES = 255;
 /** Files up to this size are read whole where a lookup would HEAD them. */
 const SMALL_OBJECT_BYTES = 64 * 1024;
-/** Entries of one listing whose metadata is fetched ahead of their lookups. */
-const MAX_BACKGROUND_LOOKUPS = 10_000;
+/** Entries of one listing whose metadata is fetched ahead of their lookups, how many at once, how far ahead. */
+export const PREFETCH = { maxEntries: 10_000, concurrency: 32, window: 64 };
 /** Most directories (and names in one) whose names are known; keys remembered as unshowable. */
 const MAX_REMEMBERED = 10_000;
 /** Cold lookups in one directory, this close in time, after which it is listed (see `noteColdLookup`). */
@@ -75,10 +76,8 @@ export class Namespace {
   private readonly listingsInFlight = new Set<string>();
   /** Keys a listing could not show, each logged once (at most MAX_REMEMBERED remembered). */
   private readonly unshowable = new Set<string>();
-  /** Directories just listed → their entries still lacking POSIX metadata (the latest few). */
-  private readonly listed = new LRUCache<string, string[]>({ max: 64 });
-  /** HEADs that complete the entries of a listing, a bounded number at a time. */
-  private readonly metadataQueue = new PQueue({ concurrency: 32 });
+  /** Fetches the metadata a listing lacks, ahead of the lookups that follow it. */
+  private readonly prefetch = new SiblingPrefetch((path) => this.resolveNode(path), PREFETCH);
 
   constructor(
     private readonly store: ObjectStore,
@@ -100,7 +99,13 @@ export class Namespace {
   }
 
   /** The node at `path`, complete with metadata, or undefined when nothing is there. */
-  async tryResolve(path: string): Promise<CachedNode | undefined> {
+  tryResolve(path: string): Promise<CachedNode | undefined> {
+    this.prefetch.lookedUp(path);
+    return this.resolveNode(path);
+  }
+
+  /** `tryResolve`, but not a program's lookup: it moves no prefetch on. */
+  private async resolveNode(path: string): Promise<CachedNode | undefined> {
     if (path === '/') return { attrs: this.rootAttrs, etag: '', explicit: true, complete: true };
     const open = this.openFiles.get(path);
     if (open) return { attrs: open.attrs, etag: open.etag, explicit: false, complete: true };
@@ -111,8 +116,8 @@ export class Namespace {
     if (absent === 'missing') return undefined;
     const pending = this.lookups.get(path);
     if (pending !== undefined) return pending;
-    if (cached?.exists) this.completeSiblings(path);
-    else this.noteColdLookup(posix.dirname(path));
+    // A name known before (its entry expired) is asked for again as what it was: not cold.
+    if (!cached && !this.cache.expired(path)?.exists) this.noteColdLookup(posix.dirname(path));
     const lookup = (cached?.exists ? this.lookup(path, cached.node) : this.lookupAgain(path, absent === 'noDirectory')).finally(() =>
       this.lookups.delete(path),
     );
@@ -241,7 +246,7 @@ export class Namespace {
    * would answer at once from what is known (a file open here, a complete entry not expired:
    * written or looked up here, or revalidated by this listing's version), for readdirplus. The
    * others get none and no HEAD: the listing lacks their POSIX metadata, and a plain `ls` must
-   * not pay for it (a lookup of one starts `completeSiblings`, as before).
+   * not pay for it (a lookup of one starts the prefetch of the rest, sibling-prefetch.ts).
    */
   async listWithAttributes(path: string): Promise<Array<{ name: string; attrs?: Attributes }>> {
     const names = await this.list(path);
@@ -308,29 +313,12 @@ export class Namespace {
       }
       if (names.size > maxNames) return undefined;
     }
-    if (incomplete.length > 0) this.listed.set(path, incomplete);
-    else this.listed.delete(path);
+    this.prefetch.listedDirectory(path, incomplete);
     for (const [openPath, file] of this.openFiles.entries()) {
       if (posix.dirname(openPath) === path && !file.existsInStore) names.add(posix.basename(openPath));
     }
     this.listedInFull(path, names);
     return names;
-  }
-
-  /**
-   * A listing gives size and mtime but not the POSIX metadata (mode, owner) kept in each object's
-   * headers. A program that looks up one entry of a fresh listing (`ls -l`, `find`, `stat *`) is
-   * about to look up all of them, one at a time: fetch the rest in parallel now, so each lookup
-   * finds its answer cached or on its way. A plain `ls` costs no HEAD at all.
-   */
-  private completeSiblings(path: string): void {
-    const siblings = this.listed.get(posix.dirname(path));
-    if (!siblings) return;
-    this.listed.delete(posix.dirname(path));
-    for (const sibling of siblings.slice(0, MAX_BACKGROUND_LOOKUPS)) {
-      if (sibling === path) continue;
-      void this.metadataQueue.add(() => this.tryResolve(sibling)).catch(() => undefined); // its own lookup reports errors
-    }
   }
 
   /** The pages of a listing, its failures as FsErrors for `path`. */

@@ -17,6 +17,7 @@ import {
   formatTime,
 } from '../../src/fs/attributes.js';
 import { FileSystem, O_APPEND, O_RDWR, O_TRUNC, O_WRONLY } from '../../src/fs/file-system.js';
+import { PREFETCH } from '../../src/fs/namespace.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { FaultyStore } from '../../src/storage/faulty-store.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
@@ -241,19 +242,24 @@ describe('readdir', () => {
     expect(calls('list')).toBeLessThanOrEqual(3);
   });
 
-  it('once one entry of a listing is looked up, fetches the others in parallel', async () => {
-    for (let i = 0; i < 100; i++) await put(`lsl/f${i}`, 'x', { mode: String(S_IFREG | 0o600) });
+  it('once one entry of a listing is looked up, fetches the next ones in parallel, paced by the lookups', async () => {
+    const name = (i: number) => `f${String(i).padStart(2, '0')}`;
+    for (let i = 0; i < 100; i++) await put(`lsl/${name(i)}`, 'x', { mode: String(S_IFREG | 0o600) });
     await put('lsl/sub/inner', 'x');
     await fs.readdir('/lsl');
     memory.calls.clear();
-    expect(await fs.getattr('/lsl/f0')).toMatchObject({ mode: S_IFREG | 0o600 });
-    // Small files are read whole (a GET instead of a HEAD); the marker of sub/ is a HEAD.
-    await vi.waitFor(() => expect(calls('head') + calls('get')).toBe(101));
-    for (let i = 0; i < 100; i++) expect((await fs.getattr(`/lsl/f${i}`)).mode).toBe(S_IFREG | 0o600);
+    expect(await fs.getattr('/lsl/f00')).toMatchObject({ mode: S_IFREG | 0o600 });
+    // Small files are read whole (a GET instead of a HEAD). The entries up to the window past
+    // the one looked up are fetched, no further until the lookups move on.
+    await vi.waitFor(() => expect(calls('head') + calls('get')).toBe(PREFETCH.window + 1));
+    for (let i = 0; i < 10; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(calls('head') + calls('get')).toBe(PREFETCH.window + 1);
+    for (let i = 0; i < 100; i++) expect((await fs.getattr(`/lsl/${name(i)}`)).mode).toBe(S_IFREG | 0o600);
+    // The marker of sub/ is a HEAD: every entry was fetched once.
     expect((await fs.getattr('/lsl/sub')).kind).toBe('directory');
     expect(calls('head') + calls('get')).toBe(101);
     // ...and reading one costs nothing more: its bytes came with its metadata.
-    const fh = await fs.open('/lsl/f7', O_RDONLY);
+    const fh = await fs.open('/lsl/f07', O_RDONLY);
     expect((await readHandle(fh, 1)).toString()).toBe('x');
     await fs.release(fh);
     expect(calls('head') + calls('get')).toBe(101);
@@ -1554,25 +1560,30 @@ describe('request budget of lookups', () => {
   });
 
   it('answers the stat of many named files in one directory from one listing and parallel HEADs', async () => {
-    for (let i = 0; i < 200; i++) await put(`many/f${i}`, 'x');
+    const name = (i: number) => `/many/f${String(i).padStart(3, '0')}`;
+    for (let i = 0; i < 200; i++) await put(name(i).slice(1), 'x');
     await fs.getattr('/many');
     memory.calls.clear();
-    for (let i = 0; i < 200; i++) expect((await fs.getattr(`/many/f${i}`)).size).toBe(1);
+    for (let i = 0; i < 200; i++) expect((await fs.getattr(name(i))).size).toBe(1);
     // Two cold lookups, then a listing of the directory; the rest one request each at most,
     // most of them sent in parallel ahead of the stat that asks.
     expect(calls('list')).toBe(1);
     expect(total()).toBeLessThanOrEqual(200 + 1);
 
-    // The listing's other entries were fetched ahead: a second mount's stats, once the first
-    // lookups have started that, find every answer waiting.
+    // The listing's other entries are fetched ahead of the stats, paced by them: after each
+    // stat, the next window's are asked for; in all, one request per file.
     fs = mount(faulty);
     await fs.getattr('/many');
     memory.calls.clear();
-    for (let i = 0; i < 3; i++) await fs.getattr(`/many/f${i}`);
-    await vi.waitFor(() => expect(calls('head') + calls('get')).toBeGreaterThanOrEqual(200)); // one for each file
-    memory.calls.clear();
-    for (let i = 3; i < 200; i++) expect((await fs.getattr(`/many/f${i}`)).size).toBe(1);
-    expect(total()).toBe(0);
+    const fetched = () => calls('head') + calls('get');
+    for (let i = 0; i < 200; i++) {
+      await fs.getattr(name(i));
+      // The first cold lookups list the directory; the prefetch starts at the first stat of an
+      // entry that listing left without metadata.
+      if (i >= 3) await vi.waitFor(() => expect(fetched()).toBeGreaterThanOrEqual(Math.min(200, i + PREFETCH.window)));
+    }
+    expect(fetched()).toBe(200);
+    expect(calls('list')).toBe(1);
   });
 
   it('looks up a name missing from a directory listed in full with its HEAD alone, and finds a new file at once', async () => {
