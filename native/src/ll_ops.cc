@@ -506,8 +506,14 @@ void Statfs(fuse_req_t req, fuse_ino_t ino) {
   if (AtInode(s, r, ino)) s->Run(r, Op::Statfs);
 }
 
+// Without JS xattr ops (objmount stores no extended attributes) the four answer here, with no
+// round trip to JS: `ls -l` asks two attributes of every entry it lists.
 void Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
   Session* s = S(req);
+  if (!s->Has(Op::Setxattr)) {
+    fuse_reply_err(req, ENOTSUP);
+    return;
+  }
   auto* r = new Request(req, Kind::Setxattr);
   if (!AtInode(s, r, ino)) return;
   r->path2 = name;
@@ -519,6 +525,10 @@ void Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* valu
 
 void Getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   Session* s = S(req);
+  if (!s->Has(Op::Getxattr)) {
+    fuse_reply_err(req, ENODATA);
+    return;
+  }
   auto* r = new Request(req, Kind::Getxattr);
   if (!AtInode(s, r, ino)) return;
   r->path2 = name;
@@ -528,6 +538,14 @@ void Getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
 
 void Listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   Session* s = S(req);
+  if (!s->Has(Op::Listxattr)) {
+    if (size == 0) {
+      fuse_reply_xattr(req, 0);
+    } else {
+      fuse_reply_buf(req, nullptr, 0);
+    }
+    return;
+  }
   auto* r = new Request(req, Kind::Listxattr);
   if (!AtInode(s, r, ino)) return;
   r->size = size;
@@ -536,6 +554,10 @@ void Listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 
 void Removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   Session* s = S(req);
+  if (!s->Has(Op::Removexattr)) {
+    fuse_reply_err(req, ENODATA);
+    return;
+  }
   auto* r = new Request(req, Kind::Removexattr);
   if (!AtInode(s, r, ino)) return;
   r->path2 = name;

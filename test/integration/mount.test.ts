@@ -452,6 +452,22 @@ describe('file operations', () => {
     expect(st.mtime.toISOString()).toBe('2019-03-04T05:06:07.500Z');
   });
 
+  it('has no extended attributes: get and remove say no such attribute, a list is empty, a set is not supported', () => {
+    writeFileSync(join(mnt, 'xattrs'), 'x');
+    const python = (code: string) =>
+      sh(`python3 -c "import os, errno
+try:
+  print(${code})
+except OSError as e:
+  print(errno.errorcode[e.errno])"`).trim();
+    expect(python("os.getxattr('xattrs', 'user.note')")).toBe('ENODATA');
+    expect(python("os.getxattr('xattrs', 'security.selinux')")).toBe('ENODATA');
+    expect(python("os.listxattr('xattrs')")).toBe('[]');
+    expect(python("os.removexattr('xattrs', 'user.note')")).toBe('ENODATA');
+    expect(python("os.setxattr('xattrs', 'user.note', b'v')")).toBe('ENOTSUP');
+    expect(sh('ls -l xattrs')).toMatch(/^-rw-r--r-- 1 /);
+  });
+
   it('refuses hard links with EPERM', () => {
     writeFileSync(join(mnt, 'linksrc'), 'x');
     expect(shFails('ln linksrc hardlink')).toMatch(/Operation not permitted/);
