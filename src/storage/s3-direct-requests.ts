@@ -102,7 +102,9 @@ export class S3DirectRequests {
     const scope = /^AWS4-HMAC-SHA256 Credential=[^/]+\/\d{8}\/([^/]+)\/([^/]+)\/aws4_request,/.exec(auth);
     const encoded = key === undefined ? undefined : `${encodeKey(key)}`;
     if (!scope || !encoded || !sent.path.endsWith(encoded) || (sent.protocol !== 'http:' && sent.protocol !== 'https:')) return;
-    if (Object.keys(sent.query ?? {}).length > 0) return; // a route that needs a query (none in S3 today): stay on the SDK
+    // The SDK tags a GET `?x-id=GetObject` (for its own telemetry, not the route); a route that
+    // needs any other query (none in S3 today) stays on the SDK.
+    if (Object.keys(sent.query ?? {}).some((name) => name !== 'x-id')) return;
     const host = sent.headers.host ?? sent.hostname;
     this.route = {
       protocol: sent.protocol,

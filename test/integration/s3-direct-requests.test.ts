@@ -86,6 +86,17 @@ describe('S3Store direct requests, on the local S3 server', () => {
     }
   });
 
+  it('learn the route from a first GET as well', async () => {
+    const store = makeStore(server.endpoint);
+    try {
+      await store.put('first-get', Buffer.from('abc'));
+      expect((await store.get('first-get')).body.toString()).toBe('abc');
+      expect(isDirect(store)).toBe(true);
+    } finally {
+      store.destroy();
+    }
+  });
+
   it('answer a missing object with NotFound in one request, and send refused ones again through the SDK', async () => {
     const store = makeStore(server.endpoint);
     try {
