@@ -6,7 +6,7 @@
 import { constants } from 'node:os';
 
 import type { Attributes } from '../fs/attributes.js';
-import { FsError, type FsErrorCode, toFsError } from '../fs/errors.js';
+import { type FsErrorCode, toFsError } from '../fs/errors.js';
 import type { MountedFileSystem } from '../fs/root-view.js';
 import type { Logger } from '../log/logger.js';
 import type { FuseOperations } from './binding.js';
