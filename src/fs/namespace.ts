@@ -107,6 +107,7 @@ export class Namespace {
   /** `tryResolve`, but not a program's lookup: it moves no prefetch on. */
   private async resolveNode(path: string): Promise<CachedNode | undefined> {
     if (path === '/') return { attrs: this.rootAttrs, etag: '', explicit: true, complete: true };
+    if (path.includes('\0')) return undefined; // no file name holds one (isShowableName)
     const open = this.openFiles.get(path);
     if (open) return { attrs: open.attrs, etag: open.etag, explicit: false, complete: true };
     const cached = this.cache.get(path);
@@ -334,7 +335,7 @@ export class Namespace {
   private notShown(key: string, why: string): void {
     if (this.unshowable.has(key) || this.unshowable.size >= MAX_REMEMBERED) return;
     this.unshowable.add(key);
-    this.options.logger.warn(`key '${key}' is not shown in the mount: ${why}`);
+    this.options.logger.warn(`key '${printable(key)}' is not shown in the mount: ${why}`);
   }
 
   // ---- names made here ----
@@ -485,10 +486,22 @@ export class Namespace {
 function unshowableReason(name: string): string {
   if (name === '') return 'it has an empty path component (//)';
   if (name === '.' || name === '..') return `'${name}' cannot be a file name`;
+  if (name.includes('\0')) return 'it contains a NUL byte, which no file name can hold';
   return `a path component is longer than ${MAX_NAME_BYTES} bytes`;
 }
 
-/** A key component that POSIX can show as a name. */
+/**
+ * A key component that POSIX can show as a name. A NUL would end the name in C: `a\0b` would show
+ * as `a`, and a lookup of `a` would find another object or none.
+ */
 function isShowableName(name: string): boolean {
-  return name !== '' && name !== '.' && name !== '..' && !name.includes('/') && Buffer.byteLength(name) <= MAX_NAME_BYTES;
+  return (
+    name !== '' && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0') && Buffer.byteLength(name) <= MAX_NAME_BYTES
+  );
+}
+
+/** A key as a log line may hold it: control characters (a NUL above all) as `\xNN`. */
+function printable(key: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it escapes
+  return key.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }

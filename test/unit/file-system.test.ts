@@ -278,10 +278,15 @@ describe('readdir', () => {
     await put('x/./y', 'dot component');
     await put('ok', 'fine');
     await put(`${'n'.repeat(256)}`, 'too long a name');
+    await put('nul\0name', 'a NUL in a name');
+    await put('dir\0nul/inner', 'a NUL in a directory');
 
     expect(await listing('/')).toEqual(['a', 'ok', 'x']);
     expect(await listing('/a')).toEqual([]);
     expect(await listing('/x')).toEqual([]);
+    // Not reachable either: not by its name, nor by the name C would cut it to.
+    for (const path of ['/nul\0name', '/nul', '/dir\0nul', '/dir\0nul/inner', '/dir'])
+      await expect(fs.getattr(path)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('logs each key it cannot show once, with the reason, and shows the directory of a key that is also a prefix', async () => {
@@ -292,6 +297,7 @@ describe('readdir', () => {
     await put('a//b', 'double slash');
     await put('..', 'dotdot');
     await put('n'.repeat(256), 'long');
+    await put('nul\0name', 'a NUL');
     for (let i = 0; i < 3; i++) {
       clock.advance(DIR_TTL + 1);
       expect(await logged.readdir('/')).toEqual(['.', '..', 'a', 'both']);
@@ -303,6 +309,7 @@ describe('readdir', () => {
         "key 'a//' is not shown in the mount: it has an empty path component (//)",
         "key 'both' is not shown in the mount: a directory 'both' of the same name hides it",
         `key '${'n'.repeat(256)}' is not shown in the mount: a path component is longer than 255 bytes`,
+        "key 'nul\\x00name' is not shown in the mount: it contains a NUL byte, which no file name can hold",
       ].sort(),
     );
     expect(await logged.readdir('/both')).toEqual(['.', '..', 'inner']);
