@@ -106,13 +106,13 @@ export async function createStore(spec: StoreSpec, use: StoreUse): Promise<Built
     case 'swift': {
       const { SwiftStore } = await import('./swift-store.js');
       const { provider: _, ...location } = spec;
-      // No deadlines yet: SwiftStore bounds each request by its own idle timeout.
       return new SwiftStore({
         ...location,
         credentialDescription,
         maxConnections,
         maxParts,
         logger,
+        deadlines,
         ...(check ? { maxAttempts: 2, idleTimeoutMs: 15_000 } : {}),
       });
     }

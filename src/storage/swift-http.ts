@@ -33,6 +33,8 @@ export interface HttpRequest {
   body?: Buffer;
   /** Silence allowed on the socket for this request, instead of the client's idle timeout. */
   idleTimeoutMs?: number;
+  /** Destroys the request (and fails it with the abort's reason): its deadline passed, or it was cancelled. */
+  signal?: AbortSignal;
 }
 
 /** A failure below HTTP (refused, reset, timed out, TLS): `code` is Node's (ECONNREFUSED...). */
@@ -55,6 +57,12 @@ export interface SwiftRequest {
   copies?: boolean;
   /** The server works before it answers (a copy, a manifest's check of its segments): silence allowed. */
   slow?: boolean;
+  /** Bytes of object data the request moves (a PUT's body): its deadline grows with them (deadline.ts). */
+  bytes?: number;
+  /** The caller's cancellation (an interrupted file operation). */
+  signal?: AbortSignal;
+  /** An enclosing deadline's signal (a GET whose body is read within it): it bounds the request instead of its own. */
+  within?: AbortSignal;
 }
 
 export class NetworkError extends Error {
@@ -100,7 +108,17 @@ export class SwiftHttp {
       const headers: Record<string, string> = { ...request.headers };
       if (request.body) headers['content-length'] = String(request.body.length);
       else if (request.method === 'PUT' || request.method === 'POST') headers['content-length'] = '0';
+      const { signal } = request;
+      if (signal?.aborted) {
+        reject(signal.reason);
+        return;
+      }
       const req = (https ? httpsRequest : httpRequest)(url, { method: request.method, headers, agent: https ? this.https : this.http });
+      if (signal) {
+        const onAbort = () => req.destroy(signal.reason as Error);
+        signal.addEventListener('abort', onAbort, { once: true });
+        req.once('close', () => signal.removeEventListener('abort', onAbort));
+      }
       const idle = request.idleTimeoutMs ?? this.idleTimeoutMs;
       req.setTimeout(idle, () => req.destroy(Object.assign(new Error(`no answer within ${idle / 1000} s`), { code: 'ETIMEDOUT' })));
       req.once('response', (response) => {
@@ -113,6 +131,7 @@ export class SwiftHttp {
         resolve(response);
       });
       req.once('error', (error: Error & { code?: string }) => {
+        if (signal?.aborted) return reject(signal.reason);
         reject(new NetworkError(error.code ?? 'ECONNRESET', error.message));
       });
       req.end(request.body);

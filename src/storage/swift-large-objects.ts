@@ -75,7 +75,13 @@ export class SwiftLargeObjects {
   async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<string> {
     const upload = this.requireUpload(key, uploadId);
     const name = segmentName(key, uploadId, partNumber);
-    const response = await this.call('upload part', { method: 'PUT', container: this.segmentContainer, key: name, body });
+    const response = await this.call('upload part', {
+      method: 'PUT',
+      container: this.segmentContainer,
+      key: name,
+      body,
+      bytes: body.length,
+    });
     discard(response);
     const etag = quoted(header(response, 'etag'));
     upload.parts.set(partNumber, { name, etag, size: body.length });

@@ -42,8 +42,20 @@ import { LRUCache } from 'lru-cache';
 
 import type { Logger } from '../log/logger.js';
 import {
+  DEFAULT_DEADLINES,
+  SLOW_REQUEST_FACTOR,
+  type StoreDeadlines,
+  abortBody,
+  bodyDeadline,
+  deadlineMs,
+  openStreamWithin,
+  withDeadline,
+} from './deadline.js';
+import { getWhole } from './get-retry.js';
+import {
   type CompletedPart,
   type GetOptions,
+  type HeadOptions,
   type ListOptions,
   type ListPage,
   type ObjectInfo,
@@ -53,7 +65,6 @@ import {
   type StoreCapabilities,
   type StoreStats,
   StoreError,
-  readBody,
 } from './object-store.js';
 import { type SwiftCredentials, SwiftSession } from './swift-auth.js';
 import { NetworkError, SwiftHttp, type SwiftRequest, discard, header, readText } from './swift-http.js';
@@ -86,6 +97,8 @@ export interface SwiftStoreOptions {
   caCertificates?: string;
   insecure?: boolean;
   logger?: Logger;
+  /** Overall deadlines per request, retries included (deadline.ts); default DEFAULT_DEADLINES. */
+  deadlines?: StoreDeadlines;
 }
 
 const MiB = 1024 * 1024;
@@ -120,8 +133,10 @@ export class SwiftStore implements ObjectStore {
   private readonly kinds = new LRUCache<string, ObjectKind>({ max: 10_000, ttl: 60_000 });
   /** SLO uploads, and the segments of the large objects a write replaces (swift-large-objects.ts). */
   private readonly largeObjects: SwiftLargeObjects;
+  private readonly deadlines: StoreDeadlines;
 
   constructor(private readonly options: SwiftStoreOptions) {
+    this.deadlines = options.deadlines ?? DEFAULT_DEADLINES;
     this.description = `swift://${options.container}`;
     this.segmentContainer = options.segmentContainer ?? `${options.container}_segments`;
     this.capabilities = {
@@ -179,8 +194,9 @@ export class SwiftStore implements ObjectStore {
     await this.list({ prefix, maxKeys: 1 });
   }
 
-  async head(key: string): Promise<ObjectInfo> {
-    const response = await this.call('head', { method: 'HEAD', key, allow: [404] });
+  async head(key: string, options: HeadOptions = {}): Promise<ObjectInfo> {
+    const { signal } = options;
+    const response = await this.call('head', { method: 'HEAD', key, allow: [404], signal });
     discard(response);
     if (response.statusCode === 200) {
       const info = infoOf(key, response);
@@ -192,29 +208,47 @@ export class SwiftStore implements ObjectStore {
     this.kinds.set(key, 'absent');
     if (!(key.endsWith('/') && key.length > 1)) throw this.notFound(key);
     // No `dir/` marker: the directory may be the Swift tools' `dir` object.
-    const object = await this.call('head', { method: 'HEAD', key: key.slice(0, -1), allow: [404] });
+    const object = await this.call('head', { method: 'HEAD', key: key.slice(0, -1), allow: [404], signal });
     discard(object);
     if (object.statusCode !== 200 || !isDirectoryObject(key.slice(0, -1), object.headers['content-type'])) throw this.notFound(key);
     return { ...infoOf(key, object), key };
   }
 
-  async get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
-    const { info, body, length } = await this.getStream(key, options);
-    try {
-      return { info, body: await readBody(body as AsyncIterable<Buffer>, length, `${this.description}/${key}`, options.into) };
-    } catch (error) {
-      this.stats.failures += 1;
-      if (error instanceof StoreError) throw error;
-      throw new StoreError('Transient', `${this.description}/${key}: get failed while reading the body: ${(error as Error).message}`);
-    }
+  /** A whole GET, headers and body within one deadline, sent once more after a transient failure (get-retry.ts). */
+  get(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Buffer }> {
+    const where = `${this.description}/${key}`;
+    return getWhole(
+      this.stats,
+      this.deadlines,
+      where,
+      options,
+      (signal) => this.openGet(key, options, signal),
+      (error) => {
+        this.stats.failures += 1;
+        if (error instanceof StoreError) return error;
+        return new StoreError('Transient', `${where}: get failed while reading the body: ${(error as Error).message}`);
+      },
+    );
   }
 
-  /** `length` is the body's Content-Length, when the store sent one. */
-  async getStream(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
+  /**
+   * `length` is the body's Content-Length, when the store sent one. The body must be read within
+   * the request's deadline (from its start, scaled by its length), or it is destroyed.
+   */
+  getStream(key: string, options: GetOptions = {}): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
+    return openStreamWithin(this.deadlines, `${this.description}/${key}`, (signal) => this.openGet(key, options, signal), options.signal);
+  }
+
+  /** A GET until its headers are in, within the deadline whose signal is `within`. */
+  private async openGet(
+    key: string,
+    options: GetOptions,
+    within: AbortSignal,
+  ): Promise<{ info: ObjectInfo; body: Readable; length?: number }> {
     const headers: Record<string, string> = {};
     if (options.range) headers.range = `bytes=${options.range.start}-${options.range.end}`;
     if (options.ifMatch) headers['if-match'] = options.ifMatch;
-    const response = await this.call('get', { method: 'GET', key, headers });
+    const response = await this.call('get', { method: 'GET', key, headers, within });
     const length = response.headers['content-length'] === undefined ? undefined : Number(response.headers['content-length']);
     this.kinds.set(key, kindOf(response));
     return { info: infoOf(key, response), body: response, length };
@@ -222,7 +256,7 @@ export class SwiftStore implements ObjectStore {
 
   async put(key: string, body: Buffer, options: PutOptions = {}): Promise<{ etag: string }> {
     const replaced = await this.largeObjects.segmentsOf(key);
-    const response = await this.call('put', { method: 'PUT', key, body, headers: objectHeaders(options) });
+    const response = await this.call('put', { method: 'PUT', key, body, headers: objectHeaders(options), bytes: body.length });
     discard(response);
     this.kinds.set(key, 'plain');
     await this.largeObjects.dropSegments(key, replaced);
@@ -233,7 +267,8 @@ export class SwiftStore implements ObjectStore {
     const limit = options.maxKeys ?? 1000;
     // One more than asked: whether it comes tells if there is a next page.
     const query = { format: 'json', prefix: options.prefix, delimiter: options.delimiter, marker: options.token, limit: String(limit + 1) };
-    const response = await this.call('list', { method: 'GET', query });
+    const { signal } = options;
+    const response = await this.call('list', { method: 'GET', query, signal });
     const entries = JSON.parse(await readText(response)) as ListingEntry[];
     const more = entries.length > limit;
     const page = entries.slice(0, limit);
@@ -252,18 +287,18 @@ export class SwiftStore implements ObjectStore {
       this.kinds.set(info.key, entry.slo_etag ? 'slo' : 'plain');
       objects.push(info);
     }
-    await this.resolveDynamicLargeObjects(objects);
+    await this.resolveDynamicLargeObjects(objects, signal);
     prefixes.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
     const last = page[page.length - 1];
     return { objects, prefixes, nextToken: more && last ? (last.subdir ?? last.name) : undefined };
   }
 
   /** A DLO's manifest is listed as 0 bytes: its HEAD gives the size and ETag of what it reads as. */
-  private async resolveDynamicLargeObjects(objects: ObjectInfo[]): Promise<void> {
+  private async resolveDynamicLargeObjects(objects: ObjectInfo[], signal: AbortSignal | undefined): Promise<void> {
     const empty = objects.filter((o) => o.size === 0 && !o.key.endsWith('/'));
     const worker = async () => {
       for (let info = empty.shift(); info; info = empty.shift()) {
-        const response = await this.call('head', { method: 'HEAD', key: info.key, allow: [404] });
+        const response = await this.call('head', { method: 'HEAD', key: info.key, allow: [404], signal });
         discard(response);
         if (response.statusCode === 200 && response.headers['x-object-manifest']) {
           const real = infoOf(info.key, response);
@@ -396,16 +431,41 @@ export class SwiftStore implements ObjectStore {
   }
 
   /**
-   * Sends one request with the current token: renews the token once on 401, retries what may
-   * pass on a second try, and turns any other failure into a `StoreError`.
+   * Sends one request within its deadline (deadline.ts; retries included): `bytes` of object data
+   * make it longer, `slow` (a copy, a manifest) longer still; `within`, an enclosing deadline's
+   * signal, bounds it instead. The response's body must then be read within what is left of the
+   * deadline, or it is destroyed with `TimedOut`; the caller's `signal` destroys it too.
    */
   private async call(operation: string, request: SwiftRequest): Promise<IncomingMessage> {
     this.stats.requests += 1;
     this.stats.byOperation[operation] = (this.stats.byOperation[operation] ?? 0) + 1;
+    try {
+      if (request.within) return await this.attempts(operation, request, request.within);
+      const where = this.whereOf(request);
+      const ms = request.slow
+        ? Math.max(this.deadlines.requestMs * SLOW_REQUEST_FACTOR, SLOW_REQUEST_IDLE_MS)
+        : deadlineMs(this.deadlines, request.bytes);
+      const started = Date.now();
+      const response = await withDeadline(ms, where, (signal) => this.attempts(operation, request, signal), request.signal);
+      bodyDeadline(response, ms - (Date.now() - started), where);
+      if (request.signal) abortBody(response, request.signal);
+      return response;
+    } catch (error) {
+      if (error instanceof StoreError && (error.code === 'TimedOut' || error.code === 'Aborted')) this.stats.failures += 1;
+      throw error;
+    }
+  }
+
+  /**
+   * Sends one request with the current token until `signal` aborts: renews the token once on 401,
+   * retries what may pass on a second try, and turns any other failure into a `StoreError`.
+   */
+  private async attempts(operation: string, request: SwiftRequest, signal: AbortSignal): Promise<IncomingMessage> {
     const maxAttempts = this.options.maxAttempts ?? 4;
     const key = request.key ?? '';
     let renewed = false;
     for (let attempt = 1; ; attempt++) {
+      if (signal.aborted) throw signal.reason;
       let token;
       try {
         token = await this.session.token();
@@ -413,7 +473,7 @@ export class SwiftStore implements ObjectStore {
         // The auth service down for a moment is retried like the store; a refused credential is not.
         const passing = error instanceof StoreError && ['Unreachable', 'Transient', 'Throttled'].includes(error.code);
         if (passing && attempt < maxAttempts) {
-          await this.backOff(operation, key, attempt, `authentication: ${(error as StoreError).storeCode ?? error.code}`);
+          await this.backOff(operation, key, attempt, `authentication: ${(error as StoreError).storeCode ?? error.code}`, signal);
           continue;
         }
         this.stats.failures += 1;
@@ -427,11 +487,13 @@ export class SwiftStore implements ObjectStore {
           headers: { ...request.headers, 'x-auth-token': token.token },
           body: request.body,
           idleTimeoutMs: request.slow ? SLOW_REQUEST_IDLE_MS : undefined,
+          signal,
         });
       } catch (error) {
+        if (signal.aborted) throw signal.reason;
         const code = error instanceof NetworkError ? error.code : undefined;
         if (code && RETRYABLE_NETWORK.has(code) && attempt < maxAttempts) {
-          await this.backOff(operation, key, attempt, code);
+          await this.backOff(operation, key, attempt, code, signal);
           continue;
         }
         this.stats.failures += 1;
@@ -455,7 +517,7 @@ export class SwiftStore implements ObjectStore {
       }
       if (RETRYABLE_STATUS.has(status) && attempt < maxAttempts) {
         discard(response);
-        await this.backOff(operation, key, attempt, `HTTP ${status}`);
+        await this.backOff(operation, key, attempt, `HTTP ${status}`, signal);
         continue;
       }
       this.stats.failures += 1;
@@ -476,10 +538,12 @@ export class SwiftStore implements ObjectStore {
     }
   }
 
-  private async backOff(operation: string, key: string, attempt: number, why: string): Promise<void> {
+  private async backOff(operation: string, key: string, attempt: number, why: string, signal: AbortSignal): Promise<void> {
     this.stats.retries += 1;
     this.options.logger?.warn(`${this.description}/${key}: ${operation} retried after ${why} (attempt ${attempt + 1})`);
-    await sleep(Math.random() * Math.min(10_000, 200 * 2 ** attempt));
+    await sleep(Math.random() * Math.min(10_000, 200 * 2 ** attempt), undefined, { signal }).catch(() => {
+      throw signal.reason;
+    });
   }
 
   private urlOf(storageUrl: string, request: SwiftRequest): string {

@@ -2,7 +2,8 @@
  * Every backend gives up on a request at its deadline (storage/deadline.ts) when the store stops
  * answering or stops passing bytes, with `TimedOut`, and serves the next request once the store
  * answers again: Azure on Azurite and GCS on its emulator, each behind the fault proxy (S3 is
- * checked through a real mount in hung-store.test.ts). A cancelled request fails with `Aborted`.
+ * checked through a real mount in hung-store.test.ts), and Swift on Debian's Swift (a token for its
+ * storage URL behind the proxy). A cancelled request fails with `Aborted`.
  */
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,7 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY, type LocalAzurite, startLocalAzurite } from '../../src/demo/local-azurite.js';
 import { AzureStore } from '../../src/storage/azure-store.js';
 import type { StoreDeadlines } from '../../src/storage/deadline.js';
+import { SWIFT_TEST_KEY, SWIFT_TEST_USER, createSwiftContainer, startLocalSwift, swiftToken } from '../../src/demo/local-swift.js';
 import { GcsStore } from '../../src/storage/gcs-store.js';
+import { SwiftStore } from '../../src/storage/swift-store.js';
 import type { ObjectStore } from '../../src/storage/object-store.js';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js';
 import { type GcsEmulator, startGcsEmulator } from '../helpers/gcs-emulator.js';
@@ -65,6 +68,31 @@ const backends: Backend[] = [
         stop: async () => {
           await proxy.close();
           await emulator.close();
+        },
+      };
+    },
+  },
+  {
+    name: 'Swift (Debian)',
+    async start() {
+      const swift = await startLocalSwift();
+      const token = await swiftToken(swift.authUrl, SWIFT_TEST_USER, SWIFT_TEST_KEY);
+      await createSwiftContainer(swift, token, 'deadlines');
+      const proxy = await startFaultProxy(`http://127.0.0.1:${swift.port}`);
+      const store = new SwiftStore({
+        container: 'deadlines',
+        // The storage URL through the proxy; the token was issued for this account directly.
+        credentials: { authToken: token, storageUrl: `${proxy.endpoint}${new URL(swift.storageUrl).pathname}` },
+        credentialDescription: 'a token from the test',
+        deadlines: DEADLINES,
+      });
+      return {
+        store,
+        proxy,
+        stop: async () => {
+          store.destroy();
+          await proxy.close();
+          await swift.close();
         },
       };
     },
