@@ -381,6 +381,7 @@ void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct fuse
   r->fh = fi->fh;
   r->size = size;
   r->offset = offset;
+  r->pid = fuse_req_ctx(req)->pid;
   s->Run(r, Op::Read);
 }
 
@@ -400,6 +401,7 @@ void Flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   auto* r = new Request(req, Kind::Flush);
   if (!AtInode(s, r, ino)) return;
   r->fh = fi->fh;
+  s->AbandonReads(fi->fh, fuse_req_ctx(req)->pid);
   s->Run(r, Op::Flush);
 }
 

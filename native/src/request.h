@@ -112,6 +112,10 @@ struct Request {
   napi_ref lentBuffer = nullptr;
   LentBlock* lent = nullptr;
 
+  // The process the kernel made the request for (a read: the one whose read caused it, also for
+  // the kernel's read-ahead), for AbandonReads.
+  pid_t pid = 0;
+
   // INTERRUPT (session.cc): the kernel was answered EINTR while JS still ran the op, whose late
   // answer then only tidies up (a handle opened meanwhile is released).
   uint32_t jsId = 0;              // the id of the JS operation running now

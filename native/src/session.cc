@@ -145,16 +145,28 @@ void Session::AnswerInterrupts() {
     fuse_reply_err(r->req, EINTR);
     r->req = nullptr;  // the JS op goes on; its answer is tidied up (TidyInterrupted)
     interruptedCount_++;
-    // Tell JS, so it may cancel the op's store requests: dispatch(Op::Count, id).
-    napi_value dispatch, global, args[2];
-    napi_get_reference_value(env_, dispatch_, &dispatch);
-    napi_get_global(env_, &global);
-    napi_create_uint32(env_, static_cast<uint32_t>(Op::Count), &args[0]);
-    napi_create_uint32(env_, id, &args[1]);
-    if (napi_call_function(env_, global, dispatch, 2, args, nullptr) != napi_ok) {
-      napi_value ignored;
-      napi_get_and_clear_last_exception(env_, &ignored);  // telling JS is a courtesy; the kernel has its answer
-    }
+    // Tell JS, so it may cancel the op's store requests.
+    TellJs(static_cast<uint32_t>(Op::Count), id);
+  }
+}
+
+void Session::AbandonReads(uint64_t fh, pid_t pid) {
+  std::vector<uint32_t> ids;
+  for (const auto& [id, r] : inJs_) {
+    if (r->kind == Kind::Read && r->req != nullptr && r->fh == fh && r->pid == pid) ids.push_back(id);
+  }
+  for (uint32_t id : ids) TellJs(static_cast<uint32_t>(Op::Count) + 1, id);
+}
+
+void Session::TellJs(uint32_t op, uint32_t id) {
+  napi_value dispatch, global, args[2];
+  napi_get_reference_value(env_, dispatch_, &dispatch);
+  napi_get_global(env_, &global);
+  napi_create_uint32(env_, op, &args[0]);
+  napi_create_uint32(env_, id, &args[1]);
+  if (napi_call_function(env_, global, dispatch, 2, args, nullptr) != napi_ok) {
+    napi_value ignored;
+    napi_get_and_clear_last_exception(env_, &ignored);  // telling JS is a courtesy: the kernel's answer does not depend on it
   }
 }
 

@@ -17,7 +17,14 @@
 //
 // INTERRUPT (a program stuck on a hung store got a signal): a request that only reads is answered
 // EINTR at once, and JS is told (dispatch with the op number Op::Count) so it may cancel its store
-// requests; the op's late answer is then only tidied up. libfuse calls the interrupt callback
+// requests; the op's late answer is then only tidied up.
+//
+// The kernel reads files through its page cache with asynchronous READs (FUSE_ASYNC_READ), which it
+// never interrupts: a killed `cat` leaves them to end on their own. So when a process closes a
+// handle (FLUSH, which a dying process sends too), JS is told (dispatch with Op::Count + 1) of each
+// READ of that handle that process caused and that is still in JS, so it may cancel its store
+// requests. The READ is then answered as its op answers (EINTR); a page left unread that way is
+// read again by whoever wants it next (the kernel then sends a READ of its own). libfuse calls the interrupt callback
 // inside fuse_session_process_buf (or inside fuse_req_interrupt_func, for a request interrupted
 // before it was seen), where replying is not safe: it only queues the request, and the reply is
 // sent once libfuse has returned.
@@ -109,6 +116,14 @@ class Session {
   static void OnInterrupt(fuse_req_t req, void* data);
   // Answers EINTR to the requests interrupted while libfuse ran, and tells JS.
   void AnswerInterrupts();
+ public:
+  // ll_ops.cc, at FLUSH: tells JS that the READs of handle `fh` made for process `pid` have nobody
+  // waiting for them any more (see above).
+  void AbandonReads(uint64_t fh, pid_t pid);
+
+ private:
+  // dispatch(op, id) with no arguments: an interrupt (Op::Count) or an abandoned read (Op::Count + 1).
+  void TellJs(uint32_t op, uint32_t id);
   // A JS answer to an interrupted request (the kernel has its EINTR): releases what it made.
   void TidyInterrupted(Request* r, int code);
   void Serve(int status);

@@ -33,6 +33,7 @@ import {
   metadataOf,
   newAttributes,
 } from './attributes.js';
+import type { Cancellation } from './cancellation.js';
 import { FsError } from './errors.js';
 import type { MemoryBudget } from './memory-budget.js';
 import type { MetadataCacheOptions } from './metadata-cache.js';
@@ -143,12 +144,14 @@ export class FileSystem {
   }
 
   // ---- attributes and directories ----
+  // Operations that only read take an optional `Cancellation` (cancellation.ts): an interrupted
+  // FUSE request cancels the store requests made for it.
 
-  async getattr(path: string): Promise<Attributes> {
+  async getattr(path: string, cancel?: Cancellation): Promise<Attributes> {
     if (path === '/') return this.namespace.rootAttrs;
     const open = this.openFiles.get(path);
     if (open) return open.attrs;
-    return (await this.namespace.resolve(path)).attrs;
+    return (await this.namespace.resolve(path, cancel)).attrs;
   }
 
   /** The attributes of an open file, also once it was unlinked or renamed over (fstat). */
@@ -156,16 +159,16 @@ export class FileSystem {
     return this.openFiles.handle(fh).file.attrs;
   }
 
-  readdir(path: string): Promise<string[]> {
-    return this.namespace.list(path);
+  readdir(path: string, cancel?: Cancellation): Promise<string[]> {
+    return this.namespace.list(path, cancel);
   }
 
   /**
    * The names in directory `path` with the attributes of those whose attributes are known now
    * (readdirplus; see `Namespace.listWithAttributes`): a lookup of one would answer the same.
    */
-  readdirPlus(path: string): Promise<DirectoryEntry[]> {
-    return this.namespace.listWithAttributes(path);
+  readdirPlus(path: string, cancel?: Cancellation): Promise<DirectoryEntry[]> {
+    return this.namespace.listWithAttributes(path, cancel);
   }
 
   /** A new directory, owned by `owner` (FUSE's caller; default: the mount's defaults). */
@@ -217,12 +220,12 @@ export class FileSystem {
     return this.openFiles.addHandle(file, O_RDWR);
   }
 
-  async open(path: string, flags: number): Promise<number> {
+  async open(path: string, flags: number, cancel?: Cancellation): Promise<number> {
     let file = this.openFiles.get(path);
     const writable = (flags & O_ACCMODE) !== 0;
     if (writable) this.checkWritable(path);
     if (!file) {
-      const node = await this.namespace.resolve(path);
+      const node = await this.namespace.resolve(path, cancel);
       if (node.attrs.kind === 'directory') {
         if (writable) throw new FsError('EISDIR', `${path}: is a directory`);
       }
@@ -248,7 +251,7 @@ export class FileSystem {
     return fh;
   }
 
-  async read(fh: number, into: Buffer, length: number, position: number): Promise<number> {
+  async read(fh: number, into: Buffer, length: number, position: number, cancel?: Cancellation): Promise<number> {
     const handle = this.openFiles.handle(fh);
     const { file } = handle;
     if (file.attrs.kind === 'directory') throw new FsError('EISDIR', `${file.path}: is a directory`);
@@ -267,7 +270,7 @@ export class FileSystem {
       this.options.readAhead ?? DEFAULT_READ_AHEAD,
     );
     const reader = handle.reader;
-    return this.countRead(await this.namespace.callStore(file.path, () => reader.read(into, wanted, position)));
+    return this.countRead(await this.namespace.callStore(file.path, () => reader.read(into, wanted, position, cancel)));
   }
 
   private countRead(bytes: number): number {
@@ -413,11 +416,11 @@ export class FileSystem {
     this.namespace.cache.setNode(path, { attrs, etag, explicit: false, complete: true, target });
   }
 
-  async readlink(path: string): Promise<string> {
-    const node = await this.namespace.resolve(path);
+  async readlink(path: string, cancel?: Cancellation): Promise<string> {
+    const node = await this.namespace.resolve(path, cancel);
     if (node.attrs.kind !== 'symlink') throw new FsError('EINVAL', `${path}: not a symbolic link`);
     if (node.target !== undefined) return node.target;
-    const { body } = await this.namespace.callStore(path, () => this.store.get(this.namespace.key(path)));
+    const { body } = await this.namespace.callStore(path, () => this.store.get(this.namespace.key(path), { signal: cancel?.signal }));
     node.target = body.toString('utf8');
     return node.target;
   }

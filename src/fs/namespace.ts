@@ -30,6 +30,7 @@ import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log/logger.js';
 import { type ListPage, type ObjectInfo, type ObjectStore, isStoreError, listAll } from '../storage/object-store.js';
 import { type AttributeDefaults, type Attributes, attributesOfObject, contentTypeOf, implicitDirectory, metadataOf } from './attributes.js';
+import { type Cancellation, SharedCancellation } from './cancellation.js';
 import { FsError, toFsError } from './errors.js';
 import { type CachedNode, MetadataCache, type MetadataCacheOptions, versionOf } from './metadata-cache.js';
 import type { OpenFileTable } from './open-files.js';
@@ -62,7 +63,8 @@ export class Namespace {
   readonly cache: MetadataCache;
   /** The mount's root: it has no object, so its attributes live as long as the mount. */
   readonly rootAttrs: Attributes;
-  private readonly lookups = new Map<string, Promise<CachedNode | undefined>>();
+  /** Lookups in flight, one per path, shared by whoever asks meanwhile (cancelled once none waits). */
+  private readonly lookups = new Map<string, { node: Promise<CachedNode | undefined>; cancel: SharedCancellation }>();
   /**
    * Directories whose every name is known, until a time: made by this mount (until the directory
    * TTL), or listed in full (until the negative TTL), with the names made here since. A lookup of
@@ -91,21 +93,24 @@ export class Namespace {
 
   // ---- lookup ----
 
-  /** The node at `path`, complete with metadata; ENOENT when nothing is there. */
-  async resolve(path: string): Promise<CachedNode> {
-    const node = await this.tryResolve(path);
+  /**
+   * The node at `path`, complete with metadata; ENOENT when nothing is there. `cancel`: the file
+   * operation asking may be interrupted (cancellation.ts).
+   */
+  async resolve(path: string, cancel?: Cancellation): Promise<CachedNode> {
+    const node = await this.tryResolve(path, cancel);
     if (!node) throw new FsError('ENOENT', `${path}: no such file or directory`);
     return node;
   }
 
   /** The node at `path`, complete with metadata, or undefined when nothing is there. */
-  tryResolve(path: string): Promise<CachedNode | undefined> {
+  tryResolve(path: string, cancel?: Cancellation): Promise<CachedNode | undefined> {
     this.prefetch.lookedUp(path);
-    return this.resolveNode(path);
+    return this.resolveNode(path, cancel);
   }
 
   /** `tryResolve`, but not a program's lookup: it moves no prefetch on. */
-  private async resolveNode(path: string): Promise<CachedNode | undefined> {
+  private async resolveNode(path: string, cancel?: Cancellation): Promise<CachedNode | undefined> {
     if (path === '/') return { attrs: this.rootAttrs, etag: '', explicit: true, complete: true };
     if (path.includes('\0')) return undefined; // no file name holds one (isShowableName)
     const open = this.openFiles.get(path);
@@ -116,13 +121,17 @@ export class Namespace {
     const absent = cached ? undefined : this.knownAbsent(path);
     if (absent === 'missing') return undefined;
     const pending = this.lookups.get(path);
-    if (pending !== undefined) return pending;
+    if (pending !== undefined) {
+      pending.cancel.join(cancel);
+      return pending.node;
+    }
     // A name known before (its entry expired) is asked for again as what it was: not cold.
     if (!cached && !this.cache.expired(path)?.exists) this.noteColdLookup(posix.dirname(path));
-    const lookup = (cached?.exists ? this.lookup(path, cached.node) : this.lookupAgain(path, absent === 'noDirectory')).finally(() =>
-      this.lookups.delete(path),
-    );
-    this.lookups.set(path, lookup);
+    const shared = new SharedCancellation(cancel);
+    const lookup = (
+      cached?.exists ? this.lookup(path, shared.signal, cached.node) : this.lookupAgain(path, shared.signal, absent === 'noDirectory')
+    ).finally(() => this.lookups.delete(path));
+    this.lookups.set(path, { node: lookup, cancel: shared });
     return lookup;
   }
 
@@ -133,13 +142,13 @@ export class Namespace {
    * once. Only if that is gone is it looked up as anything (as a file alone when `fileOnly`: a
    * fresh listing of its directory showed no directory of its name).
    */
-  private async lookupAgain(path: string, fileOnly: boolean): Promise<CachedNode | undefined> {
+  private async lookupAgain(path: string, signal: AbortSignal, fileOnly: boolean): Promise<CachedNode | undefined> {
     const was = this.cache.expired(path);
     if (was?.exists) {
-      const found = await this.lookup(path, was.node, was.node.attrs.kind === 'directory' ? 'verify' : 'trust');
+      const found = await this.lookup(path, signal, was.node, was.node.attrs.kind === 'directory' ? 'verify' : 'trust');
       if (found) return found;
     }
-    return this.lookup(path, undefined, 'trust', fileOnly);
+    return this.lookup(path, signal, undefined, 'trust', fileOnly);
   }
 
   /**
@@ -149,6 +158,7 @@ export class Namespace {
    */
   private async lookup(
     path: string,
+    signal: AbortSignal,
     partial: CachedNode | undefined,
     kindIs: 'trust' | 'verify' = 'trust',
     fileOnly = false,
@@ -173,17 +183,21 @@ export class Namespace {
     const [file, marker, children] = await this.callStore(path, async () => {
       if (partial) {
         return Promise.all([
-          wantFile ? notFound(small ? this.readSmall(key) : this.store.head(key)) : undefined,
-          wantDir ? notFound(this.store.head(dirKey)) : undefined,
-          wantDir && kindIs === 'verify' ? this.store.list({ prefix: dirKey, maxKeys: 1 }) : undefined,
+          wantFile ? notFound(small ? this.readSmall(key, signal) : this.store.head(key, { signal })) : undefined,
+          wantDir ? notFound(this.store.head(dirKey, { signal })) : undefined,
+          wantDir && kindIs === 'verify' ? this.store.list({ prefix: dirKey, maxKeys: 1, signal }) : undefined,
         ]);
       }
       // Nothing known: most names looked up are files that exist, and one HEAD settles those.
       // (A name that is both an object and a prefix shows as the file here until its directory
       // is listed, as s3fs shows it; a listing shows the directory.)
-      const object = await notFound(this.store.head(key));
+      const object = await notFound(this.store.head(key, { signal }));
       if (object || fileOnly) return [object, undefined, undefined] as const;
-      return Promise.all([undefined, notFound(this.store.head(dirKey)), this.store.list({ prefix: dirKey, maxKeys: 1 })]);
+      return Promise.all([
+        undefined,
+        notFound(this.store.head(dirKey, { signal })),
+        this.store.list({ prefix: dirKey, maxKeys: 1, signal }),
+      ]);
     });
     let node: CachedNode | undefined;
     const isDirectory = marker !== undefined || (children && children.objects.length + children.prefixes.length > 0);
@@ -222,14 +236,14 @@ export class Namespace {
    * HEAD's answer through a GET that also brings the bytes of a small object to the block cache
    * (at most SMALL_OBJECT_BYTES of it, should it have grown since it was listed).
    */
-  private async readSmall(key: string): Promise<ObjectInfo> {
+  private async readSmall(key: string, signal: AbortSignal): Promise<ObjectInfo> {
     try {
-      const { info, body } = await this.store.get(key, { range: { start: 0, end: SMALL_OBJECT_BYTES - 1 } });
+      const { info, body } = await this.store.get(key, { range: { start: 0, end: SMALL_OBJECT_BYTES - 1 }, signal });
       if (body.length === info.size) this.blocks.offer({ key, etag: info.etag, size: info.size }, 0, body);
       return info;
     } catch (error) {
       // Emptied since it was listed: a range of an empty object is refused (416); HEAD it.
-      if (isStoreError(error, 'InvalidRequest')) return this.store.head(key);
+      if (isStoreError(error, 'InvalidRequest')) return this.store.head(key, { signal });
       throw error;
     }
   }
@@ -237,8 +251,8 @@ export class Namespace {
   // ---- listing ----
 
   /** The names in directory `path` (with '.' and '..'), caching what the listing tells of each. */
-  async list(path: string): Promise<string[]> {
-    const names = (await this.listNames(path, Number.POSITIVE_INFINITY))!;
+  async list(path: string, cancel?: Cancellation): Promise<string[]> {
+    const names = (await this.listNames(path, Number.POSITIVE_INFINITY, cancel))!;
     return ['.', '..', ...names];
   }
 
@@ -249,8 +263,8 @@ export class Namespace {
    * others get none and no HEAD: the listing lacks their POSIX metadata, and a plain `ls` must
    * not pay for it (a lookup of one starts the prefetch of the rest, sibling-prefetch.ts).
    */
-  async listWithAttributes(path: string): Promise<Array<{ name: string; attrs?: Attributes }>> {
-    const names = await this.list(path);
+  async listWithAttributes(path: string, cancel?: Cancellation): Promise<Array<{ name: string; attrs?: Attributes }>> {
+    const names = await this.list(path, cancel);
     return names.map((name) => {
       if (name === '.' || name === '..') return { name };
       const entry = posix.join(path, name);
@@ -262,13 +276,13 @@ export class Namespace {
   }
 
   /** Lists `path`, caching what the listing tells; stops (undefined) past `maxNames` names. */
-  private async listNames(path: string, maxNames: number): Promise<Set<string> | undefined> {
-    const dir = path === '/' ? undefined : await this.resolve(path);
+  private async listNames(path: string, maxNames: number, cancel?: Cancellation): Promise<Set<string> | undefined> {
+    const dir = path === '/' ? undefined : await this.resolve(path, cancel);
     if (dir && dir.attrs.kind !== 'directory') throw new FsError('ENOTDIR', `${path}: not a directory`);
     const dirKey = this.dirKey(path);
     const names = new Set<string>();
     const incomplete: string[] = [];
-    for await (const page of this.pages(path, { prefix: dirKey, delimiter: '/' })) {
+    for await (const page of this.pages(path, { prefix: dirKey, delimiter: '/', signal: cancel?.signal })) {
       for (const prefix of page.prefixes) {
         const name = prefix.slice(dirKey.length, -1);
         if (!isShowableName(name)) {
@@ -323,7 +337,7 @@ export class Namespace {
   }
 
   /** The pages of a listing, its failures as FsErrors for `path`. */
-  async *pages(path: string, options: { prefix: string; delimiter?: string }): AsyncGenerator<ListPage> {
+  async *pages(path: string, options: { prefix: string; delimiter?: string; signal?: AbortSignal }): AsyncGenerator<ListPage> {
     try {
       yield* listAll(this.store, options);
     } catch (error) {

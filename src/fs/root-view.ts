@@ -12,6 +12,7 @@
 import { posix } from 'node:path';
 
 import { type Attributes, type Owner, S_IFDIR } from './attributes.js';
+import type { Cancellation } from './cancellation.js';
 import { FsError, toFsError } from './errors.js';
 import type { DirectoryEntry, FileSystem, FileSystemStats, StatFs } from './file-system.js';
 
@@ -211,31 +212,34 @@ export class RootView implements MountedFileSystem {
 
   // ---- the operations ------------------------------------------------------------------------
 
-  async getattr(path: string): Promise<Attributes> {
+  // Reads pass the cancellation of an interrupted request on to the bucket (cancellation.ts); the
+  // catalog and a bucket's opening are shared by every operation, and run to their end.
+
+  async getattr(path: string, cancel?: Cancellation): Promise<Attributes> {
     const route = await this.route(path);
     if (route.kind === 'dir') return this.directory();
-    return (await this.fsOf(route.space)).getattr(route.rest);
+    return (await this.fsOf(route.space)).getattr(route.rest, cancel);
   }
 
-  async readdir(path: string): Promise<string[]> {
+  async readdir(path: string, cancel?: Cancellation): Promise<string[]> {
     const route = await this.route(path);
     if (route.kind === 'dir') return ['.', '..', ...route.names];
-    return (await this.fsOf(route.space)).readdir(route.rest);
+    return (await this.fsOf(route.space)).readdir(route.rest, cancel);
   }
 
-  async readdirPlus(path: string): Promise<DirectoryEntry[]> {
+  async readdirPlus(path: string, cancel?: Cancellation): Promise<DirectoryEntry[]> {
     const route = await this.route(path);
-    if (route.kind === 'space') return (await this.fsOf(route.space)).readdirPlus(route.rest);
+    if (route.kind === 'space') return (await this.fsOf(route.space)).readdirPlus(route.rest, cancel);
     // The made-up directories hold a few names, some of them buckets whose attributes come from
     // their own file systems (opened at their first lookup): names alone.
     return ['.', '..', ...route.names].map((name) => ({ name }));
   }
 
-  async open(path: string, flags: number): Promise<number> {
+  async open(path: string, flags: number, cancel?: Cancellation): Promise<number> {
     const route = await this.route(path);
     if (route.kind === 'dir') throw new FsError('EISDIR', `${path}: is a directory`);
     const fs = await this.fsOf(route.space);
-    return this.register(fs, await fs.open(route.rest, flags));
+    return this.register(fs, await fs.open(route.rest, flags, cancel));
   }
 
   async create(path: string, permissions: number, owner?: Owner): Promise<number> {
@@ -243,9 +247,9 @@ export class RootView implements MountedFileSystem {
     return this.register(fs, await fs.create(rest, permissions, owner));
   }
 
-  async read(fh: number, into: Buffer, length: number, position: number): Promise<number> {
+  async read(fh: number, into: Buffer, length: number, position: number, cancel?: Cancellation): Promise<number> {
     const h = this.handle(fh);
-    return h.fs.read(h.fh, into, length, position);
+    return h.fs.read(h.fh, into, length, position, cancel);
   }
 
   async write(fh: number, data: Buffer, position: number): Promise<number> {
@@ -304,9 +308,9 @@ export class RootView implements MountedFileSystem {
     return fs.symlink(target, rest, owner);
   }
 
-  async readlink(path: string): Promise<string> {
+  async readlink(path: string, cancel?: Cancellation): Promise<string> {
     const { fs, rest } = await this.inBucket(path, 'readlink');
-    return fs.readlink(rest);
+    return fs.readlink(rest, cancel);
   }
 
   async mknod(path: string, mode: number, rdev: number, owner?: Owner): Promise<void> {

@@ -23,9 +23,13 @@
  * - The addon also makes the block cache's buffers (`largeBuffer`): memory of their own, in huge
  *   pages where the kernel allows.
  * - A request the kernel interrupts (a program stuck on a hung store got a signal) is answered
- *   EINTR at once when it only reads (lookup, getattr, open, read, readdir...); its op runs on
- *   to its end (bounded by the store's deadlines) and its answer is dropped. `interrupted` counts
- *   them. Operations take no AbortSignal yet, so the op's store requests are not cancelled.
+ *   EINTR at once when it only reads (lookup, getattr, open, read, readdir...), and its op's
+ *   answer is dropped. Those ops get a `Cancellation` (fs/cancellation.ts) after their callback:
+ *   its AbortSignal, made only if the op asks for it (a store request), aborts when the kernel
+ *   interrupts the request, so the op's store requests end at once. `interrupted` counts them.
+ *   The kernel never interrupts its page-cache reads (asynchronous READs): a read's signal also
+ *   aborts when the process it was made for closes the file (a killed `cat` does), and the read
+ *   then answers EINTR (native/src/session.h).
  * - unmount answers every operation still waiting for JS with ENOTCONN and closes the connection
  *   even while the mount is busy, so neither the kernel nor the process is left hanging.
  */
@@ -59,6 +63,61 @@ export interface FuseMountOptions {
 export const MAX_WRITE = 1024 * 1024;
 
 type Dispatch = (op: number, id: number, ...args: unknown[]) => void;
+
+/** The ops of the requests the kernel may interrupt (native/src/request.h, `Interruptible`). */
+const CANCELLABLE = new Set([
+  'getattr',
+  'fgetattr',
+  'readdir',
+  'readdirplus',
+  'open',
+  'read',
+  'readlink',
+  'statfs',
+  'getxattr',
+  'listxattr',
+  'access',
+]);
+
+/**
+ * The cancellations of the requests in JS whose op asked for a signal, by request id, and the
+ * interrupts of those that had not asked yet (their signal is made aborted).
+ */
+class Cancellations {
+  readonly live = new Map<number, AbortController>();
+  readonly interrupted = new Set<number>();
+
+  interrupt(id: number): void {
+    const controller = this.live.get(id);
+    if (controller) controller.abort(new Error('the file operation was interrupted'));
+    else if (this.interrupted.size < 10_000) this.interrupted.add(id); // bounded, should ids ever go unanswered
+  }
+}
+
+/** One request's cancellation: nothing is made until an op asks for `signal`. */
+class RequestCancellation {
+  private controller?: AbortController;
+
+  constructor(
+    private readonly all: Cancellations,
+    private readonly id: number,
+  ) {}
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.all.interrupted.has(this.id)) this.controller.abort(new Error('the file operation was interrupted'));
+      else this.all.live.set(this.id, this.controller);
+    }
+    return this.controller.signal;
+  }
+
+  /** The op answered: its id may come back for another request. */
+  end(): void {
+    if (this.controller) this.all.live.delete(this.id);
+    if (this.all.interrupted.size > 0) this.all.interrupted.delete(this.id);
+  }
+}
 
 interface Fuse3Addon {
   /** Operation names, indexed by the `op` that dispatch receives. */
@@ -126,18 +185,36 @@ export class FuseSession {
     this.mountpoint = canonical(mountpoint);
     const { opNames, reply } = this.addon;
     const onError = options.onOperationError;
+    const cancellable = opNames.map((name) => CANCELLABLE.has(name));
+    const cancellations = new Cancellations();
     // Every request comes through here with an id; the op answers through a closure over it.
     // (A closure made here costs far less than a native function made per request.)
     const dispatch: Dispatch = (op, id, ...args) => {
-      if (op === opNames.length) {
-        // The kernel interrupted request `id`, and has its EINTR already.
-        this.interrupted += 1;
+      if (op >= opNames.length) {
+        // The kernel interrupted request `id`, and has its EINTR already; or (opNames.length + 1)
+        // the process a read was made for closed the file: end its store requests.
+        if (op === opNames.length) this.interrupted += 1;
+        cancellations.interrupt(id);
         return;
       }
       const name = opNames[op]!;
+      const run = operations[name] as (...a: unknown[]) => void;
+      const cancel = cancellable[op] ? new RequestCancellation(cancellations, id) : undefined;
       try {
-        (operations[name] as (...a: unknown[]) => void)(...args, (code: unknown, result?: unknown) => reply(handle, id, code, result));
+        if (cancel) {
+          run(
+            ...args,
+            (code: unknown, result?: unknown) => {
+              cancel.end();
+              reply(handle, id, code, result);
+            },
+            cancel,
+          );
+        } else {
+          run(...args, (code: unknown, result?: unknown) => reply(handle, id, code, result));
+        }
       } catch (error) {
+        cancel?.end();
         reply(handle, id, -EIO); // ignored if the op had answered before throwing
         onError?.(name, error);
       }

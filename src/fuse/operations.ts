@@ -1,11 +1,15 @@
 /**
  * Translates FUSE operations into `FileSystem` calls and `FsError`s into errno values: the one
  * errno table. Nothing here decides behaviour; it only converts arguments and results.
+ *
+ * The operations a kernel may interrupt (binding.ts) get a `Cancellation` after their callback,
+ * and pass it on, so that an interrupted request's store requests end with it.
  */
 
 import { constants } from 'node:os';
 
 import type { Attributes } from '../fs/attributes.js';
+import type { Cancellation } from '../fs/cancellation.js';
 import { type FsErrorCode, toFsError } from '../fs/errors.js';
 import type { MountedFileSystem } from '../fs/root-view.js';
 import type { Logger } from '../log/logger.js';
@@ -19,8 +23,11 @@ export function errnoOf(code: FsErrorCode): number {
   return value === undefined ? -errno.EIO! : -value;
 }
 
-/** Codes that are ordinary answers rather than failures worth a log line. */
-const QUIET: ReadonlySet<FsErrorCode> = new Set(['ENOENT', 'EEXIST', 'ENOTEMPTY', 'ENODATA', 'ENOTSUP']);
+/**
+ * Codes that are ordinary answers rather than failures worth a log line (EINTR: the program
+ * waiting was interrupted, and its store requests cancelled).
+ */
+const QUIET: ReadonlySet<FsErrorCode> = new Set(['ENOENT', 'EEXIST', 'ENOTEMPTY', 'ENODATA', 'ENOTSUP', 'EINTR']);
 
 type Callback = (code: number, ...results: unknown[]) => void;
 
@@ -70,12 +77,12 @@ export function createOperations(fs: MountedFileSystem, logger: Logger): FuseOpe
           },
         ],
       ),
-    getattr: (path: string, cb: Callback) =>
+    getattr: (path: string, cb: Callback, cancel?: Cancellation) =>
       answer(
         'getattr',
         path,
         cb,
-        () => fs.getattr(path),
+        () => fs.getattr(path, cancel),
         (a) => [toStat(a)],
       ),
     // With a handle (fstat): the open file's attributes, also once it was unlinked.
@@ -87,21 +94,21 @@ export function createOperations(fs: MountedFileSystem, logger: Logger): FuseOpe
         () => fs.fgetattr(fh),
         (a) => [toStat(a)],
       ),
-    readdir: (path: string, cb: Callback) =>
+    readdir: (path: string, cb: Callback, cancel?: Cancellation) =>
       answer(
         'readdir',
         path,
         cb,
-        () => fs.readdir(path),
+        () => fs.readdir(path, cancel),
         (names) => [names],
       ),
     // The names with the attributes known now: the kernel takes those as looked up.
-    readdirplus: (path: string, cb: Callback) =>
+    readdirplus: (path: string, cb: Callback, cancel?: Cancellation) =>
       answer(
         'readdir',
         path,
         cb,
-        () => fs.readdirPlus(path),
+        () => fs.readdirPlus(path, cancel),
         (entries) => [entries.map((entry) => (entry.attrs ? { name: entry.name, ...toStat(entry.attrs) } : entry.name))],
       ),
     opendir: (_path: string, _flags: number, cb: Callback) => cb(0, 0),
@@ -118,19 +125,22 @@ export function createOperations(fs: MountedFileSystem, logger: Logger): FuseOpe
         () => fs.create(path, mode, { uid, gid }),
         (fh) => [fh],
       ),
-    open: (path: string, flags: number, cb: Callback) =>
+    open: (path: string, flags: number, cb: Callback, cancel?: Cancellation) =>
       answer(
         'open',
         path,
         cb,
-        () => fs.open(path, flags),
+        () => fs.open(path, flags, cancel),
         (fh) => [fh],
       ),
-    read: (path: string, fh: number, buffer: Buffer, length: number, position: number, cb: (n: number) => void) => {
-      fs.read(fh, buffer, length, position).then(cb, (error: unknown) => {
+    read: (path: string, fh: number, buffer: Buffer, length: number, position: number, cb: (n: number) => void, cancel?: Cancellation) => {
+      fs.read(fh, buffer, length, position, cancel).then(cb, (error: unknown) => {
         const fsError = toFsError(error, path);
-        fs.stats.failedOperations += 1;
-        logger.warn(`read ${path}: ${fsError.code}: ${fsError.message}`);
+        if (fsError.code === 'EINTR') logger.debug(`read ${path}: EINTR`);
+        else {
+          fs.stats.failedOperations += 1;
+          logger.warn(`read ${path}: ${fsError.code}: ${fsError.message}`);
+        }
         cb(errnoOf(fsError.code));
       });
     },
@@ -153,12 +163,12 @@ export function createOperations(fs: MountedFileSystem, logger: Logger): FuseOpe
     rename: (from: string, to: string, cb: Callback) => answer('rename', from, cb, () => fs.rename(from, to)),
     symlink: (target: string, path: string, uid: number, gid: number, cb: Callback) =>
       answer('symlink', path, cb, () => fs.symlink(target, path, { uid, gid })),
-    readlink: (path: string, cb: Callback) =>
+    readlink: (path: string, cb: Callback, cancel?: Cancellation) =>
       answer(
         'readlink',
         path,
         cb,
-        () => fs.readlink(path),
+        () => fs.readlink(path, cancel),
         (t) => [t],
       ),
     link: (from: string, to: string, cb: Callback) => answer('link', to, cb, () => fs.link(from, to)),

@@ -16,13 +16,24 @@
 //               stopped answering
 //   stall       pass the response's headers and its first byte on, then nothing more, keeping
 //               the connection open: a store that stopped passing bytes mid-body
-// Every request is counted by rule, so tests can check that retries are bounded.
+// Every request is counted by rule, so tests can check that retries are bounded. Requests still
+// open (neither answered in full nor closed by the client) are counted too, and `whenIdle`
+// answers `idle` once none is: a test sees a hung request cancelled by the client.
 
 import { request as httpRequest, createServer } from 'node:http';
 
 const upstream = new URL(process.argv[2]);
 let rules = [];
-const counts = { requests: 0, matched: [] };
+const counts = { requests: 0, matched: [], open: 0 };
+let idleWanted = false;
+
+function noteClosed() {
+  counts.open -= 1;
+  if (counts.open === 0 && idleWanted) {
+    idleWanted = false;
+    process.send({ type: 'idle' });
+  }
+}
 
 function match(req) {
   const target = decodeURIComponent(req.url ?? '');
@@ -85,6 +96,8 @@ function forward(req, res, rule) {
 
 const server = createServer((req, res) => {
   counts.requests += 1;
+  counts.open += 1;
+  res.once('close', noteClosed);
   const rule = match(req);
   switch (rule?.action) {
     case 'delay':
@@ -121,6 +134,9 @@ process.on('message', (message) => {
     process.send({ type: 'ok' });
   } else if (message.type === 'counts') {
     process.send({ type: 'counts', counts });
+  } else if (message.type === 'whenIdle') {
+    if (counts.open === 0) process.send({ type: 'idle' });
+    else idleWanted = true;
   }
 });
 process.on('disconnect', () => process.exit(0));

@@ -28,8 +28,10 @@ export interface FaultProxy {
   set(rules: FaultRule[]): Promise<void>;
   /** Resolves when a request next matches one of the rules (a hung request has reached the proxy). */
   nextMatch(): Promise<void>;
-  /** Requests seen since start, and matches per rule since the last `set`. */
-  counts(): Promise<{ requests: number; matched: number[] }>;
+  /** Requests seen since start, matches per rule since the last `set`, and requests open now. */
+  counts(): Promise<{ requests: number; matched: number[]; open: number }>;
+  /** Resolves once no request is open: each answered in full, or closed by its client (a cancelled request). */
+  whenIdle(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -58,7 +60,8 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       await ask({ type: 'set', rules }, 'ok');
     },
     nextMatch: () => ask({}, 'matched').then(() => undefined),
-    counts: async () => (await ask<{ counts: { requests: number; matched: number[] } }>({ type: 'counts' }, 'counts')).counts,
+    counts: async () => (await ask<{ counts: { requests: number; matched: number[]; open: number } }>({ type: 'counts' }, 'counts')).counts,
+    whenIdle: () => ask({ type: 'whenIdle' }, 'idle').then(() => undefined),
     close: () =>
       new Promise<void>((done) => {
         if (child.exitCode !== null) return done();

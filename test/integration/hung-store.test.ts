@@ -4,7 +4,8 @@
  * a deadline (--request-timeout, --min-transfer-rate), so a `stat` or a read fails with
  * ETIMEDOUT instead of waiting for ever, and the mount goes on serving once the store answers
  * again. A program stuck on such a store (a generous deadline) is stopped by Ctrl-C: the daemon
- * answers the kernel's INTERRUPT with EINTR at once.
+ * answers the kernel's INTERRUPT with EINTR at once, and cancels the interrupted operation's store
+ * requests (the proxy sees the hung request closed, long before its deadline).
  */
 
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
@@ -147,8 +148,12 @@ describe('a program stuck on a hung store', () => {
     await patient?.unmount();
   });
 
-  /** Starts `command`, waits until its request hangs in the proxy, sends SIGINT: how it ended, or 'still running'. */
-  async function interruptWhileHung(rules: FaultRule[], command: string, args: string[]): Promise<string> {
+  /**
+   * Starts `command`, waits until its request hangs in the proxy, sends SIGINT: how it ended (or
+   * 'still running'), and whether the hung request was then closed by the mount (or 'still open':
+   * it would be, until its deadline 10 minutes on).
+   */
+  async function interruptWhileHung(rules: FaultRule[], command: string, args: string[]): Promise<{ outcome: string; request: string }> {
     await proxy.set(rules);
     const hung = proxy.nextMatch();
     const child: ChildProcess = spawn(command, args, { stdio: 'ignore' });
@@ -156,37 +161,41 @@ describe('a program stuck on a hung store', () => {
     try {
       await hung;
       child.kill('SIGINT');
-      // Generous: it is gone at once, but the machine may be busy.
-      return await Promise.race([exited, delay(20_000).then(() => 'still running')]);
+      // Generous: both happen at once, but the machine may be busy.
+      const outcome = await Promise.race([exited, delay(20_000).then(() => 'still running')]);
+      const request = await Promise.race([proxy.whenIdle().then(() => 'closed'), delay(20_000).then(() => 'still open')]);
+      return { outcome, request };
     } finally {
       child.kill('SIGKILL');
       await proxy.set([]);
     }
   }
 
-  // The interrupted operation's own store request hangs on until its deadline (operations take
-  // no AbortSignal yet), so what comes after checks other names.
   const other = () => attempt('cat', [join(patient.mountpoint, 'patient', 'other.txt')]);
 
   it('ends a stat of a cold name on SIGINT, and the mount goes on serving', async () => {
     const path = join(patient.mountpoint, 'patient', 'stat.txt');
-    const outcome = await interruptWhileHung([{ method: 'HEAD', path: `^/${BUCKET}/patient/stat`, action: 'hang' }], 'stat', [path]);
-    expect(outcome).toBe('SIGINT');
+    const ended = await interruptWhileHung([{ method: 'HEAD', path: `^/${BUCKET}/patient/stat`, action: 'hang' }], 'stat', [path]);
+    expect(ended).toEqual({ outcome: 'SIGINT', request: 'closed' });
     expect(await other()).toMatchObject({ ok: true, stdout: 'other' });
+    // Nothing of the cancelled lookup stays behind: the name is found now.
+    expect(await attempt('cat', [path])).toMatchObject({ ok: true, stdout: 'stat' });
   });
 
   it('ends a cat whose read hangs on SIGINT, and the mount goes on serving', async () => {
     const path = join(patient.mountpoint, 'patient', 'cat.txt');
-    const outcome = await interruptWhileHung([{ method: 'GET', path: `^/${BUCKET}/patient/cat`, action: 'hang' }], 'cat', [path]);
-    expect(outcome).toBe('SIGINT');
+    const ended = await interruptWhileHung([{ method: 'GET', path: `^/${BUCKET}/patient/cat`, action: 'hang' }], 'cat', [path]);
+    expect(ended).toEqual({ outcome: 'SIGINT', request: 'closed' });
     expect(await other()).toMatchObject({ ok: true, stdout: 'other' });
+    expect(await attempt('cat', [path])).toMatchObject({ ok: true, stdout: 'cat' });
   });
 
   it('ends an ls of a directory whose listing hangs on SIGINT, and the mount goes on serving', async () => {
-    const outcome = await interruptWhileHung([{ method: 'GET', path: 'prefix=listed', action: 'hang' }], 'ls', [
+    const ended = await interruptWhileHung([{ method: 'GET', path: 'prefix=listed', action: 'hang' }], 'ls', [
       join(patient.mountpoint, 'listed'),
     ]);
-    expect(outcome).toBe('SIGINT');
+    expect(ended).toEqual({ outcome: 'SIGINT', request: 'closed' });
     expect(await other()).toMatchObject({ ok: true, stdout: 'other' });
+    expect(await attempt('ls', [join(patient.mountpoint, 'listed')])).toMatchObject({ ok: true, stdout: 'file.txt\n' });
   });
 });

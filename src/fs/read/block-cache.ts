@@ -54,6 +54,7 @@ import PQueue from 'p-queue';
 import { LRUCache } from 'lru-cache';
 
 import type { ObjectStore } from '../../storage/object-store.js';
+import { type Cancellation, SharedCancellation } from '../cancellation.js';
 import type { MemoryBudget } from '../memory-budget.js';
 import type { DiskCache } from './disk-cache.js';
 import type { ObjectVersion } from './object-version.js';
@@ -115,7 +116,8 @@ export class BlockCache {
   private readonly memory: LRUCache<string, Buffer>;
   /** Block buffers this cache allocated and the store filled: only these are ever recycled. */
   private readonly own = new WeakSet<Buffer>();
-  private readonly inflight = new Map<string, Promise<Buffer>>();
+  /** Blocks being fetched, each shared by the reads waiting for it (cancelled once none waits). */
+  private readonly inflight = new Map<string, { block: Promise<Buffer>; cancel: SharedCancellation }>();
   /** Blocks read ahead that no read has asked for yet; read-ahead does not evict them. */
   private readonly unread = new Set<string>();
   /** Blocks being read ahead that a read has since asked for. */
@@ -166,9 +168,12 @@ export class BlockCache {
     return this.memory.has(id) || this.inflight.has(id) || this.options.disk?.has(version, index) === true;
   }
 
-  /** Block `index` for a read a program is waiting for: from memory, disk, or one shared GET. */
-  readBlock(version: ObjectVersion, index: number): Promise<Buffer> {
-    return this.loadBlock(version, index, true) as Promise<Buffer>;
+  /**
+   * Block `index` for a read a program is waiting for: from memory, disk, or one shared GET, which
+   * `cancel` (an interrupted read) ends once no other read waits for it.
+   */
+  readBlock(version: ObjectVersion, index: number, cancel?: Cancellation): Promise<Buffer> {
+    return this.loadBlock(version, index, true, false, cancel) as Promise<Buffer>;
   }
 
   /** Starts fetching block `index` ahead of need, unless it is there already or memory is full. */
@@ -181,7 +186,7 @@ export class BlockCache {
    * Exactly the bytes [start, end) through the GET queue, not cached: a random read whose blocks
    * are not available. Its blocks may also be fetched whole in the background (see above).
    */
-  async readRange(version: ObjectVersion, start: number, end: number): Promise<Buffer> {
+  async readRange(version: ObjectVersion, start: number, end: number, cancel?: Cancellation): Promise<Buffer> {
     const last = Math.floor((end - 1) / this.blockSize);
     const previous = this.lastRanged;
     this.lastRanged = [];
@@ -200,7 +205,7 @@ export class BlockCache {
     for (let index = last + 1; index < after && this.randomFetches < MAX_RANDOM_FETCHES; index++) {
       this.fetchWholeInBackground(version, index, false);
     }
-    return this.getFromStore(version, start, end, true);
+    return this.getFromStore(version, start, end, true, undefined, cancel?.signal);
   }
 
   /** Keeps a block fetched some other way (a small object read whole during a lookup). */
@@ -261,7 +266,13 @@ export class BlockCache {
    * ahead of need, when the budget has room; a block fetched ahead is `unread` until a read asks
    * for it, unless a read wanted it already (`markUnread` false: a random read's block).
    */
-  private loadBlock(version: ObjectVersion, index: number, demand: boolean, markUnread = !demand): Promise<Buffer> | undefined {
+  private loadBlock(
+    version: ObjectVersion,
+    index: number,
+    demand: boolean,
+    markUnread = !demand,
+    cancel?: Cancellation,
+  ): Promise<Buffer> | undefined {
     const id = blockId(version, index);
     if (demand) this.lastRead = id;
     const cached = this.memory.get(id);
@@ -278,7 +289,8 @@ export class BlockCache {
         this.stats.hits += 1;
         this.wanted.add(id);
       }
-      return pending;
+      pending.cancel.join(cancel); // read-ahead joins as a waiter that cannot be interrupted
+      return pending.block;
     }
     const start = index * this.blockSize;
     const length = Math.min(this.blockSize, version.size - start);
@@ -293,6 +305,7 @@ export class BlockCache {
     }
     if (demand) this.stats.misses += 1;
     this.inflightBytes += length;
+    const shared = new SharedCancellation(cancel);
     const loading = (async () => {
       try {
         const fromDisk = await this.options.disk?.get(version, index, length);
@@ -307,7 +320,7 @@ export class BlockCache {
         } else if (length === this.blockSize) {
           into = this.options.allocate?.(length) ?? Buffer.allocUnsafe(length);
         }
-        const data = await this.getFromStore(version, start, start + length, demand, into);
+        const data = await this.getFromStore(version, start, start + length, demand, into, shared.signal);
         if (data === into) this.own.add(data);
         this.options.disk?.put(version, index, data);
         return data;
@@ -315,7 +328,7 @@ export class BlockCache {
         this.inflightBytes -= length;
       }
     })();
-    this.inflight.set(id, loading);
+    this.inflight.set(id, { block: loading, cancel: shared });
     loading.then(
       (data) => {
         this.inflight.delete(id);
@@ -379,11 +392,18 @@ export class BlockCache {
    * One GET of bytes [start, end) through the queue. No retry here: the store has retried what
    * another try can cure (storage/get-retry.ts), so a failure is final for this read.
    */
-  private async getFromStore(version: ObjectVersion, start: number, end: number, demand: boolean, into?: Buffer): Promise<Buffer> {
+  private async getFromStore(
+    version: ObjectVersion,
+    start: number,
+    end: number,
+    demand: boolean,
+    into?: Buffer,
+    signal?: AbortSignal,
+  ): Promise<Buffer> {
     const body = await this.queue.add(
       async () => {
         this.stats.gets += 1;
-        const { body } = await this.store.get(version.key, { range: { start, end: end - 1 }, ifMatch: version.etag, into });
+        const { body } = await this.store.get(version.key, { range: { start, end: end - 1 }, ifMatch: version.etag, into, signal });
         this.stats.bytesFetched += body.length;
         return body;
       },

@@ -21,6 +21,7 @@
  * PreconditionFailed (ESTALE above) and never mixes versions.
  */
 
+import type { Cancellation } from '../cancellation.js';
 import type { BlockCache, ObjectVersion } from './block-cache.js';
 
 export interface ReadAheadOptions {
@@ -50,7 +51,7 @@ export class FileReader {
   }
 
   /** Copies up to `length` bytes at `position` into `into`; returns how many. */
-  async read(into: Buffer, length: number, position: number): Promise<number> {
+  async read(into: Buffer, length: number, position: number, cancel?: Cancellation): Promise<number> {
     const version = this.version();
     const wanted = Math.min(length, version.size - position);
     if (wanted <= 0) return 0;
@@ -68,7 +69,7 @@ export class FileReader {
       let cached = true;
       for (let index = first; index <= last; index++) cached &&= this.cache.isAvailable(version, index);
       if (!cached) {
-        const bytes = await this.cache.readRange(version, position, end);
+        const bytes = await this.cache.readRange(version, position, end, cancel);
         bytes.copy(into, 0);
         return bytes.length;
       }
@@ -83,7 +84,7 @@ export class FileReader {
 
     let done = 0;
     for (let index = first; index <= last; index++) {
-      const block = await this.cache.readBlock(version, index);
+      const block = await this.cache.readBlock(version, index, cancel);
       const blockStart = index * blockSize;
       const from = position + done - blockStart;
       const count = Math.min(wanted - done, block.length - from);
