@@ -7,6 +7,11 @@
 // Once the operation is answered the block comes back and the Buffer is detached from it (after
 // a failed one, when the Buffer is collected: JS may still hold it). A small free list keeps fresh
 // memory (a page fault per 4 KiB) off the hot path.
+//
+// Blocks are not cleared when they are used again (1 MiB per read would cost more than the read
+// from cache itself): a read's reply sends the first n bytes of its block, n being the count its
+// op returned, and the op counts only bytes it wrote for this read (FileSystem.read, proven by
+// test/unit/read-replies.test.ts with the block full of an earlier request's bytes).
 #pragma once
 
 #include <stddef.h>

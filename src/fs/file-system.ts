@@ -251,6 +251,11 @@ export class FileSystem {
     return fh;
   }
 
+  /**
+   * Copies up to `length` bytes at `position` into `into`; returns how many. Every byte counted
+   * was written into `into` for this read (the FUSE binding sends exactly those to the kernel,
+   * from memory that served earlier requests).
+   */
   async read(fh: number, into: Buffer, length: number, position: number, cancel?: Cancellation): Promise<number> {
     const handle = this.openFiles.handle(fh);
     const { file } = handle;

@@ -14,7 +14,8 @@
  * - `read` fills a Buffer over the very memory sent to the kernel, and `write` gets one over the
  *   memory the kernel wrote the data into. Both are lent for the operation only: once answered,
  *   the Buffer is detached (its memory serves the next request), so an op must not use it after
- *   its callback, and must copy what it keeps.
+ *   its callback, and must copy what it keeps. The memory is not cleared between requests: a
+ *   read's count must cover only bytes it wrote, or the kernel gets an earlier request's bytes.
  * - `utimens` gets both times, null for one left as it is (UTIME_OMIT).
  * - What makes a node gets the caller's uid and gid after its own arguments: `mkdir(path, mode,
  *   uid, gid)`, `create(path, mode, uid, gid)`, `symlink(target, path, uid, gid)`, `mknod(path,

@@ -50,7 +50,11 @@ export class FileReader {
     return this.window;
   }
 
-  /** Copies up to `length` bytes at `position` into `into`; returns how many. */
+  /**
+   * Copies up to `length` bytes at `position` into `into`; returns how many, every one of them
+   * written into `into` by this read (a block shorter than its place in the object is an error,
+   * never a count over bytes left from before).
+   */
   async read(into: Buffer, length: number, position: number, cancel?: Cancellation): Promise<number> {
     const version = this.version();
     const wanted = Math.min(length, version.size - position);
@@ -70,8 +74,7 @@ export class FileReader {
       for (let index = first; index <= last; index++) cached &&= this.cache.isAvailable(version, index);
       if (!cached) {
         const bytes = await this.cache.readRange(version, position, end, cancel);
-        bytes.copy(into, 0);
-        return bytes.length;
+        return bytes.copy(into, 0, 0, wanted);
       }
     } else {
       this.window = Math.min(this.window * 2, this.options.maxReadAhead);
@@ -87,9 +90,10 @@ export class FileReader {
       const block = await this.cache.readBlock(version, index, cancel);
       const blockStart = index * blockSize;
       const from = position + done - blockStart;
-      const count = Math.min(wanted - done, block.length - from);
-      block.copy(into, done, from, from + count);
-      done += count;
+      const count = Math.min(wanted - done, blockSize - from);
+      if (block.length < from + count)
+        throw new Error(`${version.key}: block ${index} holds ${block.length} bytes, short of ${from + count}`);
+      done += block.copy(into, done, from, from + count);
     }
     return done;
   }
