@@ -105,7 +105,10 @@ export function mountFlags(y: Argv) {
       type: 'string',
       describe: 'one budget for cached blocks, read-ahead and upload buffers (default: 1/16 of RAM, 256M to 2G)',
     })
-    .option('cache-dir', { type: 'string', describe: 'also cache blocks on disk here; they survive a remount' })
+    .option('cache-dir', {
+      type: 'string',
+      describe: 'also cache blocks on disk here; they survive a remount (yours alone: others may not write in it; made 0700 if missing)',
+    })
     .option('cache-size', { type: 'string', default: '4G', describe: 'most bytes the disk cache holds (with --cache-dir)' })
     .option('allow-other', { type: 'boolean', default: false, describe: 'let other users access the mount' })
     .option('write-mode', {
@@ -117,7 +120,7 @@ export function mountFlags(y: Argv) {
     .option('staging-dir', {
       type: 'string',
       describe:
-        'where files being written are staged and journaled (default: one directory per source and mountpoint under /var/lib/objmount/staging, or ~/.local/state/objmount/staging)',
+        'where files being written are staged and journaled, yours alone: others may not write in it (default: one directory per source and mountpoint under /var/lib/objmount/staging, or ~/.local/state/objmount/staging)',
     })
     .option('metrics-port', { type: 'number', describe: 'serve Prometheus metrics at http://127.0.0.1:PORT/metrics' })
     .option('log-level', { choices: ['debug', 'info', 'warn', 'error'] as const, default: 'info' as const })

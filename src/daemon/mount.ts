@@ -29,6 +29,7 @@ import { type ObjectStore, isStoreError } from '../storage/object-store.js';
 import type { StoreDeadlines } from '../storage/deadline.js';
 import { type BuiltStore, type StoreSpec, createStore } from '../storage/store-factory.js';
 import { detach, findMount, prepareMountpoint, setKernelReadAhead } from './mountpoint.js';
+import { checkPrivateDirectory } from './private-directory.js';
 import { type MountStatus, serveMetrics } from './status.js';
 import { storeSpecOf } from './store-spec.js';
 
@@ -253,6 +254,11 @@ function openRootView(
 
 export async function startMount(options: MountOptions, deps: MountDependencies): Promise<RunningMount> {
   const { logger } = deps;
+  // Before anything is made or asked: a directory other users may write is refused.
+  const stagingDir = options.stagingDir ?? options.defaultStagingDir;
+  if (stagingDir)
+    await checkPrivateDirectory(stagingDir, options.stagingDir ? `--staging-dir ${stagingDir}` : `the staging directory ${stagingDir}`);
+  if (options.cacheDir) await checkPrivateDirectory(options.cacheDir, `--cache-dir ${options.cacheDir}`);
   const mountpoint = await prepareMountpoint(options.mountpoint);
   const stacks = new Map<string, BucketStack>();
   // One budget for the whole mount: every bucket's cached blocks and upload buffers (the root

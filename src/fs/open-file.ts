@@ -18,6 +18,7 @@ import type { ObjectStore } from '../storage/object-store.js';
 import type { Attributes } from './attributes.js';
 import { FsError } from './errors.js';
 import type { StreamingUpload } from './write/streaming-upload.js';
+import { LOCAL } from './local-files.js';
 
 export class OpenFile {
   /** Open handles. */
@@ -81,7 +82,7 @@ export class OpenFile {
    */
   async stage(store: ObjectStore, keepBytes: number, from = 0): Promise<FileHandle> {
     if (this.staging) return this.staging.handle;
-    const handle = await open(this.stagingPath, 'w+', 0o600);
+    const handle = await open(this.stagingPath, LOCAL.create, 0o600);
     const start = this.existsInStore ? Math.min(from, keepBytes) : 0;
     try {
       if (keepBytes > start && this.existsInStore) await this.download(store, handle, start, keepBytes);

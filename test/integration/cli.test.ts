@@ -4,7 +4,18 @@
  */
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -87,6 +98,55 @@ describe('bad input', () => {
       mnt,
       /cannot reach http:\/\/127\.0\.0\.1:9 \(ECONNREFUSED\).*check --endpoint/,
     );
+  });
+
+  it("a --staging-dir or --cache-dir other users may write in, or that is not the user's, or not a directory; nothing made in it", async () => {
+    const mount = (mnt: string, ...extra: string[]) => objmount(['mount', 's3://cli-test', mnt, '--endpoint', server.endpoint, ...extra]);
+    const shared = emptyDir('shared-staging');
+    chmodSync(shared, 0o1777); // as /tmp is
+    let mnt = emptyDir('private-dirs-1');
+    expectCleanFailure(
+      await mount(mnt, '--staging-dir', shared),
+      mnt,
+      /^objmount: cannot use --staging-dir \S+shared-staging: group and others may write in it \(mode 1777\).*run 'chmod go-w \S+shared-staging'/,
+    );
+    expect(readdirSync(shared)).toEqual([]);
+    const groupCache = emptyDir('group-cache');
+    chmodSync(groupCache, 0o770);
+    mnt = emptyDir('private-dirs-2');
+    expectCleanFailure(
+      await mount(mnt, '--cache-dir', groupCache),
+      mnt,
+      /cannot use --cache-dir \S+group-cache: its group may write in it \(mode 0770\)/,
+    );
+    expect(readdirSync(groupCache)).toEqual([]);
+    const othersStaging = emptyDir('others-staging');
+    chownSync(othersStaging, 4321, 4321);
+    chmodSync(othersStaging, 0o700);
+    mnt = emptyDir('private-dirs-3');
+    expectCleanFailure(
+      await mount(mnt, '--staging-dir', othersStaging),
+      mnt,
+      /cannot use --staging-dir \S+others-staging: it belongs to uid 4321, not to this user \(uid 0\).*give a directory of your own/,
+    );
+    expect(readdirSync(othersStaging)).toEqual([]);
+    const file = join(scratch, 'a-file');
+    writeFileSync(file, '');
+    mnt = emptyDir('private-dirs-4');
+    expectCleanFailure(await mount(mnt, '--cache-dir', file), mnt, /cannot use --cache-dir \S+a-file: it is not a directory/);
+    // A private one (and a missing one, made 0700) mounts.
+    const mine = emptyDir('my-staging');
+    chmodSync(mine, 0o755);
+    mnt = emptyDir('private-dirs-5');
+    const made = join(scratch, 'made-cache');
+    const ok = await mount(mnt, '--staging-dir', mine, '--cache-dir', made);
+    try {
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(statSync(made).mode & 0o777).toBe(0o700);
+    } finally {
+      await objmount(['unmount', mnt]);
+      forceUnmount(mnt);
+    }
   });
 
   it('a bucket that does not exist', async () => {

@@ -23,6 +23,7 @@ import { LRUCache } from 'lru-cache';
 
 import type { Logger } from '../../log/logger.js';
 import type { ObjectVersion } from './object-version.js';
+import { LOCAL } from '../local-files.js';
 
 const MAGIC = Buffer.from('OBJMOUNT-BLOCK-1\n');
 
@@ -106,7 +107,7 @@ export class DiskCache {
     const path = this.pathOf(name);
     let file: Buffer;
     try {
-      const handle = await open(path, 'r');
+      const handle = await open(path, LOCAL.read);
       try {
         file = await handle.readFile();
       } finally {
@@ -155,7 +156,7 @@ export class DiskCache {
     const file = Buffer.concat([MAGIC, length, headerBytes, data]);
     const write = (async () => {
       await mkdir(join(this.blocksDir, name.slice(0, 2)), { recursive: true, mode: 0o700 });
-      await writeFile(temporary, file, { mode: 0o600 });
+      await writeFile(temporary, file, { mode: 0o600, flag: LOCAL.create });
       await rename(temporary, path);
       this.index.set(name, MAGIC.length + 4 + headerBytes.length + data.length);
       if (this.fullAt !== undefined) {

@@ -14,6 +14,7 @@
 import { type FileHandle, open } from 'node:fs/promises';
 
 import type { ObjectStore, PutOptions } from '../../storage/object-store.js';
+import { LOCAL } from '../local-files.js';
 import type { MemoryBudget } from '../memory-budget.js';
 import type { UploadTracker } from './journal.js';
 import { type CopySource, MultipartUpload, readPart } from './multipart-upload.js';
@@ -89,7 +90,7 @@ export class FileUploader {
   }
 
   private async put(key: string, local: string | FileHandle, size: number, putOptions: PutOptions): Promise<{ etag: string }> {
-    const file = typeof local === 'string' ? await open(local, 'r') : local;
+    const file = typeof local === 'string' ? await open(local, LOCAL.read) : local;
     try {
       await this.options.budget?.acquire(size);
       try {
@@ -111,7 +112,7 @@ export class FileUploader {
     plan: PartPlan[],
     putOptions: PutOptions,
   ): Promise<{ etag: string }> {
-    const file = typeof local === 'string' ? await open(local, 'r') : local;
+    const file = typeof local === 'string' ? await open(local, LOCAL.read) : local;
     const upload = new MultipartUpload(this.store, key, putOptions, this.options);
     try {
       for (const { start, end, copyFrom } of plan) {

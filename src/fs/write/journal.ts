@@ -19,12 +19,13 @@
  */
 
 import { createHash } from 'node:crypto';
-import { type FileHandle, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { type FileHandle, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 import PQueue from 'p-queue';
 
 import { type ObjectMetadata, type PutOptions, isStoreError } from '../../storage/object-store.js';
+import { LOCAL, readLocalFile } from '../local-files.js';
 
 const SUFFIX = '.pending.json';
 const UPLOAD_SUFFIX = '.upload.json';
@@ -89,7 +90,7 @@ export class Journal {
   /** Writes `contents` to `path` (in this journal's directory) durably, after `dataFile` is. */
   write(path: string, contents: string, dataFile?: string): Promise<void> {
     const temporary = (async () => {
-      const handle = await open(`${path}.tmp`, 'w', 0o600);
+      const handle = await open(`${path}.tmp`, LOCAL.replace, 0o600);
       try {
         await handle.writeFile(contents);
       } catch (error) {
@@ -160,7 +161,7 @@ export class Journal {
   }
 
   private async sync(path: string, flags: 'r' | 'r+'): Promise<void> {
-    const handle = await open(path, flags);
+    const handle = await open(path, flags === 'r' ? LOCAL.read : LOCAL.update);
     try {
       this.stats.fsyncs += 1;
       await handle.sync();
@@ -337,7 +338,7 @@ export async function recover(stagingDir: string, uploader: RecoveryUploader, co
 async function readRecord<T>(path: string, parse: (value: unknown) => T): Promise<{ record: T } | { problem: string; text: string }> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = (await readLocalFile(path)).toString('utf8');
   } catch (error) {
     return { problem: `cannot be read: ${(error as Error).message}`, text: '' };
   }
