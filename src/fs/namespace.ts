@@ -121,16 +121,19 @@ export class Namespace {
     const absent = cached ? undefined : this.knownAbsent(path);
     if (absent === 'missing') return undefined;
     const pending = this.lookups.get(path);
-    if (pending !== undefined) {
+    // One cancelled (its waiters all interrupted) is still settling: it is no answer for this one.
+    if (pending !== undefined && !pending.cancel.signal.aborted) {
       pending.cancel.join(cancel);
       return pending.node;
     }
     // A name known before (its entry expired) is asked for again as what it was: not cold.
     if (!cached && !this.cache.expired(path)?.exists) this.noteColdLookup(posix.dirname(path));
     const shared = new SharedCancellation(cancel);
-    const lookup = (
+    const lookup: Promise<CachedNode | undefined> = (
       cached?.exists ? this.lookup(path, shared.signal, cached.node) : this.lookupAgain(path, shared.signal, absent === 'noDirectory')
-    ).finally(() => this.lookups.delete(path));
+    ).finally(() => {
+      if (this.lookups.get(path)?.node === lookup) this.lookups.delete(path);
+    });
     this.lookups.set(path, { node: lookup, cancel: shared });
     return lookup;
   }

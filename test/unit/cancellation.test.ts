@@ -45,9 +45,11 @@ class HoldingStore extends MemoryStore {
     }
   }
 
+  /** Lets the held calls go; calls held from now on wait for the next release. */
   release(): void {
     this.holding = false;
     this.gate.resolve();
+    this.gate = deferred();
   }
 
   private async hold(operation: string, key: string, signal?: AbortSignal): Promise<void> {
@@ -188,6 +190,37 @@ describe('a request shared by several operations', () => {
     expect((await patient).size).toBe(19);
     // The interrupted one's answer no longer matters (the kernel has its EINTR): it is the lookup's.
     expect((await interrupted).ok).toBe(true);
+  });
+
+  it('once cancelled, is no answer for an operation that asks while it settles: that one gets its own', async () => {
+    store.holding = true;
+    const a = interruptible();
+    const cancelled = outcome(fs.getattr('/file.txt', a.cancel));
+    await store.reached(1);
+    a.interrupt();
+    const later = fs.getattr('/file.txt'); // the cancelled lookup has not settled yet
+    await store.reached(2);
+    store.release();
+    expect((await later).size).toBe(19);
+    expect(await cancelled).toEqual({ ok: false, code: 'EINTR' });
+
+    const fh1 = await fs.open('/file.txt', 0);
+    const fh2 = await fs.open('/file.txt', 0);
+    store.holding = true;
+    const b = interruptible();
+    const cancelledRead = outcome(fs.read(fh1, Buffer.alloc(64), 64, 0, b.cancel));
+    await store.reached(3);
+    b.interrupt();
+    const into = Buffer.alloc(64);
+    const laterRead = fs.read(fh2, into, 64, 0);
+    await store.reached(4);
+    store.release();
+    expect(into.subarray(0, await laterRead).toString()).toBe('the bytes of a file');
+    expect(await cancelledRead).toEqual({ ok: false, code: 'EINTR' });
+    // The block is cached now: the fetch that was replaced did not drop it.
+    expect(into.subarray(0, await fs.read(fh1, into, 64, 0)).toString()).toBe('the bytes of a file');
+    await fs.release(fh1);
+    await fs.release(fh2);
   });
 
   it('keeps the GET of a block two reads wait for until both are interrupted', async () => {

@@ -284,7 +284,8 @@ export class BlockCache {
       return Promise.resolve(cached);
     }
     const pending = this.inflight.get(id);
-    if (pending !== undefined) {
+    // A fetch cancelled (its readers all interrupted) is still settling: fetch the block anew.
+    if (pending !== undefined && !pending.cancel.signal.aborted) {
       if (demand) {
         this.stats.hits += 1;
         this.wanted.add(id);
@@ -329,16 +330,21 @@ export class BlockCache {
       }
     })();
     this.inflight.set(id, { block: loading, cancel: shared });
+    // Only this fetch's entry is dropped: a cancelled one may have been replaced meanwhile.
+    const settled = () => {
+      if (this.inflight.get(id)?.block !== loading) return false;
+      this.inflight.delete(id);
+      return true;
+    };
     loading.then(
       (data) => {
-        this.inflight.delete(id);
+        if (!settled()) return;
         this.memory.set(id, data);
         if (markUnread && !this.wanted.has(id)) this.unread.add(id);
         this.wanted.delete(id);
       },
       () => {
-        this.inflight.delete(id); // a failure is not cached: the next read tries again
-        this.wanted.delete(id);
+        if (settled()) this.wanted.delete(id); // a failure is not cached: the next read tries again
       },
     );
     return loading;
