@@ -138,7 +138,7 @@ describe('a program stuck on a hung store', () => {
       '--negative-ttl',
       '0',
     ]);
-    for (const name of ['stat', 'cat', 'other'])
+    for (const name of ['stat', 'cat', 'stalled', 'other'])
       await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: `patient/${name}.txt`, Body: name }));
     await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'listed/file.txt', Body: 'listed' }));
   });
@@ -188,6 +188,13 @@ describe('a program stuck on a hung store', () => {
     expect(ended).toEqual({ outcome: 'SIGINT', request: 'closed' });
     expect(await other()).toMatchObject({ ok: true, stdout: 'other' });
     expect(await attempt('cat', [path])).toMatchObject({ ok: true, stdout: 'cat' });
+  });
+
+  it('ends a cat whose body stops coming on SIGINT, and the mount goes on serving', async () => {
+    const path = join(patient.mountpoint, 'patient', 'stalled.txt');
+    const ended = await interruptWhileHung([{ method: 'GET', path: `^/${BUCKET}/patient/stalled`, action: 'stall' }], 'cat', [path]);
+    expect(ended).toEqual({ outcome: 'SIGINT', request: 'closed' });
+    expect(await attempt('cat', [path])).toMatchObject({ ok: true, stdout: 'stalled' });
   });
 
   it('ends an ls of a directory whose listing hangs on SIGINT, and the mount goes on serving', async () => {
