@@ -135,6 +135,25 @@ describe('a gs:// mount on the emulator', () => {
     expect(await keys('projects/')).toEqual([]);
   });
 
+  it('hides objects whose names hold a NUL (the emulator takes them; S3 servers here do not), logging each once', async () => {
+    const file = storage.bucket(BUCKET);
+    await file.file('nul/ok.txt').save('fine', { resumable: false });
+    await file.file('nul/a\0b').save('a NUL in a name', { resumable: false });
+    await file.file('nul/dir\0x/inner').save('a NUL in a directory', { resumable: false });
+    expect(sh('ls -A nul')).toBe('ok.txt\n');
+    expect(sh('ls -A nul')).toBe('ok.txt\n'); // a second listing logs nothing more
+    // Not reachable by the name C would cut it to either.
+    expect(existsSync(join(mnt, 'nul', 'a'))).toBe(false);
+    expect(existsSync(join(mnt, 'nul', 'dir'))).toBe(false);
+    // The daemon's log is JSON lines: the key's `\x00` shows there as `\\x00`.
+    const logged = readFileSync(mount!.logFile, 'utf8')
+      .split('\n')
+      .filter((line) => line.includes('NUL byte'));
+    expect(logged).toHaveLength(2);
+    expect(logged.join('\n')).toContain(String.raw`key 'nul/a\\x00b' is not shown in the mount`);
+    expect(logged.join('\n')).toContain(String.raw`key 'nul/dir\\x00x/' is not shown in the mount`);
+  });
+
   it('fails the close of a file of more than one part (the emulator has no compose), leaving no part behind', async () => {
     // A mount of its own: after the failed close, the release tries the upload once more in the
     // background; the unmount waits for that, and only then is the bucket checked.
