@@ -400,6 +400,7 @@ void Flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   auto* r = new Request(req, Kind::Flush);
   if (!AtInode(s, r, ino)) return;
   r->fh = fi->fh;
+  r->pid = fuse_req_ctx(req)->pid;
   s->Run(r, Op::Flush);
 }
 

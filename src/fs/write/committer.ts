@@ -151,8 +151,9 @@ export class Committer {
    */
   commitLater(file: OpenFile): Promise<void> {
     return file.exclusive(async () => {
-      if (file.unlinked || (!file.dirty && !file.metadataDirty)) return;
+      if (file.unlinked || (!file.dirty && !file.metadataDirty) || file.journaled) return;
       if (!file.dirty || !file.stagingFile) return this.commitNow(file);
+      const changes = file.changes;
       const record = {
         key: file.key,
         size: file.attrs.size,
@@ -168,6 +169,7 @@ export class Committer {
         throw new FsError(code, `${file.path}: could not journal the file in ${this.options.stagingDir}: ${message}`, { cause: error });
       }
       file.pending = true;
+      file.journaledChanges = changes;
       this.uploadInBackground(file);
     });
   }
