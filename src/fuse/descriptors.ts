@@ -15,28 +15,43 @@
  * and the flush saves as it always did. Readlink and fdinfo never call into the mount.
  */
 
-import { readFile, readdir, readlink } from 'node:fs/promises';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 
 const O_ACCMODE = 0o3;
+/** Processes with more descriptors than this are not searched (the flush saves, as always). */
+const MAX_DESCRIPTORS = 256;
 
 /**
  * Whether process `pid` has a descriptor open for writing on `file` (an absolute path as the
  * daemon sees it) whose inode number is `ino`.
+ *
+ * Synchronous on purpose: /proc answers from kernel memory, never through this mount, and a few
+ * calls on the event loop (tens of µs for a shell) cost far less than the same calls sent to the
+ * thread pool one after another (about 0.5 ms).
  */
-export async function holdsWritableDescriptor(pid: number, file: string, ino: number): Promise<boolean> {
+export function holdsWritableDescriptor(pid: number, file: string, ino: number): boolean {
   if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
-    const fds = await readdir(`/proc/${pid}/fd`);
-    const links = await Promise.all(fds.map((fd) => readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')));
-    for (const [i, link] of links.entries()) {
-      if (link !== file) continue;
-      const info = parseFdinfo(await readFile(`/proc/${pid}/fdinfo/${fds[i]}`, 'utf8').catch(() => ''));
+    const fds = readdirSync(`/proc/${pid}/fd`);
+    if (fds.length > MAX_DESCRIPTORS) return false;
+    for (const fd of fds) {
+      if (linkOf(`/proc/${pid}/fd/${fd}`) !== file) continue;
+      const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
       if (info && info.ino === ino && (info.flags & O_ACCMODE) !== 0) return true;
     }
   } catch {
     // Gone, hidden or not ours to read: not known to be open.
   }
   return false;
+}
+
+/** The target of a /proc fd link; '' for one closed meanwhile. */
+function linkOf(path: string): string {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return '';
+  }
 }
 
 /** The access flags (octal in fdinfo) and inode number of a /proc fdinfo text. */

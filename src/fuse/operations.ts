@@ -154,7 +154,7 @@ export function createOperations(fs: MountedFileSystem, logger: Logger, options:
     // for writing is asked only when it matters (FileSystem.flush).
     flush: (path: string, fh: number, pid: number, ino: number, cb: Callback) => {
       const { mountpoint } = options;
-      const laterClose = mountpoint === undefined ? undefined : () => holdsWritableDescriptor(pid, `${mountpoint}${path}`, ino);
+      const laterClose = mountpoint === undefined ? undefined : async () => holdsWritableDescriptor(pid, `${mountpoint}${path}`, ino);
       answer('flush', path, cb, () => fs.flush(fh, laterClose));
     },
     fsync: (path: string, _datasync: boolean, fh: number, cb: Callback) => answer('fsync', path, cb, () => fs.fsync(fh)),
