@@ -1213,6 +1213,60 @@ describe('closes of a new file before anything is written (FLUSH of a duplicate 
   });
 });
 
+describe('changes made while an upload runs', () => {
+  it('saves times set while the background upload of an async close was running (as tar sets them after close)', async () => {
+    let letPutsGo!: () => void;
+    const held = new Promise<void>((resolve) => (letPutsGo = resolve));
+    let putStarted!: () => void;
+    const started = new Promise<void>((resolve) => (putStarted = resolve));
+    const holding: ObjectStore = Object.assign(Object.create(faulty) as ObjectStore, {
+      put: async (...args: Parameters<ObjectStore['put']>) => {
+        putStarted();
+        await held;
+        return faulty.put(...args);
+      },
+    });
+    const async = mount(holding, { writeMode: 'async' });
+    const fh = await async.create('/extracted', 0o644);
+    await async.write(fh, Buffer.from('from a tarball'), 0);
+    await async.flush(fh);
+    const released = async.release(fh); // waits for the upload, which holds the file
+    await started; // the upload has read the metadata it sends
+    await async.utimens('/extracted', T0 - 86_400_000, T0 - 86_400_000);
+    letPutsGo();
+    await released;
+    await vi.waitFor(() => expect(metadata('extracted')).toMatchObject({ mtime: formatTime(T0 - 86_400_000) }));
+    expect((await async.getattr('/extracted')).mtimeMs).toBe(T0 - 86_400_000);
+  });
+
+  it('saves a chmod made while the background upload of a closed and released file was running', async () => {
+    let letPutsGo!: () => void;
+    const held = new Promise<void>((resolve) => (letPutsGo = resolve));
+    let putStarted!: () => void;
+    const started = new Promise<void>((resolve) => (putStarted = resolve));
+    let puts = 0;
+    const holding: ObjectStore = Object.assign(Object.create(faulty) as ObjectStore, {
+      put: async (...args: Parameters<ObjectStore['put']>) => {
+        puts += 1;
+        if (puts === 1) throw new Error('refused once'); // the release finds the file journaled and returns
+        putStarted();
+        await held;
+        return faulty.put(...args);
+      },
+    });
+    const async = mount(holding, { writeMode: 'async', retryDelayMs: 1 });
+    const fh = await async.create('/closed', 0o644);
+    await async.write(fh, Buffer.from('data'), 0);
+    await async.flush(fh);
+    await async.release(fh);
+    await started; // the second try, with the mode of the close
+    await async.chmod('/closed', 0o600);
+    letPutsGo();
+    await vi.waitFor(() => expect(metadata('closed')).toMatchObject({ mode: String(S_IFREG | 0o600) }));
+    expect(stored('closed')).toBe('data');
+  });
+});
+
 describe('upload failures', () => {
   it('keeps the staged copy of a failed close, serves it, and uploads it once the store takes it', async () => {
     const retrying = mount(faulty, { retryDelayMs: 0 });

@@ -214,6 +214,8 @@ export class Committer {
         // commitNow logged it. The journal (or the kept staging copy) has the data.
         if (this.unsaved(file)) return this.tryInBackground(file, failures + 1);
       }
+      // Attributes changed while it uploaded (a closed file's chmod or utimens): save them now.
+      if (this.unsaved(file) && file.refs === 0) return this.tryInBackground(file, 0);
       this.inBackground.delete(file);
       if (file.refs === 0) await this.forgetIfDone(file);
     });
@@ -233,6 +235,9 @@ export class Committer {
   /** The upload itself. Call inside the file's `exclusive` (as `commit` does). */
   async commitNow(file: OpenFile): Promise<void> {
     if (file.unlinked || (!file.dirty && !file.metadataDirty)) return;
+    // A chmod or utimens may arrive while this upload runs (they do not wait for the file's
+    // queue): what it changed is not in `options`, and stays to be saved by the next commit.
+    const changes = file.changes;
     const options = { metadata: metadataOf(file.attrs), contentType: file.contentType ?? contentTypeOf('file') };
     let etag: string;
     try {
@@ -261,9 +266,11 @@ export class Committer {
     }
     file.etag = etag;
     file.dirty = false;
-    file.metadataDirty = false;
     file.streamStopped = false;
-    file.timesSet = false;
+    if (file.changes === changes) {
+      file.metadataDirty = false;
+      file.timesSet = false;
+    }
     if (file.pending) {
       file.pending = false;
       if (file.stagingFile) await removeRecord(file.stagingFile);
