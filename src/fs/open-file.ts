@@ -17,6 +17,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ObjectStore } from '../storage/object-store.js';
 import type { Attributes } from './attributes.js';
 import { FsError } from './errors.js';
+import { removeFile } from './write/journal.js';
 import type { StreamingUpload } from './write/streaming-upload.js';
 
 export class OpenFile {
@@ -177,7 +178,7 @@ export class OpenFile {
     this.staging = undefined;
     if (staging) {
       await staging.handle.close().catch(() => undefined);
-      await rm(staging.path, { force: true });
+      await removeFile(staging.path);
     }
   }
 }

@@ -163,7 +163,7 @@ export class Committer {
       // The journal must hold the whole file: a crash could outlive the object it came from.
       await this.namespace.callStore(file.path, () => file.fill(this.store, 0));
       try {
-        await this.journal.add(file.stagingFile, record);
+        await this.journal.add(file.stagingFile, record, file.stagingHandle);
       } catch (error) {
         const { code, message } = toFsError(error, file.path);
         throw new FsError(code, `${file.path}: could not journal the file in ${this.options.stagingDir}: ${message}`, { cause: error });
