@@ -224,6 +224,7 @@ async function writeSmallFiles(tool, dir) {
     const start = process.hrtime.bigint();
     await shell(`data=$(cat ${loopData}); i=0; while [ $i -lt ${FILES} ]; do printf %s "$data" > ${dir}/f$i; i=$((i+1)); done`, m.dir);
     const exited = since(start);
+    if (env.BENCH_VERBOSE) log(`  the loop ended after ${exited.toFixed(2)} s`);
     let listed = 0;
     const value = await waitFor(
       async () => (listed = (await listObjects(sdk, BUCKET, `${dir}/f`)).length) >= FILES,

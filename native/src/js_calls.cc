@@ -309,9 +309,15 @@ size_t Session::Arguments(napi_env env, Request* r, napi_value* args) {
       break;
     case Op::Fgetattr:
     case Op::Releasedir:
-    case Op::Flush:
     case Op::Release:
       args[n++] = Number(env, static_cast<double>(r->fh));
+      break;
+    case Op::Flush:
+      // Who closed a descriptor, and the inode number it has: the JS side may ask /proc whether
+      // that process holds another descriptor on the file (fuse/descriptors.ts).
+      args[n++] = Number(env, static_cast<double>(r->fh));
+      args[n++] = Number(env, static_cast<double>(r->pid));
+      args[n++] = Number(env, static_cast<double>(r->ino));
       break;
     case Op::Opendir:
     case Op::Open:

@@ -402,6 +402,7 @@ void Flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   if (!AtInode(s, r, ino)) return;
   r->fh = fi->fh;
   s->AbandonReads(fi->fh, fuse_req_ctx(req)->pid);
+  r->pid = fuse_req_ctx(req)->pid;
   s->Run(r, Op::Flush);
 }
 

@@ -91,6 +91,7 @@ struct Request {
   int flags = 0;
   mode_t mode = 0;
   uid_t uid = 0;
+  pid_t pid = 0;  // flush: the process that closed a descriptor (0: not known, as in a release's flush)
   gid_t gid = 0;
   dev_t dev = 0;
   bool datasync = false;

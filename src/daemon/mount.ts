@@ -22,7 +22,7 @@ import { DiskCache } from '../fs/read/disk-cache.js';
 import { FileUploader } from '../fs/write/file-uploader.js';
 import { PartBuffers } from '../fs/write/part-buffers.js';
 import { UploadTracker, recover, removeUnjournaled } from '../fs/write/journal.js';
-import { FuseSession, largeBuffer } from '../fuse/binding.js';
+import { FuseSession, canonical, largeBuffer } from '../fuse/binding.js';
 import { createOperations } from '../fuse/operations.js';
 import type { Logger } from '../log/logger.js';
 import { type ObjectStore, isStoreError } from '../storage/object-store.js';
@@ -298,7 +298,7 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     await cleanUpAll();
   };
   try {
-    const session = new FuseSession(mountpoint, createOperations(fs, logger), {
+    const session = new FuseSession(mountpoint, createOperations(fs, logger, { mountpoint: canonical(mountpoint) }), {
       fsName: source,
       allowOther: options.allowOther,
       attrTimeoutSeconds: options.metadataTtlSeconds,

@@ -310,10 +310,18 @@ export class FileSystem {
     });
   }
 
-  async flush(fh: number): Promise<void> {
+  /**
+   * A close(2) of descriptor `fh` (FUSE FLUSH: one per descriptor, dups included). A reader's
+   * saves nothing (and so never waits for an upload); a writer's saves the file. `laterClose`
+   * tells whether the closing process still holds another descriptor open for writing on the
+   * file: then the close of a new file nothing was written to yet is left to that one, which is
+   * sure to come (at the latest when the process exits) and saves the file with its content.
+   * A shell's `echo x > f` closes such a duplicate before it writes: one PUT instead of two.
+   */
+  async flush(fh: number, laterClose?: () => Promise<boolean>): Promise<void> {
     const { file, writable } = this.openFiles.handle(fh);
-    // A reader's close saves nothing (and so never waits for an upload); a writer's saves the file.
     if (!writable) return;
+    if (file.untouchedSinceCreate && laterClose && (await laterClose()) && file.untouchedSinceCreate) return;
     await this.committer.close(file);
   }
 

@@ -17,6 +17,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ObjectStore } from '../storage/object-store.js';
 import type { Attributes } from './attributes.js';
 import { FsError } from './errors.js';
+import { removeFile } from './write/journal.js';
 import type { StreamingUpload } from './write/streaming-upload.js';
 import { LOCAL } from './local-files.js';
 
@@ -25,10 +26,12 @@ export class OpenFile {
   refs = 0;
   /** Local copy, once written or truncated. */
   private staging?: { path: string; handle: FileHandle };
-  /** Content differs from the store's object. */
-  dirty: boolean;
-  /** Attributes changed (chmod, utimens, ...) and are not yet in the store. */
-  metadataDirty = false;
+  /** Changes made so far (each write, truncate or attribute change counts one). */
+  changes = 0;
+  /** Async mode: `changes` when the pending journal record was made (the record holds them all). */
+  journaledChanges = -1;
+  private contentDirty: boolean;
+  private attributesDirty = false;
   /** Unlinked while open: never upload again. */
   unlinked = false;
   /** The upload running while the file is written from its start (see StreamingUpload). */
@@ -57,11 +60,44 @@ export class OpenFile {
     public contentType: string | undefined,
     private readonly stagingPath: string,
   ) {
-    this.dirty = etag === '';
+    this.contentDirty = etag === '';
+  }
+
+  /** Content differs from the store's object. */
+  get dirty(): boolean {
+    return this.contentDirty;
+  }
+
+  set dirty(value: boolean) {
+    if (value) this.changes += 1;
+    this.contentDirty = value;
+  }
+
+  /** Attributes changed (chmod, utimens, ...) and are not yet in the store. */
+  get metadataDirty(): boolean {
+    return this.attributesDirty;
+  }
+
+  set metadataDirty(value: boolean) {
+    if (value) this.changes += 1;
+    this.attributesDirty = value;
+  }
+
+  /** Async mode: a journal record holds every change made so far (a release after the close's flush journals nothing more). */
+  get journaled(): boolean {
+    return this.pending && this.journaledChanges === this.changes;
   }
 
   get existsInStore(): boolean {
     return this.etag !== '';
+  }
+
+  /**
+   * Made by create and not written, truncated or saved since: all a save could store is an
+   * empty object (the file's existence, and its metadata).
+   */
+  get untouchedSinceCreate(): boolean {
+    return this.etag === '' && !this.staging && !this.stream && this.attrs.size === 0 && !this.pending && !this.unlinked;
   }
 
   get staged(): boolean {
@@ -143,7 +179,7 @@ export class OpenFile {
     this.staging = undefined;
     if (staging) {
       await staging.handle.close().catch(() => undefined);
-      await rm(staging.path, { force: true });
+      await removeFile(staging.path);
     }
   }
 }

@@ -257,9 +257,9 @@ export class RootView implements MountedFileSystem {
     return h.fs.write(h.fh, data, position);
   }
 
-  async flush(fh: number): Promise<void> {
+  async flush(fh: number, laterClose?: () => Promise<boolean>): Promise<void> {
     const h = this.handle(fh);
-    return h.fs.flush(h.fh);
+    return h.fs.flush(h.fh, laterClose);
   }
 
   async fsync(fh: number): Promise<void> {

@@ -21,6 +21,8 @@
  *   uid, gid)`, `create(path, mode, uid, gid)`, `symlink(target, path, uid, gid)`, `mknod(path,
  *   mode, rdev, uid, gid)` (rdev in the kernel's 32-bit encoding); a stat's `rdev` must fit 32
  *   bits (FUSE carries no more), or the answer is EIO.
+ * - `flush` gets, after the handle, the pid of the process that closed the descriptor (0 when not
+ *   known) and the file's inode number, so that /proc can tell a dup's close (descriptors.ts).
  * - The addon also makes the block cache's buffers (`largeBuffer`): memory of their own, in huge
  *   pages where the kernel allows.
  * - A request the kernel interrupts (a program stuck on a hung store got a signal) is answered
@@ -291,7 +293,8 @@ export class FuseSession {
   }
 }
 
-function canonical(path: string): string {
+/** `path` as the kernel shows it (/proc, the mount table): symlinks resolved. */
+export function canonical(path: string): string {
   try {
     return realpathSync(path);
   } catch {

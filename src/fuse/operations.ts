@@ -14,6 +14,7 @@ import { type FsErrorCode, toFsError } from '../fs/errors.js';
 import type { MountedFileSystem } from '../fs/root-view.js';
 import type { Logger } from '../log/logger.js';
 import type { FuseOperations } from './binding.js';
+import { holdsWritableDescriptor } from './descriptors.js';
 
 const errno = constants.errno as Record<string, number>;
 
@@ -31,7 +32,12 @@ const QUIET: ReadonlySet<FsErrorCode> = new Set(['ENOENT', 'EEXIST', 'ENOTEMPTY'
 
 type Callback = (code: number, ...results: unknown[]) => void;
 
-export function createOperations(fs: MountedFileSystem, logger: Logger): FuseOperations {
+export interface OperationsOptions {
+  /** The mountpoint as /proc shows the mount's files (canonical), for `holdsWritableDescriptor`. */
+  mountpoint?: string;
+}
+
+export function createOperations(fs: MountedFileSystem, logger: Logger, options: OperationsOptions = {}): FuseOperations {
   /** Runs `work`, answering FUSE with its result or the errno of its failure. */
   const answer = <T>(op: string, path: string, cb: Callback, work: () => Promise<T> | T, reply?: (value: T) => unknown[]) => {
     let promise: Promise<T>;
@@ -154,7 +160,13 @@ export function createOperations(fs: MountedFileSystem, logger: Logger): FuseOpe
         cb(errnoOf(fsError.code));
       });
     },
-    flush: (path: string, fh: number, cb: Callback) => answer('flush', path, cb, () => fs.flush(fh)),
+    // `pid` closed a descriptor on inode `ino` (0 when not known): whether it holds another one
+    // for writing is asked only when it matters (FileSystem.flush).
+    flush: (path: string, fh: number, pid: number, ino: number, cb: Callback) => {
+      const { mountpoint } = options;
+      const laterClose = mountpoint === undefined ? undefined : async () => holdsWritableDescriptor(pid, `${mountpoint}${path}`, ino);
+      answer('flush', path, cb, () => fs.flush(fh, laterClose));
+    },
     fsync: (path: string, _datasync: boolean, fh: number, cb: Callback) => answer('fsync', path, cb, () => fs.fsync(fh)),
     release: (path: string, fh: number, cb: Callback) => answer('release', path, cb, () => fs.release(fh)),
     truncate: (path: string, size: number, cb: Callback) => answer('truncate', path, cb, () => fs.truncate(path, size)),

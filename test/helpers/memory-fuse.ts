@@ -119,7 +119,7 @@ export class MemoryTree {
         n.mode = (n.mode & 0o170000) | (mode & 0o7777);
         cb(0);
       },
-      flush: (_path: string, _fh: number, cb: Callback) => cb(0),
+      flush: (_path: string, _fh: number, _pid: number, _ino: number, cb: Callback) => cb(0),
       release: (_path: string, _fh: number, cb: Callback) => cb(0),
       ...overrides,
     };

@@ -55,6 +55,40 @@ async function storeGet(key: string): Promise<Buffer> {
   return Buffer.from(await Body!.transformToByteArray());
 }
 
+describe('--write-mode sync (the default): what a shell costs', () => {
+  it('costs `echo x > f` one PUT, and makes files made by `touch` and `: >` exist when their close returns', async () => {
+    const env = testEnv();
+    const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, [], env);
+    const puts = async () => {
+      const [status] = JSON.parse((await objmount(['status', '--json', mount.mountpoint], env)).stdout) as Array<{
+        requestsByOperation: Record<string, number>;
+      }>;
+      return status!.requestsByOperation.put ?? 0;
+    };
+    try {
+      const dir = join(mount.mountpoint, 'shell');
+      mkdirSync(dir);
+      const before = await puts();
+      // Each redirection closes a duplicate of the new file's descriptor before it writes.
+      execFileSync('bash', ['-c', 'echo x > echoed; for i in 1 2 3; do printf %s "$i" > f$i; done'], { cwd: dir });
+      expect((await puts()) - before).toBe(4);
+      expect((await storeGet('shell/echoed')).toString()).toBe('x\n');
+      expect((await storeGet('shell/f3')).toString()).toBe('3');
+
+      // Nothing written: the last close makes the file exist in the store before it returns.
+      execFileSync('touch', ['touched'], { cwd: dir });
+      expect(await storeKeys('shell/touched')).toEqual(['shell/touched']);
+      execFileSync('bash', ['-c', ': > emptied'], { cwd: dir });
+      expect((await storeGet('shell/emptied')).length).toBe(0);
+      // A program that closes a duplicate and then exits without writing: its exit is the last close.
+      execFileSync('bash', ['-c', 'exec 3> kept; exec 4>&3; exec 3>&-; exit 0'], { cwd: dir });
+      expect((await storeGet('shell/kept')).length).toBe(0);
+    } finally {
+      await mount.unmount();
+    }
+  });
+});
+
 describe('--write-mode async', () => {
   it('acknowledges closes from the journal, shows the new content at once, and uploads everything', async () => {
     const staging = mkdtempSync(join(tmpdir(), 'objmount-journal-'));

@@ -1138,6 +1138,142 @@ describe('request budget of small files', () => {
   });
 });
 
+describe('closes of a new file before anything is written (FLUSH of a duplicate descriptor)', () => {
+  const total = () => [...memory.calls.values()].reduce((sum, n) => sum + n, 0);
+  const stillOpen = async () => true;
+  const lastClose = async () => false;
+
+  it("costs a shell's `echo x > f` one PUT: the duplicate's close before the write is left to the last close", async () => {
+    memory.calls.clear();
+    const fh = await fs.create('/echoed', 0o644);
+    await fs.flush(fh, stillOpen); // the shell closes the descriptor it dup'ed onto stdout
+    expect(total()).toBe(0);
+    expect(stored('echoed')).toBeUndefined();
+    await fs.write(fh, Buffer.from('x\n'), 0);
+    await fs.flush(fh, lastClose);
+    expect(stored('echoed')).toBe('x\n'); // durable when the last close returns
+    await fs.release(fh);
+    expect(calls('put')).toBe(1);
+    expect(total()).toBe(1);
+  });
+
+  it('makes a file created and closed with nothing written (touch) exist in the store when its close returns', async () => {
+    const fh = await fs.create('/touched', 0o600);
+    await fs.flush(fh, lastClose);
+    expect(stored('touched')).toBe('');
+    expect(metadata('touched')).toMatchObject({ mode: String(S_IFREG | 0o600) });
+    await fs.release(fh);
+    expect(calls('put')).toBe(1);
+  });
+
+  it('makes `: > f` (two closes, nothing written) exist after the last close, with one PUT', async () => {
+    memory.calls.clear();
+    const fh = await fs.create('/emptied', 0o644);
+    await fs.flush(fh, stillOpen);
+    await fs.flush(fh, lastClose);
+    expect(stored('emptied')).toBe('');
+    await fs.release(fh);
+    expect(total()).toBe(1);
+  });
+
+  it('saves at the close of a duplicate once something was written, or when nothing tells whether another descriptor is open', async () => {
+    const written = await fs.create('/written', 0o644);
+    await fs.write(written, Buffer.from('data'), 0);
+    await fs.flush(written, stillOpen); // bytes written before a close are durable at that close
+    expect(stored('written')).toBe('data');
+    await fs.release(written);
+
+    const unknown = await fs.create('/unknown', 0o644);
+    await fs.flush(unknown); // no way to ask (a release's flush): save
+    expect(stored('unknown')).toBe('');
+    await fs.release(unknown);
+
+    const truncated = await fs.create('/truncated', 0o644);
+    await fs.ftruncate(truncated, 3);
+    await fs.flush(truncated, stillOpen);
+    expect(stored('truncated')).toBe('\0\0\0');
+    await fs.release(truncated);
+  });
+
+  it('asks whether another descriptor is open only for a file nothing was written to', async () => {
+    const asked = vi.fn(stillOpen);
+    const fh = await fs.create('/asked', 0o644);
+    await fs.write(fh, Buffer.from('data'), 0);
+    await fs.flush(fh, asked);
+    await fs.release(fh);
+    expect(asked).not.toHaveBeenCalled();
+  });
+
+  it('journals an async close once: a release after its flush, with nothing changed since, adds no record', async () => {
+    const async = mount(faulty, { writeMode: 'async', retryDelayMs: 600_000 });
+    faulty.fail('put', { times: 1 }); // the background upload fails, and waits (long) for its next try
+    const fh = await async.create('/once', 0o644);
+    await async.flush(fh, stillOpen);
+    await async.write(fh, Buffer.from('journaled once'), 0);
+    await async.flush(fh, lastClose);
+    await vi.waitFor(() => expect(async.backgroundUploadCount).toBe(0)); // tried, failed, waiting
+    await async.release(fh);
+    expect(async.journalStats.records).toBe(1);
+    expect(stored('once')).toBeUndefined();
+    await async.drain();
+    expect(stored('once')).toBe('journaled once');
+  });
+});
+
+describe('changes made while an upload runs', () => {
+  it('saves times set while the background upload of an async close was running (as tar sets them after close)', async () => {
+    let letPutsGo!: () => void;
+    const held = new Promise<void>((resolve) => (letPutsGo = resolve));
+    let putStarted!: () => void;
+    const started = new Promise<void>((resolve) => (putStarted = resolve));
+    const holding: ObjectStore = Object.assign(Object.create(faulty) as ObjectStore, {
+      put: async (...args: Parameters<ObjectStore['put']>) => {
+        putStarted();
+        await held;
+        return faulty.put(...args);
+      },
+    });
+    const async = mount(holding, { writeMode: 'async' });
+    const fh = await async.create('/extracted', 0o644);
+    await async.write(fh, Buffer.from('from a tarball'), 0);
+    await async.flush(fh);
+    const released = async.release(fh); // waits for the upload, which holds the file
+    await started; // the upload has read the metadata it sends
+    await async.utimens('/extracted', T0 - 86_400_000, T0 - 86_400_000);
+    letPutsGo();
+    await released;
+    await vi.waitFor(() => expect(metadata('extracted')).toMatchObject({ mtime: formatTime(T0 - 86_400_000) }));
+    expect((await async.getattr('/extracted')).mtimeMs).toBe(T0 - 86_400_000);
+  });
+
+  it('saves a chmod made while the background upload of a closed and released file was running', async () => {
+    let letPutsGo!: () => void;
+    const held = new Promise<void>((resolve) => (letPutsGo = resolve));
+    let putStarted!: () => void;
+    const started = new Promise<void>((resolve) => (putStarted = resolve));
+    let puts = 0;
+    const holding: ObjectStore = Object.assign(Object.create(faulty) as ObjectStore, {
+      put: async (...args: Parameters<ObjectStore['put']>) => {
+        puts += 1;
+        if (puts === 1) throw new Error('refused once'); // the release finds the file journaled and returns
+        putStarted();
+        await held;
+        return faulty.put(...args);
+      },
+    });
+    const async = mount(holding, { writeMode: 'async', retryDelayMs: 1 });
+    const fh = await async.create('/closed', 0o644);
+    await async.write(fh, Buffer.from('data'), 0);
+    await async.flush(fh);
+    await async.release(fh);
+    await started; // the second try, with the mode of the close
+    await async.chmod('/closed', 0o600);
+    letPutsGo();
+    await vi.waitFor(() => expect(metadata('closed')).toMatchObject({ mode: String(S_IFREG | 0o600) }));
+    expect(stored('closed')).toBe('data');
+  });
+});
+
 describe('upload failures', () => {
   it('keeps the staged copy of a failed close, serves it, and uploads it once the store takes it', async () => {
     const retrying = mount(faulty, { retryDelayMs: 0 });

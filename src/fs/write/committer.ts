@@ -151,8 +151,9 @@ export class Committer {
    */
   commitLater(file: OpenFile): Promise<void> {
     return file.exclusive(async () => {
-      if (file.unlinked || (!file.dirty && !file.metadataDirty)) return;
+      if (file.unlinked || (!file.dirty && !file.metadataDirty) || file.journaled) return;
       if (!file.dirty || !file.stagingFile) return this.commitNow(file);
+      const changes = file.changes;
       const record = {
         key: file.key,
         size: file.attrs.size,
@@ -162,12 +163,13 @@ export class Committer {
       // The journal must hold the whole file: a crash could outlive the object it came from.
       await this.namespace.callStore(file.path, () => file.fill(this.store, 0));
       try {
-        await this.journal.add(file.stagingFile, record);
+        await this.journal.add(file.stagingFile, record, file.stagingHandle);
       } catch (error) {
         const { code, message } = toFsError(error, file.path);
         throw new FsError(code, `${file.path}: could not journal the file in ${this.options.stagingDir}: ${message}`, { cause: error });
       }
       file.pending = true;
+      file.journaledChanges = changes;
       this.uploadInBackground(file);
     });
   }
@@ -212,6 +214,8 @@ export class Committer {
         // commitNow logged it. The journal (or the kept staging copy) has the data.
         if (this.unsaved(file)) return this.tryInBackground(file, failures + 1);
       }
+      // Attributes changed while it uploaded (a closed file's chmod or utimens): save them now.
+      if (this.unsaved(file) && file.refs === 0) return this.tryInBackground(file, 0);
       this.inBackground.delete(file);
       if (file.refs === 0) await this.forgetIfDone(file);
     });
@@ -231,6 +235,9 @@ export class Committer {
   /** The upload itself. Call inside the file's `exclusive` (as `commit` does). */
   async commitNow(file: OpenFile): Promise<void> {
     if (file.unlinked || (!file.dirty && !file.metadataDirty)) return;
+    // A chmod or utimens may arrive while this upload runs (they do not wait for the file's
+    // queue): what it changed is not in `options`, and stays to be saved by the next commit.
+    const changes = file.changes;
     const options = { metadata: metadataOf(file.attrs), contentType: file.contentType ?? contentTypeOf('file') };
     let etag: string;
     try {
@@ -259,9 +266,11 @@ export class Committer {
     }
     file.etag = etag;
     file.dirty = false;
-    file.metadataDirty = false;
     file.streamStopped = false;
-    file.timesSet = false;
+    if (file.changes === changes) {
+      file.metadataDirty = false;
+      file.timesSet = false;
+    }
     if (file.pending) {
       file.pending = false;
       if (file.stagingFile) await removeRecord(file.stagingFile);

@@ -19,7 +19,7 @@
  */
 
 import { createHash } from 'node:crypto';
-import { type FileHandle, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { type FileHandle, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 import PQueue from 'p-queue';
@@ -60,6 +60,8 @@ interface Waiting {
   temporary: Promise<FileHandle>;
   /** A file the record names, made durable before the record is (a staging file). */
   dataFile?: string;
+  /** That file's open handle, if the caller has one: fsynced without an open and a close. */
+  dataHandle?: FileHandle;
   done: (error?: unknown) => void;
 }
 
@@ -82,13 +84,16 @@ export class Journal {
 
   constructor(private readonly directory: string) {}
 
-  /** Makes `record` durable: the staging file first, then the record that names it. */
-  add(stagingPath: string, record: JournalRecord): Promise<void> {
-    return this.write(recordPathFor(stagingPath), JSON.stringify(record), stagingPath);
+  /**
+   * Makes `record` durable: the staging file first (through `stagingHandle`, its open handle,
+   * if given), then the record that names it.
+   */
+  add(stagingPath: string, record: JournalRecord, stagingHandle?: FileHandle): Promise<void> {
+    return this.write(recordPathFor(stagingPath), JSON.stringify(record), stagingPath, stagingHandle);
   }
 
   /** Writes `contents` to `path` (in this journal's directory) durably, after `dataFile` is. */
-  write(path: string, contents: string, dataFile?: string): Promise<void> {
+  write(path: string, contents: string, dataFile?: string, dataHandle?: FileHandle): Promise<void> {
     const temporary = (async () => {
       const handle = await open(`${path}.tmp`, LOCAL.replace, 0o600);
       try {
@@ -101,7 +106,7 @@ export class Journal {
     })();
     temporary.catch(() => undefined); // the round reports it
     return new Promise((resolve, reject) => {
-      this.queued.push({ path, temporary, dataFile, done: (error) => (error === undefined ? resolve() : reject(error)) });
+      this.queued.push({ path, temporary, dataFile, dataHandle, done: (error) => (error === undefined ? resolve() : reject(error)) });
       if (!this.running) void this.runRounds();
     });
   }
@@ -118,9 +123,10 @@ export class Journal {
   private async round(batch: Waiting[]): Promise<void> {
     this.stats.rounds += 1;
     const written = await Promise.allSettled(
-      batch.map(async ({ path, temporary, dataFile }) => {
+      batch.map(async ({ path, temporary, dataFile, dataHandle }) => {
         try {
-          await Promise.all([dataFile === undefined ? undefined : this.sync(dataFile, 'r+'), this.syncAndClose(temporary)]);
+          const data = dataHandle ? this.syncHandle(dataHandle) : dataFile === undefined ? undefined : this.sync(dataFile, 'r+');
+          await Promise.all([data, this.syncAndClose(temporary)]);
           await rename(`${path}.tmp`, path);
         } catch (error) {
           await rm(`${path}.tmp`, { force: true }).catch(() => undefined);
@@ -160,6 +166,11 @@ export class Journal {
     }
   }
 
+  private async syncHandle(handle: FileHandle): Promise<void> {
+    this.stats.fsyncs += 1;
+    await handle.sync();
+  }
+
   private async sync(path: string, flags: 'r' | 'r+'): Promise<void> {
     const handle = await open(path, flags === 'r' ? LOCAL.read : LOCAL.update);
     try {
@@ -177,7 +188,17 @@ export async function writeRecord(stagingPath: string, record: JournalRecord): P
 }
 
 export async function removeRecord(stagingPath: string): Promise<void> {
-  await rm(recordPathFor(stagingPath), { force: true });
+  await removeFile(recordPathFor(stagingPath));
+}
+
+/**
+ * Removes a file if it is there: one unlink (rm with `force` stats it first), on the path of
+ * every small file's upload.
+ */
+export async function removeFile(path: string): Promise<void> {
+  await unlink(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw error;
+  });
 }
 
 /**
@@ -200,7 +221,7 @@ export class UploadTracker {
   }
 
   async ended(uploadId: string): Promise<void> {
-    await rm(this.pathOf(uploadId), { force: true });
+    await removeFile(this.pathOf(uploadId));
   }
 
   private pathOf(uploadId: string): string {
