@@ -91,7 +91,6 @@ struct Request {
   int flags = 0;
   mode_t mode = 0;
   uid_t uid = 0;
-  pid_t pid = 0;  // flush: the process that closed a descriptor (0: not known, as in a release's flush)
   gid_t gid = 0;
   dev_t dev = 0;
   bool datasync = false;
@@ -113,8 +112,9 @@ struct Request {
   napi_ref lentBuffer = nullptr;
   LentBlock* lent = nullptr;
 
-  // The process the kernel made the request for (a read: the one whose read caused it, also for
-  // the kernel's read-ahead), for AbandonReads.
+  // The process the kernel made the request for: a read's (the one whose read caused it, also for
+  // the kernel's read-ahead), for AbandonReads; a flush's, the process that closed a descriptor
+  // (0: not known, as in a release's flush).
   pid_t pid = 0;
 
   // INTERRUPT (session.cc): the kernel was answered EINTR while JS still ran the op, whose late
