@@ -55,7 +55,7 @@ export function getWhole(
         const { info, body, length } = await open(signal);
         abortBody(body, signal);
         try {
-          return { info, body: await readBody(body as AsyncIterable<Buffer>, length, where, options.into) };
+          return { info, body: await readBody(body as AsyncIterable<Buffer>, length, where, options.into, options.onProgress) };
         } catch (error) {
           throw onBodyError(error);
         }

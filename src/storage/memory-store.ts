@@ -73,6 +73,7 @@ export class MemoryStore implements ObjectStore {
       : object.body;
     const copy = options.into?.length === body.length ? options.into : Buffer.allocUnsafe(body.length);
     body.copy(copy);
+    if (copy === options.into) options.onProgress?.(copy.length);
     return { info: this.info(key, object), body: copy };
   }
 

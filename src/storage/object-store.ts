@@ -62,6 +62,12 @@ export interface GetOptions {
    * Otherwise it is ignored. Its bytes are undefined after a failed get.
    */
   into?: Buffer;
+  /**
+   * Told how many bytes of the body are in `into` so far, as they arrive (only when the body is read
+   * into `into`): a reader may take bytes that have arrived before the whole body has. A second try
+   * after a failure starts again from 0, with the same bytes (the GET is pinned to one ETag).
+   */
+  onProgress?: (received: number) => void;
   /** Cancels the request, body included: it fails with `Aborted`. */
   signal?: AbortSignal;
 }
@@ -196,13 +202,22 @@ export async function* listAll(store: ObjectStore, options: ListOptions): AsyncG
  * failure, never a short answer; a failing stream's error is thrown as it is, for the store to
  * translate.
  */
-export async function readBody(body: AsyncIterable<Buffer>, length: number | undefined, where: string, target?: Buffer): Promise<Buffer> {
+export async function readBody(
+  body: AsyncIterable<Buffer>,
+  length: number | undefined,
+  where: string,
+  target?: Buffer,
+  onProgress?: (received: number) => void,
+): Promise<Buffer> {
   const into = length === undefined ? undefined : target?.length === length ? target : Buffer.allocUnsafe(length);
+  const progress = into === target ? onProgress : undefined;
   const chunks: Buffer[] = [];
   let received = 0;
   for await (const chunk of body) {
-    if (into && received + chunk.length <= into.length) chunk.copy(into, received);
-    else chunks.push(chunk);
+    if (into && received + chunk.length <= into.length) {
+      chunk.copy(into, received);
+      progress?.(received + chunk.length);
+    } else chunks.push(chunk);
     received += chunk.length;
   }
   if (length !== undefined && received !== length)

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import { BlockCache, type ObjectVersion } from '../../src/fs/read/block-cache.js';
 import { DiskCache } from '../../src/fs/read/disk-cache.js';
-import { FileReader } from '../../src/fs/read/file-reader.js';
+import { FileReader, RANDOM_READS_BEFORE_LOAD } from '../../src/fs/read/file-reader.js';
 import type { Logger } from '../../src/log/logger.js';
 import { FaultyStore } from '../../src/storage/faulty-store.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
@@ -235,6 +235,110 @@ describe('random and strided reads', () => {
     await make().read(into, 4 * KiB, 5 * MiB + 3);
     expect(gets.length).toBe(before);
     expect(into.equals(data.subarray(5 * MiB + 3, 5 * MiB + 3 + 4 * KiB))).toBe(true);
+  });
+
+  it('load the object whole, within the budget, once a handle has read it at random a few times', async () => {
+    const size = 16 * BLOCK + 5; // 17 blocks, the last of 5 bytes
+    const limit = 24 * BLOCK;
+    const { data, gets, cache, version, reader: make } = await setup(size, { memoryLimit: limit });
+    // Peak memory, seen by the store at every GET.
+    let peak = 0;
+    const get = (cache as unknown as { store: ObjectStore }).store.get;
+    (cache as unknown as { store: ObjectStore }).store.get = (key, options) => {
+      peak = Math.max(peak, cache.memoryUsed);
+      return get(key, options);
+    };
+    const reader = make();
+    const read = async (at: number) => {
+      const into = Buffer.alloc(4 * KiB);
+      expect(await reader.read(into, 4 * KiB, at)).toBe(4 * KiB);
+      expect(into.equals(data.subarray(at, at + 4 * KiB))).toBe(true);
+    };
+    // Reads at random, each in a block no earlier read fetched (each fetches the blocks after it).
+    const offsets = [15 * BLOCK + 9, 13 * BLOCK + 4096 * 3, 11 * BLOCK - 8 * KiB, 8 * BLOCK + 100];
+    for (const at of offsets.slice(0, RANDOM_READS_BEFORE_LOAD - 1)) await read(at);
+    expect(cache.stats.loaded).toBe(0); // a few reads far apart (a footer, a header) load nothing more
+    await read(offsets[RANDOM_READS_BEFORE_LOAD - 1]!);
+    await cache.loadEnded(version);
+    expect(cache.stats.loaded).toBeGreaterThan(0);
+    // Every block fetched whole exactly once, by the load or before it; nothing else but the reads' own GETs.
+    const blocks = gets.filter((g) => g.length !== 4 * KiB);
+    expect(blocks.map((g) => g.start / BLOCK).sort((a, b) => a - b)).toEqual(Array.from({ length: 17 }, (_, i) => i));
+    expect(gets.length - blocks.length).toBe(RANDOM_READS_BEFORE_LOAD);
+    expect(cache.memoryUsed).toBe(size);
+    expect(peak).toBeLessThanOrEqual(limit);
+    // The reads after it cost no GET.
+    const before = gets.length;
+    for (const at of [3 * BLOCK + 17, 16 * BLOCK + 1, 7 * BLOCK - 4 * KiB, 0]) {
+      const into = Buffer.alloc(4 * KiB);
+      const n = await reader.read(into, 4 * KiB, at);
+      expect(into.subarray(0, n).equals(data.subarray(at, at + n))).toBe(true);
+    }
+    expect(gets.length).toBe(before);
+  });
+
+  it('never load whole an object larger than the free room, nor evict for it', async () => {
+    const limit = 16 * BLOCK;
+    const size = 12 * BLOCK;
+    const { data, gets, cache, version, reader: make } = await setup(size, { memoryLimit: limit });
+    fill(cache, 8 * BLOCK); // room for 8 of the 12 blocks
+    const reader = make();
+    for (const at of [11 * BLOCK + 5, 1 * BLOCK, 6 * BLOCK + 77, 3 * BLOCK + 9, 9 * BLOCK + 1]) {
+      const into = Buffer.alloc(4 * KiB);
+      expect(await reader.read(into, 4 * KiB, at)).toBe(4 * KiB);
+      expect(into.equals(data.subarray(at, at + 4 * KiB))).toBe(true);
+    }
+    await cache.loadEnded(version);
+    expect(cache.stats.loaded).toBe(0);
+    expect(cache.memoryUsed).toBeLessThanOrEqual(limit);
+    // The other object's blocks are all still there: random reads took only free room.
+    expect(gets.filter((g) => g.length === BLOCK).length).toBeLessThanOrEqual(8);
+  });
+
+  it("serve a read from the part of a block that has arrived, and one past it with its own GET, not after the block's", async () => {
+    const memory = new MemoryStore();
+    const data = randomBytes(4 * BLOCK);
+    const { etag } = await memory.put('obj', data);
+    // Whole blocks arrive in two halves: the second only once `release` is called.
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const small: number[] = [];
+    const store = Object.create(memory) as ObjectStore;
+    store.get = async (key, options = {}) => {
+      const { start, end } = options.range!;
+      if (end - start + 1 !== BLOCK || !options.into) {
+        small.push(start);
+        return memory.get(key, options);
+      }
+      data.copy(options.into, 0, start, start + BLOCK / 2);
+      options.onProgress?.(BLOCK / 2);
+      await held;
+      data.copy(options.into, BLOCK / 2, start + BLOCK / 2, start + BLOCK);
+      options.onProgress?.(BLOCK);
+      return { info: await memory.head(key), body: options.into };
+    };
+    const cache = new BlockCache(store, { blockSize: BLOCK, memoryLimit: 64 * MiB, maxConnections: 8 });
+    const version: ObjectVersion = { key: 'obj', etag, size: data.length };
+    const reader = new FileReader(cache, () => version, { minReadAhead: MiB, maxReadAhead: 16 * MiB });
+    const into = Buffer.alloc(4 * KiB);
+    // A random read: its own GET, and its block (and the ones after) fetched whole behind it.
+    expect(await reader.read(into, 4 * KiB, BLOCK + 12345)).toBe(4 * KiB);
+    expect(small).toEqual([BLOCK + 12345]);
+    // In the half that has arrived: no GET, nothing to wait for.
+    expect(await reader.read(into, 4 * KiB, BLOCK + 100)).toBe(4 * KiB);
+    expect(into.equals(data.subarray(BLOCK + 100, BLOCK + 100 + 4 * KiB))).toBe(true);
+    expect(small).toHaveLength(1);
+    expect(cache.stats.arrived).toBe(1);
+    // In the half still on its way: a GET of its own, answered while the block is still held.
+    const at = 2 * BLOCK - 8 * KiB;
+    expect(await reader.read(into, 4 * KiB, at)).toBe(4 * KiB);
+    expect(into.equals(data.subarray(at, at + 4 * KiB))).toBe(true);
+    expect(small).toEqual([BLOCK + 12345, at]);
+    release();
+    await cache.readBlock(version, 1);
+    expect(await reader.read(into, 4 * KiB, at + 1)).toBe(4 * KiB); // the block now
+    expect(into.equals(data.subarray(at + 1, at + 1 + 4 * KiB))).toBe(true);
+    expect(small).toHaveLength(2);
   });
 
   it('stops at the end of the object', async () => {

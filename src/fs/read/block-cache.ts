@@ -46,6 +46,20 @@
  * object much larger than the budget to about the budget's share of the object. At most
  * `MAX_RANDOM_FETCHES` such fetches run at once: GETs run `maxConnections` at a time, and random
  * reads' own small GETs must find one free.
+ *
+ * Whole-object loads (`loadWhole`): once a reader has read an object at random a few times
+ * (file-reader.ts decides), the object is loaded whole if what of it is not here fits in the
+ * budget's free room: `LOAD_STREAMS` block GETs kept in flight, the next started as each ends,
+ * so the load runs at the speed of the connections rather than of the reads that trigger it (a
+ * program doing 4 KiB reads one after another leaves the load idle whenever it waits). It never
+ * evicts anything, and stops when the free room runs out. An object larger than the budget is
+ * never loaded whole: its random reads take the per-block path above.
+ *
+ * Bytes that have arrived (`readArrived`): a block being fetched into a buffer of its own is
+ * filled from its first byte on, and the store says how far it has got (`GetOptions.onProgress`).
+ * A random read whose bytes are there is served from the part already filled; one whose bytes are
+ * not yet there takes its own small GET (`readRange`), rather than waiting for the rest of an
+ * 8 MiB block that shares the server and the connections with the other streams of a load.
  */
 
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -92,6 +106,10 @@ export interface BlockCacheStats {
   passed: number;
   /** Blocks fetched whole in the background for random reads (see `readRange`). */
   promoted: number;
+  /** Blocks fetched by whole-object loads (see `loadWhole`). */
+  loaded: number;
+  /** Random reads served from the part of a block that had arrived (see `readArrived`). */
+  arrived: number;
 }
 
 /** Buffers of passed blocks kept for the next blocks fetched; more are left to the collector. */
@@ -99,6 +117,27 @@ const MAX_SPARES = 4;
 
 /** Blocks fetched whole for random reads at once (fewer than connections: see `readRange`). */
 const MAX_RANDOM_FETCHES = 8;
+
+/** Block GETs a whole-object load keeps in flight (fewer than connections: see `loadWhole`). */
+const LOAD_STREAMS = 8;
+
+/** A whole-object load in progress (see `loadWhole`). */
+interface ObjectLoad {
+  version: ObjectVersion;
+  /** The next block to start. */
+  next: number;
+  /** Block GETs in flight. */
+  active: number;
+  /** Settles once no block GET of the load is left in flight or to start. */
+  ended: Promise<void>;
+  end: () => void;
+}
+
+/** A block being fetched into a buffer of its own: its first `received` bytes are there. */
+interface Arriving {
+  buffer: Buffer;
+  received: number;
+}
 
 export class BlockCache {
   readonly blockSize: number;
@@ -112,12 +151,18 @@ export class BlockCache {
     recycled: 0,
     passed: 0,
     promoted: 0,
+    loaded: 0,
+    arrived: 0,
   };
   private readonly memory: LRUCache<string, Buffer>;
   /** Block buffers this cache allocated and the store filled: only these are ever recycled. */
   private readonly own = new WeakSet<Buffer>();
   /** Blocks being fetched, each shared by the reads waiting for it (cancelled once none waits). */
   private readonly inflight = new Map<string, { block: Promise<Buffer>; cancel: SharedCancellation }>();
+  /** Blocks being fetched into a buffer of their own, and how far they have got. */
+  private readonly arriving = new Map<string, Arriving>();
+  /** Whole-object loads in progress, by object version. */
+  private readonly loads = new Map<string, ObjectLoad>();
   /** Blocks read ahead that no read has asked for yet; read-ahead does not evict them. */
   private readonly unread = new Set<string>();
   /** Blocks being read ahead that a read has since asked for. */
@@ -162,10 +207,55 @@ export class BlockCache {
     return Math.ceil(version.size / this.blockSize);
   }
 
+  private blockLength(version: ObjectVersion, index: number): number {
+    return Math.min(this.blockSize, version.size - index * this.blockSize);
+  }
+
   /** Whether block `index` is in memory, on its way or on disk, so reading it costs no new GET. */
   isAvailable(version: ObjectVersion, index: number): boolean {
-    const id = blockId(version, index);
-    return this.memory.has(id) || this.inflight.has(id) || this.options.disk?.has(version, index) === true;
+    return this.inflight.has(blockId(version, index)) || this.isCached(version, index);
+  }
+
+  /** Whether block `index` is in memory or on disk: reading it waits for no GET. */
+  isCached(version: ObjectVersion, index: number): boolean {
+    return this.memory.has(blockId(version, index)) || this.options.disk?.has(version, index) === true;
+  }
+
+  /**
+   * Copies bytes [start, end) into `into` if they lie in one block that is on its way and has
+   * received them already (see above); returns whether it did.
+   */
+  readArrived(version: ObjectVersion, start: number, end: number, into: Buffer): boolean {
+    const index = Math.floor(start / this.blockSize);
+    if (Math.floor((end - 1) / this.blockSize) !== index) return false;
+    const arriving = this.arriving.get(blockId(version, index));
+    const from = start - index * this.blockSize;
+    if (!arriving || arriving.received < end - index * this.blockSize) return false;
+    arriving.buffer.copy(into, 0, from, from + end - start);
+    this.stats.arrived += 1;
+    return true;
+  }
+
+  /**
+   * Starts loading the object whole for random reads, unless what of it is not here needs more
+   * than the budget's free room (see above). Returns whether the object is loaded or loading.
+   */
+  loadWhole(version: ObjectVersion): boolean {
+    const id = objectId(version);
+    if (this.loads.has(id)) return true;
+    if (version.size > this.limit) return false;
+    let missing = 0;
+    for (let index = 0; index < this.blockCount(version); index++) {
+      if (!this.isAvailable(version, index)) missing += this.blockLength(version, index);
+    }
+    if (missing === 0) return true;
+    if (missing > this.room()) return false;
+    let end = () => {};
+    const ended = new Promise<void>((resolve) => (end = resolve));
+    const load: ObjectLoad = { version, next: 0, active: 0, ended, end };
+    this.loads.set(id, load);
+    this.continueLoad(load);
+    return true;
   }
 
   /**
@@ -187,6 +277,8 @@ export class BlockCache {
    * are not available. Its blocks may also be fetched whole in the background (see above).
    */
   async readRange(version: ObjectVersion, start: number, end: number, cancel?: Cancellation): Promise<Buffer> {
+    // A whole-object load fetches every block already.
+    if (this.loads.has(objectId(version))) return this.getFromStore(version, start, end, true, undefined, cancel?.signal);
     const last = Math.floor((end - 1) / this.blockSize);
     const previous = this.lastRanged;
     this.lastRanged = [];
@@ -248,6 +340,50 @@ export class BlockCache {
       () => (this.randomFetches -= 1),
       () => (this.randomFetches -= 1), // a read of the block sees the error
     );
+  }
+
+  /**
+   * Starts the next blocks of a whole-object load, up to `LOAD_STREAMS` in flight, each within the
+   * free room; once one ends, the next starts. A failed block (the object changed, the store
+   * failed) ends the load: a read of it sees the error, and a later random read may start another.
+   */
+  private continueLoad(load: ObjectLoad): void {
+    const count = this.blockCount(load.version);
+    while (load.active < LOAD_STREAMS && load.next < count) {
+      const index = load.next;
+      if (this.isAvailable(load.version, index)) {
+        load.next += 1;
+        continue;
+      }
+      const loading = this.room() >= this.blockLength(load.version, index) ? this.loadBlock(load.version, index, false, false) : undefined;
+      if (!loading) {
+        load.next = count; // out of free room: the rest is left to the reads
+        break;
+      }
+      load.next += 1;
+      load.active += 1;
+      this.stats.loaded += 1;
+      loading.then(
+        () => {
+          load.active -= 1;
+          this.continueLoad(load);
+        },
+        () => {
+          load.active -= 1;
+          load.next = count;
+          this.continueLoad(load);
+        },
+      );
+    }
+    if (load.active === 0 && load.next >= count) {
+      this.loads.delete(objectId(load.version));
+      load.end();
+    }
+  }
+
+  /** Settles once the whole-object load of `version` (if one runs) has ended: for tests. */
+  async loadEnded(version: ObjectVersion): Promise<void> {
+    await this.loads.get(objectId(version))?.ended;
   }
 
   /** Drops every block from memory (the disk tier keeps its own). */
@@ -321,7 +457,9 @@ export class BlockCache {
         } else if (length === this.blockSize) {
           into = this.options.allocate?.(length) ?? Buffer.allocUnsafe(length);
         }
-        const data = await this.getFromStore(version, start, start + length, demand, into, shared.signal);
+        let arriving: Arriving | undefined;
+        if (into) this.arriving.set(id, (arriving = { buffer: into, received: 0 }));
+        const data = await this.getFromStore(version, start, start + length, demand, into, shared.signal, arriving);
         if (data === into) this.own.add(data);
         this.options.disk?.put(version, index, data);
         return data;
@@ -339,12 +477,15 @@ export class BlockCache {
     loading.then(
       (data) => {
         if (!settled()) return;
+        this.arriving.delete(id);
         this.memory.set(id, data);
         if (markUnread && !this.wanted.has(id)) this.unread.add(id);
         this.wanted.delete(id);
       },
       () => {
-        if (settled()) this.wanted.delete(id); // a failure is not cached: the next read tries again
+        if (!settled()) return; // a failure is not cached: the next read tries again
+        this.arriving.delete(id);
+        this.wanted.delete(id);
       },
     );
     return loading;
@@ -405,11 +546,19 @@ export class BlockCache {
     demand: boolean,
     into?: Buffer,
     signal?: AbortSignal,
+    arriving?: Arriving,
   ): Promise<Buffer> {
+    const onProgress = arriving && ((received: number) => (arriving.received = received));
     const body = await this.queue.add(
       async () => {
         this.stats.gets += 1;
-        const { body } = await this.store.get(version.key, { range: { start, end: end - 1 }, ifMatch: version.etag, into, signal });
+        const { body } = await this.store.get(version.key, {
+          range: { start, end: end - 1 },
+          ifMatch: version.etag,
+          into,
+          signal,
+          onProgress,
+        });
         this.stats.bytesFetched += body.length;
         return body;
       },
@@ -424,4 +573,8 @@ export class BlockCache {
 
 function blockId(version: ObjectVersion, index: number): string {
   return `${version.etag}\0${index}\0${version.key}`;
+}
+
+function objectId(version: ObjectVersion): string {
+  return `${version.etag}\0${version.key}`;
 }

@@ -9,9 +9,14 @@
  * `minReadAhead` and doubles with every sequential read up to `maxReadAhead`, asks the cache
  * for the blocks after it, so they are on their way before the program gets there. A read
  * anywhere else is a seek: the window shrinks back, and unless its blocks are already cached
- * (in memory or on disk) or on their way, exactly the bytes asked for are fetched with one ranged
- * GET (a 4 KiB random read waits for a 4 KiB GET, not for a block); the cache may fetch the
- * block whole behind it, for the reads that follow there (`BlockCache.range`).
+ * (in memory or on disk), or its bytes have arrived in a block on its way, exactly the bytes asked
+ * for are fetched with one ranged GET (a 4 KiB random read waits for a 4 KiB GET, not for a block
+ * or behind the streams fetching other blocks); the cache may fetch the block whole behind it,
+ * for the reads that follow there (`BlockCache.readRange`). After `RANDOM_READS_BEFORE_LOAD` such
+ * reads, the handle asks the cache to load the object whole (`BlockCache.loadWhole`: when it
+ * fits in the free room), so the reads after that are served from memory: a program reading a
+ * file at random is likely to go on doing so all over it, and one or two reads far apart (a
+ * footer, then a header) do not start a download of the whole object.
  *
  * A sequential stream tells the cache which blocks it is past (all but the one just behind the
  * block it reads, which a read arriving out of order may still want): the cache drops those of a
@@ -23,6 +28,9 @@
 
 import type { Cancellation } from '../cancellation.js';
 import type { BlockCache, ObjectVersion } from './block-cache.js';
+
+/** Random reads that needed a GET before the handle asks for the object to be loaded whole. */
+export const RANDOM_READS_BEFORE_LOAD = 4;
 
 export interface ReadAheadOptions {
   minReadAhead: number;
@@ -36,6 +44,8 @@ export class FileReader {
   private streaming = false;
   /** The first block this stream read that it has not told the cache it is past. */
   private notPassed = 0;
+  /** Random reads that needed a GET. */
+  private randomMisses = 0;
 
   constructor(
     private readonly cache: BlockCache,
@@ -71,8 +81,10 @@ export class FileReader {
       this.window = this.options.minReadAhead;
       this.notPassed = first;
       let cached = true;
-      for (let index = first; index <= last; index++) cached &&= this.cache.isAvailable(version, index);
+      for (let index = first; index <= last; index++) cached &&= this.cache.isCached(version, index);
       if (!cached) {
+        if (this.cache.readArrived(version, position, end, into)) return wanted;
+        if (++this.randomMisses >= RANDOM_READS_BEFORE_LOAD) this.cache.loadWhole(version);
         const bytes = await this.cache.readRange(version, position, end, cancel);
         return bytes.copy(into, 0, 0, wanted);
       }
