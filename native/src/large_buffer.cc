@@ -7,6 +7,11 @@
 // ordinary anonymous memory. Only these buffers ask for huge pages: glibc's own heap keeps 4 KiB
 // pages (the whole-process tunable, glibc.malloc.hugetlb=1, inflated the daemon's resident size).
 //
+// Huge pages are asked for unless the caller says not to: on this project's VM a fresh huge page
+// sometimes costs far more than 512 small ones (bench/RESULTS.md, Random reads), so the block
+// cache, which fills a whole object's worth of fresh memory for random reads, keeps 4 KiB pages
+// and only the mapping of its own (unmapped when collected, so the resident size stays bounded).
+//
 // The mapping is unmapped when the Buffer is collected, and V8 is told of the memory both ways, as
 // it is of an ordinary Buffer's, so the garbage collector weighs it the same.
 #include "large_buffer.h"
@@ -30,14 +35,16 @@ void Unmap(napi_env env, void* data, void* hint) {
 
 }  // namespace
 
-// allocLargeBuffer(size): a Buffer of `size` bytes (contents undefined), or undefined when the
-// memory cannot be mapped (the caller allocates an ordinary one).
+// allocLargeBuffer(size, hugePages = true): a Buffer of `size` bytes (contents undefined), or
+// undefined when the memory cannot be mapped (the caller allocates an ordinary one).
 napi_value AllocLargeBuffer(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1] = {};
+  size_t argc = 2;
+  napi_value argv[2] = {};
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   double requested = -1;
   napi_get_value_double(env, argv[0], &requested);
+  bool hugePages = true;
+  if (argc > 1) napi_get_value_bool(env, argv[1], &hugePages);  // not a boolean: left true
   napi_value undefined;
   napi_get_undefined(env, &undefined);
   if (!(requested > 0 && requested <= (1ULL << 40))) return undefined;
@@ -51,7 +58,7 @@ napi_value AllocLargeBuffer(napi_env env, napi_callback_info info) {
   char* tail = aligned + mapped;
   size_t tailLength = raw + mapped + kHugePage - tail;
   if (tailLength > 0) munmap(tail, tailLength);
-  madvise(aligned, mapped, MADV_HUGEPAGE);  // a kernel without THP refuses: ordinary pages then
+  if (hugePages) madvise(aligned, mapped, MADV_HUGEPAGE);  // a kernel without THP refuses: ordinary pages then
   napi_value buffer;
   if (napi_create_external_buffer(env, size, aligned, Unmap, reinterpret_cast<void*>(mapped), &buffer) != napi_ok) {
     munmap(aligned, mapped);

@@ -160,7 +160,10 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
       maxConnections: options.maxConnections,
       disk,
       budget: memoryBudget,
-      allocate: largeBuffer, // huge pages: a cold read's cost is mostly fresh memory
+      // Mappings of their own (the resident size stays bounded), in 4 KiB pages: a random read's
+      // whole-object load fills 1 GiB of fresh memory, and fresh huge pages cost 2-6 times more
+      // than small ones on the project's VM, unpredictably (bench/RESULTS.md, Random reads).
+      allocate: (bytes) => largeBuffer(bytes, false),
     });
     cleanups.push(() => memoryBudget.detachCache(blockCache));
     const partBuffers = new PartBuffers(options.partSize, options.uploadConcurrency, largeBuffer, memoryBudget);

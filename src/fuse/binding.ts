@@ -23,8 +23,8 @@
  *   bits (FUSE carries no more), or the answer is EIO.
  * - `flush` gets, after the handle, the pid of the process that closed the descriptor (0 when not
  *   known) and the file's inode number, so that /proc can tell a dup's close (descriptors.ts).
- * - The addon also makes the block cache's buffers (`largeBuffer`): memory of their own, in huge
- *   pages where the kernel allows.
+ * - The addon also makes the block cache's and the uploads' buffers (`largeBuffer`): memory of
+ *   their own, in huge pages where the kernel allows and the caller asks for them.
  * - A request the kernel interrupts (a program stuck on a hung store got a signal) is answered
  *   EINTR at once when it only reads (lookup, getattr, open, read, readdir...), and its op's
  *   answer is dropped. Those ops get a `Cancellation` (fs/cancellation.ts) after their callback:
@@ -136,7 +136,7 @@ interface Fuse3Addon {
   unmount(handle: unknown): void;
   invalidatePath(handle: unknown, path: string, callback: (errno: number) => void): void;
   nodeCount(handle: unknown): number;
-  allocLargeBuffer(bytes: number): Buffer | undefined;
+  allocLargeBuffer(bytes: number, hugePages?: boolean): Buffer | undefined;
 }
 
 const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'native', 'build', 'Release', 'objmount_fuse3.node');
@@ -154,15 +154,17 @@ export function loadFuse3Addon(): Fuse3Addon {
 const HUGE_PAGE = 2 * 1024 * 1024;
 
 /**
- * A Buffer of `bytes` (contents undefined) in a mapping of its own, marked for transparent huge
- * pages, unmapped when it is collected (native/src/large_buffer.cc): filling fresh memory costs a
- * page fault per 2 MiB instead of per 4 KiB. Undefined (the caller allocates an ordinary Buffer)
- * unless `bytes` is a whole number of huge pages, and when the addon is not built.
+ * A Buffer of `bytes` (contents undefined) in a mapping of its own, unmapped when it is collected
+ * (native/src/large_buffer.cc), and marked for transparent huge pages unless `hugePages` is false:
+ * filling fresh memory then costs a page fault per 2 MiB instead of per 4 KiB, though on some
+ * machines a fresh huge page costs more than 512 small ones (bench/RESULTS.md, Random reads).
+ * Undefined (the caller allocates an ordinary Buffer) unless `bytes` is a whole number of huge
+ * pages, and when the addon is not built.
  */
-export function largeBuffer(bytes: number): Buffer | undefined {
+export function largeBuffer(bytes: number, hugePages = true): Buffer | undefined {
   if (bytes <= 0 || bytes % HUGE_PAGE !== 0) return undefined;
   try {
-    return loadFuse3Addon().allocLargeBuffer(bytes);
+    return loadFuse3Addon().allocLargeBuffer(bytes, hugePages);
   } catch {
     return undefined;
   }

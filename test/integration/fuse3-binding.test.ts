@@ -425,6 +425,17 @@ describe("large buffers (the block cache's memory)", () => {
     expect(largeBuffer(8 * MiB + 4096)).toBeUndefined();
     expect(largeBuffer(0)).toBeUndefined();
   });
+
+  it('stay in 4 KiB pages when asked to (the block cache: fresh huge pages can cost more)', () => {
+    const MiB = 1024 * 1024;
+    const hugeKiB = () => Number(/AnonHugePages:\s+(\d+) kB/.exec(readFileSync('/proc/self/smaps_rollup', 'utf8'))?.[1] ?? 0);
+    const before = hugeKiB();
+    const buffers = Array.from({ length: 4 }, (_, n) => largeBuffer(8 * MiB, false)!.fill(n + 1));
+    for (const [n, buffer] of buffers.entries()) expect(buffer.every((byte) => byte === n + 1)).toBe(true);
+    // With THP in `madvise` mode only mappings that ask get huge pages: these 32 MiB did not.
+    const thp = readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8');
+    if (thp.includes('[madvise]')) expect(hugeKiB() - before).toBeLessThan(8 * 1024);
+  });
 });
 
 describe('unmounting', () => {
