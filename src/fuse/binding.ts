@@ -153,6 +153,9 @@ export function loadFuse3Addon(): Fuse3Addon {
 
 const HUGE_PAGE = 2 * 1024 * 1024;
 
+/** How long the event loop polls for the next request after one came (see the constructor). */
+const POLL_MS = 1;
+
 /**
  * A Buffer of `bytes` (contents undefined) in a mapping of its own, unmapped when it is collected
  * (native/src/large_buffer.cc), and marked for transparent huge pages unless `hugePages` is false:
@@ -178,6 +181,9 @@ export class FuseSession {
   private readonly handle: unknown;
   private readonly addon = loadFuse3Addon();
   private endedResolve!: () => void;
+  /** Callers of `notPolling`, resolved once the event loop stops polling for requests. */
+  private readonly pollEnded: Array<() => void> = [];
+  private isPolling = () => false;
   /** Resolves when the FUSE loop has ended: after unmount(), or an unmount from outside. */
   readonly ended = new Promise<void>((resolve) => (this.endedResolve = resolve));
 
@@ -192,9 +198,28 @@ export class FuseSession {
     const onError = options.onOperationError;
     const cancellable = opNames.map((name) => CANCELLABLE.has(name));
     const cancellations = new Cancellations();
+    // Polling while requests flow: after each request the event loop keeps turning (without
+    // sleeping in epoll) until none has come for `POLL_MS`. The addon's thread hands each request
+    // to this thread through an eventfd; waking a thread that sleeps on an idle vCPU costs a VM
+    // exit, several times what serving a cached 4 KiB read costs (random 4 KiB reads from memory:
+    // ~11,000 a second on an idle machine, ~70,000 with other processes keeping the vCPUs awake,
+    // bench/RESULTS.md, Random reads). An idle mount does not poll.
+    let lastRequest = 0;
+    let polling = false;
+    this.isPolling = () => polling;
+    const poll = () => {
+      if (performance.now() - lastRequest < POLL_MS) return setImmediate(poll);
+      polling = false;
+      for (const resolve of this.pollEnded.splice(0)) resolve();
+    };
     // Every request comes through here with an id; the op answers through a closure over it.
     // (A closure made here costs far less than a native function made per request.)
     const dispatch: Dispatch = (op, id, ...args) => {
+      lastRequest = performance.now();
+      if (!polling) {
+        polling = true;
+        setImmediate(poll);
+      }
       if (op >= opNames.length) {
         // The kernel interrupted request `id`, and has its EINTR already; or (opNames.length + 1)
         // the process a read was made for closed the file: end its store requests.
@@ -275,6 +300,19 @@ export class FuseSession {
     await detachLazily(this.mountpoint);
     this.addon.unmount(this.handle);
     await this.ended;
+  }
+
+  /**
+   * Resolves once the event loop has stopped polling for requests (`POLL_MS` after the last one):
+   * an idle mount costs no CPU. At once when it is not polling.
+   */
+  notPolling(): Promise<void> {
+    return this.polling ? new Promise((resolve) => this.pollEnded.push(resolve)) : Promise.resolve();
+  }
+
+  /** Whether the event loop is polling for requests (one came less than `POLL_MS` ago). */
+  get polling(): boolean {
+    return this.isPolling();
   }
 
   /**

@@ -408,6 +408,28 @@ describe('readdirplus', () => {
   });
 });
 
+describe('polling for requests', () => {
+  it('goes on while requests come, and stops once none has come for a moment (an idle mount costs no CPU)', async () => {
+    const tree = new MemoryTree();
+    const seen: boolean[] = [];
+    const mounted: { session?: MemoryMount['session'] } = {};
+    const m = await mount(
+      tree.operations({
+        getattr: (path: string, cb: (code: unknown, stat?: unknown) => void) => {
+          if (mounted.session) seen.push(mounted.session.polling);
+          cb(0, path === '/' ? { mode: 0o40755, nlink: 2 } : { mode: 0o100644, size: 1 });
+        },
+      }),
+    );
+    mounted.session = m.session;
+    expect((await sh(`stat -c %s ${join(m.mountpoint, 'a')} ${join(m.mountpoint, 'b')}`)).stdout.trim().split('\n')).toEqual(['1', '1']);
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.every((polling) => polling)).toBe(true);
+    await m.session.notPolling();
+    expect(m.session.polling).toBe(false);
+  });
+});
+
 describe("large buffers (the block cache's memory)", () => {
   it('hold what is written to them, in huge pages where the kernel offers them; other sizes are left to Node', () => {
     const MiB = 1024 * 1024;
