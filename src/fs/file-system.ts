@@ -10,6 +10,7 @@
  * - `Committer` (write/committer.ts): streaming a new file while it is written, and saving a
  *   file now (sync close, fsync) or later from the journal (async close);
  * - `Mover` (mover.ts): renames, as copies and deletes, with the files open below them;
+ * - `Nodes` (nodes.ts): symlinks and what mknod makes, a name and metadata only;
  * - `FileReader` (read/file-reader.ts) over the mount's `BlockCache`: reads of unmodified files.
  *
  * Files open for writing are staged locally and uploaded on flush/fsync/close, which return only
@@ -21,23 +22,13 @@ import { randomBytes } from 'node:crypto';
 
 import type { Logger } from '../log/logger.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import {
-  type AttributeDefaults,
-  type Attributes,
-  MAX_RDEV,
-  type Owner,
-  S_IFMT,
-  S_IFREG,
-  contentTypeOf,
-  kindOfMode,
-  metadataOf,
-  newAttributes,
-} from './attributes.js';
+import { type AttributeDefaults, type Attributes, type Owner, S_IFMT, contentTypeOf, metadataOf, newAttributes } from './attributes.js';
 import type { Cancellation } from './cancellation.js';
 import { FsError } from './errors.js';
 import type { MemoryBudget } from './memory-budget.js';
 import type { MetadataCacheOptions } from './metadata-cache.js';
 import { MAX_NAME_BYTES, Namespace } from './namespace.js';
+import { Nodes } from './nodes.js';
 import { Mover } from './mover.js';
 import { OpenFile, stagingPathFor } from './open-file.js';
 import { O_ACCMODE, O_RDWR, O_TRUNC, OpenFileTable } from './open-files.js';
@@ -111,6 +102,7 @@ export class FileSystem {
   private readonly openFiles = new OpenFileTable();
   private readonly committer: Committer;
   private readonly mover: Mover;
+  private readonly nodes: Nodes;
   private readonly blocks: BlockCache;
   private readonly now: () => number;
   private nextStaging = 1;
@@ -141,6 +133,7 @@ export class FileSystem {
       logger: options.logger,
     });
     this.mover = new Mover(store, this.namespace, this.openFiles, this.committer);
+    this.nodes = new Nodes(store, this.namespace, options.defaults, this.now);
   }
 
   // ---- attributes and directories ----
@@ -414,55 +407,24 @@ export class FileSystem {
     await this.namespace.keepParent(path);
   }
 
-  /** A new symlink, owned by `owner` (FUSE's caller; default: the mount's defaults). */
+  // ---- entries that are a name and metadata only (nodes.ts) ----
+
   async symlink(target: string, path: string, owner?: Owner): Promise<void> {
     this.checkWritable(path);
-    const key = this.namespace.checkedKey(path);
-    if (await this.namespace.tryResolve(path)) throw new FsError('EEXIST', `${path}: already exists`);
-    this.namespace.appeared(path);
-    const attrs = newAttributes('symlink', 0o777, this.options.defaults, this.now(), owner);
-    const body = Buffer.from(target, 'utf8');
-    attrs.size = body.length;
-    const { etag } = await this.namespace.callStore(path, () =>
-      this.store.put(key, body, { metadata: metadataOf(attrs), contentType: contentTypeOf('symlink') }),
-    );
-    this.namespace.cache.setNode(path, { attrs, etag, explicit: false, complete: true, target });
+    await this.nodes.symlink(target, path, owner);
   }
 
-  async readlink(path: string, cancel?: Cancellation): Promise<string> {
-    const node = await this.namespace.resolve(path, cancel);
-    if (node.attrs.kind !== 'symlink') throw new FsError('EINVAL', `${path}: not a symbolic link`);
-    if (node.target !== undefined) return node.target;
-    const { body } = await this.namespace.callStore(path, () => this.store.get(this.namespace.key(path), { signal: cancel?.signal }));
-    node.target = body.toString('utf8');
-    return node.target;
+  readlink(path: string, cancel?: Cancellation): Promise<string> {
+    return this.nodes.readlink(path, cancel);
   }
 
   async link(from: string, to: string): Promise<void> {
     throw new FsError('EPERM', `${to}: hard links are not supported on object storage (link from ${from})`);
   }
 
-  /**
-   * mknod(2): a FIFO, socket (a bound unix socket's name) or device node, or an empty regular
-   * file, owned by `owner`: an empty object whose mode has the type, as s3fs stores them; a
-   * device's number goes in the metadata too. Only the name is stored: what a FIFO or socket
-   * carries, and what a device is, stays with the kernel of whoever opens it.
-   */
   async mknod(path: string, mode: number, rdev: number, owner?: Owner): Promise<void> {
     this.checkWritable(path);
-    const key = this.namespace.checkedKey(path);
-    // mknod(2) takes a type of 0 as a regular file.
-    const typed = (mode & S_IFMT) === 0 ? S_IFREG | mode : mode;
-    const kind = kindOfMode(typed);
-    if (kind !== 'file' && kind !== 'special') throw new FsError('EINVAL', `${path}: mknod makes files, FIFOs, sockets and devices only`);
-    if (!Number.isInteger(rdev) || rdev < 0 || rdev > MAX_RDEV) throw new FsError('EINVAL', `${path}: device number ${rdev} out of range`);
-    if (await this.namespace.tryResolve(path)) throw new FsError('EEXIST', `${path}: already exists`);
-    this.namespace.appeared(path);
-    const attrs = newAttributes(kind, typed, this.options.defaults, this.now(), owner, rdev);
-    const { etag } = await this.namespace.callStore(path, () =>
-      this.store.put(key, Buffer.alloc(0), { metadata: metadataOf(attrs), contentType: contentTypeOf(kind) }),
-    );
-    this.namespace.cache.setNode(path, { attrs, etag, explicit: false, complete: true });
+    await this.nodes.mknod(path, mode, rdev, owner);
   }
 
   // ---- rename ----
