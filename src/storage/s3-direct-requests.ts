@@ -135,8 +135,7 @@ export class S3DirectRequests {
     if (!response) return undefined;
     response.resume();
     const status = response.statusCode ?? 0;
-    if (status === 200) return { status, info: infoOf(key, response) };
-    if (status === 404) return { status, info: infoOf(key, response) };
+    if (status === 200 || status === 404) return { status, info: infoOf(key, response) };
     return this.handBack(status);
   }
 
