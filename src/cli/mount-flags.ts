@@ -110,6 +110,17 @@ export function mountFlags(y: Argv) {
       describe: 'also cache blocks on disk here; they survive a remount (yours alone: others may not write in it; made 0700 if missing)',
     })
     .option('cache-size', { type: 'string', default: '4G', describe: 'most bytes the disk cache holds (with --cache-dir)' })
+    .option('keep-metadata', {
+      type: 'boolean',
+      default: true,
+      describe:
+        "keep files' POSIX metadata (mode, owner, times) on local disk across mounts, by object version: a listing that shows an object unchanged since then needs no request for it (--no-keep-metadata: keep nothing)",
+    })
+    .option('metadata-dir', {
+      type: 'string',
+      describe:
+        'where the metadata is kept, yours alone (default: /var/cache/objmount/metadata for root, else ~/.cache/objmount/metadata; made 0700 if missing)',
+    })
     .option('allow-other', { type: 'boolean', default: false, describe: 'let other users access the mount' })
     .option('write-mode', {
       choices: ['sync', 'async'] as const,
@@ -209,6 +220,7 @@ export function toMountOptions(args: MountArgs, env: NodeJS.ProcessEnv): MountOp
         : size('memory-limit', args['memory-limit'], 0, Number.MAX_SAFE_INTEGER),
     cacheDir: args['cache-dir'] === undefined ? undefined : resolve(args['cache-dir']),
     cacheSize: size('cache-size', args['cache-size'], 0, Number.MAX_SAFE_INTEGER),
+    metadataDir: !args['keep-metadata'] ? undefined : resolve(args['metadata-dir'] ?? defaultMetadataDir(env)),
     allowOther: args['allow-other'],
     writeMode: args['write-mode'],
     stagingDir: args['staging-dir'] === undefined ? undefined : resolve(args['staging-dir']),
@@ -261,6 +273,12 @@ function gcsKeyFile(flag: string | undefined, env: NodeJS.ProcessEnv): MountOpti
 
 /** The root view mounts no one source; this stands in where a source names the mount (staging, logs). */
 const ROOT_VIEW_SOURCE: MountSource = { provider: 's3', bucket: 'root-view', prefix: '' };
+
+/** Where files' metadata is kept across mounts when --metadata-dir is not given (a cache: losing it costs requests only). */
+function defaultMetadataDir(env: NodeJS.ProcessEnv): string {
+  if (process.getuid?.() === 0) return '/var/cache/objmount/metadata';
+  return join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'objmount', 'metadata');
+}
 
 /**
  * The staging directory when --staging-dir is not given: one per source, endpoint and mountpoint,

@@ -67,6 +67,11 @@ export interface MountOptions {
   /** Disk tier of the block cache: where, and how many bytes at most. */
   cacheDir?: string;
   cacheSize: number;
+  /**
+   * Where files' POSIX metadata is kept across mounts, by object version (fs/kept-metadata.ts);
+   * undefined when it is not kept (--no-keep-metadata).
+   */
+  metadataDir?: string;
   /** Let other users access the mount (needs user_allow_other for non-root). */
   allowOther: boolean;
   /** 'sync': close waits for the store; 'async': close waits for the local journal. */

@@ -4,6 +4,7 @@
  * Every failure before the mount is live leaves nothing behind and becomes a `UserError`.
  */
 
+import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import type { SwiftCredentialResolver } from '../creds/swift-credentials.js';
 import type { CredentialResolver } from '../creds/resolver.js';
 import { UserError } from '../errors/user-error.js';
 import { FileSystem } from '../fs/file-system.js';
+import { KeptMetadata } from '../fs/kept-metadata.js';
 import { MemoryBudget } from '../fs/memory-budget.js';
 import { type MountedFileSystem, RootView, type Space } from '../fs/root-view.js';
 import { BlockCache } from '../fs/read/block-cache.js';
@@ -71,6 +73,9 @@ export interface MountDependencies {
    */
   warnUser?: (message: string) => void;
 }
+
+/** Most files whose metadata is kept across mounts, per bucket (a record is about 200 bytes on disk). */
+const KEPT_RECORDS = 200_000;
 
 /** One bucket's stack under the FUSE session: its store, caches and file system. */
 interface BucketStack {
@@ -154,6 +159,26 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
       }
       cleanups.push(() => disk?.settled());
     }
+    let kept: KeptMetadata | undefined;
+    if (options.metadataDir) {
+      try {
+        await mkdir(options.metadataDir, { recursive: true, mode: 0o700 });
+      } catch (error) {
+        throw new UserError(
+          `cannot use --metadata-dir ${options.metadataDir}: ${(error as Error).message} (or mount with --no-keep-metadata)`,
+        );
+      }
+      // One file per store, bucket and prefix: what a listing there shows is what its records are of.
+      const where = `${source} at ${location}\0${options.source.prefix}`;
+      const id = createHash('sha256').update(where).digest('hex').slice(0, 16);
+      kept = await KeptMetadata.open({
+        file: join(options.metadataDir, `${options.source.bucket}-${id}.jsonl`),
+        maxRecords: KEPT_RECORDS,
+        logger,
+      });
+      const opened = kept;
+      cleanups.push(() => opened.close());
+    }
     const blockCache = new BlockCache(store, {
       blockSize: options.blockSize,
       memoryLimit: options.memoryLimit,
@@ -178,6 +203,7 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
         maxEntries: 100_000,
       },
       stagingDir,
+      kept,
       partSize: options.partSize,
       uploadConcurrency: options.uploadConcurrency,
       writeMode: options.writeMode,
@@ -262,6 +288,8 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
   if (stagingDir)
     await checkPrivateDirectory(stagingDir, options.stagingDir ? `--staging-dir ${stagingDir}` : `the staging directory ${stagingDir}`);
   if (options.cacheDir) await checkPrivateDirectory(options.cacheDir, `--cache-dir ${options.cacheDir}`);
+  if (options.metadataDir)
+    await checkPrivateDirectory(options.metadataDir, `--metadata-dir ${options.metadataDir} (or --no-keep-metadata)`);
   const mountpoint = await prepareMountpoint(options.mountpoint);
   const stacks = new Map<string, BucketStack>();
   // One budget for the whole mount: every bucket's cached blocks and upload buffers (the root

@@ -3,7 +3,7 @@
  * (node_modules untouched) with a Koa middleware inserted just ahead of its router, and its
  * FilesystemStore's key <-> path mapping replaced, so it answers like AWS S3 wherever a file system
  * would notice. Each fix is tested in test/integration/local-s3-server.test.ts. They live by
- * kind: s3rver-store-fixes.ts (5, 9, 13), s3rver-listings.ts (1-4, 8), s3rver-signatures.ts
+ * kind: s3rver-store-fixes.ts (5, 9, 13, 16), s3rver-listings.ts (1-4, 8), s3rver-signatures.ts
  * (10, 15), s3rver-multipart.ts (12, 14); the rest (6, 7, 11, suffix ranges) in `s3Semantics`
  * below, the middleware that routes requests to them ahead of s3rver's router.
  *
@@ -41,6 +41,8 @@
  *     (empty when x-amz-date is sent). s3rver signed an empty Date line always, so it refused
  *     every correctly signed V2 request that had a Date. Its own signature check is off
  *     (`allowMismatchedSignatures`); unknown access keys are still refused by it.
+ * 16. A copy is a new object with a new Last-Modified. s3rver's Last-Modified is its file's mtime,
+ *     which a copy onto itself (new metadata, same bytes: a chmod by s3fs or objmount) kept.
  */
 
 import { fork } from 'node:child_process';
@@ -63,7 +65,7 @@ import {
 import { deleteObjects, listObjects } from './s3rver-listings.js';
 import { listMultipartUploads, uploadDir, uploadPartCopy } from './s3rver-multipart.js';
 import { verifySignatureV2, verifySignatureV4 } from './s3rver-signatures.js';
-import './s3rver-store-fixes.js'; // installs fixes 5, 9 and 13 in s3rver's FilesystemStore
+import './s3rver-store-fixes.js'; // installs fixes 5, 9, 13 and 16 in s3rver's FilesystemStore
 
 export const LOCAL_S3_ACCESS_KEY = 'S3RVER'; // what s3rver accepts
 export const LOCAL_S3_SECRET_KEY = 'S3RVER';

@@ -19,6 +19,7 @@ export interface Store {
   getMetadata(bucket: string, key: string): Promise<Metadata>;
   getResourcePath(bucket: string, key: string | undefined, resource: string): string;
   deleteObject(bucket: string, key: string): Promise<void>;
+  copyObject(srcBucket: string, srcKey: string, destBucket: string, destKey: string, replacementMetadata?: object): Promise<Metadata>;
   getObject(bucket: string, key: string, options?: { start?: number; end?: number }): Promise<S3ObjectModel | null>;
   putPart(bucket: string, uploadId: string, partNumber: number, content: NodeJS.ReadableStream): Promise<{ md5: string; size: number }>;
 }

@@ -1,11 +1,12 @@
 /**
  * Fixes to s3rver's FilesystemStore (see local-s3-server.ts for the list): key <-> path mapping
- * that holds 255-byte components and 1,024-byte keys (5), deletes that leave directories (9), and
- * ranges that read `bytes=0-0` as one byte (13). Importing this module installs them.
+ * that holds 255-byte components and 1,024-byte keys (5), deletes that leave directories (9),
+ * ranges that read `bytes=0-0` as one byte (13), and copies that are new objects (16). Importing
+ * this module installs them.
  */
 
 import { type ReadStream, createReadStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { rm, utimes } from 'node:fs/promises';
 
 import { FilesystemStore, type Metadata, S3Object, type Store } from './s3rver-internals.js';
 
@@ -98,4 +99,15 @@ FilesystemStore.prototype.getObject = async function getObject(this: Store, buck
   const object = new S3Object(bucket, key, content, metadata);
   if (ranged) object.range = range;
   return object;
+};
+
+// 16. A copy is a new object with a new Last-Modified (S3's time of the copy). s3rver's is its
+// file's mtime, which a copy onto itself (a chmod: new metadata, same bytes) left unchanged.
+const copyObject = FilesystemStore.prototype.copyObject;
+FilesystemStore.prototype.copyObject = async function copyObjectNow(this: Store, ...args: Parameters<Store['copyObject']>) {
+  const [, , destBucket, destKey] = args;
+  await copyObject.apply(this, args);
+  const now = new Date();
+  await utimes(this.getResourcePath(destBucket, destKey, 'object'), now, now);
+  return this.getMetadata(destBucket, destKey);
 };

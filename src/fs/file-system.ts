@@ -21,10 +21,11 @@
 import { randomBytes } from 'node:crypto';
 
 import type { Logger } from '../log/logger.js';
-import type { ObjectStore } from '../storage/object-store.js';
+import type { ObjectStore, WrittenObject } from '../storage/object-store.js';
 import { type AttributeDefaults, type Attributes, type Owner, S_IFMT, contentTypeOf, metadataOf, newAttributes } from './attributes.js';
 import type { Cancellation } from './cancellation.js';
 import { FsError } from './errors.js';
+import type { KeptMetadata } from './kept-metadata.js';
 import type { MemoryBudget } from './memory-budget.js';
 import type { MetadataCacheOptions } from './metadata-cache.js';
 import { MAX_NAME_BYTES, Namespace } from './namespace.js';
@@ -66,6 +67,8 @@ export interface FileSystemOptions {
   logger: Logger;
   /** Wall clock for timestamps, injectable for tests. */
   now?: () => number;
+  /** Files' metadata kept across mounts (kept-metadata.ts); none when undefined. */
+  kept?: KeptMetadata;
 }
 
 const MiB = 1024 * 1024;
@@ -121,6 +124,7 @@ export class FileSystem {
       cache: options.cache,
       logger: options.logger,
       now: this.now,
+      kept: options.kept,
     });
     this.committer = new Committer(store, this.namespace, this.openFiles, {
       stagingDir: options.stagingDir,
@@ -218,6 +222,7 @@ export class FileSystem {
     const writable = (flags & O_ACCMODE) !== 0;
     if (writable) this.checkWritable(path);
     if (!file) {
+      if (!writable) this.namespace.opening(path);
       const node = await this.namespace.resolve(path, cancel);
       if (node.attrs.kind === 'directory') {
         if (writable) throw new FsError('EISDIR', `${path}: is a directory`);
@@ -500,17 +505,17 @@ export class FileSystem {
     change(attrs);
     attrs.ctimeMs = this.now();
     const options = { metadata: metadataOf(attrs), contentType: node.contentType ?? contentTypeOf(attrs.kind) };
-    let etag: string;
+    let written: WrittenObject;
     if (attrs.kind === 'directory') {
       const dirKey = this.namespace.dirKey(path);
-      ({ etag } = await this.namespace.callStore(path, () =>
+      written = await this.namespace.callStore(path, () =>
         node.explicit ? this.store.copy(dirKey, dirKey, options) : this.store.put(dirKey, Buffer.alloc(0), options),
-      ));
+      );
     } else {
       const key = this.namespace.key(path);
-      ({ etag } = await this.namespace.callStore(path, () => this.store.copy(key, key, options)));
+      written = await this.namespace.callStore(path, () => this.store.copy(key, key, options));
     }
-    this.namespace.cache.setNode(path, { ...node, attrs, etag, explicit: attrs.kind === 'directory' || node.explicit });
+    this.namespace.wrote(path, { ...node, attrs, explicit: attrs.kind === 'directory' || node.explicit }, written, options);
   }
 
   statfs(): StatFs {

@@ -30,6 +30,11 @@ export interface CachedNode {
    * by s3fs or objmount) keeps a single-part object's ETag on S3.
    */
   version?: string;
+  /**
+   * For an object written here whose Last-Modified the store did not tell: no later than this
+   * (seconds since the epoch). See `isSameVersion`.
+   */
+  modifiedBy?: number;
   /** Symlink target, once read. */
   target?: string;
   contentType?: string;
@@ -38,6 +43,22 @@ export interface CachedNode {
 /** An object's version as a listing and a HEAD both tell it (listings give ms, HEAD seconds). */
 export function versionOf(info: { etag: string; lastModified: Date }): string {
   return `${info.etag}@${Math.floor(info.lastModified.getTime() / 1000)}`;
+}
+
+/**
+ * Whether `object`, as a listing shows it, is the version `known` describes: the same version
+ * (ETag and Last-Modified), or, for an object written here whose Last-Modified the store did not
+ * give (an S3 PUT), the same ETag and a Last-Modified no later than the store's clock when it
+ * answered the write. Another client's rewrite of the same bytes with other metadata in that same
+ * second would pass for this one: a window of one second, once (the match pins the version).
+ */
+export function isSameVersion(
+  known: { etag: string; version?: string; modifiedBy?: number },
+  object: { etag: string; lastModified: Date },
+): boolean {
+  if (known.version !== undefined) return known.version === versionOf(object);
+  if (known.modifiedBy === undefined || known.etag !== object.etag) return false;
+  return Math.floor(object.lastModified.getTime() / 1000) <= known.modifiedBy;
 }
 
 export type CacheEntry = { exists: true; node: CachedNode } | { exists: false };

@@ -28,11 +28,20 @@ import { posix } from 'node:path';
 import { LRUCache } from 'lru-cache';
 
 import type { Logger } from '../log/logger.js';
-import { type ListPage, type ObjectInfo, type ObjectStore, isStoreError, listAll } from '../storage/object-store.js';
+import {
+  type ListPage,
+  type ObjectInfo,
+  type ObjectMetadata,
+  type ObjectStore,
+  type WrittenObject,
+  isStoreError,
+  listAll,
+} from '../storage/object-store.js';
 import { type AttributeDefaults, type Attributes, attributesOfObject, contentTypeOf, implicitDirectory, metadataOf } from './attributes.js';
 import { type Cancellation, SharedCancellation } from './cancellation.js';
 import { FsError, toFsError } from './errors.js';
-import { type CachedNode, MetadataCache, type MetadataCacheOptions, versionOf } from './metadata-cache.js';
+import type { KeptMetadata } from './kept-metadata.js';
+import { type CachedNode, MetadataCache, type MetadataCacheOptions, isSameVersion, versionOf } from './metadata-cache.js';
 import type { OpenFileTable } from './open-files.js';
 import type { BlockCache } from './read/block-cache.js';
 import { SiblingPrefetch } from './sibling-prefetch.js';
@@ -45,6 +54,8 @@ export interface NamespaceOptions {
   logger: Logger;
   /** Wall clock for timestamps. */
   now: () => number;
+  /** Files' metadata kept across mounts (kept-metadata.ts), if the mount keeps it. */
+  kept?: KeptMetadata;
 }
 
 export const MAX_KEY_BYTES = 1024;
@@ -80,6 +91,12 @@ export class Namespace {
   private readonly unshowable = new Set<string>();
   /** Fetches the metadata a listing lacks, ahead of the lookups that follow it. */
   private readonly prefetch = new SiblingPrefetch((path) => this.resolveNode(path), PREFETCH);
+  /**
+   * Fetches the bytes of a listing's small files whose metadata it did not have to fetch (kept,
+   * or still cached), ahead of the opens that follow the first (`cat *`, `grep -r`, a build).
+   * A lookup does not start it: `ls -l` reads no file's bytes.
+   */
+  private readonly bytesAhead = new SiblingPrefetch((path) => this.fetchSmallFile(path), PREFETCH);
 
   constructor(
     private readonly store: ObjectStore,
@@ -178,11 +195,7 @@ export class Namespace {
     const wantDir = partial === undefined || partial.attrs.kind === 'directory';
     // A small file is read whole instead: the same one request brings its metadata and the
     // bytes that `cat`, `grep` or a build will ask for next.
-    const small =
-      partial?.attrs.kind === 'file' &&
-      partial.attrs.size > 0 &&
-      partial.attrs.size <= SMALL_OBJECT_BYTES &&
-      partial.attrs.size <= this.blocks.blockSize;
+    const small = partial !== undefined && isSmallFile(partial.attrs, this.blocks.blockSize);
     const [file, marker, children] = await this.callStore(path, async () => {
       if (partial) {
         return Promise.all([
@@ -229,10 +242,32 @@ export class Namespace {
         contentType: file.contentType,
         version: versionOf(file),
       };
+      // Kept only if read in a later second than it was written: no other version can share its
+      // ETag and Last-Modified then (a chmod copies the object onto itself, keeping its ETag).
+      if (file.readAt && Math.floor(file.readAt.getTime() / 1000) > Math.floor(file.lastModified.getTime() / 1000)) {
+        this.options.kept?.remember(key, {
+          etag: file.etag,
+          version: node.version,
+          metadata: file.metadata ?? {},
+          contentType: file.contentType,
+        });
+      }
     }
     if (node) this.cache.setNode(path, node);
     else this.cache.setMissing(path);
     return node;
+  }
+
+  /** A program opens `path` to read it: fetch the small files listed after it ahead. */
+  opening(path: string): void {
+    this.bytesAhead.lookedUp(path);
+  }
+
+  /** Brings a small file's bytes to the block cache (where a read finds them, or waits for them). */
+  private async fetchSmallFile(path: string): Promise<void> {
+    const cached = this.cache.get(path);
+    if (!cached?.exists || !isSmallFile(cached.node.attrs, this.blocks.blockSize) || this.openFiles.get(path)) return;
+    await this.blocks.prefetch({ key: this.key(path), etag: cached.node.etag, size: cached.node.attrs.size }, 0);
   }
 
   /**
@@ -285,6 +320,8 @@ export class Namespace {
     const dirKey = this.dirKey(path);
     const names = new Set<string>();
     const incomplete: string[] = [];
+    /** Small files whose metadata is known without a request: their bytes are fetched ahead of opens. */
+    const smallKnown: string[] = [];
     for await (const page of this.pages(path, { prefix: dirKey, delimiter: '/', signal: cancel?.signal })) {
       for (const prefix of page.prefixes) {
         const name = prefix.slice(dirKey.length, -1);
@@ -315,10 +352,23 @@ export class Namespace {
         names.add(name);
         const childPath = posix.join(path, name);
         const known = this.cache.get(childPath);
-        if (known?.exists && known.node.etag === object.etag && known.node.complete) continue;
-        const was = this.cache.expired(childPath);
-        if (was?.exists && was.node.complete && was.node.version === versionOf(object)) {
-          this.cache.setNode(childPath, was.node); // the same version: its metadata still holds
+        const was = known ? undefined : this.cache.expired(childPath);
+        let node: CachedNode | undefined;
+        if (known?.exists && known.node.etag === object.etag && known.node.complete) {
+          node = known.node;
+        } else if (was?.exists && was.node.complete && isSameVersion(was.node, object)) {
+          // The same version: its metadata still holds.
+          node = { ...was.node, version: versionOf(object), modifiedBy: undefined };
+          this.cache.setNode(childPath, node);
+        } else {
+          const kept = this.options.kept?.find(object.key, object);
+          if (kept) {
+            node = this.keptNode(object, kept.metadata, kept.contentType);
+            this.cache.setNode(childPath, node);
+          }
+        }
+        if (node) {
+          if (isSmallFile(node.attrs, this.blocks.blockSize)) smallKnown.push(childPath);
           continue;
         }
         this.cache.setNode(childPath, {
@@ -332,11 +382,42 @@ export class Namespace {
       if (names.size > maxNames) return undefined;
     }
     this.prefetch.listedDirectory(path, incomplete);
+    this.bytesAhead.listedDirectory(path, smallKnown);
     for (const [openPath, file] of this.openFiles.entries()) {
       if (posix.dirname(openPath) === path && !file.existsInStore) names.add(posix.basename(openPath));
     }
     this.listedInFull(path, names);
     return names;
+  }
+
+  /** A listed file's node from the metadata an earlier mount kept for its version. */
+  private keptNode(object: ObjectInfo, metadata: ObjectMetadata, contentType: string | undefined): CachedNode {
+    // To the second, as a HEAD tells it (a listing gives milliseconds).
+    const lastModified = new Date(Math.floor(object.lastModified.getTime() / 1000) * 1000);
+    return {
+      attrs: attributesOfObject({ size: object.size, lastModified, metadata }, 'file', this.options.defaults),
+      etag: object.etag,
+      explicit: false,
+      complete: true,
+      contentType,
+      version: versionOf(object),
+    };
+  }
+
+  /**
+   * The object at `path` this mount has just written (`stored`: the metadata it was written
+   * with, which `node.attrs` may have moved past since): cached, and kept for later mounts.
+   */
+  wrote(path: string, node: CachedNode, written: WrittenObject, stored: { metadata?: ObjectMetadata; contentType?: string }): void {
+    const modifiedBy = written.modifiedBy ? Math.floor(written.modifiedBy.getTime() / 1000) : undefined;
+    this.cache.setNode(path, { ...node, etag: written.etag, version: undefined, modifiedBy });
+    if (modifiedBy === undefined || node.attrs.kind === 'directory') return;
+    this.options.kept?.remember(this.key(path), {
+      etag: written.etag,
+      modifiedBy,
+      metadata: stored.metadata ?? {},
+      contentType: stored.contentType,
+    });
   }
 
   /** The pages of a listing, its failures as FsErrors for `path`. */
@@ -497,6 +578,11 @@ export class Namespace {
       throw fsError;
     }
   }
+}
+
+/** A file whose bytes one request brings with its metadata (`readSmall`). */
+function isSmallFile(attrs: Attributes, blockSize: number): boolean {
+  return attrs.kind === 'file' && attrs.size > 0 && attrs.size <= SMALL_OBJECT_BYTES && attrs.size <= blockSize;
 }
 
 /** Why a key component cannot be a POSIX name (for the log). */

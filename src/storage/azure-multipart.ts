@@ -16,7 +16,7 @@ import { BlobSASPermissions, type ContainerClient } from '@azure/storage-blob';
 
 import type { Logger } from '../log/logger.js';
 import { encodeMetadata } from './azure-metadata.js';
-import { type CompletedPart, type PartCopySource, type PutOptions, StoreError } from './object-store.js';
+import { type CompletedPart, type PartCopySource, type PutOptions, StoreError, type WrittenObject } from './object-store.js';
 
 /** The store's way of sending one request (AzureStore.call): within its deadline, counted, errors translated. */
 export type AzureCall = <T>(
@@ -145,7 +145,7 @@ export class AzureBlockUploads {
     );
   }
 
-  async completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag: string }> {
+  async completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<WrittenObject> {
     const upload = this.requireUpload(key, uploadId);
     const blockIds = parts.map((part) => {
       const blockId = blockIdOf(uploadId, part.partNumber);
@@ -170,7 +170,7 @@ export class AzureBlockUploads {
     );
     this.uploads.delete(uploadId);
     await this.dropSnapshots(upload);
-    return { etag: out.etag ?? '' };
+    return { etag: out.etag ?? '', modifiedBy: out.lastModified };
   }
 
   async abortMultipartUpload(_key: string, uploadId: string): Promise<void> {

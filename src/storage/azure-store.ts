@@ -55,8 +55,9 @@ import {
   type PartCopySource,
   type PutOptions,
   type StoreCapabilities,
-  type StoreStats,
   StoreError,
+  type StoreStats,
+  type WrittenObject,
 } from './object-store.js';
 
 /** Block ids, for tests and tools that look at a blob's block list (azure-multipart.ts makes them). */
@@ -271,7 +272,7 @@ export class AzureStore implements ObjectStore {
     };
   }
 
-  async put(key: string, body: Buffer, options: PutOptions = {}): Promise<{ etag: string }> {
+  async put(key: string, body: Buffer, options: PutOptions = {}): Promise<WrittenObject> {
     const out = await this.call(
       'put',
       key,
@@ -283,7 +284,7 @@ export class AzureStore implements ObjectStore {
         }),
       { bytes: body.length },
     );
-    return { etag: out.etag ?? '' };
+    return { etag: out.etag ?? '', modifiedBy: out.lastModified };
   }
 
   async list(options: ListOptions): Promise<ListPage> {
@@ -324,14 +325,14 @@ export class AzureStore implements ObjectStore {
     return { objects, prefixes, nextToken: page?.continuationToken || undefined };
   }
 
-  async copy(sourceKey: string, destinationKey: string, options?: PutOptions): Promise<{ etag: string }> {
+  async copy(sourceKey: string, destinationKey: string, options?: PutOptions): Promise<WrittenObject> {
     if (sourceKey === destinationKey) {
       // Copy Blob onto itself is refused; changing the metadata in place is what that means.
       if (!options?.metadata) return { etag: (await this.head(sourceKey)).etag };
       const out = await this.call('copy', sourceKey, (abortSignal) =>
         this.container.getBlobClient(sourceKey).setMetadata(encodeMetadata(options.metadata), { abortSignal }),
       );
-      return { etag: out.etag ?? '' };
+      return { etag: out.etag ?? '', modifiedBy: out.lastModified };
     }
     const copyFrom = (from: string, metadata: ObjectMetadata | undefined) =>
       this.call(
@@ -366,7 +367,7 @@ export class AzureStore implements ObjectStore {
         out.copyStatus,
       );
     }
-    return { etag: out.etag ?? '' };
+    return { etag: out.etag ?? '', modifiedBy: out.lastModified };
   }
 
   async deleteMany(keys: string[]): Promise<void> {
@@ -422,7 +423,7 @@ export class AzureStore implements ObjectStore {
     return this.blockUploads.uploadPartCopy(key, uploadId, partNumber, source);
   }
 
-  completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag: string }> {
+  completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<WrittenObject> {
     return this.blockUploads.completeMultipartUpload(key, uploadId, parts);
   }
 

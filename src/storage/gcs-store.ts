@@ -52,8 +52,9 @@ import {
   type PartCopySource,
   type PutOptions,
   type StoreCapabilities,
-  type StoreStats,
   StoreError,
+  type StoreStats,
+  type WrittenObject,
 } from './object-store.js';
 
 export interface GcsStoreOptions {
@@ -208,7 +209,7 @@ export class GcsStore implements ObjectStore {
     return { info, body, length: contentLength(body) };
   }
 
-  async put(key: string, body: Buffer, options: PutOptions = {}): Promise<{ etag: string }> {
+  async put(key: string, body: Buffer, options: PutOptions = {}): Promise<WrittenObject> {
     const file = this.file(key);
     await this.call(
       'put',
@@ -248,7 +249,7 @@ export class GcsStore implements ObjectStore {
     };
   }
 
-  async copy(sourceKey: string, destinationKey: string, options?: PutOptions): Promise<{ etag: string }> {
+  async copy(sourceKey: string, destinationKey: string, options?: PutOptions): Promise<WrittenObject> {
     const destination = this.file(destinationKey);
     // With `metadata` the destination gets exactly it (and the content type given); without, the
     // source's metadata is kept. The SDK loops over rewrite tokens, so any size is copied.
@@ -291,7 +292,7 @@ export class GcsStore implements ObjectStore {
     );
   }
 
-  async completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag: string }> {
+  async completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<WrittenObject> {
     const upload = this.pending(key, uploadId);
     const sources: ComposeSource[] = [...parts]
       .sort((a, b) => a.partNumber - b.partNumber)

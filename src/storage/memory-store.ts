@@ -17,6 +17,7 @@ import {
   type PutOptions,
   type StoreCapabilities,
   StoreError,
+  type WrittenObject,
 } from './object-store.js';
 
 interface StoredObject {
@@ -82,7 +83,7 @@ export class MemoryStore implements ObjectStore {
     return { info, body: Readable.from([body]) };
   }
 
-  async put(key: string, body: Buffer, options: PutOptions = {}): Promise<{ etag: string }> {
+  async put(key: string, body: Buffer, options: PutOptions = {}): Promise<WrittenObject> {
     this.count('put');
     return this.store(key, Buffer.from(body), options);
   }
@@ -121,7 +122,7 @@ export class MemoryStore implements ObjectStore {
     };
   }
 
-  async copy(sourceKey: string, destinationKey: string, options?: PutOptions): Promise<{ etag: string }> {
+  async copy(sourceKey: string, destinationKey: string, options?: PutOptions): Promise<WrittenObject> {
     this.count('copy');
     const source = this.require(sourceKey);
     return this.store(
@@ -166,7 +167,7 @@ export class MemoryStore implements ObjectStore {
     return etag;
   }
 
-  async completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag: string }> {
+  async completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<WrittenObject> {
     this.count('completeMultipartUpload');
     const upload = this.uploads.get(uploadId);
     if (!upload || upload.key !== key) throw new StoreError('NotFound', `upload ${uploadId} not found`);
@@ -191,15 +192,16 @@ export class MemoryStore implements ObjectStore {
     this.uploads.delete(uploadId);
   }
 
-  private store(key: string, body: Buffer, options: PutOptions, etag = md5(body)): { etag: string } {
+  private store(key: string, body: Buffer, options: PutOptions, etag = md5(body)): WrittenObject {
+    const lastModified = new Date();
     this.objects.set(key, {
       body,
       etag,
-      lastModified: new Date(),
+      lastModified,
       metadata: { ...(options.metadata ?? {}) },
       contentType: options.contentType,
     });
-    return { etag };
+    return { etag, modifiedBy: lastModified };
   }
 
   private require(key: string): StoredObject {
@@ -216,6 +218,7 @@ export class MemoryStore implements ObjectStore {
       lastModified: object.lastModified,
       metadata: { ...object.metadata },
       contentType: object.contentType,
+      readAt: new Date(),
     };
   }
 

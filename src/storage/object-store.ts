@@ -20,6 +20,12 @@ export interface ObjectInfo {
   /** Present when the request returned it (head/get), absent for listings. */
   metadata?: ObjectMetadata;
   contentType?: string;
+  /**
+   * The store's clock (HTTP Date) when it answered a head or get, when it said. A version read
+   * in a later second than its Last-Modified is the last of that second: another client's change
+   * made after it has a later Last-Modified (kept-metadata.ts relies on this).
+   */
+  readAt?: Date;
 }
 
 export interface ListPage {
@@ -104,6 +110,17 @@ export interface PartCopySource {
   ifMatch: string;
 }
 
+/** What the store says of an object it has just written (put, copy, completed upload). */
+export interface WrittenObject {
+  etag: string;
+  /**
+   * No earlier than the object's Last-Modified: the time the store gave it, or else the store's
+   * own clock (HTTP Date) when it answered. Undefined when the store said neither. With the ETag
+   * it tells a listing that shows this object that it is the one written here (metadata-cache.ts).
+   */
+  modifiedBy?: Date;
+}
+
 /** Requests sent, and the retries the SDK needed for them. */
 export interface StoreStats {
   requests: number;
@@ -124,10 +141,10 @@ export interface ObjectStore {
   get(key: string, options?: GetOptions): Promise<{ info: ObjectInfo; body: Buffer }>;
   /** A stream of the object's bytes, for copying whole objects to local files. */
   getStream(key: string, options?: GetOptions): Promise<{ info: ObjectInfo; body: Readable }>;
-  put(key: string, body: Buffer, options?: PutOptions): Promise<{ etag: string }>;
+  put(key: string, body: Buffer, options?: PutOptions): Promise<WrittenObject>;
   list(options: ListOptions): Promise<ListPage>;
   /** Copies an object within the store. `metadata` replaces the source's; omitted, it is kept. */
-  copy(sourceKey: string, destinationKey: string, options?: PutOptions): Promise<{ etag: string }>;
+  copy(sourceKey: string, destinationKey: string, options?: PutOptions): Promise<WrittenObject>;
   /** Deletes keys; a key that does not exist is not an error. */
   deleteMany(keys: string[]): Promise<void>;
 
@@ -135,7 +152,7 @@ export interface ObjectStore {
   uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<string>;
   /** Makes a part from bytes already in the store (only when `capabilities.partCopy`); returns its ETag. */
   uploadPartCopy(key: string, uploadId: string, partNumber: number, source: PartCopySource): Promise<string>;
-  completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag: string }>;
+  completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<WrittenObject>;
   abortMultipartUpload(key: string, uploadId: string): Promise<void>;
 }
 

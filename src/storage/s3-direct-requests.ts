@@ -219,7 +219,14 @@ function infoOf(key: string, response: IncomingMessage): ObjectInfo {
     lastModified: h['last-modified'] ? new Date(h['last-modified']) : new Date(0),
     metadata,
     contentType: h['content-type'],
+    readAt: dateOf(h.date),
   };
+}
+
+/** An HTTP date header as a Date, if it is one. */
+export function dateOf(header: string | undefined): Date | undefined {
+  const date = header ? new Date(header) : undefined;
+  return date && !Number.isNaN(date.getTime()) ? date : undefined;
 }
 
 /** A key as the SDK puts it in the path: each segment percent-encoded (RFC 3986), the slashes kept. */

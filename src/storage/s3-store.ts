@@ -39,26 +39,27 @@ import {
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import type { AwsCredentialIdentityProvider } from '@smithy/types';
+import type { AwsCredentialIdentityProvider, MiddlewareStack } from '@smithy/types';
 
 import type { Logger } from '../log/logger.js';
 import { DEFAULT_DEADLINES, SLOW_REQUEST_FACTOR, type StoreDeadlines, deadlineMs, openStreamWithin, withDeadline } from './deadline.js';
 import { SignatureV2Signer } from './signature-v2.js';
 import { getWhole } from './get-retry.js';
-import { S3DirectRequests } from './s3-direct-requests.js';
+import { S3DirectRequests, dateOf } from './s3-direct-requests.js';
 import {
   type CompletedPart,
-  type PartCopySource,
   type GetOptions,
   type HeadOptions,
   type ListOptions,
   type ListPage,
   type ObjectInfo,
   type ObjectStore,
+  type PartCopySource,
   type PutOptions,
   type StoreCapabilities,
-  type StoreStats,
   StoreError,
+  type StoreStats,
+  type WrittenObject,
 } from './object-store.js';
 
 export type { StoreStats } from './object-store.js';
@@ -197,7 +198,8 @@ export class S3Store implements ObjectStore {
           if (direct?.status === 404) throw new StoreError('NotFound', `${this.description}/${key}: not found`, 'NotFound');
           this.countAgain('head');
         }
-        const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal });
+        const answered: { at?: Date } = {};
+        const out = await this.client.send(noteDate(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), answered), { abortSignal });
         this.countRetries(out, 'head', key, 'succeeded');
         return {
           key,
@@ -206,6 +208,7 @@ export class S3Store implements ObjectStore {
           lastModified: out.LastModified ?? new Date(0),
           metadata: out.Metadata ?? {},
           contentType: out.ContentType,
+          readAt: answered.at,
         };
       },
       { signal: options.signal },
@@ -256,11 +259,10 @@ export class S3Store implements ObjectStore {
           if (direct) return { info: direct.info, body: direct.body!, length: direct.length };
           this.countAgain('get');
         }
+        const answered: { at?: Date } = {};
         const out = await this.client.send(
-          new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range, IfMatch: options.ifMatch }),
-          {
-            abortSignal,
-          },
+          noteDate(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range, IfMatch: options.ifMatch }), answered),
+          { abortSignal },
         );
         this.countRetries(out, 'get', key, 'succeeded');
         const totalSize = out.ContentRange ? Number(out.ContentRange.split('/')[1]) : (out.ContentLength ?? 0);
@@ -272,6 +274,7 @@ export class S3Store implements ObjectStore {
             lastModified: out.LastModified ?? new Date(0),
             metadata: out.Metadata ?? {},
             contentType: out.ContentType,
+            readAt: answered.at,
           },
           body: out.Body as Readable,
           length: out.ContentLength,
@@ -281,25 +284,29 @@ export class S3Store implements ObjectStore {
     );
   }
 
-  async put(key: string, body: Buffer, options: PutOptions = {}): Promise<{ etag: string }> {
+  async put(key: string, body: Buffer, options: PutOptions = {}): Promise<WrittenObject> {
+    const answered: { at?: Date } = {};
     const out = await this.call(
       'put',
       key,
       (abortSignal) =>
         this.client.send(
-          new PutObjectCommand({
-            Bucket: this.bucket,
-            Key: key,
-            Body: body,
-            ContentLength: body.length,
-            Metadata: options.metadata,
-            ContentType: options.contentType,
-          }),
+          noteDate(
+            new PutObjectCommand({
+              Bucket: this.bucket,
+              Key: key,
+              Body: body,
+              ContentLength: body.length,
+              Metadata: options.metadata,
+              ContentType: options.contentType,
+            }),
+            answered,
+          ),
           { abortSignal },
         ),
       { bytes: body.length },
     );
-    return { etag: out.ETag ?? '' };
+    return { etag: out.ETag ?? '', modifiedBy: answered.at };
   }
 
   async list(options: ListOptions): Promise<ListPage> {
@@ -331,7 +338,7 @@ export class S3Store implements ObjectStore {
     };
   }
 
-  async copy(sourceKey: string, destinationKey: string, options?: PutOptions): Promise<{ etag: string }> {
+  async copy(sourceKey: string, destinationKey: string, options?: PutOptions): Promise<WrittenObject> {
     const out = await this.call(
       'copy',
       sourceKey,
@@ -349,7 +356,7 @@ export class S3Store implements ObjectStore {
         ),
       { slow: true },
     );
-    return { etag: out.CopyObjectResult?.ETag ?? '' };
+    return { etag: out.CopyObjectResult?.ETag ?? '', modifiedBy: out.CopyObjectResult?.LastModified };
   }
 
   async deleteMany(keys: string[]): Promise<void> {
@@ -413,23 +420,27 @@ export class S3Store implements ObjectStore {
     return out.ETag ?? '';
   }
 
-  async completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag: string }> {
+  async completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<WrittenObject> {
+    const answered: { at?: Date } = {};
     const out = await this.call(
       'complete multipart upload',
       key,
       (abortSignal) =>
         this.client.send(
-          new CompleteMultipartUploadCommand({
-            Bucket: this.bucket,
-            Key: key,
-            UploadId: uploadId,
-            MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
-          }),
+          noteDate(
+            new CompleteMultipartUploadCommand({
+              Bucket: this.bucket,
+              Key: key,
+              UploadId: uploadId,
+              MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
+            }),
+            answered,
+          ),
           { abortSignal },
         ),
       { slow: true },
     );
-    return { etag: out.ETag ?? '' };
+    return { etag: out.ETag ?? '', modifiedBy: answered.at };
   }
 
   /** The buckets the credential may list (S3 ListBuckets); AccessDenied when it may not list. */
@@ -595,4 +606,21 @@ const TLS_CERTIFICATE_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_I
 /** CopySource is a URL path: each key segment is percent-encoded, the slashes kept. */
 function encodeCopySourceKey(key: string): string {
   return key.split('/').map(encodeURIComponent).join('/');
+}
+
+/**
+ * Notes in `answered.at` the HTTP Date of the answer to `command` (the store's clock, to the
+ * second). S3 gives no Last-Modified for a PUT or a completed upload, and the object's is no later
+ * than that Date: what `WrittenObject.modifiedBy` needs.
+ */
+function noteDate<C extends { middlewareStack: { add: (...args: never[]) => void } }>(command: C, answered: { at?: Date }): C {
+  (command.middlewareStack as unknown as MiddlewareStack<object, object>).add(
+    (next) => async (args) => {
+      const result = await next(args);
+      answered.at = dateOf((result.response as { headers?: Record<string, string> }).headers?.date);
+      return result;
+    },
+    { step: 'deserialize', priority: 'low', name: 'objmountNoteDate' },
+  );
+  return command;
 }

@@ -18,7 +18,7 @@ import type { IncomingMessage } from 'node:http';
 import type { LRUCache } from 'lru-cache';
 
 import type { Logger } from '../log/logger.js';
-import { type CompletedPart, type PartCopySource, type PutOptions, StoreError } from './object-store.js';
+import { type CompletedPart, type PartCopySource, type PutOptions, StoreError, type WrittenObject } from './object-store.js';
 import { type SwiftRequest, discard, header, readText } from './swift-http.js';
 import { type ListingEntry, type ObjectKind, encodeKey, kindOf, objectHeaders, quoted, splitSegmentPath } from './swift-objects.js';
 
@@ -110,7 +110,7 @@ export class SwiftLargeObjects {
     return etag;
   }
 
-  async completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag: string }> {
+  async completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<WrittenObject> {
     const upload = this.requireUpload(key, uploadId);
     const manifest = [...parts]
       .sort((a, b) => a.partNumber - b.partNumber)

@@ -63,8 +63,9 @@ import {
   type PartCopySource,
   type PutOptions,
   type StoreCapabilities,
-  type StoreStats,
   StoreError,
+  type StoreStats,
+  type WrittenObject,
 } from './object-store.js';
 import { type SwiftCredentials, SwiftSession } from './swift-auth.js';
 import { NetworkError, SwiftHttp, type SwiftRequest, discard, header, readText } from './swift-http.js';
@@ -254,7 +255,7 @@ export class SwiftStore implements ObjectStore {
     return { info: infoOf(key, response), body: response, length };
   }
 
-  async put(key: string, body: Buffer, options: PutOptions = {}): Promise<{ etag: string }> {
+  async put(key: string, body: Buffer, options: PutOptions = {}): Promise<WrittenObject> {
     const replaced = await this.largeObjects.segmentsOf(key);
     const response = await this.call('put', { method: 'PUT', key, body, headers: objectHeaders(options), bytes: body.length });
     discard(response);
@@ -310,7 +311,7 @@ export class SwiftStore implements ObjectStore {
     await Promise.all(Array.from({ length: Math.min(HEAD_CONCURRENCY, empty.length) }, worker));
   }
 
-  async copy(sourceKey: string, destinationKey: string, options?: PutOptions): Promise<{ etag: string }> {
+  async copy(sourceKey: string, destinationKey: string, options?: PutOptions): Promise<WrittenObject> {
     if (sourceKey === destinationKey) {
       const before = await this.call('head', { method: 'HEAD', key: sourceKey });
       discard(before);
@@ -414,7 +415,7 @@ export class SwiftStore implements ObjectStore {
     return this.largeObjects.uploadPartCopy(key, uploadId, partNumber, source);
   }
 
-  completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag: string }> {
+  completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<WrittenObject> {
     return this.largeObjects.completeMultipartUpload(key, uploadId, parts);
   }
 

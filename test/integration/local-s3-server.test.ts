@@ -411,3 +411,20 @@ describe('14. UploadPartCopy', () => {
     await sdk.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId: other }));
   });
 });
+
+describe('16. copies are new objects', () => {
+  it('gives a copy onto itself (new metadata, same bytes) a new Last-Modified, as S3 does', async () => {
+    await put('chmodded', 'same bytes');
+    const before = await sdk.send(new HeadObjectCommand({ Bucket, Key: 'chmodded' }));
+    // Last-Modified has a resolution of one second: copy in the next one.
+    await new Promise((resolve) => setTimeout(resolve, 1000 - (Date.now() % 1000) + 10));
+    const CopySource = `${Bucket}/chmodded`;
+    await sdk.send(
+      new CopyObjectCommand({ Bucket, Key: 'chmodded', CopySource, MetadataDirective: 'REPLACE', Metadata: { mode: '33152' } }),
+    );
+    const after = await sdk.send(new HeadObjectCommand({ Bucket, Key: 'chmodded' }));
+    expect(after.ETag).toBe(before.ETag);
+    expect(after.Metadata).toEqual({ mode: '33152' });
+    expect(after.LastModified!.getTime()).toBeGreaterThan(before.LastModified!.getTime());
+  });
+});

@@ -266,10 +266,16 @@ export class BlockCache {
     return this.loadBlock(version, index, true, false, cancel) as Promise<Buffer>;
   }
 
-  /** Starts fetching block `index` ahead of need, unless it is there already or memory is full. */
-  prefetch(version: ObjectVersion, index: number): void {
-    if (index >= this.blockCount(version)) return;
-    this.loadBlock(version, index, false)?.catch(() => undefined); // the reader that needs it sees the error
+  /**
+   * Starts fetching block `index` ahead of need, unless it is there already or memory is full;
+   * settles when that fetch has (the reader that needs the block sees its error, not this).
+   */
+  prefetch(version: ObjectVersion, index: number): Promise<void> {
+    if (index >= this.blockCount(version)) return Promise.resolve();
+    return (this.loadBlock(version, index, false) ?? Promise.resolve()).then(
+      () => undefined,
+      () => undefined,
+    );
   }
 
   /**

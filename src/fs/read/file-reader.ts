@@ -94,7 +94,7 @@ export class FileReader {
       const lastAhead = Math.floor((aheadEnd - 1) / blockSize);
       // Past blocks first: their buffers are then there for the blocks read ahead.
       for (; this.notPassed < first - 1; this.notPassed++) this.cache.passed(version, this.notPassed);
-      for (let index = last + 1; index <= lastAhead; index++) this.cache.prefetch(version, index);
+      for (let index = last + 1; index <= lastAhead; index++) void this.cache.prefetch(version, index);
     }
 
     let done = 0;

@@ -24,7 +24,7 @@ import type { FileHandle } from 'node:fs/promises';
 import PQueue from 'p-queue';
 
 import type { Logger } from '../../log/logger.js';
-import type { ObjectStore, PutOptions } from '../../storage/object-store.js';
+import type { ObjectStore, PutOptions, WrittenObject } from '../../storage/object-store.js';
 import { contentTypeOf, metadataOf, metadataWithoutTimes } from '../attributes.js';
 import { FsError, toFsError } from '../errors.js';
 import type { MemoryBudget } from '../memory-budget.js';
@@ -239,31 +239,32 @@ export class Committer {
     // queue): what it changed is not in `options`, and stays to be saved by the next commit.
     const changes = file.changes;
     const options = { metadata: metadataOf(file.attrs), contentType: file.contentType ?? contentTypeOf('file') };
-    let etag: string;
+    let written: WrittenObject;
     try {
       const streamed = file.dirty ? await this.finishStream(file, options) : undefined;
       if (streamed) {
-        etag = streamed;
+        written = { etag: streamed }; // its metadata may not be what `options` holds: nothing to keep
       } else if (file.dirty) {
         const staged = file.stagingFile;
         if (!staged) {
-          ({ etag } = await this.store.put(file.key, Buffer.alloc(0), options));
+          written = await this.store.put(file.key, Buffer.alloc(0), options);
         } else if (file.stagedFrom > 0 && this.uploader.canReuse(file.stagedFrom)) {
           const source = { key: file.key, etag: file.etag, bytes: file.stagedFrom };
-          ({ etag } = await this.uploader.uploadReusing(file.key, staged, file.attrs.size, source, options));
+          written = await this.uploader.uploadReusing(file.key, staged, file.attrs.size, source, options);
         } else {
           await file.fill(this.store, 0);
           // Through the handle the file already has: no second open and close per small file.
-          ({ etag } = await this.uploader.upload(file.key, file.stagingHandle ?? staged, file.attrs.size, options));
+          written = await this.uploader.upload(file.key, file.stagingHandle ?? staged, file.attrs.size, options);
         }
       } else {
-        ({ etag } = await this.store.copy(file.key, file.key, options));
+        written = await this.store.copy(file.key, file.key, options);
       }
     } catch (error) {
       const fsError = toFsError(error, file.path);
       this.options.logger.error(`upload of ${file.path} failed: ${fsError.message}`);
       throw fsError;
     }
+    const { etag } = written;
     file.etag = etag;
     file.dirty = false;
     file.streamStopped = false;
@@ -275,13 +276,12 @@ export class Committer {
       file.pending = false;
       if (file.stagingFile) await removeRecord(file.stagingFile);
     }
-    this.namespace.cache.setNode(file.path, {
-      attrs: { ...file.attrs },
-      etag,
-      explicit: false,
-      complete: true,
-      contentType: file.contentType,
-    });
+    this.namespace.wrote(
+      file.path,
+      { attrs: { ...file.attrs }, etag, explicit: false, complete: true, contentType: file.contentType },
+      written,
+      options,
+    );
   }
 
   /**

@@ -13,7 +13,7 @@
 
 import { type FileHandle, open } from 'node:fs/promises';
 
-import type { ObjectStore, PutOptions } from '../../storage/object-store.js';
+import type { ObjectStore, PutOptions, WrittenObject } from '../../storage/object-store.js';
 import { LOCAL } from '../local-files.js';
 import type { MemoryBudget } from '../memory-budget.js';
 import type { UploadTracker } from './journal.js';
@@ -48,7 +48,7 @@ export class FileUploader {
   ) {}
 
   /** Uploads bytes [0, size) of `local`: a path, or a file already open (read, never closed here). */
-  async upload(key: string, local: string | FileHandle, size: number, putOptions: PutOptions): Promise<{ etag: string }> {
+  async upload(key: string, local: string | FileHandle, size: number, putOptions: PutOptions): Promise<WrittenObject> {
     const sizes = new PartSizes(this.store.capabilities, this.options.partSize, size);
     if (size <= sizes.sizeOf(1)) return this.put(key, local, size, putOptions);
     return this.uploadMultipart(key, local, planParts(sizes, 0, 0, size), putOptions);
@@ -74,7 +74,7 @@ export class FileUploader {
     size: number,
     source: CopySource & { bytes: number },
     putOptions: PutOptions,
-  ): Promise<{ etag: string }> {
+  ): Promise<WrittenObject> {
     const sizes = new PartSizes(this.store.capabilities, this.options.partSize, size);
     const copyFrom = { key: source.key, etag: source.etag };
     // Copied parts are never last unless nothing follows: each must reach the minimum size.
@@ -89,7 +89,7 @@ export class FileUploader {
     await this.options.tracker?.ended(uploadId).catch(() => undefined);
   }
 
-  private async put(key: string, local: string | FileHandle, size: number, putOptions: PutOptions): Promise<{ etag: string }> {
+  private async put(key: string, local: string | FileHandle, size: number, putOptions: PutOptions): Promise<WrittenObject> {
     const file = typeof local === 'string' ? await open(local, LOCAL.read) : local;
     try {
       await this.options.budget?.acquire(size);
@@ -106,12 +106,7 @@ export class FileUploader {
     }
   }
 
-  private async uploadMultipart(
-    key: string,
-    local: string | FileHandle,
-    plan: PartPlan[],
-    putOptions: PutOptions,
-  ): Promise<{ etag: string }> {
+  private async uploadMultipart(key: string, local: string | FileHandle, plan: PartPlan[], putOptions: PutOptions): Promise<WrittenObject> {
     const file = typeof local === 'string' ? await open(local, LOCAL.read) : local;
     const upload = new MultipartUpload(this.store, key, putOptions, this.options);
     try {

@@ -20,7 +20,7 @@
 
 import type { FileHandle } from 'node:fs/promises';
 
-import type { CompletedPart, ObjectStore, PutOptions } from '../../storage/object-store.js';
+import type { CompletedPart, ObjectStore, PutOptions, WrittenObject } from '../../storage/object-store.js';
 import type { MemoryBudget } from '../memory-budget.js';
 import type { UploadTracker } from './journal.js';
 import type { PartBuffers } from './part-buffers.js';
@@ -97,7 +97,7 @@ export class MultipartUpload {
   }
 
   /** Waits for the parts in flight and completes the upload (at least one part must be added). */
-  async complete(): Promise<{ etag: string }> {
+  async complete(): Promise<WrittenObject> {
     await Promise.all(this.inflight);
     await this.throwIfFailed();
     if (!this.uploadId) throw new Error(`${this.key}: a multipart upload needs at least one part`);

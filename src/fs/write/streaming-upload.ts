@@ -19,7 +19,7 @@
 
 import type { FileHandle } from 'node:fs/promises';
 
-import type { ObjectStore, PutOptions } from '../../storage/object-store.js';
+import type { ObjectStore, PutOptions, WrittenObject } from '../../storage/object-store.js';
 import { MultipartUpload, type MultipartUploadOptions } from './multipart-upload.js';
 import { PartSizes } from './part-sizes.js';
 
@@ -76,7 +76,7 @@ export class StreamingUpload {
   }
 
   /** Uploads bytes [sent, size) as the last part and completes the upload; aborts it on failure. */
-  async finish(staging: FileHandle, size: number): Promise<{ etag: string }> {
+  async finish(staging: FileHandle, size: number): Promise<WrittenObject> {
     if (size < this.sentBytes) {
       await this.upload.abort().catch(() => undefined);
       throw new Error(`${this.key}: the file shrank below the bytes already uploaded`);
