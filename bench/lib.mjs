@@ -134,6 +134,10 @@ export function tools(server, bucket, objmountArgs = []) {
         '--foreground',
         '--log-level',
         'warn',
+        // Files' metadata is kept across mounts (as by default), in this run's own directory: a
+        // run starts with none kept and leaves nothing behind.
+        '--metadata-dir',
+        join(work, 'metadata'),
         ...objmountArgs,
       ],
       withDaemonMalloc(env),

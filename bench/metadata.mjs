@@ -16,6 +16,9 @@
  *   stat        cold `stat` of FILES names given on the command line (no readdir first), of
  *               objects put by the SDK
  *   find        cold `find DIR -type f -printf %s` over 10 directories x FILES/10 objects
+ *   statAgain, findAgain
+ *               the same two again, each on a fresh mount after the one above (objmount keeps
+ *               files' metadata on disk across mounts, by object version; the others do not)
  *   tar         `tar xf` of a generated source tree (bench/source-tree.mjs: 1,578 files, 360
  *               directories, ~4 MB at FILES=1000, scaled with FILES), until the tool has exited
  *               after the unmount; then every file is checked in the store
@@ -78,6 +81,8 @@ const WORKLOADS = [
   { id: 'ls', what: `cold \`ls -l\` of ${FILES} x 4 KiB files written through the mount`, unit: 's', goal: { max: 0.5 } },
   { id: 'stat', what: `cold \`stat\` of ${FILES} files named on the command line, put by another client`, unit: 's', goal: { max: 0.5 } },
   { id: 'find', what: `cold \`find -type f -printf %s\`, 10 dirs x ${FILES / 10} files`, unit: 's', goal: { max: 0.5 } },
+  { id: 'statAgain', what: 'the same `stat`, cold again on the next mount (objmount: metadata kept)', unit: 's', goal: { max: 0.5 } },
+  { id: 'findAgain', what: 'the same `find`, cold again on the next mount (objmount: metadata kept)', unit: 's', goal: { max: 0.5 } },
   { id: 'cat', what: `cold \`cat dir/*\` of the ${FILES} x 4 KiB files`, unit: 's', goal: { max: 0.5 } },
   { id: 'write', what: `${FILES} x 4 KiB files by one shell loop, until listed (sync)`, unit: 's', goal: { max: 0.5 } },
   { id: 'writeAsync', what: `the same, objmount async (s3fs: its only mode)`, unit: 's', goal: { max: 0.2 }, async: true },
@@ -411,8 +416,13 @@ for (let runIndex = 0; runIndex < RUNS; runIndex++) {
       await writeSmallFiles(tool, written).catch((error) => log(`${key}: writing ${written} failed: ${error.message}`));
     await measure('ls', key, () => coldStep(tool, (dir) => shell(`ls -l ${written} > /dev/null`, dir)));
     await measure('cat', key, () => coldStep(tool, (dir) => shell(`cat ${written}/* > /dev/null`, dir)));
-    await measure('stat', key, () => coldStep(tool, (dir) => run('stat', ['--', ...named], { cwd: dir, maxBuffer: 64 * MiB })));
-    await measure('find', key, () => coldStep(tool, (dir) => shell('find find -type f -printf %s > /dev/null', dir)));
+    const statNamed = (dir) => run('stat', ['--', ...named], { cwd: dir, maxBuffer: 64 * MiB });
+    const findAll = (dir) => shell('find find -type f -printf %s > /dev/null', dir);
+    await measure('stat', key, () => coldStep(tool, statNamed));
+    await measure('find', key, () => coldStep(tool, findAll));
+    // A mount after one that saw the same objects: objmount keeps their metadata on disk.
+    await measure('statAgain', key, () => coldStep(tool, statNamed));
+    await measure('findAgain', key, () => coldStep(tool, findAll));
     await measure('tar', key, () => untar(tool, `t-${key}-${runIndex}`));
     await measure('iops', key, () => fio(tool));
     if (key === 'objmount') await sdkLimits();

@@ -74,8 +74,8 @@ export interface MountDependencies {
   warnUser?: (message: string) => void;
 }
 
-/** Most files whose metadata is kept across mounts, per bucket (a record is about 200 bytes on disk). */
-const KEPT_RECORDS = 200_000;
+/** Most files whose metadata is kept across mounts, per bucket: about 200 bytes each on disk, 400 in memory. */
+const KEPT_RECORDS = 100_000;
 
 /** One bucket's stack under the FUSE session: its store, caches and file system. */
 interface BucketStack {

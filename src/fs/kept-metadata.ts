@@ -40,6 +40,15 @@ export interface KeptRecord {
   contentType?: string;
 }
 
+/** A record as held in memory: the metadata as its JSON text, one string instead of an object of many. */
+interface Held {
+  etag: string;
+  version?: string;
+  modifiedBy?: number;
+  metadata: string;
+  contentType?: string;
+}
+
 export interface KeptMetadataOptions {
   /** The file: one per store, bucket and prefix. Its directory must exist and be the user's alone. */
   file: string;
@@ -65,7 +74,7 @@ interface Line {
 }
 
 export class KeptMetadata {
-  private readonly records: LRUCache<string, KeptRecord>;
+  private readonly records: LRUCache<string, Held>;
   /** Lines learned and not yet appended. */
   private unwritten: string[] = [];
   private readonly timer: NodeJS.Timeout;
@@ -73,7 +82,7 @@ export class KeptMetadata {
   private closed = false;
 
   private constructor(private readonly options: KeptMetadataOptions) {
-    this.records = new LRUCache<string, KeptRecord>({ max: options.maxRecords });
+    this.records = new LRUCache<string, Held>({ max: options.maxRecords });
     this.timer = setInterval(() => void this.flush(), FLUSH_MS);
     this.timer.unref();
   }
@@ -100,7 +109,7 @@ export class KeptMetadata {
       if (line === '') continue;
       lines += 1;
       const record = parseLine(line);
-      if (record) kept.records.set(record.key, record.record);
+      if (record) kept.records.set(record.key, held(record.record));
     }
     if (lines > STALE_LINES_FACTOR * kept.records.size + STALE_LINES_SLACK) await kept.compact();
     return kept;
@@ -108,8 +117,9 @@ export class KeptMetadata {
 
   /** The metadata kept for the version of `object` a listing shows, if any. */
   find(key: string, object: { etag: string; lastModified: Date }): KeptRecord | undefined {
-    const record = this.records.get(key);
-    if (!record || !isSameVersion(record, object)) return undefined;
+    const found = this.records.get(key);
+    if (!found || !isSameVersion(found, object)) return undefined;
+    const record = unheld(found);
     if (record.version === undefined) {
       // Written here: the listing tells its exact version, which is what is kept from now on.
       this.remember(key, { ...record, version: versionOf(object), modifiedBy: undefined });
@@ -121,18 +131,19 @@ export class KeptMetadata {
   remember(key: string, record: KeptRecord): void {
     if (this.closed) return;
     const known = this.records.get(key);
+    const now = held(record);
     if (
       known &&
-      known.etag === record.etag &&
-      known.version === record.version &&
-      known.modifiedBy === record.modifiedBy &&
-      known.contentType === record.contentType &&
-      sameMetadata(known.metadata, record.metadata)
+      known.etag === now.etag &&
+      known.version === now.version &&
+      known.modifiedBy === now.modifiedBy &&
+      known.contentType === now.contentType &&
+      known.metadata === now.metadata
     ) {
       return; // nothing new: no line
     }
-    this.records.set(key, record);
-    this.unwritten.push(JSON.stringify(toLine(key, record)));
+    this.records.set(key, now);
+    this.unwritten.push(lineOf(key, now));
   }
 
   /** Appends what was learned since the last flush. */
@@ -172,7 +183,7 @@ export class KeptMetadata {
     const lines: string[] = [];
     for (const key of this.records.rkeys()) {
       const record = this.records.peek(key);
-      if (record) lines.push(JSON.stringify(toLine(key, record)));
+      if (record) lines.push(lineOf(key, record));
     }
     try {
       const handle = await open(temporary, LOCAL.replace, 0o600);
@@ -188,12 +199,23 @@ export class KeptMetadata {
   }
 }
 
-function toLine(key: string, record: KeptRecord): Line {
-  const line: Line = { k: key, e: record.etag, m: record.metadata };
-  if (record.version !== undefined) line.v = record.version;
-  if (record.modifiedBy !== undefined) line.b = record.modifiedBy;
-  if (record.contentType !== undefined) line.t = record.contentType;
-  return line;
+function held(record: KeptRecord): Held {
+  // Sorted, so the same metadata is the same text.
+  const sorted = Object.fromEntries(Object.entries(record.metadata).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return { ...record, metadata: JSON.stringify(sorted) };
+}
+
+function unheld(record: Held): KeptRecord {
+  return { ...record, metadata: JSON.parse(record.metadata) as ObjectMetadata };
+}
+
+/** A record as a line of the file (JSON, the metadata's text spliced in as it is held). */
+function lineOf(key: string, record: Held): string {
+  const fields = [`"k":${JSON.stringify(key)}`, `"e":${JSON.stringify(record.etag)}`, `"m":${record.metadata}`];
+  if (record.version !== undefined) fields.push(`"v":${JSON.stringify(record.version)}`);
+  if (record.modifiedBy !== undefined) fields.push(`"b":${record.modifiedBy}`);
+  if (record.contentType !== undefined) fields.push(`"t":${JSON.stringify(record.contentType)}`);
+  return `{${fields.join(',')}}`;
 }
 
 /** A line as a record, or undefined when it is not one (torn by a crash, or from elsewhere). */
@@ -219,9 +241,4 @@ function parseLine(text: string): { key: string; record: KeptRecord } | undefine
       contentType: typeof line.t === 'string' ? line.t : undefined,
     },
   };
-}
-
-function sameMetadata(a: ObjectMetadata, b: ObjectMetadata): boolean {
-  const keys = Object.keys(a);
-  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
 }
