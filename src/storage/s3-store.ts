@@ -34,7 +34,6 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
-  S3ServiceException,
   UploadPartCommand,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
@@ -46,6 +45,7 @@ import { DEFAULT_DEADLINES, SLOW_REQUEST_FACTOR, type StoreDeadlines, deadlineMs
 import { SignatureV2Signer } from './signature-v2.js';
 import { getWhole } from './get-retry.js';
 import { S3DirectRequests, dateOf } from './s3-direct-requests.js';
+import { type S3ErrorContext, translateS3Error } from './s3-errors.js';
 import {
   type CompletedPart,
   type GetOptions,
@@ -106,11 +106,18 @@ export class S3Store implements ObjectStore {
   private readonly direct: S3DirectRequests | undefined;
   private readonly bucket: string;
   private readonly deadlines: StoreDeadlines;
+  private readonly errorContext: S3ErrorContext;
 
   constructor(private readonly options: S3StoreOptions) {
     this.bucket = options.bucket;
     this.deadlines = options.deadlines ?? DEFAULT_DEADLINES;
     this.description = `s3://${options.bucket}`;
+    this.errorContext = {
+      description: this.description,
+      bucket: options.bucket,
+      endpoint: options.endpoint ?? `the AWS S3 endpoint for region ${options.region}`,
+      credentialDescription: options.credentialDescription,
+    };
     this.capabilities = {
       maxParts: options.maxParts ?? 10_000,
       minPartSize: 5 * MiB,
@@ -507,7 +514,7 @@ export class S3Store implements ObjectStore {
         return result;
       } catch (error) {
         this.countRetries(error, operation, key, 'failed');
-        throw abortSignal.aborted ? abortSignal.reason : this.translate(error, operation, key);
+        throw abortSignal.aborted ? abortSignal.reason : translateS3Error(error, operation, key, this.errorContext);
       }
     };
     try {
@@ -534,74 +541,7 @@ export class S3Store implements ObjectStore {
     const where = key ? `${this.description}/${key}` : this.description;
     this.options.logger?.warn(`${where}: ${operation} ${how} after ${attempts - 1} retr${attempts === 2 ? 'y' : 'ies'}`);
   }
-
-  /** The one place SDK errors become `StoreError`s. */
-  private translate(error: unknown, operation: string, key: string): StoreError {
-    if (error instanceof StoreError) return error;
-    const where = key ? `${this.description}/${key}` : this.description;
-    const endpoint = this.options.endpoint ?? `the AWS S3 endpoint for region ${this.options.region}`;
-    if (error instanceof S3ServiceException) {
-      const status = error.$metadata?.httpStatusCode ?? 0;
-      const name = error.name;
-      const said = status ? `${name} (HTTP ${status})` : name;
-      const make = (code: StoreError['code'], message: string) => new StoreError(code, message, name, { cause: error });
-      switch (name) {
-        case 'NoSuchBucket':
-          return make('NoSuchBucket', `bucket '${this.bucket}' does not exist at ${endpoint}`);
-        case 'NoSuchKey':
-        case 'NoSuchUpload':
-          return make('NotFound', `${where}: not found`);
-        case 'InvalidAccessKeyId':
-        case 'SignatureDoesNotMatch':
-        case 'ExpiredToken':
-        case 'InvalidToken':
-        case 'TokenRefreshRequired':
-          return make('InvalidCredentials', `${this.description}: the store rejected ${this.options.credentialDescription}: ${said}`);
-        case 'SlowDown':
-          return make('Throttled', `${where}: ${operation} throttled by the store (${said}) after retries`);
-        case 'KeyTooLongError':
-        case 'EntityTooLarge':
-        case 'InvalidArgument':
-        case 'InvalidRequest':
-        case 'InvalidPart':
-        case 'EntityTooSmall':
-          return make('InvalidRequest', `${where}: ${operation} refused: ${said}: ${error.message}`);
-      }
-      if (status === 404) {
-        // HEAD responses carry no body, so a missing bucket looks like a missing key here.
-        return make(operation === 'head bucket' ? 'NoSuchBucket' : 'NotFound', `${where}: not found`);
-      }
-      if (status === 412) return make('PreconditionFailed', `${where}: changed in the store while open`);
-      if (status === 403) {
-        return make('AccessDenied', `${where}: ${operation} denied to ${this.options.credentialDescription}: ${said}`);
-      }
-      if (status === 503 || status === 429) return make('Throttled', `${where}: ${operation} throttled (${said})`);
-      if (status >= 500) return make('Transient', `${where}: ${operation} failed: ${said}`);
-      if (status >= 400) return make('InvalidRequest', `${where}: ${operation} refused: ${said}`);
-    }
-    const code = (error as { code?: string } | null)?.code;
-    const name = (error as { name?: string } | null)?.name;
-    if (code && TLS_CERTIFICATE_CODES.test(code)) {
-      return new StoreError(
-        'UntrustedCertificate',
-        `cannot verify the TLS certificate of ${endpoint} (${code}): give its CA with --ca-bundle FILE, or skip the check with --insecure`,
-        code,
-        { cause: error },
-      );
-    }
-    const networkCodes = ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT'];
-    if ((code && networkCodes.includes(code)) || name === 'TimeoutError') {
-      return new StoreError('Unreachable', `cannot reach ${endpoint} (${code ?? name}) for ${where}`, code ?? name, {
-        cause: error,
-      });
-    }
-    const detail = error instanceof Error ? error.message : String(error);
-    return new StoreError('Transient', `${where}: ${operation} failed: ${detail}`, code ?? name, { cause: error });
-  }
 }
-
-/** Node's (OpenSSL's) codes for a certificate that does not verify. */
-const TLS_CERTIFICATE_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS_CERT_ALTNAME_INVALID/;
 
 /** CopySource is a URL path: each key segment is percent-encoded, the slashes kept. */
 function encodeCopySourceKey(key: string): string {
