@@ -202,6 +202,7 @@ export class AzureStore implements ObjectStore {
       lastModified: out.lastModified ?? new Date(0),
       metadata: decodeMetadata(out.metadata),
       contentType: out.contentType,
+      readAt: out.date,
     };
   }
 
@@ -266,6 +267,7 @@ export class AzureStore implements ObjectStore {
         lastModified: out.lastModified ?? new Date(0),
         metadata: decodeMetadata(out.metadata),
         contentType: out.contentType,
+        readAt: out.date,
       },
       body: out.readableStreamBody as Readable,
       length: out.contentLength,

@@ -28,6 +28,12 @@ export interface ObjectInfo {
   readAt?: Date;
 }
 
+/** An HTTP date header (`Date`, `Last-Modified`) as a Date, if it is one. */
+export function httpDate(header: string | undefined): Date | undefined {
+  const date = header ? new Date(header) : undefined;
+  return date && !Number.isNaN(date.getTime()) ? date : undefined;
+}
+
 export interface ListPage {
   objects: ObjectInfo[];
   /** Common prefixes (with the trailing delimiter) when a delimiter was given. */

@@ -30,7 +30,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentity, FinalizeHandlerArguments, Hash, HttpRequest, MiddlewareStack, SourceData } from '@smithy/types';
 
-import type { ObjectInfo } from './object-store.js';
+import { type ObjectInfo, httpDate } from './object-store.js';
 
 /** SHA-256 of the empty body: what a HEAD or GET signs as its payload. */
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
@@ -219,14 +219,8 @@ function infoOf(key: string, response: IncomingMessage): ObjectInfo {
     lastModified: h['last-modified'] ? new Date(h['last-modified']) : new Date(0),
     metadata,
     contentType: h['content-type'],
-    readAt: dateOf(h.date),
+    readAt: httpDate(h.date),
   };
-}
-
-/** An HTTP date header as a Date, if it is one. */
-export function dateOf(header: string | undefined): Date | undefined {
-  const date = header ? new Date(header) : undefined;
-  return date && !Number.isNaN(date.getTime()) ? date : undefined;
 }
 
 /** A key as the SDK puts it in the path: each segment percent-encoded (RFC 3986), the slashes kept. */

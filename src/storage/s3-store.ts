@@ -44,7 +44,7 @@ import type { Logger } from '../log/logger.js';
 import { DEFAULT_DEADLINES, SLOW_REQUEST_FACTOR, type StoreDeadlines, deadlineMs, openStreamWithin, withDeadline } from './deadline.js';
 import { SignatureV2Signer } from './signature-v2.js';
 import { getWhole } from './get-retry.js';
-import { S3DirectRequests, dateOf } from './s3-direct-requests.js';
+import { S3DirectRequests } from './s3-direct-requests.js';
 import { type S3ErrorContext, translateS3Error } from './s3-errors.js';
 import {
   type CompletedPart,
@@ -60,6 +60,7 @@ import {
   StoreError,
   type StoreStats,
   type WrittenObject,
+  httpDate,
 } from './object-store.js';
 
 export type { StoreStats } from './object-store.js';
@@ -557,7 +558,7 @@ function noteDate<C extends { middlewareStack: { add: (...args: never[]) => void
   (command.middlewareStack as unknown as MiddlewareStack<object, object>).add(
     (next) => async (args) => {
       const result = await next(args);
-      answered.at = dateOf((result.response as { headers?: Record<string, string> }).headers?.date);
+      answered.at = httpDate((result.response as { headers?: Record<string, string> }).headers?.date);
       return result;
     },
     { step: 'deserialize', priority: 'low', name: 'objmountNoteDate' },

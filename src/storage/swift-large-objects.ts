@@ -18,7 +18,7 @@ import type { IncomingMessage } from 'node:http';
 import type { LRUCache } from 'lru-cache';
 
 import type { Logger } from '../log/logger.js';
-import { type CompletedPart, type PartCopySource, type PutOptions, StoreError, type WrittenObject } from './object-store.js';
+import { type CompletedPart, type PartCopySource, type PutOptions, StoreError, type WrittenObject, httpDate } from './object-store.js';
 import { type SwiftRequest, discard, header, readText } from './swift-http.js';
 import { type ListingEntry, type ObjectKind, encodeKey, kindOf, objectHeaders, quoted, splitSegmentPath } from './swift-objects.js';
 
@@ -140,7 +140,7 @@ export class SwiftLargeObjects {
       key,
       replaced.filter((segment) => !segment.object.includes(`/slo/${uploadId}/`)),
     );
-    return { etag: quoted(header(response, 'etag')) };
+    return { etag: quoted(header(response, 'etag')), modifiedBy: httpDate(header(response, 'date')) };
   }
 
   async abortMultipartUpload(key: string, uploadId: string): Promise<void> {

@@ -15,7 +15,7 @@
 
 import type { IncomingMessage } from 'node:http';
 
-import type { ObjectInfo, ObjectMetadata, PutOptions } from './object-store.js';
+import { type ObjectInfo, type ObjectMetadata, type PutOptions, httpDate } from './object-store.js';
 
 const META = 'x-object-meta-';
 
@@ -62,6 +62,7 @@ export function infoOf(key: string, response: IncomingMessage): ObjectInfo {
     lastModified: lastModifiedOf(response),
     metadata: metadataOf(response),
     contentType: response.headers['content-type'],
+    readAt: httpDate(response.headers.date),
   };
 }
 

@@ -66,6 +66,7 @@ import {
   StoreError,
   type StoreStats,
   type WrittenObject,
+  httpDate,
 } from './object-store.js';
 import { type SwiftCredentials, SwiftSession } from './swift-auth.js';
 import { NetworkError, SwiftHttp, type SwiftRequest, discard, header, readText } from './swift-http.js';
@@ -261,7 +262,7 @@ export class SwiftStore implements ObjectStore {
     discard(response);
     this.kinds.set(key, 'plain');
     await this.largeObjects.dropSegments(key, replaced);
-    return { etag: quoted(header(response, 'etag')) };
+    return { etag: quoted(header(response, 'etag')), modifiedBy: httpDate(header(response, 'date')) };
   }
 
   async list(options: ListOptions): Promise<ListPage> {
@@ -338,7 +339,7 @@ export class SwiftStore implements ObjectStore {
     discard(response);
     this.kinds.set(destinationKey, 'plain');
     await this.largeObjects.dropSegments(destinationKey, replaced);
-    return { etag: quoted(header(response, 'etag')) };
+    return { etag: quoted(header(response, 'etag')), modifiedBy: httpDate(header(response, 'date')) };
   }
 
   async deleteMany(keys: string[]): Promise<void> {
