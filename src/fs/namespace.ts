@@ -145,10 +145,19 @@ export class Namespace {
     }
     // A name known before (its entry expired) is asked for again as what it was: not cold.
     if (!cached && !this.cache.expired(path)?.exists) this.noteColdLookup(posix.dirname(path));
+    return this.shareLookup(path, cancel, (signal) =>
+      cached?.exists ? this.lookup(path, signal, cached.node) : this.lookupAgain(path, signal, absent === 'noDirectory'),
+    );
+  }
+
+  /** Runs a lookup of `path` that whoever asks for it meanwhile shares (see `lookups`). */
+  private shareLookup(
+    path: string,
+    cancel: Cancellation | undefined,
+    run: (signal: AbortSignal) => Promise<CachedNode | undefined>,
+  ): Promise<CachedNode | undefined> {
     const shared = new SharedCancellation(cancel);
-    const lookup: Promise<CachedNode | undefined> = (
-      cached?.exists ? this.lookup(path, shared.signal, cached.node) : this.lookupAgain(path, shared.signal, absent === 'noDirectory')
-    ).finally(() => {
+    const lookup: Promise<CachedNode | undefined> = run(shared.signal).finally(() => {
       if (this.lookups.get(path)?.node === lookup) this.lookups.delete(path);
     });
     this.lookups.set(path, { node: lookup, cancel: shared });
@@ -263,11 +272,21 @@ export class Namespace {
     this.bytesAhead.lookedUp(path);
   }
 
-  /** Brings a small file's bytes to the block cache (where a read finds them, or waits for them). */
+  /**
+   * Brings a small file's bytes to the block cache, where a read finds them or waits for them.
+   * If its entry has expired meanwhile (the program took longer than the TTL to get there), with
+   * the GET a lookup of it makes, which makes the entry fresh again too: the lookup that comes
+   * for it waits for that one instead of asking again.
+   */
   private async fetchSmallFile(path: string): Promise<void> {
-    const cached = this.cache.get(path);
-    if (!cached?.exists || !isSmallFile(cached.node.attrs, this.blocks.blockSize) || this.openFiles.get(path)) return;
-    await this.blocks.prefetch({ key: this.key(path), etag: cached.node.etag, size: cached.node.attrs.size }, 0);
+    const fresh = this.cache.get(path);
+    const known = fresh ?? this.cache.expired(path);
+    if (!known?.exists || !isSmallFile(known.node.attrs, this.blocks.blockSize) || this.openFiles.get(path)) return;
+    const version = { key: this.key(path), etag: known.node.etag, size: known.node.attrs.size };
+    if (fresh) return this.blocks.prefetch(version, 0);
+    if (this.blocks.isAvailable(version, 0)) return;
+    const pending = this.lookups.get(path);
+    await (pending?.node ?? this.shareLookup(path, undefined, (signal) => this.lookup(path, signal, known.node))).catch(() => undefined);
   }
 
   /**
