@@ -328,10 +328,12 @@ size_t Session::Arguments(napi_env env, Request* r, napi_value* args) {
       args[n++] = Number(env, r->mode);
       break;
     case Op::Mkdir:
-    case Op::Create:  // (path, mode, uid, gid): the caller's ids, whose the new node is
+    case Op::Create:  // (path, mode, uid, gid[, flags]): the caller's ids, whose the new node is
       args[n++] = Number(env, r->mode);
       args[n++] = Number(env, r->uid);
       args[n++] = Number(env, r->gid);
+      // The open flags: whether the create truncates, or must make a new file (O_TRUNC, O_EXCL).
+      if (r->op == Op::Create) args[n++] = Number(env, r->flags);
       break;
     case Op::Read: {
       napi_value buffer = Lend(env, r, r->lent->mem, r->size);

@@ -32,14 +32,14 @@ import { MAX_NAME_BYTES, Namespace } from './namespace.js';
 import { Nodes } from './nodes.js';
 import { Mover } from './mover.js';
 import { OpenFile, stagingPathFor } from './open-file.js';
-import { O_ACCMODE, O_RDWR, O_TRUNC, OpenFileTable } from './open-files.js';
+import { O_ACCMODE, O_CREAT, O_EXCL, O_RDWR, O_TRUNC, OpenFileTable } from './open-files.js';
 import { BlockCache } from './read/block-cache.js';
 import { FileReader, type ReadAheadOptions } from './read/file-reader.js';
 import { Committer } from './write/committer.js';
 import type { JournalStats } from './write/journal.js';
 import type { PartBuffers } from './write/part-buffers.js';
 
-export { O_ACCMODE, O_APPEND, O_RDWR, O_TRUNC, O_WRONLY } from './open-files.js';
+export { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDWR, O_TRUNC, O_WRONLY } from './open-files.js';
 
 export interface FileSystemOptions {
   /** Key prefix the mount shows ('' for the whole bucket, else ending in '/'). */
@@ -203,10 +203,21 @@ export class FileSystem {
 
   // ---- files ----
 
-  /** A new file, open for writing, owned by `owner` (FUSE's caller; default: the mount's defaults). */
-  async create(path: string, permissions: number, owner?: Owner): Promise<number> {
+  /**
+   * A new file, open for writing, owned by `owner` (FUSE's caller; default: the mount's defaults).
+   * The kernel creates after a lookup said "missing", which a cache may have answered (up to the
+   * TTL old, namespace.ts). A create with `flags` that keep what is there (neither O_TRUNC nor
+   * O_EXCL: `>>`, `dd`, an open(O_CREAT) of a log or a database) asks the store first, and opens
+   * a file another client put since instead of replacing it with an empty one. One that truncates
+   * or must be new (`>`, `cp`, `tar x`, mkstemp) replaces what is there anyway: it asks nothing.
+   */
+  async create(path: string, permissions: number, owner?: Owner, flags?: number): Promise<number> {
     this.checkWritable(path);
     const key = this.namespace.checkedKey(path);
+    if (flags !== undefined && (flags & (O_TRUNC | O_EXCL)) === 0 && !this.openFiles.get(path)) {
+      const found = await this.namespace.fileInStore(path);
+      if (found) return this.open(path, flags & ~O_CREAT);
+    }
     const attrs = newAttributes('file', permissions, this.options.defaults, this.now(), owner);
     const file = new OpenFile(path, key, attrs, '', contentTypeOf('file'), this.stagingPath());
     const previous = this.openFiles.get(path);

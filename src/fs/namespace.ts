@@ -16,11 +16,15 @@
  *   (sibling-prefetch.ts: `ls -l`, `find`, `stat *`). Metadata read once
  *   stays true for the object's version (ETag and Last-Modified): a listing that shows the same
  *   version revalidates an expired entry without a request of its own.
- * - A directory made here knows all its names until the directory TTL: a lookup of any other
- *   name is "missing" without a request. One listed in full knows, until the negative TTL, that
- *   no directory of another name is in it: a lookup of another name is its HEAD alone (a file put
- *   since by another client is found). The second cold lookup in a directory lists it (`stat a b
- *   c …`, `tar x`, a shell loop creating files), so the lookups after it cost one request at most.
+ * - A directory whose every name is known answers a lookup of any other name "missing" without
+ *   a request: one made here (until the directory TTL), or listed in full (until the negative TTL
+ *   from the listing's start), with the names made here since. So what another client put there
+ *   shows within the TTL, as a cached "missing" would. Past half that time, such an answer lists
+ *   the directory again in the background, so that a program creating many files there (a shell
+ *   loop, `tar x`, `cp -r`) keeps getting answers without a request: one LIST a half-TTL instead
+ *   of a HEAD per new name. The second cold lookup in a directory lists it (`stat a b c …`).
+ *   (A create that keeps what is there, neither O_TRUNC nor O_EXCL, asks the store itself:
+ *   FileSystem.create; a file put by another client since is never replaced by an empty one.)
  */
 
 import { posix } from 'node:path';
@@ -78,11 +82,12 @@ export class Namespace {
   private readonly lookups = new Map<string, { node: Promise<CachedNode | undefined>; cancel: SharedCancellation }>();
   /**
    * Directories whose every name is known, until a time: made by this mount (until the directory
-   * TTL), or listed in full (until the negative TTL), with the names made here since. A lookup of
-   * any other name is answered "missing" without asking the store (three requests saved per new
-   * file in `cp -r`, `tar x`, `mkdir -p`).
+   * TTL), or listed in full (until the negative TTL from the listing's start), with the names made
+   * here since. A lookup of any other name is answered "missing" without asking the store (three
+   * requests saved per new file in `cp -r`, `tar x`, `mkdir -p`, a shell loop); past `renewAfter`
+   * such an answer lists the directory again in the background (`knownAbsent`).
    */
-  private readonly knownNames = new Map<string, { until: number; names: Set<string>; source: 'made' | 'listed' }>();
+  private readonly knownNames = new Map<string, { until: number; renewAfter: number; names: Set<string> }>();
   /** Directories → cold lookups in them since they were last listed (see `noteColdLookup`). */
   private readonly coldLookups = new LRUCache<string, { count: number; since: number }>({ max: 256 });
   /** Listings started by `noteColdLookup`, one per directory at a time. */
@@ -135,8 +140,7 @@ export class Namespace {
     const cached = this.cache.get(path);
     if (cached && !cached.exists) return undefined;
     if (cached?.exists && cached.node.complete) return cached.node;
-    const absent = cached ? undefined : this.knownAbsent(path);
-    if (absent === 'missing') return undefined;
+    if (!cached && this.knownAbsent(path)) return undefined;
     const pending = this.lookups.get(path);
     // One cancelled (its waiters all interrupted) is still settling: it is no answer for this one.
     if (pending !== undefined && !pending.cancel.signal.aborted) {
@@ -146,7 +150,7 @@ export class Namespace {
     // A name known before (its entry expired) is asked for again as what it was: not cold.
     if (!cached && !this.cache.expired(path)?.exists) this.noteColdLookup(posix.dirname(path));
     return this.shareLookup(path, cancel, (signal) =>
-      cached?.exists ? this.lookup(path, signal, cached.node) : this.lookupAgain(path, signal, absent === 'noDirectory'),
+      cached?.exists ? this.lookup(path, signal, cached.node) : this.lookupAgain(path, signal),
     );
   }
 
@@ -168,16 +172,15 @@ export class Namespace {
    * A lookup of a path not known now. If it was known when its entry expired (`ls -l` or `cat *`
    * of a large directory outlasting the TTL, a directory walked again), only what it was is asked
    * for: a file's object, one request instead of three; a directory's marker and first key, at
-   * once. Only if that is gone is it looked up as anything (as a file alone when `fileOnly`: a
-   * fresh listing of its directory showed no directory of its name).
+   * once. Only if that is gone is it looked up as anything.
    */
-  private async lookupAgain(path: string, signal: AbortSignal, fileOnly: boolean): Promise<CachedNode | undefined> {
+  private async lookupAgain(path: string, signal: AbortSignal): Promise<CachedNode | undefined> {
     const was = this.cache.expired(path);
     if (was?.exists) {
       const found = await this.lookup(path, signal, was.node, was.node.attrs.kind === 'directory' ? 'verify' : 'trust');
       if (found) return found;
     }
-    return this.lookup(path, signal, undefined, 'trust', fileOnly);
+    return this.lookup(path, signal, undefined, 'trust');
   }
 
   /**
@@ -190,7 +193,6 @@ export class Namespace {
     signal: AbortSignal,
     partial: CachedNode | undefined,
     kindIs: 'trust' | 'verify' = 'trust',
-    fileOnly = false,
   ): Promise<CachedNode | undefined> {
     const key = this.checkedKey(path);
     const dirKey = `${key}/`;
@@ -217,7 +219,7 @@ export class Namespace {
       // (A name that is both an object and a prefix shows as the file here until its directory
       // is listed, as s3fs shows it; a listing shows the directory.)
       const object = await notFound(this.store.head(key, { signal }));
-      if (object || fileOnly) return [object, undefined, undefined] as const;
+      if (object) return [object, undefined, undefined] as const;
       return Promise.all([
         undefined,
         notFound(this.store.head(dirKey, { signal })),
@@ -243,24 +245,7 @@ export class Namespace {
         complete: true,
       };
     } else if (file) {
-      node = {
-        attrs: attributesOfObject(file, 'file', this.options.defaults),
-        etag: file.etag,
-        explicit: false,
-        complete: true,
-        contentType: file.contentType,
-        version: versionOf(file),
-      };
-      // Kept only if read in a later second than it was written: no other version can share its
-      // ETag and Last-Modified then (a chmod copies the object onto itself, keeping its ETag).
-      if (file.readAt && Math.floor(file.readAt.getTime() / 1000) > Math.floor(file.lastModified.getTime() / 1000)) {
-        this.options.kept?.remember(key, {
-          etag: file.etag,
-          version: node.version,
-          metadata: file.metadata ?? {},
-          contentType: file.contentType,
-        });
-      }
+      node = this.fileNode(key, file);
     }
     if (node) this.cache.setNode(path, node);
     else this.cache.setMissing(path);
@@ -287,6 +272,49 @@ export class Namespace {
     if (this.blocks.isAvailable(version, 0)) return;
     const pending = this.lookups.get(path);
     await (pending?.node ?? this.shareLookup(path, undefined, (signal) => this.lookup(path, signal, known.node))).catch(() => undefined);
+  }
+
+  /** What a HEAD (or a small file's GET) of `key` tells of its file; kept across mounts when it can be. */
+  private fileNode(key: string, file: ObjectInfo): CachedNode {
+    const node: CachedNode = {
+      attrs: attributesOfObject(file, 'file', this.options.defaults),
+      etag: file.etag,
+      explicit: false,
+      complete: true,
+      contentType: file.contentType,
+      version: versionOf(file),
+    };
+    // Kept only if read in a later second than it was written: no other version can share its
+    // ETag and Last-Modified then (a chmod copies the object onto itself, keeping its ETag).
+    if (file.readAt && Math.floor(file.readAt.getTime() / 1000) > Math.floor(file.lastModified.getTime() / 1000)) {
+      this.options.kept?.remember(key, {
+        etag: file.etag,
+        version: node.version,
+        metadata: file.metadata ?? {},
+        contentType: file.contentType,
+      });
+    }
+    return node;
+  }
+
+  /**
+   * The file at `path` as the store has it now, whatever the caches say (one HEAD), cached; or
+   * undefined. For a create that keeps what is there (FileSystem.create): a file put by another
+   * client since a cached "missing" must not be replaced by an empty one.
+   */
+  async fileInStore(path: string): Promise<CachedNode | undefined> {
+    const key = this.checkedKey(path);
+    const info = await this.callStore(path, () =>
+      this.store.head(key).catch((error: unknown) => {
+        if (isStoreError(error, 'NotFound')) return undefined;
+        throw error;
+      }),
+    );
+    if (!info) return undefined;
+    const node = this.fileNode(key, info);
+    this.cache.setNode(path, node);
+    this.appeared(path);
+    return node;
   }
 
   /**
@@ -334,6 +362,7 @@ export class Namespace {
 
   /** Lists `path`, caching what the listing tells; stops (undefined) past `maxNames` names. */
   private async listNames(path: string, maxNames: number, cancel?: Cancellation): Promise<Set<string> | undefined> {
+    const started = this.options.now();
     const dir = path === '/' ? undefined : await this.resolve(path, cancel);
     if (dir && dir.attrs.kind !== 'directory') throw new FsError('ENOTDIR', `${path}: not a directory`);
     const dirKey = this.dirKey(path);
@@ -405,7 +434,7 @@ export class Namespace {
     for (const [openPath, file] of this.openFiles.entries()) {
       if (posix.dirname(openPath) === path && !file.existsInStore) names.add(posix.basename(openPath));
     }
-    this.listedInFull(path, names);
+    this.listedInFull(path, names, started);
     return names;
   }
 
@@ -459,25 +488,26 @@ export class Namespace {
 
   /** Notes a directory mkdir just made: until its TTL, only names made here exist in it. */
   madeDirectory(path: string): void {
-    this.knowNames(path, new Set(), this.options.cache.dirTtlMs, 'made');
+    this.knowNames(path, new Set(), this.options.now(), this.options.cache.dirTtlMs);
   }
 
   /**
-   * Notes the names a full listing of `path` showed: until the negative TTL, no directory of
-   * another name is there. (A file of another name may have been put since: it is still asked
-   * for, so another client's new file is never answered "missing" and then overwritten.)
+   * Notes the names a full listing of `path`, started at `started`, showed: until the negative
+   * TTL from then, no other name is there (what another client puts since shows after that, as
+   * a cached "missing" would).
    */
-  private listedInFull(path: string, names: Set<string>): void {
+  private listedInFull(path: string, names: Set<string>, started: number): void {
     this.coldLookups.delete(path);
     if (names.size > MAX_REMEMBERED) return;
     const before = this.knownNames.get(path);
-    if (before?.source === 'made' && before.until >= this.options.now()) return; // knows more already
-    // Names made here while the listing ran may be missing from it: keep them.
+    // Names made here while the listing ran may be missing from it: keep them (a name kept that
+    // is gone since only costs its lookup a request).
     const all = before ? new Set([...names, ...before.names]) : new Set(names);
-    this.knowNames(path, all, this.options.cache.negativeTtlMs, 'listed');
+    this.knowNames(path, all, started, this.options.cache.negativeTtlMs, before?.until);
   }
 
-  private knowNames(path: string, names: Set<string>, ttlMs: number, source: 'made' | 'listed'): void {
+  /** Knows `names` as all of `path`'s from `from` for `ttlMs` (or until `knownUntil`, if later). */
+  private knowNames(path: string, names: Set<string>, from: number, ttlMs: number, knownUntil = 0): void {
     if (ttlMs <= 0) return;
     if (this.knownNames.size >= MAX_REMEMBERED) {
       // Keep the map small in a long-lived mount: drop what has expired.
@@ -485,7 +515,8 @@ export class Namespace {
       for (const [dir, entry] of this.knownNames) if (entry.until < now) this.knownNames.delete(dir);
       if (this.knownNames.size >= MAX_REMEMBERED) return;
     }
-    this.knownNames.set(path, { until: this.options.now() + ttlMs, names, source });
+    const until = Math.max(from + ttlMs, knownUntil);
+    this.knownNames.set(path, { until, renewAfter: Math.max(from + ttlMs / 2, until - ttlMs / 2), names });
   }
 
   /** Notes a name that now exists (or may) in its directory, for `knownNames`. */
@@ -504,22 +535,25 @@ export class Namespace {
   }
 
   /**
-   * What is known of `path`'s absence: 'missing' in a directory made here that it was never made
-   * in; 'noDirectory' when a fresh listing of its directory did not show it (only a file put
-   * since can be there); else undefined.
+   * Whether `path` is known to be missing: its directory's every name is known (made here, or
+   * listed in full lately), and this is none of them. An answer given past the knowledge's
+   * `renewAfter` lists the directory again in the background, so that the knowledge outlives
+   * the TTL while a program keeps asking.
    */
-  private knownAbsent(path: string): 'missing' | 'noDirectory' | undefined {
+  private knownAbsent(path: string): boolean {
     const parent = posix.dirname(path);
     const dir = this.knownNames.get(parent);
-    if (!dir) return undefined;
-    if (dir.until < this.options.now()) {
+    if (!dir) return false;
+    const now = this.options.now();
+    if (dir.until < now) {
       this.knownNames.delete(parent);
-      return undefined;
+      return false;
     }
-    if (dir.names.has(posix.basename(path))) return undefined;
+    if (dir.names.has(posix.basename(path))) return false;
     // What this mount saved there since (an expired entry of it is kept as a hint) exists.
-    if (this.cache.expired(path)?.exists) return undefined;
-    return dir.source === 'made' ? 'missing' : 'noDirectory';
+    if (this.cache.expired(path)?.exists) return false;
+    if (now >= dir.renewAfter) this.listAhead(parent);
+    return true;
   }
 
   /**
@@ -540,6 +574,12 @@ export class Namespace {
       return;
     }
     this.coldLookups.delete(dir);
+    this.listAhead(dir);
+  }
+
+  /** Lists `dir` in the background (one listing per directory at a time), for the lookups to come. */
+  private listAhead(dir: string): void {
+    if (this.listingsInFlight.has(dir)) return;
     this.listingsInFlight.add(dir);
     void this.listNames(dir, MAX_REMEMBERED)
       .catch(() => undefined) // a listing ahead of time only saves requests; lookups report errors

@@ -15,6 +15,8 @@ import type { FileReader } from './read/file-reader.js';
 export const O_ACCMODE = 0o3;
 export const O_WRONLY = 0o1;
 export const O_RDWR = 0o2;
+export const O_CREAT = 0o100;
+export const O_EXCL = 0o200;
 export const O_TRUNC = 0o1000;
 export const O_APPEND = 0o2000;
 

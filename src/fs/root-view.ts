@@ -242,9 +242,9 @@ export class RootView implements MountedFileSystem {
     return this.register(fs, await fs.open(route.rest, flags, cancel));
   }
 
-  async create(path: string, permissions: number, owner?: Owner): Promise<number> {
+  async create(path: string, permissions: number, owner?: Owner, flags?: number): Promise<number> {
     const { fs, rest } = await this.inBucket(path, 'create');
-    return this.register(fs, await fs.create(rest, permissions, owner));
+    return this.register(fs, await fs.create(rest, permissions, owner, flags));
   }
 
   async read(fh: number, into: Buffer, length: number, position: number, cancel?: Cancellation): Promise<number> {

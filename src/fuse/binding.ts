@@ -18,7 +18,8 @@
  *   read's count must cover only bytes it wrote, or the kernel gets an earlier request's bytes.
  * - `utimens` gets both times, null for one left as it is (UTIME_OMIT).
  * - What makes a node gets the caller's uid and gid after its own arguments: `mkdir(path, mode,
- *   uid, gid)`, `create(path, mode, uid, gid)`, `symlink(target, path, uid, gid)`, `mknod(path,
+ *   uid, gid)`, `create(path, mode, uid, gid, flags)` (the open flags, O_CREAT and O_EXCL and
+ *   O_TRUNC among them), `symlink(target, path, uid, gid)`, `mknod(path,
  *   mode, rdev, uid, gid)` (rdev in the kernel's 32-bit encoding); a stat's `rdev` must fit 32
  *   bits (FUSE carries no more), or the answer is EIO.
  * - `flush` gets, after the handle, the pid of the process that closed the descriptor (0 when not

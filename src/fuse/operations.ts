@@ -123,12 +123,13 @@ export function createOperations(fs: MountedFileSystem, logger: Logger, options:
     mkdir: (path: string, mode: number, uid: number, gid: number, cb: Callback) =>
       answer('mkdir', path, cb, () => fs.mkdir(path, mode, { uid, gid })),
     rmdir: (path: string, cb: Callback) => answer('rmdir', path, cb, () => fs.rmdir(path)),
-    create: (path: string, mode: number, uid: number, gid: number, cb: Callback) =>
+    // The open flags tell whether the create keeps what may be there (FileSystem.create).
+    create: (path: string, mode: number, uid: number, gid: number, flags: number, cb: Callback) =>
       answer(
         'create',
         path,
         cb,
-        () => fs.create(path, mode, { uid, gid }),
+        () => fs.create(path, mode, { uid, gid }, flags),
         (fh) => [fh],
       ),
     open: (path: string, flags: number, cb: Callback, cancel?: Cancellation) =>

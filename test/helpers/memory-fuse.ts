@@ -64,7 +64,7 @@ export class MemoryTree {
         nodes.set(path, { mode: 0o40000 | mode, data: Buffer.alloc(0), mtimeMs: Date.now(), atimeMs: Date.now() });
         cb(0);
       },
-      create: (path: string, mode: number, _uid: number, _gid: number, cb: Callback) => {
+      create: (path: string, mode: number, _uid: number, _gid: number, _flags: number, cb: Callback) => {
         nodes.set(path, { mode: 0o100000 | mode, data: Buffer.alloc(0), mtimeMs: Date.now(), atimeMs: Date.now() });
         cb(0, 1);
       },

@@ -500,6 +500,28 @@ describe('other clients and other tools', () => {
     expect(st.uid).toBe(process.getuid!());
   });
 
+  it('keeps what another client put under a name it answered missing: `>>` appends to it, `>` replaces it', async () => {
+    // Long TTLs: what the mount knows of the names in the directory it made stays fresh throughout.
+    const own = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--metadata-ttl', '60', '--negative-ttl', '60']);
+    try {
+      const dir = join(own.mountpoint, 'guarded');
+      mkdirSync(dir);
+      await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'guarded/log', Body: 'theirs\n' }));
+      await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'guarded/replaced', Body: 'theirs, longer\n' }));
+      // Made here a moment ago: the mount answers from what it knows, without asking.
+      expect(existsSync(join(dir, 'log'))).toBe(false);
+      // An append asks the store before it creates, and keeps their bytes.
+      sh(`printf 'mine\\n' >> guarded/log`, own.mountpoint);
+      expect((await sdkGet('guarded/log')).toString()).toBe('theirs\nmine\n');
+      expect(readFileSync(join(dir, 'log'), 'utf8')).toBe('theirs\nmine\n');
+      // `>` truncates whatever is there: the file is ours alone (the kernel's O_TRUNC reached the create).
+      sh(`printf 'mine\\n' > guarded/replaced`, own.mountpoint);
+      expect((await sdkGet('guarded/replaced')).toString()).toBe('mine\n');
+    } finally {
+      await own.unmount();
+    }
+  });
+
   it('shows a change made by another client within the metadata TTL', async () => {
     writeFileSync(join(mnt, 'changing'), 'before');
     expect(readFileSync(join(mnt, 'changing'), 'utf8')).toBe('before');

@@ -59,7 +59,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { Attributes } from '../../src/fs/attributes.js';
-import { FileSystem, O_APPEND, O_RDWR, O_TRUNC, O_WRONLY } from '../../src/fs/file-system.js';
+import { FileSystem, O_APPEND, O_CREAT, O_RDWR, O_TRUNC, O_WRONLY } from '../../src/fs/file-system.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { FaultyStore } from '../../src/storage/faulty-store.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
@@ -286,7 +286,10 @@ class Kernel {
     const access = mode === 'r' ? O_RDONLY : mode === 'r+' ? O_RDWR : O_WRONLY;
     const flags = access | (mode === 'a' ? O_APPEND : 0) | (mode === 'w' ? O_TRUNC : 0);
     if (found.attrs?.kind === 'directory') throw new KernelError('EISDIR', found.path); // callers hold no directory
-    const fh = !found.attrs && creates ? await this.fs.create(found.path, 0o666 & ~UMASK) : await this.openExisting(found, flags);
+    const fh =
+      !found.attrs && creates
+        ? await this.fs.create(found.path, 0o666 & ~UMASK, undefined, flags | O_CREAT)
+        : await this.openExisting(found, flags);
     this.modes.set(fh, { read: access !== O_WRONLY, write: access !== O_RDONLY, append: mode === 'a' });
     return fh;
   }
@@ -335,7 +338,9 @@ class Kernel {
   async writeFile(path: string, data: Buffer, fsync = false): Promise<void> {
     const found = await this.walk(path, true);
     if (found.attrs?.kind === 'directory') throw new KernelError('EISDIR', found.path);
-    const fh = found.attrs ? await this.fs.open(found.path, O_WRONLY | O_TRUNC) : await this.fs.create(found.path, 0o666 & ~UMASK);
+    const fh = found.attrs
+      ? await this.fs.open(found.path, O_WRONLY | O_TRUNC)
+      : await this.fs.create(found.path, 0o666 & ~UMASK, undefined, O_WRONLY | O_CREAT | O_TRUNC);
     await this.use(fh, async () => {
       await this.writeAll(fh, data, 0);
       if (fsync) await this.fs.fsync(fh);
@@ -346,7 +351,9 @@ class Kernel {
   async appendFile(path: string, data: Buffer): Promise<void> {
     const found = await this.walk(path, true);
     if (found.attrs?.kind === 'directory') throw new KernelError('EISDIR', found.path);
-    const fh = found.attrs ? await this.fs.open(found.path, O_WRONLY | O_APPEND) : await this.fs.create(found.path, 0o666 & ~UMASK);
+    const fh = found.attrs
+      ? await this.fs.open(found.path, O_WRONLY | O_APPEND)
+      : await this.fs.create(found.path, 0o666 & ~UMASK, undefined, O_WRONLY | O_CREAT | O_APPEND);
     await this.use(fh, () => this.writeAll(fh, data, found.attrs?.size ?? 0));
   }
 

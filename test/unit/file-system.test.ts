@@ -16,7 +16,7 @@ import {
   S_IFSOCK,
   formatTime,
 } from '../../src/fs/attributes.js';
-import { FileSystem, O_APPEND, O_RDWR, O_TRUNC, O_WRONLY } from '../../src/fs/file-system.js';
+import { FileSystem, O_APPEND, O_CREAT, O_RDWR, O_TRUNC, O_WRONLY } from '../../src/fs/file-system.js';
 import { PREFETCH } from '../../src/fs/namespace.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { FaultyStore } from '../../src/storage/faulty-store.js';
@@ -1726,43 +1726,97 @@ describe('request budget of lookups', () => {
     expect(calls('list')).toBe(1);
   });
 
-  it('looks up a name missing from a directory listed in full with its HEAD alone, and finds a new file at once', async () => {
+  it('answers a name missing from a directory listed in full without a request, until the negative TTL', async () => {
     await put('listed/a', 'x');
     await fs.readdir('/listed');
     memory.calls.clear();
     await expect(fs.getattr('/listed/b')).rejects.toMatchObject({ code: 'ENOENT' });
-    expect(total()).toBe(1); // no directory of that name: the listing said so
+    expect(total()).toBe(0); // the listing showed every name there
     // Made here since: it exists, with no request.
     const fh = await fs.create('/listed/new', 0o644);
     await fs.release(fh);
     memory.calls.clear();
     expect((await fs.getattr('/listed/new')).size).toBe(0);
     expect(total()).toBe(0);
-    // Another client's new file is found at once (an append to it never replaces it)...
+    // Another client's new file and directory show once the negative TTL has passed, as a
+    // cached "missing" would.
     await put('listed/c', 'y');
-    expect((await fs.getattr('/listed/c')).size).toBe(1);
-    // ...its new directory once the negative TTL has passed.
     await put('listed/dir/inner', 'z');
+    await expect(fs.getattr('/listed/c')).rejects.toMatchObject({ code: 'ENOENT' });
     await expect(fs.getattr('/listed/dir')).rejects.toMatchObject({ code: 'ENOENT' });
     clock.advance(NEGATIVE_TTL + 1);
+    expect((await fs.getattr('/listed/c')).size).toBe(1);
     expect((await fs.getattr('/listed/dir')).kind).toBe('directory');
   });
 
-  it('lists a directory after two cold lookups in it, so a loop creating files asks one HEAD per file', async () => {
+  it('lists a directory after two cold lookups in it, so a loop creating files asks no HEAD per file', async () => {
     await put('loop/existing', 'x');
     await fs.getattr('/loop');
     memory.calls.clear();
     for (let i = 0; i < 20; i++) {
       await expect(fs.getattr(`/loop/new${i}`)).rejects.toMatchObject({ code: 'ENOENT' });
-      const fh = await fs.create(`/loop/new${i}`, 0o644);
+      const fh = await fs.create(`/loop/new${i}`, 0o644, undefined, O_WRONLY | O_CREAT | O_TRUNC);
       await fs.write(fh, Buffer.from('data'), 0);
       await fs.release(fh);
     }
     expect(calls('put')).toBe(20);
-    // Cold lookups (three requests each) until the listing the second one starts has come back,
-    // that listing, then one HEAD per new name: far from three per name.
-    expect(total()).toBeLessThanOrEqual(5 * 3 + 1 + 20);
-    expect(calls('list')).toBeLessThanOrEqual(6);
+    // Two cold lookups (three requests each), during which the second starts the listing; then
+    // nothing but the PUTs.
+    expect(calls('head')).toBe(4);
+    expect(calls('list')).toBe(3);
     expect(await listing('/loop')).toEqual(['existing', ...Array.from({ length: 20 }, (_, i) => `new${i}`)].sort());
+  });
+
+  it('1,000 creates in a directory this mount made cost no HEAD, over many TTLs: one LIST every half TTL', async () => {
+    await fs.mkdir('/made', 0o755);
+    memory.calls.clear();
+    for (let i = 0; i < 1000; i++) {
+      await expect(fs.getattr(`/made/f${i}`)).rejects.toMatchObject({ code: 'ENOENT' });
+      const fh = await fs.create(`/made/f${i}`, 0o644, undefined, O_WRONLY | O_CREAT | O_TRUNC);
+      await fs.write(fh, Buffer.from(`file ${i}`), 0);
+      await fs.flush(fh);
+      await fs.release(fh);
+      clock.advance(5); // 5 s in all: ten negative TTLs, more than two directory TTLs
+    }
+    expect(calls('put')).toBe(1000);
+    // No HEAD per file: only the directory's own entry, revalidated once a directory TTL (its
+    // marker's HEAD and first key) by the listings that renew what is known of its names, each
+    // once half of that knowledge's time has passed.
+    expect(calls('head') + calls('get')).toBe(Math.floor(5000 / DIR_TTL));
+    const renewals = calls('list') - Math.floor(5000 / DIR_TTL);
+    expect(renewals).toBeGreaterThanOrEqual(5000 / NEGATIVE_TTL - 1);
+    expect(renewals).toBeLessThanOrEqual(5000 / (NEGATIVE_TTL / 2) + 1);
+    expect((await listing('/made')).length).toBe(1000);
+  });
+
+  it('keeps the data of a file another client put within the TTL when a create appends to it', async () => {
+    await fs.mkdir('/made', 0o755);
+    await put('made/log', 'theirs\n');
+    // The directory is known to hold nothing but what this mount made: "missing", no request.
+    memory.calls.clear();
+    await expect(fs.getattr('/made/log')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(total()).toBe(0);
+    // `>> log`: a create that keeps what is there asks the store, and opens the file it finds.
+    const fh = await fs.create('/made/log', 0o644, undefined, O_WRONLY | O_CREAT | O_APPEND);
+    expect(calls('head')).toBe(1);
+    await fs.write(fh, Buffer.from('mine\n'), 0);
+    await fs.release(fh);
+    expect(stored('made/log')).toBe('theirs\nmine\n');
+    // One that must make a new file, or truncates, replaces it without asking (as if the other
+    // client's put had come first): `>`, `cp`, `tar x`.
+    await put('made/other', 'theirs');
+    memory.calls.clear();
+    const truncating = await fs.create('/made/other', 0o644, undefined, O_WRONLY | O_CREAT | O_TRUNC);
+    await fs.write(truncating, Buffer.from('mine'), 0);
+    await fs.release(truncating);
+    expect(calls('head')).toBe(0);
+    expect(stored('made/other')).toBe('mine');
+    // A create that keeps what is there, of a name that is new indeed, makes it: one HEAD.
+    memory.calls.clear();
+    const fresh = await fs.create('/made/fresh', 0o644, undefined, O_RDWR | O_CREAT);
+    await fs.write(fresh, Buffer.from('new'), 0);
+    await fs.release(fresh);
+    expect(calls('head')).toBe(1);
+    expect(stored('made/fresh')).toBe('new');
   });
 });
