@@ -168,18 +168,62 @@ export class FileSystem {
     return this.namespace.listWithAttributes(path, cancel);
   }
 
-  /** A new directory, owned by `owner` (FUSE's caller; default: the mount's defaults). */
+  /**
+   * A new directory, owned by `owner` (FUSE's caller; default: the mount's defaults): its marker
+   * PUT now, or in async mode journaled and PUT in the background (`saveMarkerLater`).
+   */
   async mkdir(path: string, permissions: number, owner?: Owner): Promise<void> {
     this.checkWritable(path);
     const key = this.namespace.checkedKey(path);
     if (await this.namespace.tryResolve(path)) throw new FsError('EEXIST', `${path}: already exists`);
     const attrs = newAttributes('directory', permissions, this.options.defaults, this.now(), owner);
-    const { etag } = await this.namespace.callStore(path, () =>
-      this.store.put(`${key}/`, Buffer.alloc(0), { metadata: metadataOf(attrs), contentType: contentTypeOf('directory') }),
-    );
-    this.namespace.cache.setNode(path, { attrs, etag, explicit: true, complete: true });
+    if (this.options.writeMode === 'async') {
+      await this.saveMarkerLater(path, { attrs, etag: '' }, () => undefined);
+      this.namespace.cache.setNode(path, { attrs: { ...attrs }, etag: '', explicit: true, complete: true });
+    } else {
+      const { etag } = await this.namespace.callStore(path, () =>
+        this.store.put(`${key}/`, Buffer.alloc(0), { metadata: metadataOf(attrs), contentType: contentTypeOf('directory') }),
+      );
+      this.namespace.cache.setNode(path, { attrs, etag, explicit: true, complete: true });
+    }
     this.namespace.appeared(path);
     this.namespace.madeDirectory(path);
+  }
+
+  /**
+   * Async mode: makes `change` to the attributes of directory `path` (as `node` has them) and
+   * journals its marker with them, to be PUT in the background (Committer.saveMarkerLater). The
+   * marker waits in the open-file table, with no handle, until it is saved: lookups, listings,
+   * rmdir and rename find it there.
+   */
+  private async saveMarkerLater(
+    path: string,
+    node: { attrs: Attributes; etag: string; contentType?: string },
+    change: (attrs: Attributes) => void,
+  ): Promise<void> {
+    let marker = this.openFiles.get(path);
+    if (!marker) {
+      const contentType = node.contentType ?? contentTypeOf('directory');
+      const made = new OpenFile(path, this.namespace.dirKey(path), { ...node.attrs }, node.etag, contentType, this.stagingPath());
+      await this.namespace.callStore(path, () => made.stage(this.store, 0)); // empty: what the journal keeps
+      marker = this.openFiles.get(path);
+      if (marker)
+        await made.discard(); // another change made one meanwhile
+      else this.openFiles.set(path, (marker = made));
+    }
+    const saving = marker;
+    try {
+      await this.committer.saveMarkerLater(saving, () => {
+        change(saving.attrs);
+        saving.attrs.ctimeMs = this.now();
+      });
+    } catch (error) {
+      if (!saving.pending) {
+        this.openFiles.delete(path, saving);
+        await saving.discard();
+      }
+      throw error;
+    }
   }
 
   async rmdir(path: string): Promise<void> {
@@ -192,9 +236,19 @@ export class FileSystem {
     const page = await this.namespace.callStore(path, () => this.store.list({ prefix: dirKey, maxKeys: 2 }));
     const hasChildren = page.objects.some((o) => o.key !== dirKey) || page.prefixes.length > 0;
     if (hasChildren || this.openFiles.hasBelow(path)) throw new FsError('ENOTEMPTY', `${path}: directory not empty`);
+    // Its marker waiting to be saved (async mode) is not saved now: its journal record goes.
+    const marker = this.openFiles.get(path);
+    if (marker) {
+      await marker.exclusive(async () => {
+        marker.unlinked = true;
+        await this.committer.dropPending(marker);
+      });
+      this.openFiles.delete(path, marker);
+      await this.committer.forgetIfDone(marker);
+    }
     // An explicit directory whose marker the listing does not show is a store's own kind of
     // marker (blobfuse's `hdi_isfolder` blob on Azure): deleting `dir/` removes it there.
-    if (node.explicit || page.objects.some((o) => o.key === dirKey))
+    if ((node.explicit && !(marker && !marker.existsInStore)) || page.objects.some((o) => o.key === dirKey))
       await this.namespace.callStore(path, () => this.store.deleteMany([dirKey]));
     this.namespace.cache.deleteTree(path);
     this.namespace.cache.setMissing(path);
@@ -503,6 +557,8 @@ export class FileSystem {
       return;
     }
     const open = this.openFiles.get(path);
+    // A directory's marker waiting to be saved (async mode): saved again with the change.
+    if (open?.attrs.kind === 'directory') return this.saveMarkerLater(path, open, change);
     if (open) {
       change(open.attrs);
       open.attrs.ctimeMs = this.now();
@@ -512,6 +568,9 @@ export class FileSystem {
       return;
     }
     const node = await this.namespace.resolve(path);
+    // Async mode: a directory's marker is an empty object, journaled and PUT with the change in
+    // the background; tar's times and mode of a directory then cost one PUT, waited for by none.
+    if (node.attrs.kind === 'directory' && this.options.writeMode === 'async') return this.saveMarkerLater(path, node, change);
     const attrs = { ...node.attrs };
     change(attrs);
     attrs.ctimeMs = this.now();

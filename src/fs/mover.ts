@@ -65,10 +65,19 @@ export class Mover {
     this.namespace.cache.delete(to);
   }
 
-  /** Moves every key under directory `from` (16 copies at a time, then one delete) and the files open below it. */
+  /**
+   * Moves every key under directory `from` (16 copies at a time, then one delete) and the files
+   * open below it. Directory markers waiting to be saved (async mode) are saved first, and move
+   * as the keys they then are.
+   */
   async moveDirectory(from: string, to: string): Promise<void> {
-    const below = [...this.openFiles.files()].filter((f) => f.path.startsWith(`${from}/`));
-    for (const file of below) await this.committer.commit(file);
+    const markerOf = this.openFiles.get(from);
+    const waiting = [...this.openFiles.files()].filter((f) => f.path.startsWith(`${from}/`));
+    for (const file of markerOf ? [markerOf, ...waiting] : waiting) await this.committer.commit(file);
+    for (const file of markerOf ? [markerOf, ...waiting] : waiting) {
+      if (file.attrs.kind === 'directory') await this.committer.forgetIfDone(file);
+    }
+    const below = waiting.filter((f) => f.attrs.kind !== 'directory');
     const fromKey = this.namespace.dirKey(from);
     const toKey = this.namespace.dirKey(to);
     const keys: string[] = [];

@@ -136,7 +136,8 @@ export class Namespace {
     if (path === '/') return { attrs: this.rootAttrs, etag: '', explicit: true, complete: true };
     if (path.includes('\0')) return undefined; // no file name holds one (isShowableName)
     const open = this.openFiles.get(path);
-    if (open) return { attrs: open.attrs, etag: open.etag, explicit: false, complete: true };
+    // (A directory is open only as its marker waiting to be saved, in async mode: FileSystem.mkdir.)
+    if (open) return { attrs: open.attrs, etag: open.etag, explicit: open.attrs.kind === 'directory', complete: true };
     const cached = this.cache.get(path);
     if (cached && !cached.exists) return undefined;
     if (cached?.exists && cached.node.complete) return cached.node;
@@ -593,6 +594,7 @@ export class Namespace {
   async keepParent(path: string): Promise<void> {
     const parent = posix.dirname(path);
     if (parent === '/') return;
+    if (this.openFiles.get(parent)?.attrs.kind === 'directory') return; // its marker is on its way (async mkdir)
     const cached = this.cache.get(parent);
     if (cached?.exists && cached.node.explicit) return;
     const dirKey = this.dirKey(parent);

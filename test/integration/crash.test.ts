@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { GetObjectCommand, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
@@ -57,8 +57,30 @@ for (let i = 0; i < Number(count); i++) {
 }
 `;
 
-function startWriter(dir: string, count: number): { child: ChildProcess; closed: Map<string, string> } {
-  const child = spawn(process.execPath, ['-e', WRITER, dir, String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
+/**
+ * Makes directories as tar does in its own process: mkdir, then the directory's times, then its
+ * mode; prints `closed <name> <mtime>` once all three have returned, and goes on until it fails.
+ */
+const DIRECTORY_MAKER = `
+const { chmodSync, mkdirSync, utimesSync } = require('node:fs');
+const [dir, count] = process.argv.slice(1);
+for (let i = 0; i < Number(count); i++) {
+  const name = 'd' + i;
+  const path = dir + '/' + name;
+  try {
+    mkdirSync(path, 0o755);
+    utimesSync(path, 1000000 + i, 1000000 + i);
+    chmodSync(path, 0o700);
+  } catch (error) {
+    process.stdout.write('failed ' + name + ' ' + error.code + '\\n');
+    process.exit(0);
+  }
+  process.stdout.write('closed ' + name + ' ' + (1000000 + i) + '\\n');
+}
+`;
+
+function startWriter(dir: string, count: number, program = WRITER): { child: ChildProcess; closed: Map<string, string> } {
+  const child = spawn(process.execPath, ['-e', program, dir, String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const closed = new Map<string, string>();
   let buffered = '';
   child.stdout!.on('data', (chunk: Buffer) => {
@@ -122,6 +144,43 @@ describe.each(['sync', 'async'] as const)('kill -9 in %s write mode', (mode) => 
       }
     } finally {
       writer?.child.kill('SIGKILL');
+      forceUnmount(mountpoint);
+    }
+  });
+});
+
+describe('kill -9 in async write mode while directories are made', () => {
+  it('keeps every directory whose mkdir, utimes and chmod returned, with its mode and times', async () => {
+    const staging = mkdtempSync(join(tmpdir(), 'objmount-crash-'));
+    const env = testEnv();
+    const prefix = 'w-dirs';
+    const args = ['--write-mode', 'async', '--staging-dir', staging];
+    const mount = await mountBucket(server.endpoint, `s3://${BUCKET}/${prefix}`, args, env);
+    const mountpoint = mount.mountpoint;
+    let maker: ReturnType<typeof startWriter> | undefined;
+    try {
+      maker = startWriter(mountpoint, 200, DIRECTORY_MAKER);
+      // Kill once a few directories were made, with markers journaled and not yet in the store.
+      const journaled = () => readdirSync(staging).some((name) => name.endsWith('.pending.json'));
+      for (let waited = 0; maker.closed.size < 6 || !journaled(); waited += 20) {
+        if (waited > 90_000) throw new Error(`the maker made only ${maker.closed.size} directories in 90 s`);
+        await sleep(20);
+      }
+      process.kill(await daemonPid(mountpoint, env), 'SIGKILL');
+      await new Promise((resolve) => (maker!.child.exitCode !== null ? resolve(undefined) : maker!.child.once('exit', resolve)));
+
+      const again = await mountBucket(server.endpoint, `s3://${BUCKET}/${prefix}`, args, env, mountpoint);
+      try {
+        expect(readFileSync(again.logFile, 'utf8')).toMatch(/finished \d+ upload\(s\) left by a previous run/);
+        for (const [name, mtime] of maker.closed) {
+          const marker = await sdk.send(new HeadObjectCommand({ Bucket: BUCKET, Key: `${prefix}/${name}/` }));
+          expect(marker.Metadata, name).toMatchObject({ mode: String(0o40700), mtime });
+        }
+      } finally {
+        await again.unmount();
+      }
+    } finally {
+      maker?.child.kill('SIGKILL');
       forceUnmount(mountpoint);
     }
   });

@@ -1138,6 +1138,67 @@ describe('request budget of small files', () => {
   });
 });
 
+describe('directories in async mode (markers journaled, PUT in the background)', () => {
+  const total = () => [...memory.calls.values()].reduce((sum, n) => sum + n, 0);
+  const records = async () => (await readLocalDir(stagingDir)).filter((name) => name.endsWith('.pending.json'));
+
+  it("costs tar's mkdir, then a directory's times and mode, one PUT in the background and none waited for", async () => {
+    const async = mount(faulty, { writeMode: 'async' });
+    await expect(async.getattr('/t')).rejects.toMatchObject({ code: 'ENOENT' }); // tar's lookup first
+    memory.calls.clear();
+    await async.mkdir('/t', 0o700);
+    expect(total()).toBe(0);
+    expect(await records()).toHaveLength(1); // journaled: a crash now leaves it to the next mount
+    expect(await async.getattr('/t')).toMatchObject({ kind: 'directory', mode: S_IFDIR | 0o700 });
+    expect(await listing('/', async)).toEqual(['t']);
+    await async.utimens('/t', 1_000_000, 2_000_000);
+    await async.chmod('/t', 0o750);
+    expect(calls('copy') + calls('put')).toBe(0);
+    expect(await async.getattr('/t')).toMatchObject({ mode: S_IFDIR | 0o750, mtimeMs: 2_000_000 });
+    await vi.waitFor(() => expect(metadata('t/')).toMatchObject({ mode: String(S_IFDIR | 0o750), mtime: formatTime(2_000_000) }));
+    expect(calls('put')).toBe(1);
+    expect(calls('copy')).toBe(0);
+    await vi.waitFor(async () => expect(await records()).toEqual([]));
+    expect(async.backgroundUploadCount).toBe(0);
+    // Once saved, a change of an existing directory's metadata is journaled and PUT again.
+    memory.calls.clear();
+    await async.chmod('/t', 0o755);
+    expect(total()).toBe(0);
+    await vi.waitFor(() => expect(metadata('t/')).toMatchObject({ mode: String(S_IFDIR | 0o755) }));
+    expect(calls('put')).toBe(1);
+  });
+
+  it('never saves the marker of a directory removed before it was saved, nor its journal record', async () => {
+    const async = mount(faulty, { writeMode: 'async' });
+    await async.mkdir('/gone', 0o755);
+    await async.mkdir('/gone/inner', 0o755);
+    await expect(async.rmdir('/gone')).rejects.toMatchObject({ code: 'ENOTEMPTY' }); // its subdirectory is on its way
+    await async.rmdir('/gone/inner');
+    await async.rmdir('/gone');
+    expect(await records()).toEqual([]);
+    await expect(async.getattr('/gone')).rejects.toMatchObject({ code: 'ENOENT' });
+    await async.drain();
+    expect([...memory.objects.keys()].filter((k) => k.startsWith('gone'))).toEqual([]);
+  });
+
+  it('moves directories whose markers wait, and their subdirectories, with their metadata', async () => {
+    const async = mount(faulty, { writeMode: 'async' });
+    await async.mkdir('/a', 0o755);
+    await async.mkdir('/a/b', 0o755);
+    await async.chmod('/a/b', 0o700);
+    const fh = await async.create('/a/b/f', 0o644);
+    await async.write(fh, Buffer.from('inside'), 0);
+    await async.release(fh);
+    await async.rename('/a', '/c');
+    expect(await async.getattr('/c/b')).toMatchObject({ kind: 'directory', mode: S_IFDIR | 0o700 });
+    expect((await readFile('/c/b/f', async)).toString()).toBe('inside');
+    await async.drain();
+    expect([...memory.objects.keys()].sort()).toEqual(['c/', 'c/b/', 'c/b/f']);
+    expect(metadata('c/b/')).toMatchObject({ mode: String(S_IFDIR | 0o700) });
+    await vi.waitFor(async () => expect(await records()).toEqual([]));
+  });
+});
+
 describe('closes of a new file before anything is written (FLUSH of a duplicate descriptor)', () => {
   const total = () => [...memory.calls.values()].reduce((sum, n) => sum + n, 0);
   const stillOpen = async () => true;

@@ -11,6 +11,11 @@
  *   record and queues the upload; a failed background upload is tried again, less and less often,
  *   while the journal keeps the data. Closes in flight share the journal's fsyncs (group commit,
  *   journal.ts), and small files are uploaded many at a time (`SMALL_UPLOADS`).
+ * - Async mode saves a directory's marker (an empty `dir/` object) the same way, as an open file
+ *   with no handle (`saveMarkerLater`: mkdir, chmod, chown, utimens of a directory): journaled at
+ *   once, and PUT with its latest metadata a moment later (`MARKER_DELAY_MS`), so that `tar x`'s
+ *   mkdir, then its times, then its mode cost one PUT in the background instead of a PUT and two
+ *   COPYs waited for.
  * - A close whose upload failed (either mode) keeps the file, staged copy and all, in the table
  *   after its last handle is released, and tries again in the background the same way, until
  *   the upload succeeds (or the unmount's drain) or the file is deleted: the error was reported,
@@ -59,6 +64,11 @@ export interface CommitterOptions {
 const SMALL_UPLOADS = 32;
 /** Files up to this size count as small for the background queues. */
 const SMALL_FILE = 1024 * 1024;
+/**
+ * How long a directory's marker waits before its upload: the changes that follow a mkdir or a
+ * chmod (tar sets a directory's times, then its mode) go into the same PUT.
+ */
+export const MARKER_DELAY_MS = 100;
 
 export class Committer {
   private readonly uploader: FileUploader;
@@ -150,28 +160,45 @@ export class Committer {
    * and queues the upload. Metadata-only changes are uploaded at once (one small copy).
    */
   commitLater(file: OpenFile): Promise<void> {
-    return file.exclusive(async () => {
-      if (file.unlinked || (!file.dirty && !file.metadataDirty) || file.journaled) return;
-      if (!file.dirty || !file.stagingFile) return this.commitNow(file);
-      const changes = file.changes;
-      const record = {
-        key: file.key,
-        size: file.attrs.size,
-        metadata: metadataOf(file.attrs),
-        contentType: file.contentType ?? contentTypeOf('file'),
-      };
-      // The journal must hold the whole file: a crash could outlive the object it came from.
-      await this.namespace.callStore(file.path, () => file.fill(this.store, 0));
-      try {
-        await this.journal.add(file.stagingFile, record, file.stagingHandle);
-      } catch (error) {
-        const { code, message } = toFsError(error, file.path);
-        throw new FsError(code, `${file.path}: could not journal the file in ${this.options.stagingDir}: ${message}`, { cause: error });
-      }
-      file.pending = true;
-      file.journaledChanges = changes;
-      this.uploadInBackground(file);
+    return file.exclusive(() => this.journalNow(file));
+  }
+
+  /**
+   * Async mode's save of a directory's marker, `marker` (an open file with no handle, whose key
+   * ends in '/' and whose staging file is empty): `change` is made to its attributes in its
+   * queue, and the marker journaled with them, to be PUT in the background (an empty object: the
+   * PUT carries the metadata, as a copy onto itself would). Nothing waits for the store.
+   */
+  saveMarkerLater(marker: OpenFile, change: () => void): Promise<void> {
+    return marker.exclusive(async () => {
+      change();
+      marker.dirty = true;
+      await this.journalNow(marker);
     });
+  }
+
+  /** `commitLater`'s work. Call inside the file's `exclusive`. */
+  private async journalNow(file: OpenFile): Promise<void> {
+    if (file.unlinked || (!file.dirty && !file.metadataDirty) || file.journaled) return;
+    if (!file.dirty || !file.stagingFile) return this.commitNow(file);
+    const changes = file.changes;
+    const record = {
+      key: file.key,
+      size: file.attrs.size,
+      metadata: metadataOf(file.attrs),
+      contentType: file.contentType ?? contentTypeOf('file'),
+    };
+    // The journal must hold the whole file: a crash could outlive the object it came from.
+    await this.namespace.callStore(file.path, () => file.fill(this.store, 0));
+    try {
+      await this.journal.add(file.stagingFile, record, file.stagingHandle);
+    } catch (error) {
+      const { code, message } = toFsError(error, file.path);
+      throw new FsError(code, `${file.path}: could not journal the file in ${this.options.stagingDir}: ${message}`, { cause: error });
+    }
+    file.pending = true;
+    file.journaledChanges = changes;
+    this.uploadInBackground(file);
   }
 
   /** Whether `file` has changes the store does not have yet, and is still to be uploaded. */
@@ -191,8 +218,9 @@ export class Committer {
   }
 
   private tryInBackground(file: OpenFile, failures: number): void {
-    if (failures > 0) {
-      const delay = Math.min(60_000, (this.options.retryDelayMs ?? 1000) * 2 ** Math.min(failures - 1, 6));
+    if (failures > 0 || file.attrs.kind === 'directory') {
+      const retry = Math.min(60_000, (this.options.retryDelayMs ?? 1000) * 2 ** Math.min(failures - 1, 6));
+      const delay = failures > 0 ? retry : MARKER_DELAY_MS;
       setTimeout(() => this.queueUpload(file, failures), delay).unref();
     } else {
       this.queueUpload(file, failures);
@@ -278,7 +306,13 @@ export class Committer {
     }
     this.namespace.wrote(
       file.path,
-      { attrs: { ...file.attrs }, etag, explicit: false, complete: true, contentType: file.contentType },
+      {
+        attrs: { ...file.attrs },
+        etag,
+        explicit: file.attrs.kind === 'directory', // a directory's marker (saveMarkerLater)
+        complete: true,
+        contentType: file.contentType,
+      },
       written,
       options,
     );
