@@ -21,7 +21,7 @@
 import { randomBytes } from 'node:crypto';
 
 import type { Logger } from '../log/logger.js';
-import type { ObjectStore, WrittenObject } from '../storage/object-store.js';
+import type { ListPage, ObjectStore, WrittenObject } from '../storage/object-store.js';
 import { type AttributeDefaults, type Attributes, type Owner, S_IFMT, contentTypeOf, metadataOf, newAttributes } from './attributes.js';
 import type { Cancellation } from './cancellation.js';
 import { FsError } from './errors.js';
@@ -178,7 +178,7 @@ export class FileSystem {
     if (await this.namespace.tryResolve(path)) throw new FsError('EEXIST', `${path}: already exists`);
     const attrs = newAttributes('directory', permissions, this.options.defaults, this.now(), owner);
     if (this.options.writeMode === 'async') {
-      await this.saveMarkerLater(path, { attrs, etag: '' }, () => undefined);
+      await this.committer.saveDirectoryLater(path, { attrs, etag: '' }, () => undefined, this.stagingPath());
       this.namespace.cache.setNode(path, { attrs: { ...attrs }, etag: '', explicit: true, complete: true });
     } else {
       const { etag } = await this.namespace.callStore(path, () =>
@@ -190,42 +190,6 @@ export class FileSystem {
     this.namespace.madeDirectory(path);
   }
 
-  /**
-   * Async mode: makes `change` to the attributes of directory `path` (as `node` has them) and
-   * journals its marker with them, to be PUT in the background (Committer.saveMarkerLater). The
-   * marker waits in the open-file table, with no handle, until it is saved: lookups, listings,
-   * rmdir and rename find it there.
-   */
-  private async saveMarkerLater(
-    path: string,
-    node: { attrs: Attributes; etag: string; contentType?: string },
-    change: (attrs: Attributes) => void,
-  ): Promise<void> {
-    let marker = this.openFiles.get(path);
-    if (!marker) {
-      const contentType = node.contentType ?? contentTypeOf('directory');
-      const made = new OpenFile(path, this.namespace.dirKey(path), { ...node.attrs }, node.etag, contentType, this.stagingPath());
-      await this.namespace.callStore(path, () => made.stage(this.store, 0)); // empty: what the journal keeps
-      marker = this.openFiles.get(path);
-      if (marker)
-        await made.discard(); // another change made one meanwhile
-      else this.openFiles.set(path, (marker = made));
-    }
-    const saving = marker;
-    try {
-      await this.committer.saveMarkerLater(saving, () => {
-        change(saving.attrs);
-        saving.attrs.ctimeMs = this.now();
-      });
-    } catch (error) {
-      if (!saving.pending) {
-        this.openFiles.delete(path, saving);
-        await saving.discard();
-      }
-      throw error;
-    }
-  }
-
   async rmdir(path: string): Promise<void> {
     this.checkWritable(path);
     this.namespace.forgetNamesBelow(path);
@@ -233,19 +197,9 @@ export class FileSystem {
     const node = await this.namespace.resolve(path);
     if (node.attrs.kind !== 'directory') throw new FsError('ENOTDIR', `${path}: not a directory`);
     const dirKey = this.namespace.dirKey(path);
-    const page = await this.namespace.callStore(path, () => this.store.list({ prefix: dirKey, maxKeys: 2 }));
-    const hasChildren = page.objects.some((o) => o.key !== dirKey) || page.prefixes.length > 0;
-    if (hasChildren || this.openFiles.hasBelow(path)) throw new FsError('ENOTEMPTY', `${path}: directory not empty`);
+    const page = await this.checkEmpty(path);
     // Its marker waiting to be saved (async mode) is not saved now: its journal record goes.
-    const marker = this.openFiles.get(path);
-    if (marker) {
-      await marker.exclusive(async () => {
-        marker.unlinked = true;
-        await this.committer.dropPending(marker);
-      });
-      this.openFiles.delete(path, marker);
-      await this.committer.forgetIfDone(marker);
-    }
+    const marker = await this.committer.dropDirectory(path);
     // An explicit directory whose marker the listing does not show is a store's own kind of
     // marker (blobfuse's `hdi_isfolder` blob on Azure): deleting `dir/` removes it there.
     if ((node.explicit && !(marker && !marker.existsInStore)) || page.objects.some((o) => o.key === dirKey))
@@ -253,6 +207,15 @@ export class FileSystem {
     this.namespace.cache.deleteTree(path);
     this.namespace.cache.setMissing(path);
     await this.namespace.keepParent(path);
+  }
+
+  /** The first keys in directory `path`, or ENOTEMPTY if it holds anything (in the store, or open here). */
+  private async checkEmpty(path: string): Promise<ListPage> {
+    const dirKey = this.namespace.dirKey(path);
+    const page = await this.namespace.callStore(path, () => this.store.list({ prefix: dirKey, maxKeys: 2 }));
+    const hasChildren = page.objects.some((o) => o.key !== dirKey) || page.prefixes.length > 0;
+    if (hasChildren || this.openFiles.hasBelow(path)) throw new FsError('ENOTEMPTY', `${path}: directory not empty`);
+    return page;
   }
 
   // ---- files ----
@@ -513,8 +476,18 @@ export class FileSystem {
     if (source.kind === 'directory') {
       if (to.startsWith(`${from}/`)) throw new FsError('EINVAL', `${to}: cannot move a directory into itself`);
       if (target && target.kind !== 'directory') throw new FsError('ENOTDIR', `${to}: not a directory`);
-      if (target) await this.rmdir(to);
-      await this.mover.moveDirectory(from, to);
+      // The directory replaced goes only once the move has succeeded: a failed copy leaves both.
+      const replaced = target ? await this.namespace.resolve(to) : undefined;
+      if (replaced) {
+        await this.checkEmpty(to);
+        await this.committer.saveDirectoryNow(to); // a marker waiting (async mode) is in the store first
+      }
+      const markerMoved = await this.mover.moveDirectory(from, to);
+      // Its marker, unless the moved directory's took its place.
+      if (replaced?.explicit && !markerMoved) {
+        const toKey = this.namespace.dirKey(to);
+        await this.namespace.callStore(to, () => this.store.deleteMany([toKey]));
+      }
     } else {
       if (target?.kind === 'directory') throw new FsError('EISDIR', `${to}: is a directory`);
       await this.mover.moveFile(from, to);
@@ -558,7 +531,7 @@ export class FileSystem {
     }
     const open = this.openFiles.get(path);
     // A directory's marker waiting to be saved (async mode): saved again with the change.
-    if (open?.attrs.kind === 'directory') return this.saveMarkerLater(path, open, change);
+    if (open?.attrs.kind === 'directory') return this.saveDirectoryLater(path, open, change);
     if (open) {
       change(open.attrs);
       open.attrs.ctimeMs = this.now();
@@ -570,7 +543,7 @@ export class FileSystem {
     const node = await this.namespace.resolve(path);
     // Async mode: a directory's marker is an empty object, journaled and PUT with the change in
     // the background; tar's times and mode of a directory then cost one PUT, waited for by none.
-    if (node.attrs.kind === 'directory' && this.options.writeMode === 'async') return this.saveMarkerLater(path, node, change);
+    if (node.attrs.kind === 'directory' && this.options.writeMode === 'async') return this.saveDirectoryLater(path, node, change);
     const attrs = { ...node.attrs };
     change(attrs);
     attrs.ctimeMs = this.now();
@@ -586,6 +559,22 @@ export class FileSystem {
       written = await this.namespace.callStore(path, () => this.store.copy(key, key, options));
     }
     this.namespace.wrote(path, { ...node, attrs, explicit: attrs.kind === 'directory' || node.explicit }, written, options);
+  }
+
+  private saveDirectoryLater(
+    path: string,
+    node: { attrs: Attributes; etag: string; contentType?: string },
+    change: (a: Attributes) => void,
+  ) {
+    return this.committer.saveDirectoryLater(
+      path,
+      node,
+      (attrs) => {
+        change(attrs);
+        attrs.ctimeMs = this.now();
+      },
+      this.stagingPath(),
+    );
   }
 
   statfs(): StatFs {

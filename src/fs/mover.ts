@@ -68,9 +68,9 @@ export class Mover {
   /**
    * Moves every key under directory `from` (16 copies at a time, then one delete) and the files
    * open below it. Directory markers waiting to be saved (async mode) are saved first, and move
-   * as the keys they then are.
+   * as the keys they then are. Returns whether `from` had a marker (`to/` is now that marker).
    */
-  async moveDirectory(from: string, to: string): Promise<void> {
+  async moveDirectory(from: string, to: string): Promise<boolean> {
     const markerOf = this.openFiles.get(from);
     const waiting = [...this.openFiles.files()].filter((f) => f.path.startsWith(`${from}/`));
     for (const file of markerOf ? [markerOf, ...waiting] : waiting) await this.committer.commit(file);
@@ -105,5 +105,6 @@ export class Mover {
     this.namespace.cache.deleteTree(from);
     this.namespace.cache.deleteTree(to);
     this.namespace.cache.setMissing(from);
+    return keys.includes(fromKey);
   }
 }

@@ -1142,6 +1142,16 @@ describe('FileSystem behaves like a local directory', () => {
 // ---- bugs the model found, fixed: kept as regression cases ----
 
 describe('FileSystem bugs the model found', () => {
+  // rename(2) of a directory over an empty one removed the target before the copies: a failed
+  // copy left neither (the target gone, the source where it was). (Found as: mkdir(a), mkdir(b),
+  // rename(a, b) with copy #1 failing, in both write modes.)
+  it.each(['sync', 'async'] as const)('keeps the directory a failed rename was to replace (%s)', async (writeMode) => {
+    const setup: Setup = { writeMode, partSize: KiB, prefix: '', seeded: false, caching: true };
+    await runSequence(setup, [new Mkdir('a'), new Mkdir('b'), new Faulty(new Rename('a', 'b'), 'copy', 1, 1, 'Transient')]);
+    const seeded: Setup = { writeMode, partSize: KiB, prefix: '', seeded: true, caching: true };
+    await runSequence(seeded, [new ExternalDelete('d/a'), new Mkdir('d/a'), new Faulty(new Rename('e/f', 'd/a'), 'copy', 1, 1, 'Transient')]);
+  });
+
   // truncate(2) by path while the file is open only for reading: FileSystem.truncate changes the
   // open file (getattr says 0 bytes) but uploads nothing, and the release of a read-only handle
   // commits nothing, so at the last close the truncate is dropped: the size is back, the store

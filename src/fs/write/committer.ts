@@ -34,7 +34,8 @@ import { contentTypeOf, metadataOf, metadataWithoutTimes } from '../attributes.j
 import { FsError, toFsError } from '../errors.js';
 import type { MemoryBudget } from '../memory-budget.js';
 import type { Namespace } from '../namespace.js';
-import type { OpenFile } from '../open-file.js';
+import type { Attributes } from '../attributes.js';
+import { OpenFile } from '../open-file.js';
 import type { OpenFileTable } from '../open-files.js';
 import { FileUploader } from './file-uploader.js';
 import { Journal, type JournalStats, UploadTracker, removeRecord } from './journal.js';
@@ -175,6 +176,62 @@ export class Committer {
       marker.dirty = true;
       await this.journalNow(marker);
     });
+  }
+
+  /**
+   * Async mode: makes `change` to the attributes of directory `path` (as `node` has them) and
+   * journals its marker with them, to be PUT in the background (`saveMarkerLater`). The marker
+   * waits in the open-file table, with no handle, until it is saved: lookups, listings, rmdir
+   * (`dropDirectory`) and rename (`saveDirectoryNow`, Mover) find it there. `stagingPath` is for
+   * its empty staging file, if it needs one.
+   */
+  async saveDirectoryLater(
+    path: string,
+    node: { attrs: Attributes; etag: string; contentType?: string },
+    change: (attrs: Attributes) => void,
+    stagingPath: string,
+  ): Promise<void> {
+    let marker = this.openFiles.get(path);
+    if (!marker) {
+      const contentType = node.contentType ?? contentTypeOf('directory');
+      const made = new OpenFile(path, this.namespace.dirKey(path), { ...node.attrs }, node.etag, contentType, stagingPath);
+      await this.namespace.callStore(path, () => made.stage(this.store, 0)); // empty: what the journal keeps
+      marker = this.openFiles.get(path);
+      if (marker)
+        await made.discard(); // another change made one meanwhile
+      else this.openFiles.set(path, (marker = made));
+    }
+    const saving = marker;
+    try {
+      await this.saveMarkerLater(saving, () => change(saving.attrs));
+    } catch (error) {
+      if (!saving.pending) {
+        this.openFiles.delete(path, saving);
+        await saving.discard();
+      }
+      throw error;
+    }
+  }
+
+  /** Saves the marker of directory `path` now, if one waits (async mode), and forgets it. */
+  async saveDirectoryNow(path: string): Promise<void> {
+    const marker = this.openFiles.get(path);
+    if (marker?.attrs.kind !== 'directory') return;
+    await this.commit(marker);
+    await this.forgetIfDone(marker);
+  }
+
+  /** Gives up the marker of directory `path` waiting to be saved (rmdir), its journal record too; returns it. */
+  async dropDirectory(path: string): Promise<OpenFile | undefined> {
+    const marker = this.openFiles.get(path);
+    if (marker?.attrs.kind !== 'directory') return undefined;
+    await marker.exclusive(async () => {
+      marker.unlinked = true;
+      await this.dropPending(marker);
+    });
+    this.openFiles.delete(path, marker);
+    await this.forgetIfDone(marker);
+    return marker;
   }
 
   /** `commitLater`'s work. Call inside the file's `exclusive`. */
