@@ -11,6 +11,7 @@
  *   file now (sync close, fsync) or later from the journal (async close);
  * - `Mover` (mover.ts): renames, as copies and deletes, with the files open below them;
  * - `Nodes` (nodes.ts): symlinks and what mknod makes, a name and metadata only;
+ * - `AttributeChanges` (attribute-changes.ts): chmod, chown, utimens;
  * - `FileReader` (read/file-reader.ts) over the mount's `BlockCache`: reads of unmodified files.
  *
  * Files open for writing are staged locally and uploaded on flush/fsync/close, which return only
@@ -21,8 +22,9 @@
 import { randomBytes } from 'node:crypto';
 
 import type { Logger } from '../log/logger.js';
-import type { ListPage, ObjectStore, WrittenObject } from '../storage/object-store.js';
+import type { ListPage, ObjectStore } from '../storage/object-store.js';
 import { type AttributeDefaults, type Attributes, type Owner, S_IFMT, contentTypeOf, metadataOf, newAttributes } from './attributes.js';
+import { AttributeChanges } from './attribute-changes.js';
 import type { Cancellation } from './cancellation.js';
 import { FsError } from './errors.js';
 import type { KeptMetadata } from './kept-metadata.js';
@@ -106,6 +108,7 @@ export class FileSystem {
   private readonly committer: Committer;
   private readonly mover: Mover;
   private readonly nodes: Nodes;
+  private readonly attributes: AttributeChanges;
   private readonly blocks: BlockCache;
   private readonly now: () => number;
   private nextStaging = 1;
@@ -138,6 +141,11 @@ export class FileSystem {
     });
     this.mover = new Mover(store, this.namespace, this.openFiles, this.committer);
     this.nodes = new Nodes(store, this.namespace, options.defaults, this.now);
+    this.attributes = new AttributeChanges(store, this.namespace, this.openFiles, this.committer, {
+      writeMode: options.writeMode ?? 'sync',
+      now: this.now,
+      stagingPath: () => this.stagingPath(),
+    });
   }
 
   // ---- attributes and directories ----
@@ -499,14 +507,14 @@ export class FileSystem {
 
   async chmod(path: string, mode: number): Promise<void> {
     this.checkWritable(path);
-    await this.changeAttributes(path, (a) => {
+    await this.attributes.change(path, (a) => {
       a.mode = (a.mode & S_IFMT) | (mode & 0o7777);
     });
   }
 
   async chown(path: string, uid: number, gid: number): Promise<void> {
     this.checkWritable(path);
-    await this.changeAttributes(path, (a) => {
+    await this.attributes.change(path, (a) => {
       if (uid !== -1 && uid !== 0xffffffff) a.uid = uid;
       if (gid !== -1 && gid !== 0xffffffff) a.gid = gid;
     });
@@ -516,65 +524,10 @@ export class FileSystem {
     this.checkWritable(path);
     const open = this.openFiles.get(path);
     if (open) open.timesSet = true;
-    await this.changeAttributes(path, (a) => {
+    await this.attributes.change(path, (a) => {
       a.atimeMs = atimeMs;
       a.mtimeMs = mtimeMs;
     });
-  }
-
-  private async changeAttributes(path: string, change: (attrs: Attributes) => void): Promise<void> {
-    if (path === '/') {
-      // The root has no object to carry metadata: the change lasts as long as the mount.
-      change(this.namespace.rootAttrs);
-      this.namespace.rootAttrs.ctimeMs = this.now();
-      return;
-    }
-    const open = this.openFiles.get(path);
-    // A directory's marker waiting to be saved (async mode): saved again with the change.
-    if (open?.attrs.kind === 'directory') return this.saveDirectoryLater(path, open, change);
-    if (open) {
-      change(open.attrs);
-      open.attrs.ctimeMs = this.now();
-      open.metadataDirty = true;
-      // A file with unsaved content gets its metadata at flush; a clean one right away.
-      if (!open.dirty) await this.committer.commit(open);
-      return;
-    }
-    const node = await this.namespace.resolve(path);
-    // Async mode: a directory's marker is an empty object, journaled and PUT with the change in
-    // the background; tar's times and mode of a directory then cost one PUT, waited for by none.
-    if (node.attrs.kind === 'directory' && this.options.writeMode === 'async') return this.saveDirectoryLater(path, node, change);
-    const attrs = { ...node.attrs };
-    change(attrs);
-    attrs.ctimeMs = this.now();
-    const options = { metadata: metadataOf(attrs), contentType: node.contentType ?? contentTypeOf(attrs.kind) };
-    let written: WrittenObject;
-    if (attrs.kind === 'directory') {
-      const dirKey = this.namespace.dirKey(path);
-      written = await this.namespace.callStore(path, () =>
-        node.explicit ? this.store.copy(dirKey, dirKey, options) : this.store.put(dirKey, Buffer.alloc(0), options),
-      );
-    } else {
-      const key = this.namespace.key(path);
-      written = await this.namespace.callStore(path, () => this.store.copy(key, key, options));
-    }
-    this.namespace.wrote(path, { ...node, attrs, explicit: attrs.kind === 'directory' || node.explicit }, written, options);
-  }
-
-  private saveDirectoryLater(
-    path: string,
-    node: { attrs: Attributes; etag: string; contentType?: string },
-    change: (a: Attributes) => void,
-  ) {
-    return this.committer.saveDirectoryLater(
-      path,
-      node,
-      (attrs) => {
-        change(attrs);
-        attrs.ctimeMs = this.now();
-      },
-      this.stagingPath(),
-    );
   }
 
   statfs(): StatFs {

@@ -488,14 +488,14 @@ describe('other clients and other tools', () => {
         Metadata: { mode: String(0o100755), uid: '1001', gid: '1002', mtime: '1600000000' },
       }),
     );
-    const st = statSync(join(mnt, 's3fs-made.sh')); // a new file is seen at once
+    const st = await statWhenShown(join(mnt, 's3fs-made.sh')); // a new file: seen within --negative-ttl (the root was listed)
     expect([st.mode, st.uid, st.gid, st.mtimeMs]).toEqual([0o100755, 1001, 1002, 1600000000_000]);
     expect(sh(`'${mnt}/s3fs-made.sh'`)).toBe('hi\n');
   });
 
   it('gives objects without metadata the defaults', async () => {
     await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'plain.txt', Body: 'plain' }));
-    const st = statSync(join(mnt, 'plain.txt'));
+    const st = await statWhenShown(join(mnt, 'plain.txt'));
     expect(st.mode).toBe(0o100644);
     expect(st.uid).toBe(process.getuid!());
   });

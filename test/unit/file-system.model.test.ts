@@ -1149,7 +1149,11 @@ describe('FileSystem bugs the model found', () => {
     const setup: Setup = { writeMode, partSize: KiB, prefix: '', seeded: false, caching: true };
     await runSequence(setup, [new Mkdir('a'), new Mkdir('b'), new Faulty(new Rename('a', 'b'), 'copy', 1, 1, 'Transient')]);
     const seeded: Setup = { writeMode, partSize: KiB, prefix: '', seeded: true, caching: true };
-    await runSequence(seeded, [new ExternalDelete('d/a'), new Mkdir('d/a'), new Faulty(new Rename('e/f', 'd/a'), 'copy', 1, 1, 'Transient')]);
+    await runSequence(seeded, [
+      new ExternalDelete('d/a'),
+      new Mkdir('d/a'),
+      new Faulty(new Rename('e/f', 'd/a'), 'copy', 1, 1, 'Transient'),
+    ]);
   });
 
   // truncate(2) by path while the file is open only for reading: FileSystem.truncate changes the
