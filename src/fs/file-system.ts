@@ -194,13 +194,13 @@ export class FileSystem {
       );
       this.namespace.cache.setNode(path, { attrs, etag, explicit: true, complete: true });
     }
-    this.namespace.appeared(path);
-    this.namespace.madeDirectory(path);
+    this.namespace.names.appeared(path);
+    this.namespace.names.made(path);
   }
 
   async rmdir(path: string): Promise<void> {
     this.checkWritable(path);
-    this.namespace.forgetNamesBelow(path);
+    this.namespace.names.forgetBelow(path);
     if (path === '/') throw new FsError('EPERM', `/: the mount's root cannot be removed`);
     const node = await this.namespace.resolve(path);
     if (node.attrs.kind !== 'directory') throw new FsError('ENOTDIR', `${path}: not a directory`);
@@ -249,7 +249,7 @@ export class FileSystem {
     if (previous) previous.unlinked = true;
     this.openFiles.set(path, file);
     this.namespace.cache.delete(path);
-    this.namespace.appeared(path);
+    this.namespace.names.appeared(path);
     return this.openFiles.addHandle(file, O_RDWR);
   }
 
@@ -477,10 +477,10 @@ export class FileSystem {
     this.namespace.checkedKey(to);
     const source = this.openFiles.get(from)?.attrs ?? (await this.namespace.resolve(from)).attrs;
     const target = this.openFiles.get(to)?.attrs ?? (await this.namespace.tryResolve(to))?.attrs;
-    this.namespace.appeared(to);
+    this.namespace.names.appeared(to);
     // A moved tree is looked up in the store again (its names are not tracked where it lands).
-    this.namespace.forgetNamesBelow(from);
-    this.namespace.forgetNamesBelow(to);
+    this.namespace.names.forgetBelow(from);
+    this.namespace.names.forgetBelow(to);
     if (source.kind === 'directory') {
       if (to.startsWith(`${from}/`)) throw new FsError('EINVAL', `${to}: cannot move a directory into itself`);
       if (target && target.kind !== 'directory') throw new FsError('ENOTDIR', `${to}: not a directory`);

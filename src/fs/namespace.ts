@@ -29,8 +29,6 @@
 
 import { posix } from 'node:path';
 
-import { LRUCache } from 'lru-cache';
-
 import type { Logger } from '../log/logger.js';
 import {
   type ListPage,
@@ -48,6 +46,7 @@ import type { KeptMetadata } from './kept-metadata.js';
 import { type CachedNode, MetadataCache, type MetadataCacheOptions, isSameVersion, versionOf } from './metadata-cache.js';
 import type { OpenFileTable } from './open-files.js';
 import type { BlockCache } from './read/block-cache.js';
+import { KnownNames, MAX_KNOWN } from './known-names.js';
 import { SiblingPrefetch } from './sibling-prefetch.js';
 
 export interface NamespaceOptions {
@@ -68,11 +67,8 @@ export const MAX_NAME_BYTES = 255;
 const SMALL_OBJECT_BYTES = 64 * 1024;
 /** Entries of one listing whose metadata is fetched ahead of their lookups, how many at once, how far ahead. */
 export const PREFETCH = { maxEntries: 10_000, concurrency: 32, window: 64 };
-/** Most directories (and names in one) whose names are known; keys remembered as unshowable. */
-const MAX_REMEMBERED = 10_000;
-/** Cold lookups in one directory, this close in time, after which it is listed (see `noteColdLookup`). */
-const COLD_LOOKUPS_BEFORE_LISTING = 2;
-const COLD_LOOKUP_WINDOW_MS = 1000;
+/** Most keys remembered as unshowable. */
+const MAX_UNSHOWN = 10_000;
 
 export class Namespace {
   readonly cache: MetadataCache;
@@ -80,19 +76,11 @@ export class Namespace {
   readonly rootAttrs: Attributes;
   /** Lookups in flight, one per path, shared by whoever asks meanwhile (cancelled once none waits). */
   private readonly lookups = new Map<string, { node: Promise<CachedNode | undefined>; cancel: SharedCancellation }>();
-  /**
-   * Directories whose every name is known, until a time: made by this mount (until the directory
-   * TTL), or listed in full (until the negative TTL from the listing's start), with the names made
-   * here since. A lookup of any other name is answered "missing" without asking the store (three
-   * requests saved per new file in `cp -r`, `tar x`, `mkdir -p`, a shell loop); past `renewAfter`
-   * such an answer lists the directory again in the background (`knownAbsent`).
-   */
-  private readonly knownNames = new Map<string, { until: number; renewAfter: number; names: Set<string> }>();
-  /** Directories → cold lookups in them since they were last listed (see `noteColdLookup`). */
-  private readonly coldLookups = new LRUCache<string, { count: number; since: number }>({ max: 256 });
-  /** Listings started by `noteColdLookup`, one per directory at a time. */
+  /** The directories whose every name is known, and the cold lookups in others (known-names.ts). */
+  readonly names: KnownNames;
+  /** Listings started ahead of lookups (`listAhead`), one per directory at a time. */
   private readonly listingsInFlight = new Set<string>();
-  /** Keys a listing could not show, each logged once (at most MAX_REMEMBERED remembered). */
+  /** Keys a listing could not show, each logged once (at most MAX_UNSHOWN remembered). */
   private readonly unshowable = new Set<string>();
   /** Fetches the metadata a listing lacks, ahead of the lookups that follow it. */
   private readonly prefetch = new SiblingPrefetch((path) => this.resolveNode(path), PREFETCH);
@@ -110,6 +98,13 @@ export class Namespace {
     private readonly options: NamespaceOptions,
   ) {
     this.cache = new MetadataCache(options.cache);
+    this.names = new KnownNames({
+      now: options.now,
+      dirTtlMs: options.cache.dirTtlMs,
+      negativeTtlMs: options.cache.negativeTtlMs,
+      listAhead: (dir) => this.listAhead(dir),
+      savedHere: (path) => this.cache.expired(path)?.exists === true,
+    });
     this.rootAttrs = implicitDirectory(options.defaults, options.now());
   }
 
@@ -141,7 +136,7 @@ export class Namespace {
     const cached = this.cache.get(path);
     if (cached && !cached.exists) return undefined;
     if (cached?.exists && cached.node.complete) return cached.node;
-    if (!cached && this.knownAbsent(path)) return undefined;
+    if (!cached && this.names.absent(path)) return undefined;
     const pending = this.lookups.get(path);
     // One cancelled (its waiters all interrupted) is still settling: it is no answer for this one.
     if (pending !== undefined && !pending.cancel.signal.aborted) {
@@ -149,7 +144,7 @@ export class Namespace {
       return pending.node;
     }
     // A name known before (its entry expired) is asked for again as what it was: not cold.
-    if (!cached && !this.cache.expired(path)?.exists) this.noteColdLookup(posix.dirname(path));
+    if (!cached && !this.cache.expired(path)?.exists) this.names.coldLookup(posix.dirname(path));
     return this.shareLookup(path, cancel, (signal) =>
       cached?.exists ? this.lookup(path, signal, cached.node) : this.lookupAgain(path, signal),
     );
@@ -314,7 +309,7 @@ export class Namespace {
     if (!info) return undefined;
     const node = this.fileNode(key, info);
     this.cache.setNode(path, node);
-    this.appeared(path);
+    this.names.appeared(path);
     return node;
   }
 
@@ -435,7 +430,7 @@ export class Namespace {
     for (const [openPath, file] of this.openFiles.entries()) {
       if (posix.dirname(openPath) === path && !file.existsInStore) names.add(posix.basename(openPath));
     }
-    this.listedInFull(path, names, started);
+    this.names.listed(path, names, started);
     return names;
   }
 
@@ -480,109 +475,16 @@ export class Namespace {
 
   /** Logs, once per key, that a listing skipped it and why. */
   private notShown(key: string, why: string): void {
-    if (this.unshowable.has(key) || this.unshowable.size >= MAX_REMEMBERED) return;
+    if (this.unshowable.has(key) || this.unshowable.size >= MAX_UNSHOWN) return;
     this.unshowable.add(key);
     this.options.logger.warn(`key '${printable(key)}' is not shown in the mount: ${why}`);
-  }
-
-  // ---- names made here ----
-
-  /** Notes a directory mkdir just made: until its TTL, only names made here exist in it. */
-  madeDirectory(path: string): void {
-    this.knowNames(path, new Set(), this.options.now(), this.options.cache.dirTtlMs);
-  }
-
-  /**
-   * Notes the names a full listing of `path`, started at `started`, showed: until the negative
-   * TTL from then, no other name is there (what another client puts since shows after that, as
-   * a cached "missing" would).
-   */
-  private listedInFull(path: string, names: Set<string>, started: number): void {
-    this.coldLookups.delete(path);
-    if (names.size > MAX_REMEMBERED) return;
-    const before = this.knownNames.get(path);
-    // Names made here while the listing ran may be missing from it: keep them (a name kept that
-    // is gone since only costs its lookup a request).
-    const all = before ? new Set([...names, ...before.names]) : new Set(names);
-    this.knowNames(path, all, started, this.options.cache.negativeTtlMs, before?.until);
-  }
-
-  /** Knows `names` as all of `path`'s from `from` for `ttlMs` (or until `knownUntil`, if later). */
-  private knowNames(path: string, names: Set<string>, from: number, ttlMs: number, knownUntil = 0): void {
-    if (ttlMs <= 0) return;
-    if (this.knownNames.size >= MAX_REMEMBERED) {
-      // Keep the map small in a long-lived mount: drop what has expired.
-      const now = this.options.now();
-      for (const [dir, entry] of this.knownNames) if (entry.until < now) this.knownNames.delete(dir);
-      if (this.knownNames.size >= MAX_REMEMBERED) return;
-    }
-    const until = Math.max(from + ttlMs, knownUntil);
-    this.knownNames.set(path, { until, renewAfter: Math.max(from + ttlMs / 2, until - ttlMs / 2), names });
-  }
-
-  /** Notes a name that now exists (or may) in its directory, for `knownNames`. */
-  appeared(path: string): void {
-    const dir = this.knownNames.get(posix.dirname(path));
-    if (!dir) return;
-    dir.names.add(posix.basename(path));
-    if (dir.names.size > MAX_REMEMBERED) this.knownNames.delete(posix.dirname(path)); // ask the store again
-  }
-
-  /** Forgets the names known in `path` and below it: a removed or moved tree is asked for again. */
-  forgetNamesBelow(path: string): void {
-    for (const dir of this.knownNames.keys()) {
-      if (dir === path || dir.startsWith(`${path}/`)) this.knownNames.delete(dir);
-    }
-  }
-
-  /**
-   * Whether `path` is known to be missing: its directory's every name is known (made here, or
-   * listed in full lately), and this is none of them. An answer given past the knowledge's
-   * `renewAfter` lists the directory again in the background, so that the knowledge outlives
-   * the TTL while a program keeps asking.
-   */
-  private knownAbsent(path: string): boolean {
-    const parent = posix.dirname(path);
-    const dir = this.knownNames.get(parent);
-    if (!dir) return false;
-    const now = this.options.now();
-    if (dir.until < now) {
-      this.knownNames.delete(parent);
-      return false;
-    }
-    if (dir.names.has(posix.basename(path))) return false;
-    // What this mount saved there since (an expired entry of it is kept as a hint) exists.
-    if (this.cache.expired(path)?.exists) return false;
-    if (now >= dir.renewAfter) this.listAhead(parent);
-    return true;
-  }
-
-  /**
-   * A lookup of a name nothing is known of, in directory `dir`. A program that looks up several
-   * names in one directory (`stat` of many files, `tar x`, a loop creating files) will look up
-   * more: from the second on, list the directory in the background, so that later lookups are
-   * answered by the listing (and what it lacks, the metadata of files, is fetched in parallel).
-   */
-  private noteColdLookup(dir: string): void {
-    if (this.listingsInFlight.has(dir)) return;
-    const now = this.options.now();
-    const known = this.knownNames.get(dir);
-    if (known && known.until >= now) return; // listed (or made) lately: nothing more to learn
-    const before = this.coldLookups.get(dir);
-    const count = before && now - before.since <= COLD_LOOKUP_WINDOW_MS ? before.count + 1 : 1;
-    if (count < COLD_LOOKUPS_BEFORE_LISTING) {
-      this.coldLookups.set(dir, { count, since: before && count > 1 ? before.since : now });
-      return;
-    }
-    this.coldLookups.delete(dir);
-    this.listAhead(dir);
   }
 
   /** Lists `dir` in the background (one listing per directory at a time), for the lookups to come. */
   private listAhead(dir: string): void {
     if (this.listingsInFlight.has(dir)) return;
     this.listingsInFlight.add(dir);
-    void this.listNames(dir, MAX_REMEMBERED)
+    void this.listNames(dir, MAX_KNOWN)
       .catch(() => undefined) // a listing ahead of time only saves requests; lookups report errors
       .finally(() => this.listingsInFlight.delete(dir));
   }

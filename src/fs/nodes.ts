@@ -63,7 +63,7 @@ export class Nodes {
   /** Puts the new entry `path` (EEXIST if there is one) and caches it complete. */
   private async make(path: string, key: string, attrs: Attributes, body: Buffer, target?: string): Promise<void> {
     if (await this.namespace.tryResolve(path)) throw new FsError('EEXIST', `${path}: already exists`);
-    this.namespace.appeared(path);
+    this.namespace.names.appeared(path);
     const { etag } = await this.namespace.callStore(path, () =>
       this.store.put(key, body, { metadata: metadataOf(attrs), contentType: contentTypeOf(attrs.kind) }),
     );
