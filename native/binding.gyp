@@ -8,6 +8,7 @@
         "src/ll_ops.cc",
         "src/js_calls.cc",
         "src/nodes.cc",
+        "src/page_store.cc",
         "src/block_pool.cc",
         "src/large_buffer.cc"
       ],

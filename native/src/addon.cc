@@ -9,6 +9,10 @@
 //   unmount(handle)                  answers pending ops ENOTCONN, closes the connection, onEnded()
 //   invalidatePath(handle, path, callback(errno))   drops the kernel's cache of a path
 //   nodeCount(handle) -> the size of the inode table: nodes the kernel holds, their directories, the root
+//   storePages(handle, fh, offset, buffer, callback(errno))  pushes buffer's bytes into the page
+//       cache of the file open as fh, at offset (page_store.cc); the buffer must stay unchanged
+//       until the callback
+//   storesSent(handle) -> how many page stores were sent to the kernel
 #include <errno.h>
 
 #include <cmath>
@@ -227,6 +231,42 @@ napi_value InvalidatePath(napi_env env, napi_callback_info info) {
   return Undefined(env);
 }
 
+napi_value StorePages(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5] = {};
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  Session* session = GetSession(env, argv[0]);
+  if (session == nullptr) return nullptr;
+  double fh = -1, offset = -1;
+  if (TypeOf(env, argv[1]) == napi_number) napi_get_value_double(env, argv[1], &fh);
+  if (!(fh >= 0 && fh <= 9007199254740992.0)) return ThrowType(env, "fh must be a file handle from open or create");
+  if (TypeOf(env, argv[2]) == napi_number) napi_get_value_double(env, argv[2], &offset);
+  if (!(offset >= 0 && offset <= 9007199254740992.0) || std::floor(offset) != offset) {
+    return ThrowType(env, "offset must be a whole number of bytes");
+  }
+  bool isBuffer = false;
+  napi_is_buffer(env, argv[3], &isBuffer);
+  if (!isBuffer) return ThrowType(env, "data must be a Buffer");
+  if (TypeOf(env, argv[4]) != napi_function) return ThrowType(env, "callback must be a function");
+  void* data = nullptr;
+  size_t length = 0;
+  napi_get_buffer_info(env, argv[3], &data, &length);
+  session->StorePages(env, static_cast<uint64_t>(fh), static_cast<int64_t>(offset), static_cast<const char*>(data), length,
+                      argv[3], argv[4]);
+  return Undefined(env);
+}
+
+napi_value StoresSent(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1] = {};
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  Session* session = GetSession(env, argv[0]);
+  if (session == nullptr) return nullptr;
+  napi_value count;
+  napi_create_double(env, static_cast<double>(session->storesSent()), &count);
+  return count;
+}
+
 napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"create", nullptr, Create, nullptr, nullptr, nullptr, napi_default, nullptr},
@@ -235,6 +275,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"unmount", nullptr, Unmount, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"invalidatePath", nullptr, InvalidatePath, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"nodeCount", nullptr, NodeCount, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"storePages", nullptr, StorePages, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"storesSent", nullptr, StoresSent, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"allocLargeBuffer", nullptr, AllocLargeBuffer, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);

@@ -5,6 +5,7 @@
 // JS side sees the same calls as before: a new entry is followed by a getattr of it, a setattr
 // is chmod, chown, truncate, utimens (each if asked) and a getattr.
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,6 +87,7 @@ void ReplyEntry(Session* s, Request* r) {
       ReleaseOrphan(s, r->path, r->fi.fh);
     } else {
       node->openHandles.push_back(r->fi.fh);
+      s->HandleOpened(r->fi.fh, node->ino, true);
     }
   } else if (fuse_reply_entry(r->req, &e) != 0) {
     s->nodes().Forget(e.ino, 1);  // the kernel did not get it (the request was interrupted)
@@ -214,6 +216,17 @@ void RunOpen(Session* s, Request* r) {
   s->Continue(r, 0);
 }
 
+void StartOpen(Session* s, Request* r) {
+  Node* node = s->nodes().Get(r->ino);
+  // auto_cache: attributes older than the attribute timeout are fetched again before deciding.
+  if (s->options().autoCache && node != nullptr && node->cacheValid && s->now() - node->statUpdated > s->options().attrTimeout) {
+    r->step = 0;
+    return s->Run(r, Op::Getattr);
+  }
+  r->step = 1;
+  RunOpen(s, r);
+}
+
 // ---- the handlers ----
 
 void Init(void* userdata, struct fuse_conn_info* conn) {
@@ -284,7 +297,12 @@ void Setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int toSet, struc
     r->fh = fi->fh;
     r->withHandle = true;
   }
-  SetattrNext(s, r);
+  // A truncate changes the pages: no page store may overtake it (page_store.cc).
+  if (toSet & FUSE_SET_ATTR_SIZE) {
+    s->BlockStores(ino);
+    r->blocksStores = ino;
+  }
+  s->AfterStores(ino, [s, r] { SetattrNext(s, r); });
 }
 
 void Readlink(fuse_req_t req, fuse_ino_t ino) {
@@ -364,14 +382,13 @@ void Open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   if (!AtInode(s, r, ino)) return;
   r->fi = *fi;
   r->flags = fi->flags;
-  Node* node = s->nodes().Get(ino);
-  // auto_cache: attributes older than the attribute timeout are fetched again before deciding.
-  if (s->options().autoCache && node != nullptr && node->cacheValid && s->now() - node->statUpdated > s->options().attrTimeout) {
-    r->step = 0;
-    return s->Run(r, Op::Getattr);
+  // No page store may overtake an open (page_store.cc); none starts while one for writing is on
+  // its way.
+  if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+    s->BlockStores(ino);
+    r->blocksStores = ino;
   }
-  r->step = 1;
-  RunOpen(s, r);
+  s->AfterStores(ino, [s, r] { StartOpen(s, r); });
 }
 
 void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct fuse_file_info* fi) {
@@ -411,6 +428,7 @@ void Release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   auto* r = new Request(req, Kind::Release);
   if (!AtInode(s, r, ino)) return;
   r->fh = fi->fh;
+  s->HandleReleased(fi->fh);
   if (Node* node = s->nodes().Get(ino)) {
     auto& open = node->openHandles;
     for (auto it = open.begin(); it != open.end(); ++it) {
@@ -596,6 +614,11 @@ void Session::Fail(Request* r, int error) {
 
 void Session::Done(Request* r) {
   if (r->req != nullptr) fuse_reply_err(r->req, 0);
+  Free(r);
+}
+
+void Session::Free(Request* r) {
+  if (r->blocksStores != 0) UnblockStores(r->blocksStores);
   delete r;
 }
 
@@ -670,8 +693,9 @@ void Session::Continue(Request* r, int code) {
       }
       if (fuse_reply_open(r->req, &r->fi) != 0) {
         ReleaseOrphan(this, r->path, r->fi.fh);
-      } else if (node != nullptr) {
-        node->openHandles.push_back(r->fi.fh);
+      } else {
+        if (node != nullptr) node->openHandles.push_back(r->fi.fh);
+        HandleOpened(r->fi.fh, r->ino, (r->flags & O_ACCMODE) != O_RDONLY);
       }
       r->req = nullptr;
       return Done(r);

@@ -122,6 +122,10 @@ struct Request {
   uint32_t jsId = 0;              // the id of the JS operation running now
   bool interruptWatched = false;  // fuse_req_interrupt_func was called for it
   bool interrupted = false;       // the kernel asked to interrupt it
+
+  // An open for writing or a truncate of this inode: page stores are refused until it ends (or,
+  // for an open that succeeds, until its handle is released).
+  fuse_ino_t blocksStores = 0;
 };
 
 // Requests the kernel may interrupt: they only read, so answering EINTR while JS goes on costs

@@ -177,10 +177,10 @@ void Session::TidyInterrupted(Request* r, int code) {
     auto* release = new Request(nullptr, Kind::Detached);
     release->path = r->path;
     release->fh = r->outFh;
-    delete r;
+    Free(r);
     return Run(release, Op::Release);
   }
-  delete r;
+  Free(r);
 }
 
 char* Session::TakeReceiveBlock() {

@@ -42,6 +42,7 @@
 #include <node_api.h>
 #include <uv.h>
 
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -84,6 +85,22 @@ class Session {
   // a worker thread; `done(0 or -errno)` on the JS thread.
   void Invalidate(napi_env env, const std::string& path, napi_value done);
 
+  // page_store.cc: bytes JS holds, pushed into the kernel's page cache (see there).
+  // Stores `size` bytes at `data` (inside `buffer`, referenced until done) at `offset` of the file
+  // open as handle `fh`, from a worker thread; `done(0 or -errno)` on the JS thread: -EBUSY when
+  // the file may be written, -EBADF for a handle not open.
+  void StorePages(napi_env env, uint64_t fh, int64_t offset, const char* data, size_t size, napi_value buffer, napi_value done);
+  // Handles the kernel holds: which inode, and whether open for writing (which blocks stores).
+  void HandleOpened(uint64_t fh, fuse_ino_t ino, bool writable);
+  void HandleReleased(uint64_t fh);
+  // A request that may change `ino`'s pages (an open for writing, a truncate) is on its way.
+  void BlockStores(fuse_ino_t ino);
+  void UnblockStores(fuse_ino_t ino);
+  // Runs `then` now, or once the stores in flight for `ino` have ended.
+  void AfterStores(fuse_ino_t ino, std::function<void()> then);
+  // Stores sent to the kernel so far (for tests and status).
+  uint64_t storesSent() const { return storesSent_; }
+
   bool Has(Op op) const { return ops_[static_cast<int>(op)] != nullptr; }
   const SessionOptions& options() const { return options_; }
   NodeTable& nodes() { return nodes_; }
@@ -96,6 +113,8 @@ class Session {
   // Replies and frees.
   void Fail(Request* r, int error);
   void Done(Request* r);
+  // Frees a request the kernel has its answer for (or never will), with what it holds.
+  void Free(Request* r);
   // A lent block after its request settled (succeeded: JS is done with it).
   void ReleaseLent(Request* r, bool succeeded);
   // INIT arrived: report the mount once libfuse has answered it.
@@ -168,7 +187,23 @@ class Session {
   int notifying_ = 0;  // notifications in flight on worker threads
   bool serving_ = false;  // inside Serve: libfuse is running, so the session must not be destroyed yet
 
+  // page_store.cc
+  struct HandleInfo {
+    fuse_ino_t ino;
+    bool writable;
+  };
+  std::unordered_map<uint64_t, HandleInfo> handles_;  // by the handle JS gave
+  struct InodeStores {
+    int inFlight = 0;  // stores sent and not ended
+    int blocked = 0;   // writable handles, and opens for writing and truncates on their way
+    std::vector<std::function<void()>> waiting;  // requests that start once inFlight is 0
+  };
+  std::unordered_map<fuse_ino_t, InodeStores> stores_;  // inodes with any of the above
+  uint64_t storesSent_ = 0;
+  void ForgetStoresIfIdle(std::unordered_map<fuse_ino_t, InodeStores>::iterator it);
+
   friend struct Invalidation;
+  friend struct PageStore;
 };
 
 // ll_ops.cc: the low-level operation table, filled for the ops JS implements.

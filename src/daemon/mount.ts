@@ -329,13 +329,19 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     await cleanUpAll();
   };
   try {
-    const session = new FuseSession(mountpoint, createOperations(fs, logger, { mountpoint: canonical(mountpoint) }), {
-      fsName: source,
-      allowOther: options.allowOther,
-      attrTimeoutSeconds: options.metadataTtlSeconds,
-      debug: options.debugFuse,
-      onOperationError: (operation, error) => logger.error(`${operation}: the operation threw, the kernel got EIO: ${String(error)}`),
-    });
+    // Reads hand pages to the kernel through the session they are served by (made just below).
+    const storePages = (fh: number, offset: number, data: Buffer) => session.storePages(fh, offset, data);
+    const session: FuseSession = new FuseSession(
+      mountpoint,
+      createOperations(fs, logger, { mountpoint: canonical(mountpoint), storePages }),
+      {
+        fsName: source,
+        allowOther: options.allowOther,
+        attrTimeoutSeconds: options.metadataTtlSeconds,
+        debug: options.debugFuse,
+        onOperationError: (operation, error) => logger.error(`${operation}: the operation threw, the kernel got EIO: ${String(error)}`),
+      },
+    );
     try {
       await session.mount();
     } catch (error) {
@@ -431,6 +437,9 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
           hitRate: hits + misses === 0 ? 0 : hits / (hits + misses),
           memoryBytes: sum((s) => s.blockCache.memoryUsed),
           diskBytes: sum((s) => s.disk?.size ?? 0),
+          kernelStores: sum((s) => s.blockCache.stats.kernelStores),
+          kernelStoredBytes: sum((s) => s.blockCache.stats.kernelStoredBytes),
+          kernelStoresRefused: sum((s) => s.blockCache.stats.kernelStoresRefused),
         },
         memory: {
           limit: options.memoryLimit,

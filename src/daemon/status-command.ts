@@ -42,7 +42,7 @@ export async function showStatus(
       `  store: ${status.requests} requests (${ops.get ?? 0} GET, ${(ops.put ?? 0) + (ops['upload part'] ?? 0)} PUT/parts), ${status.retries} retries, ${status.failedRequests} failed`,
     );
     print(
-      `  cache: ${(status.cache.hitRate * 100).toFixed(0)} % hits (${status.cache.hits}/${status.cache.hits + status.cache.misses}), ${mib(status.cache.memoryBytes)} in memory, ${mib(status.cache.diskBytes)} on disk`,
+      `  cache: ${(status.cache.hitRate * 100).toFixed(0)} % hits (${status.cache.hits}/${status.cache.hits + status.cache.misses}), ${mib(status.cache.memoryBytes)} in memory, ${mib(status.cache.diskBytes)} on disk, ${mib(status.cache.kernelStoredBytes ?? 0)} handed to the kernel's page cache`,
     );
     print(
       `  pending uploads: ${status.pendingUploads}; failed operations: ${status.failedOperations}; inodes the kernel holds: ${status.kernelInodes}`,

@@ -24,7 +24,21 @@ export interface MountStatus {
   /** Store requests that failed after their retries, and file operations that failed. */
   failedRequests: number;
   failedOperations: number;
-  cache: { hits: number; misses: number; diskHits: number; hitRate: number; memoryBytes: number; diskBytes: number };
+  /**
+   * The block cache; and the regions of files read at random that were handed to the kernel's page
+   * cache (FUSE_NOTIFY_STORE), their bytes, and the stores refused (the file may be written).
+   */
+  cache: {
+    hits: number;
+    misses: number;
+    diskHits: number;
+    hitRate: number;
+    memoryBytes: number;
+    diskBytes: number;
+    kernelStores: number;
+    kernelStoredBytes: number;
+    kernelStoresRefused: number;
+  };
   /**
    * Where the daemon's memory is: --memory-limit, what of it cached blocks and upload part
    * buffers hold, and the process as a whole (resident; V8's heap; Buffers outside it).
@@ -117,6 +131,11 @@ export async function serveMetrics(port: number, status: () => MountStatus): Pro
   counter('objmount_failed_operations_total', 'File operations answered with an error.', (s) => s.failedOperations);
   counter('objmount_cache_hits_total', 'Block reads served from memory or by a GET already in flight.', (s) => s.cache.hits);
   counter('objmount_cache_misses_total', 'Block reads that needed the disk tier or the store.', (s) => s.cache.misses);
+  counter(
+    'objmount_kernel_stored_bytes_total',
+    "Bytes of files read at random handed to the kernel's page cache.",
+    (s) => s.cache.kernelStoredBytes,
+  );
   gauge('objmount_cache_memory_bytes', 'Bytes of blocks held in memory or being fetched.', (s) => s.cache.memoryBytes);
   gauge('objmount_upload_buffer_bytes', 'Bytes of upload part buffers held in memory.', (s) => s.memory.uploadBytes);
   gauge('objmount_memory_limit_bytes', 'The --memory-limit for cached blocks and upload buffers.', (s) => s.memory.limit);

@@ -37,6 +37,7 @@ import { OpenFile, stagingPathFor } from './open-file.js';
 import { O_ACCMODE, O_CREAT, O_EXCL, O_RDWR, O_TRUNC, OpenFileTable } from './open-files.js';
 import { BlockCache } from './read/block-cache.js';
 import { FileReader, type ReadAheadOptions } from './read/file-reader.js';
+import type { StorePages } from './read/page-store.js';
 import { Committer } from './write/committer.js';
 import type { JournalStats } from './write/journal.js';
 import type { PartBuffers } from './write/part-buffers.js';
@@ -288,9 +289,11 @@ export class FileSystem {
   /**
    * Copies up to `length` bytes at `position` into `into`; returns how many. Every byte counted
    * was written into `into` for this read (the FUSE binding sends exactly those to the kernel,
-   * from memory that served earlier requests).
+   * from memory that served earlier requests). `storePages` (the FUSE binding's, for this handle)
+   * lets a reader of an unchanged object hand regions it keeps reading to the kernel's page cache
+   * (read/file-reader.ts).
    */
-  async read(fh: number, into: Buffer, length: number, position: number, cancel?: Cancellation): Promise<number> {
+  async read(fh: number, into: Buffer, length: number, position: number, cancel?: Cancellation, storePages?: StorePages): Promise<number> {
     const handle = this.openFiles.handle(fh);
     const { file } = handle;
     if (file.attrs.kind === 'directory') throw new FsError('EISDIR', `${file.path}: is a directory`);
@@ -309,7 +312,10 @@ export class FileSystem {
       this.options.readAhead ?? DEFAULT_READ_AHEAD,
     );
     const reader = handle.reader;
-    return this.countRead(await this.namespace.callStore(file.path, () => reader.read(into, wanted, position, cancel)));
+    // Pages go to the kernel only through a handle that cannot write (the FUSE binding also refuses
+    // them while any handle may write the file).
+    const store = handle.writable ? undefined : storePages;
+    return this.countRead(await this.namespace.callStore(file.path, () => reader.read(into, wanted, position, cancel, store)));
   }
 
   private countRead(bytes: number): number {

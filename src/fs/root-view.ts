@@ -13,6 +13,7 @@ import { posix } from 'node:path';
 
 import { type Attributes, type Owner, S_IFDIR } from './attributes.js';
 import type { Cancellation } from './cancellation.js';
+import type { StorePages } from './read/page-store.js';
 import { FsError, toFsError } from './errors.js';
 import type { DirectoryEntry, FileSystem, FileSystemStats, StatFs } from './file-system.js';
 
@@ -247,9 +248,9 @@ export class RootView implements MountedFileSystem {
     return this.register(fs, await fs.create(rest, permissions, owner, flags));
   }
 
-  async read(fh: number, into: Buffer, length: number, position: number, cancel?: Cancellation): Promise<number> {
+  async read(fh: number, into: Buffer, length: number, position: number, cancel?: Cancellation, storePages?: StorePages): Promise<number> {
     const h = this.handle(fh);
-    return h.fs.read(h.fh, into, length, position, cancel);
+    return h.fs.read(h.fh, into, length, position, cancel, storePages);
   }
 
   async write(fh: number, data: Buffer, position: number): Promise<number> {

@@ -34,6 +34,10 @@
  *   The kernel never interrupts its page-cache reads (asynchronous READs): a read's signal also
  *   aborts when the process it was made for closes the file (a killed `cat` does), and the read
  *   then answers EINTR (native/src/session.h).
+ * - `storePages` pushes bytes of an open file into the kernel's page cache (FUSE_NOTIFY_STORE), so
+ *   later reads of them cost no request; the addon refuses it while the file may be written, and
+ *   holds back opens and truncates of the file until the stores in flight have ended
+ *   (native/src/page_store.cc).
  * - unmount answers every operation still waiting for JS with ENOTCONN and closes the connection
  *   even while the mount is busy, so neither the kernel nor the process is left hanging.
  */
@@ -137,6 +141,8 @@ interface Fuse3Addon {
   unmount(handle: unknown): void;
   invalidatePath(handle: unknown, path: string, callback: (errno: number) => void): void;
   nodeCount(handle: unknown): number;
+  storePages(handle: unknown, fh: number, offset: number, data: Buffer, callback: (errno: number) => void): void;
+  storesSent(handle: unknown): number;
   allocLargeBuffer(bytes: number, hugePages?: boolean): Buffer | undefined;
 }
 
@@ -323,6 +329,23 @@ export class FuseSession {
    */
   invalidate(path: string): Promise<number> {
     return new Promise((resolve) => this.addon.invalidatePath(this.handle, path, resolve));
+  }
+
+  /**
+   * Pushes `data` into the page cache of the file open as handle `fh` (an open's or a create's
+   * answer), at `offset`: later reads of those bytes are served by the kernel, without a request.
+   * Resolves with 0, or -errno: -EBUSY while the file may be written (open for writing, or being
+   * truncated), -EBADF for a handle not open. `data` must stay unchanged until it resolves (the
+   * kernel copies from it on a worker thread), and must be the file's bytes at `offset`: the
+   * kernel takes them as they are, and extends the file's size to cover them.
+   */
+  storePages(fh: number, offset: number, data: Buffer): Promise<number> {
+    return new Promise((resolve) => this.addon.storePages(this.handle, fh, offset, data, resolve));
+  }
+
+  /** Page stores sent to the kernel so far. */
+  storesSent(): number {
+    return this.addon.storesSent(this.handle);
   }
 
   /**

@@ -35,9 +35,12 @@ type Callback = (code: number, ...results: unknown[]) => void;
 export interface OperationsOptions {
   /** The mountpoint as /proc shows the mount's files (canonical), for `holdsWritableDescriptor`. */
   mountpoint?: string;
+  /** The session's `storePages` (binding.ts): reads may hand pages to the kernel through it. */
+  storePages?: (fh: number, offset: number, data: Buffer) => Promise<number>;
 }
 
 export function createOperations(fs: MountedFileSystem, logger: Logger, options: OperationsOptions = {}): FuseOperations {
+  const { storePages } = options;
   /** Runs `work`, answering FUSE with its result or the errno of its failure. */
   const answer = <T>(op: string, path: string, cb: Callback, work: () => Promise<T> | T, reply?: (value: T) => unknown[]) => {
     let promise: Promise<T>;
@@ -141,7 +144,8 @@ export function createOperations(fs: MountedFileSystem, logger: Logger, options:
         (fh) => [fh],
       ),
     read: (path: string, fh: number, buffer: Buffer, length: number, position: number, cb: (n: number) => void, cancel?: Cancellation) => {
-      fs.read(fh, buffer, length, position, cancel).then(cb, (error: unknown) => {
+      const store = storePages && ((offset: number, data: Buffer) => storePages(fh, offset, data));
+      fs.read(fh, buffer, length, position, cancel, store).then(cb, (error: unknown) => {
         const fsError = toFsError(error, path);
         if (fsError.code === 'EINTR') logger.debug(`read ${path}: EINTR`);
         else {

@@ -24,13 +24,39 @@
  *
  * Every GET is pinned to the ETag the file was opened at, so a changed object fails with
  * PreconditionFailed (ESTALE above) and never mixes versions.
+ *
+ * Pages for the kernel (`storePages`, given by a handle that cannot write): a random read served
+ * from a block in memory still costs a FUSE round trip (tens of µs), and the kernel's page cache
+ * would serve it in a few. So a region a random reader comes back to (`STORE_UNIT`, within one
+ * block) is handed to the kernel once reads of this handle have reached the daemon for it
+ * `READS_BEFORE_STORE` times: from then on the kernel serves it, until it evicts the pages or a
+ * program drops them (fio drops the file's pages at each pass over it, `posix_fadvise(DONTNEED)`,
+ * on the same descriptor), and the count starts over. A read reaches the daemon only when the
+ * kernel lacks its page, so the cost is bounded either way: a store of 1 MiB costs the kernel
+ * about what two FUSE round trips cost, so even pages evicted before they are read again (a page
+ * cache under pressure) cost at most about twice the reads that caused them. A few reads scattered
+ * over a large object store little (one region per two reads in it); sequential readers never
+ * store (the kernel's read-ahead fills their pages itself).
  */
 
 import type { Cancellation } from '../cancellation.js';
 import type { BlockCache, ObjectVersion } from './block-cache.js';
+import type { StorePages } from './page-store.js';
 
 /** Random reads that needed a GET before the handle asks for the object to be loaded whole. */
 export const RANDOM_READS_BEFORE_LOAD = 4;
+
+/** The region handed to the kernel at once (see above): the largest FUSE read, 256 pages. */
+export const STORE_UNIT = 1024 * 1024;
+
+/** Random reads served from memory in one region before it is first handed to the kernel. */
+export const READS_BEFORE_STORE = 2;
+
+/** A region's reads from memory since it was last handed to the kernel (see above). */
+interface RegionStores {
+  reads: number;
+  storing: boolean;
+}
 
 export interface ReadAheadOptions {
   minReadAhead: number;
@@ -46,6 +72,8 @@ export class FileReader {
   private notPassed = 0;
   /** Random reads that needed a GET. */
   private randomMisses = 0;
+  /** Regions read at random from memory, by their start (see `considerStoring`). */
+  private readonly regions = new Map<number, RegionStores>();
 
   constructor(
     private readonly cache: BlockCache,
@@ -65,7 +93,7 @@ export class FileReader {
    * written into `into` by this read (a block shorter than its place in the object is an error,
    * never a count over bytes left from before).
    */
-  async read(into: Buffer, length: number, position: number, cancel?: Cancellation): Promise<number> {
+  async read(into: Buffer, length: number, position: number, cancel?: Cancellation, storePages?: StorePages): Promise<number> {
     const version = this.version();
     const wanted = Math.min(length, version.size - position);
     if (wanted <= 0) return 0;
@@ -107,6 +135,30 @@ export class FileReader {
         throw new Error(`${version.key}: block ${index} holds ${block.length} bytes, short of ${from + count}`);
       done += block.copy(into, done, from, from + count);
     }
+    if (!sequential && storePages) this.considerStoring(version, position, storePages);
     return done;
+  }
+
+  /**
+   * A random read at `position` was served from memory: hands its region to the kernel once it
+   * has been read so often from here (see above).
+   */
+  private considerStoring(version: ObjectVersion, position: number, storePages: StorePages): void {
+    const blockSize = this.cache.blockSize;
+    const unit = Math.min(STORE_UNIT, blockSize);
+    const blockStart = Math.floor(position / blockSize) * blockSize;
+    const start = blockStart + Math.floor((position - blockStart) / unit) * unit;
+    let region = this.regions.get(start);
+    if (!region) this.regions.set(start, (region = { reads: 0, storing: false }));
+    if (region.storing) return;
+    region.reads += 1;
+    if (region.reads < READS_BEFORE_STORE) return;
+    const end = Math.min(version.size, blockStart + blockSize, start + unit);
+    const storing = this.cache.storeInKernel(version, start, end, storePages);
+    if (!storing) return;
+    const stored = region;
+    stored.storing = true;
+    stored.reads = 0;
+    void storing.then(() => (stored.storing = false));
   }
 }
