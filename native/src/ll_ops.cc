@@ -87,7 +87,7 @@ void ReplyEntry(Session* s, Request* r) {
       ReleaseOrphan(s, r->path, r->fi.fh);
     } else {
       node->openHandles.push_back(r->fi.fh);
-      s->HandleOpened(r->fi.fh, node->ino, true);
+      s->HandleOpened(r->fi.fh, node->ino, (r->flags & O_ACCMODE) != O_RDONLY);
     }
   } else if (fuse_reply_entry(r->req, &e) != 0) {
     s->nodes().Forget(e.ino, 1);  // the kernel did not get it (the request was interrupted)
@@ -428,7 +428,7 @@ void Release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   auto* r = new Request(req, Kind::Release);
   if (!AtInode(s, r, ino)) return;
   r->fh = fi->fh;
-  s->HandleReleased(fi->fh);
+  s->HandleReleased(fi->fh, ino, (fi->flags & O_ACCMODE) != O_RDONLY);
   if (Node* node = s->nodes().Get(ino)) {
     auto& open = node->openHandles;
     for (auto it = open.begin(); it != open.end(); ++it) {

@@ -38,16 +38,20 @@ struct PageStore {
   napi_async_work work = nullptr;
 };
 
+// A file system may give one handle number to several opens (objmount never does): the inode
+// of the last one is kept, until all are released. What blocks stores is counted per inode, from
+// the open flags the kernel gives at open and again at release, so it stays right either way.
 void Session::HandleOpened(uint64_t fh, fuse_ino_t ino, bool writable) {
-  handles_[fh] = HandleInfo{ino, writable};
+  HandleInfo& handle = handles_[fh];
+  handle.ino = ino;
+  handle.opens++;
   if (writable) BlockStores(ino);
 }
 
-void Session::HandleReleased(uint64_t fh) {
+void Session::HandleReleased(uint64_t fh, fuse_ino_t ino, bool writable) {
+  if (writable) UnblockStores(ino);
   auto it = handles_.find(fh);
-  if (it == handles_.end()) return;
-  if (it->second.writable) UnblockStores(it->second.ino);
-  handles_.erase(it);
+  if (it != handles_.end() && --it->second.opens <= 0) handles_.erase(it);
 }
 
 void Session::BlockStores(fuse_ino_t ino) { stores_[ino].blocked++; }
@@ -79,7 +83,7 @@ void Session::StorePages(napi_env env, uint64_t fh, int64_t offset, const char* 
     job->result = -EBADF;
   } else {
     InodeStores& stores = stores_[handle->second.ino];
-    if (handle->second.writable || stores.blocked > 0) {
+    if (stores.blocked > 0) {
       job->result = -EBUSY;
       ForgetStoresIfIdle(stores_.find(handle->second.ino));
     } else {

@@ -92,7 +92,7 @@ class Session {
   void StorePages(napi_env env, uint64_t fh, int64_t offset, const char* data, size_t size, napi_value buffer, napi_value done);
   // Handles the kernel holds: which inode, and whether open for writing (which blocks stores).
   void HandleOpened(uint64_t fh, fuse_ino_t ino, bool writable);
-  void HandleReleased(uint64_t fh);
+  void HandleReleased(uint64_t fh, fuse_ino_t ino, bool writable);
   // A request that may change `ino`'s pages (an open for writing, a truncate) is on its way.
   void BlockStores(fuse_ino_t ino);
   void UnblockStores(fuse_ino_t ino);
@@ -189,8 +189,8 @@ class Session {
 
   // page_store.cc
   struct HandleInfo {
-    fuse_ino_t ino;
-    bool writable;
+    fuse_ino_t ino = 0;
+    int opens = 0;
   };
   std::unordered_map<uint64_t, HandleInfo> handles_;  // by the handle JS gave
   struct InodeStores {

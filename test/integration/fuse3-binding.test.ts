@@ -267,6 +267,109 @@ describe('the kernel interface', () => {
   });
 });
 
+describe('page stores (FUSE_NOTIFY_STORE)', () => {
+  /**
+   * A python3 process on the mount that runs one command per line from stdin and answers each with
+   * a line: `open-ro` / `open-rw` (a descriptor; answers `ok`), `close-rw`, `read OFFSET` (4 KiB
+   * through the read-only descriptor, as hex).
+   */
+  const CLIENT = `
+import os, sys
+path = sys.argv[1]
+fds = {}
+for line in sys.stdin:
+    cmd = line.split()
+    if cmd[0] == 'open-ro':
+        fds['ro'] = os.open(path, os.O_RDONLY)
+        os.posix_fadvise(fds['ro'], 0, 0, os.POSIX_FADV_RANDOM)
+    elif cmd[0] == 'open-rw':
+        fds['rw'] = os.open(path, os.O_RDWR)
+    elif cmd[0] == 'close-rw':
+        os.close(fds.pop('rw'))
+    elif cmd[0] == 'read':
+        print(os.pread(fds['ro'], 4096, int(cmd[1])).hex(), flush=True)
+        continue
+    print('ok', flush=True)
+`;
+  function client(path: string) {
+    const child = spawn('python3', ['-c', CLIENT, path], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const lines: string[] = [];
+    const waiting: Array<(line: string) => void> = [];
+    let partial = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      partial += chunk;
+      for (let end = partial.indexOf('\n'); end >= 0; end = partial.indexOf('\n')) {
+        const line = partial.slice(0, end);
+        partial = partial.slice(end + 1);
+        const next = waiting.shift();
+        if (next) next(line);
+        else lines.push(line);
+      }
+    });
+    return {
+      run: (command: string) =>
+        new Promise<string>((resolve) => {
+          waiting.push(resolve);
+          child.stdin.write(`${command}\n`);
+        }),
+      end: () => new Promise<void>((resolve) => child.on('exit', () => resolve()).stdin.end()),
+    };
+  }
+
+  it('serve reads of the stored bytes from the page cache; refused for a handle not open, and while the file may be written', async () => {
+    const tree = new MemoryTree();
+    tree.file('/f', Buffer.alloc(64 * 1024, 'a'));
+    const ops = tree.operations();
+    const opened: Array<{ fh: number; flags: number }> = [];
+    const released: Array<() => void> = [];
+    let reads = 0;
+    let nextFh = 10;
+    const m = await mount({
+      ...ops,
+      open: (_path: string, flags: number, cb: (code: number, fh?: number) => void) => {
+        opened.push({ fh: nextFh, flags });
+        cb(0, nextFh++);
+      },
+      read: (...args: unknown[]) => {
+        reads += 1;
+        (ops.read as (...a: unknown[]) => void)(...args);
+      },
+      release: (_path: string, _fh: number, cb: (code: number) => void) => {
+        cb(0);
+        released.shift()?.();
+      },
+    });
+    const c = client(join(m.mountpoint, 'f'));
+    try {
+      expect(await c.run('open-ro')).toBe('ok');
+      const ro = opened.at(-1)!.fh;
+      expect(await m.session.storePages(ro, 8192, Buffer.alloc(8192, 's'))).toBe(0);
+      expect(await c.run('read 8192')).toBe(Buffer.alloc(4096, 's').toString('hex')); // the stored bytes...
+      expect(await c.run('read 12288')).toBe(Buffer.alloc(4096, 's').toString('hex'));
+      expect(reads).toBe(0); // ...from the page cache
+      expect(await c.run('read 0')).toBe(Buffer.alloc(4096, 'a').toString('hex'));
+      expect(reads).toBe(1);
+      expect(m.session.storesSent()).toBe(1);
+
+      expect(await m.session.storePages(9999, 0, Buffer.alloc(4096))).toBe(-9); // EBADF
+      expect(await c.run('open-rw')).toBe('ok');
+      const rw = opened.at(-1)!.fh;
+      expect(opened.at(-1)!.flags & 3).toBe(2);
+      // EBUSY: through the handle that may write, and through any other while it is open.
+      expect(await m.session.storePages(rw, 0, Buffer.alloc(4096, 'x'))).toBe(-16);
+      expect(await m.session.storePages(ro, 0, Buffer.alloc(4096, 'x'))).toBe(-16);
+      const releasedRw = new Promise<void>((resolve) => released.push(resolve));
+      expect(await c.run('close-rw')).toBe('ok');
+      await releasedRw;
+      expect(await m.session.storePages(ro, 16384, Buffer.alloc(4096, 't'))).toBe(0);
+      expect(await c.run('read 16384')).toBe(Buffer.alloc(4096, 't').toString('hex'));
+      expect(m.session.storesSent()).toBe(2);
+    } finally {
+      await c.end();
+    }
+  });
+});
+
 describe('the inode table', () => {
   it('gives JS the path each cached inode has now, across directory renames, replacing renames and unlinks', async () => {
     const tree = new MemoryTree();

@@ -9,7 +9,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import { BlockCache, type ObjectVersion } from '../../src/fs/read/block-cache.js';
 import { DiskCache } from '../../src/fs/read/disk-cache.js';
-import { FileReader, RANDOM_READS_BEFORE_LOAD } from '../../src/fs/read/file-reader.js';
+import { FileReader, RANDOM_READS_BEFORE_LOAD, READS_BEFORE_STORE, STORE_UNIT } from '../../src/fs/read/file-reader.js';
+import type { StorePages } from '../../src/fs/read/page-store.js';
 import type { Logger } from '../../src/log/logger.js';
 import { FaultyStore } from '../../src/storage/faulty-store.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
@@ -346,6 +347,79 @@ describe('random and strided reads', () => {
     const into = Buffer.alloc(4096);
     expect(await make().read(into, 4096, 900)).toBe(100);
     expect(await make().read(into, 4096, 1000)).toBe(0);
+  });
+});
+
+describe('pages for the kernel', () => {
+  /** A `StorePages` that records each store and settles it when the test says. */
+  function kernel() {
+    const stores: Array<{ offset: number; data: Buffer; bytes: Buffer; settle: (errno: number) => void }> = [];
+    const store: StorePages = (offset, data) => new Promise((settle) => stores.push({ offset, data, bytes: Buffer.from(data), settle }));
+    return { stores, store };
+  }
+  const read4k = async (reader: FileReader, at: number, store?: StorePages) => {
+    const into = Buffer.alloc(4 * KiB);
+    const n = await reader.read(into, 4 * KiB, at, undefined, store);
+    return into.subarray(0, n);
+  };
+
+  it('hand a region to the kernel once a random reader has read it from memory twice; again once reads reach the daemon again', async () => {
+    const { data, cache, reader: make } = await setup(2 * BLOCK);
+    const { stores, store } = kernel();
+    // Read sequentially, whole: the blocks are in memory, and a sequential reader stores nothing.
+    expect((await readAll(make(), 2 * BLOCK)).equals(data)).toBe(true);
+    const sequential = make();
+    for (let at = 0; at < 2 * MiB; at += 4 * KiB) await read4k(sequential, at, store);
+    expect(stores).toEqual([]);
+
+    const reader = make();
+    const at = BLOCK + STORE_UNIT + 3 * 4 * KiB; // in the second region of the second block
+    for (let i = 1; i < READS_BEFORE_STORE; i++)
+      expect((await read4k(reader, at + i * 8 * KiB, store)).equals(data.subarray(at + i * 8 * KiB, at + i * 8 * KiB + 4 * KiB))).toBe(
+        true,
+      );
+    expect(stores).toEqual([]);
+    await read4k(reader, at, store);
+    expect(stores.map((s) => [s.offset, s.data.length])).toEqual([[BLOCK + STORE_UNIT, STORE_UNIT]]);
+    expect(stores[0]!.bytes.equals(data.subarray(BLOCK + STORE_UNIT, BLOCK + 2 * STORE_UNIT))).toBe(true);
+    // While the kernel copies, reads there store nothing more; another region is its own.
+    for (let i = 0; i < 2 * READS_BEFORE_STORE; i++) await read4k(reader, at + 64 * KiB * i, store);
+    expect(stores.length).toBe(1);
+    stores[0]!.settle(0);
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(cache.stats).toMatchObject({ kernelStores: 1, kernelStoredBytes: STORE_UNIT, kernelStoresRefused: 0 });
+    // Reads that reach the daemon there again (the kernel dropped the pages): stored again.
+    for (let i = 0; i < READS_BEFORE_STORE; i++) await read4k(reader, at + 16 * KiB * i, store);
+    expect(stores.length).toBe(2);
+    expect(stores[1]!.offset).toBe(BLOCK + STORE_UNIT);
+    stores[1]!.settle(-16); // refused: the file may be written
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(cache.stats).toMatchObject({ kernelStores: 1, kernelStoresRefused: 1 });
+    // The last region of an object stops at its end.
+    const tail = make();
+    for (let i = 0; i < READS_BEFORE_STORE; i++) await read4k(tail, 2 * BLOCK - 4 * KiB * (2 * i + 1), store);
+    expect(stores.at(-1)!.offset).toBe(2 * BLOCK - STORE_UNIT);
+    expect(stores.at(-1)!.data.length).toBe(STORE_UNIT);
+  });
+
+  it("keep a block's buffer from being reused while the kernel copies from it, though the block is dropped", async () => {
+    const size = 4 * BLOCK;
+    const { data, cache, version, reader: make } = await setup(size, { memoryLimit: 2 * BLOCK });
+    const { stores, store } = kernel();
+    await read4k(make(), 0); // block 0 in memory
+    const reader = make();
+    for (let i = 0; i < READS_BEFORE_STORE; i++) await read4k(reader, (2 * i + 1) * 4 * KiB, store);
+    expect(stores.length).toBe(1);
+    // Another reader goes through the whole object: block 0 is dropped, and the blocks after it
+    // are read into the buffers of the blocks before them, but not into the one the kernel is
+    // copying from.
+    expect((await readAll(make(), size)).equals(data)).toBe(true);
+    expect(cache.stats.recycled + cache.stats.passed).toBeGreaterThan(0);
+    expect(cache.isCached(version, 0)).toBe(false);
+    expect(stores[0]!.data.equals(data.subarray(0, STORE_UNIT))).toBe(true);
+    stores[0]!.settle(0);
   });
 });
 

@@ -1,0 +1,188 @@
+/**
+ * Random reads and the kernel's page cache, on a real mount of the local S3 server: regions of a
+ * file that a program keeps reading at random from the daemon's memory are handed to the kernel
+ * (FUSE_NOTIFY_STORE), so that reading them again, also through a new descriptor, costs no read
+ * in the daemon (its own counters say so); a write through the mount and another client's change
+ * are read back, never the pages stored before them.
+ *
+ * The reads come from a python3 process that reads 4 KiB at the offsets it is given, with
+ * `POSIX_FADV_RANDOM` (no kernel read-ahead: each read the kernel lacks is one FUSE read of 4 KiB).
+ * An open of the file waits for the page stores in flight for it (native/src/page_store.cc), so a
+ * `reopen` between reads is where the stores made so far are done: no test waits on a clock.
+ */
+
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
+import { type TestMount, mountBucket, objmount } from '../helpers/objmount.js';
+import { s3Client } from '../helpers/s3-client.js';
+
+const BUCKET = 'page-cache';
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const PAGE = 4 * KiB;
+
+/**
+ * Each argument: an offset (pread of 4 KiB there, printed as hex), `reopen` (opens and closes the
+ * file once more), `dontneed` (drops the file's pages), `open-rw` / `write:OFFSET:TEXT` /
+ * `close-rw` (a second descriptor, open for writing, meanwhile).
+ */
+const READER = `
+import os, sys
+path = sys.argv[1]
+fd = os.open(path, os.O_RDONLY)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+rw = None
+for op in sys.argv[2:]:
+    if op == 'reopen':
+        os.close(os.open(path, os.O_RDONLY))
+    elif op == 'dontneed':
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    elif op == 'open-rw':
+        rw = os.open(path, os.O_RDWR)
+    elif op.startswith('write:'):
+        _, offset, text = op.split(':', 2)
+        os.pwrite(rw, text.encode(), int(offset))
+    elif op == 'close-rw':
+        os.close(rw)
+    else:
+        print(os.pread(fd, ${PAGE}, int(op)).hex())
+os.close(fd)
+`;
+
+let server: LocalS3Server;
+let sdk: S3Client;
+
+beforeAll(async () => {
+  server = await startLocalS3ServerProcess({ buckets: [BUCKET] });
+  sdk = s3Client(server.endpoint);
+});
+
+afterAll(async () => {
+  sdk?.destroy();
+  await server?.close();
+});
+
+/** Runs the reader on `path` with `ops`; returns the pages it read, in order. */
+function readAt(path: string, ops: Array<number | string>): Buffer[] {
+  const out = execFileSync('python3', ['-c', READER, path, ...ops.map(String)], { encoding: 'utf8' });
+  return out
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => Buffer.from(line, 'hex'));
+}
+
+interface Counters {
+  bytesRead: number;
+  kernelStores: number;
+  kernelStoresRefused: number;
+}
+
+async function counters(mount: TestMount): Promise<Counters> {
+  const out = await objmount(['status', mount.mountpoint, '--json']);
+  expect(out.code, out.stderr).toBe(0);
+  const [status] = JSON.parse(out.stdout) as Array<{ bytesRead: number; cache: Omit<Counters, 'bytesRead'> }>;
+  return { bytesRead: status!.bytesRead, kernelStores: status!.cache.kernelStores, kernelStoresRefused: status!.cache.kernelStoresRefused };
+}
+
+/** Two reads in each 1 MiB region of a file of `regions` MiB, with a reopen after each region. */
+function twoReadsPerRegion(regions: number): Array<number | string> {
+  const ops: Array<number | string> = [];
+  for (let region = 0; region < regions; region++) ops.push(region * MiB + PAGE, region * MiB + 5 * PAGE, 'reopen');
+  return ops;
+}
+
+/** Reads its file (whole, sequentially) into the daemon's memory, then drops the kernel's pages of it. */
+function loadIntoDaemon(path: string): void {
+  execFileSync('sh', ['-c', `cat '${path}' > /dev/null && dd if='${path}' iflag=nocache count=0 status=none`]);
+}
+
+describe('regions read at random from memory', () => {
+  it('go to the page cache: read again, also through a new descriptor, they cost no read in the daemon', async () => {
+    const data = randomBytes(4 * MiB);
+    await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'random.bin', Body: data }));
+    const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`);
+    try {
+      const path = join(mount.mountpoint, 'random.bin');
+      loadIntoDaemon(path);
+      const before = await counters(mount);
+      const ops = twoReadsPerRegion(4);
+      const first = readAt(path, ops);
+      const offsets = ops.filter((op): op is number => typeof op === 'number');
+      first.forEach((page, i) => expect(page.equals(data.subarray(offsets[i]!, offsets[i]! + PAGE))).toBe(true));
+      const stored = await counters(mount);
+      expect(stored.bytesRead - before.bytesRead).toBe(8 * PAGE); // every one of them reached the daemon
+      expect(stored.kernelStores - before.kernelStores).toBe(4); // and each region went to the kernel
+
+      // A new process, a new descriptor: pages all over the file, straight from the page cache.
+      const again = Array.from({ length: 64 }, (_, i) => ((i * 37) % 1024) * PAGE);
+      readAt(path, again).forEach((page, i) => expect(page.equals(data.subarray(again[i]!, again[i]! + PAGE))).toBe(true));
+      const after = await counters(mount);
+      expect(after.bytesRead).toBe(stored.bytesRead);
+      expect(after.kernelStores).toBe(stored.kernelStores);
+    } finally {
+      await mount.unmount();
+    }
+  });
+
+  it('are not stored while the file is open for writing, and a write through the mount is read back, not the pages from before', async () => {
+    const data = randomBytes(2 * MiB);
+    await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'written.bin', Body: data }));
+    const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`);
+    try {
+      const path = join(mount.mountpoint, 'written.bin');
+      loadIntoDaemon(path);
+      readAt(path, twoReadsPerRegion(2));
+      const stored = await counters(mount);
+      expect(stored.kernelStores).toBe(2);
+
+      // Its pages dropped, read twice in each region while another descriptor may write: the
+      // daemon serves the reads, and the kernel gets no page from it; then that descriptor writes.
+      const at = MiB + 100;
+      const pages = readAt(path, ['open-rw', 'dontneed', ...twoReadsPerRegion(2), `write:${at}:written here`, 'close-rw', MiB, at]);
+      const during = await counters(mount);
+      expect(during.kernelStores).toBe(stored.kernelStores);
+      expect(during.kernelStoresRefused - stored.kernelStoresRefused).toBe(2);
+      expect(during.bytesRead - stored.bytesRead).toBeGreaterThanOrEqual(4 * PAGE);
+      const expected = Buffer.from(data);
+      expected.write('written here', at);
+      expect(pages.at(-2)!.equals(expected.subarray(MiB, MiB + PAGE))).toBe(true);
+      expect(pages.at(-1)!.equals(expected.subarray(at, at + PAGE))).toBe(true);
+
+      // Read at random again through new descriptors, and whole: the written bytes, everywhere.
+      const again = readAt(path, [at, ...twoReadsPerRegion(2), at]);
+      expect(again[0]!.equals(expected.subarray(at, at + PAGE))).toBe(true);
+      expect(again.at(-1)!.equals(expected.subarray(at, at + PAGE))).toBe(true);
+      expect(readFileSync(path).equals(expected)).toBe(true);
+    } finally {
+      await mount.unmount();
+    }
+  });
+
+  it('are dropped when another client changes the object: the next open reads the new one (here with --metadata-ttl 0)', async () => {
+    const data = randomBytes(2 * MiB);
+    await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'changed.bin', Body: data }));
+    const mount = await mountBucket(server.endpoint, `s3://${BUCKET}`, ['--metadata-ttl', '0']);
+    try {
+      const path = join(mount.mountpoint, 'changed.bin');
+      loadIntoDaemon(path);
+      readAt(path, twoReadsPerRegion(2));
+      expect((await counters(mount)).kernelStores).toBe(2);
+      const offsets = [PAGE, MiB + 9 * PAGE];
+      readAt(path, offsets).forEach((page, i) => expect(page.equals(data.subarray(offsets[i]!, offsets[i]! + PAGE))).toBe(true));
+
+      const changed = randomBytes(2 * MiB + 1);
+      await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'changed.bin', Body: changed }));
+      readAt(path, offsets).forEach((page, i) => expect(page.equals(changed.subarray(offsets[i]!, offsets[i]! + PAGE))).toBe(true));
+      expect(readFileSync(path).equals(changed)).toBe(true);
+    } finally {
+      await mount.unmount();
+    }
+  });
+});
