@@ -91,6 +91,13 @@ async function counters(mount: TestMount): Promise<Counters> {
   return { bytesRead: status!.bytesRead, kernelStores: status!.cache.kernelStores, kernelStoresRefused: status!.cache.kernelStoresRefused };
 }
 
+/** Checks that `pages` are `data`'s 4 KiB at `offsets`. */
+function expectPagesOf(data: Buffer, pages: Buffer[], offsets: number[]): void {
+  expect(pages.length).toBe(offsets.length);
+  for (const [i, page] of pages.entries())
+    expect(page.equals(data.subarray(offsets[i]!, offsets[i]! + PAGE)), `at ${offsets[i]}`).toBe(true);
+}
+
 /** Two reads in each 1 MiB region of a file of `regions` MiB, with a reopen after each region. */
 function twoReadsPerRegion(regions: number): Array<number | string> {
   const ops: Array<number | string> = [];
@@ -115,14 +122,14 @@ describe('regions read at random from memory', () => {
       const ops = twoReadsPerRegion(4);
       const first = readAt(path, ops);
       const offsets = ops.filter((op): op is number => typeof op === 'number');
-      first.forEach((page, i) => expect(page.equals(data.subarray(offsets[i]!, offsets[i]! + PAGE))).toBe(true));
+      expectPagesOf(data, first, offsets);
       const stored = await counters(mount);
       expect(stored.bytesRead - before.bytesRead).toBe(8 * PAGE); // every one of them reached the daemon
       expect(stored.kernelStores - before.kernelStores).toBe(4); // and each region went to the kernel
 
       // A new process, a new descriptor: pages all over the file, straight from the page cache.
       const again = Array.from({ length: 64 }, (_, i) => ((i * 37) % 1024) * PAGE);
-      readAt(path, again).forEach((page, i) => expect(page.equals(data.subarray(again[i]!, again[i]! + PAGE))).toBe(true));
+      expectPagesOf(data, readAt(path, again), again);
       const after = await counters(mount);
       expect(after.bytesRead).toBe(stored.bytesRead);
       expect(after.kernelStores).toBe(stored.kernelStores);
@@ -175,11 +182,11 @@ describe('regions read at random from memory', () => {
       readAt(path, twoReadsPerRegion(2));
       expect((await counters(mount)).kernelStores).toBe(2);
       const offsets = [PAGE, MiB + 9 * PAGE];
-      readAt(path, offsets).forEach((page, i) => expect(page.equals(data.subarray(offsets[i]!, offsets[i]! + PAGE))).toBe(true));
+      expectPagesOf(data, readAt(path, offsets), offsets);
 
       const changed = randomBytes(2 * MiB + 1);
       await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'changed.bin', Body: changed }));
-      readAt(path, offsets).forEach((page, i) => expect(page.equals(changed.subarray(offsets[i]!, offsets[i]! + PAGE))).toBe(true));
+      expectPagesOf(changed, readAt(path, offsets), offsets);
       expect(readFileSync(path).equals(changed)).toBe(true);
     } finally {
       await mount.unmount();
