@@ -7,7 +7,8 @@
 //   reply(handle, id, code, result?)  answers request `id`
 //   mount(handle, onMounted(error|null), onEnded(), onOpError?(op, error))
 //   unmount(handle)                  answers pending ops ENOTCONN, closes the connection, onEnded()
-//   invalidatePath(handle, path, callback(errno))   drops the kernel's cache of a path
+//   invalidatePath(handle, path, callback(errno), pagesOnly?)   drops the kernel's cache of a path
+//       (pagesOnly: the inode's attributes and pages, not its name)
 //   nodeCount(handle) -> the size of the inode table: nodes the kernel holds, their directories, the root
 //   storePages(handle, fh, offset, buffer, callback(errno))  pushes buffer's bytes into the page
 //       cache of the file open as fh, at offset (page_store.cc); the buffer must stay unchanged
@@ -217,8 +218,8 @@ napi_value NodeCount(napi_env env, napi_callback_info info) {
 }
 
 napi_value InvalidatePath(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3] = {};
+  size_t argc = 4;
+  napi_value argv[4] = {};
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   Session* session = GetSession(env, argv[0]);
   if (session == nullptr) return nullptr;
@@ -227,7 +228,11 @@ napi_value InvalidatePath(napi_env env, napi_callback_info info) {
     return ThrowType(env, "path must be an absolute path inside the mount");
   }
   if (TypeOf(env, argv[2]) != napi_function) return ThrowType(env, "callback must be a function");
-  session->Invalidate(env, path, argv[2]);
+  bool pagesOnly = false;
+  napi_valuetype pagesOnlyType = TypeOf(env, argv[3]);
+  if (pagesOnlyType != napi_undefined && pagesOnlyType != napi_boolean) return ThrowType(env, "pagesOnly must be a boolean");
+  if (pagesOnlyType == napi_boolean) napi_get_value_bool(env, argv[3], &pagesOnly);
+  session->Invalidate(env, path, argv[2], pagesOnly);
   return Undefined(env);
 }
 

@@ -297,14 +297,14 @@ struct Invalidation {
   napi_async_work work = nullptr;
 };
 
-void Session::Invalidate(napi_env env, const std::string& path, napi_value done) {
+void Session::Invalidate(napi_env env, const std::string& path, napi_value done, bool pagesOnly) {
   auto* job = new Invalidation{this};
   if (!started_ || ended_) {
     job->result = -ENOTCONN;
   } else {
     job->ino = nodes_.Resolve(path);
     size_t slash = path.find_last_of('/');
-    if (path.size() > 1 && slash + 1 < path.size()) {
+    if (!pagesOnly && path.size() > 1 && slash + 1 < path.size()) {
       job->parent = nodes_.Resolve(slash == 0 ? "/" : path.substr(0, slash));
       job->name = path.substr(slash + 1);
     }

@@ -81,9 +81,9 @@ class Session {
   void Stop(napi_env env);
   // JS thread: the JS handle was garbage-collected.
   void HandleGone(napi_env env);
-  // Drops the kernel's cache of `path` (its name in its directory, its attributes and pages) from
-  // a worker thread; `done(0 or -errno)` on the JS thread.
-  void Invalidate(napi_env env, const std::string& path, napi_value done);
+  // Drops the kernel's cache of `path` (its name in its directory unless `pagesOnly`, its
+  // attributes and pages) from a worker thread; `done(0 or -errno)` on the JS thread.
+  void Invalidate(napi_env env, const std::string& path, napi_value done, bool pagesOnly = false);
 
   // page_store.cc: bytes JS holds, pushed into the kernel's page cache (see there).
   // Stores `size` bytes at `data` (inside `buffer`, referenced until done) at `offset` of the file

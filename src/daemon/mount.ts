@@ -329,11 +329,12 @@ export async function startMount(options: MountOptions, deps: MountDependencies)
     await cleanUpAll();
   };
   try {
-    // Reads hand pages to the kernel through the session they are served by (made just below).
+    // Reads hand pages to the kernel, and opens drop stale ones, through the session (made just below).
     const storePages = (fh: number, offset: number, data: Buffer) => session.storePages(fh, offset, data);
+    const dropPages = (path: string) => session.dropPages(path);
     const session: FuseSession = new FuseSession(
       mountpoint,
-      createOperations(fs, logger, { mountpoint: canonical(mountpoint), storePages }),
+      createOperations(fs, logger, { mountpoint: canonical(mountpoint), storePages, dropPages }),
       {
         fsName: source,
         allowOther: options.allowOther,

@@ -22,6 +22,7 @@ export type MountedFileSystem = Pick<
   FileSystem,
   | 'getattr'
   | 'fgetattr'
+  | 'versionOf'
   | 'readdir'
   | 'readdirPlus'
   | 'mkdir'
@@ -277,6 +278,11 @@ export class RootView implements MountedFileSystem {
   async ftruncate(fh: number, size: number): Promise<void> {
     const h = this.handle(fh);
     return h.fs.ftruncate(h.fh, size);
+  }
+
+  versionOf(fh: number): string {
+    const h = this.handle(fh);
+    return h.fs.versionOf(h.fh);
   }
 
   async fgetattr(fh: number): Promise<Attributes> {

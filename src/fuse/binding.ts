@@ -139,7 +139,7 @@ interface Fuse3Addon {
     onOpError?: (op: string, error: unknown) => void,
   ): void;
   unmount(handle: unknown): void;
-  invalidatePath(handle: unknown, path: string, callback: (errno: number) => void): void;
+  invalidatePath(handle: unknown, path: string, callback: (errno: number) => void, pagesOnly?: boolean): void;
   nodeCount(handle: unknown): number;
   storePages(handle: unknown, fh: number, offset: number, data: Buffer, callback: (errno: number) => void): void;
   storesSent(handle: unknown): number;
@@ -329,6 +329,14 @@ export class FuseSession {
    */
   invalidate(path: string): Promise<number> {
     return new Promise((resolve) => this.addon.invalidatePath(this.handle, path, resolve));
+  }
+
+  /**
+   * Drops the kernel's pages and attributes of the file at `path` (not its name, which an open of
+   * it may be using). Resolves with 0, or -ENOENT when the kernel holds no such inode.
+   */
+  dropPages(path: string): Promise<number> {
+    return new Promise((resolve) => this.addon.invalidatePath(this.handle, path, resolve, true));
   }
 
   /**

@@ -4,9 +4,17 @@
  *
  * The operations a kernel may interrupt (binding.ts) get a `Cancellation` after their callback,
  * and pass it on, so that an interrupted request's store requests end with it.
+ *
+ * The kernel keeps a file's pages across opens while its mtime and size are unchanged (the
+ * binding's auto_cache); an object another client replaced with one of the same size and the
+ * same stored mtime would pass that test. So each open also compares the version (ETag) its
+ * handle reads with the one the kernel's pages of that path came from (the last open's, or the
+ * version a writer's close left), and drops the pages first when they differ (`dropPages`).
  */
 
 import { constants } from 'node:os';
+
+import { LRUCache } from 'lru-cache';
 
 import type { Attributes } from '../fs/attributes.js';
 import type { Cancellation } from '../fs/cancellation.js';
@@ -37,10 +45,24 @@ export interface OperationsOptions {
   mountpoint?: string;
   /** The session's `storePages` (binding.ts): reads may hand pages to the kernel through it. */
   storePages?: (fh: number, offset: number, data: Buffer) => Promise<number>;
+  /** The session's `dropPages` (binding.ts): an open of a changed object drops the old pages. */
+  dropPages?: (path: string) => Promise<number>;
 }
 
+/** Paths whose page version is remembered (see above); a path forgotten keeps auto_cache's test only. */
+const KERNEL_VERSIONS = 10_000;
+
 export function createOperations(fs: MountedFileSystem, logger: Logger, options: OperationsOptions = {}): FuseOperations {
-  const { storePages } = options;
+  const { storePages, dropPages } = options;
+  /** The version of the object the kernel's pages of each path came from. */
+  const kernelVersions = new LRUCache<string, string>({ max: KERNEL_VERSIONS });
+  /** Handle `fh` on `path` is about to be answered: the kernel's pages must be of its version. */
+  const pagesFor = async (path: string, fh: number) => {
+    const version = fs.versionOf(fh);
+    const before = kernelVersions.get(path);
+    kernelVersions.set(path, version);
+    if (dropPages && before !== undefined && before !== version && version !== '') await dropPages(path);
+  };
   /** Runs `work`, answering FUSE with its result or the errno of its failure. */
   const answer = <T>(op: string, path: string, cb: Callback, work: () => Promise<T> | T, reply?: (value: T) => unknown[]) => {
     let promise: Promise<T>;
@@ -140,7 +162,11 @@ export function createOperations(fs: MountedFileSystem, logger: Logger, options:
         'open',
         path,
         cb,
-        () => fs.open(path, flags, cancel),
+        async () => {
+          const fh = await fs.open(path, flags, cancel);
+          await pagesFor(path, fh);
+          return fh;
+        },
         (fh) => [fh],
       ),
     read: (path: string, fh: number, buffer: Buffer, length: number, position: number, cb: (n: number) => void, cancel?: Cancellation) => {
@@ -173,7 +199,13 @@ export function createOperations(fs: MountedFileSystem, logger: Logger, options:
       answer('flush', path, cb, () => fs.flush(fh, laterClose));
     },
     fsync: (path: string, _datasync: boolean, fh: number, cb: Callback) => answer('fsync', path, cb, () => fs.fsync(fh)),
-    release: (path: string, fh: number, cb: Callback) => answer('release', path, cb, () => fs.release(fh)),
+    // What a writer's close uploaded is what the kernel's pages hold: no need to drop them.
+    release: (path: string, fh: number, cb: Callback) =>
+      answer('release', path, cb, () => {
+        const version = fs.versionOf(fh);
+        if (version !== '') kernelVersions.set(path, version);
+        return fs.release(fh);
+      }),
     truncate: (path: string, size: number, cb: Callback) => answer('truncate', path, cb, () => fs.truncate(path, size)),
     ftruncate: (path: string, fh: number, size: number, cb: Callback) => answer('ftruncate', path, cb, () => fs.ftruncate(fh, size)),
     unlink: (path: string, cb: Callback) => answer('unlink', path, cb, () => fs.unlink(path)),
