@@ -62,10 +62,8 @@
  * 8 MiB block that shares the server and the connections with the other streams of a load.
  *
  * Pages for the kernel (`storeInKernel`): part of a block in memory is handed to the kernel's page
- * cache (file-reader.ts decides when). The kernel copies it on a worker thread, so until that
- * ends the block's buffer is pinned: it is neither recycled nor kept as a spare, even if the block
- * is evicted meanwhile (its memory then goes once the store ends: at most `MAX_STORES` blocks
- * over the budget). At most `MAX_STORES` stores run at once; more are not started.
+ * cache (file-reader.ts decides when); until the kernel has copied it, the block's buffer is
+ * neither recycled nor kept as a spare, even if the block is evicted (page-store.ts).
  */
 
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -78,7 +76,7 @@ import { type Cancellation, SharedCancellation } from '../cancellation.js';
 import type { MemoryBudget } from '../memory-budget.js';
 import type { DiskCache } from './disk-cache.js';
 import type { ObjectVersion } from './object-version.js';
-import type { StorePages } from './page-store.js';
+import { type PageStoreStats, PageStores, type StorePages } from './page-store.js';
 
 export type { ObjectVersion };
 
@@ -100,7 +98,8 @@ export interface BlockCacheOptions {
   allocate?: (bytes: number) => Buffer | undefined;
 }
 
-export interface BlockCacheStats {
+/** With the regions handed to the kernel's page cache (see `storeInKernel`). */
+export interface BlockCacheStats extends PageStoreStats {
   hits: number;
   diskHits: number;
   misses: number;
@@ -117,11 +116,6 @@ export interface BlockCacheStats {
   loaded: number;
   /** Random reads served from the part of a block that had arrived (see `readArrived`). */
   arrived: number;
-  /** Regions handed to the kernel's page cache, and their bytes (see `storeInKernel`). */
-  kernelStores: number;
-  kernelStoredBytes: number;
-  /** Stores the kernel refused or failed (the file may be written, or was closed). */
-  kernelStoresRefused: number;
 }
 
 /** Buffers of passed blocks kept for the next blocks fetched; more are left to the collector. */
@@ -132,9 +126,6 @@ const MAX_RANDOM_FETCHES = 8;
 
 /** Block GETs a whole-object load keeps in flight (fewer than connections: see `loadWhole`). */
 const LOAD_STREAMS = 8;
-
-/** Page stores for the kernel in flight at once (see `storeInKernel`). */
-const MAX_STORES = 2;
 
 /** A whole-object load in progress (see `loadWhole`). */
 interface ObjectLoad {
@@ -194,11 +185,10 @@ export class BlockCache {
   /** The block a read asked for last. */
   private lastRead?: string;
   private inflightBytes = 0;
-  private storesInFlight = 0;
   /** Buffers of passed blocks (block-sized, filled by this cache), for the next blocks fetched. */
   private readonly spares: Buffer[] = [];
-  /** Block buffers the kernel is copying from (see `storeInKernel`), with how many stores each. */
-  private readonly pinned = new Map<Buffer, number>();
+  /** Stores for the kernel in flight, and the buffers they pin (see `storeInKernel`). */
+  private readonly pageStores = new PageStores(this.stats);
   private readonly queue: PQueue;
 
   constructor(
@@ -329,31 +319,13 @@ export class BlockCache {
 
   /**
    * Hands bytes [start, end) of `version`, which lie in one block, to the kernel's page cache if
-   * that block is in memory and fewer than `MAX_STORES` stores run (see above). Returns whether the
-   * kernel took them, once it has; undefined when nothing was started.
+   * that block is in memory (see above and `PageStores.store`).
    */
   storeInKernel(version: ObjectVersion, start: number, end: number, storePages: StorePages): Promise<boolean> | undefined {
-    if (this.storesInFlight >= MAX_STORES || end <= start) return undefined;
     const index = Math.floor(start / this.blockSize);
-    const blockStart = index * this.blockSize;
     const block = this.memory.peek(blockId(version, index));
-    if (!block || block.length < end - blockStart || Math.floor((end - 1) / this.blockSize) !== index) return undefined;
-    this.storesInFlight += 1;
-    this.pinned.set(block, (this.pinned.get(block) ?? 0) + 1);
-    const ended = (errno: number) => {
-      this.storesInFlight -= 1;
-      const pins = this.pinned.get(block)! - 1;
-      if (pins === 0) this.pinned.delete(block);
-      else this.pinned.set(block, pins);
-      if (errno !== 0) {
-        this.stats.kernelStoresRefused += 1;
-        return false;
-      }
-      this.stats.kernelStores += 1;
-      this.stats.kernelStoredBytes += end - start;
-      return true;
-    };
-    return storePages(start, block.subarray(start - blockStart, end - blockStart)).then(ended, () => ended(-1));
+    if (!block || Math.floor((end - 1) / this.blockSize) !== index) return undefined;
+    return this.pageStores.store(block, start - index * this.blockSize, end - index * this.blockSize, start, storePages);
   }
 
   /** Keeps a block fetched some other way (a small object read whole during a lookup). */
@@ -374,7 +346,7 @@ export class BlockCache {
     if (!block) return;
     this.memory.delete(id);
     this.stats.passed += 1;
-    if (block.length === this.blockSize && this.own.has(block) && !this.pinned.has(block) && this.spares.length < MAX_SPARES)
+    if (block.length === this.blockSize && this.own.has(block) && !this.pageStores.pinned(block) && this.spares.length < MAX_SPARES)
       this.spares.push(block);
   }
 
@@ -571,7 +543,7 @@ export class BlockCache {
     while (this.room() < bytes && this.memory.size > 0) {
       if (!demand && this.keptFromReadAhead()) break;
       const evicted = this.memory.pop();
-      if (!recycled && bytes === this.blockSize && evicted?.length === bytes && this.own.has(evicted) && !this.pinned.has(evicted))
+      if (!recycled && bytes === this.blockSize && evicted?.length === bytes && this.own.has(evicted) && !this.pageStores.pinned(evicted))
         recycled = evicted;
     }
     if (budget && this.room() < bytes) budget.shrinkCachesTo(Math.max(0, budget.cacheRoom - bytes));
