@@ -165,11 +165,7 @@ export class FileSystem {
     return this.openFiles.handle(fh).file.attrs;
   }
 
-  /**
-   * The version of the store's object that handle `fh` reads when it reads from the store: its
-   * ETag ('' before the file's first upload). Unchanged while the object is; writes through the
-   * mount change it once they are uploaded.
-   */
+  /** The ETag of the object handle `fh` reads from the store ('' before the file's first upload). */
   versionOf(fh: number): string {
     return this.openFiles.handle(fh).file.etag;
   }
