@@ -426,9 +426,9 @@ void Flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
 void Release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   Session* s = S(req);
   auto* r = new Request(req, Kind::Release);
+  s->HandleReleased(fi->fh, ino, (fi->flags & O_ACCMODE) != O_RDONLY);
   if (!AtInode(s, r, ino)) return;
   r->fh = fi->fh;
-  s->HandleReleased(fi->fh, ino, (fi->flags & O_ACCMODE) != O_RDONLY);
   if (Node* node = s->nodes().Get(ino)) {
     auto& open = node->openHandles;
     for (auto it = open.begin(); it != open.end(); ++it) {
