@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
 import { type FaultProxy, type FaultRule, startFaultProxy } from '../helpers/fault-proxy.js';
-import { isMounted, mountBucket, type TestMount } from '../helpers/objmount.js';
+import { isMounted, mountBucket, statWhenShown, type TestMount } from '../helpers/objmount.js';
 import { s3Client } from '../helpers/s3-client.js';
 
 const run = promisify(execFile);
@@ -51,10 +51,14 @@ afterAll(async () => {
 
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
-/** An object put straight into the store (not through the proxy), 3.5 blocks long unless told. */
+/**
+ * An object put straight into the store (not through the proxy), 3.5 blocks long unless told;
+ * returns once the mount shows it (within --negative-ttl in a directory it listed lately).
+ */
 async function storeObject(key: string, size = 3 * BLOCK + BLOCK / 2): Promise<Buffer> {
   const data = randomBytes(size);
   await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: data }));
+  await statWhenShown(join(mount.mountpoint, key));
   return data;
 }
 

@@ -17,7 +17,7 @@ import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/cli
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
-import { CLI, forceUnmount, isMounted, mountBucket, objmount, testEnv } from '../helpers/objmount.js';
+import { CLI, forceUnmount, isMounted, mountBucket, objmount, statWhenShown, testEnv } from '../helpers/objmount.js';
 import { s3Client } from '../helpers/s3-client.js';
 
 const ROOT = join(__dirname, '..', '..');
@@ -217,6 +217,7 @@ describe('status and metrics', () => {
     try {
       for (const name of ['s1', 's2', 's3']) writeFileSync(join(mount.mountpoint, name), Buffer.alloc(1000, 1));
       await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'for-status', Body: Buffer.alloc(5000, 2) }));
+      await statWhenShown(join(mount.mountpoint, 'for-status')); // within --negative-ttl: the root was listed
       expect(readFileSync(join(mount.mountpoint, 'for-status')).length).toBe(5000);
 
       const [status] = JSON.parse((await objmount(['status', '--json'], env)).stdout) as Array<Record<string, never>>;
