@@ -6,6 +6,7 @@
         "src/addon.cc",
         "src/session.cc",
         "src/ll_ops.cc",
+        "src/replies.cc",
         "src/js_calls.cc",
         "src/nodes.cc",
         "src/page_store.cc",
