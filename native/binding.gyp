@@ -11,7 +11,9 @@
         "src/nodes.cc",
         "src/page_store.cc",
         "src/block_pool.cc",
-        "src/large_buffer.cc"
+        "src/large_buffer.cc",
+        "src/page_cache.cc",
+        "src/sha256.cc"
       ],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers", "<!@(pkg-config --cflags fuse3)"],
       "cflags": ["<!@(pkg-config --cflags fuse3)"],

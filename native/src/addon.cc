@@ -14,12 +14,16 @@
 //       cache of the file open as fh, at offset (page_store.cc); the buffer must stay unchanged
 //       until the callback
 //   storesSent(handle) -> how many page stores were sent to the kernel
+//   dropFromPageCache(fd, offset, length, callback(errno))  writes a range back and drops it (page_cache.cc)
+//   sha256(buffer, callback(hex | null))  a Buffer's SHA-256, off the JS thread (sha256.cc)
 #include <errno.h>
 
 #include <cmath>
 #include <string>
 
 #include "large_buffer.h"
+#include "page_cache.h"
+#include "sha256.h"
 #include "session.h"
 
 namespace objmount {
@@ -283,6 +287,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"storePages", nullptr, StorePages, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"storesSent", nullptr, StoresSent, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"allocLargeBuffer", nullptr, AllocLargeBuffer, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"dropFromPageCache", nullptr, DropFromPageCache, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"sha256", nullptr, Sha256, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   napi_value names;

@@ -24,7 +24,7 @@ import { DiskCache } from '../fs/read/disk-cache.js';
 import { FileUploader } from '../fs/write/file-uploader.js';
 import { PartBuffers } from '../fs/write/part-buffers.js';
 import { UploadTracker, recover, removeUnjournaled } from '../fs/write/journal.js';
-import { FuseSession, canonical, largeBuffer } from '../fuse/binding.js';
+import { FuseSession, canonical, dropFromPageCache, largeBuffer, sha256OffThread } from '../fuse/binding.js';
 import { createOperations } from '../fuse/operations.js';
 import type { Logger } from '../log/logger.js';
 import { type ObjectStore, isStoreError } from '../storage/object-store.js';
@@ -108,6 +108,7 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
     maxParts,
     logger,
     deadlines: storeDeadlines(options),
+    payloadSha256: sha256OffThread,
   });
   const plain = plainHttpWarning(credentialsSentTo(spec), whatIsSent(spec, credentialDescription));
   if (plain) warnBoth(deps)(plain);
@@ -209,6 +210,7 @@ async function openBucket(options: MountOptions, deps: MountDependencies, memory
       writeMode: options.writeMode,
       memoryBudget,
       partBuffers,
+      dropFromPageCache,
       blockCache,
       readAhead: { minReadAhead: Math.min(MiB, options.readAhead), maxReadAhead: options.readAhead },
       logger,

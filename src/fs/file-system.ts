@@ -39,6 +39,7 @@ import { BlockCache } from './read/block-cache.js';
 import { FileReader, type ReadAheadOptions } from './read/file-reader.js';
 import type { StorePages } from './read/page-store.js';
 import { Committer } from './write/committer.js';
+import type { PageCacheDrop } from './write/streaming-upload.js';
 import type { JournalStats } from './write/journal.js';
 import type { PartBuffers } from './write/part-buffers.js';
 
@@ -64,6 +65,8 @@ export interface FileSystemOptions {
   partBuffers?: PartBuffers;
   /** Wait before trying a failed close's upload again in the background (doubled each time); default 1 s. */
   retryDelayMs?: number;
+  /** Drops a streamed file's staged bytes that the store has from the page cache; default: they stay cached. */
+  dropFromPageCache?: PageCacheDrop;
   /** The mount's block cache; default: an 8 MiB-block cache of 64 MiB in memory. */
   blockCache?: BlockCache;
   readAhead?: ReadAheadOptions;
@@ -138,6 +141,7 @@ export class FileSystem {
       memoryBudget: options.memoryBudget,
       partBuffers: options.partBuffers,
       retryDelayMs: options.retryDelayMs,
+      dropFromPageCache: options.dropFromPageCache,
       logger: options.logger,
     });
     this.mover = new Mover(store, this.namespace, this.openFiles, this.committer);

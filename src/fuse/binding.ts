@@ -25,7 +25,9 @@
  * - `flush` gets, after the handle, the pid of the process that closed the descriptor (0 when not
  *   known) and the file's inode number, so that /proc can tell a dup's close (descriptors.ts).
  * - The addon also makes the block cache's and the uploads' buffers (`largeBuffer`): memory of
- *   their own, in huge pages where the kernel allows and the caller asks for them.
+ *   their own, in huge pages where the kernel allows and the caller asks for them; and it drops
+ *   a streamed file's staged bytes from the page cache once the store has them (`dropFromPageCache`),
+ *   and hashes upload parts off the JS thread for their S3 signature (`sha256OffThread`).
  * - A request the kernel interrupts (a program stuck on a hung store got a signal) is answered
  *   EINTR at once when it only reads (lookup, getattr, open, read, readdir...), and its op's
  *   answer is dropped. Those ops get a `Cancellation` (fs/cancellation.ts) after their callback:
@@ -47,6 +49,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { getSystemErrorName } from 'node:util';
 
 const require = createRequire(import.meta.url);
 const EIO = 5;
@@ -144,6 +147,8 @@ interface Fuse3Addon {
   storePages(handle: unknown, fh: number, offset: number, data: Buffer, callback: (errno: number) => void): void;
   storesSent(handle: unknown): number;
   allocLargeBuffer(bytes: number, hugePages?: boolean): Buffer | undefined;
+  dropFromPageCache(fd: number, offset: number, length: number, callback: (errno: number) => void): void;
+  sha256(buffer: Buffer, callback: (hex: string | null) => void): void;
 }
 
 const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'native', 'build', 'Release', 'objmount_fuse3.node');
@@ -178,6 +183,35 @@ export function largeBuffer(bytes: number, hugePages = true): Buffer | undefined
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Writes bytes [offset, offset + length) of the open file `fd` back to disk and drops them from the
+ * page cache, on a thread of Node's pool (native/src/page_cache.cc); rejects with the errno's
+ * code. Keep `fd` open until it settles.
+ */
+export function dropFromPageCache(fd: number, offset: number, length: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    loadFuse3Addon().dropFromPageCache(fd, offset, length, (errno) => {
+      if (errno === 0) resolve();
+      else reject(Object.assign(new Error(`cannot drop a file range from the page cache: ${getSystemErrorName(-errno)}`), { errno }));
+    });
+  });
+}
+
+/**
+ * The SHA-256 of `buffer` as lowercase hex, computed on a thread of Node's pool by OpenSSL
+ * (native/src/sha256.cc), or undefined when it cannot be (the caller hashes it itself). The
+ * buffer is read in place: it must not change until this settles.
+ */
+export function sha256OffThread(buffer: Buffer): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    try {
+      loadFuse3Addon().sha256(buffer, (hex) => resolve(hex ?? undefined));
+    } catch {
+      resolve(undefined);
+    }
+  });
 }
 
 /** A mounted (or mountable) FUSE session. */

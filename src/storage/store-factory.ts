@@ -49,6 +49,8 @@ export interface StoreUse {
   logger?: Logger;
   /** Overall deadlines of each request (a mount's --request-timeout and --min-transfer-rate). */
   deadlines?: StoreDeadlines;
+  /** S3: hashes upload parts for their signature off the JS thread (S3StoreOptions.payloadSha256). */
+  payloadSha256?: (body: Buffer) => Promise<string | undefined>;
 }
 
 /** A store as its callers use it: the interface, plus its account listing, probe, counts and teardown. */
@@ -63,7 +65,7 @@ export interface BuiltStore extends ObjectStore {
 
 export async function createStore(spec: StoreSpec, use: StoreUse): Promise<BuiltStore> {
   const check = use.purpose === 'check';
-  const { credentialDescription, maxConnections, maxParts, logger, deadlines } = use;
+  const { credentialDescription, maxConnections, maxParts, logger, deadlines, payloadSha256 } = use;
   switch (spec.provider) {
     case 's3': {
       const { S3Store } = await import('./s3-store.js');
@@ -75,6 +77,7 @@ export async function createStore(spec: StoreSpec, use: StoreUse): Promise<Built
         maxParts,
         logger,
         deadlines,
+        payloadSha256,
         ...(check ? { maxAttempts: 2, connectTimeoutMs: 3_000 } : {}),
       });
     }

@@ -2,8 +2,10 @@
 // memory-fuse.ts), driven by other processes: how JS answers reach the kernel, 1 MiB writes,
 // paged directories, both times of utimens, unmounting with operations in flight, a clean exit,
 // and many concurrent operations from several processes.
+import { createHash, randomBytes } from 'node:crypto';
 import { execFile, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -11,7 +13,7 @@ import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { isMounted } from '../helpers/objmount.js';
-import { FuseSession, largeBuffer } from '../../src/fuse/binding.js';
+import { FuseSession, dropFromPageCache, largeBuffer, sha256OffThread } from '../../src/fuse/binding.js';
 import { MemoryTree, mountMemory, type MemoryMount } from '../helpers/memory-fuse.js';
 
 const execFileAsync = promisify(execFile);
@@ -560,6 +562,42 @@ describe("large buffers (the block cache's memory)", () => {
     // With THP in `madvise` mode only mappings that ask get huge pages: these 32 MiB did not.
     const thp = readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8');
     if (thp.includes('[madvise]')) expect(hugeKiB() - before).toBeLessThan(8 * 1024);
+  });
+});
+
+describe("a streamed upload's helpers", () => {
+  it("write a file's range back and drop it from the page cache; its bytes stay", async () => {
+    const MiB = 1024 * 1024;
+    const dir = mkdtempSync(join(tmpdir(), 'objmount-fuse3-drop-'));
+    const path = join(dir, 'staged');
+    const data = randomBytes(16 * MiB);
+    const file = await open(path, 'w+');
+    try {
+      await file.write(data, 0, data.length, 0); // dirty in the page cache
+      await dropFromPageCache(file.fd, 0, 8 * MiB);
+      // Resident bytes (fincore, util-linux): only the second half's, where the file system keeps
+      // its files on a disk (tmpfs has nowhere to write them back to, and keeps them).
+      const TMPFS_MAGIC = 0x01021994;
+      if (statfsSync(dir).type !== TMPFS_MAGIC) {
+        const resident = await sh(`fincore --bytes --noheadings --output RES ${path}`);
+        expect(resident.code).toBe(0);
+        expect(Number(resident.stdout.trim())).toBeLessThanOrEqual(8 * MiB);
+      }
+      const back = Buffer.alloc(data.length);
+      await file.read(back, 0, back.length, 0);
+      expect(back.equals(data)).toBe(true);
+      await expect(dropFromPageCache(1_000_000, 0, MiB)).rejects.toThrow(/EBADF/);
+    } finally {
+      await file.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('hash a Buffer off the JS thread exactly as node:crypto does', async () => {
+    for (const size of [0, 1, 64, 1024 * 1024 + 7, 8 * 1024 * 1024]) {
+      const buffer = randomBytes(size);
+      expect(await sha256OffThread(buffer)).toBe(createHash('sha256').update(buffer).digest('hex'));
+    }
   });
 });
 

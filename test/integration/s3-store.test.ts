@@ -1,5 +1,9 @@
 /** `S3Store` against the local S3 server: every ObjectStore behaviour and its error codes. */
 
+import { createHash } from 'node:crypto';
+import { type IncomingHttpHeaders, createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -100,6 +104,75 @@ describe('S3Store', () => {
     const uploads = await sdk.send(new ListMultipartUploadsCommand({ Bucket: BUCKET }));
     sdk.destroy();
     expect(uploads.Uploads ?? []).toEqual([]);
+  });
+
+  it('signs upload parts with the payload hash computed off the JS thread, and falls back to its own', async () => {
+    // A proxy in front of the server records what each request carried; the server checks the signatures.
+    const seen: Array<{ method: string; url: string; headers: IncomingHttpHeaders; sha256: string }> = [];
+    const upstream = new URL(server.endpoint);
+    const proxy = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        seen.push({
+          method: req.method ?? '',
+          url: req.url ?? '',
+          headers: req.headers,
+          sha256: createHash('sha256').update(body).digest('hex'),
+        });
+        const forward = request(
+          { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+          (answer) => {
+            res.writeHead(answer.statusCode ?? 502, answer.headers);
+            answer.pipe(res);
+          },
+        );
+        forward.end(body);
+      });
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const hashed: number[] = [];
+    let offThread: 'right' | 'unavailable' | 'marked' = 'right';
+    const hashing = makeStore({
+      endpoint: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+      payloadSha256: async (body) => {
+        hashed.push(body.length);
+        if (offThread === 'marked') return 'ab'.repeat(32); // not the body's: shows whose hash is signed
+        return offThread === 'right' ? createHash('sha256').update(body).digest('hex') : undefined;
+      },
+    });
+    try {
+      const part1 = Buffer.alloc(5 * 1024 * 1024, 7);
+      const part2 = Buffer.from('the last part');
+      const id = await hashing.createMultipartUpload('hashed', {});
+      const etag1 = await hashing.uploadPart('hashed', id, 1, part1);
+      offThread = 'unavailable'; // the SDK hashes this one itself
+      const etag2 = await hashing.uploadPart('hashed', id, 2, part2);
+      await hashing.completeMultipartUpload('hashed', id, [
+        { partNumber: 1, etag: etag1 },
+        { partNumber: 2, etag: etag2 },
+      ]);
+      expect((await store.get('hashed')).body.equals(Buffer.concat([part1, part2]))).toBe(true);
+      expect(hashed).toEqual([part1.length, part2.length]); // parts only: no other request is hashed by it
+      const parts = seen.filter((r) => r.method === 'PUT' && r.url.includes('partNumber='));
+      expect(parts).toHaveLength(2);
+      for (const part of parts) {
+        expect(part.headers['x-amz-content-sha256']).toBe(part.sha256); // the hash signed is the body's
+        expect(String(part.headers.authorization)).toContain('x-amz-content-sha256');
+      }
+      // The signer takes the hash it is given (this server does not check it against the body).
+      offThread = 'marked';
+      const marked = await hashing.createMultipartUpload('marked', {});
+      await hashing.uploadPart('marked', marked, 1, part2);
+      await hashing.abortMultipartUpload('marked', marked);
+      expect(seen.find((r) => r.method === 'PUT' && r.url.startsWith(`/${BUCKET}/marked?`))?.headers['x-amz-content-sha256']).toBe(
+        'ab'.repeat(32),
+      );
+    } finally {
+      hashing.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
   });
 
   it('names each failure with a stable code', async () => {

@@ -13,6 +13,7 @@ import { silentLogger } from '../../src/log/logger.js';
 import { FaultyStore } from '../../src/storage/faulty-store.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
 import type { ObjectStore } from '../../src/storage/object-store.js';
+import type { PageCacheDrop } from '../../src/fs/write/streaming-upload.js';
 
 const KiB = 1024;
 const PART = 16 * KiB;
@@ -23,8 +24,9 @@ let memory: MemoryStore;
 let faulty: FaultyStore;
 let fs: FileSystem;
 
-function mount(store: ObjectStore, concurrency = 3): FileSystem {
+function mount(store: ObjectStore, concurrency = 3, dropFromPageCache?: PageCacheDrop): FileSystem {
   return new FileSystem(store, {
+    dropFromPageCache,
     prefix: '',
     defaults: { uid: 1000, gid: 1000, fileMode: 0o644, dirMode: 0o755 },
     cache: { fileTtlMs: 1000, dirTtlMs: 1000, negativeTtlMs: 1000, maxEntries: 1000 },
@@ -187,6 +189,98 @@ describe('streaming upload', () => {
     expect(memory.uploads.size).toBe(0);
     faulty.clear();
     await fs.release(fh);
+    expect(memory.uploads.size).toBe(0);
+  });
+});
+
+describe("streaming upload: stored parts' staged bytes leave the page cache", () => {
+  /** Records each drop, and checks when it starts that the store has the part and no other drop runs. */
+  function recorder(behaviour: (index: number) => Promise<void> = async () => undefined) {
+    const drops: Array<{ offset: number; length: number }> = [];
+    const problems: string[] = [];
+    let running = 0;
+    const drop: PageCacheDrop = async (fd, offset, length) => {
+      const number = offset / PART + 1;
+      const stored = [...memory.uploads.values()].some((upload) => upload.parts.has(number));
+      if (!stored) problems.push(`part ${number} dropped before the store had it`);
+      if (running > 0) problems.push(`part ${number} dropped while another drop ran`);
+      if (!(fd >= 0)) problems.push(`part ${number} dropped through a closed descriptor`);
+      running += 1;
+      drops.push({ offset, length });
+      try {
+        await behaviour(drops.length - 1);
+      } finally {
+        running -= 1;
+      }
+    };
+    return { drop, drops, problems };
+  }
+
+  it('drops each part the store has, in order, one at a time, and uploads the file whole', async () => {
+    const { drop, drops, problems } = recorder(() => new Promise((resolve) => setImmediate(resolve)));
+    fs = mount(faulty, 3, drop);
+    const data = randomBytes(10 * PART + 123);
+    const fh = await fs.create('/dropped', 0o644);
+    await writeAll(fh, data);
+    await fs.release(fh);
+    expect(memory.objects.get('dropped')?.body.equals(data)).toBe(true);
+    expect(problems).toEqual([]);
+    expect(drops.length).toBeGreaterThan(0);
+    // Whole parts, from the start, in order.
+    expect(drops).toEqual(drops.map((_, i) => ({ offset: i * PART, length: PART })));
+  });
+
+  it('waits at close for the drop in progress and starts none after it', async () => {
+    const events: string[] = [];
+    let finishFirst: () => void = () => undefined;
+    const { drop, drops, problems } = recorder((index) => {
+      events.push(`drop ${index}`);
+      if (index > 0) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        finishFirst = () => {
+          events.push('first drop done');
+          resolve();
+        };
+      });
+    });
+    const completing = Object.create(faulty) as ObjectStore;
+    completing.completeMultipartUpload = async (...args) => {
+      events.push('complete');
+      return faulty.completeMultipartUpload(...args);
+    };
+    fs = mount(completing, 3, drop);
+    const data = randomBytes(8 * PART);
+    const fh = await fs.create('/waits', 0o644);
+    await writeAll(fh, data); // writes never wait for a drop
+    expect(drops).toHaveLength(1);
+    const closing = fs.release(fh);
+    finishFirst();
+    await closing;
+    expect(memory.objects.get('waits')?.body.equals(data)).toBe(true);
+    expect(events.indexOf('first drop done')).toBeLessThan(events.indexOf('complete'));
+    expect(events[events.length - 1]).toBe('complete'); // no drop after the stream ended
+    expect(problems).toEqual([]);
+  });
+
+  it('never drops a part that failed, and a drop that fails changes nothing', async () => {
+    const failing = recorder(() => Promise.reject(new Error('EIO from the disk')));
+    fs = mount(faulty, 3, failing.drop);
+    const data = randomBytes(6 * PART + 5);
+    let fh = await fs.create('/drop-fails', 0o644);
+    await writeAll(fh, data);
+    await fs.release(fh);
+    expect(memory.objects.get('drop-fails')?.body.equals(data)).toBe(true);
+    expect(failing.drops.length).toBeGreaterThan(0);
+    expect(failing.problems).toEqual([]);
+
+    const recorded = recorder();
+    fs = mount(faulty, 3, recorded.drop);
+    faulty.fail('uploadPart', { nth: 3, times: 1, code: 'AccessDenied' });
+    fh = await fs.create('/part-fails', 0o644);
+    await writeAll(fh, data); // the stream gives up at the failure; close uploads the whole file
+    await fs.release(fh);
+    expect(memory.objects.get('part-fails')?.body.equals(data)).toBe(true);
+    expect(recorded.problems).toEqual([]); // every drop was of a part the store had
     expect(memory.uploads.size).toBe(0);
   });
 });

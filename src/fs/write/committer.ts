@@ -40,7 +40,7 @@ import type { OpenFileTable } from '../open-files.js';
 import { FileUploader } from './file-uploader.js';
 import { Journal, type JournalStats, UploadTracker, removeRecord } from './journal.js';
 import { PartBuffers } from './part-buffers.js';
-import { StreamingUpload } from './streaming-upload.js';
+import { type PageCacheDrop, StreamingUpload } from './streaming-upload.js';
 
 export interface CommitterOptions {
   /** Directory for staging files, journal records and records of uploads in progress. */
@@ -55,6 +55,8 @@ export interface CommitterOptions {
   partBuffers?: PartBuffers;
   /** Wait before the first new try of a failed upload, doubled each time up to a minute; default 1 s. */
   retryDelayMs?: number;
+  /** Drops a streamed file's staged bytes that the store has from the page cache (streaming-upload.ts). */
+  dropFromPageCache?: PageCacheDrop;
   logger: Logger;
 }
 
@@ -117,6 +119,7 @@ export class Committer {
       budget: this.options.memoryBudget,
       tracker: this.tracker,
       buffers: this.partBuffers,
+      dropFromPageCache: this.options.dropFromPageCache,
     });
   }
 

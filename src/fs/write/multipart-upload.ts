@@ -72,8 +72,11 @@ export class MultipartUpload {
     return this.putOptions;
   }
 
-  /** Adds bytes [start, end) of `file` as the next part; returns once it has started. */
-  async send(file: FileHandle, start: number, end: number): Promise<void> {
+  /**
+   * Adds bytes [start, end) of `file` as the next part; returns once it has started. `onStored`
+   * is called once the store has the part (never after a failure).
+   */
+  async send(file: FileHandle, start: number, end: number, onStored?: () => void): Promise<void> {
     await this.waitForRoom();
     const length = end - start;
     await this.options.budget?.acquire(length);
@@ -82,6 +85,7 @@ export class MultipartUpload {
         const body = await readPart(file, start, length, this.options.buffers);
         const etag = await this.store.uploadPart(this.key, uploadId, number, body);
         this.options.buffers?.give(body); // only after success: after a failure the SDK may still hold it
+        onStored?.();
         return etag;
       },
       () => this.options.budget?.release(length),
