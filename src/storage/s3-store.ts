@@ -15,10 +15,9 @@
  * trace-header propagation. Even so the SDK costs ~0.6 ms of CPU per HEAD, so HEADs and GETs go
  * out directly once the SDK has shown the way (s3-direct-requests.ts): ~0.25 ms.
  *
- * An upload part's Signature V4 carries the SHA-256 of its body, which the SDK computes on the JS
- * thread (~8-15 ms per 8 MiB part here, while a streamed write waits for that thread). With
- * `payloadSha256` the part's hash is computed off it first and handed to the signer in the
- * request's `x-amz-content-sha256` header, which the signer uses as it is.
+ * An upload part's SigV4 signs the SHA-256 of its body, which the SDK computes on the JS thread
+ * (~8-15 ms per 8 MiB part, while a streamed write waits for it); with `payloadSha256` it is
+ * computed off that thread and set as `x-amz-content-sha256`, which the signer takes as it is.
  */
 
 import { Agent as HttpAgent } from 'node:http';
@@ -190,13 +189,11 @@ export class S3Store implements ObjectStore {
     this.client.middlewareStack.remove('loggerMiddleware');
     this.client.middlewareStack.remove('recursionDetectionMiddleware');
     if (signer === undefined && options.payloadSha256) {
-      // The signer takes a payload hash it finds in the request instead of computing one.
       this.client.middlewareStack.add(
         (next) => async (args) => {
           const body = (args.input as { Body?: unknown }).Body;
           const hash = Buffer.isBuffer(body) ? this.payloadHashes.get(body) : undefined;
-          const request = args.request as { headers?: Record<string, string> };
-          if (hash && request.headers) request.headers['x-amz-content-sha256'] = hash;
+          if (hash) (args.request as { headers: Record<string, string> }).headers['x-amz-content-sha256'] = hash;
           return next(args);
         },
         { step: 'build', name: 'objmountPayloadHash' },

