@@ -431,7 +431,7 @@ export class S3Store implements ObjectStore {
 
   async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<string> {
     // Part buffers are used again for other parts: a hash is only kept while its part is sent.
-    const hash = await this.options.payloadSha256?.(body);
+    const hash = this.options.payloadSha256 ? await this.options.payloadSha256(body) : undefined;
     if (hash) this.payloadHashes.set(body, hash);
     try {
       return await this.sendPart(key, uploadId, partNumber, body);

@@ -109,8 +109,9 @@ export class StreamingUpload {
 
   /** Abandons the upload: waits for parts in flight, then aborts it in the store. Idempotent. */
   async abort(): Promise<void> {
+    const aborting = this.upload.abort(); // at once, as before drops existed: it ends the upload now
     await this.endDrops();
-    return this.upload.abort();
+    return aborting;
   }
 
   /** Queues the drop of a stored part's staged bytes [start, start + length) behind the others. */
