@@ -232,6 +232,8 @@ describe('writes under faults', () => {
     const key = 'write/small-failing';
     const old = Buffer.from('old contents\n');
     await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: old }));
+    // cp then sees a file to overwrite (O_TRUNC), not a name to create (O_EXCL).
+    await statWhenShown(join(mount.mountpoint, key));
     const { result } = await withFaults(
       [{ method: 'PUT', path: `^/${BUCKET}/${key}`, action: 'status', status: 503, code: 'SlowDown' }],
       () => copyIn(randomBytes(100 * 1024), key),
