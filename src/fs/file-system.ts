@@ -22,7 +22,7 @@
 import { randomBytes } from 'node:crypto';
 
 import type { Logger } from '../log/logger.js';
-import type { ListPage, ObjectStore } from '../storage/object-store.js';
+import type { ObjectStore } from '../storage/object-store.js';
 import { type AttributeDefaults, type Attributes, type Owner, S_IFMT, contentTypeOf, metadataOf, newAttributes } from './attributes.js';
 import { AttributeChanges } from './attribute-changes.js';
 import type { Cancellation } from './cancellation.js';
@@ -215,7 +215,7 @@ export class FileSystem {
     const node = await this.namespace.resolve(path);
     if (node.attrs.kind !== 'directory') throw new FsError('ENOTDIR', `${path}: not a directory`);
     const dirKey = this.namespace.dirKey(path);
-    const page = await this.checkEmpty(path);
+    const page = await this.namespace.checkEmpty(path);
     // Its marker waiting to be saved (async mode) is not saved now: its journal record goes.
     const marker = await this.committer.dropDirectory(path);
     // An explicit directory whose marker the listing does not show is a store's own kind of
@@ -225,15 +225,6 @@ export class FileSystem {
     this.namespace.cache.deleteTree(path);
     this.namespace.cache.setMissing(path);
     await this.namespace.keepParent(path);
-  }
-
-  /** The first keys in directory `path`, or ENOTEMPTY if it holds anything (in the store, or open here). */
-  private async checkEmpty(path: string): Promise<ListPage> {
-    const dirKey = this.namespace.dirKey(path);
-    const page = await this.namespace.callStore(path, () => this.store.list({ prefix: dirKey, maxKeys: 2 }));
-    const hasChildren = page.objects.some((o) => o.key !== dirKey) || page.prefixes.length > 0;
-    if (hasChildren || this.openFiles.hasBelow(path)) throw new FsError('ENOTEMPTY', `${path}: directory not empty`);
-    return page;
   }
 
   // ---- files ----
@@ -487,35 +478,7 @@ export class FileSystem {
 
   async rename(from: string, to: string): Promise<void> {
     this.checkWritable(from);
-    if (from === to) return;
-    if (from === '/' || to === '/') throw new FsError('EBUSY', 'the mount root cannot be renamed');
-    this.namespace.checkedKey(to);
-    const source = this.openFiles.get(from)?.attrs ?? (await this.namespace.resolve(from)).attrs;
-    const target = this.openFiles.get(to)?.attrs ?? (await this.namespace.tryResolve(to))?.attrs;
-    this.namespace.names.appeared(to);
-    // A moved tree is looked up in the store again (its names are not tracked where it lands).
-    this.namespace.names.forgetBelow(from);
-    this.namespace.names.forgetBelow(to);
-    if (source.kind === 'directory') {
-      if (to.startsWith(`${from}/`)) throw new FsError('EINVAL', `${to}: cannot move a directory into itself`);
-      if (target && target.kind !== 'directory') throw new FsError('ENOTDIR', `${to}: not a directory`);
-      // The directory replaced goes only once the move has succeeded: a failed copy leaves both.
-      const replaced = target ? await this.namespace.resolve(to) : undefined;
-      if (replaced) {
-        await this.checkEmpty(to);
-        await this.committer.saveDirectoryNow(to); // a marker waiting (async mode) is in the store first
-      }
-      const markerMoved = await this.mover.moveDirectory(from, to);
-      // Its marker, unless the moved directory's took its place.
-      if (replaced?.explicit && !markerMoved) {
-        const toKey = this.namespace.dirKey(to);
-        await this.namespace.callStore(to, () => this.store.deleteMany([toKey]));
-      }
-    } else {
-      if (target?.kind === 'directory') throw new FsError('EISDIR', `${to}: is a directory`);
-      await this.mover.moveFile(from, to);
-    }
-    await this.namespace.keepParent(from);
+    await this.mover.rename(from, to);
   }
 
   // ---- attributes that change ----

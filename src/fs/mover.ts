@@ -3,7 +3,7 @@
  * a directory is every key under it copied (16 at a time) and then deleted. Files open at the old
  * names move with them in the open-file table, pinned to the copies' ETags, so their handles go
  * on reading and writing; a file open at the replaced name keeps its bytes for its handles.
- * `FileSystem.rename` checks the operation (kinds, EINVAL, ENOTDIR...) before it calls here.
+ * `rename` checks the operation (kinds, EINVAL, ENOTDIR...) first.
  */
 
 import PQueue from 'p-queue';
@@ -22,6 +22,39 @@ export class Mover {
     private readonly openFiles: OpenFileTable,
     private readonly committer: Committer,
   ) {}
+
+  /** rename(2): checks the kinds (EINVAL, ENOTDIR, EISDIR, ENOTEMPTY) and moves `from` to `to`. */
+  async rename(from: string, to: string): Promise<void> {
+    if (from === to) return;
+    if (from === '/' || to === '/') throw new FsError('EBUSY', 'the mount root cannot be renamed');
+    this.namespace.checkedKey(to);
+    const source = this.openFiles.get(from)?.attrs ?? (await this.namespace.resolve(from)).attrs;
+    const target = this.openFiles.get(to)?.attrs ?? (await this.namespace.tryResolve(to))?.attrs;
+    this.namespace.names.appeared(to);
+    // A moved tree is looked up in the store again (its names are not tracked where it lands).
+    this.namespace.names.forgetBelow(from);
+    this.namespace.names.forgetBelow(to);
+    if (source.kind === 'directory') {
+      if (to.startsWith(`${from}/`)) throw new FsError('EINVAL', `${to}: cannot move a directory into itself`);
+      if (target && target.kind !== 'directory') throw new FsError('ENOTDIR', `${to}: not a directory`);
+      // The directory replaced goes only once the move has succeeded: a failed copy leaves both.
+      const replaced = target ? await this.namespace.resolve(to) : undefined;
+      if (replaced) {
+        await this.namespace.checkEmpty(to);
+        await this.committer.saveDirectoryNow(to); // a marker waiting (async mode) is in the store first
+      }
+      const markerMoved = await this.moveDirectory(from, to);
+      // Its marker, unless the moved directory's took its place.
+      if (replaced?.explicit && !markerMoved) {
+        const toKey = this.namespace.dirKey(to);
+        await this.namespace.callStore(to, () => this.store.deleteMany([toKey]));
+      }
+    } else {
+      if (target?.kind === 'directory') throw new FsError('EISDIR', `${to}: is a directory`);
+      await this.moveFile(from, to);
+    }
+    await this.namespace.keepParent(from);
+  }
 
   /**
    * Before a file's object goes (unlink, or a rename over it): handles still open go on reading

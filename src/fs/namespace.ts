@@ -489,6 +489,15 @@ export class Namespace {
       .finally(() => this.listingsInFlight.delete(dir));
   }
 
+  /** The first keys in directory `path`, or ENOTEMPTY if it holds anything (in the store, or open here). */
+  async checkEmpty(path: string): Promise<ListPage> {
+    const dirKey = this.dirKey(path);
+    const page = await this.callStore(path, () => this.store.list({ prefix: dirKey, maxKeys: 2 }));
+    const hasChildren = page.objects.some((o) => o.key !== dirKey) || page.prefixes.length > 0;
+    if (hasChildren || this.openFiles.hasBelow(path)) throw new FsError('ENOTEMPTY', `${path}: directory not empty`);
+    return page;
+  }
+
   /**
    * After the last entry of a directory goes away, the directory would vanish with it if it was
    * only implicit; write its marker so it stays, as it would on a local disk.

@@ -47,13 +47,10 @@
  * `MAX_RANDOM_FETCHES` such fetches run at once: GETs run `maxConnections` at a time, and random
  * reads' own small GETs must find one free.
  *
- * Whole-object loads (`loadWhole`): once a reader has read an object at random a few times
- * (file-reader.ts decides), the object is loaded whole if what of it is not here fits in the
- * budget's free room: `LOAD_STREAMS` block GETs kept in flight, the next started as each ends,
- * so the load runs at the speed of the connections rather than of the reads that trigger it (a
- * program doing 4 KiB reads one after another leaves the load idle whenever it waits). It never
- * evicts anything, and stops when the free room runs out. An object larger than the budget is
- * never loaded whole: its random reads take the per-block path above.
+ * Whole-object loads (`loadWhole`, object-loads.ts): once a reader has read an object at random
+ * a few times (file-reader.ts decides), the object is loaded whole, a few blocks at once, if what
+ * of it is not here fits in the budget's free room. An object larger than the budget is never
+ * loaded whole: its random reads take the per-block path above.
  *
  * Bytes that have arrived (`readArrived`): a block being fetched into a buffer of its own is
  * filled from its first byte on, and the store says how far it has got (`GetOptions.onProgress`).
@@ -76,6 +73,7 @@ import { type Cancellation, SharedCancellation } from '../cancellation.js';
 import type { MemoryBudget } from '../memory-budget.js';
 import type { DiskCache } from './disk-cache.js';
 import type { ObjectVersion } from './object-version.js';
+import { ObjectLoads } from './object-loads.js';
 import { type PageStoreStats, PageStores, type StorePages } from './page-store.js';
 
 export type { ObjectVersion };
@@ -124,21 +122,6 @@ const MAX_SPARES = 4;
 /** Blocks fetched whole for random reads at once (fewer than connections: see `readRange`). */
 const MAX_RANDOM_FETCHES = 8;
 
-/** Block GETs a whole-object load keeps in flight (fewer than connections: see `loadWhole`). */
-const LOAD_STREAMS = 8;
-
-/** A whole-object load in progress (see `loadWhole`). */
-interface ObjectLoad {
-  version: ObjectVersion;
-  /** The next block to start. */
-  next: number;
-  /** Block GETs in flight. */
-  active: number;
-  /** Settles once no block GET of the load is left in flight or to start. */
-  ended: Promise<void>;
-  end: () => void;
-}
-
 /** A block being fetched into a buffer of its own: its first `received` bytes are there. */
 interface Arriving {
   buffer: Buffer;
@@ -170,8 +153,18 @@ export class BlockCache {
   private readonly inflight = new Map<string, { block: Promise<Buffer>; cancel: SharedCancellation }>();
   /** Blocks being fetched into a buffer of their own, and how far they have got. */
   private readonly arriving = new Map<string, Arriving>();
-  /** Whole-object loads in progress, by object version. */
-  private readonly loads = new Map<string, ObjectLoad>();
+  /** Whole-object loads in progress (object-loads.ts). */
+  private readonly loads = new ObjectLoads({
+    blockCount: (version) => this.blockCount(version),
+    blockLength: (version, index) => this.blockLength(version, index),
+    isAvailable: (version, index) => this.isAvailable(version, index),
+    room: () => this.room(),
+    fetch: (version, index) => {
+      const loading = this.loadBlock(version, index, false, false);
+      if (loading !== undefined) this.stats.loaded += 1;
+      return loading;
+    },
+  });
   /** Blocks read ahead that no read has asked for yet; read-ahead does not evict them. */
   private readonly unread = new Set<string>();
   /** Blocks being read ahead that a read has since asked for. */
@@ -252,21 +245,8 @@ export class BlockCache {
    * than the budget's free room (see above). Returns whether the object is loaded or loading.
    */
   loadWhole(version: ObjectVersion): boolean {
-    const id = objectId(version);
-    if (this.loads.has(id)) return true;
-    if (version.size > this.limit) return false;
-    let missing = 0;
-    for (let index = 0; index < this.blockCount(version); index++) {
-      if (!this.isAvailable(version, index)) missing += this.blockLength(version, index);
-    }
-    if (missing === 0) return true;
-    if (missing > this.room()) return false;
-    let end = () => {};
-    const ended = new Promise<void>((resolve) => (end = resolve));
-    const load: ObjectLoad = { version, next: 0, active: 0, ended, end };
-    this.loads.set(id, load);
-    this.continueLoad(load);
-    return true;
+    if (this.loads.has(version)) return true;
+    return version.size <= this.limit && this.loads.start(version);
   }
 
   /**
@@ -295,7 +275,7 @@ export class BlockCache {
    */
   async readRange(version: ObjectVersion, start: number, end: number, cancel?: Cancellation): Promise<Buffer> {
     // A whole-object load fetches every block already.
-    if (this.loads.has(objectId(version))) return this.getFromStore(version, start, end, true, undefined, cancel?.signal);
+    if (this.loads.has(version)) return this.getFromStore(version, start, end, true, undefined, cancel?.signal);
     const last = Math.floor((end - 1) / this.blockSize);
     const previous = this.lastRanged;
     this.lastRanged = [];
@@ -371,48 +351,9 @@ export class BlockCache {
     );
   }
 
-  /**
-   * Starts the next blocks of a whole-object load, up to `LOAD_STREAMS` in flight, each within the
-   * free room; once one ends, the next starts. A failed block (the object changed, the store
-   * failed) ends the load: a read of it sees the error, and a later random read may start another.
-   */
-  private continueLoad(load: ObjectLoad): void {
-    const count = this.blockCount(load.version);
-    while (load.active < LOAD_STREAMS && load.next < count) {
-      const index = load.next;
-      if (this.isAvailable(load.version, index)) {
-        load.next += 1;
-        continue;
-      }
-      const loading = this.room() >= this.blockLength(load.version, index) ? this.loadBlock(load.version, index, false, false) : undefined;
-      if (!loading) {
-        load.next = count; // out of free room: the rest is left to the reads
-        break;
-      }
-      load.next += 1;
-      load.active += 1;
-      this.stats.loaded += 1;
-      loading.then(
-        () => {
-          load.active -= 1;
-          this.continueLoad(load);
-        },
-        () => {
-          load.active -= 1;
-          load.next = count;
-          this.continueLoad(load);
-        },
-      );
-    }
-    if (load.active === 0 && load.next >= count) {
-      this.loads.delete(objectId(load.version));
-      load.end();
-    }
-  }
-
   /** Settles once the whole-object load of `version` (if one runs) has ended: for tests. */
-  async loadEnded(version: ObjectVersion): Promise<void> {
-    await this.loads.get(objectId(version))?.ended;
+  loadEnded(version: ObjectVersion): Promise<void> {
+    return this.loads.ended(version);
   }
 
   /** Drops every block from memory (the disk tier keeps its own). */
@@ -603,8 +544,4 @@ export class BlockCache {
 
 function blockId(version: ObjectVersion, index: number): string {
   return `${version.etag}\0${index}\0${version.key}`;
-}
-
-function objectId(version: ObjectVersion): string {
-  return `${version.etag}\0${version.key}`;
 }
