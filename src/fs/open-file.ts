@@ -18,6 +18,7 @@ import type { ObjectStore } from '../storage/object-store.js';
 import type { Attributes } from './attributes.js';
 import { FsError } from './errors.js';
 import { removeFile } from './write/journal.js';
+import type { LogEntry } from './write/journal-log.js';
 import type { StreamingUpload } from './write/streaming-upload.js';
 import { LOCAL } from './local-files.js';
 
@@ -42,6 +43,8 @@ export class OpenFile {
   timesSet = false;
   /** Async mode: a close was acknowledged, its journal record written, its upload not done yet. */
   pending = false;
+  /** Async mode: the pending record, when it is in the journal log (a small file's). */
+  logged?: LogEntry;
   /**
    * Bytes [0, stagedFrom) are not in the staging file: they are the store's object (at `etag`),
    * unchanged. Reads and writes below it download that range first; an upload copies it inside

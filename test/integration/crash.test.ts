@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { readLogs } from '../../src/fs/write/journal-log.js';
 import { type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
 import { daemonPid, forceUnmount, isMounted, mountBucket, testEnv } from '../helpers/objmount.js';
 import { s3Client } from '../helpers/s3-client.js';
@@ -161,8 +162,8 @@ describe('kill -9 in async write mode while directories are made', () => {
     try {
       maker = startWriter(mountpoint, 200, DIRECTORY_MAKER);
       // Kill once a few directories were made, with markers journaled and not yet in the store.
-      const journaled = () => readdirSync(staging).some((name) => name.endsWith('.pending.json'));
-      for (let waited = 0; maker.closed.size < 6 || !journaled(); waited += 20) {
+      const journaled = async () => (await readLogs(staging)).records.length > 0;
+      for (let waited = 0; maker.closed.size < 6 || !(await journaled()); waited += 20) {
         if (waited > 90_000) throw new Error(`the maker made only ${maker.closed.size} directories in 90 s`);
         await sleep(20);
       }

@@ -1,7 +1,7 @@
 /** Async write mode and its journal (fs/write/journal.ts), on the in-memory store. */
 
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -9,7 +9,9 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { FileSystem, O_RDWR } from '../../src/fs/file-system.js';
 import { FileUploader } from '../../src/fs/write/file-uploader.js';
-import { Journal, UploadTracker, recover, removeUnjournaled, writeRecord } from '../../src/fs/write/journal.js';
+import { Journal, UploadTracker, writeRecord } from '../../src/fs/write/journal.js';
+import { JournalLog, LOG_RECORD_MAX, readLogs } from '../../src/fs/write/journal-log.js';
+import { recover, removeUnjournaled } from '../../src/fs/write/recovery.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { FaultyStore } from '../../src/storage/faulty-store.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
@@ -40,7 +42,13 @@ afterEach(async () => {
   await rm(stagingDir, { recursive: true, force: true });
 });
 
-const records = async () => (await readdir(stagingDir)).filter((name) => name.endsWith('.pending.json'));
+/** Keys of the records not done: beside staging files (large files) and in the journal log (small ones). */
+const records = async () => [
+  ...(await readdir(stagingDir)).filter((name) => name.endsWith('.pending.json')),
+  ...(await readLogs(stagingDir)).records.map((record) => record.key),
+];
+/** What is in the staging directory besides the journal log (which stays until unmount or rotation). */
+const staged = async () => (await readdir(stagingDir)).filter((name) => !/^journal-.*\.log$/.test(name));
 
 describe('async write mode', () => {
   it('returns from close with a journal record, serves the new content, then uploads it', async () => {
@@ -66,7 +74,9 @@ describe('async write mode', () => {
     releaseGate();
     await vi.waitFor(() => expect(memory.objects.get('a')?.body.toString()).toBe('hello'));
     await vi.waitFor(async () => expect(await records()).toEqual([]));
-    await vi.waitFor(async () => expect((await readdir(stagingDir)).length).toBe(0)); // staging copy dropped
+    await vi.waitFor(async () => expect(await staged()).toEqual([])); // staging copy dropped
+    await fs.drain();
+    expect(await readdir(stagingDir)).toEqual([]); // and the log, all of it done, at unmount
   });
 
   it('uploads the closed version before a file is opened for writing again', async () => {
@@ -119,16 +129,32 @@ describe('group commit', () => {
     return open;
   }
 
-  it('costs one close three fsyncs in one round: its staging file, its record, the directory', async () => {
+  it('costs the close of a small file one fsync: its record, bytes and all, in the journal log', async () => {
     const release = holdUploads();
     const fh = await fs.create('/one', 0o644);
     await fs.write(fh, Buffer.from('one'), 0);
     await fs.release(fh);
-    expect(fs.journalStats).toEqual({ rounds: 1, fsyncs: 3, records: 1 });
+    expect(fs.journalStats).toEqual({ rounds: 1, fsyncs: 1, records: 1 });
+    const [record] = (await readLogs(stagingDir)).records;
+    expect(record).toMatchObject({ key: 'one', size: 3 });
+    expect(record!.data.toString()).toBe('one');
     expect(memory.calls.get('put') ?? 0).toBe(0); // the upload follows the close
     release();
-    await vi.waitFor(async () => expect(await readdir(stagingDir)).toEqual([]));
+    await vi.waitFor(async () => expect(await records()).toEqual([]));
     expect(memory.objects.get('one')?.body.toString()).toBe('one');
+  });
+
+  it('journals a file larger than a log record beside its staging file, not in the log', async () => {
+    const release = holdUploads();
+    const data = randomBytes(LOG_RECORD_MAX + 1);
+    const fh = await fs.create('/large', 0o644);
+    await fs.write(fh, data, 0);
+    await fs.release(fh);
+    expect((await readdir(stagingDir)).filter((name) => name.endsWith('.pending.json'))).toHaveLength(1);
+    expect((await readLogs(stagingDir)).records).toEqual([]);
+    release();
+    await vi.waitFor(() => expect(memory.objects.get('large')?.body.equals(data)).toBe(true));
+    await vi.waitFor(async () => expect(await readdir(stagingDir)).toEqual([]));
   });
 
   it('journals a file once for its flush and its release (as FUSE sends both at close)', async () => {
@@ -141,11 +167,11 @@ describe('group commit', () => {
     const released = fs.release(fh);
     release();
     await released;
-    expect(fs.journalStats).toEqual({ rounds: 1, fsyncs: 3, records: 1 });
+    expect(fs.journalStats).toEqual({ rounds: 1, fsyncs: 1, records: 1 });
     expect(memory.objects.get('flushed')?.body.toString()).toBe('flushed');
   });
 
-  it('lets closes in flight share their rounds: one directory fsync for many records', async () => {
+  it('lets closes in flight share their rounds: one fsync of the log for many records', async () => {
     const release = holdUploads();
     const N = 40;
     const handles = await Promise.all(Array.from({ length: N }, (_, i) => fs.create(`/many-${i}`, 0o644)));
@@ -154,19 +180,20 @@ describe('group commit', () => {
     await Promise.all(
       handles.map(async (fh, i) => {
         await fs.release(fh);
-        const name = (await readdir(stagingDir)).find((n) => n.endsWith('.pending.json') && n.includes(`-${i + 1}.`));
-        expect(name).toBeDefined();
-        expect(JSON.parse(await readFile(join(stagingDir, name!), 'utf8')).key).toBe(`many-${i}`);
+        const record = (await readLogs(stagingDir)).records.find((r) => r.key === `many-${i}`);
+        expect(record?.data.toString()).toBe(`file ${i}`);
       }),
     );
-    const { rounds, fsyncs, records } = fs.journalStats;
-    expect(records).toBe(N);
+    const { rounds, fsyncs, records: made } = fs.journalStats;
+    expect(made).toBe(N);
     expect(rounds).toBeLessThanOrEqual(3); // not one per close
-    expect(fsyncs).toBe(2 * N + rounds); // each staging file and record, and the directory once a round
+    expect(fsyncs).toBe(rounds); // the log's, once a round
     release();
     await vi.waitFor(() => expect(memory.objects.size).toBe(N));
     for (let i = 0; i < N; i++) expect(memory.objects.get(`many-${i}`)?.body.toString()).toBe(`file ${i}`);
-    await vi.waitFor(async () => expect(await readdir(stagingDir)).toEqual([]));
+    await vi.waitFor(async () => expect(await records()).toEqual([]));
+    await fs.drain();
+    expect(await readdir(stagingDir)).toEqual([]);
   });
 
   it('uploads small files of a burst of closes many at a time', async () => {
@@ -313,6 +340,61 @@ describe('recovery', () => {
     expect(names).toHaveLength(1);
     expect(JSON.parse(await readFile(join(stagingDir, names[0]!), 'utf8'))).toEqual({ key: 'a/key', uploadId: 'upload-1' });
     await tracker.ended('upload-1');
+    expect(await readdir(stagingDir)).toEqual([]);
+  });
+
+  it('uploads the journal log a killed daemon left: the latest record of each key, none that was done', async () => {
+    const stats = { rounds: 0, fsyncs: 0, records: 0 };
+    const log = new JournalLog(stagingDir, stats);
+    const record = (key: string, data: string) => ({ key, size: data.length, metadata: { mode: '33188' }, contentType: 'text/plain' });
+    await log.append(record('first', 'one'), Buffer.from('one'));
+    await log.append(record('again', 'old'), Buffer.from('old'));
+    const uploaded = await log.append(record('uploaded', 'done'), Buffer.from('done'));
+    await log.append(record('again', 'newer'), Buffer.from('newer'));
+    log.done(uploaded);
+    await vi.waitFor(async () => expect((await readLogs(stagingDir)).records.map((r) => r.key)).toEqual(['first', 'again', 'again']));
+    // The daemon is killed here: the log stays as it is.
+
+    const puts = vi.spyOn(memory, 'put');
+    const result = await recover(stagingDir, new FileUploader(memory, { partSize: PART, concurrency: 2 }), 2);
+    expect(result.uploaded.sort()).toEqual(['again', 'first']);
+    expect(result.failed).toEqual([]);
+    expect(puts).toHaveBeenCalledTimes(2);
+    expect(memory.objects.get('first')?.body.toString()).toBe('one');
+    expect(memory.objects.get('again')?.body.toString()).toBe('newer');
+    expect(memory.objects.get('again')?.metadata.mode).toBe('33188');
+    expect(memory.objects.get('again')?.contentType).toBe('text/plain');
+    expect(memory.objects.has('uploaded')).toBe(false);
+    expect(await readdir(stagingDir)).toEqual([]);
+  });
+
+  it('ignores the torn end of a journal log, says so, and keeps what it cannot upload for the next mount', async () => {
+    const log = new JournalLog(stagingDir, { rounds: 0, fsyncs: 0, records: 0 });
+    await log.append({ key: 'fine', size: 4, metadata: {} }, Buffer.from('fine'));
+    await log.append({ key: 'refused', size: 7, metadata: {} }, Buffer.from('refused'));
+    const [name] = await readdir(stagingDir);
+    // A crash in the middle of a write: a record's line and part of its bytes, never acknowledged.
+    await appendFile(
+      join(stagingDir, name!),
+      `${JSON.stringify({ seq: 2, key: 'torn', size: 100, metadata: {}, sha256: 'x', at: 1 })}\nabc`,
+    );
+
+    faulty.fail('put', { nth: 2, code: 'AccessDenied' }); // 'refused', uploaded second (one at a time, in order)
+    const uploader = new FileUploader(faulty, { partSize: PART, concurrency: 2 });
+    const first = await recover(stagingDir, uploader, 1);
+    expect(first.uploaded).toEqual(['fine']);
+    expect(first.failed.map((f) => f.key)).toEqual(['refused']);
+    expect(first.setAside).toEqual([
+      expect.objectContaining({ file: join(stagingDir, name!), problem: expect.stringMatching(/last \d+ bytes are not a whole record/) }),
+    ]);
+    expect(memory.objects.has('torn')).toBe(false);
+    expect((await readLogs(stagingDir)).records.map((r) => r.key)).toEqual(['refused']); // 'fine' is marked done
+
+    const puts = vi.spyOn(memory, 'put');
+    const second = await recover(stagingDir, uploader, 1);
+    expect(second.uploaded).toEqual(['refused']);
+    expect(puts).toHaveBeenCalledTimes(1); // not 'fine' again
+    expect(memory.objects.get('refused')?.body.toString()).toBe('refused');
     expect(await readdir(stagingDir)).toEqual([]);
   });
 

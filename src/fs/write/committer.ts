@@ -7,10 +7,11 @@
  * - `commit` (sync close, fsync, rename, drain) uploads now and returns once the object is
  *   durable: the stream's end, else a whole-file upload (copying untouched leading bytes inside
  *   the store where it can), else a copy onto itself for metadata alone.
- * - `commitLater` (async close) makes the staged file durable on local disk with a journal
- *   record and queues the upload; a failed background upload is tried again, less and less often,
- *   while the journal keeps the data. Closes in flight share the journal's fsyncs (group commit,
- *   journal.ts), and small files are uploaded many at a time (`SMALL_UPLOADS`).
+ * - `commitLater` (async close) makes the file durable on local disk and queues the upload: a
+ *   small file's record and bytes are appended to the journal log (journal-log.ts), a larger
+ *   file's staging copy gets a record beside it (journal.ts); a failed background upload is tried
+ *   again, less and less often, while the journal keeps the data. Closes in flight share the
+ *   journal's fsyncs (group commit), and small files are uploaded many at a time (`SMALL_UPLOADS`).
  * - Async mode saves a directory's marker (an empty `dir/` object) the same way, as an open file
  *   with no handle (`saveMarkerLater`: mkdir, chmod, chown, utimens of a directory): journaled at
  *   once, and PUT with its latest metadata a moment later (`MARKER_DELAY_MS`), so that `tar x`'s
@@ -39,6 +40,7 @@ import { OpenFile } from '../open-file.js';
 import type { OpenFileTable } from '../open-files.js';
 import { FileUploader } from './file-uploader.js';
 import { Journal, type JournalStats, UploadTracker, removeRecord } from './journal.js';
+import { JournalLog, LOG_RECORD_MAX } from './journal-log.js';
 import { PartBuffers } from './part-buffers.js';
 import { type PageCacheDrop, StreamingUpload } from './streaming-upload.js';
 
@@ -77,6 +79,8 @@ export class Committer {
   private readonly uploader: FileUploader;
   private readonly partBuffers: PartBuffers;
   private readonly journal: Journal;
+  /** Where async closes of small files are journaled, bytes and all (journal-log.ts). */
+  private readonly log: JournalLog;
   private readonly tracker: UploadTracker;
   /** Uploads of closed files (async mode, or a close that failed): large files a few at a time. */
   private readonly backgroundUploads: PQueue;
@@ -92,6 +96,7 @@ export class Committer {
     private readonly options: CommitterOptions,
   ) {
     this.journal = new Journal(options.stagingDir);
+    this.log = new JournalLog(options.stagingDir, this.journal.stats);
     this.tracker = new UploadTracker(options.stagingDir, this.journal);
     this.partBuffers = options.partBuffers ?? new PartBuffers(options.partSize, options.uploadConcurrency);
     this.uploader = new FileUploader(store, {
@@ -251,7 +256,19 @@ export class Committer {
     // The journal must hold the whole file: a crash could outlive the object it came from.
     await this.namespace.callStore(file.path, () => file.fill(this.store, 0));
     try {
-      await this.journal.add(file.stagingFile, record, file.stagingHandle);
+      if (record.size <= LOG_RECORD_MAX) {
+        // A small file goes into the log with its bytes: one write and one fsync, shared.
+        const data = Buffer.allocUnsafe(record.size);
+        const read = await file.readStaged(data, record.size, 0);
+        if (read !== record.size) throw new Error(`its staging file has ${read} of ${record.size} bytes`);
+        const logged = await this.log.append(record, data);
+        if (file.pending) await this.forgetRecord(file); // an earlier close's, its upload still waiting
+        file.logged = logged;
+      } else {
+        await this.journal.add(file.stagingFile, record, file.stagingHandle);
+        if (file.logged) this.log.done(file.logged);
+        file.logged = undefined;
+      }
     } catch (error) {
       const { code, message } = toFsError(error, file.path);
       throw new FsError(code, `${file.path}: could not journal the file in ${this.options.stagingDir}: ${message}`, { cause: error });
@@ -362,7 +379,7 @@ export class Committer {
     }
     if (file.pending) {
       file.pending = false;
-      if (file.stagingFile) await removeRecord(file.stagingFile);
+      await this.forgetRecord(file);
     }
     this.namespace.wrote(
       file.path,
@@ -419,7 +436,17 @@ export class Committer {
   /** An unlinked file's pending upload is dropped with its journal record. Call inside `exclusive`. */
   async dropPending(file: OpenFile): Promise<void> {
     await this.stopStream(file);
-    if (file.pending && file.stagingFile) await removeRecord(file.stagingFile);
+    if (file.pending) await this.forgetRecord(file);
+  }
+
+  /** Forgets `file`'s journal record: in the log, or beside its staging file. */
+  private async forgetRecord(file: OpenFile): Promise<void> {
+    if (file.logged) {
+      this.log.done(file.logged);
+      file.logged = undefined;
+    } else if (file.stagingFile) {
+      await removeRecord(file.stagingFile);
+    }
   }
 
   // ---- forgetting ----
@@ -451,6 +478,7 @@ export class Committer {
     const files = [...this.openFiles.files()];
     const results = await Promise.allSettled(files.map((f) => this.commit(f)));
     await Promise.all(files.filter((f) => f.refs === 0).map((f) => this.forgetIfDone(f)));
+    await this.log.settle();
     const failed = results.filter((r) => r.status === 'rejected');
     if (failed.length > 0) throw (failed[0] as PromiseRejectedResult).reason;
   }

@@ -50,7 +50,7 @@ export class FileUploader {
   /** Uploads bytes [0, size) of `local`: a path, or a file already open (read, never closed here). */
   async upload(key: string, local: string | FileHandle, size: number, putOptions: PutOptions): Promise<WrittenObject> {
     const sizes = new PartSizes(this.store.capabilities, this.options.partSize, size);
-    if (size <= sizes.sizeOf(1)) return this.put(key, local, size, putOptions);
+    if (size <= sizes.sizeOf(1)) return this.putFile(key, local, size, putOptions);
     return this.uploadMultipart(key, local, planParts(sizes, 0, 0, size), putOptions);
   }
 
@@ -89,7 +89,12 @@ export class FileUploader {
     await this.options.tracker?.ended(uploadId).catch(() => undefined);
   }
 
-  private async put(key: string, local: string | FileHandle, size: number, putOptions: PutOptions): Promise<WrittenObject> {
+  /** Uploads `data` (a small file's bytes, held in memory) in one request. */
+  put(key: string, data: Buffer, putOptions: PutOptions): Promise<WrittenObject> {
+    return this.store.put(key, data, putOptions);
+  }
+
+  private async putFile(key: string, local: string | FileHandle, size: number, putOptions: PutOptions): Promise<WrittenObject> {
     const file = typeof local === 'string' ? await open(local, LOCAL.read) : local;
     try {
       await this.options.budget?.acquire(size);
