@@ -126,6 +126,8 @@ export function tools(server, bucket, objmountArgs = []) {
     command: () => [
       process.execPath,
       [
+        // BENCH_PROFILE=DIR: each objmount daemon writes a V8 CPU profile there when it exits.
+        ...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
         join(root, 'bin/objmount.js'),
         'mount',
         `s3://${bucket}`,

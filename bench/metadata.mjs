@@ -32,7 +32,8 @@
  * ratio to s3fs, the issue's goal for the row, and whether it is met.
  *
  * Environment: BENCH_FILES (1000), BENCH_FIO_MIB (1024), BENCH_FIO_SECONDS (20), BENCH_LARGE_MIB
- * (1024; 0 skips the dd rows), BENCH_RUNS (1; medians of more), BENCH_ONLY, BENCH_TOOLS.
+ * (1024; 0 skips the dd rows), BENCH_RUNS (1; medians of more), BENCH_ONLY, BENCH_TOOLS, BENCH_PROFILE
+ * (a directory: each objmount daemon writes a V8 CPU profile there).
  * Needs root (FUSE, drop_caches); a missing s3fs, rclone or fio is skipped with a line saying so.
  */
 
