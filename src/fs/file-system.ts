@@ -36,6 +36,7 @@ import { Mover } from './mover.js';
 import { OpenFile, stagingPathFor } from './open-file.js';
 import { O_ACCMODE, O_CREAT, O_EXCL, O_RDWR, O_TRUNC, OpenFileTable } from './open-files.js';
 import { BlockCache } from './read/block-cache.js';
+import { StagingMemory } from './staging.js';
 import { FileReader, type ReadAheadOptions } from './read/file-reader.js';
 import type { StorePages } from './read/page-store.js';
 import { Committer } from './write/committer.js';
@@ -79,6 +80,10 @@ export interface FileSystemOptions {
 
 const MiB = 1024 * 1024;
 const DEFAULT_READ_AHEAD: ReadAheadOptions = { minReadAhead: MiB, maxReadAhead: 64 * MiB };
+/** A new file's staging copy stays in memory up to this size (and at most a part) ... */
+const STAGED_IN_MEMORY = MiB;
+/** ... while all of them together hold at most this much; past either, copies are files. */
+const STAGING_MEMORY = 32 * MiB;
 
 /** A name in a directory, with its attributes when they are known (readdirplus). */
 export interface DirectoryEntry {
@@ -118,12 +123,15 @@ export class FileSystem {
   private nextStaging = 1;
   /** Names this mount's staging files apart from those a previous daemon left. */
   private readonly stagingPrefix = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  /** Room for the staging copies of new small files, kept in memory (staging.ts). */
+  private readonly stagingMemory: StagingMemory;
 
   constructor(
     private readonly store: ObjectStore,
     private readonly options: FileSystemOptions,
   ) {
     this.now = options.now ?? Date.now;
+    this.stagingMemory = new StagingMemory(Math.min(STAGED_IN_MEMORY, options.partSize), STAGING_MEMORY);
     this.blocks = options.blockCache ?? new BlockCache(store, { blockSize: 8 * MiB, memoryLimit: 64 * MiB, maxConnections: 16 });
     this.namespace = new Namespace(store, this.blocks, this.openFiles, {
       prefix: options.prefix,
@@ -142,6 +150,7 @@ export class FileSystem {
       partBuffers: options.partBuffers,
       retryDelayMs: options.retryDelayMs,
       dropFromPageCache: options.dropFromPageCache,
+      stagingMemory: this.stagingMemory,
       logger: options.logger,
     });
     this.mover = new Mover(store, this.namespace, this.openFiles, this.committer);
@@ -245,7 +254,7 @@ export class FileSystem {
       if (found) return this.open(path, flags & ~O_CREAT);
     }
     const attrs = newAttributes('file', permissions, this.options.defaults, this.now(), owner);
-    const file = new OpenFile(path, key, attrs, '', contentTypeOf('file'), this.stagingPath());
+    const file = new OpenFile(path, key, attrs, '', contentTypeOf('file'), this.stagingPath(), this.stagingMemory);
     const previous = this.openFiles.get(path);
     if (previous) previous.unlinked = true;
     this.openFiles.set(path, file);
@@ -267,7 +276,15 @@ export class FileSystem {
       // The kernel opens FIFOs, sockets and devices itself and never asks; should a request come
       // anyway (another client made the name one since), there is no data here to serve.
       if (node.attrs.kind === 'special') throw new FsError('ENXIO', `${path}: a FIFO, socket or device node holds no data here`);
-      file = new OpenFile(path, this.namespace.key(path), { ...node.attrs }, node.etag, node.contentType, this.stagingPath());
+      file = new OpenFile(
+        path,
+        this.namespace.key(path),
+        { ...node.attrs },
+        node.etag,
+        node.contentType,
+        this.stagingPath(),
+        this.stagingMemory,
+      );
       this.openFiles.set(path, file);
     }
     if (writable && file.pending) {
@@ -392,7 +409,15 @@ export class FileSystem {
     const node = await this.namespace.resolve(path);
     if (node.attrs.kind === 'directory') throw new FsError('EISDIR', `${path}: is a directory`);
     if (node.attrs.kind === 'special') throw new FsError('EINVAL', `${path}: only a regular file can be truncated`);
-    const file = new OpenFile(path, this.namespace.key(path), { ...node.attrs }, node.etag, node.contentType, this.stagingPath());
+    const file = new OpenFile(
+      path,
+      this.namespace.key(path),
+      { ...node.attrs },
+      node.etag,
+      node.contentType,
+      this.stagingPath(),
+      this.stagingMemory,
+    );
     file.refs = 1;
     this.openFiles.set(path, file);
     try {

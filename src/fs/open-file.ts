@@ -10,23 +10,22 @@
  */
 
 import { createWriteStream } from 'node:fs';
-import { type FileHandle, open, rm } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 
 import type { ObjectStore } from '../storage/object-store.js';
 import type { Attributes } from './attributes.js';
 import { FsError } from './errors.js';
-import { removeFile } from './write/journal.js';
+import { Staging, type StagingMemory } from './staging.js';
 import type { LogEntry } from './write/journal-log.js';
 import type { StreamingUpload } from './write/streaming-upload.js';
-import { LOCAL } from './local-files.js';
 
 export class OpenFile {
   /** Open handles. */
   refs = 0;
-  /** Local copy, once written or truncated. */
-  private staging?: { path: string; handle: FileHandle };
+  /** Local copy, once written or truncated: in memory while new and small (staging.ts). */
+  private staging?: Staging;
   /** Changes made so far (each write, truncate or attribute change counts one). */
   changes = 0;
   /** Async mode: `changes` when the pending journal record was made (the record holds them all). */
@@ -62,6 +61,8 @@ export class OpenFile {
     public etag: string,
     public contentType: string | undefined,
     private readonly stagingPath: string,
+    /** Room for copies in memory; without it, every copy is a file. */
+    private readonly stagingMemory?: StagingMemory,
   ) {
     this.contentDirty = etag === '';
   }
@@ -119,26 +120,27 @@ export class OpenFile {
    * `from` on are downloaded: [0, from) stay in the store (see `stagedFrom`), so appending to a
    * large object downloads nothing.
    */
-  async stage(store: ObjectStore, keepBytes: number, from = 0): Promise<FileHandle> {
-    if (this.staging) return this.staging.handle;
-    const handle = await open(this.stagingPath, LOCAL.create, 0o600);
+  async stage(store: ObjectStore, keepBytes: number, from = 0): Promise<Staging> {
+    if (this.staging) return this.staging;
     const start = this.existsInStore ? Math.min(from, keepBytes) : 0;
+    const download = this.existsInStore && keepBytes > start;
+    const memory = download || !this.stagingMemory ? undefined : Staging.inMemory(this.stagingPath, this.stagingMemory);
+    const staging = memory ?? (await Staging.onDisk(this.stagingPath));
     try {
-      if (keepBytes > start && this.existsInStore) await this.download(store, handle, start, keepBytes);
+      if (download) await this.download(store, await staging.onDisk(), start, keepBytes);
     } catch (error) {
-      await handle.close();
-      await rm(this.stagingPath, { force: true });
+      await staging.discard();
       throw error;
     }
-    this.staging = { path: this.stagingPath, handle };
+    this.staging = staging;
     this.stagedFrom = start;
-    return handle;
+    return staging;
   }
 
   /** Downloads [from, stagedFrom) into the staging file, so it holds everything from `from` on. */
   async fill(store: ObjectStore, from = 0): Promise<void> {
     if (!this.staging || from >= this.stagedFrom) return;
-    await this.download(store, this.staging.handle, from, this.stagedFrom);
+    await this.download(store, await this.staging.onDisk(), from, this.stagedFrom);
     this.stagedFrom = from;
   }
 
@@ -161,16 +163,26 @@ export class OpenFile {
     return this.staging?.path;
   }
 
-  /** The staging file's open handle (positional reads only: it is shared with the writes). */
+  /** The staging file's open handle, once the copy is on disk (positional reads only: it is shared with the writes). */
   get stagingHandle(): FileHandle | undefined {
-    return this.staging?.handle;
+    return this.staging?.fileHandle;
+  }
+
+  /** The staged bytes [0, size) while the copy is in memory (a view, valid until the next change). */
+  stagedBytes(size: number): Buffer | undefined {
+    return this.staging?.bytes(size);
+  }
+
+  /** The staging copy's file, with every staged byte (a copy in memory goes there now). */
+  async stagedOnDisk(): Promise<FileHandle> {
+    return this.staging!.onDisk();
   }
 
   async readStaged(into: Buffer, length: number, position: number): Promise<number> {
-    const handle = this.staging!.handle;
+    const staging = this.staging!;
     let done = 0;
     while (done < length) {
-      const { bytesRead } = await handle.read(into, done, length - done, position + done);
+      const { bytesRead } = await staging.read(into, done, length - done, position + done);
       if (bytesRead === 0) break;
       done += bytesRead;
     }
@@ -180,10 +192,7 @@ export class OpenFile {
   async discard(): Promise<void> {
     const staging = this.staging;
     this.staging = undefined;
-    if (staging) {
-      await staging.handle.close().catch(() => undefined);
-      await removeFile(staging.path);
-    }
+    await staging?.discard();
   }
 }
 

@@ -1355,7 +1355,7 @@ describe('upload failures', () => {
     const fh = await fs.create('/waiting', 0o644);
     await fs.write(fh, Buffer.from('not lost'), 0);
     await expect(fs.release(fh)).rejects.toMatchObject({ code: 'EIO' });
-    expect(await readLocalDir(stagingDir)).toHaveLength(1);
+    expect(await readLocalDir(stagingDir)).toEqual([]); // a small new file's copy is kept in memory
     expect((await fs.getattr('/waiting')).size).toBe(8);
     expect((await readFile('/waiting')).toString()).toBe('not lost');
     expect(await listing('/')).toEqual(['waiting']);

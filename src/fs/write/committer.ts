@@ -25,8 +25,6 @@
  * Every commit of a file runs inside the file's `exclusive` queue, so it never races a write.
  */
 
-import type { FileHandle } from 'node:fs/promises';
-
 import PQueue from 'p-queue';
 
 import type { Logger } from '../../log/logger.js';
@@ -37,6 +35,7 @@ import type { MemoryBudget } from '../memory-budget.js';
 import type { Namespace } from '../namespace.js';
 import type { Attributes } from '../attributes.js';
 import { OpenFile } from '../open-file.js';
+import type { Staging, StagingMemory } from '../staging.js';
 import type { OpenFileTable } from '../open-files.js';
 import { FileUploader } from './file-uploader.js';
 import { Journal, type JournalStats, UploadTracker, removeRecord } from './journal.js';
@@ -59,6 +58,8 @@ export interface CommitterOptions {
   retryDelayMs?: number;
   /** Drops a streamed file's staged bytes that the store has from the page cache (streaming-upload.ts). */
   dropFromPageCache?: PageCacheDrop;
+  /** Room for staging copies in memory (a directory marker's empty one); default: always a file. */
+  stagingMemory?: StagingMemory;
   logger: Logger;
 }
 
@@ -129,10 +130,11 @@ export class Committer {
   }
 
   /** Sends the parts a write completed (waiting while the part queue is full); a failure gives the stream up. */
-  async advanceStream(file: OpenFile, staging: FileHandle): Promise<void> {
-    if (!file.stream) return;
+  async advanceStream(file: OpenFile, staging: Staging): Promise<void> {
+    // A copy in memory is no larger than a part (staging.ts): no part to send yet.
+    if (!file.stream || staging.inMemory) return;
     try {
-      await file.stream.advance(staging, file.attrs.size);
+      await file.stream.advance(await staging.onDisk(), file.attrs.size);
     } catch (error) {
       this.options.logger.warn(
         `${file.path}: streaming upload failed, the whole file is uploaded at close: ${toFsError(error, file.path).message}`,
@@ -202,7 +204,15 @@ export class Committer {
     let marker = this.openFiles.get(path);
     if (!marker) {
       const contentType = node.contentType ?? contentTypeOf('directory');
-      const made = new OpenFile(path, this.namespace.dirKey(path), { ...node.attrs }, node.etag, contentType, stagingPath);
+      const made = new OpenFile(
+        path,
+        this.namespace.dirKey(path),
+        { ...node.attrs },
+        node.etag,
+        contentType,
+        stagingPath,
+        this.options.stagingMemory,
+      );
       await this.namespace.callStore(path, () => made.stage(this.store, 0)); // empty: what the journal keeps
       marker = this.openFiles.get(path);
       if (marker)
@@ -258,14 +268,17 @@ export class Committer {
     try {
       if (record.size <= LOG_RECORD_MAX) {
         // A small file goes into the log with its bytes: one write and one fsync, shared.
-        const data = Buffer.allocUnsafe(record.size);
-        const read = await file.readStaged(data, record.size, 0);
-        if (read !== record.size) throw new Error(`its staging file has ${read} of ${record.size} bytes`);
+        let data = file.stagedBytes(record.size);
+        if (!data) {
+          data = Buffer.allocUnsafe(record.size);
+          const read = await file.readStaged(data, record.size, 0);
+          if (read !== record.size) throw new Error(`its staging file has ${read} of ${record.size} bytes`);
+        }
         const logged = await this.log.append(record, data);
         if (file.pending) await this.forgetRecord(file); // an earlier close's, its upload still waiting
         file.logged = logged;
       } else {
-        await this.journal.add(file.stagingFile, record, file.stagingHandle);
+        await this.journal.add(file.stagingFile, record, await file.stagedOnDisk());
         if (file.logged) this.log.done(file.logged);
         file.logged = undefined;
       }
@@ -354,12 +367,17 @@ export class Committer {
         if (!staged) {
           written = await this.store.put(file.key, Buffer.alloc(0), options);
         } else if (file.stagedFrom > 0 && this.uploader.canReuse(file.stagedFrom)) {
+          await file.stagedOnDisk(); // read from its path
           const source = { key: file.key, etag: file.etag, bytes: file.stagedFrom };
           written = await this.uploader.uploadReusing(file.key, staged, file.attrs.size, source, options);
         } else {
           await file.fill(this.store, 0);
-          // Through the handle the file already has: no second open and close per small file.
-          written = await this.uploader.upload(file.key, file.stagingHandle ?? staged, file.attrs.size, options);
+          const inMemory = file.stagedBytes(file.attrs.size);
+          // From memory (a new small file), or through the handle the file already has: no
+          // second open and close per small file.
+          written = inMemory
+            ? await this.uploader.put(file.key, inMemory, options)
+            : await this.uploader.upload(file.key, file.stagingHandle ?? staged, file.attrs.size, options);
         }
       } else {
         written = await this.store.copy(file.key, file.key, options);
@@ -410,7 +428,7 @@ export class Committer {
       return undefined;
     }
     file.stream = undefined;
-    const staged = await file.stage(this.store, file.attrs.size);
+    const staged = await (await file.stage(this.store, file.attrs.size)).onDisk();
     let etag: string;
     try {
       ({ etag } = await stream.finish(staged, file.attrs.size));
