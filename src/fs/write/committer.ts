@@ -454,14 +454,16 @@ export class Committer {
   /** An unlinked file's pending upload is dropped with its journal record. Call inside `exclusive`. */
   async dropPending(file: OpenFile): Promise<void> {
     await this.stopStream(file);
-    if (file.pending) await this.forgetRecord(file);
+    if (file.pending) await this.forgetRecord(file, true);
   }
 
-  /** Forgets `file`'s journal record: in the log, or beside its staging file. */
-  private async forgetRecord(file: OpenFile): Promise<void> {
+  /** Forgets `file`'s journal record: in the log (`now`: its done line written at once), or beside its staging file. */
+  private async forgetRecord(file: OpenFile, now = false): Promise<void> {
     if (file.logged) {
-      this.log.done(file.logged);
+      const logged = file.logged;
       file.logged = undefined;
+      if (now) await this.log.doneNow(logged);
+      else this.log.done(logged);
     } else if (file.stagingFile) {
       await removeRecord(file.stagingFile);
     }

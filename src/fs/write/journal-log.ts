@@ -12,8 +12,8 @@
  *
  * A record is a JSON line (key, size, metadata, content type, the bytes' SHA-256, the time) and
  * the bytes after it, then a newline. Once the object is in the store (or the file was deleted,
- * or journaled again), a `{"done":seq}` line is added, without an fsync of its own: it rides on
- * the next one. A log past `ROTATE_BYTES` takes no more records and is removed, after an fsync
+ * or journaled again), a `{"done":seq}` line is added with the log's next write (20 ms at most;
+ * at once for a deleted file's), without an fsync of its own: it rides on the next one. A log past `ROTATE_BYTES` takes no more records and is removed, after an fsync
  * of its done lines, once every record in it is done; so is every finished log at unmount.
  *
  * After a crash the next mount reads the logs (`readLogs`): a record is taken only if its line
@@ -67,6 +67,8 @@ class LogFile {
   retired = false;
   /** A write failed: the file may end in a torn frame, so nothing more goes into it. */
   broken = false;
+  /** Done lines not written yet: they go with the next write (`flushDone`, or a record's). */
+  private doneLines = '';
 
   constructor(
     readonly path: string,
@@ -91,6 +93,16 @@ class LogFile {
     }
   }
 
+  /** Notes that record `seq` is done; the line is written with the next write. */
+  noteDone(seq: number): void {
+    this.doneLines += `{"done":${seq}}\n`;
+  }
+
+  /** Writes the done lines noted so far (no fsync). */
+  flushDone(): Promise<void> {
+    return this.doneLines === '' ? Promise.resolve() : this.append(EMPTY, false);
+  }
+
   private async round(batch: Append[]): Promise<void> {
     if (this.broken) {
       for (const append of batch) append.settle(new Error(`${this.path}: an earlier write to the journal log failed`));
@@ -100,6 +112,8 @@ class LogFile {
       this.handle ??= open(this.path, LOCAL.append, 0o600);
       const handle = await this.handle;
       const frames = batch.map((append) => append.frame);
+      if (this.doneLines !== '') frames.unshift(Buffer.from(this.doneLines));
+      this.doneLines = '';
       const bytes = frames.reduce((sum, frame) => sum + frame.length, 0);
       const { bytesWritten } = await handle.writev(frames);
       if (bytesWritten !== bytes) throw new Error(`${this.path}: wrote ${bytesWritten} of ${bytes} bytes (is the disk full?)`);
@@ -142,6 +156,7 @@ export class JournalLog {
   private readonly logs = new Set<LogFile>();
   private made = 0;
   private readonly removing = new Set<Promise<void>>();
+  private flushTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly directory: string,
@@ -173,21 +188,37 @@ export class JournalLog {
     return { log, seq };
   }
 
-  /** The object of `entry`'s record is in the store, or its file is gone or journaled again. */
+  /**
+   * The object of `entry`'s record is in the store, or its file is journaled again. Its done
+   * line goes with the log's next write, at most `DONE_DELAY_MS` later: a daemon killed before
+   * then leaves the record to recovery, which uploads the file once more (a log that goes takes
+   * its done lines with it).
+   */
   done(entry: LogEntry): void {
     const { log, seq } = entry;
     log.outstanding -= 1;
-    // Not waited for: a done line lost in a crash makes recovery upload the file once more.
-    log.append(Buffer.from(`{"done":${seq}}\n`), false).then(
-      () => this.removeIfFinished(log),
-      () => this.removeIfFinished(log),
-    );
+    if (log.retired && log.outstanding === 0) return this.removeIfFinished(log);
+    log.noteDone(seq);
+    this.flushTimer ??= setTimeout(() => {
+      this.flushTimer = undefined;
+      for (const each of this.logs) void each.flushDone().catch(() => undefined); // a failed write retires its log
+    }, DONE_DELAY_MS).unref();
   }
 
-  /** Removes every log whose records are all done (at unmount, after the uploads). */
+  /**
+   * `done`, written at once (not fsynced): for a file deleted before its upload, which recovery
+   * must never bring back after a daemon is killed.
+   */
+  async doneNow(entry: LogEntry): Promise<void> {
+    this.done(entry);
+    await entry.log.flushDone().catch(() => undefined); // a failed write retires the log: recovery then sees the record
+  }
+
+  /** Removes every log whose records are all done, and writes the others' done lines (at unmount, after the uploads). */
   async settle(): Promise<void> {
     for (const log of this.logs) if (log.outstanding === 0) log.retired = true;
     for (const log of this.logs) this.removeIfFinished(log);
+    await Promise.all([...this.logs].map((log) => log.flushDone().catch(() => undefined)));
     while (this.removing.size > 0) await Promise.all(this.removing);
   }
 
@@ -201,6 +232,12 @@ export class JournalLog {
 }
 
 const NEWLINE = Buffer.from('\n');
+const EMPTY = Buffer.alloc(0);
+/**
+ * How long a done line may wait for the log's next write: a program writing files one after
+ * another closes the next within a few milliseconds, and the line rides on that record's write.
+ */
+const DONE_DELAY_MS = 20;
 
 function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
