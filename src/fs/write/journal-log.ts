@@ -197,7 +197,10 @@ export class JournalLog {
   done(entry: LogEntry): void {
     const { log, seq } = entry;
     log.outstanding -= 1;
-    if (log.retired && log.outstanding === 0) return this.removeIfFinished(log);
+    if (log.retired && log.outstanding === 0) {
+      this.removeIfFinished(log);
+      return;
+    }
     log.noteDone(seq);
     this.flushTimer ??= setTimeout(() => {
       this.flushTimer = undefined;
