@@ -7,22 +7,16 @@
  * (deadline.ts) that also ends a request the store keeps alive by trickling bytes. Checksums are only sent where S3 requires them, because many
  * S3-compatible stores reject the SDK's default CRC headers.
  *
- * CPU per request: a lookup or a random read is one small request, and the daemon's one JS thread
- * pays the SDK's per-request work for each (bench/request-cpu.mjs). The client resolves each
- * command's middleware stack once and reuses it (`cacheMiddleware`: no middleware here is added
- * per request), and two middlewares that do nothing for a mount are removed: the logger's (it
- * builds a redacted copy of every input and output for a logger that discards it) and Lambda's
- * trace-header propagation. Even so the SDK costs ~0.6 ms of CPU per HEAD, so HEADs and GETs go
- * out directly once the SDK has shown the way (s3-direct-requests.ts): ~0.25 ms.
+ * The client (its sockets, signature, and the middlewares it adds or drops for CPU per request) is
+ * built in s3-client.ts. HEADs, GETs and PUTs of small bodies go out directly once the SDK has
+ * shown the way (s3-direct-requests.ts): the SDK's per-request work costs the daemon's one JS
+ * thread ~0.6 ms per request, against ~0.25 ms direct.
  *
- * An upload part's SigV4 signs the SHA-256 of its body, which the SDK computes on the JS thread
- * (~8-15 ms per 8 MiB part, while a streamed write waits for it); with `payloadSha256` it is
- * computed off that thread and set as `x-amz-content-sha256`, which the signer takes as it is.
+ * A body's SigV4 signs its SHA-256. An upload part's, and a PUT's from `OFF_THREAD_HASH_MIN_BYTES`
+ * on, is computed off the JS thread when the daemon gives a hasher (`payloadSha256`); a smaller
+ * body is hashed on it, which costs less than the hop (2.6 µs for 4 KiB against ~30 µs).
  */
 
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
-import { rootCertificates } from 'node:tls';
 import type { Readable } from 'node:stream';
 
 import {
@@ -37,18 +31,17 @@ import {
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
-  S3Client,
+  type S3Client,
   UploadPartCommand,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
-import type { AwsCredentialIdentityProvider, MiddlewareStack } from '@smithy/types';
+import type { AwsCredentialIdentityProvider } from '@smithy/types';
 
 import type { Logger } from '../log/logger.js';
 import { DEFAULT_DEADLINES, SLOW_REQUEST_FACTOR, type StoreDeadlines, deadlineMs, openStreamWithin, withDeadline } from './deadline.js';
-import { SignatureV2Signer } from './signature-v2.js';
 import { getWhole } from './get-retry.js';
-import { S3DirectRequests } from './s3-direct-requests.js';
+import { buildS3Client, noteDate } from './s3-client.js';
+import { DIRECT_PUT_MAX_BYTES, S3DirectRequests } from './s3-direct-requests.js';
 import { type S3ErrorContext, translateS3Error } from './s3-errors.js';
 import {
   type CompletedPart,
@@ -64,7 +57,6 @@ import {
   StoreError,
   type StoreStats,
   type WrittenObject,
-  httpDate,
 } from './object-store.js';
 
 export type { StoreStats } from './object-store.js';
@@ -98,27 +90,31 @@ export interface S3StoreOptions {
   /** Overall deadlines per request, retries included (deadline.ts); default DEFAULT_DEADLINES. */
   deadlines?: StoreDeadlines;
   /**
-   * The SHA-256 of an upload part's body as hex, computed off the JS thread (undefined: the SDK
-   * hashes it on the JS thread, as it does every other body). Signature V4 only.
+   * The SHA-256 of an upload part's or a larger PUT's body as hex, computed off the JS thread
+   * (undefined: it is hashed on the JS thread, as every other body is). Signature V4 only.
    */
   payloadSha256?: (body: Buffer) => Promise<string | undefined>;
 }
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
+/** A PUT's body from this size on is hashed off the JS thread, when there is a hasher (measured). */
+const OFF_THREAD_HASH_MIN_BYTES = 64 * 1024;
 
 export class S3Store implements ObjectStore {
   readonly description: string;
   readonly capabilities: StoreCapabilities;
   readonly stats: StoreStats = { requests: 0, retries: 0, failures: 0, byOperation: {} };
   private readonly client: S3Client;
-  /** HEADs and GETs sent without the SDK once it has shown the way (s3-direct-requests.ts). */
+  /** HEADs, GETs and small PUTs sent without the SDK once it has shown the way (s3-direct-requests.ts). */
   private readonly direct: S3DirectRequests | undefined;
   private readonly bucket: string;
   private readonly deadlines: StoreDeadlines;
   private readonly errorContext: S3ErrorContext;
-  /** Upload parts' bodies whose payload hash was computed off the JS thread, while they are sent. */
+  /** Bodies (upload parts, larger PUTs) whose payload hash was computed off the JS thread, while they are sent. */
   private readonly payloadHashes = new WeakMap<Buffer, string>();
+  /** `options.payloadSha256` when requests are signed with V4 (the others sign no payload hash). */
+  private readonly payloadSha256: ((body: Buffer) => Promise<string | undefined>) | undefined;
 
   constructor(private readonly options: S3StoreOptions) {
     this.bucket = options.bucket;
@@ -138,68 +134,11 @@ export class S3Store implements ObjectStore {
       serverSideCopy: true,
       partCopy: true,
     };
-    const maxSockets = options.maxConnections ?? 32;
-    // V2 takes the place of the SDK's V4 signer for every auth scheme S3's endpoint rules pick.
-    // So does "no signature" for a public bucket, whose requests go out anonymous.
-    const signer =
-      options.signatureVersion === 'v2'
-        ? new SignatureV2Signer(options.bucket)
-        : options.signatureVersion === 'none'
-          ? { sign: async (request: unknown) => request }
-          : undefined;
-    const signatureV2 = signer
-      ? {
-          httpAuthSchemes: ['aws.auth#sigv4', 'aws.auth#sigv4a'].map((schemeId) => ({
-            schemeId,
-            identityProvider: (config: { getIdentityProvider(id: string): unknown }) => config.getIdentityProvider('aws.auth#sigv4'),
-            signer,
-          })),
-        }
-      : {};
-    const httpAgent = new HttpAgent({ keepAlive: true, maxSockets });
-    const httpsAgent = new HttpsAgent({
-      keepAlive: true,
-      maxSockets,
-      // Added to Node's roots, not in their place: AWS itself must stay verifiable.
-      ...(options.caCertificates ? { ca: [...rootCertificates, options.caCertificates] } : {}),
-      rejectUnauthorized: !options.insecure,
-    });
-    const idleTimeoutMs = options.idleTimeoutMs ?? 30_000;
-    this.client = new S3Client({
-      ...(signatureV2 as object),
-      region: options.region,
-      endpoint: options.endpoint,
-      forcePathStyle: options.pathStyle,
-      credentials: options.credentials,
-      maxAttempts: options.maxAttempts ?? 4,
-      // A bucket in another AWS region than the one configured is found through its redirect.
-      followRegionRedirects: true,
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      cacheMiddleware: true,
-      requestHandler: new NodeHttpHandler({
-        connectionTimeout: options.connectTimeoutMs ?? 5_000,
-        requestTimeout: idleTimeoutMs,
-        // Without this the SDK only warns and the request (and the file operation) waits forever.
-        throwOnRequestTimeout: true,
-        httpAgent,
-        httpsAgent,
-      }),
-    });
-    this.client.middlewareStack.remove('loggerMiddleware');
-    this.client.middlewareStack.remove('recursionDetectionMiddleware');
-    if (signer === undefined && options.payloadSha256) {
-      this.client.middlewareStack.add(
-        (next) => async (args) => {
-          const body = (args.input as { Body?: unknown }).Body;
-          const hash = Buffer.isBuffer(body) ? this.payloadHashes.get(body) : undefined;
-          if (hash) (args.request as { headers: Record<string, string> }).headers['x-amz-content-sha256'] = hash;
-          return next(args);
-        },
-        { step: 'build', name: 'objmountPayloadHash' },
-      );
-    }
-    if (signer === undefined) {
+    const built = buildS3Client(options, options.payloadSha256 ? this.payloadHashes : undefined);
+    this.client = built.client;
+    this.payloadSha256 = built.signedWithV4 ? options.payloadSha256 : undefined;
+    if (built.signedWithV4) {
+      const { httpAgent, httpsAgent, idleTimeoutMs } = built;
       this.direct = new S3DirectRequests({ credentials: () => this.client.config.credentials(), httpAgent, httpsAgent, idleTimeoutMs });
       this.direct.learnFrom(this.client.middlewareStack);
     }
@@ -226,7 +165,7 @@ export class S3Store implements ObjectStore {
           const direct = await this.direct.head(key, abortSignal);
           if (direct?.status === 200) return direct.info;
           if (direct?.status === 404) throw new StoreError('NotFound', `${this.description}/${key}: not found`, 'NotFound');
-          this.countAgain('head');
+          this.countAgain('head', abortSignal);
         }
         const answered: { at?: Date } = {};
         const out = await this.client.send(noteDate(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), answered), { abortSignal });
@@ -287,7 +226,7 @@ export class S3Store implements ObjectStore {
         if (this.direct?.ready) {
           const direct = await this.direct.get(key, { range, ifMatch: options.ifMatch }, abortSignal);
           if (direct) return { info: direct.info, body: direct.body!, length: direct.length };
-          this.countAgain('get');
+          this.countAgain('get', abortSignal);
         }
         const answered: { at?: Date } = {};
         const out = await this.client.send(
@@ -315,27 +254,32 @@ export class S3Store implements ObjectStore {
   }
 
   async put(key: string, body: Buffer, options: PutOptions = {}): Promise<WrittenObject> {
+    const hash = body.length >= OFF_THREAD_HASH_MIN_BYTES ? await this.payloadSha256?.(body) : undefined;
+    if (hash) this.payloadHashes.set(body, hash);
+    try {
+      return await this.call('put', key, (abortSignal) => this.sendPut(key, body, options, hash, abortSignal), { bytes: body.length });
+    } finally {
+      if (hash) this.payloadHashes.delete(body);
+    }
+  }
+
+  private async sendPut(key: string, body: Buffer, options: PutOptions, sha256: string | undefined, abortSignal: AbortSignal) {
+    if (this.direct?.ready && body.length <= DIRECT_PUT_MAX_BYTES) {
+      const written = await this.direct.put(key, body, { ...options, sha256 }, abortSignal);
+      if (written) return written;
+      this.countAgain('put', abortSignal);
+    }
     const answered: { at?: Date } = {};
-    const out = await this.call(
-      'put',
-      key,
-      (abortSignal) =>
-        this.client.send(
-          noteDate(
-            new PutObjectCommand({
-              Bucket: this.bucket,
-              Key: key,
-              Body: body,
-              ContentLength: body.length,
-              Metadata: options.metadata,
-              ContentType: options.contentType,
-            }),
-            answered,
-          ),
-          { abortSignal },
-        ),
-      { bytes: body.length },
-    );
+    const command = new PutObjectCommand({
+      Bucket: this.bucket,
+      Key: key,
+      Body: body,
+      ContentLength: body.length,
+      Metadata: options.metadata,
+      ContentType: options.contentType,
+    });
+    const out = await this.client.send(noteDate(command, answered), { abortSignal });
+    this.countRetries(out, 'put', key, 'succeeded');
     return { etag: out.ETag ?? '', modifiedBy: answered.at };
   }
 
@@ -431,7 +375,7 @@ export class S3Store implements ObjectStore {
 
   async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<string> {
     // Part buffers are used again for other parts: a hash is only kept while its part is sent.
-    const hash = this.options.payloadSha256 ? await this.options.payloadSha256(body) : undefined;
+    const hash = this.payloadSha256 ? await this.payloadSha256(body) : undefined;
     if (hash) this.payloadHashes.set(body, hash);
     try {
       return await this.sendPart(key, uploadId, partNumber, body);
@@ -561,8 +505,12 @@ export class S3Store implements ObjectStore {
     }
   }
 
-  /** A direct request the SDK sends again (s3-direct-requests.ts): one more request to the store. */
-  private countAgain(operation: string): void {
+  /**
+   * A direct request the SDK sends again (s3-direct-requests.ts): one more request to the store.
+   * Unless the caller gave up, which ends it here.
+   */
+  private countAgain(operation: string, abortSignal: AbortSignal): void {
+    if (abortSignal.aborted) throw abortSignal.reason;
     this.stats.requests += 1;
     this.stats.byOperation[operation] = (this.stats.byOperation[operation] ?? 0) + 1;
   }
@@ -580,21 +528,4 @@ export class S3Store implements ObjectStore {
 /** CopySource is a URL path: each key segment is percent-encoded, the slashes kept. */
 function encodeCopySourceKey(key: string): string {
   return key.split('/').map(encodeURIComponent).join('/');
-}
-
-/**
- * Notes in `answered.at` the HTTP Date of the answer to `command` (the store's clock, to the
- * second). S3 gives no Last-Modified for a PUT or a completed upload, and the object's is no later
- * than that Date: what `WrittenObject.modifiedBy` needs.
- */
-function noteDate<C extends { middlewareStack: { add: (...args: never[]) => void } }>(command: C, answered: { at?: Date }): C {
-  (command.middlewareStack as unknown as MiddlewareStack<object, object>).add(
-    (next) => async (args) => {
-      const result = await next(args);
-      answered.at = httpDate((result.response as { headers?: Record<string, string> }).headers?.date);
-      return result;
-    },
-    { step: 'deserialize', priority: 'low', name: 'objmountNoteDate' },
-  );
-  return command;
 }

@@ -49,7 +49,7 @@ export interface StoreUse {
   logger?: Logger;
   /** Overall deadlines of each request (a mount's --request-timeout and --min-transfer-rate). */
   deadlines?: StoreDeadlines;
-  /** S3: hashes upload parts for their signature off the JS thread (S3StoreOptions.payloadSha256). */
+  /** S3: hashes upload parts and larger PUT bodies for their signature off the JS thread (S3StoreOptions.payloadSha256). */
   payloadSha256?: (body: Buffer) => Promise<string | undefined>;
 }
 

@@ -1,21 +1,26 @@
 /**
- * The direct HEAD and GET of `S3Store` (s3-direct-requests.ts): once the SDK has shown the way,
- * they answer exactly as the SDK would, and whatever they do not settle goes to the SDK.
+ * The direct HEAD, GET and PUT of `S3Store` (s3-direct-requests.ts): once the SDK has shown the
+ * way, they answer exactly as the SDK would, and whatever they do not settle goes to the SDK.
  */
 
-import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { createHash, randomBytes } from 'node:crypto';
 import { type IncomingMessage, type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { sha256OffThread } from '../../src/fuse/binding.js';
 import { LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
+import type { StoreDeadlines } from '../../src/storage/deadline.js';
+import { type PutOptions, StoreError } from '../../src/storage/object-store.js';
 import { S3Store } from '../../src/storage/s3-store.js';
+import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js';
 import { s3Client } from '../helpers/s3-client.js';
 
 const BUCKET = 'direct-test';
 let server: LocalS3Server;
 
-function makeStore(endpoint: string, bucket = BUCKET): S3Store {
+function makeStore(endpoint: string, bucket = BUCKET, deadlines?: StoreDeadlines): S3Store {
   return new S3Store({
     bucket,
     endpoint,
@@ -24,11 +29,24 @@ function makeStore(endpoint: string, bucket = BUCKET): S3Store {
     credentials: async () => ({ accessKeyId: LOCAL_S3_ACCESS_KEY, secretAccessKey: LOCAL_S3_SECRET_KEY }),
     credentialDescription: `access key ${LOCAL_S3_ACCESS_KEY} from the test`,
     maxAttempts: 1,
+    deadlines,
   });
 }
 
-/** Whether the store sends its HEADs and GETs directly now. */
+/** Whether the store sends its HEADs, GETs and small PUTs directly now. */
 const isDirect = (store: S3Store) => (store as unknown as { direct: { ready: boolean } }).direct.ready;
+
+/** Counts the commands the store sends through its SDK client (the requests that are not direct). */
+function countSdkSends(store: S3Store): { commands: string[] } {
+  const client = (store as unknown as { client: S3Client }).client;
+  const sent = { commands: [] as string[] };
+  const send = client.send.bind(client) as (command: object, options?: object) => Promise<unknown>;
+  (client as unknown as { send: typeof send }).send = (command, options) => {
+    sent.commands.push(command.constructor.name);
+    return send(command, options);
+  };
+  return sent;
+}
 
 beforeAll(async () => {
   server = await startLocalS3ServerProcess({ buckets: [BUCKET] });
@@ -119,6 +137,85 @@ describe('S3Store direct requests, on the local S3 server', () => {
     }
   });
 
+  it('PUT directly once a PUT has shown the way, storing what the SDK stores for the same PUT', async () => {
+    const sdk = s3Client(server.endpoint);
+    const store = makeStore(server.endpoint);
+    const sent = countSdkSends(store);
+    try {
+      await store.put('put/first', Buffer.from('first'));
+      expect(isDirect(store)).toBe(true);
+      const bodies = [Buffer.from('small body'), Buffer.alloc(0), Buffer.alloc(300 * 1024, 'x')];
+      for (const [i, key] of odd.entries()) {
+        const body = bodies[i % bodies.length]!;
+        const options = {
+          metadata: { mode: String(0o100644 + i), mtime: '1764800000.123456789', 'Mixed-Case': 'v' },
+          contentType: i % 2 === 0 ? 'text/plain' : undefined,
+        };
+        const written = await store.put(`put/${key}`, body, options);
+        await sdk.send(
+          new PutObjectCommand({
+            Bucket: BUCKET,
+            Key: `sdk/${key}`,
+            Body: body,
+            ContentLength: body.length,
+            Metadata: options.metadata,
+            ContentType: options.contentType,
+          }),
+        );
+        const direct = await sdk.send(new GetObjectCommand({ Bucket: BUCKET, Key: `put/${key}` }));
+        const viaSdk = await sdk.send(new GetObjectCommand({ Bucket: BUCKET, Key: `sdk/${key}` }));
+        expect(Buffer.from(await direct.Body!.transformToByteArray())).toEqual(body);
+        await viaSdk.Body!.transformToByteArray();
+        const stored = (out: typeof direct) => ({ size: out.ContentLength, etag: out.ETag, type: out.ContentType, metadata: out.Metadata });
+        expect(stored(direct)).toEqual(stored(viaSdk));
+        expect(direct.Metadata).toEqual({ mode: String(0o100644 + i), mtime: '1764800000.123456789', 'mixed-case': 'v' });
+        expect(direct.ContentType).toBe(options.contentType ?? 'application/octet-stream');
+        expect(written.etag).toBe(direct.ETag);
+        // The store's Date when it answered: no earlier than the object's time (both to the second).
+        expect(written.modifiedBy!.getTime()).toBeGreaterThanOrEqual(direct.LastModified!.getTime());
+        expect(Math.abs(written.modifiedBy!.getTime() - Date.now())).toBeLessThan(5_000);
+      }
+      // Only the first PUT went through the SDK; each PUT was one request.
+      expect(sent.commands).toEqual(['PutObjectCommand']);
+      expect(store.stats.requests).toBe(1 + odd.length);
+      expect(store.stats.byOperation).toEqual({ put: 1 + odd.length });
+    } finally {
+      store.destroy();
+      sdk.destroy();
+    }
+  });
+
+  it('hash larger bodies with the hasher it is given, and send PUTs from 2 MiB on through the SDK', async () => {
+    const hashed: number[] = [];
+    const store = new S3Store({
+      bucket: BUCKET,
+      endpoint: server.endpoint,
+      region: 'us-east-1',
+      pathStyle: true,
+      credentials: async () => ({ accessKeyId: LOCAL_S3_ACCESS_KEY, secretAccessKey: LOCAL_S3_SECRET_KEY }),
+      credentialDescription: 'the test key',
+      maxAttempts: 1,
+      payloadSha256: (body) => {
+        hashed.push(body.length);
+        return sha256OffThread(body);
+      },
+    });
+    const sent = countSdkSends(store);
+    try {
+      const sizes = [4096, 64 * 1024, 2 * 1024 * 1024 - 1, 2 * 1024 * 1024, 0];
+      for (const size of sizes) {
+        const body = randomBytes(size);
+        await store.put(`hashed/${size}`, body);
+        expect(Buffer.compare((await store.get(`hashed/${size}`)).body, body)).toBe(0);
+      }
+      // The first PUT and the 2 MiB one went through the SDK; only bodies from 64 KiB on were hashed off the JS thread.
+      expect(sent.commands.filter((name) => name === 'PutObjectCommand')).toHaveLength(2);
+      expect(hashed).toEqual([64 * 1024, 2 * 1024 * 1024 - 1, 2 * 1024 * 1024]);
+    } finally {
+      store.destroy();
+    }
+  });
+
   it('fail with Aborted when the caller cancels', async () => {
     const store = makeStore(server.endpoint);
     try {
@@ -140,11 +237,16 @@ describe('S3Store direct requests, on a store that answers them differently', ()
   /** What the fake store answers a request the SDK did not send (the direct path's). */
   let directStatus = 200;
   const seen: Array<{ method: string; direct: boolean }> = [];
+  /** Every request's path and headers, and its body's length. */
+  const requests: Array<{ url: string; headers: IncomingMessage['headers']; bodyLength: number }> = [];
 
   beforeAll(async () => {
-    fake = createServer((req: IncomingMessage, res) => {
+    fake = createServer(async (req: IncomingMessage, res) => {
       const direct = !String(req.headers['user-agent'] ?? '').includes('aws-sdk');
       seen.push({ method: req.method ?? '', direct });
+      let bodyLength = 0;
+      for await (const chunk of req) bodyLength += (chunk as Buffer).length;
+      requests.push({ url: req.url ?? '', headers: req.headers, bodyLength });
       const status = direct ? directStatus : 200;
       res.writeHead(status, {
         'content-length': '5',
@@ -171,12 +273,17 @@ describe('S3Store direct requests, on a store that answers them differently', ()
       seen.length = 0;
       expect((await store.head('k')).metadata).toEqual({ mode: '33188' });
       expect((await store.get('k')).body.toString()).toBe('hello');
+      expect(await store.put('k', Buffer.from('hello'))).toEqual({ etag: '"abc"', modifiedBy: expect.any(Date) });
       expect(seen).toEqual([
         { method: 'HEAD', direct: true },
         { method: 'HEAD', direct: false },
         { method: 'GET', direct: true },
         { method: 'GET', direct: false },
+        { method: 'PUT', direct: true },
+        { method: 'PUT', direct: false },
       ]);
+      // One request per operation, and one more for each sent again.
+      expect(store.stats.requests).toBe(1 + 2 * 3);
       directStatus = 301;
       seen.length = 0;
       await store.head('k');
@@ -188,6 +295,153 @@ describe('S3Store direct requests, on a store that answers them differently', ()
       ]);
       expect(isDirect(store)).toBe(false);
     } finally {
+      store.destroy();
+    }
+  });
+
+  it('send a PUT with the headers, signed alike, that the SDK sends for the same PutObject', async () => {
+    directStatus = 200;
+    // The SDK's PUT from a store that has not learned the route yet (a PUT teaches it).
+    const sdkPut = async (key: string, body: Buffer, options: PutOptions) => {
+      const viaSdk = makeStore(endpoint, 'bucket');
+      await viaSdk.put(key, body, options).finally(() => viaSdk.destroy());
+    };
+    const direct = makeStore(endpoint, 'bucket');
+    // What the SDK adds for itself (its user agent, invocation id and attempt count, and the
+    // `x-id` query) aside, the same headers with the same values, all signed.
+    const sdkOnly = ['user-agent', 'x-amz-user-agent', 'amz-sdk-invocation-id', 'amz-sdk-request'];
+    const asSent = ({ url, headers, bodyLength }: (typeof requests)[number]) => ({
+      path: url.replace(/\?x-id=PutObject$/, ''),
+      headers: Object.fromEntries(
+        Object.entries(headers)
+          .filter(([name]) => !sdkOnly.includes(name) && name !== 'authorization' && name !== 'x-amz-date')
+          .sort(),
+      ),
+      signed: /SignedHeaders=([^,]+),/
+        .exec(String(headers.authorization))![1]!
+        .split(';')
+        .filter((name) => !sdkOnly.includes(name)),
+      bodyLength,
+    });
+    try {
+      await direct.head('k');
+      const body = Buffer.from('the same bytes');
+      const options = { metadata: { mode: '33188', uid: '1000', mtime: '1764800000.5', 'Mixed-Case': 'v' }, contentType: 'text/plain' };
+      const sent = [];
+      for (const [how, key, bytes, with_] of [
+        ['sdk', 'dir/a b+c', body, options],
+        ['direct', 'dir/a b+c', body, options],
+        ['sdk', 'empty/', Buffer.alloc(0), {}],
+        ['direct', 'empty/', Buffer.alloc(0), {}],
+      ] as const) {
+        requests.length = 0;
+        seen.length = 0;
+        await (how === 'sdk' ? sdkPut(key, bytes, with_) : direct.put(key, bytes, with_));
+        expect(seen).toEqual([{ method: 'PUT', direct: how === 'direct' }]);
+        sent.push(asSent(requests[0]!));
+      }
+      const [viaSdkPut, directPut, sdkEmpty, directEmpty] = sent;
+      expect(directPut).toEqual(viaSdkPut);
+      expect(directEmpty).toEqual(sdkEmpty);
+      expect(directPut).toMatchObject({
+        path: '/bucket/dir/a%20b%2Bc',
+        headers: {
+          'content-length': String(body.length),
+          'content-type': 'text/plain',
+          'x-amz-meta-mode': '33188',
+          'x-amz-meta-mixed-case': 'v',
+          'x-amz-content-sha256': createHash('sha256').update(body).digest('hex'),
+        },
+        bodyLength: body.length,
+      });
+      expect(directPut!.signed).toEqual(
+        expect.arrayContaining(['content-length', 'content-type', 'host', 'x-amz-content-sha256', 'x-amz-meta-mode']),
+      );
+      expect(directEmpty!.headers['content-type']).toBe('application/octet-stream');
+    } finally {
+      direct.destroy();
+    }
+  });
+});
+
+describe('S3Store direct PUT, behind the fault proxy on the local S3 server', () => {
+  let proxy: FaultProxy;
+
+  beforeAll(async () => {
+    proxy = await startFaultProxy(server.endpoint);
+  });
+
+  afterAll(async () => {
+    await proxy?.close();
+  });
+
+  it('send a PUT refused with an error status again through the SDK, whose error is the one the SDK alone gives', async () => {
+    const store = makeStore(proxy.endpoint);
+    const sent = countSdkSends(store);
+    // A store that has not learned the route: its PUT is the SDK's alone.
+    const sdkAlone = makeStore(proxy.endpoint);
+    const failure = (put: Promise<unknown>) =>
+      put.then(() => new Error('the PUT succeeded')).catch((error: unknown) => error as StoreError);
+    const fields = (error: StoreError) => ({ name: error.name, code: error.code, storeCode: error.storeCode, message: error.message });
+    try {
+      await store.put('refused/first', Buffer.from('x'));
+      expect(isDirect(store)).toBe(true);
+      await proxy.set([{ method: 'PUT', action: 'status', status: 403, code: 'AccessDenied' }]);
+      const error = await failure(store.put('refused/k', Buffer.from('y'), { metadata: { mode: '33188' } }));
+      const alone = await failure(sdkAlone.put('refused/k', Buffer.from('y'), { metadata: { mode: '33188' } }));
+      expect(error).toBeInstanceOf(StoreError);
+      expect(fields(error)).toEqual(fields(alone));
+      expect(error.code).toBe('AccessDenied');
+      // The direct PUT, the same PUT through the SDK, and the other store's.
+      expect((await proxy.counts()).matched).toEqual([3]);
+      expect(sent.commands).toEqual(['PutObjectCommand', 'PutObjectCommand']);
+      expect(store.stats.requests).toBe(1 + 2);
+      expect(isDirect(store)).toBe(true);
+
+      // Refused once (503), or cut off before its answer: the SDK's PUT stores it.
+      for (const rule of [{ action: 'status', status: 503, code: 'SlowDown' } as const, { action: 'reset' } as const]) {
+        await proxy.set([{ method: 'PUT', times: 1, ...rule }]);
+        sent.commands.length = 0;
+        const written = await store.put(`refused/${rule.action}`, Buffer.from(rule.action), { contentType: 'text/plain' });
+        expect((await proxy.counts()).matched).toEqual([1]);
+        expect(sent.commands).toEqual(['PutObjectCommand']);
+        const stored = await store.get(`refused/${rule.action}`);
+        expect(stored.body.toString()).toBe(rule.action);
+        expect(stored.info).toMatchObject({ etag: written.etag, contentType: 'text/plain' });
+      }
+      expect(isDirect(store)).toBe(true);
+
+      // A 400 stops the direct path for good.
+      await proxy.set([{ method: 'PUT', action: 'status', status: 400, code: 'InvalidRequest', times: 2 }]);
+      await expect(store.put('refused/400', Buffer.from('z'))).rejects.toBeInstanceOf(StoreError);
+      expect(isDirect(store)).toBe(false);
+      await proxy.set([]);
+      sent.commands.length = 0;
+      await store.put('refused/400', Buffer.from('z'));
+      expect(sent.commands).toEqual(['PutObjectCommand']);
+    } finally {
+      await proxy.set([]);
+      store.destroy();
+      sdkAlone.destroy();
+    }
+  });
+
+  it('end a direct PUT the store never answers at its deadline, with TimedOut, and not send it again', async () => {
+    const store = makeStore(proxy.endpoint, BUCKET, { requestMs: 1000, minBytesPerSecond: 1024 ** 3 });
+    const sent = countSdkSends(store);
+    try {
+      await store.put('hung/first', Buffer.from('x'));
+      expect(isDirect(store)).toBe(true);
+      await proxy.set([{ method: 'PUT', action: 'hang' }]);
+      await expect(store.put('hung/k', Buffer.from('y'))).rejects.toMatchObject({ name: 'StoreError', code: 'TimedOut' });
+      expect((await proxy.counts()).matched).toEqual([1]);
+      expect(sent.commands).toEqual(['PutObjectCommand']);
+      await proxy.set([]);
+      await store.put('hung/k', Buffer.from('y'));
+      expect((await store.get('hung/k')).body.toString()).toBe('y');
+      expect(sent.commands).toEqual(['PutObjectCommand']);
+    } finally {
+      await proxy.set([]);
       store.destroy();
     }
   });
