@@ -20,7 +20,8 @@
  * SHA-256 (the caller's, when it hashed the body off the JS thread; else hashed here, which for
  * a small body costs less than the hop to another thread). No checksum and no Content-MD5: the
  * SDK sends neither (`requestChecksumCalculation: 'WHEN_REQUIRED'`). Only bodies below 2 MiB go
- * direct, the ones the SDK sends without `Expect: 100-continue`.
+ * direct, the ones the SDK sends without `Expect: 100-continue`. A key longer than S3's limit
+ * never goes direct (`takes`).
  *
  * What a direct request settles on its own: 200/206 (the answer) and a HEAD's 404 (not found).
  * Any other status, or a failure before the response, is handed back (`undefined`) and the
@@ -46,7 +47,10 @@ import { type ObjectInfo, type ObjectMetadata, type WrittenObject, httpDate } fr
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
 /** From this size on the SDK sends a PUT with `Expect: 100-continue`: such PUTs stay with it. */
-export const DIRECT_PUT_MAX_BYTES = 2 * 1024 * 1024 - 1;
+const DIRECT_PUT_MAX_BYTES = 2 * 1024 * 1024 - 1;
+
+/** S3's longest key, in UTF-8 bytes. */
+const MAX_KEY_BYTES = 1024;
 
 /** The commands whose success shows the route, and the statuses that are success. */
 const LEARNS_FROM: Record<string, number[]> = {
@@ -95,6 +99,15 @@ export class S3DirectRequests {
   /** Whether requests can go direct yet. */
   get ready(): boolean {
     return this.route !== undefined && !this.stopped;
+  }
+
+  /**
+   * Whether a request for `key` (a PUT of `bodyLength` bytes) goes direct. A key longer than S3
+   * allows stays with the SDK: the store's 400 for it says nothing about the route, and would
+   * end the direct path for every other key.
+   */
+  takes(key: string, bodyLength = 0): boolean {
+    return this.ready && bodyLength <= DIRECT_PUT_MAX_BYTES && Buffer.byteLength(key) <= MAX_KEY_BYTES;
   }
 
   /**

@@ -41,7 +41,7 @@ import type { Logger } from '../log/logger.js';
 import { DEFAULT_DEADLINES, SLOW_REQUEST_FACTOR, type StoreDeadlines, deadlineMs, openStreamWithin, withDeadline } from './deadline.js';
 import { getWhole } from './get-retry.js';
 import { buildS3Client, noteDate } from './s3-client.js';
-import { DIRECT_PUT_MAX_BYTES, S3DirectRequests } from './s3-direct-requests.js';
+import { S3DirectRequests } from './s3-direct-requests.js';
 import { type S3ErrorContext, translateS3Error } from './s3-errors.js';
 import {
   type CompletedPart,
@@ -161,7 +161,7 @@ export class S3Store implements ObjectStore {
       'head',
       key,
       async (abortSignal) => {
-        if (this.direct?.ready) {
+        if (this.direct?.takes(key)) {
           const direct = await this.direct.head(key, abortSignal);
           if (direct?.status === 200) return direct.info;
           if (direct?.status === 404) throw new StoreError('NotFound', `${this.description}/${key}: not found`, 'NotFound');
@@ -223,7 +223,7 @@ export class S3Store implements ObjectStore {
       'get',
       key,
       async (abortSignal) => {
-        if (this.direct?.ready) {
+        if (this.direct?.takes(key)) {
           const direct = await this.direct.get(key, { range, ifMatch: options.ifMatch }, abortSignal);
           if (direct) return { info: direct.info, body: direct.body!, length: direct.length };
           this.countAgain('get', abortSignal);
@@ -264,7 +264,7 @@ export class S3Store implements ObjectStore {
   }
 
   private async sendPut(key: string, body: Buffer, options: PutOptions, sha256: string | undefined, abortSignal: AbortSignal) {
-    if (this.direct?.ready && body.length <= DIRECT_PUT_MAX_BYTES) {
+    if (this.direct?.takes(key, body.length)) {
       const written = await this.direct.put(key, body, { ...options, sha256 }, abortSignal);
       if (written) return written;
       this.countAgain('put', abortSignal);

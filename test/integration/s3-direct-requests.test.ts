@@ -299,6 +299,30 @@ describe('S3Store direct requests, on a store that answers them differently', ()
     }
   });
 
+  it('leave keys longer than S3 allows to the SDK, so that their 400 does not end the direct path', async () => {
+    const store = makeStore(endpoint, 'bucket');
+    try {
+      directStatus = 200;
+      await store.head('k');
+      expect(isDirect(store)).toBe(true);
+      directStatus = 400;
+      seen.length = 0;
+      const long = `${'d/'.repeat(400)}${'é'.repeat(120)}`; // 1,040 bytes in UTF-8
+      await store.head(long);
+      await store.get(long);
+      await store.put(long, Buffer.from('x'));
+      expect(seen).toEqual([
+        { method: 'HEAD', direct: false },
+        { method: 'GET', direct: false },
+        { method: 'PUT', direct: false },
+      ]);
+      expect(isDirect(store)).toBe(true);
+    } finally {
+      directStatus = 200;
+      store.destroy();
+    }
+  });
+
   it('send a PUT with the headers, signed alike, that the SDK sends for the same PutObject', async () => {
     directStatus = 200;
     // The SDK's PUT from a store that has not learned the route yet (a PUT teaches it).
