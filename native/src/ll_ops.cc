@@ -345,7 +345,9 @@ void Statfs(fuse_req_t req, fuse_ino_t ino) {
 }
 
 // Without JS xattr ops (objmount stores no extended attributes) the four answer here, with no
-// round trip to JS: `ls -l` asks two attributes of every entry it lists.
+// round trip to JS. A get answers ENOSYS: the kernel then answers every later get "not supported"
+// itself, with no request at all (`ls -l` asks two attributes of every entry it lists). A list
+// stays an empty answer (ENOSYS would make it fail, and `rsync -X` report each file).
 void Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
   Session* s = S(req);
   if (!s->Has(Op::Setxattr)) {
@@ -364,7 +366,7 @@ void Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* valu
 void Getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   Session* s = S(req);
   if (!s->Has(Op::Getxattr)) {
-    fuse_reply_err(req, ENODATA);
+    fuse_reply_err(req, ENOSYS);
     return;
   }
   auto* r = new Request(req, Kind::Getxattr);

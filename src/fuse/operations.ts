@@ -233,8 +233,9 @@ export function createOperations(fs: MountedFileSystem, logger: Logger, options:
       });
     },
     // Extended attributes are not stored: with no xattr ops here the binding answers at once,
-    // without a call into JS (a get or remove has no such attribute, a list is empty, a set is
-    // not supported), so cp, rsync and tar skip them quietly and `ls -l` pays nothing for them.
+    // without a call into JS (a get or set is not supported, a remove finds no such attribute, a
+    // list is empty), so cp, rsync and tar skip them quietly and `ls -l` pays nothing for them:
+    // after the first get, the kernel answers the others itself.
   };
   return ops as unknown as FuseOperations;
 }
