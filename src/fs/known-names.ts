@@ -21,8 +21,11 @@ export interface KnownNamesOptions {
   dirTtlMs: number;
   /** How long the names a listing showed are known, in ms. */
   negativeTtlMs: number;
-  /** Lists a directory in the background (one listing at a time), calling `listed` when done. */
-  listAhead: (dir: string) => void;
+  /**
+   * Lists a directory in the background (one listing at a time), calling `listed` when done;
+   * `cold`: for the lookups of names nothing is known of, which want its first entries soon.
+   */
+  listAhead: (dir: string, cold: boolean) => void;
   /** Whether this mount saved `path` lately (its expired entry is still a hint): it exists. */
   savedHere: (path: string) => boolean;
 }
@@ -85,7 +88,7 @@ export class KnownNames {
       return false;
     }
     if (dir.names.has(posix.basename(path)) || this.options.savedHere(path)) return false;
-    if (now >= dir.renewAfter) this.options.listAhead(parent);
+    if (now >= dir.renewAfter) this.options.listAhead(parent, false);
     return true;
   }
 
@@ -106,7 +109,7 @@ export class KnownNames {
       return;
     }
     this.coldLookups.delete(dir);
-    this.options.listAhead(dir);
+    this.options.listAhead(dir, true);
   }
 
   /** Knows `names` as all of `path`'s from `from` for `ttlMs` (or until `knownUntil`, if later). */

@@ -51,7 +51,7 @@ export class SiblingPrefetch {
     this.queue = new PQueue({ concurrency: options.concurrency });
   }
 
-  /** A full listing of `dir` showed `incomplete` without their metadata (in its order). */
+  /** A listing of `dir` (its first page, or all of it) showed `incomplete` without their metadata (in its order). */
   listedDirectory(dir: string, incomplete: string[]): void {
     if (incomplete.length === 0) {
       this.runs.delete(dir);
@@ -59,6 +59,20 @@ export class SiblingPrefetch {
     }
     const paths = incomplete.slice(0, this.options.maxEntries);
     this.runs.set(dir, { paths, index: new Map(paths.map((p, i) => [p, i])), next: -1, reached: -1 });
+  }
+
+  /** A later page of `dir`'s listing showed `incomplete` too: they join its run (or start one). */
+  listedMore(dir: string, incomplete: string[]): void {
+    const run = this.runs.get(dir);
+    if (!run) {
+      this.listedDirectory(dir, incomplete);
+      return;
+    }
+    for (const path of incomplete) {
+      if (run.paths.length >= this.options.maxEntries) break;
+      run.index.set(path, run.paths.length);
+      run.paths.push(path);
+    }
   }
 
   /** A program looked `path` up: start or move on the fetches of its directory's listing. */
