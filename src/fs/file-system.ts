@@ -29,7 +29,7 @@ import type { Cancellation } from './cancellation.js';
 import { FsError } from './errors.js';
 import type { KeptMetadata } from './kept-metadata.js';
 import type { MemoryBudget } from './memory-budget.js';
-import type { MetadataCacheOptions } from './metadata-cache.js';
+import type { CachedNode, MetadataCacheOptions } from './metadata-cache.js';
 import { MAX_NAME_BYTES, Namespace } from './namespace.js';
 import { Nodes } from './nodes.js';
 import { Mover } from './mover.js';
@@ -276,15 +276,7 @@ export class FileSystem {
       // The kernel opens FIFOs, sockets and devices itself and never asks; should a request come
       // anyway (another client made the name one since), there is no data here to serve.
       if (node.attrs.kind === 'special') throw new FsError('ENXIO', `${path}: a FIFO, socket or device node holds no data here`);
-      file = new OpenFile(
-        path,
-        this.namespace.key(path),
-        { ...node.attrs },
-        node.etag,
-        node.contentType,
-        this.stagingPath(),
-        this.stagingMemory,
-      );
+      file = this.openFileOf(path, node);
       this.openFiles.set(path, file);
     }
     if (writable && file.pending) {
@@ -409,15 +401,7 @@ export class FileSystem {
     const node = await this.namespace.resolve(path);
     if (node.attrs.kind === 'directory') throw new FsError('EISDIR', `${path}: is a directory`);
     if (node.attrs.kind === 'special') throw new FsError('EINVAL', `${path}: only a regular file can be truncated`);
-    const file = new OpenFile(
-      path,
-      this.namespace.key(path),
-      { ...node.attrs },
-      node.etag,
-      node.contentType,
-      this.stagingPath(),
-      this.stagingMemory,
-    );
+    const file = this.openFileOf(path, node);
     file.refs = 1;
     this.openFiles.set(path, file);
     try {
@@ -579,6 +563,12 @@ export class FileSystem {
 
   private touch(attrs: Attributes): void {
     attrs.mtimeMs = attrs.ctimeMs = this.now();
+  }
+
+  /** An open file for the object `node` describes at `path`. */
+  private openFileOf(path: string, node: CachedNode): OpenFile {
+    const { attrs, etag, contentType } = node;
+    return new OpenFile(path, this.namespace.key(path), { ...attrs }, etag, contentType, this.stagingPath(), this.stagingMemory);
   }
 
   private stagingPath(): string {

@@ -25,9 +25,10 @@ import { open, rename } from 'node:fs/promises';
 import { LRUCache } from 'lru-cache';
 
 import type { Logger } from '../log/logger.js';
-import type { ObjectMetadata } from '../storage/object-store.js';
+import type { ObjectInfo, ObjectMetadata } from '../storage/object-store.js';
+import { type AttributeDefaults, attributesOfObject } from './attributes.js';
 import { LOCAL } from './local-files.js';
-import { isSameVersion, versionOf } from './metadata-cache.js';
+import { type CachedNode, isSameVersion, versionOf } from './metadata-cache.js';
 
 export interface KeptRecord {
   etag: string;
@@ -240,5 +241,19 @@ function parseLine(text: string): { key: string; record: KeptRecord } | undefine
       metadata: line.m,
       contentType: typeof line.t === 'string' ? line.t : undefined,
     },
+  };
+}
+
+/** A listed file's node from the metadata an earlier mount kept for its version (`kept`). */
+export function keptNode(object: ObjectInfo, kept: Pick<KeptRecord, 'metadata' | 'contentType'>, defaults: AttributeDefaults): CachedNode {
+  // To the second, as a HEAD tells it (a listing gives milliseconds).
+  const lastModified = new Date(Math.floor(object.lastModified.getTime() / 1000) * 1000);
+  return {
+    attrs: attributesOfObject({ size: object.size, lastModified, metadata: kept.metadata }, 'file', defaults),
+    etag: object.etag,
+    explicit: false,
+    complete: true,
+    contentType: kept.contentType,
+    version: versionOf(object),
   };
 }

@@ -42,7 +42,7 @@ import {
 import { type AttributeDefaults, type Attributes, attributesOfObject, contentTypeOf, implicitDirectory, metadataOf } from './attributes.js';
 import { type Cancellation, SharedCancellation } from './cancellation.js';
 import { FsError, toFsError } from './errors.js';
-import type { KeptMetadata } from './kept-metadata.js';
+import { type KeptMetadata, keptNode } from './kept-metadata.js';
 import { type CachedNode, MetadataCache, type MetadataCacheOptions, isSameVersion, versionOf } from './metadata-cache.js';
 import type { OpenFileTable } from './open-files.js';
 import type { BlockCache } from './read/block-cache.js';
@@ -415,7 +415,7 @@ export class Namespace {
         } else {
           const kept = this.options.kept?.find(object.key, object);
           if (kept) {
-            node = this.keptNode(object, kept.metadata, kept.contentType);
+            node = keptNode(object, kept, this.options.defaults);
             this.cache.setNode(childPath, node);
           }
         }
@@ -446,20 +446,6 @@ export class Namespace {
     return names;
   }
 
-  /** A listed file's node from the metadata an earlier mount kept for its version. */
-  private keptNode(object: ObjectInfo, metadata: ObjectMetadata, contentType: string | undefined): CachedNode {
-    // To the second, as a HEAD tells it (a listing gives milliseconds).
-    const lastModified = new Date(Math.floor(object.lastModified.getTime() / 1000) * 1000);
-    return {
-      attrs: attributesOfObject({ size: object.size, lastModified, metadata }, 'file', this.options.defaults),
-      etag: object.etag,
-      explicit: false,
-      complete: true,
-      contentType,
-      version: versionOf(object),
-    };
-  }
-
   /**
    * The object at `path` this mount has just written (`stored`: the metadata it was written
    * with, which `node.attrs` may have moved past since): cached, and kept for later mounts.
@@ -476,25 +462,14 @@ export class Namespace {
     });
   }
 
-  /**
-   * The pages of a listing, its failures as FsErrors for `path`; the first of at most
-   * `firstPage` entries, if given (it comes sooner).
-   */
+  /** The pages of a listing, its failures as FsErrors for `path` (`firstPage`: see `listAll`). */
   async *pages(
     path: string,
     options: { prefix: string; delimiter?: string; signal?: AbortSignal; firstPage?: number },
   ): AsyncGenerator<ListPage> {
     const { firstPage, ...listOptions } = options;
     try {
-      if (firstPage === undefined) return yield* listAll(this.store, listOptions);
-      let token: string | undefined;
-      let maxKeys: number | undefined = firstPage;
-      do {
-        const page = await this.store.list({ ...listOptions, token, maxKeys });
-        yield page;
-        token = page.nextToken;
-        maxKeys = undefined;
-      } while (token);
+      yield* listAll(this.store, listOptions, firstPage);
     } catch (error) {
       throw toFsError(error, path);
     }

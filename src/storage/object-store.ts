@@ -208,13 +208,15 @@ export function isStoreError(error: unknown, code?: StoreErrorCode): error is St
   return error instanceof StoreError && (code === undefined || error.code === code);
 }
 
-/** Lists every page under a prefix. */
-export async function* listAll(store: ObjectStore, options: ListOptions): AsyncGenerator<ListPage> {
+/** Lists every page under a prefix; the first of at most `firstPage` entries, if given (it comes sooner). */
+export async function* listAll(store: ObjectStore, options: ListOptions, firstPage?: number): AsyncGenerator<ListPage> {
   let token: string | undefined;
+  let maxKeys = firstPage ?? options.maxKeys;
   do {
-    const page = await store.list({ ...options, token });
+    const page = await store.list({ ...options, token, maxKeys });
     yield page;
     token = page.nextToken;
+    maxKeys = options.maxKeys;
   } while (token);
 }
 
