@@ -260,7 +260,10 @@ export class FileSystem {
     this.openFiles.set(path, file);
     this.namespace.cache.delete(path);
     this.namespace.names.appeared(path);
-    return this.openFiles.addHandle(file, O_RDWR);
+    const fh = this.openFiles.addHandle(file, O_RDWR);
+    // The replaced file's journal record must not bring it back at the next mount.
+    if (previous) await this.committer.dropReplaced(previous);
+    return fh;
   }
 
   async open(path: string, flags: number, cancel?: Cancellation): Promise<number> {

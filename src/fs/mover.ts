@@ -96,6 +96,8 @@ export class Mover {
     }
     this.namespace.cache.setMissing(from);
     this.namespace.cache.delete(to);
+    // The replaced file's journal record (async mode) must not bring it back at the next mount.
+    if (replaced && replaced !== open) await this.committer.dropReplaced(replaced);
   }
 
   /**

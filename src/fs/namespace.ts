@@ -433,8 +433,8 @@ export class Namespace {
       }
       if (names.size > maxNames) return undefined;
       // Each page's entries may be fetched ahead at once: lookups need not wait for the last page.
-      if (fed === 0) this.prefetch.listedDirectory(path, [...incomplete]);
-      else this.prefetch.listedMore(path, incomplete.slice(fed));
+      if (fed === 0) this.prefetch.listedDirectory(path, [...incomplete], !page.nextToken);
+      else this.prefetch.listedMore(path, incomplete.slice(fed), !page.nextToken);
       fed = incomplete.length;
     }
     if (incomplete.length === 0) this.prefetch.listedDirectory(path, []);

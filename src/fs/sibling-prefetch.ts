@@ -36,6 +36,8 @@ interface Run {
   next: number;
   /** The furthest entry a program has looked up. */
   reached: number;
+  /** The listing's last page is in: a run that has fetched every entry is over. */
+  complete: boolean;
 }
 
 export class SiblingPrefetch {
@@ -52,22 +54,23 @@ export class SiblingPrefetch {
   }
 
   /** A listing of `dir` (its first page, or all of it) showed `incomplete` without their metadata (in its order). */
-  listedDirectory(dir: string, incomplete: string[]): void {
+  listedDirectory(dir: string, incomplete: string[], complete = true): void {
     if (incomplete.length === 0) {
       this.runs.delete(dir);
       return;
     }
     const paths = incomplete.slice(0, this.options.maxEntries);
-    this.runs.set(dir, { paths, index: new Map(paths.map((p, i) => [p, i])), next: -1, reached: -1 });
+    this.runs.set(dir, { paths, index: new Map(paths.map((p, i) => [p, i])), next: -1, reached: -1, complete });
   }
 
   /** A later page of `dir`'s listing showed `incomplete` too: they join its run (or start one). */
-  listedMore(dir: string, incomplete: string[]): void {
+  listedMore(dir: string, incomplete: string[], complete: boolean): void {
     const run = this.runs.get(dir);
     if (!run) {
-      this.listedDirectory(dir, incomplete);
+      this.listedDirectory(dir, incomplete, complete);
       return;
     }
+    run.complete = complete;
     for (const path of incomplete) {
       if (run.paths.length >= this.options.maxEntries) break;
       run.index.set(path, run.paths.length);
@@ -96,6 +99,6 @@ export class SiblingPrefetch {
       const sibling = run.paths[run.next++]!;
       if (sibling !== path) void this.queue.add(() => this.fetch(sibling)).catch(() => undefined);
     }
-    if (run.next >= run.paths.length) this.runs.delete(dir);
+    if (run.next >= run.paths.length && run.complete) this.runs.delete(dir);
   }
 }

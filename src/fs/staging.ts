@@ -54,6 +54,8 @@ export class Staging {
   /** The bytes while in memory; those past `length` are zeros. */
   private memory: Buffer | undefined;
   private length = 0;
+  /** `memory` was handed out (`bytes`): it is copied before the next change, not changed in place. */
+  private lent = false;
   private handle: FileHandle | undefined;
 
   private constructor(
@@ -90,11 +92,14 @@ export class Staging {
   bytes(size: number): Buffer | undefined {
     if (!this.memory) return undefined;
     if (size > this.length) throw new Error(`${this.path}: ${size} bytes asked of a copy of ${this.length}`);
+    // A request that outlived its deadline may still be reading it: later writes go elsewhere.
+    this.lent = true;
     return this.memory.subarray(0, size);
   }
 
   async write(data: Buffer, offset: number, length: number, position: number): Promise<{ bytesWritten: number }> {
     if (this.memory && this.grow(position + length)) {
+      this.unlend();
       data.copy(this.memory, position, offset, offset + length);
       this.length = Math.max(this.length, position + length);
       return { bytesWritten: length };
@@ -115,6 +120,7 @@ export class Staging {
 
   async truncate(size: number): Promise<void> {
     if (this.memory && this.grow(size)) {
+      this.unlend();
       if (size < this.length) this.memory.fill(0, size, this.length);
       this.length = size;
       return;
@@ -159,7 +165,15 @@ export class Staging {
     const larger = Buffer.alloc(capacity);
     memory.copy(larger, 0, 0, this.length);
     this.memory = larger;
+    this.lent = false;
     return true;
+  }
+
+  /** A copy of the memory handed out, to change instead of it. */
+  private unlend(): void {
+    if (!this.lent) return;
+    this.memory = Buffer.from(this.memory!);
+    this.lent = false;
   }
 
   private release(): void {

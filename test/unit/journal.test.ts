@@ -103,6 +103,32 @@ describe('async write mode', () => {
     expect(await records()).toEqual([]);
   });
 
+  it('drops the journal record of a file renamed over or created over before its upload: the next mount never brings it back', async () => {
+    faulty.fail('put', { times: 2, code: 'Transient' }); // both old versions' first uploads
+    for (const name of ['/renamed-over', '/created-over']) {
+      const fh = await fs.create(name, 0o644);
+      await fs.write(fh, Buffer.from('OLD'), 0);
+      await fs.release(fh);
+    }
+    await vi.waitFor(() => expect(fs.backgroundUploadCount).toBe(0)); // both first tries failed: still journaled
+    const fresh = await fs.create('/fresh', 0o644);
+    await fs.write(fresh, Buffer.from('NEW'), 0);
+    await fs.release(fresh);
+    await fs.rename('/fresh', '/renamed-over');
+    const again = await fs.create('/created-over', 0o644);
+    await fs.write(again, Buffer.from('NEW'), 0);
+    await fs.release(again);
+    await fs.drain();
+    expect(memory.objects.get('renamed-over')?.body.toString()).toBe('NEW');
+    expect(memory.objects.get('created-over')?.body.toString()).toBe('NEW');
+    // A killed daemon's next mount: nothing of the old versions is left to upload.
+    expect(await records()).toEqual([]);
+    const result = await recover(stagingDir, new FileUploader(memory, { partSize: PART, concurrency: 2 }), 2);
+    expect(result.uploaded).toEqual([]);
+    expect(memory.objects.get('renamed-over')?.body.toString()).toBe('NEW');
+    expect(memory.objects.get('created-over')?.body.toString()).toBe('NEW');
+  });
+
   it('drops the journal record of a file unlinked before its upload', async () => {
     faulty.fail('put', { times: 100, code: 'Transient' });
     const fh = await fs.create('/d', 0o644);
@@ -134,7 +160,12 @@ describe('group commit', () => {
     const fh = await fs.create('/one', 0o644);
     await fs.write(fh, Buffer.from('one'), 0);
     await fs.release(fh);
-    expect(fs.journalStats).toEqual({ rounds: 1, fsyncs: 1, records: 1 });
+    // The log's fsync, and once per log (it is new) its directory's.
+    expect(fs.journalStats).toEqual({ rounds: 1, fsyncs: 2, records: 1 });
+    const second = await fs.create('/two', 0o644);
+    await fs.write(second, Buffer.from('two'), 0);
+    await fs.release(second);
+    expect(fs.journalStats).toEqual({ rounds: 2, fsyncs: 3, records: 2 });
     const [record] = (await readLogs(stagingDir)).records;
     expect(record).toMatchObject({ key: 'one', size: 3 });
     expect(record!.data.toString()).toBe('one');
@@ -167,7 +198,7 @@ describe('group commit', () => {
     const released = fs.release(fh);
     release();
     await released;
-    expect(fs.journalStats).toEqual({ rounds: 1, fsyncs: 1, records: 1 });
+    expect(fs.journalStats).toEqual({ rounds: 1, fsyncs: 2, records: 1 }); // the log's, and its new directory entry's
     expect(memory.objects.get('flushed')?.body.toString()).toBe('flushed');
   });
 
@@ -187,7 +218,7 @@ describe('group commit', () => {
     const { rounds, fsyncs, records: made } = fs.journalStats;
     expect(made).toBe(N);
     expect(rounds).toBeLessThanOrEqual(3); // not one per close
-    expect(fsyncs).toBe(rounds); // the log's, once a round
+    expect(fsyncs).toBe(rounds + 1); // the log's, once a round, and its directory's once
     release();
     await vi.waitFor(() => expect(memory.objects.size).toBe(N));
     for (let i = 0; i < N; i++) expect(memory.objects.get(`many-${i}`)?.body.toString()).toBe(`file ${i}`);

@@ -77,6 +77,19 @@ describe('a staging copy in memory', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
+  it('leaves the bytes it handed out unchanged: a write after them goes to a copy', async () => {
+    const budget = new StagingMemory(64 * KiB, 256 * KiB);
+    const staging = Staging.inMemory(join(dir, 's'), budget)!;
+    await staging.write(Buffer.from('first'), 0, 5, 0);
+    const sent = staging.bytes(5)!; // a PUT that may outlive its deadline holds these
+    await staging.write(Buffer.from('X'), 0, 1, 0);
+    await staging.truncate(2);
+    expect(sent.toString()).toBe('first');
+    expect((await readAll(staging, 10)).toString()).toBe('Xi');
+    await staging.discard();
+    expect(budget.inUse).toBe(0);
+  });
+
   it('is written to its file on demand (onDisk), for what needs a file', async () => {
     const budget = new StagingMemory(64 * KiB, 256 * KiB);
     const staging = Staging.inMemory(join(dir, 's'), budget)!;

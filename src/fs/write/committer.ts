@@ -39,7 +39,7 @@ import type { Staging, StagingMemory } from '../staging.js';
 import type { OpenFileTable } from '../open-files.js';
 import { FileUploader } from './file-uploader.js';
 import { Journal, type JournalStats, UploadTracker, removeRecord } from './journal.js';
-import { JournalLog, LOG_RECORD_MAX } from './journal-log.js';
+import { JournalLog, LOG_RECORD_MAX, type LogEntry } from './journal-log.js';
 import { PartBuffers } from './part-buffers.js';
 import { type PageCacheDrop, StreamingUpload } from './streaming-upload.js';
 
@@ -275,8 +275,14 @@ export class Committer {
           if (read !== record.size) throw new Error(`its staging file has ${read} of ${record.size} bytes`);
         }
         const logged = await this.log.append(record, data);
-        if (file.pending) await this.forgetRecord(file); // an earlier close's, its upload still waiting
+        // An earlier close's record, its upload still waiting: this one supersedes it.
+        const earlier = file.pending ? { logged: file.logged, stagingFile: file.logged ? undefined : file.stagingFile } : undefined;
         file.logged = logged;
+        if (earlier) {
+          await this.forget(earlier.logged, earlier.stagingFile, false).catch((error: unknown) => {
+            this.options.logger.warn(`${file.path}: could not remove an earlier journal record: ${toFsError(error, file.path).message}`);
+          });
+        }
       } else {
         await this.journal.add(file.stagingFile, record, await file.stagedOnDisk());
         if (file.logged) this.log.done(file.logged);
@@ -451,6 +457,16 @@ export class Committer {
     return etag;
   }
 
+  /**
+   * A file whose name now belongs to another (created or renamed over it; already marked
+   * `unlinked`): its pending upload is dropped with its journal record, and it is forgotten once
+   * no handle has it.
+   */
+  async dropReplaced(file: OpenFile): Promise<void> {
+    await file.exclusive(() => this.dropPending(file));
+    if (file.refs === 0) await this.forgetIfDone(file);
+  }
+
   /** An unlinked file's pending upload is dropped with its journal record. Call inside `exclusive`. */
   async dropPending(file: OpenFile): Promise<void> {
     await this.stopStream(file);
@@ -459,13 +475,20 @@ export class Committer {
 
   /** Forgets `file`'s journal record: in the log (`now`: its done line written at once), or beside its staging file. */
   private async forgetRecord(file: OpenFile, now = false): Promise<void> {
-    if (file.logged) {
-      const logged = file.logged;
-      file.logged = undefined;
+    const logged = file.logged;
+    file.logged = undefined;
+    await this.forget(logged, logged ? undefined : file.stagingFile, now);
+  }
+
+  /** Forgets a journal record: `logged` in the log, or the one beside `stagingFile`. */
+  private async forget(logged: LogEntry | undefined, stagingFile: string | undefined, now: boolean): Promise<void> {
+    if (logged) {
       if (now) await this.log.doneNow(logged);
       else this.log.done(logged);
-    } else if (file.stagingFile) {
-      await removeRecord(file.stagingFile);
+    } else if (stagingFile) {
+      // An older version's done line first: recovery must not find it once this record is gone.
+      await this.log.flushAll();
+      await removeRecord(stagingFile);
     }
   }
 

@@ -27,7 +27,7 @@
 
 import { createHash } from 'node:crypto';
 import { type FileHandle, open, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 import type { ObjectMetadata } from '../../storage/object-store.js';
 import { LOCAL, readLocalFile } from '../local-files.js';
@@ -69,6 +69,8 @@ class LogFile {
   broken = false;
   /** Done lines not written yet: they go with the next write (`flushDone`, or a record's). */
   private doneLines = '';
+  /** The directory was fsynced after the file was made: its name survives a power cut. */
+  private directorySynced = false;
 
   constructor(
     readonly path: string,
@@ -98,9 +100,9 @@ class LogFile {
     this.doneLines += `{"done":${seq}}\n`;
   }
 
-  /** Writes the done lines noted so far (no fsync). */
-  flushDone(): Promise<void> {
-    return this.doneLines === '' ? Promise.resolve() : this.append(EMPTY, false);
+  /** Writes the done lines noted so far (`durable`: and fsyncs them). */
+  flushDone(durable = false): Promise<void> {
+    return this.doneLines === '' && !durable ? Promise.resolve() : this.append(EMPTY, durable);
   }
 
   private async round(batch: Append[]): Promise<void> {
@@ -122,6 +124,12 @@ class LogFile {
         this.stats.rounds += 1;
         this.stats.fsyncs += 1;
         await handle.datasync();
+        if (!this.directorySynced) {
+          // Once per log: the new file's name in its directory, so a power cut cannot lose it.
+          this.stats.fsyncs += 1;
+          await syncDirectory(dirname(this.path));
+          this.directorySynced = true;
+        }
       }
     } catch (error) {
       this.broken = this.retired = true;
@@ -155,7 +163,8 @@ export class JournalLog {
   private current: LogFile | undefined;
   private readonly logs = new Set<LogFile>();
   private made = 0;
-  private readonly removing = new Set<Promise<void>>();
+  /** Logs being removed, and their removal. */
+  private readonly removing = new Map<LogFile, Promise<void>>();
   private flushTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -197,11 +206,17 @@ export class JournalLog {
   done(entry: LogEntry): void {
     const { log, seq } = entry;
     log.outstanding -= 1;
+    log.noteDone(seq);
     if (log.retired && log.outstanding === 0) {
       this.removeIfFinished(log);
       return;
     }
-    log.noteDone(seq);
+    if (log !== this.current) {
+      // An older log's line goes at once: a newer version of the file, journaled since in the
+      // current log, must not be marked done before this one is.
+      void log.flushDone().catch(() => undefined); // a failed write retires its log
+      return;
+    }
     this.flushTimer ??= setTimeout(() => {
       this.flushTimer = undefined;
       for (const each of this.logs) void each.flushDone().catch(() => undefined); // a failed write retires its log
@@ -214,23 +229,32 @@ export class JournalLog {
    */
   async doneNow(entry: LogEntry): Promise<void> {
     this.done(entry);
-    await entry.log.flushDone().catch(() => undefined); // a failed write retires the log: recovery then sees the record
+    const removal = this.removing.get(entry.log);
+    if (removal) return removal; // the log goes, with the record
+    // Made durable: a power cut must not bring the file back either. (A log whose write failed
+    // takes no more lines: recovery then still finds the record; see the note in SEMANTICS.)
+    await entry.log.flushDone(true).catch(() => undefined);
+  }
+
+  /** Writes every done line noted so far, in every log (before a per-file record goes, journal.ts). */
+  async flushAll(): Promise<void> {
+    await Promise.all([...this.logs].map((log) => log.flushDone().catch(() => undefined)));
   }
 
   /** Removes every log whose records are all done, and writes the others' done lines (at unmount, after the uploads). */
   async settle(): Promise<void> {
     for (const log of this.logs) if (log.outstanding === 0) log.retired = true;
     for (const log of this.logs) this.removeIfFinished(log);
-    await Promise.all([...this.logs].map((log) => log.flushDone().catch(() => undefined)));
-    while (this.removing.size > 0) await Promise.all(this.removing);
+    await this.flushAll();
+    while (this.removing.size > 0) await Promise.all(this.removing.values());
   }
 
   private removeIfFinished(log: LogFile): void {
     if (!log.retired || log.outstanding > 0 || !log.idle || !this.logs.has(log)) return;
     this.logs.delete(log);
     if (this.current === log) this.current = undefined;
-    const removal = log.remove().finally(() => this.removing.delete(removal));
-    this.removing.add(removal);
+    const removal = log.remove().finally(() => this.removing.delete(log));
+    this.removing.set(log, removal);
   }
 }
 
@@ -241,6 +265,15 @@ const EMPTY = Buffer.alloc(0);
  * another closes the next within a few milliseconds, and the line rides on that record's write.
  */
 const DONE_DELAY_MS = 20;
+
+async function syncDirectory(path: string): Promise<void> {
+  const handle = await open(path, LOCAL.read);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
 
 function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
