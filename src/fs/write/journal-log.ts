@@ -230,9 +230,12 @@ export class JournalLog {
   async doneNow(entry: LogEntry): Promise<void> {
     this.done(entry);
     const removal = this.removing.get(entry.log);
-    if (removal) return removal; // the log goes, with the record
+    if (removal !== undefined) {
+      await removal; // the log goes, with the record
+      return;
+    }
     // Made durable: a power cut must not bring the file back either. (A log whose write failed
-    // takes no more lines: recovery then still finds the record; see the note in SEMANTICS.)
+    // takes no more lines: recovery then still finds the record.)
     await entry.log.flushDone(true).catch(() => undefined);
   }
 
