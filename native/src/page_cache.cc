@@ -18,6 +18,8 @@
 #include <errno.h>
 #include <fcntl.h>
 
+#include "callback.h"
+
 namespace objmount {
 namespace {
 
@@ -62,14 +64,12 @@ napi_value DropFromPageCache(napi_env env, napi_callback_info info) {
       },
       [](napi_env env, napi_status, void* data) {
         auto* job = static_cast<Drop*>(data);
-        napi_value fn, global, arg;
-        napi_get_reference_value(env, job->callback, &fn);
-        napi_get_global(env, &global);
+        napi_ref callback = job->callback;
+        napi_value arg;
         napi_create_int32(env, job->result, &arg);
-        napi_delete_reference(env, job->callback);
         napi_delete_async_work(env, job->work);
         delete job;
-        napi_call_function(env, global, fn, 1, &arg, nullptr);
+        CallOnce(env, callback, arg);
       },
       job, &job->work);
   napi_queue_async_work(env, job->work);

@@ -21,6 +21,7 @@
 // caller must not reuse that memory meanwhile.
 #include <errno.h>
 
+#include "callback.h"
 #include "session.h"
 
 namespace objmount {
@@ -127,15 +128,13 @@ void Session::StorePages(napi_env env, uint64_t fh, int64_t offset, const char* 
           }
           if (--session->notifying_ == 0 && session->ended_) session->CloseConnection();
         }
-        napi_value fn, global, arg;
-        napi_get_reference_value(env, job->callback, &fn);
-        napi_get_global(env, &global);
+        napi_ref callback = job->callback;
+        napi_value arg;
         napi_create_int32(env, job->result, &arg);
-        napi_delete_reference(env, job->callback);
         napi_delete_reference(env, job->buffer);
         napi_delete_async_work(env, job->work);
         delete job;
-        napi_call_function(env, global, fn, 1, &arg, nullptr);
+        CallOnce(env, callback, arg);
         session->Drop();
       },
       job, &job->work);

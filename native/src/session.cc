@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "block_pool.h"
+#include "callback.h"
 
 namespace objmount {
 
@@ -334,14 +335,12 @@ void Session::Invalidate(napi_env env, const std::string& path, napi_value done,
         auto* job = static_cast<Invalidation*>(data);
         Session* session = job->session;
         if (job->se != nullptr && --session->notifying_ == 0 && session->ended_) session->CloseConnection();
-        napi_value fn, global, arg;
-        napi_get_reference_value(env, job->callback, &fn);
-        napi_get_global(env, &global);
+        napi_ref callback = job->callback;
+        napi_value arg;
         napi_create_int32(env, job->result, &arg);
-        napi_delete_reference(env, job->callback);
         napi_delete_async_work(env, job->work);
         delete job;
-        napi_call_function(env, global, fn, 1, &arg, nullptr);
+        CallOnce(env, callback, arg);
         session->Drop();
       },
       job, &job->work);

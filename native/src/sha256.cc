@@ -14,6 +14,8 @@
 
 #include <cstdint>
 
+#include "callback.h"
+
 namespace objmount {
 namespace {
 
@@ -64,16 +66,14 @@ napi_value Sha256(napi_env env, napi_callback_info info) {
           hex[2 * i] = kHex[job->digest[i] >> 4];
           hex[2 * i + 1] = kHex[job->digest[i] & 15];
         }
-        napi_value fn, global, arg;
-        napi_get_reference_value(env, job->callback, &fn);
-        napi_get_global(env, &global);
+        napi_ref callback = job->callback;
+        napi_value arg;
         if (job->ok) napi_create_string_latin1(env, hex, 2 * job->digestLength, &arg);
         else napi_get_null(env, &arg);
-        napi_delete_reference(env, job->callback);
         napi_delete_reference(env, job->buffer);
         napi_delete_async_work(env, job->work);
         delete job;
-        napi_call_function(env, global, fn, 1, &arg, nullptr);
+        CallOnce(env, callback, arg);
       },
       job, &job->work);
   napi_queue_async_work(env, job->work);
