@@ -112,6 +112,16 @@ Session* GetSession(napi_env env, napi_value v) {
   return static_cast<Session*>(data);
 }
 
+// Reads the arguments of a call whose first is a session handle (into `argv`; `given`: how many
+// there were): the session, or nullptr with a TypeError thrown.
+template <size_t N>
+Session* SessionArgs(napi_env env, napi_callback_info info, napi_value (&argv)[N], size_t* given = nullptr) {
+  size_t argc = N;
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (given != nullptr) *given = argc;
+  return GetSession(env, argv[0]);
+}
+
 napi_value Create(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4] = {};
@@ -165,10 +175,8 @@ napi_value Create(napi_env env, napi_callback_info info) {
 }
 
 napi_value Mount(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4] = {};
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  Session* session = GetSession(env, argv[0]);
+  Session* session = SessionArgs(env, info, argv);
   if (session == nullptr) return nullptr;
   if (TypeOf(env, argv[1]) != napi_function) return ThrowType(env, "onMounted must be a function");
   if (TypeOf(env, argv[2]) != napi_function) return ThrowType(env, "onEnded must be a function");
@@ -187,20 +195,17 @@ napi_value Mount(napi_env env, napi_callback_info info) {
 }
 
 napi_value Unmount(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1] = {};
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  Session* session = GetSession(env, argv[0]);
+  Session* session = SessionArgs(env, info, argv);
   if (session == nullptr) return nullptr;
   session->Stop(env);
   return Undefined(env);
 }
 
 napi_value Reply(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4] = {};
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  Session* session = GetSession(env, argv[0]);
+  size_t argc = 0;
+  Session* session = SessionArgs(env, info, argv, &argc);
   if (session == nullptr) return nullptr;
   double id = -1, code = NAN;
   if (TypeOf(env, argv[1]) == napi_number) napi_get_value_double(env, argv[1], &id);
@@ -211,10 +216,8 @@ napi_value Reply(napi_env env, napi_callback_info info) {
 }
 
 napi_value NodeCount(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1] = {};
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  Session* session = GetSession(env, argv[0]);
+  Session* session = SessionArgs(env, info, argv);
   if (session == nullptr) return nullptr;
   napi_value count;
   napi_create_double(env, static_cast<double>(session->nodes().size()), &count);
@@ -222,10 +225,8 @@ napi_value NodeCount(napi_env env, napi_callback_info info) {
 }
 
 napi_value InvalidatePath(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4] = {};
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  Session* session = GetSession(env, argv[0]);
+  Session* session = SessionArgs(env, info, argv);
   if (session == nullptr) return nullptr;
   std::string path;
   if (!ReadString(env, argv[1], &path) || path.empty() || path[0] != '/') {
@@ -241,10 +242,8 @@ napi_value InvalidatePath(napi_env env, napi_callback_info info) {
 }
 
 napi_value StorePages(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value argv[5] = {};
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  Session* session = GetSession(env, argv[0]);
+  Session* session = SessionArgs(env, info, argv);
   if (session == nullptr) return nullptr;
   double fh = -1, offset = -1;
   if (TypeOf(env, argv[1]) == napi_number) napi_get_value_double(env, argv[1], &fh);
@@ -266,10 +265,8 @@ napi_value StorePages(napi_env env, napi_callback_info info) {
 }
 
 napi_value StoresSent(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1] = {};
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  Session* session = GetSession(env, argv[0]);
+  Session* session = SessionArgs(env, info, argv);
   if (session == nullptr) return nullptr;
   napi_value count;
   napi_create_double(env, static_cast<double>(session->storesSent()), &count);
