@@ -11,16 +11,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { sha256OffThread } from '../../src/fuse/binding.js';
 import { LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, type LocalS3Server, startLocalS3ServerProcess } from '../../src/demo/local-s3-server.js';
-import type { StoreDeadlines } from '../../src/storage/deadline.js';
 import { type PutOptions, StoreError } from '../../src/storage/object-store.js';
-import { S3Store } from '../../src/storage/s3-store.js';
+import { S3Store, type S3StoreOptions } from '../../src/storage/s3-store.js';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js';
 import { s3Client } from '../helpers/s3-client.js';
 
 const BUCKET = 'direct-test';
 let server: LocalS3Server;
 
-function makeStore(endpoint: string, bucket = BUCKET, deadlines?: StoreDeadlines): S3Store {
+function makeStore(endpoint: string, bucket = BUCKET, options: Pick<S3StoreOptions, 'deadlines' | 'payloadSha256'> = {}): S3Store {
   return new S3Store({
     bucket,
     endpoint,
@@ -29,7 +28,7 @@ function makeStore(endpoint: string, bucket = BUCKET, deadlines?: StoreDeadlines
     credentials: async () => ({ accessKeyId: LOCAL_S3_ACCESS_KEY, secretAccessKey: LOCAL_S3_SECRET_KEY }),
     credentialDescription: `access key ${LOCAL_S3_ACCESS_KEY} from the test`,
     maxAttempts: 1,
-    deadlines,
+    ...options,
   });
 }
 
@@ -187,14 +186,7 @@ describe('S3Store direct requests, on the local S3 server', () => {
 
   it('hash larger bodies with the hasher it is given, and send PUTs from 2 MiB on through the SDK', async () => {
     const hashed: number[] = [];
-    const store = new S3Store({
-      bucket: BUCKET,
-      endpoint: server.endpoint,
-      region: 'us-east-1',
-      pathStyle: true,
-      credentials: async () => ({ accessKeyId: LOCAL_S3_ACCESS_KEY, secretAccessKey: LOCAL_S3_SECRET_KEY }),
-      credentialDescription: 'the test key',
-      maxAttempts: 1,
+    const store = makeStore(server.endpoint, BUCKET, {
       payloadSha256: (body) => {
         hashed.push(body.length);
         return sha256OffThread(body);
@@ -451,7 +443,7 @@ describe('S3Store direct PUT, behind the fault proxy on the local S3 server', ()
   });
 
   it('end a direct PUT the store never answers at its deadline, with TimedOut, and not send it again', async () => {
-    const store = makeStore(proxy.endpoint, BUCKET, { requestMs: 1000, minBytesPerSecond: 1024 ** 3 });
+    const store = makeStore(proxy.endpoint, BUCKET, { deadlines: { requestMs: 1000, minBytesPerSecond: 1024 ** 3 } });
     const sent = countSdkSends(store);
     try {
       await store.put('hung/first', Buffer.from('x'));
