@@ -276,10 +276,10 @@ export class Committer {
         }
         const logged = await this.log.append(record, data);
         // An earlier close's record, its upload still waiting: this one supersedes it.
-        const earlier = file.pending ? { logged: file.logged, stagingFile: file.logged ? undefined : file.stagingFile } : undefined;
+        const [hadRecord, earlier] = [file.pending, file.logged];
         file.logged = logged;
-        if (earlier) {
-          await this.forget(earlier.logged, earlier.stagingFile, false).catch((error: unknown) => {
+        if (hadRecord) {
+          await this.forget(earlier, file.stagingFile, false).catch((error: unknown) => {
             this.options.logger.warn(`${file.path}: could not remove an earlier journal record: ${toFsError(error, file.path).message}`);
           });
         }
@@ -477,10 +477,10 @@ export class Committer {
   private async forgetRecord(file: OpenFile, now = false): Promise<void> {
     const logged = file.logged;
     file.logged = undefined;
-    await this.forget(logged, logged ? undefined : file.stagingFile, now);
+    await this.forget(logged, file.stagingFile, now);
   }
 
-  /** Forgets a journal record: `logged` in the log, or the one beside `stagingFile`. */
+  /** Forgets a journal record: `logged` in the log, or else the one beside `stagingFile`. */
   private async forget(logged: LogEntry | undefined, stagingFile: string | undefined, now: boolean): Promise<void> {
     if (logged) {
       if (now) await this.log.doneNow(logged);
